@@ -1,0 +1,48 @@
+# nlpexp — `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+# torch goes in first so that nothing pulls a CUDA build; override for GPU machines.
+TORCH ?= torch==2.13.0
+PORT ?= 6006
+ARGS ?=
+# The dataset mirror; run.py falls back to ../shared/data beside the checkout as well.
+export NLPEXP_DATA_DIR ?= $(abspath ../shared/data)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-full bench sweep tensorboard lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: .venv/.installed ## create .venv and install nlpexp (torch CPU wheel first)
+
+.venv/.installed: pyproject.toml
+	test -d .venv || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+run: install ## the main job: SBERT-NLI on the bundled MiniLM (ARGS="..." adds overrides)
+	$(PY) run.py $(ARGS)
+
+test: install ## the test suite (fast, tiny models, < 5 min)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-full: install ## every test, the slow ones too
+	$(PY) -m pytest -q $(ARGS)
+
+bench: install ## benchmarks on the real data; figures go to benchmarks/results/
+	$(PY) benchmarks/run.py $(ARGS)
+
+sweep: install ## an Optuna sweep (ARGS="hparams_search=... ")
+	$(PY) run.py -m hparams_search=sbert_nli $(ARGS)
+
+tensorboard: install ## serve TensorBoard on outputs/ and multirun/ (PORT=6006)
+	$(PY) -m nlpexp.tb serve --port $(PORT)
+
+lint: install ## ruff
+	$(PY) -m ruff check src tests benchmarks run.py
+
+clean: ## remove run outputs and caches
+	rm -rf outputs multirun .pytest_cache .ruff_cache .cache

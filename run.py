@@ -1,0 +1,27 @@
+"""nlpexp entry point: `python run.py task=sbert_nli model=minilm ...`; add -m to sweep."""
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from nlpexp.config import CONFIG_DIR
+from nlpexp.errors import NlpexpError
+
+log = logging.getLogger("nlpexp")
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config")
+def main(cfg: DictConfig) -> float:
+    from nlpexp.pipeline import objective, run
+
+    try:
+        return objective(cfg, run(cfg))
+    except NlpexpError as err:
+        log.error("error: %s", err)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""DataSpec: which files make up each role (train / validation / test) and how their rows are cleaned."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlpexp.data.readers import SUFFIXES, find_split_file, local_splits, read_split_file
+from nlpexp.errors import NlpexpError
+from nlpexp.hub import hub_reachable
+
+log = logging.getLogger(__name__)
+ROLES = ("train", "validation", "test")
+POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
+
+
+@dataclass(frozen=True)
+class Source:
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
+
+    @classmethod
+    def from_config(cls, node: Mapping | None) -> Source:
+        node = dict(node or {})
+        return cls(node.get("hub_id"), node.get("hub_config"), tuple(dict(node.get("hub_splits") or {}).items()))
+
+
+class DataSpec:
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        sources: Mapping[str, Mapping],
+        splits: Mapping[str, Sequence[str]],
+        columns: Mapping[str, str] | None = None,
+        label_names: Sequence[str] | None = None,
+        unknown_labels: str = "error",
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        seed: int = 42,
+        split_ratios: Mapping[str, float] | None = None,
+        shuffle: bool = False,
+    ):
+        self.name = name
+        self.root = Path(root)
+        self.sources = {folder: Source.from_config(src) for folder, src in sources.items()}
+        self.splits = {role: list(files) for role, files in splits.items()}
+        self.columns = dict(columns or {})
+        self.label_names = list(label_names) if label_names is not None else None
+        self.unknown_labels = unknown_labels
+        self.max_train_samples = max_train_samples
+        self.max_eval_samples = max_eval_samples
+        self.seed = seed
+        self.split_ratios = dict(split_ratios) if split_ratios else None
+        self.shuffle = shuffle
+        self._check()
+        self._loaded: dict[tuple, object] = {}
+
+    def _check(self) -> None:
+        if self.unknown_labels not in ("error", "drop"):
+            raise NlpexpError(f"data.unknown_labels must be 'error' or 'drop', got {self.unknown_labels!r}")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise NlpexpError(f"data.{key} must be a positive integer or null, got {value!r}")
+        if self.split_ratios is not None:
+            total = sum(self.split_ratios.values())
+            if not math.isclose(total, 1.0, abs_tol=1e-6) or min(self.split_ratios.values()) < 0:
+                raise NlpexpError(f"data.split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
+            if set(self.splits) != {POOLED}:
+                raise NlpexpError(f"data.split_ratios cuts the files of data.splits.{POOLED}; list them there only")
+        for files in self.splits.values():
+            for entry in files:
+                folder = entry.split("/", 1)[0]
+                if "/" not in entry or folder not in self.sources:
+                    raise NlpexpError(
+                        f"data.splits entry {entry!r} must be '<folder>/<split>' with a folder of data.sources "
+                        f"({', '.join(self.sources)})"
+                    )
+
+    @property
+    def roles(self) -> list[str]:
+        if self.split_ratios is not None:
+            return [r for r in ROLES if self.split_ratios.get(r)]
+        return [r for r in self.splits if self.splits[r]]
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = ()):
+        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited."""
+        key = (role, tuple(columns), tuple(text_columns))
+        if key not in self._loaded:
+            self._loaded[key] = self._load(role, columns, text_columns)
+        return self._loaded[key]
+
+    def _load(self, role: str, columns: Sequence[str], text_columns: Sequence[str]):
+        if not self.has(role):
+            raise NlpexpError(
+                f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
+                f"Name its files with data.splits.{role}=[<folder>/<split>]"
+            )
+        dataset = self._pooled_role(role) if self.split_ratios else self._concat(self.splits[role])
+        dataset = self._select_columns(dataset, columns)
+        dataset = self._drop_empty(dataset, text_columns, role)
+        if "label" in columns and self.label_names is not None:
+            dataset = self._encode_labels(dataset, role)
+        if self.shuffle and role == "train":
+            dataset = dataset.shuffle(seed=self.seed)
+        limit = self.max_train_samples if role == "train" else self.max_eval_samples
+        if limit is not None and len(dataset) > limit:
+            dataset = dataset.select(range(limit))
+        return dataset
+
+    def _concat(self, entries: Sequence[str]):
+        import datasets
+
+        parts = [self._read(*entry.split("/", 1)) for entry in entries]
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+    def _pooled_role(self, role: str):
+        import numpy as np
+
+        pooled = self._concat(self.splits[POOLED])
+        order = np.random.default_rng(self.seed).permutation(len(pooled))
+        bounds, start = {}, 0
+        for name in ROLES:
+            size = round(self.split_ratios.get(name, 0.0) * len(pooled))
+            bounds[name] = (start, start + size)
+            start += size
+        lo, hi = bounds[role]
+        if role == ROLES[-1]:
+            hi = len(pooled)  # rounding leftovers go to the last role
+        return pooled.select(order[lo:hi])
+
+    def _read(self, folder: str, split: str):
+        return _read_split(self.root, folder, split, self.sources[folder])
+
+    def _select_columns(self, dataset, columns: Sequence[str]):
+        wanted = {self.columns.get(c, c): c for c in columns}
+        missing = [src for src in wanted if src not in dataset.column_names]
+        if missing:
+            hint = ", ".join(f"data.columns.{wanted[m]}=<column>" for m in missing)
+            raise NlpexpError(
+                f"data '{self.name}' lacks column(s) {missing}; its columns are {dataset.column_names}. "
+                f"Map them with {hint}"
+            )
+        dataset = dataset.select_columns(list(wanted))
+        renames = {src: dst for src, dst in wanted.items() if src != dst}
+        return dataset.rename_columns(renames) if renames else dataset
+
+    def _drop_empty(self, dataset, text_columns: Sequence[str], role: str):
+        if not text_columns:
+            return dataset
+        kept = dataset.filter(lambda row: all(isinstance(row[c], str) and row[c].strip() for c in text_columns))
+        if dropped := len(dataset) - len(kept):
+            log.warning("data '%s' %s: dropped %d row(s) with an empty text", self.name, role, dropped)
+        if len(kept) == 0:
+            raise NlpexpError(f"data '{self.name}' {role}: every row has an empty text")
+        return kept
+
+    def _encode_labels(self, dataset, role: str):
+        ids = {name: i for i, name in enumerate(self.label_names)}
+
+        def known(value) -> bool:
+            return value in ids or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ids))
+
+        unknown = [v for v in dataset["label"] if not known(v)]
+        if unknown:
+            examples = sorted({str(v) for v in unknown})[:5]
+            if self.unknown_labels == "error":
+                raise NlpexpError(
+                    f"data '{self.name}' {role}: {len(unknown)} label(s) outside {self.label_names} "
+                    f"(e.g. {examples}); fix the data or set data.unknown_labels=drop"
+                )
+            log.warning("data '%s' %s: dropped %d row(s) with labels %s", self.name, role, len(unknown), examples)
+            dataset = dataset.filter(lambda row: known(row["label"]))
+        from datasets import Value
+
+        features = dataset.features.copy()
+        features["label"] = Value("int64")
+        return dataset.map(lambda row: {"label": ids.get(row["label"], row["label"])}, features=features)
+
+
+@functools.cache
+def _read_split(root: Path, folder: str, split: str, source: Source):
+    directory = root / folder
+    path = find_split_file(directory, split)
+    if path is not None:
+        log.info("reading %s", path)
+        return read_split_file(path)
+    if source.hub_id and hub_reachable():
+        return _read_hub(source, split)
+    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
+    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
+    if not root.is_dir():
+        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
+    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
+    present = local_splits(directory)
+    raise NlpexpError(
+        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
+        f"Splits present in {directory}: {', '.join(present) or 'none'}"
+    )
+
+
+def _read_hub(source: Source, split: str):
+    import datasets
+
+    hub_split = dict(source.hub_splits).get(split, split)
+    try:
+        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+    except Exception as err:  # the hub raises a zoo of types; the user needs the message
+        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {str(err).splitlines()[0]}") from err

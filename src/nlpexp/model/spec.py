@@ -1,0 +1,126 @@
+"""ModelSpec: where a model comes from (bundled, local folder, hub id or random init) and how to load it."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from nlpexp.errors import NlpexpError
+from nlpexp.hub import hub_reachable
+from nlpexp.model.bundled import PREFIX, bundled_path
+
+log = logging.getLogger(__name__)
+
+
+class ModelSpec:
+    def __init__(
+        self,
+        name: str,
+        name_or_path: str | None = None,
+        tokenizer: str | None = None,
+        random_init: Mapping | None = None,
+        max_seq_length: int = 128,
+        pooling: str = "mean",
+        trust_remote_code: bool = False,
+    ):
+        if name_or_path is None and random_init is None:
+            raise NlpexpError(f"model '{name}': set model.name_or_path or model.random_init")
+        if random_init is not None and not tokenizer:
+            raise NlpexpError(f"model '{name}': a random_init model needs model.tokenizer")
+        self.name = name
+        self.name_or_path = name_or_path
+        self.tokenizer = tokenizer
+        self.random_init = dict(random_init) if random_init is not None else None
+        self.max_seq_length = max_seq_length
+        self.pooling = pooling
+        self.trust_remote_code = trust_remote_code
+
+    def path(self, auto_class: str = "AutoModel") -> str:
+        """A loadable folder or hub id; random-init models are written once to a temporary folder."""
+        if self.random_init is not None:
+            return _materialize_random(self.tokenizer_path(), tuple(sorted(self.random_init.items())), auto_class)
+        return resolve(self.name_or_path, self.name)
+
+    def tokenizer_path(self) -> str:
+        return resolve(self.tokenizer, self.name) if self.tokenizer else self.path()
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.tokenizer_path(), trust_remote_code=self.trust_remote_code)
+
+    def sentence_transformer(self):
+        """A SentenceTransformer: a saved one as it is, anything else as transformer + `pooling`."""
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+        path = self.path()
+        if (Path(path) / "modules.json").is_file():
+            model = SentenceTransformer(path, trust_remote_code=self.trust_remote_code, local_files_only=True)
+            pooling = model[1] if len(model) > 1 and isinstance(model[1], Pooling) else None
+            if pooling is None or pooling.pooling_mode == self.pooling:
+                model.max_seq_length = self.max_seq_length
+                return model
+            transformer = model[0]
+        else:
+            transformer = Transformer(
+                path,
+                max_seq_length=self.max_seq_length,
+                model_kwargs={"trust_remote_code": self.trust_remote_code},
+                processor_kwargs={"trust_remote_code": self.trust_remote_code},
+                config_kwargs={"trust_remote_code": self.trust_remote_code},
+                tokenizer_name_or_path=self.tokenizer_path() if self.tokenizer else None,
+            )
+        transformer.max_seq_length = self.max_seq_length
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
+        return SentenceTransformer(modules=[transformer, pooling])
+
+
+def resolve(name_or_path: str, model_name: str) -> str:
+    """bundled:<name> | local folder | hub id (checked for reachability up front, with one clear error)."""
+    if name_or_path.startswith(PREFIX):
+        return bundled_path(name_or_path[len(PREFIX):])
+    as_path = Path(name_or_path).expanduser()
+    if as_path.is_dir():
+        return str(as_path)
+    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise NlpexpError(f"model '{model_name}': no such folder {name_or_path}")
+    if hub_reachable():
+        return name_or_path
+    cached = _hub_cache(name_or_path)
+    if cached:
+        return cached
+    raise NlpexpError(
+        f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
+        f"(offline, not cached). Use model=minilm (bundled, offline) or model.name_or_path=<local folder>"
+    )
+
+
+def _hub_cache(repo_id: str) -> str | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached (or an invalid id): either way, not usable offline
+        return None
+
+
+@functools.cache
+def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str) -> str:
+    import transformers
+
+    init = dict(init_items)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
+    config = transformers.AutoConfig.for_model(init.pop("model_type"), vocab_size=len(tokenizer), **init)
+    model = getattr(transformers, auto_class).from_config(config)
+    folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    log.info("random-init %s (%s) written to %s", config.model_type, auto_class, folder)
+    return folder

@@ -1,0 +1,5 @@
+"""The trainer group: run settings mapped onto the HF TrainingArguments family, plus the optimizer hook."""
+
+from nlpexp.trainer.settings import ConfiguredOptimization, TrainerSettings
+
+__all__ = ["ConfiguredOptimization", "TrainerSettings"]

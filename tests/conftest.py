@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import make_data_root
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    return make_data_root(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def _data_dir_env(data_root, monkeypatch):
+    monkeypatch.setenv("NLPEXP_DATA_DIR", str(data_root))
+
+
+@pytest.fixture
+def compose_run(tmp_path):
+    """Compose the run config as `python run.py` would, with the run dir under tmp_path."""
+    from nlpexp.config import compose
+
+    def _compose(*overrides: str, run_dir: Path | None = None):
+        out = run_dir or tmp_path / "run"
+        return compose([f"paths.output_dir={out}", *overrides])
+
+    return _compose
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs():
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)

@@ -1,0 +1,79 @@
+"""Every option of every group composes, every `_target_` resolves, presets are deltas."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import execution_whitelist, get_method
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
+
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _targets(node, path="") -> list[tuple[str, str]]:
+    found = []
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            found.append((path, node._target_))
+        for key in node:
+            found += _targets(node._get_node(key), f"{path}.{key}")
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            found += _targets(item, f"{path}[{i}]")
+    return found
+
+
+def _assert_targets_resolve(cfg: DictConfig) -> None:
+    with execution_whitelist(TARGET_ALLOWLIST, reset=True):
+        for path, target in _targets(cfg):
+            assert any(target.startswith(p[:-1]) for p in TARGET_ALLOWLIST), f"{path}: {target} not allowed"
+            assert callable(get_method(target)), f"{path}: {target}"
+
+
+def test_every_group_has_options():
+    assert {"task", "model", "data", "optimizer", "scheduler", "logger", "trainer", "paths", "debug",
+            "hparams_search"} <= set(GROUPS) | {"hparams_search"}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes_and_its_targets_resolve(compose_run, group, option):
+    cfg = compose_run(f"{group}={option}")
+    OmegaConf.resolve(cfg)
+    _assert_targets_resolve(cfg)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml")))
+def test_every_experiment_composes(compose_run, preset):
+    text = (PROJECT_ROOT / "experiments" / f"{preset}.yaml").read_text()
+    assert text.startswith("# @package _global_"), "presets are global deltas"
+    cfg = compose_run(f"experiment={preset}")
+    OmegaConf.resolve(cfg)
+    _assert_targets_resolve(cfg)
+
+
+def test_default_config_is_the_main_job(compose_run):
+    cfg = compose_run()
+    assert cfg.model.name == "minilm" and cfg.data.name == "allnli"
+    assert cfg.optimized_metric == "val/spearman_cosine"
+
+
+def test_several_loggers_at_once(compose_run):
+    cfg = compose_run("logger=[tensorboard,wandb]")
+    assert set(cfg.logger) == {"tensorboard", "wandb"}
+
+
+def test_unknown_option_lists_the_valid_ones(compose_run):
+    with pytest.raises(ConfigCompositionException, match="Available options") as err:
+        compose_run("model=nope")
+    assert "minilm" in str(err.value)
+
+
+def test_misspelled_key_is_refused(compose_run):
+    with pytest.raises(ConfigCompositionException):
+        compose_run("trainer.batchsize=4")

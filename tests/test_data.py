@@ -1,0 +1,128 @@
+"""The data layer: local mirror, column and label mapping, limits, ratio splits, and its errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from nlpexp.data import DataSpec
+from nlpexp.errors import NlpexpError
+
+NLI = ("premise", "hypothesis", "label")
+LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def spec(root, **kw) -> DataSpec:
+    args = dict(name="snli", root=str(root), sources={"snli": {"hub_id": "stanfordnlp/snli"}},
+                splits={"train": ["snli/test"], "validation": ["snli/validation"]}, label_names=LABELS)
+    args.update(kw)
+    return DataSpec(**args)
+
+
+def write(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_loads_and_maps_labels_to_ids(data_root):
+    rows = spec(data_root).load("train", NLI)
+    assert len(rows) == 48 and set(rows["label"]) == {0, 1, 2}
+    assert rows.column_names == list(NLI)
+
+
+def test_concatenates_files_in_order(data_root):
+    both = spec(data_root, sources={"snli": {}, "mnli": {}},
+                splits={"train": ["snli/test", "mnli/validation"]}).load("train", NLI)
+    assert len(both) == 96
+
+
+def test_limits_are_first_rows_unless_shuffled(data_root):
+    full = spec(data_root).load("train", NLI)
+    first = spec(data_root, max_train_samples=5).load("train", NLI)
+    assert first["premise"] == full["premise"][:5]
+    shuffled = spec(data_root, max_train_samples=5, shuffle=True, seed=1).load("train", NLI)
+    assert shuffled["premise"] != first["premise"]
+    again = spec(data_root, max_train_samples=5, shuffle=True, seed=1).load("train", NLI)
+    assert shuffled["premise"] == again["premise"]
+
+
+def test_missing_split_lists_the_roles_that_exist(data_root):
+    with pytest.raises(NlpexpError, match="has no 'test' split; it has: train, validation"):
+        spec(data_root).load("test", NLI)
+
+
+def test_missing_file_names_both_places_and_present_splits(data_root):
+    with pytest.raises(NlpexpError) as err:
+        spec(data_root, splits={"train": ["snli/train"]}).load("train", NLI)
+    message = str(err.value)
+    assert "snli/train" in message and "stanfordnlp/snli" in message and "test, validation" in message
+
+
+def test_missing_data_root(tmp_path):
+    with pytest.raises(NlpexpError, match="NLPEXP_DATA_DIR"):
+        spec(tmp_path / "nowhere").load("train", NLI)
+
+
+def test_column_mapping_and_missing_columns(tmp_path):
+    write(tmp_path / "x" / "train.jsonl.gz", [{"s1": "a b", "s2": "c d", "y": "neutral"}] * 3)
+    kw = dict(sources={"x": {}}, splits={"train": ["x/train"]})
+    with pytest.raises(NlpexpError, match=r"data.columns.premise=<column>"):
+        spec(tmp_path, **kw).load("train", NLI)
+    rows = spec(tmp_path, columns={"premise": "s1", "hypothesis": "s2", "label": "y"}, **kw).load("train", NLI)
+    assert rows[0] == {"premise": "a b", "hypothesis": "c d", "label": 1}
+
+
+def test_unknown_labels_error_or_drop(tmp_path):
+    write(tmp_path / "x" / "train.jsonl.gz", [{"premise": "a", "hypothesis": "b", "label": "maybe"},
+                                              {"premise": "a", "hypothesis": "b", "label": "neutral"}])
+    kw = dict(sources={"x": {}}, splits={"train": ["x/train"]})
+    with pytest.raises(NlpexpError, match="unknown_labels=drop"):
+        spec(tmp_path, **kw).load("train", NLI)
+    assert len(spec(tmp_path, unknown_labels="drop", **kw).load("train", NLI)) == 1
+
+
+def test_empty_texts_are_dropped(data_root):
+    nsmc = DataSpec(name="nsmc", root=str(data_root), sources={"nsmc": {}}, splits={"train": ["nsmc/train"]},
+                    label_names=["neg", "pos"])
+    rows = nsmc.load("train", ("text", "label"), text_columns=("text",))
+    assert len(rows) == 39 and all(rows["text"])
+
+
+def test_corrupt_gzip_is_one_clear_error(tmp_path):
+    path = tmp_path / "x" / "train.jsonl.gz"
+    write(path, [{"premise": "a", "hypothesis": "b", "label": "neutral"}] * 200)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(NlpexpError, match="corrupt or truncated"):
+        spec(tmp_path, sources={"x": {}}, splits={"train": ["x/train"]}).load("train", NLI)
+
+
+def test_other_formats(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "train.tsv").write_text("premise\thypothesis\tlabel\na\tb\tneutral\n")
+    (tmp_path / "x" / "validation.csv").write_text("premise,hypothesis,label\na,b,contradiction\n")
+    s = spec(tmp_path, sources={"x": {}}, splits={"train": ["x/train"], "validation": ["x/validation"]})
+    assert s.load("train", NLI)["label"] == [1] and s.load("validation", NLI)["label"] == [2]
+
+
+def test_ratio_split_is_seeded_and_complete(data_root):
+    kw = dict(name="imdb", root=str(data_root), sources={"imdb": {}}, splits={"all": ["imdb/train", "imdb/test"]},
+              label_names=["neg", "pos"], split_ratios={"train": 0.8, "validation": 0.1, "test": 0.1})
+    parts = {r: DataSpec(**kw).load(r, ("text", "label")) for r in ("train", "validation", "test")}
+    assert [len(p) for p in parts.values()] == [64, 8, 8]
+    again = DataSpec(**kw).load("test", ("text", "label"))
+    assert again["text"] == parts["test"]["text"]
+
+
+@pytest.mark.parametrize("bad", [{"train": 0.8, "test": 0.1}, {"train": 1.2, "test": -0.2}])
+def test_ratio_split_must_sum_to_one(data_root, bad):
+    with pytest.raises(NlpexpError, match="sum to 1"):
+        DataSpec(name="imdb", root=str(data_root), sources={"imdb": {}}, splits={"all": ["imdb/train"]},
+                 split_ratios=bad)
+
+
+def test_bad_split_entry(data_root):
+    with pytest.raises(NlpexpError, match="<folder>/<split>"):
+        spec(data_root, splits={"train": ["train"]})

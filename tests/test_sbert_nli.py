@@ -1,0 +1,87 @@
+"""SBERT-NLI end to end on a tiny random model: metrics, TensorBoard tags, reloadable model and head."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nlpexp.pipeline import objective, run
+from nlpexp.tb import read_tags
+
+SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke")
+SEED_TAGS = {"Loss/Train_Batch", "Loss/Train_Epoch", "Loss/Val_Epoch", "Accuracy/Train_Epoch",
+             "Accuracy/Val_Epoch", "Learning_Rate"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_root):
+    """One smoke training shared by the tests below."""
+    from nlpexp.config import compose
+
+    run_dir = tmp_path_factory.mktemp("sbert_nli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLPEXP_DATA_DIR", str(data_root))
+        cfg = compose([f"paths.output_dir={run_dir}", *SMOKE])
+        metrics = run(cfg)
+    return cfg, run_dir, metrics
+
+
+def test_metrics_json_has_the_flat_split_keys(trained):
+    cfg, run_dir, metrics = trained
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written == metrics
+    for key in ("val/spearman_cosine", "val/pearson_cosine", "val/spearman_euclidean", "val/spearman_manhattan",
+                "val/spearman_dot", "val/accuracy", "val/loss"):
+        assert key in written
+    assert -1.0 <= written["val/spearman_cosine"] <= 1.0 and 0.0 <= written["val/accuracy"] <= 1.0
+    assert objective(cfg, metrics) == written["val/spearman_cosine"]
+    assert (run_dir / "config.yaml").is_file()
+
+
+def test_tensorboard_carries_the_seed_tags_and_task_metrics(trained):
+    _, run_dir, _ = trained
+    tags = read_tags(run_dir / "tensorboard")
+    assert SEED_TAGS <= set(tags)
+    assert "val/spearman_cosine" in tags
+    assert any(t.startswith("Parameters/") for t in tags)
+    assert len(tags["Loss/Train_Batch"]) == 4  # logging_steps=1, max_steps=4
+
+
+def test_best_model_reloads_with_its_classifier(trained):
+    from nlpexp.task.sbert_nli import load_nli_classifier
+
+    _, run_dir, metrics = trained
+    model, loss, labels = load_nli_classifier(run_dir / "best_model")
+    assert labels == ["entailment", "neutral", "contradiction"]
+    u = model.encode(["A man is playing guitar."], convert_to_tensor=True)
+    logits = loss.classifier(torch.cat([u, u, torch.abs(u - u)], dim=1))
+    assert logits.shape == (1, 3)
+    checkpoint = sorted((run_dir / "checkpoints").glob("checkpoint-*"))[0]
+    assert (checkpoint / "nli_head.safetensors").is_file()
+
+
+def test_best_model_evaluates_to_the_reported_validation_numbers(trained, compose_run):
+    """mode=eval of best_model/ (with its head) reproduces the trained run's validation metrics."""
+    _, run_dir, metrics = trained
+    again = run(compose_run(*SMOKE, "mode=eval", f"model.name_or_path={run_dir / 'best_model'}",
+                            "model.random_init=null", "model.tokenizer=null"))
+    for key in ("val/spearman_cosine", "val/accuracy"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-5)
+
+
+def test_same_seed_same_metrics(trained, compose_run, tmp_path):
+    _, _, metrics = trained
+    again = run(compose_run(*SMOKE, run_dir=tmp_path / "again"))
+    assert again["val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"], abs=1e-6)
+
+
+def test_missing_optimized_metric_lists_the_existing_ones(trained):
+    from nlpexp.errors import NlpexpError
+
+    cfg, _, metrics = trained
+    cfg = cfg.copy()
+    cfg.optimized_metric = "val/nope"
+    with pytest.raises(NlpexpError, match="val/spearman_cosine"):
+        objective(cfg, metrics)
