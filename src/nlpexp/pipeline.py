@@ -1,17 +1,26 @@
-"""run(cfg): build everything the config names, train and/or evaluate, write metrics.json."""
+"""run(cfg): check the config, build what it names, train and/or evaluate, record the run.
+
+Every run leaves in its run dir: config.yaml (secrets redacted), provenance.json, metrics.json on
+success; and one line in the ledger whatever the outcome.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp import ledger, provenance
 from nlpexp.config import instantiate, to_container
+from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
+from nlpexp.safety import check_targets, redact
 
 log = logging.getLogger(__name__)
 MODES = ("train", "eval")
@@ -20,12 +29,31 @@ EVAL_ROLES = ("validation", "test")
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
+    check_targets(cfg)
     if cfg.mode not in MODES:
         raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    task_class(cfg).check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redact(to_container(cfg)))))
+    record = _start_record(cfg, run_dir)
+    data_spec.FILES_READ.clear()
+    metrics: dict[str, float] = {}
+    try:
+        metrics = _train_and_evaluate(cfg, run_dir)
+        record["status"] = "ok"
+        return metrics
+    except BaseException as err:
+        record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        record["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise
+    finally:
+        write_json_atomic(run_dir / "provenance.json", provenance.collect(cfg.seed, data_spec.FILES_READ))
+        record.update(end=_now(), metrics=metrics)
+        ledger.append(Path(cfg.paths.ledger_file), redact(record))
 
+
+def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from transformers import set_seed
 
     set_seed(cfg.seed)
@@ -44,7 +72,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     metrics: dict[str, float] = {}
     for logger in loggers:
-        logger.start(to_container(cfg))
+        logger.start(redact(to_container(cfg)))
     try:
         started = time.perf_counter()
         task.setup()
@@ -61,12 +89,44 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def task_class(cfg: DictConfig):
+    from hydra.utils import get_class
+
+    return get_class(cfg.task._target_)
+
+
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:
     """The value sweeps optimise: metrics[cfg.optimized_metric]."""
     name = cfg.optimized_metric
     if name not in metrics:
         raise NlpexpError(f"optimized_metric '{name}' is not among this run's metrics: {', '.join(sorted(metrics))}")
     return float(metrics[name])
+
+
+def _start_record(cfg: DictConfig, run_dir: Path) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    sweep_dir = hydra.sweep.dir if hydra is not None and hydra.mode.name == "MULTIRUN" else None
+    return {
+        "run_id": uuid.uuid4().hex[:12],
+        "start": _now(),
+        "status": "running",
+        "task": cfg.task._target_.rsplit(".", 1)[-1],
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "optimized_metric": cfg.optimized_metric,
+        "overrides": list(hydra.overrides.task) if hydra is not None else None,
+        "run_dir": str(run_dir.resolve()),
+        "sweep_dir": str(Path(sweep_dir).resolve()) if sweep_dir else None,
+        "git": provenance.git_state(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _hparams(cfg: DictConfig) -> dict:

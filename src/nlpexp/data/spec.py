@@ -16,6 +16,8 @@ from nlpexp.hub import hub_reachable
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
 POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
+# Every file (or hub split) read in this process since the pipeline last cleared it: provenance hashes them.
+FILES_READ: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class DataSpec:
         shuffle: bool = False,
     ):
         self.name = name
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.sources = {folder: Source.from_config(src) for folder, src in sources.items()}
         self.splits = {role: list(files) for role, files in splits.items()}
         self.columns = dict(columns or {})
@@ -139,7 +141,9 @@ class DataSpec:
         return pooled.select(order[lo:hi])
 
     def _read(self, folder: str, split: str):
-        return _read_split(self.root, folder, split, self.sources[folder])
+        dataset, origin = _read_split(self.root, folder, split, self.sources[folder])
+        FILES_READ.add(origin)
+        return dataset
 
     def _select_columns(self, dataset, columns: Sequence[str]):
         wanted = {self.columns.get(c, c): c for c in columns}
@@ -193,9 +197,9 @@ def _read_split(root: Path, folder: str, split: str, source: Source):
     path = find_split_file(directory, split)
     if path is not None:
         log.info("reading %s", path)
-        return read_split_file(path)
+        return read_split_file(path), str(path)
     if source.hub_id and hub_reachable():
-        return _read_hub(source, split)
+        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
     hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
     where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
     if not root.is_dir():

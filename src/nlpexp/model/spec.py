@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
@@ -82,9 +83,11 @@ class ModelSpec:
 
 
 def resolve(name_or_path: str, model_name: str) -> str:
-    """bundled:<name> | local folder | hub id (checked for reachability up front, with one clear error)."""
+    """bundled:<name> | registry:<name>@<alias> | local folder | hub id (offline: one clear error, fast)."""
     if name_or_path.startswith(PREFIX):
         return bundled_path(name_or_path[len(PREFIX):])
+    if name_or_path.startswith(registry.PREFIX):
+        return str(registry.resolve(name_or_path))
     as_path = Path(name_or_path).expanduser()
     if as_path.is_dir():
         return str(as_path)

@@ -40,6 +40,10 @@ class Task(ABC):
         self.mode = mode
         self.callbacks = list(callbacks)
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work."""
+
     @property
     def checkpoints_dir(self) -> Path:
         return self.run_dir / "checkpoints"
@@ -86,8 +90,11 @@ class Task(ABC):
     def training_callbacks(self) -> list:
         from transformers import EarlyStoppingCallback
 
+        from nlpexp.trainer import NonFiniteLossGuard
+
         patience = self.trainer_settings.early_stopping_patience
-        return self.callbacks + ([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
+        early_stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
+        return [NonFiniteLossGuard(), *self.callbacks, *early_stopping]
 
     def training_arguments(self, args_class, **task_args):
         return self.trainer_settings.training_arguments(

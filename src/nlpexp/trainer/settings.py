@@ -82,6 +82,8 @@ class TrainerSettings:
             dataloader_num_workers=self.dataloader_workers,
             report_to="none",
             disable_tqdm=False,
+            logging_nan_inf_filter=False,  # NonFiniteLossGuard must see a NaN loss
+            dataloader_pin_memory=_has_cuda(),
             **self._precision_flags(),
             **interval,
             **task_args,
@@ -114,6 +116,12 @@ class TrainerSettings:
                 f"hydra.run.dir as the interrupted run, or drop trainer.resume"
             )
         return str(found[-1])
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _hf_metric_name(monitor: str) -> str:
