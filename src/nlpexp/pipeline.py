@@ -21,6 +21,8 @@ from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
 from nlpexp.safety import check_targets, redact
+from nlpexp.scheduler import check_schedule
+from nlpexp.trainer.settings import check_optimizer
 
 log = logging.getLogger(__name__)
 MODES = ("train", "eval")
@@ -57,14 +59,17 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from transformers import set_seed
 
     set_seed(cfg.seed)
+    optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
+    check_optimizer(optimizer)
+    check_schedule(**scheduler.keywords)
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
     task = instantiate(
         cfg.task,
         model=instantiate(cfg.model),
         data=instantiate(cfg.data),
         trainer=instantiate(cfg.trainer),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler),
+        optimizer=optimizer,
+        scheduler=scheduler,
         loss=instantiate(cfg.loss) if cfg.get("loss") else None,
         run_dir=run_dir,
         mode=cfg.mode,

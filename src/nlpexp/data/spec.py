@@ -107,8 +107,10 @@ class DataSpec:
                 f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
                 f"Name its files with data.splits.{role}=[<folder>/<split>]"
             )
-        dataset = self._pooled_role(role) if self.split_ratios else self._concat(self.splits[role])
-        dataset = self._select_columns(dataset, columns)
+        if self.split_ratios:
+            dataset = self._pooled_role(role, columns)
+        else:
+            dataset = self._concat(self.splits[role], columns)
         dataset = self._drop_empty(dataset, text_columns, role)
         if "label" in columns and self.label_names is not None:
             dataset = self._encode_labels(dataset, role)
@@ -119,16 +121,16 @@ class DataSpec:
             dataset = dataset.select(range(limit))
         return dataset
 
-    def _concat(self, entries: Sequence[str]):
+    def _concat(self, entries: Sequence[str], columns: Sequence[str]):
         import datasets
 
-        parts = [self._read(*entry.split("/", 1)) for entry in entries]
+        parts = [self._select_columns(self._read(*entry.split("/", 1)), columns, entry) for entry in entries]
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
-    def _pooled_role(self, role: str):
+    def _pooled_role(self, role: str, columns: Sequence[str]):
         import numpy as np
 
-        pooled = self._concat(self.splits[POOLED])
+        pooled = self._concat(self.splits[POOLED], columns)
         order = np.random.default_rng(self.seed).permutation(len(pooled))
         bounds, start = {}, 0
         for name in ROLES:
@@ -145,14 +147,14 @@ class DataSpec:
         FILES_READ.add(origin)
         return dataset
 
-    def _select_columns(self, dataset, columns: Sequence[str]):
+    def _select_columns(self, dataset, columns: Sequence[str], entry: str):
         wanted = {self.columns.get(c, c): c for c in columns}
         missing = [src for src in wanted if src not in dataset.column_names]
         if missing:
             hint = ", ".join(f"data.columns.{wanted[m]}=<column>" for m in missing)
             raise NlpexpError(
-                f"data '{self.name}' lacks column(s) {missing}; its columns are {dataset.column_names}. "
-                f"Map them with {hint}"
+                f"data '{self.name}' file {entry} lacks column(s) {missing}; its columns are "
+                f"{dataset.column_names}. Map them with {hint}"
             )
         dataset = dataset.select_columns(list(wanted))
         renames = {src: dst for src, dst in wanted.items() if src != dst}

@@ -118,6 +118,16 @@ class TrainerSettings:
         return str(found[-1])
 
 
+def check_optimizer(factory: functools.partial) -> None:
+    """Catch what torch would reject deep inside the trainer, with the config key to fix."""
+    lr = factory.keywords.get("lr")
+    if not isinstance(lr, int | float) or isinstance(lr, bool) or lr <= 0:
+        raise NlpexpError(f"optimizer.lr must be a positive number, got {lr!r}")
+    decay = factory.keywords.get("weight_decay", 0.0)
+    if not isinstance(decay, int | float) or decay < 0:
+        raise NlpexpError(f"optimizer.weight_decay must be a number >= 0, got {decay!r}")
+
+
 def _has_cuda() -> bool:
     import torch
 
