@@ -25,7 +25,7 @@ from nlpexp.scheduler import check_schedule
 from nlpexp.trainer.settings import check_optimizer
 
 log = logging.getLogger(__name__)
-MODES = ("train", "eval")
+MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
 EVAL_ROLES = ("validation", "test")
 
 
@@ -63,11 +63,12 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     check_optimizer(optimizer)
     check_schedule(**scheduler.keywords)
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    settings = instantiate(cfg.trainer)
     task = instantiate(
         cfg.task,
         model=instantiate(cfg.model),
         data=instantiate(cfg.data),
-        trainer=instantiate(cfg.trainer),
+        trainer=settings,
         optimizer=optimizer,
         scheduler=scheduler,
         loss=instantiate(cfg.loss) if cfg.get("loss") else None,
@@ -76,8 +77,9 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         callbacks=loggers,
     )
     metrics: dict[str, float] = {}
+    config = logged_config(cfg, settings)
     for logger in loggers:
-        logger.start(redact(to_container(cfg)))
+        logger.start(config)
     try:
         started = time.perf_counter()
         task.setup()
@@ -89,7 +91,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         write_json_atomic(run_dir / "metrics.json", metrics)
     finally:
         for logger in loggers:
-            logger.finish(_hparams(cfg), metrics)
+            logger.finish(_hparams(cfg, settings), metrics)
     log.info("metrics of %s\n%s", run_dir, format_table(metrics))
     return metrics
 
@@ -134,7 +136,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _hparams(cfg: DictConfig) -> dict:
+def logged_config(cfg: DictConfig, settings) -> dict:
+    """The resolved config the loggers record (secrets redacted), plus what the trainer settings derive from it."""
+    config = redact(to_container(cfg))
+    config["trainer"]["effective_batch_size"] = settings.effective_batch_size
+    return config
+
+
+def _hparams(cfg: DictConfig, settings) -> dict:
     """The settings a run is compared by (TensorBoard hparams)."""
     flat = {"task": cfg.task._target_.rsplit(".", 1)[-1], "model": cfg.model.name, "data": cfg.data.name,
             "seed": cfg.seed, "mode": cfg.mode}
@@ -142,4 +151,5 @@ def _hparams(cfg: DictConfig) -> dict:
         for key, value in to_container(cfg[group]).items():
             if not key.startswith("_") and isinstance(value, int | float | str | bool):
                 flat[f"{group}.{key}"] = value
+    flat["trainer.effective_batch_size"] = settings.effective_batch_size
     return flat

@@ -74,8 +74,11 @@ class DataSpec:
             total = sum(self.split_ratios.values())
             if not math.isclose(total, 1.0, abs_tol=1e-6) or min(self.split_ratios.values()) < 0:
                 raise NlpexpError(f"data.split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
-            if set(self.splits) != {POOLED}:
-                raise NlpexpError(f"data.split_ratios cuts the files of data.splits.{POOLED}; list them there only")
+            if POOLED not in self.splits:
+                raise NlpexpError(f"data.split_ratios cuts the files of data.splits.{POOLED}; list them there")
+            if both := [r for r in self.splits if r != POOLED and self.split_ratios.get(r)]:
+                raise NlpexpError(f"data role(s) {both} have files in data.splits and a share in data.split_ratios; "
+                                  f"keep one of the two")
         for files in self.splits.values():
             for entry in files:
                 folder = entry.split("/", 1)[0]
@@ -88,8 +91,12 @@ class DataSpec:
     @property
     def roles(self) -> list[str]:
         if self.split_ratios is not None:
-            return [r for r in ROLES if self.split_ratios.get(r)]
+            return [r for r in ROLES if self._ratio_role(r) or self.splits.get(r)]
         return [r for r in self.splits if self.splits[r]]
+
+    def _ratio_role(self, role: str) -> bool:
+        """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""
+        return self.split_ratios is not None and bool(self.split_ratios.get(role))
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -107,7 +114,7 @@ class DataSpec:
                 f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
                 f"Name its files with data.splits.{role}=[<folder>/<split>]"
             )
-        if self.split_ratios:
+        if self._ratio_role(role):
             dataset = self._pooled_role(role, columns)
         else:
             dataset = self._concat(self.splits[role], columns)
@@ -132,15 +139,12 @@ class DataSpec:
 
         pooled = self._concat(self.splits[POOLED], columns)
         order = np.random.default_rng(self.seed).permutation(len(pooled))
-        bounds, start = {}, 0
-        for name in ROLES:
-            size = round(self.split_ratios.get(name, 0.0) * len(pooled))
-            bounds[name] = (start, start + size)
-            start += size
-        lo, hi = bounds[role]
-        if role == ROLES[-1]:
-            hi = len(pooled)  # rounding leftovers go to the last role
-        return pooled.select(order[lo:hi])
+        cut_roles = [r for r in ROLES if self._ratio_role(r)]
+        # Cumulative bounds, so that the parts cover every row exactly once whatever the rounding.
+        shares = np.cumsum([0.0] + [self.split_ratios[r] for r in cut_roles])
+        bounds = [round(share * len(pooled)) for share in shares[:-1]] + [len(pooled)]
+        index = cut_roles.index(role)
+        return pooled.select(order[bounds[index]:bounds[index + 1]])
 
     def _read(self, folder: str, split: str):
         dataset, origin = _read_split(self.root, folder, split, self.sources[folder])

@@ -42,8 +42,12 @@ class ModelSpec:
         self.trust_remote_code = trust_remote_code
 
     def path(self, auto_class: str = "AutoModel") -> str:
-        """A loadable folder or hub id; random-init models are written once to a temporary folder."""
-        if self.random_init is not None:
+        """A loadable folder or hub id; random-init models are written once to a temporary folder.
+
+        A given name_or_path wins over random_init, so `model.name_or_path=<run>/best_model` reloads a trained
+        tiny model without also clearing its random_init.
+        """
+        if self.random_init is not None and self.name_or_path is None:
             return _materialize_random(self.tokenizer_path(), tuple(sorted(self.random_init.items())), auto_class)
         return resolve(self.name_or_path, self.name)
 

@@ -59,11 +59,14 @@ class TrainerSettings:
 
     def training_arguments(self, args_class, output_dir: Path, monitor: str, greater_is_better: bool,
                            optimizer: functools.partial, **task_args: Any):
-        """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr."""
+        """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr;
+        `task_args` add to them or override them."""
+        log.info("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
+                 self.gradient_accumulation_steps, self.effective_batch_size)
         interval = {"eval_strategy": "steps", "eval_steps": self.eval_every_steps, "save_strategy": "steps",
                     "save_steps": self.eval_every_steps} if self.eval_every_steps else \
                    {"eval_strategy": "epoch", "save_strategy": "epoch"}
-        return args_class(
+        arguments = dict(
             output_dir=str(output_dir),
             num_train_epochs=self.max_epochs,
             max_steps=self.max_steps,
@@ -86,20 +89,24 @@ class TrainerSettings:
             dataloader_pin_memory=_has_cuda(),
             **self._precision_flags(),
             **interval,
-            **task_args,
         )
+        return args_class(**{**arguments, **task_args})
 
     def _precision_flags(self) -> dict[str, bool]:
         if self.precision == "32":
             return {}
         import torch
 
-        if not torch.cuda.is_available():
-            # CPU autocast exists for bf16 only; fp16 on CPU would fail deep inside accelerate.
-            if self.precision == "fp16":
-                log.warning("trainer.precision=fp16 needs a GPU; training in fp32")
+        if torch.cuda.is_available():
+            if self.precision == "bf16" and not torch.cuda.is_bf16_supported():
+                log.warning("trainer.precision=bf16: this GPU has no bf16; training in fp32 (try fp16)")
                 return {}
-        return {self.precision: True}
+            return {self.precision: True}
+        # CPU autocast exists for bf16 only; fp16 on CPU would fail deep inside accelerate.
+        if self.precision == "fp16":
+            log.warning("trainer.precision=fp16 needs a GPU; training in fp32")
+            return {}
+        return {"bf16": True, "use_cpu": True}  # transformers takes bf16 without a GPU only when told so
 
     def resume_checkpoint(self, checkpoints_dir: Path) -> str | None:
         """The checkpoint to resume from: a given path, the newest one for `true`, none for `false`."""
