@@ -101,6 +101,17 @@ def test_evaluating_an_untrained_encoder_names_the_fix(compose_run):
         run(compose_run(*SMOKE, "mode=test"))
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (["data=stsb"], r"needs labelled data with data.label_names"),
+    (["model.pooling=lasttoken"], r"model.pooling in \('mean', 'cls', 'max'\)"),
+    (["loss=softmax"], r"takes no loss; drop loss="),
+])
+def test_impossible_combinations_are_refused_before_loading(compose_run, tmp_path, overrides, message):
+    with pytest.raises(NlpexpError, match=message):
+        run(compose_run(*SMOKE, *overrides))
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
 def test_labels_of_model_and_data_must_agree(trained, compose_run):
     _, run_dir, _ = trained
     with pytest.raises(NlpexpError, match=r"trained on labels \['neg', 'pos'\]"):

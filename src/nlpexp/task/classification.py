@@ -98,9 +98,18 @@ class ClassificationTask(Task):
         super().__init__(**kwargs)
         self.dropout = dropout
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.data.get("label_names"):
+            raise NlpexpError(f"task=classification needs labelled data with data.label_names (e.g. data=imdb|nsmc); "
+                              f"data={cfg.data.name} has none")
+        if cfg.model.get("pooling") not in POOLINGS:
+            raise NlpexpError(f"task=classification pools the encoder output with model.pooling in {POOLINGS}, "
+                              f"got {cfg.model.get('pooling')!r}")
+        if cfg.get("loss") is not None:
+            raise NlpexpError("task=classification trains with cross-entropy and takes no loss; drop loss=")
+
     def setup(self) -> None:
-        if not self.data.label_names:
-            raise NlpexpError(f"task classification needs data.label_names; data '{self.data.name}' has none")
         self.tokenizer = self.model_spec.load_tokenizer()
         if self.mode == "train":
             self.model = self._new_model()
@@ -145,7 +154,7 @@ class ClassificationTask(Task):
             rows = self._rows(role)
             write_confusion_matrix(self.run_dir, output.label_ids, output.predictions, self.model.label_names,
                                    split_name(role))
-            write_misclassified(self.run_dir / "misclassified.jsonl", rows["text"], output.label_ids,
+            write_misclassified(self.run_dir / "misclassified.jsonl", list(rows["text"]), output.label_ids,
                                 output.predictions, self.model.label_names)
         return from_trainer_logs(output.metrics, split_name(role))
 
