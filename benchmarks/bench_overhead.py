@@ -83,7 +83,7 @@ def main() -> None:
 
 | figure | measured | target |
 |---|---|---|
-| training samples/s, run.py / plain sentence-transformers (median) | {figures['throughput_ratio_median']:.3f} | >= 0.97 |
+| training samples/s, run.py / plain (median) | {figures['throughput_ratio_median']:.3f} | >= 0.97 |
 | time to first step, run.py minus plain (median) | {figures['first_step_gap_s_median']:+.2f} s | <= +1.5 s |
 | `python run.py --cfg job` (compose only, median of 5) | {figures['compose_only_s_median']:.2f} s | <= 1.0 s |
 """

@@ -41,7 +41,7 @@ class Task(ABC):
         self.callbacks = list(callbacks)
 
     @classmethod
-    def check_config(cls, cfg) -> None:
+    def check_config(cls, cfg) -> None:  # noqa: B027 (optional hook: most tasks have something to check)
         """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work."""
 
     @property
