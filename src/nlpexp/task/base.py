@@ -40,8 +40,8 @@ class Task(ABC):
         self.mode = mode
         self.callbacks = list(callbacks)
 
-    @classmethod
-    def check_config(cls, cfg) -> None:  # noqa: B027 (optional hook: most tasks have something to check)
+    @classmethod  # noqa: B027 (an optional hook, empty by default)
+    def check_config(cls, cfg) -> None:
         """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work."""
 
     @property
