@@ -30,18 +30,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     set_seed(cfg.seed)
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
-    task = instantiate(
-        cfg.task,
-        model=instantiate(cfg.model),
-        data=instantiate(cfg.data),
-        trainer=instantiate(cfg.trainer),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler),
-        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
-        run_dir=run_dir,
-        mode=cfg.mode,
-        callbacks=loggers,
-    )
+    task = build_task(cfg, callbacks=loggers)
     metrics: dict[str, float] = {}
     for logger in loggers:
         logger.start(to_container(cfg))
@@ -52,6 +41,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             task.train()
         for role in EVAL_ROLES:
             metrics.update(task.evaluate(role))
+        metrics.update(task.train_metrics)
         metrics["time/total_s"] = round(time.perf_counter() - started, 2)
         write_json_atomic(run_dir / "metrics.json", metrics)
     finally:
@@ -59,6 +49,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
             logger.finish(_hparams(cfg), metrics)
     log.info("metrics of %s\n%s", run_dir, format_table(metrics))
     return metrics
+
+
+def build_task(cfg: DictConfig, callbacks=()):
+    """The task the config names, given every component it names (not set up yet)."""
+    return instantiate(
+        cfg.task,
+        model=instantiate(cfg.model),
+        data=instantiate(cfg.data),
+        trainer=instantiate(cfg.trainer),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
+        run_dir=Path(cfg.paths.output_dir),
+        mode=cfg.mode,
+        callbacks=list(callbacks),
+    )
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:
