@@ -97,8 +97,8 @@ def _summary(metrics: dict) -> dict:
 
 
 def _plain_run(recipe: str, quick: bool) -> dict:
-    command = [sys.executable, str(HERE / "plain_st_reference.py"), recipe] + (["--max-train-samples", "256"]
-                                                                               if quick else [])
+    quick_slices = ["--max-train-samples", "128", "--max-eval-samples", "200"]  # as QUICK
+    command = [sys.executable, str(HERE / "plain_st_reference.py"), recipe] + (quick_slices if quick else [])
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:

@@ -6,7 +6,7 @@ other setting at the library's default; STSb validation scored after training.
 
     python benchmarks/plain_st_reference.py all_pairs   # every (premise, hypothesis) of the mirror's NLI files
     python benchmarks/plain_st_reference.py triplets    # (premise, entailment, first contradiction), no duplicates
-    ... --max-train-samples 320                          # a slice, to try it out
+    ... --max-train-samples 320 --max-eval-samples 200   # slices, to try it out
 
 Prints one JSON line: spearman_cosine, train_samples_per_second, train_runtime_s, examples.
 """
@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", choices=("all_pairs", "triplets"))
     parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument("--max-eval-samples", type=int, default=None)
     default_data = os.environ.get("NLPEXP_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
     parser.add_argument("--data-dir", default=default_data)
     args = parser.parse_args(argv)
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
     train = Dataset.from_dict(training_columns(rows, args.recipe))
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
-    sts = read_rows(data_dir, "stsb/validation")
+    sts = read_rows(data_dir, "stsb/validation")[:args.max_eval_samples]
     evaluator = EmbeddingSimilarityEvaluator([r["sentence1"] for r in sts], [r["sentence2"] for r in sts],
                                              [r["score"] / 5 for r in sts], main_similarity="cosine")
 
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
     scores = evaluator(model)
     print(json.dumps({"recipe": args.recipe, "examples": len(train), "spearman_cosine": scores["spearman_cosine"],
                       "train_samples_per_second": figures["train_samples_per_second"],
-                      "train_runtime_s": figures["train_runtime"]}))
+                      "train_runtime_s": figures["train_runtime"], "train_loss": figures["train_loss"]}))
     return 0
 
 
