@@ -59,25 +59,10 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    check_optimizer(optimizer)
-    check_schedule(**scheduler.keywords)
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
-    settings = instantiate(cfg.trainer)
-    task = instantiate(
-        cfg.task,
-        model=instantiate(cfg.model),
-        data=instantiate(cfg.data),
-        trainer=settings,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
-        run_dir=run_dir,
-        mode=cfg.mode,
-        callbacks=loggers,
-    )
+    task = build_task(cfg, callbacks=loggers)
     metrics: dict[str, float] = {}
-    config = logged_config(cfg, settings)
+    config = logged_config(cfg, task.trainer_settings)
     for logger in loggers:
         logger.start(config)
     try:
@@ -87,11 +72,12 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             task.train()
         for role in EVAL_ROLES:
             metrics.update(task.evaluate(role))
+        metrics.update(task.train_metrics)
         metrics["time/total_s"] = round(time.perf_counter() - started, 2)
         write_json_atomic(run_dir / "metrics.json", metrics)
     finally:
         for logger in loggers:
-            logger.finish(_hparams(cfg, settings), metrics)
+            logger.finish(_hparams(cfg, task.trainer_settings), metrics)
     log.info("metrics of %s\n%s", run_dir, format_table(metrics))
     return metrics
 
@@ -100,6 +86,25 @@ def task_class(cfg: DictConfig):
     from hydra.utils import get_class
 
     return get_class(cfg.task._target_)
+
+
+def build_task(cfg: DictConfig, callbacks=()):
+    """The task the config names, given every component it names (not set up yet)."""
+    optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
+    check_optimizer(optimizer)
+    check_schedule(**scheduler.keywords)
+    return instantiate(
+        cfg.task,
+        model=instantiate(cfg.model),
+        data=instantiate(cfg.data),
+        trainer=instantiate(cfg.trainer),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
+        run_dir=Path(cfg.paths.output_dir),
+        mode=cfg.mode,
+        callbacks=list(callbacks),
+    )
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:

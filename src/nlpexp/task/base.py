@@ -39,6 +39,8 @@ class Task(ABC):
         self.run_dir = Path(run_dir)
         self.mode = mode
         self.callbacks = list(callbacks)
+        # `train/...` figures of the last trainer.train() (throughput, loss); run() adds them to metrics.json.
+        self.train_metrics: dict[str, float] = {}
 
     @classmethod  # noqa: B027 (an optional hook, empty by default)
     def check_config(cls, cfg) -> None:
@@ -75,6 +77,17 @@ class Task(ABC):
         """evaluate() without the reuse of the trainer's numbers."""
 
     _best_val_metrics: dict[str, float] | None = None
+
+    def remember_train_output(self, output, state) -> None:
+        """Keep the trainer's own throughput and mean loss; its runtime includes the in-training evaluations,
+        whose share is kept as `train/eval_runtime_s`."""
+        figures = output.metrics
+        self.train_metrics = {
+            "train/runtime_s": round(float(figures["train_runtime"]), 2),
+            "train/samples_per_second": float(figures["train_samples_per_second"]),
+            "train/loss": float(figures["train_loss"]),
+            "train/eval_runtime_s": round(sum(e.get("eval_runtime", 0.0) for e in state.log_history), 2),
+        }
 
     def remember_best_metrics(self, state) -> None:
         """Keep the validation metrics the trainer logged for the checkpoint it restored as best."""
