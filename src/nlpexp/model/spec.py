@@ -28,6 +28,7 @@ class ModelSpec:
         max_seq_length: int = 128,
         pooling: str = "mean",
         trust_remote_code: bool = False,
+        seed: int = 0,
     ):
         if name_or_path is None and random_init is None:
             raise NlpexpError(f"model '{name}': set model.name_or_path or model.random_init")
@@ -40,6 +41,7 @@ class ModelSpec:
         self.max_seq_length = max_seq_length
         self.pooling = pooling
         self.trust_remote_code = trust_remote_code
+        self.seed = seed  # of random_init weights
 
     def path(self, auto_class: str = "AutoModel") -> str:
         """A loadable folder or hub id; random-init models are written once to a temporary folder.
@@ -48,7 +50,8 @@ class ModelSpec:
         tiny model without also clearing its random_init.
         """
         if self.random_init is not None and self.name_or_path is None:
-            return _materialize_random(self.tokenizer_path(), tuple(sorted(self.random_init.items())), auto_class)
+            init = tuple(sorted(self.random_init.items()))
+            return _materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
 
     def tokenizer_path(self) -> str:
@@ -118,13 +121,17 @@ def _hub_cache(repo_id: str) -> str | None:
 
 
 @functools.cache
-def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str) -> str:
+def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, seed: int) -> str:
+    import torch
     import transformers
 
     init = dict(init_items)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
     config = transformers.AutoConfig.for_model(init.pop("model_type"), vocab_size=len(tokenizer), **init)
-    model = getattr(transformers, auto_class).from_config(config)
+    # Its own generator: the weights depend on the seed alone, not on whether this process made them before.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = getattr(transformers, auto_class).from_config(config)
     folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     model.save_pretrained(folder)

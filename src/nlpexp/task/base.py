@@ -78,6 +78,16 @@ class Task(ABC):
 
     _best_val_metrics: dict[str, float] | None = None
 
+    def fit(self, trainer):
+        """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""
+        output = trainer.train(resume_from_checkpoint=self.resume_from(self.checkpoints_dir))
+        self.remember_train_output(output, trainer.state)
+        self.remember_best_metrics(trainer.state)
+        return output
+
+    def resume_from(self, checkpoints_dir: Path) -> str | None:
+        return self.trainer_settings.resume_checkpoint(checkpoints_dir)
+
     def remember_train_output(self, output, state) -> None:
         """Keep the trainer's own throughput and mean loss; its runtime includes the in-training evaluations,
         whose share is kept as `train/eval_runtime_s`."""

@@ -142,8 +142,7 @@ class ClassificationTask(Task):
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
 
     def train(self) -> None:
-        self.trainer.train(resume_from_checkpoint=self.trainer_settings.resume_checkpoint(self.checkpoints_dir))
-        self.remember_best_metrics(self.trainer.state)
+        self.fit(self.trainer)
         self.trainer.save_model(str(self.best_model_dir))
 
     def _evaluate(self, role: str) -> dict[str, float]:

@@ -7,7 +7,6 @@ EmbeddingTask shapes NLI or STS rows into the examples its loss reads.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer import losses
@@ -86,14 +85,9 @@ class SentenceEmbeddingTask(Task):
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
         )
-        output = trainer.train(resume_from_checkpoint=self.resume_from(self.checkpoints_dir))
-        self.remember_train_output(output, trainer.state)
+        self.fit(trainer)
         self.train_metrics["train/examples"] = float(len(train_set))
-        self.remember_best_metrics(trainer.state)
         self.model.save(str(self.best_model_dir))
-
-    def resume_from(self, checkpoints_dir: Path) -> str | None:
-        return self.trainer_settings.resume_checkpoint(checkpoints_dir)
 
     def sts_evaluator(self, role: str):
         if not self.sts.has(role):

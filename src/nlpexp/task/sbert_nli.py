@@ -72,8 +72,7 @@ class SbertNliTask(Task):
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
         )
-        trainer.train(resume_from_checkpoint=self.trainer_settings.resume_checkpoint(self.checkpoints_dir))
-        self.remember_best_metrics(trainer.state)
+        self.fit(trainer)
         self.head_trained = True
         self.model.save(str(self.best_model_dir))
         save_head(self.loss, self.best_model_dir, self.data.label_names)
