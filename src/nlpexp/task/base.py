@@ -78,7 +78,7 @@ class Task(ABC):
 
     _best_val_metrics: dict[str, float] | None = None
 
-    def fit(self, trainer):
+    def run_trainer(self, trainer):
         """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""
         output = trainer.train(resume_from_checkpoint=self.resume_from(self.checkpoints_dir))
         self.remember_train_output(output, trainer.state)

@@ -142,7 +142,7 @@ class ClassificationTask(Task):
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
 
     def train(self) -> None:
-        self.fit(self.trainer)
+        self.run_trainer(self.trainer)
         self.trainer.save_model(str(self.best_model_dir))
 
     def _evaluate(self, role: str) -> dict[str, float]:

@@ -85,7 +85,7 @@ class SentenceEmbeddingTask(Task):
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
         )
-        self.fit(trainer)
+        self.run_trainer(trainer)
         self.train_metrics["train/examples"] = float(len(train_set))
         self.model.save(str(self.best_model_dir))
 

@@ -72,7 +72,7 @@ class SbertNliTask(Task):
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
         )
-        self.fit(trainer)
+        self.run_trainer(trainer)
         self.head_trained = True
         self.model.save(str(self.best_model_dir))
         save_head(self.loss, self.best_model_dir, self.data.label_names)
