@@ -6,7 +6,8 @@ import math
 from collections.abc import Mapping
 
 # Trainer bookkeeping that is not a model metric.
-_BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "sequential_score"}
+_BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "sequential_score",
+                "model_preparation_time"}
 
 
 def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str, float]:

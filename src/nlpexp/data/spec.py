@@ -92,21 +92,27 @@ class DataSpec:
     def has(self, role: str) -> bool:
         return role in self.roles
 
-    def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = ()):
-        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited."""
-        key = (role, tuple(columns), tuple(text_columns))
+    def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = (),
+             optional_columns: Sequence[str] = ()):
+        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited.
+
+        `optional_columns` are kept where the files have them (e.g. the extra reference summaries of a test set).
+        """
+        key = (role, tuple(columns), tuple(text_columns), tuple(optional_columns))
         if key not in self._loaded:
-            self._loaded[key] = self._load(role, columns, text_columns)
+            self._loaded[key] = self._load(role, columns, text_columns, optional_columns)
         return self._loaded[key]
 
-    def _load(self, role: str, columns: Sequence[str], text_columns: Sequence[str]):
+    def _load(self, role: str, columns: Sequence[str], text_columns: Sequence[str],
+              optional_columns: Sequence[str] = ()):
         if not self.has(role):
             raise NlpexpError(
                 f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
                 f"Name its files with data.splits.{role}=[<folder>/<split>]"
             )
         dataset = self._pooled_role(role) if self.split_ratios else self._concat(self.splits[role])
-        dataset = self._select_columns(dataset, columns)
+        present = [c for c in optional_columns if self.columns.get(c, c) in dataset.column_names]
+        dataset = self._select_columns(dataset, [*columns, *present])
         dataset = self._drop_empty(dataset, text_columns, role)
         if "label" in columns and self.label_names is not None:
             dataset = self._encode_labels(dataset, role)
