@@ -65,8 +65,9 @@ def test_validation_predictions_are_the_best_checkpoints(trained_bart):
 def test_best_model_evaluates_to_the_reported_validation_numbers(trained_bart, compose_run):
     """mode=eval of best_model/ generates again and scores exactly what training reported."""
     run_dir, metrics = trained_bart
-    again = run(compose_run(*FAST, "model=tiny_bart", "generation.num_beams=2", "mode=eval", f"model.name_or_path={run_dir / 'best_model'}",
-                            "model.random_init=null", "model.tokenizer=null"))
+    again = run(compose_run(*FAST, "model=tiny_bart", "generation.num_beams=2", "mode=eval",
+                            f"model.name_or_path={run_dir / 'best_model'}", "model.random_init=null",
+                            "model.tokenizer=null"))
     for key in ("val/rouge_sum", "val/rougeLsum", "val/loss"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-5)
 

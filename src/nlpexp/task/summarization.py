@@ -26,6 +26,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from nlpexp.data import DataSpec
 from nlpexp.errors import NlpexpError
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
@@ -50,6 +51,18 @@ class Examples:
     ids: list[str]
     dialogues: list[str]
     references: list[list[str]]  # per row; the first one is the training target
+
+
+def load_examples(data: DataSpec, role: str, reference_columns: Sequence[str]) -> Examples:
+    """The dialogues of `role` with their references: the first reference column is required, the others are
+    taken where the split has them; rows without an `id` column are numbered."""
+    target, *extra = reference_columns
+    rows = data.load(role, ("dialogue", target), text_columns=("dialogue", target), optional_columns=("id", *extra))
+    ids = [str(i) for i in rows["id"]] if "id" in rows.column_names else [f"{role}-{i}" for i in range(len(rows))]
+    present = [c for c in reference_columns if c in rows.column_names]
+    references = [[r for r in refs if isinstance(r, str) and r.strip()]
+                  for refs in zip(*(rows[c] for c in present), strict=True)]
+    return Examples(role, ids, list(rows["dialogue"]), references)
 
 
 class SummarizationTask(Task):
@@ -103,14 +116,7 @@ class SummarizationTask(Task):
             self.train_set = self._features(self._examples("train"), with_prompt=False)
 
     def _examples(self, role: str) -> Examples:
-        target, *extra = self.reference_columns
-        rows = self.data.load(role, ("dialogue", target), text_columns=("dialogue", target),
-                              optional_columns=("id", *extra))
-        ids = [str(i) for i in rows["id"]] if "id" in rows.column_names else [f"{role}-{i}" for i in range(len(rows))]
-        present = [c for c in self.reference_columns if c in rows.column_names]
-        references = [[r for r in refs if isinstance(r, str) and r.strip()]
-                      for refs in zip(*(rows[c] for c in present), strict=True)]
-        return Examples(role, ids, list(rows["dialogue"]), references)
+        return load_examples(self.data, role, self.reference_columns)
 
     def _features(self, examples: Examples, with_prompt: bool):
         """Token ids for the trainer; `with_prompt` adds the generation input of decoder-only models."""
@@ -228,6 +234,13 @@ class PredictionsWithCheckpoints(TrainerCallback):
 
 class SummarizationTrainer(ConfiguredOptimization, Seq2SeqTrainer):
     """Seq2SeqTrainer with the configured optimizer and learning-rate schedule."""
+
+    def prediction_step(self, *args, **kwargs):
+        output = super().prediction_step(*args, **kwargs)
+        # Seq2SeqTrainer leaves max_length=20 in the generation config after generating; every later generate()
+        # would then warn that it clashes with max_new_tokens (which wins anyway).
+        self.model.generation_config.max_length = None
+        return output
 
 
 class CausalLMSummarizationTrainer(SummarizationTrainer):
