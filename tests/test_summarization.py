@@ -81,14 +81,18 @@ def test_decoder_only_end_to_end(compose_run, tmp_path):
     assert len(rows) == 8 and all(isinstance(r["prediction"], str) for r in rows)
 
 
-def test_decoder_only_loss_covers_the_summary_only(compose_run, tmp_path):
+def _set_up_task(cfg, run_dir):
     from nlpexp.config import instantiate
 
-    cfg = compose_run(*FAST, "model=tiny_gpt2", run_dir=tmp_path)
     task = instantiate(cfg.task, model=instantiate(cfg.model), data=instantiate(cfg.data),
                        trainer=instantiate(cfg.trainer), optimizer=instantiate(cfg.optimizer),
-                       scheduler=instantiate(cfg.scheduler), run_dir=tmp_path)
+                       scheduler=instantiate(cfg.scheduler), run_dir=run_dir)
     task.setup()
+    return task
+
+
+def test_decoder_only_loss_covers_the_summary_only(compose_run, tmp_path):
+    task = _set_up_task(compose_run(*FAST, "model=tiny_gpt2", run_dir=tmp_path), tmp_path)
     example = task.train_set[0]
     prompt_length = example["labels"].count(-100)
     summary = task._examples("train").references[0][0]
@@ -96,6 +100,42 @@ def test_decoder_only_loss_covers_the_summary_only(compose_run, tmp_path):
     assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
     assert example["labels"][prompt_length:-1] == task.tokenizer(summary, add_special_tokens=False)["input_ids"]
     assert example["labels"][-1] == 102  # the model's EOS ([SEP]) ends the summary
+
+
+def test_t5_task_prefix_comes_from_the_checkpoint(compose_run, tmp_path, monkeypatch):
+    from nlpexp.model import ModelSpec
+
+    original = ModelSpec.generative_model
+
+    def like_t5_small(self):  # t5-small's config carries its summarisation prefix
+        model = original(self)
+        model.config.task_specific_params = {"summarization": {"prefix": "summarize: "}}
+        return model
+
+    monkeypatch.setattr(ModelSpec, "generative_model", like_t5_small)
+    task = _set_up_task(compose_run(*FAST, "model=tiny_t5", run_dir=tmp_path), tmp_path)
+    assert task.tokenizer.decode(task.train_set[0]["input_ids"]).startswith("[CLS] summarize : # person")
+    task = _set_up_task(compose_run(*FAST, "model=tiny_t5", "task.source_prefix=''", run_dir=tmp_path), tmp_path)
+    assert task.tokenizer.decode(task.train_set[0]["input_ids"]).startswith("[CLS] # person")
+
+
+@pytest.mark.parametrize("model", ["bart", "kobart", "t5", "mt5", "kogpt2"])
+def test_hub_models_fail_offline_with_one_line(model):
+    from nlpexp.config import compose, instantiate
+
+    spec = instantiate(compose(["paths.output_dir=unused", f"model={model}"]).model)
+    with pytest.raises(NlpexpError) as err:
+        spec.generative_model()
+    assert "\n" not in str(err.value) and spec.name_or_path in str(err.value)
+
+
+def test_early_stopping_ends_training_without_improvement(compose_run, tmp_path):
+    """A random model scores the same ROUGE at steps 2 and 4: with patience 1 the run stops at step 4 of 8."""
+    run_dir = tmp_path / "early"
+    run(compose_run(*FAST, "model=tiny_bart", "trainer.max_steps=8", "trainer.early_stopping_patience=1",
+                    run_dir=run_dir))
+    checkpoints = sorted(int(p.name.rsplit("-", 1)[-1]) for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints[-1] == 4
 
 
 class GenerateSpy:

@@ -256,7 +256,7 @@ class CausalLMSummarizationTrainer(SummarizationTrainer):
         with torch.no_grad():
             generated = self.model.generate(**prompt, **(gen_kwargs or getattr(self, "_gen_kwargs", {})))
         # compute_metrics runs only when labels come back; the scores use the reference texts, not these.
-        return loss, generated[:, prompt["input_ids"].shape[1]:], inputs["labels"]
+        return loss, generated[:, prompt["input_ids"].shape[1]:], inputs["labels"].to(generated.device)
 
 
 class CausalLMCollator:
