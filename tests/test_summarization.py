@@ -102,6 +102,17 @@ def test_decoder_only_loss_covers_the_summary_only(compose_run, tmp_path):
     assert example["labels"][-1] == 102  # the model's EOS ([SEP]) ends the summary
 
 
+@pytest.mark.parametrize("model,first_label", [("tiny_bert2bert", "summary"), ("tiny_bart", "[CLS]")])
+def test_seq2seq_labels_do_not_repeat_the_decoder_start(compose_run, tmp_path, model, first_label):
+    """BERT2BERT starts decoding from [CLS]: its labels begin with the summary; BART-style ones (start = EOS)
+    keep their BOS, as those models were trained."""
+    task = _set_up_task(compose_run(*FAST, f"model={model}", run_dir=tmp_path), tmp_path)
+    labels = task.train_set[0]["labels"]
+    summary = task.tokenizer(task._examples("train").references[0][0], add_special_tokens=False)["input_ids"]
+    assert labels[-1] == 102  # [SEP] ends the summary
+    assert labels[:-1] == (summary if first_label == "summary" else [101, *summary])
+
+
 def test_t5_task_prefix_comes_from_the_checkpoint(compose_run, tmp_path, monkeypatch):
     from nlpexp.model import ModelSpec
 

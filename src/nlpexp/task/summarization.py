@@ -96,8 +96,11 @@ class SummarizationTask(Task):
         self.causal = not self.model.config.is_encoder_decoder
         self.generation.apply(self.model)
         self.eos_ids = _as_list(self.model.generation_config.eos_token_id)
-        self.pad_id = next(i for i in (self.tokenizer.pad_token_id, self.model.config.pad_token_id,
-                                       *self.eos_ids, 0) if i is not None)
+        self.pad_id = next((i for i in (self.tokenizer.pad_token_id, self.model.config.pad_token_id, *self.eos_ids)
+                            if i is not None), None)
+        if self.pad_id is None:
+            raise NlpexpError(f"model '{self.model_spec.name}' has neither a pad nor an eos token id; set one in "
+                              "its config")
         if self.causal:
             if not self.eos_ids:
                 raise NlpexpError(f"model '{self.model_spec.name}' has no eos_token_id: a decoder-only summariser "
@@ -106,9 +109,8 @@ class SummarizationTask(Task):
             self.collator = CausalLMCollator(self.pad_id)
         else:
             self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model, label_pad_token_id=IGNORE_INDEX)
-        if self.source_prefix is None:  # the checkpoint's own, e.g. T5's "summarize: "
-            params = getattr(self.model.config, "task_specific_params", None) or {}
-            self.source_prefix = (params.get("summarization") or {}).get("prefix", "")
+        if self.source_prefix is None:
+            self.source_prefix = _checkpoint_prefix(self.model.config)
         if self.mode == "train":
             if not self.data.has("validation"):
                 raise NlpexpError(f"task summarization picks the best checkpoint by {self.monitor}, but data "
@@ -129,7 +131,7 @@ class SummarizationTask(Task):
             encoded = self.tokenizer(sources, max_length=source_length, truncation=True)
             labels = self.tokenizer(text_target=targets, max_length=self.max_target_length, truncation=True)
             return Dataset.from_dict({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-                                      "labels": labels["input_ids"]})
+                                      "labels": [self._without_start(ids) for ids in labels["input_ids"]]})
         separator = self.tokenizer(self.prompt_separator, add_special_tokens=False)["input_ids"]
         dialogues = self.tokenizer(sources, add_special_tokens=False, max_length=source_length, truncation=True)
         summaries = self.tokenizer(targets, add_special_tokens=False, max_length=self.max_target_length - 1,
@@ -141,6 +143,12 @@ class SummarizationTask(Task):
         if with_prompt:
             features["prompt_ids"] = prompts
         return Dataset.from_dict(features)
+
+    def _without_start(self, label_ids: list[int]) -> list[int]:
+        """BERT2BERT labels open with [CLS], which is also the decoder's start input: as a target it only teaches the
+        model to repeat the start token."""
+        start = self.model.config.decoder_start_token_id
+        return label_ids[1:] if label_ids and label_ids[0] == start else label_ids
 
     # -- train and evaluate --------------------------------------------------------------------------------------
 
@@ -279,6 +287,12 @@ def _pad(sequences: list[list[int]], value: int, side: str) -> tuple[torch.Tenso
     padded = pad_sequence(tensors, batch_first=True, padding_value=value, padding_side=side)
     mask = pad_sequence([torch.ones_like(t) for t in tensors], batch_first=True, padding_value=0, padding_side=side)
     return padded, mask
+
+
+def _checkpoint_prefix(config) -> str:
+    """The input prefix a checkpoint was pretrained with for summarisation (t5-small: "summarize: "), else ""."""
+    params = getattr(config, "task_specific_params", None) or {}
+    return (params.get("summarization") or {}).get("prefix", "")
 
 
 def _as_list(ids) -> list[int]:
