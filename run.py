@@ -6,7 +6,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from nlpexp.config import CONFIG_DIR
+from nlpexp.config import CONFIG_DIR, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger("nlpexp")
@@ -24,4 +24,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    exit_on_bad_overrides(sys.argv[1:])
     main()

@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
+README = ROOT / "README.md"
 
 
 def run_job(*overrides: str, run_dir: Path | None = None) -> dict:
@@ -33,3 +34,14 @@ def write_results(name: str, figures: dict, table_md: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table_md.rstrip() + "\n")
+
+
+def update_readme(name: str, table_md: str) -> None:
+    """Put a bench's table between `<!-- bench:<name> -->` and `<!-- /bench:<name> -->` in the project README."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = README.read_text()
+    if start not in text or end not in text:
+        raise RuntimeError(f"README.md lacks the markers {start} ... {end} for the {name} table")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    README.write_text(f"{before}{start}\n{table_md.rstrip()}\n{end}{after}")

@@ -19,8 +19,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _data_dir_env(data_root, monkeypatch):
+def _data_dir_env(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("NLPEXP_DATA_DIR", str(data_root))
+    monkeypatch.setenv("NLPEXP_REGISTRY_DIR", str(tmp_path / "registry"))
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def compose_run(tmp_path):
 
     def _compose(*overrides: str, run_dir: Path | None = None):
         out = run_dir or tmp_path / "run"
-        return compose([f"paths.output_dir={out}", *overrides])
+        return compose([f"paths.output_dir={out}", f"paths.ledger_file={tmp_path / 'ledger.jsonl'}", *overrides])
 
     return _compose
 

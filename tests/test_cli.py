@@ -12,8 +12,9 @@ from nlpexp.config import PROJECT_ROOT
 
 def run_py(*args: str, cwd=None, env_extra=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    ledger = f"paths.ledger_file={cwd or '/tmp'}/ledger.jsonl"
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, ledger], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
 
 
 def test_hydra_run_dir_holds_the_whole_run_from_any_directory(tmp_path):
@@ -24,7 +25,8 @@ def test_hydra_run_dir_holds_the_whole_run_from_any_directory(tmp_path):
     assert "val/spearman_cosine" in json.loads((run_dir / "metrics.json").read_text())
     assert (run_dir / "best_model" / "modules.json").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "run.log").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # nothing written to the working directory
+    # nothing written to the working directory but the ledger this test put there
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "ledger.jsonl"]
 
 
 def test_hub_model_offline_ends_with_one_clear_line(tmp_path):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hydra.errors import ConfigCompositionException
 from hydra.utils import execution_whitelist, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
+from nlpexp.errors import NlpexpError
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 
@@ -37,8 +37,8 @@ def _assert_targets_resolve(cfg: DictConfig) -> None:
 
 
 def test_every_group_has_options():
-    assert {"task", "model", "data", "optimizer", "scheduler", "logger", "trainer", "paths", "debug",
-            "hparams_search"} <= set(GROUPS) | {"hparams_search"}
+    for group in ("task", "model", "data", "optimizer", "scheduler", "logger", "trainer", "paths", "debug"):
+        assert _options(group), group
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
@@ -69,11 +69,10 @@ def test_several_loggers_at_once(compose_run):
 
 
 def test_unknown_option_lists_the_valid_ones(compose_run):
-    with pytest.raises(ConfigCompositionException, match="Available options") as err:
+    with pytest.raises(NlpexpError, match="Available options in 'model': .*bert, .*minilm"):
         compose_run("model=nope")
-    assert "minilm" in str(err.value)
 
 
-def test_misspelled_key_is_refused(compose_run):
-    with pytest.raises(ConfigCompositionException):
+def test_misspelled_key_is_refused_with_a_suggestion(compose_run):
+    with pytest.raises(NlpexpError, match="Did you mean one of: 'batch_size'"):
         compose_run("trainer.batchsize=4")

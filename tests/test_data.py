@@ -126,3 +126,30 @@ def test_ratio_split_must_sum_to_one(data_root, bad):
 def test_bad_split_entry(data_root):
     with pytest.raises(NlpexpError, match="<folder>/<split>"):
         spec(data_root, splits={"train": ["train"]})
+
+
+def test_ratio_roles_beside_roles_with_their_own_files(data_root):
+    kw = dict(name="imdb", root=str(data_root), sources={"imdb": {}}, label_names=["neg", "pos"],
+              splits={"all": ["imdb/train"], "test": ["imdb/test"]}, split_ratios={"train": 0.9, "validation": 0.1})
+    data = DataSpec(**kw)
+    assert data.roles == ["train", "validation", "test"]
+    parts = {r: data.load(r, ("text", "label")) for r in data.roles}
+    assert [len(p) for p in parts.values()] == [36, 4, 40]
+    whole = DataSpec(**{**kw, "splits": {"train": ["imdb/train"]}, "split_ratios": None}).load("train", ("text",))
+    assert sorted([*parts["train"]["text"], *parts["validation"]["text"]]) == sorted(whole["text"])
+
+
+def test_a_role_cannot_have_files_and_a_ratio(data_root):
+    with pytest.raises(NlpexpError, match=r"\['test'\] have files in data.splits and a share"):
+        DataSpec(name="imdb", root=str(data_root), sources={"imdb": {}},
+                 splits={"all": ["imdb/train"], "test": ["imdb/test"]},
+                 split_ratios={"train": 0.8, "validation": 0.1, "test": 0.1})
+
+
+@pytest.mark.parametrize("rows", [7, 10, 13])
+def test_ratio_parts_cover_every_row_once(tmp_path, rows):
+    write(tmp_path / "x" / "train.jsonl.gz", [{"text": f"row {i}"} for i in range(rows)])
+    kw = dict(name="x", root=str(tmp_path), sources={"x": {}}, splits={"all": ["x/train"]},
+              split_ratios={"train": 0.8, "validation": 0.1, "test": 0.1})
+    texts = [t for role in ("train", "validation", "test") for t in DataSpec(**kw).load(role, ("text",))["text"]]
+    assert sorted(texts) == sorted(f"row {i}" for i in range(rows))

@@ -23,7 +23,7 @@ def trained(tmp_path_factory, data_root):
     run_dir = tmp_path_factory.mktemp("sbert_nli")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        cfg = compose([f"paths.output_dir={run_dir}", *SMOKE])
+        cfg = compose([f"paths.output_dir={run_dir}", f"paths.ledger_file={run_dir / 'ledger.jsonl'}", *SMOKE])
         metrics = run(cfg)
     return cfg, run_dir, metrics
 
@@ -85,3 +85,33 @@ def test_missing_optimized_metric_lists_the_existing_ones(trained):
     cfg.optimized_metric = "val/nope"
     with pytest.raises(NlpexpError, match="val/spearman_cosine"):
         objective(cfg, metrics)
+
+
+def test_tensorboard_helpers_list_and_serve_the_run(trained, capsys):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from nlpexp.tb import main as tb_main
+
+    _, run_dir, _ = trained
+    tb_main(["list", str(run_dir)])
+    assert "Loss/Train_Batch" in capsys.readouterr().out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "nlpexp.tb", "serve", str(run_dir), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, body = time.time() + 60, ""
+        while time.time() < deadline and not body:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert run_dir.name in body
+    finally:
+        server.kill()
+        server.wait()

@@ -250,6 +250,11 @@ def test_training_needs_a_validation_split(compose_run):
         run(compose_run(*FAST, "model=tiny_bart", "~data.splits.validation"))
 
 
+def test_a_loss_is_refused_before_anything_loads(compose_run):
+    with pytest.raises(NlpexpError, match="takes no loss"):
+        run(compose_run(*FAST, "model=tiny_bart", "loss=softmax"))
+
+
 def test_encoder_only_model_is_refused_with_the_way_out(compose_run):
     with pytest.raises(NlpexpError, match="build=encoder_decoder"):
         run(compose_run(*FAST, "model=tiny_bert", "mode=eval"))

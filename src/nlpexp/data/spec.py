@@ -16,6 +16,8 @@ from nlpexp.hub import hub_reachable
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
 POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
+# Every file (or hub split) read in this process since the pipeline last cleared it: provenance hashes them.
+FILES_READ: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class DataSpec:
         shuffle: bool = False,
     ):
         self.name = name
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.sources = {folder: Source.from_config(src) for folder, src in sources.items()}
         self.splits = {role: list(files) for role, files in splits.items()}
         self.columns = dict(columns or {})
@@ -72,8 +74,11 @@ class DataSpec:
             total = sum(self.split_ratios.values())
             if not math.isclose(total, 1.0, abs_tol=1e-6) or min(self.split_ratios.values()) < 0:
                 raise NlpexpError(f"data.split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
-            if set(self.splits) != {POOLED}:
-                raise NlpexpError(f"data.split_ratios cuts the files of data.splits.{POOLED}; list them there only")
+            if POOLED not in self.splits:
+                raise NlpexpError(f"data.split_ratios cuts the files of data.splits.{POOLED}; list them there")
+            if both := [r for r in self.splits if r != POOLED and self.split_ratios.get(r)]:
+                raise NlpexpError(f"data role(s) {both} have files in data.splits and a share in data.split_ratios; "
+                                  f"keep one of the two")
         for files in self.splits.values():
             for entry in files:
                 folder = entry.split("/", 1)[0]
@@ -86,8 +91,12 @@ class DataSpec:
     @property
     def roles(self) -> list[str]:
         if self.split_ratios is not None:
-            return [r for r in ROLES if self.split_ratios.get(r)]
+            return [r for r in ROLES if self._ratio_role(r) or self.splits.get(r)]
         return [r for r in self.splits if self.splits[r]]
+
+    def _ratio_role(self, role: str) -> bool:
+        """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""
+        return self.split_ratios is not None and bool(self.split_ratios.get(role))
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -110,9 +119,10 @@ class DataSpec:
                 f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
                 f"Name its files with data.splits.{role}=[<folder>/<split>]"
             )
-        dataset = self._pooled_role(role) if self.split_ratios else self._concat(self.splits[role])
-        present = [c for c in optional_columns if self.columns.get(c, c) in dataset.column_names]
-        dataset = self._select_columns(dataset, [*columns, *present])
+        if self._ratio_role(role):
+            dataset = self._pooled_role(role, columns, optional_columns)
+        else:
+            dataset = self._concat(self.splits[role], columns, optional_columns)
         dataset = self._drop_empty(dataset, text_columns, role)
         if "label" in columns and self.label_names is not None:
             dataset = self._encode_labels(dataset, role)
@@ -123,38 +133,41 @@ class DataSpec:
             dataset = dataset.select(range(limit))
         return dataset
 
-    def _concat(self, entries: Sequence[str]):
+    def _concat(self, entries: Sequence[str], columns: Sequence[str], optional_columns: Sequence[str] = ()):
         import datasets
 
-        parts = [self._read(*entry.split("/", 1)) for entry in entries]
+        files = [(entry, self._read(*entry.split("/", 1))) for entry in entries]
+        # An optional column is kept where every file of the role has it (the parts must line up).
+        present = [c for c in optional_columns
+                   if all(self.columns.get(c, c) in dataset.column_names for _, dataset in files)]
+        parts = [self._select_columns(dataset, [*columns, *present], entry) for entry, dataset in files]
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
-    def _pooled_role(self, role: str):
+    def _pooled_role(self, role: str, columns: Sequence[str], optional_columns: Sequence[str] = ()):
         import numpy as np
 
-        pooled = self._concat(self.splits[POOLED])
+        pooled = self._concat(self.splits[POOLED], columns, optional_columns)
         order = np.random.default_rng(self.seed).permutation(len(pooled))
-        bounds, start = {}, 0
-        for name in ROLES:
-            size = round(self.split_ratios.get(name, 0.0) * len(pooled))
-            bounds[name] = (start, start + size)
-            start += size
-        lo, hi = bounds[role]
-        if role == ROLES[-1]:
-            hi = len(pooled)  # rounding leftovers go to the last role
-        return pooled.select(order[lo:hi])
+        cut_roles = [r for r in ROLES if self._ratio_role(r)]
+        # Cumulative bounds, so that the parts cover every row exactly once whatever the rounding.
+        shares = np.cumsum([0.0] + [self.split_ratios[r] for r in cut_roles])
+        bounds = [round(share * len(pooled)) for share in shares[:-1]] + [len(pooled)]
+        index = cut_roles.index(role)
+        return pooled.select(order[bounds[index]:bounds[index + 1]])
 
     def _read(self, folder: str, split: str):
-        return _read_split(self.root, folder, split, self.sources[folder])
+        dataset, origin = _read_split(self.root, folder, split, self.sources[folder])
+        FILES_READ.add(origin)
+        return dataset
 
-    def _select_columns(self, dataset, columns: Sequence[str]):
+    def _select_columns(self, dataset, columns: Sequence[str], entry: str):
         wanted = {self.columns.get(c, c): c for c in columns}
         missing = [src for src in wanted if src not in dataset.column_names]
         if missing:
             hint = ", ".join(f"data.columns.{wanted[m]}=<column>" for m in missing)
             raise NlpexpError(
-                f"data '{self.name}' lacks column(s) {missing}; its columns are {dataset.column_names}. "
-                f"Map them with {hint}"
+                f"data '{self.name}' file {entry} lacks column(s) {missing}; its columns are "
+                f"{dataset.column_names}. Map them with {hint}"
             )
         dataset = dataset.select_columns(list(wanted))
         renames = {src: dst for src, dst in wanted.items() if src != dst}
@@ -199,9 +212,9 @@ def _read_split(root: Path, folder: str, split: str, source: Source):
     path = find_split_file(directory, split)
     if path is not None:
         log.info("reading %s", path)
-        return read_split_file(path)
+        return read_split_file(path), str(path)
     if source.hub_id and hub_reachable():
-        return _read_hub(source, split)
+        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
     hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
     where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
     if not root.is_dir():

@@ -18,6 +18,7 @@ class TensorBoardLogger(RunLogger):
         self.log_dir = Path(log_dir)
         self.histograms = histograms
         self._writer = None
+        self._purge_step: int | None = None
         self._epoch_losses: list[float] = []
         self._epoch_accuracies: list[float] = []
 
@@ -26,8 +27,13 @@ class TensorBoardLogger(RunLogger):
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+            self._writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self._purge_step)
         return self._writer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step > 0 and self._writer is None:
+            # Resumed from checkpoint T: drop what the interrupted run logged after T, keep one continuous log.
+            self._purge_step = state.global_step + 1
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}

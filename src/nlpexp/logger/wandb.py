@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class WandbLogger(RunLogger):
         self.dir.mkdir(parents=True, exist_ok=True)
         # The run id is kept in the run dir so that a resumed run continues the same W&B run.
         id_file = self.dir / "wandb_run_id"
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
         self.run = wandb.init(project=self.project, dir=str(self.dir), mode=self.resolved_mode(), id=run_id,
                               resume="allow", group=self.group, tags=self.tags, config=dict(config),

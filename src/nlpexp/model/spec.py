@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
@@ -30,6 +31,7 @@ class ModelSpec:
         max_seq_length: int = 128,
         pooling: str = "mean",
         trust_remote_code: bool = False,
+        seed: int = 0,
         build: str = "auto",
     ):
         if build not in BUILDS:
@@ -45,12 +47,18 @@ class ModelSpec:
         self.max_seq_length = max_seq_length
         self.pooling = pooling
         self.trust_remote_code = trust_remote_code
+        self.seed = seed  # of random_init weights
         self.build = build
 
     def path(self, auto_class: str = "AutoModel") -> str:
-        """A loadable folder or hub id; random-init models are written once to a temporary folder."""
-        if self.random_init is not None:
-            return _materialize_random(self.tokenizer_path(), tuple(sorted(self.random_init.items())), auto_class)
+        """A loadable folder or hub id; random-init models are written once to a temporary folder.
+
+        A given name_or_path wins over random_init, so `model.name_or_path=<run>/best_model` reloads a trained
+        tiny model without also clearing its random_init.
+        """
+        if self.random_init is not None and self.name_or_path is None:
+            init = tuple(sorted(self.random_init.items()))
+            return _materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
 
     def tokenizer_path(self) -> str:
@@ -86,7 +94,6 @@ class ModelSpec:
         transformer.max_seq_length = self.max_seq_length
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
         return SentenceTransformer(modules=[transformer, pooling])
-
 
     def generative_model(self):
         """A text generator: a seq2seq model or a causal LM, whichever the checkpoint is; with
@@ -139,9 +146,11 @@ def _first_set(*values):
 
 
 def resolve(name_or_path: str, model_name: str) -> str:
-    """bundled:<name> | local folder | hub id (checked for reachability up front, with one clear error)."""
+    """bundled:<name> | registry:<name>@<alias> | local folder | hub id (offline: one clear error, fast)."""
     if name_or_path.startswith(PREFIX):
         return bundled_path(name_or_path[len(PREFIX):])
+    if name_or_path.startswith(registry.PREFIX):
+        return str(registry.resolve(name_or_path))
     as_path = Path(name_or_path).expanduser()
     if as_path.is_dir():
         return str(as_path)
@@ -168,13 +177,17 @@ def _hub_cache(repo_id: str) -> str | None:
 
 
 @functools.cache
-def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str) -> str:
+def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, seed: int) -> str:
+    import torch
     import transformers
 
     init = dict(init_items)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
     config = transformers.AutoConfig.for_model(init.pop("model_type"), vocab_size=len(tokenizer), **init)
-    model = getattr(transformers, auto_class).from_config(config)
+    # Its own generator: the weights depend on the seed alone, not on whether this process made them before.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = getattr(transformers, auto_class).from_config(config)
     folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     model.save_pretrained(folder)

@@ -39,6 +39,12 @@ class Task(ABC):
         self.run_dir = Path(run_dir)
         self.mode = mode
         self.callbacks = list(callbacks)
+        # `train/...` figures of the last trainer.train() (throughput, loss); run() adds them to metrics.json.
+        self.train_metrics: dict[str, float] = {}
+
+    @classmethod  # noqa: B027 (an optional hook, empty by default)
+    def check_config(cls, cfg) -> None:
+        """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work."""
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -72,6 +78,27 @@ class Task(ABC):
 
     _best_val_metrics: dict[str, float] | None = None
 
+    def fit(self, trainer):
+        """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""
+        output = trainer.train(resume_from_checkpoint=self.resume_from(self.checkpoints_dir))
+        self.remember_train_output(output, trainer.state)
+        self.remember_best_metrics(trainer.state)
+        return output
+
+    def resume_from(self, checkpoints_dir: Path) -> str | None:
+        return self.trainer_settings.resume_checkpoint(checkpoints_dir)
+
+    def remember_train_output(self, output, state) -> None:
+        """Keep the trainer's own throughput and mean loss; its runtime includes the in-training evaluations,
+        whose share is kept as `train/eval_runtime_s`."""
+        figures = output.metrics
+        self.train_metrics = {
+            "train/runtime_s": round(float(figures["train_runtime"]), 2),
+            "train/samples_per_second": float(figures["train_samples_per_second"]),
+            "train/loss": float(figures["train_loss"]),
+            "train/eval_runtime_s": round(sum(e.get("eval_runtime", 0.0) for e in state.log_history), 2),
+        }
+
     def remember_best_metrics(self, state) -> None:
         """Keep the validation metrics the trainer logged for the checkpoint it restored as best."""
         from nlpexp.metrics import from_trainer_logs
@@ -86,8 +113,11 @@ class Task(ABC):
     def training_callbacks(self) -> list:
         from transformers import EarlyStoppingCallback
 
+        from nlpexp.trainer import NonFiniteLossGuard
+
         patience = self.trainer_settings.early_stopping_patience
-        return self.callbacks + ([EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [])
+        early_stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
+        return [NonFiniteLossGuard(), *self.callbacks, *early_stopping]
 
     def training_arguments(self, args_class, **task_args):
         return self.trainer_settings.training_arguments(

@@ -38,11 +38,15 @@ class SbertNliTask(Task):
         self.sts = sts
         self.head_trained = False
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.data.get("label_names"):
+            raise NlpexpError(f"task=sbert_nli needs labelled NLI data (data=allnli|snli|mnli|kornli); "
+                              f"data={cfg.data.name} has no label_names")
+        if cfg.get("loss") is None or not cfg.loss._target_.endswith(".SoftmaxLoss"):
+            raise NlpexpError("task=sbert_nli trains with loss=softmax (the SBERT classification objective)")
+
     def setup(self) -> None:
-        if not self.data.label_names:
-            raise NlpexpError(f"task sbert_nli needs NLI data with label_names; data '{self.data.name}' has none")
-        if self.loss_factory is None or getattr(self.loss_factory, "func", None) is not SoftmaxLoss:
-            raise NlpexpError("task sbert_nli trains with loss=softmax (the SBERT classification objective)")
         self.model = self.model_spec.sentence_transformer()
         self.loss = self.loss_factory(
             model=self.model,
@@ -68,8 +72,7 @@ class SbertNliTask(Task):
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
         )
-        trainer.train(resume_from_checkpoint=self.trainer_settings.resume_checkpoint(self.checkpoints_dir))
-        self.remember_best_metrics(trainer.state)
+        self.fit(trainer)
         self.head_trained = True
         self.model.save(str(self.best_model_dir))
         save_head(self.loss, self.best_model_dir, self.data.label_names)

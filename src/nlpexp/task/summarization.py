@@ -66,6 +66,14 @@ def load_examples(data: DataSpec, role: str, reference_columns: Sequence[str]) -
 
 
 class SummarizationTask(Task):
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.get("loss") is not None:
+            raise NlpexpError("task=summarization trains with the model's own token cross-entropy and takes no loss; "
+                              "drop loss=")
+        if cfg.get("generation") is None:
+            raise NlpexpError("task=summarization decodes with the generation group; keep generation=default")
+
     def __init__(
         self,
         *,
@@ -156,8 +164,7 @@ class SummarizationTask(Task):
         scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
         trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
                                 train_dataset=self.train_set)
-        trainer.train(resume_from_checkpoint=self.trainer_settings.resume_checkpoint(self.checkpoints_dir))
-        self.remember_best_metrics(trainer.state)
+        self.fit(trainer)
         trainer.save_model(str(self.best_model_dir))
         best = trainer.state.best_model_checkpoint
         kept = Path(best) / predictions_file("validation") if best else None

@@ -61,11 +61,14 @@ class TrainerSettings:
 
     def training_arguments(self, args_class, output_dir: Path, monitor: str, greater_is_better: bool,
                            optimizer: functools.partial, **task_args: Any):
-        """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr."""
+        """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr;
+        `task_args` add to them or override them."""
+        log.info("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
+                 self.gradient_accumulation_steps, self.effective_batch_size)
         interval = {"eval_strategy": "steps", "eval_steps": self.eval_every_steps, "save_strategy": "steps",
                     "save_steps": self.eval_every_steps} if self.eval_every_steps else \
                    {"eval_strategy": "epoch", "save_strategy": "epoch"}
-        return args_class(
+        arguments = dict(
             output_dir=str(output_dir),
             num_train_epochs=self.max_epochs,
             max_steps=self.max_steps,
@@ -85,22 +88,28 @@ class TrainerSettings:
             auto_find_batch_size=self.auto_find_batch_size,
             report_to="none",
             disable_tqdm=False,
+            logging_nan_inf_filter=False,  # NonFiniteLossGuard must see a NaN loss
+            dataloader_pin_memory=_has_cuda(),
             **self._precision_flags(),
             **interval,
-            **task_args,
         )
+        return args_class(**{**arguments, **task_args})
 
     def _precision_flags(self) -> dict[str, bool]:
         if self.precision == "32":
             return {}
         import torch
 
-        if not torch.cuda.is_available():
-            # CPU autocast exists for bf16 only; fp16 on CPU would fail deep inside accelerate.
-            if self.precision == "fp16":
-                log.warning("trainer.precision=fp16 needs a GPU; training in fp32")
+        if torch.cuda.is_available():
+            if self.precision == "bf16" and not torch.cuda.is_bf16_supported():
+                log.warning("trainer.precision=bf16: this GPU has no bf16; training in fp32 (try fp16)")
                 return {}
-        return {self.precision: True}
+            return {self.precision: True}
+        # CPU autocast exists for bf16 only; fp16 on CPU would fail deep inside accelerate.
+        if self.precision == "fp16":
+            log.warning("trainer.precision=fp16 needs a GPU; training in fp32")
+            return {}
+        return {"bf16": True, "use_cpu": True}  # transformers takes bf16 without a GPU only when told so
 
     def resume_checkpoint(self, checkpoints_dir: Path) -> str | None:
         """The checkpoint to resume from: a given path, the newest one for `true`, none for `false`."""
@@ -117,6 +126,22 @@ class TrainerSettings:
                 f"hydra.run.dir as the interrupted run, or drop trainer.resume"
             )
         return str(found[-1])
+
+
+def check_optimizer(factory: functools.partial) -> None:
+    """Catch what torch would reject deep inside the trainer, with the config key to fix."""
+    lr = factory.keywords.get("lr")
+    if not isinstance(lr, int | float) or isinstance(lr, bool) or lr <= 0:
+        raise NlpexpError(f"optimizer.lr must be a positive number, got {lr!r}")
+    decay = factory.keywords.get("weight_decay", 0.0)
+    if not isinstance(decay, int | float) or decay < 0:
+        raise NlpexpError(f"optimizer.weight_decay must be a number >= 0, got {decay!r}")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _hf_metric_name(monitor: str) -> str:

@@ -1,0 +1,205 @@
+"""Seed 004's table (issue #3) rerun with the presets in experiments/, on the real data at the data root.
+
+Every row is one `python run.py experiment=<preset>` in a fresh process; the table puts our STS validation
+spearman_cosine beside the seed's figure and, for the two MNRL recipes, beside the plain sentence-transformers
+figures of the issue, and checks the issue's targets. Writes benchmarks/results/embedding.{json,md} and the
+README's table.
+
+    python benchmarks/bench_embedding.py             # every row (about 1.5 h on the 2-core CPU)
+    python benchmarks/bench_embedding.py mnrl_seed   # chosen rows (see ROWS)
+    python benchmarks/bench_embedding.py --plain     # also time plain sentence-transformers on this machine
+    python benchmarks/bench_embedding.py --quick     # small slices in a few minutes: a plumbing check, printed only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from common import HERE, RESULTS, run_job, update_readme, write_results
+
+NAME = "embedding"
+UNTRAINED_MINILM = 0.8672  # seed 004's all-MiniLM-L6-v2 on STSb validation
+
+
+@dataclass
+class Row:
+    name: str
+    label: str
+    overrides: tuple[str, ...]
+    seed: float | None = None          # seed 004's spearman_cosine (its own model and data)
+    plain: float | None = None         # plain sentence-transformers 6.2 on the mirror (issue #3)
+    plain_speed: float | None = None   # its train samples/s on the 2-core CPU
+    plain_recipe: str | None = None    # benchmarks/plain_st_reference.py recipe that reproduces it
+    quick: tuple[str, ...] = field(default_factory=tuple)
+
+
+QUICK = ("data.max_train_samples=128", "data.max_eval_samples=200")
+ROWS = [
+    Row("zero_shot", "all-MiniLM-L6-v2 as published (no training)", ("experiment=embedding_zero_shot",),
+        seed=0.8672),
+    Row("mnrl_seed", "MNRL, every NLI pair a positive (seed's recipe)", ("experiment=embedding_mnrl_seed",),
+        seed=0.8491, plain=0.8437, plain_speed=32.4, plain_recipe="all_pairs"),
+    Row("mnrl_triplets", "MNRL, (premise, entailment, contradiction) triplets, no duplicates (better recipe)",
+        ("experiment=embedding_mnrl_triplets",), plain=0.8726, plain_speed=26.3, plain_recipe="triplets"),
+    Row("augsbert", "AugSBERT: cross-encoder on 10k gold, silver 0/1 labels, CosineSimilarityLoss",
+        ("experiment=augsbert_seed",), seed=0.7126, quick=("task.gold_size=64",)),
+    Row("augsbert_gold_only", "the same bi-encoder on the 10k gold pairs only", ("experiment=augsbert_gold_only",),
+        seed=0.6824, quick=("task.gold_size=64",)),
+    Row("tsdae", "TSDAE on unlabelled NLI sentences, CLS pooling", ("experiment=tsdae_seed",), seed=0.7449),
+    Row("korean_zero_shot", "Korean: all-MiniLM-L6-v2 as published, KorSTS",
+        ("experiment=embedding_zero_shot", "data@task.sts=korsts")),
+    Row("korean", "Korean: triplet recipe on KorNLI, KorSTS", ("experiment=embedding_korean",)),
+]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rows", nargs="*", help=f"rows to run (default: all): {', '.join(r.name for r in ROWS)}")
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1")
+    parser.add_argument("--plain", action="store_true", help="also run plain sentence-transformers here")
+    args = parser.parse_args(argv)
+    if unknown := set(args.rows) - {r.name for r in ROWS}:
+        parser.error(f"unknown rows {sorted(unknown)}; rows: {', '.join(r.name for r in ROWS)}")
+    rows = [r for r in ROWS if not args.rows or r.name in args.rows]
+    figures = {} if args.quick else _previous_figures()
+    failed = []
+    for row in rows:
+        print(f"-- {row.name}", flush=True)
+        overrides = row.overrides + (QUICK + row.quick if args.quick else ())
+        try:
+            figures[row.name] = _summary(run_job(*overrides))
+            if args.plain and row.plain_recipe:
+                figures[row.name]["plain_here"] = _plain_run(row.plain_recipe, args.quick)
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            failed.append(row.name)
+            figures.pop(row.name, None)
+        print(json.dumps(figures.get(row.name)), flush=True)
+    table = render(figures, quick=args.quick)
+    print(table)
+    if not args.quick:
+        write_results(NAME, figures, table)
+        update_readme(NAME, table)
+    return 1 if failed else 0
+
+
+def _summary(metrics: dict) -> dict:
+    keep = ("val/spearman_cosine", "val/start_spearman_cosine", "val/cross_encoder_spearman", "train/examples",
+            "train/gold_pairs", "train/silver_pairs", "train/samples_per_second", "train/runtime_s",
+            "train/eval_runtime_s", "time/total_s", "wall_s")
+    return {key: metrics[key] for key in keep if key in metrics}
+
+
+def _plain_run(recipe: str, quick: bool) -> dict:
+    quick_slices = ["--max-train-samples", "128", "--max-eval-samples", "200"]  # as QUICK
+    command = [sys.executable, str(HERE / "plain_st_reference.py"), recipe] + (quick_slices if quick else [])
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"plain_st_reference.py {recipe} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def _previous_figures() -> dict:
+    """Rows not rerun keep their last figures, so that one row can be redone alone."""
+    path = RESULTS / f"{NAME}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def render(figures: dict, quick: bool = False) -> str:
+    lines = [
+        "### Sentence embeddings (seed 004, issue #3)" + (" — QUICK plumbing check, not results" if quick else ""),
+        "",
+        "STS validation spearman of cosine similarity (STSb; KorSTS for the Korean rows), 2-core CPU, MiniLM.",
+        "`seed`: seed 004's own figure (its model and data: bert-base-uncased for AugSBERT and TSDAE, MNLI train). "
+        "`plain ST`: plain sentence-transformers 6.2 on the mirror's data with the same settings (issue #3). "
+        "samples/s: the trainer's figure for the training alone (ours less the in-training STS evaluation, which the "
+        "plain run does after training); `plain` is the issue's figure, or this machine's with `--plain`. "
+        "metrics.json of each run keeps the trainer's raw figures.",
+        "",
+        "| row | preset | seed | plain ST | ours | samples/s (ours / plain) | wall time | check |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in ROWS:
+        got = figures.get(row.name)
+        if got is None:
+            lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.seed)} | {_num(row.plain)} | not run | | | |")
+            continue
+        speed = training_speed(got)
+        plain_speed = got.get("plain_here", {}).get("train_samples_per_second") or row.plain_speed
+        speeds = f"{_num(speed, 1)} / {_num(plain_speed, 1)}" if speed and plain_speed else _num(speed, 1)
+        lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.seed)} | {_plain_cell(row, got)} | "
+                     f"{_num(got['val/spearman_cosine'])}{_notes(got)} | {speeds} | {_duration(got['wall_s'])} | "
+                     f"{_check(row, got, figures)} |")
+    return "\n".join(lines)
+
+
+def _check(row: Row, got: dict, figures: dict) -> str:
+    """The issue's targets, where it sets one for the row."""
+    score = got["val/spearman_cosine"]
+    if row.name == "zero_shot":
+        return _verdict(abs(score - UNTRAINED_MINILM) <= 0.0005, f"{UNTRAINED_MINILM} ± 0.0005")
+    if row.plain is not None:
+        speed_ok = (training_speed(got) or 0) >= 0.97 * row.plain_speed
+        above = row.name != "mnrl_triplets" or score > UNTRAINED_MINILM
+        goal = f"{row.plain} ± 0.005, ≥ 0.97× {row.plain_speed}/s" + (", > 0.8672" if row.name == "mnrl_triplets"
+                                                                       else "")
+        return _verdict(abs(score - row.plain) <= 0.005 and speed_ok and above, goal)
+    if row.name == "augsbert" and "augsbert_gold_only" in figures:
+        return _verdict(score > figures["augsbert_gold_only"]["val/spearman_cosine"], "beats gold-only")
+    return ""
+
+
+def training_speed(got: dict) -> float | None:
+    """Samples/s of the training alone: the trainer's runtime less its STS evaluations, which the plain run does
+    after training, outside its own runtime."""
+    if "train/samples_per_second" not in got:
+        return None
+    runtime, evaluation = got["train/runtime_s"], got.get("train/eval_runtime_s", 0.0)
+    return got["train/samples_per_second"] * runtime / (runtime - evaluation)
+
+
+def _notes(got: dict) -> str:
+    notes = []
+    if "val/start_spearman_cosine" in got:
+        notes.append(f"start model, same pooling: {_num(got['val/start_spearman_cosine'])}")
+    if "val/cross_encoder_spearman" in got:
+        notes.append(f"cross-encoder: {_num(got['val/cross_encoder_spearman'])}")
+    if "train/silver_pairs" in got:
+        notes.append(f"{got['train/gold_pairs']:,.0f} gold + {got['train/silver_pairs']:,.0f} silver")
+    elif "train/examples" in got:
+        notes.append(f"{got['train/examples']:,.0f} examples")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _plain_cell(row: Row, got: dict) -> str:
+    here = got.get("plain_here")
+    return _num(row.plain) + (f" (here: {_num(here['spearman_cosine'])})" if here else "")
+
+
+def _preset(row: Row) -> str:
+    return " ".join(o.removeprefix("experiment=") for o in row.overrides)
+
+
+def _verdict(ok: bool, goal: str) -> str:
+    return f"{'✅' if ok else '❌'} {goal}"
+
+
+def _num(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
