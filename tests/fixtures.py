@@ -18,6 +18,10 @@ def _sentence(rng: random.Random) -> str:
     return f"{rng.choice(_SUBJECTS)} {rng.choice(_ACTIONS)}."
 
 
+def _any_sentence(rng: random.Random, korean: bool) -> str:
+    return rng.choice(_KO) if korean else _sentence(rng)
+
+
 def _write(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -52,9 +56,10 @@ def make_data_root(root: Path, seed: int = 0) -> Path:
     for name, split_names in (("dialogsum", ("train", "validation", "test")), ("ko_dialogsum", ("validation",))):
         for split in split_names:
             rows = []
+            korean = name == "ko_dialogsum"
             for i in range(24):
-                turns = [f"#Person{1 + t % 2}#: {_sentence(rng)}" for t in range(4)]
-                rows.append({"id": f"{split}_{i}", "dialogue": "\n".join(turns), "summary": _sentence(rng),
+                turns = [f"#Person{1 + t % 2}#: {_any_sentence(rng, korean)}" for t in range(4)]
+                rows.append({"id": f"{split}_{i}", "dialogue": "\n".join(turns), "summary": _any_sentence(rng, korean),
                              "topic": "daily"})
                 if name == "dialogsum" and split == "test":
                     rows[-1].update(summary2=_sentence(rng), summary3=_sentence(rng))

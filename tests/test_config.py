@@ -69,7 +69,7 @@ def test_several_loggers_at_once(compose_run):
 
 
 def test_unknown_option_lists_the_valid_ones(compose_run):
-    with pytest.raises(NlpexpError, match="Available options in 'model': bert, minilm"):
+    with pytest.raises(NlpexpError, match="Available options in 'model': .*bert, .*minilm"):
         compose_run("model=nope")
 
 

@@ -152,8 +152,8 @@ def _hparams(cfg: DictConfig, settings) -> dict:
     """The settings a run is compared by (TensorBoard hparams)."""
     flat = {"task": cfg.task._target_.rsplit(".", 1)[-1], "model": cfg.model.name, "data": cfg.data.name,
             "seed": cfg.seed, "mode": cfg.mode}
-    for group in ("optimizer", "scheduler", "trainer"):
-        for key, value in to_container(cfg[group]).items():
+    for group in ("optimizer", "scheduler", "trainer", "generation"):
+        for key, value in (to_container(cfg[group]) if cfg.get(group) else {}).items():
             if not key.startswith("_") and isinstance(value, int | float | str | bool):
                 flat[f"{group}.{key}"] = value
     flat["trainer.effective_batch_size"] = settings.effective_batch_size

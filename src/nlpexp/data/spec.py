@@ -101,23 +101,28 @@ class DataSpec:
     def has(self, role: str) -> bool:
         return role in self.roles
 
-    def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = ()):
-        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited."""
-        key = (role, tuple(columns), tuple(text_columns))
+    def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = (),
+             optional_columns: Sequence[str] = ()):
+        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited.
+
+        `optional_columns` are kept where the files have them (e.g. the extra reference summaries of a test set).
+        """
+        key = (role, tuple(columns), tuple(text_columns), tuple(optional_columns))
         if key not in self._loaded:
-            self._loaded[key] = self._load(role, columns, text_columns)
+            self._loaded[key] = self._load(role, columns, text_columns, optional_columns)
         return self._loaded[key]
 
-    def _load(self, role: str, columns: Sequence[str], text_columns: Sequence[str]):
+    def _load(self, role: str, columns: Sequence[str], text_columns: Sequence[str],
+              optional_columns: Sequence[str] = ()):
         if not self.has(role):
             raise NlpexpError(
                 f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
                 f"Name its files with data.splits.{role}=[<folder>/<split>]"
             )
         if self._ratio_role(role):
-            dataset = self._pooled_role(role, columns)
+            dataset = self._pooled_role(role, columns, optional_columns)
         else:
-            dataset = self._concat(self.splits[role], columns)
+            dataset = self._concat(self.splits[role], columns, optional_columns)
         dataset = self._drop_empty(dataset, text_columns, role)
         if "label" in columns and self.label_names is not None:
             dataset = self._encode_labels(dataset, role)
@@ -128,16 +133,20 @@ class DataSpec:
             dataset = dataset.select(range(limit))
         return dataset
 
-    def _concat(self, entries: Sequence[str], columns: Sequence[str]):
+    def _concat(self, entries: Sequence[str], columns: Sequence[str], optional_columns: Sequence[str] = ()):
         import datasets
 
-        parts = [self._select_columns(self._read(*entry.split("/", 1)), columns, entry) for entry in entries]
+        files = [(entry, self._read(*entry.split("/", 1))) for entry in entries]
+        # An optional column is kept where every file of the role has it (the parts must line up).
+        present = [c for c in optional_columns
+                   if all(self.columns.get(c, c) in dataset.column_names for _, dataset in files)]
+        parts = [self._select_columns(dataset, [*columns, *present], entry) for entry, dataset in files]
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
-    def _pooled_role(self, role: str, columns: Sequence[str]):
+    def _pooled_role(self, role: str, columns: Sequence[str], optional_columns: Sequence[str] = ()):
         import numpy as np
 
-        pooled = self._concat(self.splits[POOLED], columns)
+        pooled = self._concat(self.splits[POOLED], columns, optional_columns)
         order = np.random.default_rng(self.seed).permutation(len(pooled))
         cut_roles = [r for r in ROLES if self._ratio_role(r)]
         # Cumulative bounds, so that the parts cover every row exactly once whatever the rounding.

@@ -16,6 +16,9 @@ from nlpexp.hub import hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
 
 log = logging.getLogger(__name__)
+# How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
+# EncoderDecoderModel whose encoder and decoder both start from it (cross-attention added; Rothe et al. 2020).
+BUILDS = ("auto", "encoder_decoder")
 
 
 class ModelSpec:
@@ -29,7 +32,10 @@ class ModelSpec:
         pooling: str = "mean",
         trust_remote_code: bool = False,
         seed: int = 0,
+        build: str = "auto",
     ):
+        if build not in BUILDS:
+            raise NlpexpError(f"model.build must be one of {BUILDS}, got {build!r}")
         if name_or_path is None and random_init is None:
             raise NlpexpError(f"model '{name}': set model.name_or_path or model.random_init")
         if random_init is not None and not tokenizer:
@@ -42,6 +48,7 @@ class ModelSpec:
         self.pooling = pooling
         self.trust_remote_code = trust_remote_code
         self.seed = seed  # of random_init weights
+        self.build = build
 
     def path(self, auto_class: str = "AutoModel") -> str:
         """A loadable folder or hub id; random-init models are written once to a temporary folder.
@@ -87,6 +94,55 @@ class ModelSpec:
         transformer.max_seq_length = self.max_seq_length
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
         return SentenceTransformer(modules=[transformer, pooling])
+
+    def generative_model(self):
+        """A text generator: a seq2seq model or a causal LM, whichever the checkpoint is; with
+        `build=encoder_decoder` a BERT-style checkpoint becomes both halves of an EncoderDecoderModel."""
+        import transformers
+        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+        config = self._config()
+        if self.build == "encoder_decoder" and not config.is_encoder_decoder:
+            return self._warm_started_encoder_decoder()
+        if not config.is_encoder_decoder and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+            raise NlpexpError(f"model '{self.name}' is an encoder ({config.model_type}) and cannot generate text; "
+                              f"set model.build=encoder_decoder (e.g. model=bert2bert_minilm) or use a seq2seq or "
+                              f"decoder-only model")
+        auto_class = "AutoModelForSeq2SeqLM" if config.is_encoder_decoder else "AutoModelForCausalLM"
+        return getattr(transformers, auto_class).from_pretrained(
+            self.path(auto_class), trust_remote_code=self.trust_remote_code)
+
+    def _config(self):
+        from transformers import AutoConfig
+
+        if self.random_init is not None:
+            init = dict(self.random_init)
+            return AutoConfig.for_model(init.pop("model_type"), **init)
+        return AutoConfig.from_pretrained(self.path(), trust_remote_code=self.trust_remote_code)
+
+    def _warm_started_encoder_decoder(self):
+        from transformers import EncoderDecoderModel
+
+        path = self.path()
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+        tokenizer = self.load_tokenizer()
+        # BERT vocabularies have no BOS/EOS: [CLS] starts the summary and [SEP] ends it.
+        special = {
+            "decoder_start_token_id": _first_set(tokenizer.cls_token_id, tokenizer.bos_token_id),
+            "eos_token_id": _first_set(tokenizer.sep_token_id, tokenizer.eos_token_id),
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if None in special.values():
+            raise NlpexpError(f"model '{self.name}': build=encoder_decoder needs a tokenizer with start, end and "
+                              f"pad tokens ([CLS]/[SEP]/[PAD] or <s>/</s>/<pad>); got {special}")
+        for key, value in special.items():
+            setattr(model.config, key, value)
+            setattr(model.generation_config, key, value)
+        return model
+
+
+def _first_set(*values):
+    return next((v for v in values if v is not None), None)
 
 
 def resolve(name_or_path: str, model_name: str) -> str:

@@ -27,6 +27,7 @@ class TrainerSettings:
         resume: bool | str = False,
         dataloader_workers: int = 0,
         seed: int = 42,
+        auto_find_batch_size: bool = False,
     ):
         for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
                            "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -52,6 +53,7 @@ class TrainerSettings:
         self.resume = resume
         self.dataloader_workers = dataloader_workers
         self.seed = seed
+        self.auto_find_batch_size = auto_find_batch_size
 
     @property
     def effective_batch_size(self) -> int:
@@ -83,6 +85,7 @@ class TrainerSettings:
             seed=self.seed,
             data_seed=self.seed,
             dataloader_num_workers=self.dataloader_workers,
+            auto_find_batch_size=self.auto_find_batch_size,
             report_to="none",
             disable_tqdm=False,
             logging_nan_inf_filter=False,  # NonFiniteLossGuard must see a NaN loss
