@@ -164,7 +164,7 @@ class DataSpec:
         wanted = {self.columns.get(c, c): c for c in columns}
         missing = [src for src in wanted if src not in dataset.column_names]
         if missing:
-            hint = ", ".join(f"data.columns.{wanted[m]}=<column>" for m in missing)
+            hint = ", ".join(f"+data.columns.{wanted[m]}=<column>" for m in missing)
             raise NlpexpError(
                 f"data '{self.name}' file {entry} lacks column(s) {missing}; its columns are "
                 f"{dataset.column_names}. Map them with {hint}"

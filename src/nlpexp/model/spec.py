@@ -163,7 +163,8 @@ def resolve(name_or_path: str, model_name: str) -> str:
         return cached
     raise NlpexpError(
         f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
-        f"(offline, not cached). Use model=minilm (bundled, offline) or model.name_or_path=<local folder>"
+        f"(offline, not cached). Use a bundled model (model=minilm; model=bert2bert_minilm to generate text) "
+        f"or model.name_or_path=<local folder>"
     )
 
 

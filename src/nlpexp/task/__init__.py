@@ -1,6 +1,4 @@
-"""The task group: one class per task, each with setup / train / evaluate."""
+"""The task group: one class per task (`nlpexp.task.<module>.<Class>`), each with setup / train / evaluate.
 
-from nlpexp.task.base import Task
-from nlpexp.task.sbert_nli import SbertNliTask
-
-__all__ = ["SbertNliTask", "Task"]
+Nothing is imported here: a task module pulls in only its own trainer library.
+"""

@@ -164,7 +164,7 @@ class SummarizationTask(Task):
         scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
         trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
                                 train_dataset=self.train_set)
-        self.fit(trainer)
+        self.run_trainer(trainer)
         trainer.save_model(str(self.best_model_dir))
         best = trainer.state.best_model_checkpoint
         kept = Path(best) / predictions_file("validation") if best else None
