@@ -47,3 +47,21 @@ def test_pooling_is_configurable():
     spec = ModelSpec(name="minilm", name_or_path="bundled:all-MiniLM-L6-v2", pooling="cls")
     model = spec.sentence_transformer()
     assert model[1].pooling_mode == "cls"
+
+
+def test_pickled_weights_need_an_explicit_opt_in(tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tiny = ModelSpec(name="tiny", tokenizer="bundled:all-MiniLM-L6-v2", seed=1,
+                     random_init={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
+                                  "num_attention_heads": 2, "intermediate_size": 64})
+    model = AutoModel.from_pretrained(tiny.path())
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # an old-style pickled checkpoint
+    AutoTokenizer.from_pretrained(tiny.path()).save_pretrained(tmp_path)
+    assert (tmp_path / "pytorch_model.bin").is_file() and not (tmp_path / "model.safetensors").exists()
+    with pytest.raises(OSError, match="safetensors"):
+        ModelSpec(name="pickled", name_or_path=str(tmp_path)).sentence_transformer()
+    model = ModelSpec(name="pickled", name_or_path=str(tmp_path), allow_pickle_weights=True).sentence_transformer()
+    assert model.get_embedding_dimension() == 32

@@ -33,6 +33,7 @@ class ModelSpec:
         trust_remote_code: bool = False,
         seed: int = 0,
         build: str = "auto",
+        allow_pickle_weights: bool = False,
     ):
         if build not in BUILDS:
             raise NlpexpError(f"model.build must be one of {BUILDS}, got {build!r}")
@@ -48,6 +49,16 @@ class ModelSpec:
         self.pooling = pooling
         self.trust_remote_code = trust_remote_code
         self.seed = seed  # of random_init weights
+        self.allow_pickle_weights = allow_pickle_weights
+
+    @property
+    def load_kwargs(self) -> dict:
+        """from_pretrained settings of every weight load: no remote code, safetensors only, unless opted in.
+
+        Pickled (.bin) weights can run code when unpickled; with allow_pickle_weights=true transformers
+        still reads them with torch.load(weights_only=True).
+        """
+        return {"trust_remote_code": self.trust_remote_code, "use_safetensors": not self.allow_pickle_weights}
         self.build = build
 
     def path(self, auto_class: str = "AutoModel") -> str:
@@ -76,7 +87,8 @@ class ModelSpec:
 
         path = self.path()
         if (Path(path) / "modules.json").is_file():
-            model = SentenceTransformer(path, trust_remote_code=self.trust_remote_code, local_files_only=True)
+            model = SentenceTransformer(path, trust_remote_code=self.trust_remote_code, local_files_only=True,
+                                        model_kwargs={"use_safetensors": not self.allow_pickle_weights})
             pooling = model[1] if len(model) > 1 and isinstance(model[1], Pooling) else None
             if pooling is None or pooling.pooling_mode == self.pooling:
                 model.max_seq_length = self.max_seq_length
@@ -86,7 +98,7 @@ class ModelSpec:
             transformer = Transformer(
                 path,
                 max_seq_length=self.max_seq_length,
-                model_kwargs={"trust_remote_code": self.trust_remote_code},
+                model_kwargs=self.load_kwargs,
                 processor_kwargs={"trust_remote_code": self.trust_remote_code},
                 config_kwargs={"trust_remote_code": self.trust_remote_code},
                 tokenizer_name_or_path=self.tokenizer_path() if self.tokenizer else None,
@@ -109,8 +121,7 @@ class ModelSpec:
                               f"set model.build=encoder_decoder (e.g. model=bert2bert_minilm) or use a seq2seq or "
                               f"decoder-only model")
         auto_class = "AutoModelForSeq2SeqLM" if config.is_encoder_decoder else "AutoModelForCausalLM"
-        return getattr(transformers, auto_class).from_pretrained(
-            self.path(auto_class), trust_remote_code=self.trust_remote_code)
+        return getattr(transformers, auto_class).from_pretrained(self.path(auto_class), **self.load_kwargs)
 
     def _config(self):
         from transformers import AutoConfig
@@ -124,7 +135,9 @@ class ModelSpec:
         from transformers import EncoderDecoderModel
 
         path = self.path()
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+        safe = not self.allow_pickle_weights
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            path, path, encoder_use_safetensors=safe, decoder_use_safetensors=safe)
         tokenizer = self.load_tokenizer()
         # BERT vocabularies have no BOS/EOS: [CLS] starts the summary and [SEP] ends it.
         special = {

@@ -135,7 +135,7 @@ class ClassificationTask(Task):
         )
 
     def _new_model(self) -> EncoderClassifier:
-        encoder = AutoModel.from_pretrained(self.model_spec.path(), trust_remote_code=self.model_spec.trust_remote_code,
+        encoder = AutoModel.from_pretrained(self.model_spec.path(), **self.model_spec.load_kwargs,
                                             dtype=torch.float32)  # fp32 master weights; precision= sets autocast
         # The head's initial weights depend on the seed alone, not on what was loaded before it.
         set_seed(self.trainer_settings.seed)
