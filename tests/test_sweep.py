@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from unittest import mock
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -109,6 +110,8 @@ def test_sweep_runs_its_trials_and_leaves_the_summary(finished_sweep):
     assert "best_params:" in (sweep / "best.yaml").read_text()
     for plot in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"):
         assert (sweep / "plots" / f"{plot}.png").stat().st_size > 10_000
+        if optuna.visualization.is_available():  # plotly installed (a dependency; HTML is skipped without it)
+            assert "plotly.min.js" in (sweep / "plots" / f"{plot}.html").read_text()
 
 
 def test_the_best_model_is_promoted_with_its_config_and_metrics(finished_sweep):
@@ -180,9 +183,12 @@ def _get_json(url: str, server: subprocess.Popen, timeout: float = 60) -> dict:
 
 def test_pruned_trials_are_stored_pruned_with_their_last_value(tmp_path):
     # A threshold above any correlation prunes every trial at its first evaluation (step 2): deterministic.
+    # (hydra.sweep.dir given: the study lives there rather than in <studies_dir>/<study>.)
     assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/sweeper/pruner=none",
+                     f"hydra.sweep.dir={tmp_path / 'multirun' / 'pruned'}",
                      "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
                      "+hydra.sweeper.pruner.lower=1.0") == 0
+    assert study_dir(tmp_path).name == "pruned"
     study, _ = load_study(str(study_dir(tmp_path)))
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2

@@ -70,10 +70,8 @@ class StudySweeper(OptunaSweeper):
     # --- the study -------------------------------------------------------------------------------------
 
     def _sweep(self, arguments: list[str]) -> None:
-        import optuna
         from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
-        from nlpexp.config import instantiate
         from nlpexp.errors import NlpexpError
         from nlpexp.sweep import study as studies
 
@@ -94,17 +92,7 @@ class StudySweeper(OptunaSweeper):
         if self.grid is not None:
             self.n_trials = min(self.n_trials, math.prod(len(choices) for choices in self.grid.values()))
 
-        definition = self._definition(sweep_args, directions[0])
-        self.study_name = upstream.study_name or self._default_name(definition)
-        self.sweep_dir = self._pin_sweep_dir(self.study_name)
-        self.storage_url = upstream.storage or studies.sqlite_url(self.sweep_dir)
-        self.storage = studies.open_storage(self.storage_url, self.heartbeat_interval, self.grace_period,
-                                            self.max_retry)
-        study = optuna.create_study(study_name=self.study_name, storage=self.storage, direction=directions[0],
-                                    sampler=self._sampler(offset=0), pruner=instantiate(self.pruner_config),
-                                    load_if_exists=True)
-        self._check_definition(study, definition, directions[0])
-        studies.write_study_file(self.sweep_dir, self.study_name, self.storage_url)
+        study = self._open_study(self._definition(sweep_args, directions[0]))
         finished = sum(map(studies.counts_toward_n_trials, study.get_trials(deepcopy=False)))
         log.info("study %s: %d of %d trials finished; dir %s, storage %s", self.study_name, finished,
                  self.n_trials, self.sweep_dir, self.storage_url)
@@ -114,6 +102,25 @@ class StudySweeper(OptunaSweeper):
             self._finish(study, raising=True)
             raise
         self._finish(study)
+
+    def _open_study(self, definition: dict):
+        """Create the study, or load it when this command ran before; its dir and storage are settled here."""
+        import optuna
+
+        from nlpexp.config import instantiate
+        from nlpexp.sweep import study as studies
+
+        self.study_name = self.sweeper.study_name or self._default_name(definition)
+        self.sweep_dir = self._pin_sweep_dir(self.study_name)
+        self.storage_url = self.sweeper.storage or studies.sqlite_url(self.sweep_dir)
+        self.storage = studies.open_storage(self.storage_url, self.heartbeat_interval, self.grace_period,
+                                            self.max_retry)
+        study = optuna.create_study(study_name=self.study_name, storage=self.storage,
+                                    direction=definition["direction"], sampler=self._sampler(offset=0),
+                                    pruner=instantiate(self.pruner_config), load_if_exists=True)
+        self._check_definition(study, definition)
+        studies.write_study_file(self.sweep_dir, self.study_name, self.storage_url)
+        return study
 
     def _definition(self, sweep_args: list[str], direction: str) -> dict:
         """What makes a study: its overrides and search space, direction, sampler and pruner (not n_trials)."""
@@ -126,10 +133,11 @@ class StudySweeper(OptunaSweeper):
         digest = hashlib.sha1(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
         return f"{preset}-{digest}"
 
-    def _check_definition(self, study, definition: dict, direction: str) -> None:
+    def _check_definition(self, study, definition: dict) -> None:
         from nlpexp.errors import NlpexpError
         from nlpexp.sweep.study import DEFINITION, METRIC
 
+        direction = definition["direction"]
         if study.direction.name.lower() != direction:
             raise NlpexpError(f"study '{study.study_name}' in {self.storage_url} is {study.direction.name.lower()}d, "
                               f"not {direction}d; name another with hydra.sweeper.study_name=<name>")

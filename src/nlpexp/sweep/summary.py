@@ -147,11 +147,12 @@ def _html(study: optuna.Study, function: str, kwargs: dict, path: Path) -> None:
 
 
 def _counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """complete, pruned, failed (ran and failed), interrupted (failed without running to the end: run again)."""
     counts = {state.name.lower(): 0 for state in TrialState}
     for t in trials:
         counts[t.state.name.lower()] += 1
     counts["failed"] = len(failed(trials))
-    counts.pop("fail")
+    counts["interrupted"] = counts.pop("fail") - counts["failed"]
     return {k: v for k, v in counts.items() if v or k in ("complete", "pruned", "failed")}
 
 
