@@ -244,6 +244,18 @@ def test_model_comparison_sweeps_the_model_group(tmp_path):
 
 
 @pytest.mark.slow
+def test_parallel_launcher_runs_a_batch_of_trials_in_worker_processes(tmp_path):
+    assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/launcher=parallel",
+                     "hydra.launcher.n_jobs=2") == 0
+    study, _ = load_study(str(study_dir(tmp_path)))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(len(t.intermediate_values) == 2 for t in trials)  # the workers found the study too
+    starts = sorted(t.datetime_start for t in trials)
+    assert starts[1] < min(t.datetime_complete for t in trials)  # both ran at once
+
+
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     args = ("hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random")
     first = start_sweep(tmp_path, "sbert_nli", *args, log=tmp_path / "first.log")

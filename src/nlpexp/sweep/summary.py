@@ -63,7 +63,7 @@ def trial_table(trials: list[FrozenTrial], out_dir: Path) -> tuple[list[str], li
     for t in trials:
         duration = round(t.duration.total_seconds(), 1) if t.duration else ""
         value = t.value if t.value is not None else ""
-        run_dir = t.user_attrs.get(RUN_DIR, "")
+        run_dir = t.user_attrs.get(RUN_DIR, "") if t.state != TrialState.WAITING else ""  # (a retry's is its origin's)
         if run_dir and Path(run_dir).is_relative_to(out_dir.resolve()):
             run_dir = str(Path(run_dir).relative_to(out_dir.resolve()))
         rows.append([t.number, t.state.name, value, duration, *(t.params.get(p, "") for p in params), run_dir,
