@@ -43,7 +43,7 @@ def run_sweep(pruner: str, root: Path, quick: bool) -> dict:
     study = f"bench-{pruner}"
     command = [sys.executable, str(ROOT / "run.py"), "-m", *sweep_overrides(quick), f"hydra/sweeper/pruner={pruner}",
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.studies_dir={root}",
-               f"hydra.sweeper.models_dir={root / 'models'}"]
+               "hydra.sweeper.promote_best=false"]
     if pruner == "none":  # the override above targets successive halving's settings
         command.remove(next(c for c in command if c.startswith("hydra.sweeper.pruner.min_resource")))
     # One thread per process: on a small shared CPU, torch's thread pool costs a tiny model more than it gives.

@@ -32,12 +32,12 @@ TRIAL_LINE = re.compile(r"\] trial (\d+): val/spearman_cosine = ")
 
 
 def sweep_args(root: Path, preset: str, *overrides: str) -> list[str]:
-    """A tiny-model sweep; a study and its promoted model under `root` (a given model= replaces tiny_bert)."""
+    """A tiny-model sweep; its study, registry and ledger under `root` (a given model= replaces tiny_bert)."""
     model = [] if any(o.startswith("model=") for o in overrides) else ["model=tiny_bert"]
     return [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", f"hparams_search={preset}", *model,
             "debug=smoke", "logger=none", f"hydra.sweeper.studies_dir={root / 'multirun'}",
-            f"hydra.sweeper.models_dir={root / 'models'}", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=3", *overrides]
+            f"hydra.sweeper.registry_dir={root / 'registry'}", f"paths.ledger_file={root / 'ledger.jsonl'}",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", *overrides]
 
 
 def run_sweep(root: Path, preset: str, *overrides: str) -> int:
@@ -82,7 +82,7 @@ def counted(trials) -> list:
 def finished_sweep(tmp_path_factory, data_root) -> Path:
     """One 3-trial sbert_nli sweep (random sampler) that several tests read."""
     root = tmp_path_factory.mktemp("sweep")
-    with pytest.MonkeyPatch.context() as env:
+    with pytest.MonkeyPatch.context() as env:  # (the autouse env fixtures are per test)
         env.setenv("NLPEXP_DATA_DIR", str(data_root))
         assert run_sweep(root, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random") == 0
     return root
@@ -114,16 +114,18 @@ def test_sweep_runs_its_trials_and_leaves_the_summary(finished_sweep):
             assert "plotly.min.js" in (sweep / "plots" / f"{plot}.html").read_text()
 
 
-def test_the_best_model_is_promoted_with_its_config_and_metrics(finished_sweep):
+def test_the_best_model_is_registered_with_its_config_and_metrics(finished_sweep):
+    from nlpexp import registry
+
     sweep = study_dir(finished_sweep)
     study, _ = load_study(str(sweep))
-    best = finished_sweep / "models" / study.study_name / "best"
-    assert (best / "modules.json").is_file() and (best / "nli_head.safetensors").is_file()
-    trial = json.loads((best / "trial.json").read_text())
-    assert trial["trial"] == study.best_trial.number and trial["value"] == study.best_trial.value
+    model = registry.resolve(f"registry:{study.study_name}@latest", finished_sweep / "registry")
+    assert (model / "modules.json").is_file() and (model / "nli_head.safetensors").is_file()
+    version = model.parent
     run_dir = sweep / str(study.best_trial.number)
-    assert (best / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
-    assert (best / "config.yaml").read_text() == (run_dir / "config.yaml").read_text()
+    assert json.loads((version / "source.json").read_text())["run_dir"] == str(run_dir)
+    assert (version / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
+    assert (version / "config.yaml").read_text() == (run_dir / "config.yaml").read_text()
 
 
 def test_summary_is_rebuilt_from_the_storage_alone(finished_sweep, tmp_path):
@@ -147,6 +149,7 @@ def test_rerunning_a_finished_sweep_runs_nothing_more(finished_sweep, capsys):
     assert "3 of 3 trials finished" in capsys.readouterr().out
     study, _ = load_study(str(study_dir(finished_sweep)))
     assert len(study.get_trials()) == 3
+    assert [p.name for p in (finished_sweep / "registry" / study.study_name).glob("v*")] == ["v1"]  # not again
 
 
 def test_dashboard_serves_the_study_over_http(finished_sweep):
@@ -207,10 +210,10 @@ def test_failed_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path, caps
     by_params = {(t.params["trainer.batch_size"], t.params["optimizer.lr"]): t for t in study.get_trials()}
     assert len(by_params) == 4  # the grid, each point once
     assert by_params[(8, 2e-5)].state == TrialState.COMPLETE
-    assert by_params[(8, 1e30)].user_attrs[ERROR] == "val/spearman_cosine is nan"
+    assert by_params[(8, 1e30)].user_attrs[ERROR].startswith("NlpexpError: training loss became nan")
     assert by_params[(0, 2e-5)].user_attrs[ERROR].startswith("NlpexpError: trainer.batch_size must be a positive")
     failures = (study_dir(tmp_path) / "trials.md").read_text().split("## Failures")[1]
-    assert failures.count("- trial ") == 3 and "is nan" in failures
+    assert failures.count("- trial ") == 3 and "became nan" in failures
 
     # More failures than max_failure_rate allows: the sweep ends with one error line and exit code 2.
     capsys.readouterr()
@@ -232,6 +235,43 @@ def test_ablation_grid_sweep(tmp_path):
         assert f"pooling: {t.params['model.pooling']}" in config
         rep = str(t.params["loss.concatenation_sent_rep"]).lower()
         assert f"concatenation_sent_rep: {rep}" in config
+
+
+SUMMARIZE_FAST = ("model=tiny_bart", "data.max_eval_samples=8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset,overrides", [
+    ("embedding", ()),
+    ("embedding_ablation", ()),
+    ("classification", ()),
+    ("summarization", (*SUMMARIZE_FAST, "generation.num_beams=1", "generation.max_new_tokens=8")),
+])
+def test_task_presets_run_their_sweeps(tmp_path, preset, overrides):
+    assert run_sweep(tmp_path, preset, "hydra.sweeper.n_trials=2", *overrides) == 0
+    study, _ = load_study(str(study_dir(tmp_path)))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 2
+    metric = json.loads((study_dir(tmp_path) / "best.json").read_text())["metric"]
+    for t in trials:
+        assert json.loads((Path(t.user_attrs[RUN_DIR]) / "metrics.json").read_text())[metric] == t.value
+
+
+@pytest.mark.slow
+def test_generation_sweep_decodes_a_trained_model_without_training(tmp_path, compose_run):
+    from nlpexp.pipeline import run
+
+    trained = tmp_path / "trained"
+    run(compose_run("task=summarization", "data=dialogsum", "debug=smoke", "logger=none", *SUMMARIZE_FAST,
+                    "generation.num_beams=1", "generation.max_new_tokens=8", run_dir=trained))
+    assert run_sweep(tmp_path, "summarization_generation", "hydra.sweeper.n_trials=2", *SUMMARIZE_FAST,
+                     f"model.name_or_path={trained / 'best_model'}") == 0
+    study, _ = load_study(str(study_dir(tmp_path)))
+    for t in study.get_trials():
+        assert t.state == TrialState.COMPLETE and set(t.params) >= {"generation.num_beams", "generation.max_new_tokens"}
+        run_dir = Path(t.user_attrs[RUN_DIR])
+        assert (run_dir / "metrics.json").is_file() and not (run_dir / "checkpoints").exists()  # eval only
 
 
 @pytest.mark.slow

@@ -125,3 +125,11 @@ def test_the_study_of_a_sweep_dir_is_found_from_its_study_file(tmp_path):
     assert json.loads((tmp_path / "study.json").read_text())["study_name"] == "one"
     study, sweep_dir = load_study(str(tmp_path))
     assert study.study_name == "one" and sweep_dir == tmp_path
+
+
+def test_a_run_value_that_is_not_a_finite_number_fails_the_trial():
+    from nlpexp.sweep.study import value_error
+
+    assert value_error(0.5, "val/accuracy") is None
+    assert value_error(float("nan"), "val/accuracy") == "val/accuracy is nan"
+    assert value_error(None, "val/accuracy") == "the run returned None, not a number"

@@ -73,8 +73,10 @@ class StudySweeperConf(OptunaSweeperConf):
     max_retry: int = 3
     # A study's dir is <studies_dir>/<study_name> unless hydra.sweep.dir is given on the command line.
     studies_dir: str = "multirun"
-    # The best trial's best_model/ is copied to <models_dir>/<study_name>/best (null: not copied).
-    models_dir: str | None = None
+    # At the end of a sweep the best trial's model is registered as registry:<study_name> (a new version
+    # when it changed); registry_dir null: the registry's own (models/, or $NLPEXP_REGISTRY_DIR).
+    promote_best: bool = True
+    registry_dir: str | None = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="nlpexp_optuna", node=StudySweeperConf, provider="nlpexp")

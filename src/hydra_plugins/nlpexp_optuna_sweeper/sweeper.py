@@ -16,7 +16,7 @@ its own, because the upstream loop counts trials per invocation and numbers jobs
   `pruner` can stop them; a pruned trial is stored PRUNED with its last value;
 - a failed or NaN trial is stored FAIL with its error line; the sweep stops once more than
   `max_failure_rate * n_trials` trials failed;
-- at the end the sweep dir gets its summary and the best model is copied to `<models_dir>/<study>/best`.
+- at the end the sweep dir gets its summary and the best model is registered as `registry:<study>`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"
 
 class StudySweeper(OptunaSweeper):
     def __init__(self, *, pruner: DictConfig, heartbeat_interval: int, grace_period: int, max_retry: int | None,
-                 studies_dir: str, models_dir: str | None, **optuna_args: Any) -> None:
+                 studies_dir: str, promote_best: bool, registry_dir: str | None, **optuna_args: Any) -> None:
         super().__init__(**optuna_args)
         self.sampler_config = optuna_args["sampler"]
         self.pruner_config = pruner
@@ -52,7 +52,8 @@ class StudySweeper(OptunaSweeper):
         self.grace_period = grace_period
         self.max_retry = max_retry
         self.studies_dir = Path(studies_dir)
-        self.models_dir = Path(models_dir) if models_dir else None
+        self.promote_best = promote_best
+        self.registry_dir = Path(registry_dir) if registry_dir else None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -295,7 +296,7 @@ class StudySweeper(OptunaSweeper):
         from optuna.trial import TrialState
 
         from nlpexp.errors import first_line
-        from nlpexp.sweep.study import record_failure, tell
+        from nlpexp.sweep.study import record_failure, tell, value_error
 
         metric = self.config.optimized_metric
         if job.status is not JobStatus.COMPLETED:
@@ -306,16 +307,11 @@ class StudySweeper(OptunaSweeper):
             else:
                 record_failure(study, trial, f"{type(error).__name__}: {first_line(error)}")
             return
-        try:
-            value = float(job.return_value)
-        except (TypeError, ValueError):
-            record_failure(study, trial, f"the run returned {job.return_value!r}, not a number")
+        if error := value_error(job.return_value, metric):
+            record_failure(study, trial, error)
             return
-        if not math.isfinite(value):
-            record_failure(study, trial, f"{metric} is {value}")
-            return
-        tell(study, trial, values=[value])
-        log.info("trial %d: %s = %.4f", trial.number, metric, value)
+        tell(study, trial, values=[float(job.return_value)])
+        log.info("trial %d: %s = %.4f", trial.number, metric, job.return_value)
 
     def _check_failures(self, trials: list) -> None:
         from nlpexp.errors import NlpexpError
@@ -332,14 +328,14 @@ class StudySweeper(OptunaSweeper):
     # --- the end ---------------------------------------------------------------------------------------
 
     def _finish(self, study, raising: bool = False) -> None:
-        """Summary into the sweep dir, best model to models_dir; after an error, without hiding it."""
+        """Summary into the sweep dir, best model into the registry; after an error, without hiding it."""
         from nlpexp.sweep.promote import promote_best
         from nlpexp.sweep.summary import write_summary
 
         try:
             summary = write_summary(study, self.sweep_dir)
-            if self.models_dir is not None:
-                promote_best(study, self.models_dir / study.study_name / "best")
+            if self.promote_best:
+                promote_best(study, self.registry_dir)
         except Exception:
             if not raising:
                 raise

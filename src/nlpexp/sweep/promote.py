@@ -1,70 +1,42 @@
-"""Best model promotion: the best trial's best_model/ with its config and metrics, in one stable place."""
+"""Best model promotion: the best trial's model becomes a version of `registry:<study>` (nlpexp.registry)."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import logging
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from nlpexp.io import write_json_atomic
+from nlpexp import registry
 from nlpexp.sweep.study import RUN_DIR
 
 log = logging.getLogger(__name__)
-TRIAL_FILE = "trial.json"
-RUN_FILES = ("config.yaml", "metrics.json")
 
 
-def promote_best(study: optuna.Study, target: Path) -> Path | None:
-    """Copy the best trial's model to `target` (a SentenceTransformer/HF folder plus config.yaml,
-    metrics.json and trial.json); returns target, or None when there is nothing to promote."""
+def promote_best(study: optuna.Study, root: Path | None = None) -> Path | None:
+    """Register the best trial's run (best_model/, config.yaml, metrics.json) as the next version of the
+    registry model named after the study, unless the newest version already is that run. Returns the
+    version's folder, or None when no complete trial has a model."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
     best = study.best_trial
-    run_dir = Path(best.user_attrs.get(RUN_DIR, ""))
+    run_dir = Path(best.user_attrs.get(RUN_DIR, "")).resolve()
     if not (run_dir / "best_model").is_dir():
         log.info("best trial %d has no best_model/ to promote (%s)", best.number, run_dir)
         return None
-    trial = {"study": study.study_name, "trial": best.number, "value": best.value, "params": dict(best.params),
-             "run_dir": str(run_dir)}
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(target.parent / ".promote.lock"):
-        if _promoted(target) == trial:
-            return target
-        staging = target.with_name(f".{target.name}.{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(run_dir / "best_model", staging)
-        for name in RUN_FILES:
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, staging / name)
-        write_json_atomic(staging / TRIAL_FILE, trial)
-        if target.exists():
-            retired = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.replace(target, retired)
-            shutil.rmtree(retired)
-        os.replace(staging, target)
-    log.info("best model (trial %d) promoted to %s", best.number, target)
-    return target
-
-
-def _promoted(target: Path) -> dict | None:
-    path = target / TRIAL_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-@contextmanager
-def _lock(path: Path):
-    """Several sweep processes of one study finish at about the same time; one promotes at a time."""
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    root = Path(root) if root else registry.registry_dir()
+    folder = root / study.study_name
+    folder.mkdir(parents=True, exist_ok=True)
+    # Sweep processes sharing the study finish at about the same time: one promotes, the others see it done.
+    with open(folder / ".promote.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = registry.versions(study.study_name, root)
+        newest = folder / f"v{known[-1]}" if known else None
+        if newest and json.loads((newest / "source.json").read_text()).get("run_dir") == str(run_dir):
+            return newest
+        version = registry.register(run_dir, study.study_name, root, direction=study.direction.name.lower())
+    log.info("best model (trial %d) registered as registry:%s@latest (%s)", best.number, study.study_name, version)
+    return version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -69,6 +70,15 @@ def counts_toward_n_trials(trial: FrozenTrial) -> bool:
 
 def failed(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.FAIL and ERROR in t.user_attrs]
+
+
+def value_error(value: Any, metric: str) -> str | None:
+    """Why a run's return value cannot be a trial's value (not a number, or NaN/inf), or None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"the run returned {value!r}, not a number"
+    return None if math.isfinite(number) else f"{metric} is {number}"
 
 
 def tell(study: optuna.Study, trial: optuna.Trial | int, **result: Any) -> None:
