@@ -5,11 +5,12 @@ PY := .venv/bin/python
 TORCH ?= torch==2.13.0
 PORT ?= 6006
 ARGS ?=
+SWEEP ?=
 # The dataset mirror; run.py falls back to ../shared/data beside the checkout as well.
 export NLPEXP_DATA_DIR ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full bench sweep tensorboard lint clean
+.PHONY: help install run test test-full bench sweep sweep-summary dashboard tensorboard lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,8 +36,14 @@ test-full: install ## every test, the slow ones too
 bench: install ## benchmarks on the real data; figures go to benchmarks/results/
 	$(PY) benchmarks/run.py $(ARGS)
 
-sweep: install ## an Optuna sweep (ARGS="hparams_search=... ")
+sweep: install ## an Optuna sweep (ARGS="hparams_search=... "); rerun the same command to resume it
 	$(PY) run.py -m hparams_search=sbert_nli $(ARGS)
+
+sweep-summary: install ## rebuild a sweep's summary from its storage (SWEEP=multirun/<study>, default: newest)
+	$(PY) -m nlpexp.sweep summary $(SWEEP)
+
+dashboard: install ## optuna-dashboard on a sweep's study (SWEEP=multirun/<study>, default: newest; PORT=6006)
+	$(PY) -m nlpexp.sweep dashboard $(SWEEP) --port $(PORT)
 
 tensorboard: install ## serve TensorBoard on outputs/ and multirun/ (PORT=6006)
 	$(PY) -m nlpexp.tb serve --port $(PORT)

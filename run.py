@@ -4,6 +4,8 @@ import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nlpexp.config import CONFIG_DIR, exit_on_bad_overrides
@@ -20,6 +22,8 @@ def main(cfg: DictConfig) -> float:
         return objective(cfg, run(cfg))
     except NlpexpError as err:
         log.error("error: %s", err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one failed trial: the sweeper records it and goes on
         sys.exit(2)
 
 

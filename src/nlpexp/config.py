@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp.errors import NlpexpError
+from nlpexp.errors import NlpexpError, first_line
 
 PROJECT_ROOT = Path(os.environ.get("NLPEXP_ROOT", Path(__file__).resolve().parents[2]))
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -100,11 +100,7 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         cause = err.__cause__
         if isinstance(cause, NlpexpError):
             raise cause from None
-        raise NlpexpError(_first_line(err)) from err
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NlpexpError(first_line(err)) from err
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -22,6 +22,7 @@ from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
 from nlpexp.safety import check_targets, redact
 from nlpexp.scheduler import check_schedule
+from nlpexp.sweep import trial_callbacks
 from nlpexp.trainer.settings import check_optimizer
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     set_seed(cfg.seed)
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
-    task = build_task(cfg, callbacks=loggers)
+    task = build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)])
     metrics: dict[str, float] = {}
     config = logged_config(cfg, task.trainer_settings)
     for logger in loggers:

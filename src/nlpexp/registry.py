@@ -41,8 +41,9 @@ def versions(name: str, root: Path | None = None) -> list[int]:
     return sorted(found)
 
 
-def register(run_dir: Path, name: str, root: Path | None = None) -> Path:
-    """Copy `run_dir/best_model` with the run's config and metrics into the next version of `name`."""
+def register(run_dir: Path, name: str, root: Path | None = None, direction: str | None = None) -> Path:
+    """Copy `run_dir/best_model` with the run's config and metrics into the next version of `name`
+    (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's)."""
     root = root or registry_dir()
     run_dir = Path(run_dir).resolve()
     if not _NAME.match(name):
@@ -60,7 +61,7 @@ def register(run_dir: Path, name: str, root: Path | None = None) -> Path:
         if (run_dir / "config.yaml").is_file():
             shutil.copy2(run_dir / "config.yaml", staging / "config.yaml")
         source = {"run_dir": str(run_dir), "optimized_metric": (config or {}).get("optimized_metric"),
-                  "direction": (config or {}).get("direction", "maximize")}
+                  "direction": direction or (config or {}).get("direction", "maximize")}
         (staging / "source.json").write_text(json.dumps(source, indent=2))
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -176,7 +176,11 @@ class DataSpec:
     def _drop_empty(self, dataset, text_columns: Sequence[str], role: str):
         if not text_columns:
             return dataset
-        kept = dataset.filter(lambda row: all(isinstance(row[c], str) and row[c].strip() for c in text_columns))
+        def non_empty(rows) -> list[bool]:  # batched: a row-by-row filter takes seconds on NLI-sized files
+            texts = zip(*(rows[c] for c in text_columns), strict=True)
+            return [all(isinstance(text, str) and text.strip() for text in row) for row in texts]
+
+        kept = dataset.filter(non_empty, batched=True)
         if dropped := len(dataset) - len(kept):
             log.warning("data '%s' %s: dropped %d row(s) with an empty text", self.name, role, dropped)
         if len(kept) == 0:
@@ -198,12 +202,13 @@ class DataSpec:
                     f"(e.g. {examples}); fix the data or set data.unknown_labels=drop"
                 )
             log.warning("data '%s' %s: dropped %d row(s) with labels %s", self.name, role, len(unknown), examples)
-            dataset = dataset.filter(lambda row: known(row["label"]))
+            dataset = dataset.filter(lambda rows: [known(v) for v in rows["label"]], batched=True)
         from datasets import Value
 
         features = dataset.features.copy()
         features["label"] = Value("int64")
-        return dataset.map(lambda row: {"label": ids.get(row["label"], row["label"])}, features=features)
+        return dataset.map(lambda rows: {"label": [ids.get(v, v) for v in rows["label"]]}, features=features,
+                           batched=True)
 
 
 @functools.cache

@@ -1,0 +1,135 @@
+"""The sweep's pieces in-process: preset configs, the trial <-> study contract, the trainer callback."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+from omegaconf import OmegaConf
+
+from nlpexp.config import CONFIG_DIR, instantiate
+from nlpexp.pipeline import run
+from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks
+from nlpexp.sweep.reporter import TrialReporter
+from nlpexp.sweep.study import open_storage, sqlite_url
+
+PRESETS = sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml"))
+
+
+def hydra_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR)):
+        return compose("config", overrides=["paths.output_dir=/tmp/unused", *overrides], return_hydra_config=True)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_defines_a_study(preset):
+    cfg = hydra_config(f"hparams_search={preset}")
+    text = (CONFIG_DIR / "hparams_search" / f"{preset}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper"
+    assert sweeper.direction in ("maximize", "minimize") and sweeper.n_trials > 0
+    assert sweeper.sampler.seed == cfg.seed  # reproducible
+    space, fixed, _ = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    assert space and not fixed, "every preset param is a search dimension"
+    for name in space:  # every swept key exists in the composed config (or is a config group)
+        assert OmegaConf.select(cfg, name) is not None or (CONFIG_DIR / name).is_dir(), name
+
+
+@pytest.mark.parametrize("pruner,expected", [("none", optuna.pruners.NopPruner),
+                                             ("median", optuna.pruners.MedianPruner),
+                                             ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+                                             ("hyperband", optuna.pruners.HyperbandPruner)])
+def test_pruner_setting(pruner, expected):
+    cfg = hydra_config("hparams_search=sbert_nli", f"hydra/sweeper/pruner={pruner}")
+    assert isinstance(instantiate(cfg.hydra.sweeper.pruner), expected)
+
+
+@pytest.mark.parametrize("sampler,expected", [("tpe", "TPESampler"), ("random", "RandomSampler"),
+                                              ("grid", "GridSampler")])
+def test_sampler_setting(sampler, expected):
+    cfg = hydra_config("hparams_search=sbert_nli", f"hydra/sweeper/sampler={sampler}")
+    assert cfg.hydra.sweeper.sampler._target_ == f"optuna.samplers.{expected}"
+
+
+def test_launcher_presets_compose():
+    parallel = hydra_config("hparams_search=sbert_nli", "hydra/launcher=parallel", "hydra.launcher.n_jobs=3")
+    assert parallel.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert parallel.hydra.sweeper.n_jobs == 3  # the sweep launches as many trials as there are workers
+    slurm = hydra_config("hparams_search=sbert_nli", "hydra/launcher=slurm", "hydra.sweeper.n_jobs=8")
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert slurm.hydra.launcher.array_parallelism == 8
+    assert hydra_config("hparams_search=sbert_nli").hydra.sweeper.n_jobs == 1  # basic launcher: one at a time
+
+
+def test_wandb_runs_of_a_study_share_its_group(compose_run, monkeypatch):
+    assert compose_run("logger=wandb").logger.wandb.group is None
+    monkeypatch.setenv(ENV_STUDY, "sbert_nli-1234abcd")
+    assert compose_run("logger=wandb").logger.wandb.group == "sbert_nli-1234abcd"
+
+
+def test_outside_a_sweep_a_run_gets_no_trial_callback(compose_run):
+    assert trial_callbacks(compose_run()) == []
+
+
+@pytest.fixture
+def study_trial(tmp_path, monkeypatch):
+    """A running trial of a sqlite study, announced to the run the way the sweeper does it."""
+    url = sqlite_url(tmp_path)
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    trial = study.ask()
+    for key, value in {ENV_STORAGE: url, ENV_STUDY: "s", ENV_TRIAL: str(trial.number)}.items():
+        monkeypatch.setenv(key, value)
+    return study, trial
+
+
+def test_a_trial_reports_its_metric_at_every_evaluation(compose_run, study_trial):
+    study, trial = study_trial
+    metrics = run(compose_run("model=tiny_bert", "debug=smoke", "logger=none"))
+    reported = study.trials[trial.number].intermediate_values
+    assert sorted(reported) == [2, 4]  # debug=smoke evaluates every 2 of 4 steps
+    assert metrics["val/spearman_cosine"] == pytest.approx(max(reported.values()))  # the best checkpoint's
+
+
+def test_the_reporter_stops_a_trial_the_pruner_gives_up(tmp_path):
+    study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path)), direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    reporter = TrialReporter(study.ask(), "val/spearman_cosine")
+    state = type("State", (), {"global_step": 2})()
+    reporter.on_evaluate(None, state, None, metrics={"eval_spearman_cosine": 0.7})
+    state.global_step = 4
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 4"):
+        reporter.on_evaluate(None, state, None, metrics={"eval_spearman_cosine": 0.3})
+    assert study.trials[0].intermediate_values == {2: 0.7, 4: 0.3}
+
+
+def test_the_reporter_names_a_metric_the_evaluation_lacks(tmp_path):
+    from nlpexp.errors import NlpexpError
+
+    study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path)))
+    reporter = TrialReporter(study.ask(), "val/accuracy")
+    with pytest.raises(NlpexpError, match="val/accuracy.*eval_spearman_cosine"):
+        reporter.on_evaluate(None, type("State", (), {"global_step": 2})(), None,
+                             metrics={"eval_spearman_cosine": 0.1})
+
+
+def test_the_study_of_a_sweep_dir_is_found_from_its_study_file(tmp_path):
+    from nlpexp.sweep.study import load_study, write_study_file
+
+    url = sqlite_url(tmp_path)
+    optuna.create_study(study_name="one", storage=open_storage(url))
+    write_study_file(tmp_path, "one", url)
+    assert json.loads((tmp_path / "study.json").read_text())["study_name"] == "one"
+    study, sweep_dir = load_study(str(tmp_path))
+    assert study.study_name == "one" and sweep_dir == tmp_path
+
+
+def test_a_run_value_that_is_not_a_finite_number_fails_the_trial():
+    from nlpexp.sweep.study import value_error
+
+    assert value_error(0.5, "val/accuracy") is None
+    assert value_error(float("nan"), "val/accuracy") == "val/accuracy is nan"
+    assert value_error(None, "val/accuracy") == "the run returned None, not a number"
