@@ -50,6 +50,7 @@ class ModelSpec:
         self.trust_remote_code = trust_remote_code
         self.seed = seed  # of random_init weights
         self.allow_pickle_weights = allow_pickle_weights
+        self.build = build
 
     @property
     def load_kwargs(self) -> dict:
@@ -59,7 +60,6 @@ class ModelSpec:
         still reads them with torch.load(weights_only=True).
         """
         return {"trust_remote_code": self.trust_remote_code, "use_safetensors": not self.allow_pickle_weights}
-        self.build = build
 
     def path(self, auto_class: str = "AutoModel") -> str:
         """A loadable folder or hub id; random-init models are written once to a temporary folder.
