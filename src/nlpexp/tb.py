@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TensorBoard on http://{args.host}:{args.port} for {spec}")
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(args.port),
            "--host", args.host]
-    return subprocess.call(cmd)
+    os.execv(sys.executable, cmd)  # become TensorBoard: stopping this process stops the server
 
 
 if __name__ == "__main__":
