@@ -93,6 +93,8 @@ CASES = [
     ("resume-missing-path", ["trainer.resume=/no/checkpoint"], None, r"no checkpoint folder"),
     ("target-os-system", ["model._target_=os.system"], None, r"model._target_='os.system' is not allowed"),
     ("target-in-logger", ["+logger.evil._target_=builtins.exec"], None, r"logger.evil._target_='builtins.exec'"),
+    ("summarization-encoder-only", ["task=summarization", "data=dialogsum"], None,
+     r"model 'tiny_bert' is an encoder \(bert\) and cannot generate text; set model.build=encoder_decoder"),
     ("wandb-mode", ["logger=wandb", "logger.wandb.mode=sometimes"], None, r"logger.wandb.mode must be one of"),
 ]
 

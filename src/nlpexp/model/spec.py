@@ -111,17 +111,24 @@ class ModelSpec:
         """A text generator: a seq2seq model or a causal LM, whichever the checkpoint is; with
         `build=encoder_decoder` a BERT-style checkpoint becomes both halves of an EncoderDecoderModel."""
         import transformers
+
+        config = self.check_can_generate()
+        if self.build == "encoder_decoder" and not config.is_encoder_decoder:
+            return self._warm_started_encoder_decoder()
+        auto_class = "AutoModelForSeq2SeqLM" if config.is_encoder_decoder else "AutoModelForCausalLM"
+        return getattr(transformers, auto_class).from_pretrained(self.path(auto_class), **self.load_kwargs)
+
+    def check_can_generate(self):
+        """The model's config (no weights read) if it can generate text; one clear error for an encoder."""
         from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
         config = self._config()
-        if self.build == "encoder_decoder" and not config.is_encoder_decoder:
-            return self._warm_started_encoder_decoder()
-        if not config.is_encoder_decoder and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        if self.build == "auto" and not config.is_encoder_decoder \
+                and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
             raise NlpexpError(f"model '{self.name}' is an encoder ({config.model_type}) and cannot generate text; "
                               f"set model.build=encoder_decoder (e.g. model=bert2bert_minilm) or use a seq2seq or "
                               f"decoder-only model")
-        auto_class = "AutoModelForSeq2SeqLM" if config.is_encoder_decoder else "AutoModelForCausalLM"
-        return getattr(transformers, auto_class).from_pretrained(self.path(auto_class), **self.load_kwargs)
+        return config
 
     def _config(self):
         from transformers import AutoConfig

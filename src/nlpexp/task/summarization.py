@@ -73,6 +73,9 @@ class SummarizationTask(Task):
                               "drop loss=")
         if cfg.get("generation") is None:
             raise NlpexpError("task=summarization decodes with the generation group; keep generation=default")
+        from nlpexp.config import instantiate
+
+        instantiate(cfg.model).check_can_generate()  # reads the model's config, not its weights
 
     def __init__(
         self,
