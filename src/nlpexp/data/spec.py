@@ -193,7 +193,7 @@ class DataSpec:
         def known(value) -> bool:
             return value in ids or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ids))
 
-        unknown = [v for v in dataset["label"] if not known(v)]
+        unknown = [v for v in dataset["label"][:] if not known(v)]  # [:]: one read, not one per row
         if unknown:
             examples = sorted({str(v) for v in unknown})[:5]
             if self.unknown_labels == "error":
