@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
+import subprocess
+import sys
 
 import pytest
 
@@ -15,16 +16,21 @@ from nlpexp.pipeline import run
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
 
 
-def _append_many(args):
-    path, worker = args
-    for i in range(200):
-        ledger.append(path, {"run_id": f"{worker}-{i}", "metrics": {"val/x": i}, "pad": "x" * 5000})
+# A bare interpreter per writer (importing only nlpexp.ledger), so that four start in well under a second.
+APPEND_MANY = """
+import sys
+from pathlib import Path
+from nlpexp import ledger
+path, worker = Path(sys.argv[1]), sys.argv[2]
+for i in range(200):
+    ledger.append(path, {"run_id": f"{worker}-{i}", "metrics": {"val/x": i}, "pad": "x" * 5000})
+"""
 
 
 def test_ledger_survives_concurrent_writers(tmp_path):
     path = tmp_path / "ledger.jsonl"
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_append_many, [(path, w) for w in range(4)])
+    writers = [subprocess.Popen([sys.executable, "-c", APPEND_MANY, str(path), str(w)]) for w in range(4)]
+    assert [w.wait(timeout=120) for w in writers] == [0] * 4
     records = ledger.read(path)
     assert len(records) == 800 == len(path.read_text().splitlines())
     assert len({r["run_id"] for r in records}) == 800

@@ -35,6 +35,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_targets(cfg)
     if cfg.mode not in MODES:
         raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
     task_class(cfg).check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

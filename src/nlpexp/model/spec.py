@@ -72,6 +72,13 @@ class ModelSpec:
             return _materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
 
+    def check(self) -> None:
+        """Fail now, before torch is even imported, if the weights or the tokenizer cannot be found."""
+        if self.name_or_path is not None:
+            resolve(self.name_or_path, self.name)
+        if self.tokenizer:
+            resolve(self.tokenizer, self.name)
+
     def tokenizer_path(self) -> str:
         return resolve(self.tokenizer, self.name) if self.tokenizer else self.path()
 

@@ -113,7 +113,7 @@ class Task(ABC):
     def training_callbacks(self) -> list:
         from transformers import EarlyStoppingCallback
 
-        from nlpexp.trainer import NonFiniteLossGuard
+        from nlpexp.trainer.callbacks import NonFiniteLossGuard
 
         patience = self.trainer_settings.early_stopping_patience
         early_stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
