@@ -200,6 +200,8 @@ def test_pruned_trials_are_stored_pruned_with_their_last_value(tmp_path):
         assert note(t) == "pruned at step 2"
         assert not (Path(t.user_attrs[RUN_DIR]) / "metrics.json").exists()  # stopped before the end
     assert json.loads((study_dir(tmp_path) / "best.json").read_text())["trials"]["pruned"] == 2
+    ledger_lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in ledger_lines] == ["pruned"] * 2
 
 
 def test_failed_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):

@@ -48,13 +48,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
         record["status"] = "ok"
         return metrics
     except BaseException as err:
-        record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        record["status"] = _status_of(err)
         record["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise
     finally:
         write_json_atomic(run_dir / "provenance.json", provenance.collect(cfg.seed, data_spec.FILES_READ))
         record.update(end=_now(), metrics=metrics)
         ledger.append(Path(cfg.paths.ledger_file), redact(record))
+
+
+def _status_of(err: BaseException) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    if type(err).__module__.startswith("optuna") and type(err).__name__ == "TrialPruned":
+        return "pruned"  # stopped on purpose by the sweep's pruner (optuna is not imported outside sweeps)
+    return "failed"
 
 
 def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
