@@ -6,6 +6,9 @@ TORCH ?= torch==2.13.0
 PORT ?= 6006
 ARGS ?=
 SWEEP ?=
+# Test processes: each test file runs whole in one of them (--dist loadfile); one torch thread each.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 # The dataset mirror; run.py falls back to ../shared/data beside the checkout as well.
 export NLPEXP_DATA_DIR ?= $(abspath ../shared/data)
 
@@ -27,11 +30,11 @@ install: .venv/.installed ## create .venv and install nlpexp (torch CPU wheel fi
 run: install ## the main job: SBERT-NLI on the bundled MiniLM (ARGS="..." adds overrides)
 	$(PY) run.py $(ARGS)
 
-test: install ## the test suite (fast, tiny models, < 5 min)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test: install ## the test suite (fast, tiny models, < 5 min; TEST_WORKERS=2 processes)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 test-full: install ## every test, the slow ones too
-	$(PY) -m pytest -q $(ARGS)
+	$(PYTEST) $(ARGS)
 
 bench: install ## benchmarks on the real data; figures go to benchmarks/results/
 	$(PY) benchmarks/run.py $(ARGS)
