@@ -225,6 +225,14 @@ def test_failed_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path, caps
     assert len(errors) == 1 and "3 of 4 trials failed" in errors[0]
 
 
+def test_a_search_space_key_the_config_lacks_fails_before_any_trial(tmp_path, capfd):
+    assert run_sweep(tmp_path, "sbert_nli", "optimizer.lrr=interval(1e-5,1e-4)") == 2
+    captured = capfd.readouterr()
+    errors = [line for line in (captured.out + captured.err).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "not in the config: optimizer.lrr" in errors[0], errors
+    assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").iterdir())
+
+
 @pytest.mark.slow
 def test_ablation_grid_sweep(tmp_path):
     assert run_sweep(tmp_path, "sbert_nli_ablation", "hydra.sweeper.n_trials=2") == 0

@@ -88,6 +88,7 @@ class StudySweeper(OptunaSweeper):
                               f"got {directions}")
         if upstream.n_jobs < 1:
             raise NlpexpError(f"hydra.sweeper.n_jobs must be >= 1 (trials run at once), got {upstream.n_jobs}")
+        self._check_space(space)
         self.grid = self._grid_space(space)
         self.n_trials = upstream.n_trials
         if self.grid is not None:
@@ -103,6 +104,17 @@ class StudySweeper(OptunaSweeper):
             self._finish(study, raising=True)
             raise
         self._finish(study)
+
+    def _check_space(self, space: dict) -> None:
+        """A search-space key the config lacks fails once, here, rather than in every trial."""
+        from nlpexp.errors import NlpexpError
+
+        absent = object()
+        missing = [key for key in space if key[0] not in "+~" and not any(c in key for c in "@/")
+                   and OmegaConf.select(self.config, key, default=absent) is absent]
+        if missing:
+            raise NlpexpError(f"search space key(s) not in the config: {', '.join(missing)} "
+                              f"(a typo? to add a new key write +{missing[0]}=...)")
 
     def _open_study(self, definition: dict):
         """Create the study, or load it when this command ran before; its dir and storage are settled here."""
