@@ -29,7 +29,7 @@ class ReportWeights(TrainerCallback):
         self.task = task
 
     def on_step_end(self, args, state, control, **kwargs):
-        checksum = sum(float(p.double().abs().sum()) for p in self.task.loss.parameters())
+        checksum = sum(float(p.detach().double().abs().sum()) for p in self.task.loss.parameters())
         print(f"WEIGHTS step={state.global_step} rank={os.environ['RANK']} sum={checksum!r}", flush=True)
 
 callbacks = Task.training_callbacks
