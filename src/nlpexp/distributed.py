@@ -41,7 +41,6 @@ def check_overrides(argv: list[str]) -> None:
                           f"the second each starts: pass hydra.run.dir=<dir>")
 
 
-
 def average_gradients(module) -> None:
     """Average `module`'s gradients over the processes, as DDP does for the model it wraps: for parameters that
     live outside that model (a loss's own classifier), which each process would otherwise train alone."""
