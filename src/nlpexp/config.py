@@ -28,7 +28,11 @@ def _project_root() -> str:
 
 
 def register_resolvers() -> None:
+    from nlpexp.distributed import is_multiprocess
+
     OmegaConf.register_resolver("nlpexp_root", _project_root, replace=True)
+    # true under torchrun / accelerate launch with more than one process (see nlpexp.distributed)
+    OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
 
 
 register_resolvers()
@@ -75,13 +79,16 @@ _HYDRA_FLAGS = ("-m", "--multirun", "-c", "--cfg", "--help", "-h", "--hydra-help
 
 
 def exit_on_bad_overrides(argv: list[str]) -> None:
-    """Before Hydra runs: a single run's overrides that cannot compose end with one `error:` line, exit 2."""
+    """Before Hydra runs: overrides that cannot compose (a single run's), or that the processes of a
+    multi-process run cannot share, end with one `error:` line, exit 2."""
     import sys
 
-    if any(arg.split("=", 1)[0] in _HYDRA_FLAGS for arg in argv):
-        return
+    from nlpexp.distributed import check_overrides
+
     try:
-        compose([a for a in argv if not a.startswith("hydra.") and not a.startswith("hydra/")])
+        check_overrides(argv)
+        if not any(arg.split("=", 1)[0] in _HYDRA_FLAGS for arg in argv):
+            compose([a for a in argv if not a.startswith("hydra.") and not a.startswith("hydra/")])
     except NlpexpError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

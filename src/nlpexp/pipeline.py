@@ -1,7 +1,8 @@
 """run(cfg): check the config, build what it names, train and/or evaluate, record the run.
 
 Every run leaves in its run dir: config.yaml (secrets redacted), provenance.json, metrics.json on
-success; and one line in the ledger whatever the outcome.
+success; and one line in the ledger whatever the outcome. When several processes train together
+(torchrun, accelerate launch), rank 0 alone writes all of that and runs the loggers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import ledger, provenance
+from nlpexp import distributed, ledger, provenance
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
@@ -38,13 +39,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
     task_class(cfg).check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    if not distributed.is_main_process():
+        return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redact(to_container(cfg)))))
     record = _start_record(cfg, run_dir)
     data_spec.FILES_READ.clear()
     metrics: dict[str, float] = {}
     try:
-        metrics = _train_and_evaluate(cfg, run_dir)
+        metrics = _train_and_evaluate(cfg)
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        log.info("metrics of %s\n%s", run_dir, format_table(metrics))
         record["status"] = "ok"
         return metrics
     except BaseException as err:
@@ -65,11 +70,13 @@ def _status_of(err: BaseException) -> str:
     return "failed"
 
 
-def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    # The other processes see the same logs: one set of loggers records the run.
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()] if distributed.is_main_process() \
+        else []
     task = build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)])
     metrics: dict[str, float] = {}
     config = logged_config(cfg, task.trainer_settings)
@@ -84,11 +91,9 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             metrics.update(task.evaluate(role))
         metrics.update(task.train_metrics)
         metrics["time/total_s"] = round(time.perf_counter() - started, 2)
-        write_json_atomic(run_dir / "metrics.json", metrics)
     finally:
         for logger in loggers:
             logger.finish(_hparams(cfg, task.trainer_settings), metrics)
-    log.info("metrics of %s\n%s", run_dir, format_table(metrics))
     return metrics
 
 

@@ -46,6 +46,9 @@ def device_info() -> dict:
 
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        # The processes that trained together (torchrun, accelerate launch), as the trainer's process group has it.
+        group = torch.distributed.is_available() and torch.distributed.is_initialized()
+        info["world_size"] = torch.distributed.get_world_size() if group else 1
     return info
 
 

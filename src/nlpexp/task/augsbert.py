@@ -8,7 +8,8 @@ One run does four stages, each leaving its artifact in the run dir:
   4. best_model/        the bi-encoder trained on gold + silver with the `loss` group (cosine by default)
 A rerun in the same run dir skips the stages already done. stages.json records the settings each artifact was
 built with; a rerun whose settings differ is refused instead of mixing artifacts. `task.gold_only=true` skips
-stages 1-3 (the baseline).
+stages 1-3 (the baseline). With several processes (torchrun), each computes every stage and rank 0 alone writes
+the artifacts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelati
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
 from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_scored_pairs, random_pairs, unique_texts, unordered_unique
+from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.task.embedding import SCORED_PAIR_LOSSES, SentenceEmbeddingTask
@@ -113,7 +115,8 @@ class AugSbertTask(SentenceEmbeddingTask):
                                        show_progress_bar=False)
         silver = [{"sentence1": a, "sentence2": b, "score": round(float(s), 6)}
                   for (a, b), s in zip(candidates, scores, strict=True)]
-        write_jsonl_atomic(path, silver)
+        if is_main_process():
+            write_jsonl_atomic(path, silver)
         self.stages.record("silver", settings)
         return silver
 
@@ -143,7 +146,8 @@ class AugSbertTask(SentenceEmbeddingTask):
         resume = None if isinstance(self.trainer_settings.resume, str) else self.resume_from(checkpoints)
         trainer.train(resume_from_checkpoint=resume)
         self.cross_encoder_metrics = {"val/cross_encoder_spearman": float(trainer.state.best_metric)}
-        save_folder_atomically(model, folder)
+        if is_main_process():
+            save_folder_atomically(model, folder)
         self.stages.record("cross_encoder", settings, metrics=self.cross_encoder_metrics)
         return model
 
@@ -161,7 +165,8 @@ class AugSbertTask(SentenceEmbeddingTask):
                 if self.pair_sampling == "random" else self._nearest_pairs(sentences)
         gold = set(zip(self.gold["sentence1"], self.gold["sentence2"], strict=True))
         pairs = [pair for pair in dict.fromkeys(pairs) if pair not in gold]
-        write_jsonl_atomic(path, [{"sentence1": a, "sentence2": b} for a, b in pairs])
+        if is_main_process():
+            write_jsonl_atomic(path, [{"sentence1": a, "sentence2": b} for a, b in pairs])
         self.stages.record("candidates", settings)
         return pairs
 
@@ -230,7 +235,8 @@ class StageLedger:
 
     def record(self, stage: str, settings: dict, metrics: Mapping[str, float] | None = None) -> None:
         self.records[stage] = {"settings": settings, "metrics": dict(metrics or {})}
-        write_json_atomic(self.path, self.records)
+        if is_main_process():
+            write_json_atomic(self.path, self.records)
 
     def metrics(self, stage: str) -> dict[str, float]:
         return dict(self.records.get(stage, {}).get("metrics", {}))

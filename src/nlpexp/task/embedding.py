@@ -20,6 +20,7 @@ from nlpexp.data.pairs import (
     nli_scored_pairs,
     sts_scored_pairs,
 )
+from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
@@ -87,7 +88,8 @@ class SentenceEmbeddingTask(Task):
         )
         self.run_trainer(trainer)
         self.train_metrics["train/examples"] = float(len(train_set))
-        self.model.save(str(self.best_model_dir))
+        if is_main_process():
+            self.model.save(str(self.best_model_dir))
 
     def sts_evaluator(self, role: str):
         if not self.sts.has(role):

@@ -21,6 +21,7 @@ from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 
 from nlpexp.data import DataSpec
+from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
@@ -74,8 +75,9 @@ class SbertNliTask(Task):
         )
         self.run_trainer(trainer)
         self.head_trained = True
-        self.model.save(str(self.best_model_dir))
-        save_head(self.loss, self.best_model_dir, self.data.label_names)
+        if is_main_process():
+            self.model.save(str(self.best_model_dir))
+            save_head(self.loss, self.best_model_dir, self.data.label_names)
 
     def _evaluate(self, role: str) -> dict[str, float]:
         evaluator = self._evaluator(role)
@@ -99,7 +101,8 @@ class SbertNliTask(Task):
 
 
 class SbertNliTrainer(ConfiguredOptimization, SentenceTransformerTrainer):
-    """Keeps the classifier head with every checkpoint and logs the training accuracy."""
+    """Keeps the classifier head with every checkpoint, logs the training accuracy, and trains one head across
+    processes (DDP wraps the model, not the loss that holds the head)."""
 
     def __init__(self, *args, loss: SoftmaxLoss, **kwargs):
         super().__init__(*args, loss=loss, **kwargs)
@@ -112,6 +115,13 @@ class SbertNliTrainer(ConfiguredOptimization, SentenceTransformerTrainer):
     def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
         super()._load_from_checkpoint(checkpoint_path)
         load_head(self.loss, checkpoint_path)
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        # After the backward pass, so after DDP's own exchange: the two never interleave. Averaging the running
+        # sum at every accumulation step gives the average of the sums, since what was added before already agrees.
+        average_gradients(self.loss.classifier)
+        return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and (accuracy := self.train_accuracy.pop()) is not None:
@@ -138,11 +148,10 @@ class TrainAccuracy:
             self.total += labels.numel()
 
     def pop(self) -> float | None:
-        if not self.total:
-            return None
-        accuracy = self.correct / self.total
+        """The accuracy since the last pop, over the batches of every process (all of them call it at each log)."""
+        correct, total = sum_over_processes([self.correct, self.total])
         self.correct = self.total = 0
-        return accuracy
+        return correct / total if total else None
 
 
 def save_head(loss: SoftmaxLoss, folder: Path, label_names=None) -> None:

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nlpexp.distributed import is_multiprocess
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,18 @@ class TrainerSettings:
             disable_tqdm=False,
             logging_nan_inf_filter=False,  # NonFiniteLossGuard must see a NaN loss
             dataloader_pin_memory=_has_cuda(),
-            **self._precision_flags(),
+            **self._device_flags(),
             **interval,
         )
         return args_class(**{**arguments, **task_args})
+
+    def _device_flags(self) -> dict[str, bool]:
+        """Precision, plus the CPU for processes started together without a GPU: transformers joins them over gloo
+        only when told that they are on the CPU; otherwise each would train alone on its own copy of the data."""
+        flags = self._precision_flags()
+        if is_multiprocess() and not _has_cuda():
+            flags["use_cpu"] = True
+        return flags
 
     def _precision_flags(self) -> dict[str, bool]:
         if self.precision == "32":
