@@ -28,6 +28,16 @@ def is_multiprocess() -> bool:
     return world_size() > 1
 
 
+def log_to_console_only() -> None:
+    """run.log is rank 0's; the other processes of a multi-process run would interleave their lines with it."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def check_overrides(argv: list[str]) -> None:
     """Refuse what the processes of one run cannot share: each composes its own config, so the default run dir,
     named after the time each one starts, may differ between them."""

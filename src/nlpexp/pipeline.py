@@ -40,6 +40,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     task_class(cfg).check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     if not distributed.is_main_process():
+        distributed.log_to_console_only()
         return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redact(to_container(cfg)))))
