@@ -47,7 +47,8 @@ def main(argv: list[str]) -> int:
     result = run_job(*overrides)
     minilm = {key: result[key] for key in ("test/accuracy", "test/macro_f1", "test/loss", "val/accuracy",
                                            "time/total_s", "wall_s")}
-    figures = {"quick": quick, "full": full and not quick, "device": device(), "command": f"python run.py {' '.join(overrides)}",
+    figures = {"quick": quick, "full": full and not quick, "device": device(),
+               "command": f"python run.py {' '.join(overrides)}",
                "minilm_1_epoch": minilm, "seed_002": SEED_FIGURES}
     write_results(NAME, figures, table(figures))
     print(table(figures))
@@ -65,8 +66,8 @@ def table(figures: dict) -> str:
     lines = [f"### {title}", "",
              "| model | training | test accuracy | test loss | wall time | where |",
              "|---|---|---|---|---|---|",
-             f"| all-MiniLM-L6-v2 (nlpexp) | {training}, batch 16, Adam 5e-5 constant | {minilm['test/accuracy']:.4f} | "
-             f"{minilm['test/loss']:.4f} | {minilm['wall_s']:.0f} s | {figures['device']} |"]
+             f"| all-MiniLM-L6-v2 (nlpexp) | {training}, batch 16, Adam 5e-5 constant | "
+             f"{minilm['test/accuracy']:.4f} | {minilm['test/loss']:.4f} | {minilm['wall_s']:.0f} s | {figures['device']} |"]
     for model, seed in figures["seed_002"].items():
         lines.append(f"| {model} (seed 002) | up to 5 epochs | {seed['test/accuracy']:.4f} | {seed['test/loss']:.4f} "
                      f"| – | seed's GPU |")
