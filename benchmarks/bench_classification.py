@@ -67,7 +67,8 @@ def table(figures: dict) -> str:
              "| model | training | test accuracy | test loss | wall time | where |",
              "|---|---|---|---|---|---|",
              f"| all-MiniLM-L6-v2 (nlpexp) | {training}, batch 16, Adam 5e-5 constant | "
-             f"{minilm['test/accuracy']:.4f} | {minilm['test/loss']:.4f} | {minilm['wall_s']:.0f} s | {figures['device']} |"]
+             f"{minilm['test/accuracy']:.4f} | {minilm['test/loss']:.4f} | {minilm['wall_s']:.0f} s | "
+             f"{figures['device']} |"]
     for model, seed in figures["seed_002"].items():
         lines.append(f"| {model} (seed 002) | up to 5 epochs | {seed['test/accuracy']:.4f} | {seed['test/loss']:.4f} "
                      f"| – | seed's GPU |")
