@@ -81,12 +81,16 @@ def main(argv: list[str]) -> int:
             failed.append(row.name)
             figures.pop(row.name, None)
         print(json.dumps(figures.get(row.name)), flush=True)
-    table = render(figures, quick=args.quick)
-    print(table)
-    if not args.quick:
-        write_results(NAME, figures, table)
-        update_readme(NAME, table)
+        if not args.quick:  # after every row: a long bench stopped part way keeps the rows it finished
+            record(figures)
+    print(render(figures, quick=args.quick))
     return 1 if failed else 0
+
+
+def record(figures: dict) -> None:
+    table = render(figures)
+    write_results(NAME, figures, table)
+    update_readme(NAME, table)
 
 
 def _summary(metrics: dict) -> dict:
