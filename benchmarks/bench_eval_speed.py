@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 from common import write_results
 
@@ -29,8 +30,9 @@ def load(quick: bool):
     from nlpexp.config import compose, instantiate
 
     limit = ["data.max_eval_samples=300"] if quick else []
-    cfg = compose([f"paths.output_dir={tempfile.mkdtemp(prefix='nlpexp-bench-')}", "model=minilm", "data=stsb",
-                   *limit])
+    # Nothing is written: the run dir is only named, because composing needs one.
+    cfg = compose([f"paths.output_dir={Path(tempfile.gettempdir()) / 'nlpexp-bench-eval-speed'}", "model=minilm",
+                   "data=stsb", *limit])
     pairs = instantiate(cfg.data).load("validation", COLUMNS, text_columns=COLUMNS[:2])
     return instantiate(cfg.model).sentence_transformer(), pairs, cfg.trainer.eval_batch_size
 
