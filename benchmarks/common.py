@@ -16,13 +16,14 @@ RESULTS = HERE / "results"
 README = ROOT / "README.md"
 
 
-def run_job(*overrides: str, run_dir: Path | None = None) -> dict:
-    """`python run.py <overrides>` in a fresh process; returns metrics.json plus `wall_s`."""
+def run_job(*overrides: str, run_dir: Path | None = None, env: dict | None = None) -> dict:
+    """`python run.py <overrides>` in a fresh process (environment: this one's, updated by `env`); returns
+    metrics.json plus `wall_s`."""
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="nlpexp-bench-"))
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}",
-                           "logger=none"], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                          text=True)
+                           "logger=none"], env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                          capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"run.py {' '.join(overrides)} failed:\n{done.stderr[-3000:]}")

@@ -18,6 +18,15 @@ def data_root(tmp_path_factory) -> Path:
     return make_data_root(tmp_path_factory.mktemp("data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir_env(tmp_path_factory):
+    """Tokenised-data caches go to a tmp dir, never ~/.cache; session-wide, so that module-scoped fixtures that
+    run a job (before any function-scoped fixture) are covered too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLPEXP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _data_dir_env(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("NLPEXP_DATA_DIR", str(data_root))

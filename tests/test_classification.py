@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 
 import pytest
 
@@ -152,6 +153,21 @@ def test_nsmc_validates_on_a_share_of_train_and_drops_empty_reviews(compose_run,
     assert len(parts["train"]) + len(parts["validation"]) == kept == len(train_file) - 1
     assert len(parts["validation"]) in (3, 4)  # 10% of 40 rows, less the empty one if it fell there
     assert len(parts["test"]) == 39 and all(parts["test"]["text"])
+
+
+def test_a_second_identical_run_reuses_the_tokenised_splits(compose_run, tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NLPEXP_CACHE_DIR", str(cache))
+    caplog.set_level(logging.INFO, logger="nlpexp.data.cache")
+    run(compose_run(*SMOKE, "logger=none", run_dir=tmp_path / "first"))
+    files = sorted(cache.glob("*.arrow"))
+    assert len(files) == 3  # train, validation, test
+    caplog.clear()
+    run(compose_run(*SMOKE, "logger=none", run_dir=tmp_path / "second"))
+    assert caplog.text.count("reused cache") == 3 and "cached it in" not in caplog.text
+    assert sorted(cache.glob("*.arrow")) == files
+    run(compose_run(*SMOKE, "logger=none", "model.max_seq_length=32", run_dir=tmp_path / "shorter"))
+    assert len(list(cache.glob("*.arrow"))) == 6
 
 
 @pytest.mark.slow

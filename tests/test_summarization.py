@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 import pytest
 import torch
@@ -89,6 +90,21 @@ def _set_up_task(cfg, run_dir):
                        scheduler=instantiate(cfg.scheduler), run_dir=run_dir)
     task.setup()
     return task
+
+
+def test_features_are_cached_and_reused_by_the_next_run(compose_run, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("NLPEXP_CACHE_DIR", str(tmp_path / "cache"))
+    caplog.set_level(logging.INFO, logger="nlpexp.data.cache")
+    cfg = compose_run(*FAST, "model=tiny_gpt2", run_dir=tmp_path)
+    _set_up_task(cfg, tmp_path)
+    caplog.clear()
+    task = _set_up_task(cfg, tmp_path)
+    assert "tokenised train: reused cache" in caplog.text
+    validation = task._examples("validation")
+    # The same rows with and without the generation prompt are two cache files, not one read back for both.
+    assert "prompt_ids" in task._features(validation, with_prompt=True).column_names
+    assert "prompt_ids" not in task._features(validation, with_prompt=False).column_names
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 3
 
 
 def test_decoder_only_loss_covers_the_summary_only(compose_run, tmp_path):

@@ -28,6 +28,7 @@ class Task(ABC):
         mode: str = "train",
         loss: functools.partial | None = None,
         callbacks: Sequence = (),
+        cache_dir: str | None = None,
     ):
         self.monitor = monitor
         self.model_spec = model
@@ -39,6 +40,8 @@ class Task(ABC):
         self.run_dir = Path(run_dir)
         self.mode = mode
         self.callbacks = list(callbacks)
+        # Where tasks that tokenise whole splits keep them for later runs (nlpexp.data.cache); None: nowhere.
+        self.cache_dir = cache_dir
         # `train/...` figures of the last trainer.train() (throughput, loss); run() adds them to metrics.json.
         self.train_metrics: dict[str, float] = {}
 

@@ -24,6 +24,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from nlpexp.data.cache import cached_map
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import from_trainer_logs, split_name
 from nlpexp.task.base import Task
@@ -161,9 +162,8 @@ class ClassificationTask(Task):
         return self.data.load(role, COLUMNS, text_columns=COLUMNS[:1])
 
     def _tokenized(self, role: str):
-        return self._rows(role).map(tokenize, batched=True, remove_columns=["text"],
-                                    fn_kwargs={"tokenizer": self.tokenizer,
-                                               "max_length": self.model_spec.max_seq_length})
+        return cached_map(self._rows(role), tokenize, self.tokenizer, cache_dir=self.cache_dir, label=role,
+                          settings={"max_length": self.model_spec.max_seq_length}, remove_columns=["text"])
 
 
 def tokenize(batch: dict, tokenizer, max_length: int) -> dict:

@@ -27,6 +27,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from nlpexp.data import DataSpec
+from nlpexp.data.cache import cached_map
 from nlpexp.errors import NlpexpError
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
@@ -132,34 +133,21 @@ class SummarizationTask(Task):
         return load_examples(self.data, role, self.reference_columns)
 
     def _features(self, examples: Examples, with_prompt: bool):
-        """Token ids for the trainer; `with_prompt` adds the generation input of decoder-only models."""
+        """Token ids for the trainer (cached on disk); `with_prompt` adds the generation input of decoder-only
+        models."""
         from datasets import Dataset
 
-        sources = [self.source_prefix + d for d in examples.dialogues]
-        targets = [refs[0] for refs in examples.references]
-        source_length = self.model_spec.max_seq_length
-        if not self.causal:
-            encoded = self.tokenizer(sources, max_length=source_length, truncation=True)
-            labels = self.tokenizer(text_target=targets, max_length=self.max_target_length, truncation=True)
-            return Dataset.from_dict({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-                                      "labels": [self._without_start(ids) for ids in labels["input_ids"]]})
-        separator = self.tokenizer(self.prompt_separator, add_special_tokens=False)["input_ids"]
-        dialogues = self.tokenizer(sources, add_special_tokens=False, max_length=source_length, truncation=True)
-        summaries = self.tokenizer(targets, add_special_tokens=False, max_length=self.max_target_length - 1,
-                                   truncation=True)
-        prompts = [ids + separator for ids in dialogues["input_ids"]]
-        endings = [ids + self.eos_ids[:1] for ids in summaries["input_ids"]]
-        features = {"input_ids": [p + e for p, e in zip(prompts, endings, strict=True)],
-                    "labels": [[IGNORE_INDEX] * len(p) + e for p, e in zip(prompts, endings, strict=True)]}
-        if with_prompt:
-            features["prompt_ids"] = prompts
-        return Dataset.from_dict(features)
-
-    def _without_start(self, label_ids: list[int]) -> list[int]:
-        """BERT2BERT labels open with [CLS], which is also the decoder's start input: as a target it only teaches the
-        model to repeat the start token."""
-        start = self.model.config.decoder_start_token_id
-        return label_ids[1:] if label_ids and label_ids[0] == start else label_ids
+        rows = Dataset.from_dict({"source": [self.source_prefix + d for d in examples.dialogues],
+                                  "target": [refs[0] for refs in examples.references]})
+        lengths = {"source_length": self.model_spec.max_seq_length, "target_length": self.max_target_length}
+        if self.causal:
+            function = causal_features
+            settings = {**lengths, "separator": self.prompt_separator, "eos_id": self.eos_ids[0],
+                        "with_prompt": with_prompt}
+        else:
+            function, settings = seq2seq_features, {**lengths, "start_id": self.model.config.decoder_start_token_id}
+        return cached_map(rows, function, self.tokenizer, cache_dir=self.cache_dir, label=examples.role,
+                          settings=settings, remove_columns=["source", "target"])
 
     # -- train and evaluate --------------------------------------------------------------------------------------
 
@@ -211,6 +199,32 @@ class SummarizationTask(Task):
             ids = [i for i in ids[:end] if i != self.pad_id]
             texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return texts
+
+
+def seq2seq_features(batch: dict, tokenizer, source_length: int, target_length: int, start_id: int | None) -> dict:
+    """The dialogue feeds the encoder, the summary is the label."""
+    encoded = tokenizer(batch["source"], max_length=source_length, truncation=True)
+    labels = tokenizer(text_target=batch["target"], max_length=target_length, truncation=True)
+    # BERT2BERT labels open with [CLS], which is also the decoder's start input: as a target it only teaches
+    # the model to repeat the start token.
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+            "labels": [ids[1:] if ids and ids[0] == start_id else ids for ids in labels["input_ids"]]}
+
+
+def causal_features(batch: dict, tokenizer, source_length: int, target_length: int, separator: str, eos_id: int,
+                    with_prompt: bool) -> dict:
+    """One sequence `dialogue + separator + summary + EOS`, the loss on the summary only; `prompt_ids` (the
+    dialogue and separator) is what generation starts from."""
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    dialogues = tokenizer(batch["source"], add_special_tokens=False, max_length=source_length, truncation=True)
+    summaries = tokenizer(batch["target"], add_special_tokens=False, max_length=target_length - 1, truncation=True)
+    prompts = [ids + separator_ids for ids in dialogues["input_ids"]]
+    endings = [ids + [eos_id] for ids in summaries["input_ids"]]
+    features = {"input_ids": [p + e for p, e in zip(prompts, endings, strict=True)],
+                "labels": [[IGNORE_INDEX] * len(p) + e for p, e in zip(prompts, endings, strict=True)]}
+    if with_prompt:
+        features["prompt_ids"] = prompts
+    return features
 
 
 class PredictionScorer:
