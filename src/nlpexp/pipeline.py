@@ -8,6 +8,7 @@ success; and one line in the ledger whatever the outcome. When several processes
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -66,8 +67,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _status_of(err: BaseException) -> str:
     if isinstance(err, KeyboardInterrupt):
         return "interrupted"
-    if type(err).__module__.startswith("optuna") and type(err).__name__ == "TrialPruned":
-        return "pruned"  # stopped on purpose by the sweep's pruner (optuna is not imported outside sweeps)
+    optuna = sys.modules.get("optuna")  # imported by sweeps only; a run outside one cannot be pruned
+    if optuna is not None and isinstance(err, optuna.TrialPruned):
+        return "pruned"  # stopped on purpose by the sweep's pruner
     return "failed"
 
 
