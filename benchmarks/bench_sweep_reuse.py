@@ -7,7 +7,7 @@ an empty cache ("cold", what 8 separate runs would each pay without the cache) a
 filled ("warm"). Every knob that sets a trial's cost (batch size, steps, data) is fixed; the sweep samples
 only the learning rate, weight decay, warmup and dropout. Studies, cache, registry and ledger go to a temp dir.
 
-    python benchmarks/bench_sweep_reuse.py            # 8 trials, MiniLM on 4,000 IMDB reviews, 40 steps
+    python benchmarks/bench_sweep_reuse.py            # 8 trials, MiniLM on 4,000 IMDB reviews, 20 steps
     python benchmarks/bench_sweep_reuse.py --quick    # 3 trials, 1,000 reviews, 10 steps: checks the script
 """
 
@@ -31,7 +31,7 @@ REUSED = "reused cache"  # what a run logs for each split it read from the cache
 
 def job_overrides(quick: bool) -> list[str]:
     """The job every trial and the single runs share; none of the sampled parameters changes its cost."""
-    steps, train, evaluated = (10, 1000, 100) if quick else (40, 4000, 300)
+    steps, train, evaluated = (10, 1000, 100) if quick else (20, 4000, 200)
     return [f"hparams_search={PRESET}", "model=minilm", "trainer.batch_size=16",
             f"trainer.max_steps={steps}", f"trainer.eval_every_steps={steps}", "trainer.save_total_limit=1",
             f"data.max_train_samples={train}", f"data.max_eval_samples={evaluated}"]

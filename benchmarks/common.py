@@ -20,7 +20,7 @@ def run_job(*overrides: str, run_dir: Path | None = None, env: dict | None = Non
     """`python run.py <overrides>` in a fresh process (environment: this one's, updated by `env`); returns
     metrics.json plus `wall_s`."""
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="nlpexp-bench-"))
-    started = time.perf_counter()
+    started, steal = time.perf_counter(), StealMeter()
     done = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}",
                            "logger=none"], env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
                           capture_output=True, text=True)
@@ -28,7 +28,29 @@ def run_job(*overrides: str, run_dir: Path | None = None, env: dict | None = Non
     if done.returncode != 0:
         raise RuntimeError(f"run.py {' '.join(overrides)} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {**metrics, "wall_s": round(wall, 1), "run_dir": str(run_dir)}
+    return {**metrics, "wall_s": round(wall, 1), "steal_pct": steal.percent(), "run_dir": str(run_dir)}
+
+
+class StealMeter:
+    """The share of CPU time the hypervisor took from this VM (/proc/stat `steal`) since it was made: timed
+    figures taken while it is high are slower for reasons outside the code measured."""
+
+    def __init__(self) -> None:
+        self.start = self._ticks()
+
+    @staticmethod
+    def _ticks() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+    def percent(self) -> float | None:
+        end = self._ticks()
+        if self.start is None or end is None or end[1] == self.start[1]:
+            return None
+        return round(100 * (end[0] - self.start[0]) / (end[1] - self.start[1]), 1)
 
 
 def write_results(name: str, figures: dict, table_md: str) -> None:
