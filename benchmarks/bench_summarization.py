@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from common import run_job, write_results  # noqa: E402
+from common import run_job, update_readme, write_results  # noqa: E402
 
 NAME = "summarization"
 ROLES = {"validation": "val", "test": "test"}
@@ -59,6 +59,8 @@ def main() -> int:
     baseline = lead_baseline(quick)
     figures = {"quick": quick, "overrides": list(overrides), "lead_first_turn": baseline, "bert2bert_minilm": model}
     write_results(NAME, figures, _table(figures))
+    if not quick:
+        update_readme(NAME, _table(figures))
     print(_table(figures))
     return 0
 
@@ -66,7 +68,7 @@ def main() -> int:
 def _table(figures: dict) -> str:
     slice_note = " (--quick: a small slice, not comparable)" if figures["quick"] else ""
     lines = [
-        f"## Dialogue summarisation: DialogSum{slice_note}",
+        f"### Dialogue summarisation: DialogSum{slice_note}",
         "",
         "ROUGE F1 (0-1), test scored against the best of its 3 references; `rouge_sum` = R1 + R2 + RL.",
         f"Model run: `python run.py {' '.join(figures['overrides'])}`.",

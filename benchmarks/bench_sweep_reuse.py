@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, run_job, write_results
+from common import ROOT, run_job, update_readme, write_results
 
 PRESET = "classification"
 REUSED = "reused cache"  # what a run logs for each split it read from the cache (nlpexp.data.cache)
@@ -77,7 +77,7 @@ def table(figures: dict) -> str:
     sweep, cold, warm, n = figures["sweep"], figures["single_cold"], figures["single_warm"], figures["n_trials"]
     later = sweep["trials"][1:]
     return "\n".join([
-        f"## Sweep reuse ({n} trials, `hparams_search={PRESET}` on MiniLM{', quick' if figures['quick'] else ''})",
+        f"### Sweep reuse ({n} trials, `hparams_search={PRESET}` on MiniLM{', quick' if figures['quick'] else ''})",
         "",
         "| what | wall time | in-run time per run | splits read from the cache |",
         "|---|---|---|---|",
@@ -111,6 +111,8 @@ def main() -> None:
                "ratio_vs_warm": round(sweep["wall_s"] / (n_trials * warm["wall_s"]), 3)}
     markdown = table(figures)
     write_results("sweep_reuse", figures, markdown)
+    if not args.quick:
+        update_readme("sweep_reuse", markdown)
     print(markdown)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,23 @@ def test_limits_are_first_rows_unless_shuffled(data_root):
     assert shuffled["premise"] != first["premise"]
     again = spec(data_root, max_train_samples=5, shuffle=True, seed=1).load("train", NLI)
     assert shuffled["premise"] == again["premise"]
+
+
+def test_a_limit_reads_only_the_files_holding_its_rows(tmp_path):
+    from nlpexp.data import spec as data_spec
+
+    row = {"premise": "p", "hypothesis": "h", "label": "neutral"}
+    write(tmp_path / "a" / "train.jsonl.gz", [row] * 2 + [{**row, "premise": ""}] * 2)
+    write(tmp_path / "b" / "train.jsonl.gz", [row] * 4)
+    both = {"train": ["a/train", "b/train"]}
+    data_spec.FILES_READ.clear()
+    assert len(spec(tmp_path, sources={"a": {}, "b": {}}, splits=both, max_train_samples=2).load("train", NLI)) == 2
+    assert [Path(f).parent.name for f in data_spec.FILES_READ] == ["a"]
+    # a's 4 rows would do, but 2 of them are empty: b is read too
+    data_spec.FILES_READ.clear()
+    limited = spec(tmp_path, sources={"a": {}, "b": {}}, splits=both, max_train_samples=4)
+    assert len(limited.load("train", NLI, text_columns=NLI[:2])) == 4
+    assert sorted(Path(f).parent.name for f in data_spec.FILES_READ) == ["a", "b"]
 
 
 def test_missing_split_lists_the_roles_that_exist(data_root):

@@ -119,19 +119,37 @@ class DataSpec:
                 f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
                 f"Name its files with data.splits.{role}=[<folder>/<split>]"
             )
-        if self._ratio_role(role):
-            dataset = self._pooled_role(role, columns, optional_columns)
-        else:
-            dataset = self._concat(self.splits[role], columns, optional_columns)
-        dataset = self._drop_empty(dataset, text_columns, role)
-        if "label" in columns and self.label_names is not None:
-            dataset = self._encode_labels(dataset, role)
-        if self.shuffle and role == "train":
-            dataset = dataset.shuffle(seed=self.seed)
         limit = self.max_train_samples if role == "train" else self.max_eval_samples
+        shuffled = self.shuffle and role == "train"
+
+        def cleaned(dataset):
+            dataset = self._drop_empty(dataset, text_columns, role)
+            return self._encode_labels(dataset, role) if "label" in columns and self.label_names is not None \
+                else dataset
+
+        if self._ratio_role(role):
+            dataset = cleaned(self._pooled_role(role, columns, optional_columns))
+        else:
+            entries = self.splits[role]
+            # The first rows are all a limited, unshuffled role keeps: read only the files that hold them.
+            needed = entries if limit is None or shuffled else self._files_holding(entries, limit)
+            dataset = cleaned(self._concat(needed, columns, optional_columns))
+            if len(needed) < len(entries) and len(dataset) < limit:  # cleaning dropped rows: read them all
+                dataset = cleaned(self._concat(entries, columns, optional_columns))
+        if shuffled:
+            dataset = dataset.shuffle(seed=self.seed)
         if limit is not None and len(dataset) > limit:
             dataset = dataset.select(range(limit))
         return dataset
+
+    def _files_holding(self, entries: Sequence[str], rows: int) -> list[str]:
+        """The leading entries whose files have at least `rows` rows together (all of them if they have fewer)."""
+        total = 0
+        for count, entry in enumerate(entries, start=1):
+            total += len(self._read(*entry.split("/", 1)))
+            if total >= rows:
+                return list(entries[:count])
+        return list(entries)
 
     def _concat(self, entries: Sequence[str], columns: Sequence[str], optional_columns: Sequence[str] = ()):
         import datasets
@@ -176,16 +194,16 @@ class DataSpec:
     def _drop_empty(self, dataset, text_columns: Sequence[str], role: str):
         if not text_columns:
             return dataset
-        def non_empty(rows) -> list[bool]:  # batched: a row-by-row filter takes seconds on NLI-sized files
-            texts = zip(*(rows[c] for c in text_columns), strict=True)
-            return [all(isinstance(text, str) and text.strip() for text in row) for row in texts]
+        def non_empty(*columns) -> list[bool]:  # batched: a row-by-row filter takes seconds on NLI-sized files
+            return [all(isinstance(text, str) and text.strip() for text in row) for row in zip(*columns, strict=True)]
 
-        kept = dataset.filter(non_empty, batched=True)
-        if dropped := len(dataset) - len(kept):
-            log.warning("data '%s' %s: dropped %d row(s) with an empty text", self.name, role, dropped)
+        kept = dataset.filter(non_empty, batched=True, input_columns=list(text_columns))
         if len(kept) == 0:
             raise NlpexpError(f"data '{self.name}' {role}: every row has an empty text")
-        return kept
+        if dropped := len(dataset) - len(kept):
+            log.warning("data '%s' %s: dropped %d row(s) with an empty text", self.name, role, dropped)
+            return kept
+        return dataset  # without filter's row mapping, which makes every later map gather row by row
 
     def _encode_labels(self, dataset, role: str):
         ids = {name: i for i, name in enumerate(self.label_names)}
@@ -202,13 +220,14 @@ class DataSpec:
                     f"(e.g. {examples}); fix the data or set data.unknown_labels=drop"
                 )
             log.warning("data '%s' %s: dropped %d row(s) with labels %s", self.name, role, len(unknown), examples)
-            dataset = dataset.filter(lambda rows: [known(v) for v in rows["label"]], batched=True)
+            dataset = dataset.filter(lambda labels: [known(v) for v in labels], batched=True, input_columns="label")
         from datasets import Value
 
         features = dataset.features.copy()
         features["label"] = Value("int64")
-        return dataset.map(lambda rows: {"label": [ids.get(v, v) for v in rows["label"]]}, features=features,
-                           batched=True)
+        # input_columns: only the labels are read back from Arrow, not every text of every row
+        return dataset.map(lambda labels: {"label": [ids.get(v, v) for v in labels]}, features=features,
+                           batched=True, input_columns="label")
 
 
 @functools.cache

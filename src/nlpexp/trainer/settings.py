@@ -29,6 +29,8 @@ class TrainerSettings:
         dataloader_workers: int = 0,
         seed: int = 42,
         auto_find_batch_size: bool = False,
+        tf32: bool | None = None,
+        group_by_length: bool = False,
     ):
         for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
                            "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -55,6 +57,8 @@ class TrainerSettings:
         self.dataloader_workers = dataloader_workers
         self.seed = seed
         self.auto_find_batch_size = auto_find_batch_size
+        self.tf32 = tf32
+        self.group_by_length = group_by_length
 
     @property
     def effective_batch_size(self) -> int:
@@ -92,9 +96,18 @@ class TrainerSettings:
             logging_nan_inf_filter=False,  # NonFiniteLossGuard must see a NaN loss
             dataloader_pin_memory=_has_cuda(),
             **self._device_flags(),
+            **self._batching(args_class),
             **interval,
         )
         return args_class(**{**arguments, **task_args})
+
+    def _batching(self, args_class) -> dict[str, str]:
+        if not self.group_by_length:
+            return {}
+        if args_class.__module__.startswith("sentence_transformers"):
+            raise NlpexpError("trainer.group_by_length works with the transformers Trainer tasks (classification, "
+                              "summarization); the sentence-transformers trainers batch by task.batch_sampler")
+        return {"train_sampling_strategy": "group_by_length"}  # batches of similar lengths: less padding
 
     def _device_flags(self) -> dict[str, bool]:
         """Precision, plus the CPU for processes started together without a GPU: transformers joins them over gloo
@@ -102,6 +115,11 @@ class TrainerSettings:
         flags = self._precision_flags()
         if is_multiprocess() and not _has_cuda():
             flags["use_cpu"] = True
+        if self.tf32 is not None:
+            if _has_cuda():
+                flags["tf32"] = self.tf32
+            elif self.tf32:
+                log.warning("trainer.tf32 needs an Ampere or newer NVIDIA GPU; ignored")
         return flags
 
     def _precision_flags(self) -> dict[str, bool]:
