@@ -121,25 +121,31 @@ class DataSpec:
             )
         limit = self.max_train_samples if role == "train" else self.max_eval_samples
         shuffled = self.shuffle and role == "train"
-
-        def cleaned(dataset):
-            dataset = self._drop_empty(dataset, text_columns, role)
-            return self._encode_labels(dataset, role) if "label" in columns and self.label_names is not None \
-                else dataset
-
-        if self._ratio_role(role):
-            dataset = cleaned(self._pooled_role(role, columns, optional_columns))
-        else:
-            entries = self.splits[role]
-            # The first rows are all a limited, unshuffled role keeps: read only the files that hold them.
-            needed = entries if limit is None or shuffled else self._files_holding(entries, limit)
-            dataset = cleaned(self._concat(needed, columns, optional_columns))
-            if len(needed) < len(entries) and len(dataset) < limit:  # cleaning dropped rows: read them all
-                dataset = cleaned(self._concat(entries, columns, optional_columns))
+        # Unshuffled, a limited role keeps its first rows: only the files that hold them need reading.
+        dataset = self._cleaned_rows(role, columns, text_columns, optional_columns, first=None if shuffled else limit)
         if shuffled:
             dataset = dataset.shuffle(seed=self.seed)
         if limit is not None and len(dataset) > limit:
             dataset = dataset.select(range(limit))
+        return dataset
+
+    def _cleaned_rows(self, role: str, columns: Sequence[str], text_columns: Sequence[str],
+                      optional_columns: Sequence[str], first: int | None):
+        """The rows of `role`, cleaned: all of them, or with `first` those of the leading files that hold at least
+        `first` clean rows."""
+        if self._ratio_role(role):
+            return self._clean(self._pooled_role(role, columns, optional_columns), role, columns, text_columns)
+        entries = self.splits[role]
+        needed = entries if first is None else self._files_holding(entries, first)
+        dataset = self._clean(self._concat(needed, columns, optional_columns), role, columns, text_columns)
+        if len(needed) < len(entries) and len(dataset) < first:  # cleaning dropped rows: read every file
+            dataset = self._clean(self._concat(entries, columns, optional_columns), role, columns, text_columns)
+        return dataset
+
+    def _clean(self, dataset, role: str, columns: Sequence[str], text_columns: Sequence[str]):
+        dataset = self._drop_empty(dataset, text_columns, role)
+        if "label" in columns and self.label_names is not None:
+            dataset = self._encode_labels(dataset, role)
         return dataset
 
     def _files_holding(self, entries: Sequence[str], rows: int) -> list[str]:
