@@ -140,7 +140,7 @@ def render(figures: dict, quick: bool = False) -> str:
             continue
         speed, plain_speed = training_speed(got), _plain_speed(row, got)
         speeds = f"{_num(speed, 1)} / {_num(plain_speed, 1)}" if speed and plain_speed else _num(speed, 1)
-        speeds += _steal(got)
+        speeds += _steal(got) if speed else ""
         lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.seed)} | {_plain_cell(row, got)} | "
                      f"{_num(got['val/spearman_cosine'])}{_notes(got)} | {speeds} | {_duration(got['wall_s'])} | "
                      f"{_check(row, got, figures)} |")
