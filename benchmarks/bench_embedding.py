@@ -13,7 +13,6 @@ README's table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from common import HERE, RESULTS, StealMeter, run_job, update_readme, write_results
+from common import HERE, RESULTS, StealMeter, bench_parser, run_job, update_readme, write_results
 
 NAME = "embedding"
 UNTRAINED_MINILM = 0.8672  # seed 004's all-MiniLM-L6-v2 on STSb validation
@@ -59,9 +58,8 @@ ROWS = [
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("rows", nargs="*", help=f"rows to run (default: all): {', '.join(r.name for r in ROWS)}")
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1")
     parser.add_argument("--plain", action="store_true", help="also run plain sentence-transformers here")
     args = parser.parse_args(argv)
     if unknown := set(args.rows) - {r.name for r in ROWS}:

@@ -12,14 +12,12 @@ own EmbeddingSimilarityEvaluator, which encodes both sides of the pairs separate
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import write_results
+from common import bench_parser, write_results
 
 TARGET = 1.05
 COLUMNS = ("sentence1", "sentence2", "score")
@@ -124,8 +122,7 @@ def table(figures: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     figures = {"quick": args.quick, **measure(args.quick)}
     figures["meets_target"] = figures["median_ratio"] <= TARGET

@@ -10,8 +10,6 @@ of batch 16 and a greedy evaluation of the 500 validation and 500 test dialogues
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from common import run_job, update_readme, write_results  # noqa: E402
+from common import bench_parser, run_job, update_readme, write_results  # noqa: E402
 
 NAME = "summarization"
 ROLES = {"validation": "val", "test": "test"}
@@ -51,8 +49,7 @@ def lead_baseline(quick: bool) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1")
+    parser = bench_parser(__doc__)
     quick = parser.parse_args().quick
     overrides = ("experiment=summarization_dialogsum", *(QUICK if quick else ()))
     model = run_job(*overrides)

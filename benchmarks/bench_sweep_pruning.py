@@ -12,7 +12,6 @@ time and finds a best value within 1 % of the unpruned one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, write_results
+from common import ROOT, bench_parser, write_results
 
 N_TRIALS = 16
 PRUNER = "successive_halving"
@@ -59,8 +58,7 @@ def run_sweep(pruner: str, root: Path, quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     # Fresh studies every time (the same dir would resume them), under multirun/ like every sweep.
     root = ROOT / "multirun" / f"bench_sweep_pruning-{time.strftime('%Y%m%d-%H%M%S')}"

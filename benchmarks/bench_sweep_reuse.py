@@ -13,7 +13,6 @@ only the learning rate, weight decay, warmup and dropout. Studies, cache, regist
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, run_job, update_readme, write_results
+from common import ROOT, bench_parser, run_job, update_readme, write_results
 
 PRESET = "classification"
 REUSED = "reused cache"  # what a run logs for each split it read from the cache (nlpexp.data.cache)
@@ -96,8 +95,7 @@ def table(figures: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     n_trials = 3 if args.quick else 8
     with tempfile.TemporaryDirectory(prefix="nlpexp-bench-reuse-") as temp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,6 +15,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 README = ROOT / "README.md"
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """A bench's command line: its docstring as help, and `--quick` (or NLPEXP_BENCH_QUICK=1) for a small slice."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("NLPEXP_BENCH_QUICK") == "1",
+                        help="a small slice in a few minutes: checks the script, its figures are not results")
+    return parser
 
 
 def run_job(*overrides: str, run_dir: Path | None = None, env: dict | None = None) -> dict:
