@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,17 @@ def _cache_dir_env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _absl_handler_on_real_stderr():
+    """absl (imported by rouge-score) binds its log handler to the sys.stderr of its import: here pytest's capture
+    stream. Its close() closes that stream unless it is the *current* sys.stderr, and Hydra's logging set-up closes
+    every handler: an in-process sweep under capsys then closed pytest's own capture file. sys.__stderr__ is never
+    closed by it."""
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
 
 
 @pytest.fixture(autouse=True)
