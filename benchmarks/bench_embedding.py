@@ -3,7 +3,7 @@
 Every row is one `python run.py experiment=<preset>` in a fresh process; the table puts our STS validation
 spearman_cosine beside the seed's figure and, for the two MNRL recipes, beside the plain sentence-transformers
 figures of the issue, and checks the issue's targets. Writes benchmarks/results/embedding.{json,md} and the
-README's table.
+docs table.
 
     python benchmarks/bench_embedding.py             # every row (about 1.5 h on the 2-core CPU)
     python benchmarks/bench_embedding.py mnrl_seed   # chosen rows (see ROWS)
@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from common import HERE, RESULTS, StealMeter, bench_parser, run_job, update_readme, write_results
+from common import HERE, RESULTS, StealMeter, bench_parser, run_job, update_docs, write_results
 
 NAME = "embedding"
 UNTRAINED_MINILM = 0.8672  # seed 004's all-MiniLM-L6-v2 on STSb validation
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
 def record(figures: dict) -> None:
     table = render(figures)
     write_results(NAME, figures, table)
-    update_readme(NAME, table)
+    update_docs(NAME, table)
 
 
 def _summary(metrics: dict) -> dict:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, StealMeter, update_readme, write_results
+from common import ROOT, StealMeter, update_docs, write_results
 
 QUICK = "--quick" in sys.argv or os.environ.get("NLPEXP_BENCH_QUICK") == "1"
 STEPS, BATCH, REPEATS = (12, 16, 1) if QUICK else (60, 16, 5)
@@ -90,7 +90,7 @@ def main() -> None:
 """
     write_results("overhead", figures, table)
     if not QUICK:
-        update_readme("overhead", table)
+        update_docs("overhead", table)
     print(table)
 
 

@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from common import bench_parser, run_job, update_readme, write_results  # noqa: E402
+from common import bench_parser, run_job, update_docs, write_results  # noqa: E402
 
 NAME = "summarization"
 ROLES = {"validation": "val", "test": "test"}
@@ -57,7 +57,7 @@ def main() -> int:
     figures = {"quick": quick, "overrides": list(overrides), "lead_first_turn": baseline, "bert2bert_minilm": model}
     write_results(NAME, figures, _table(figures))
     if not quick:
-        update_readme(NAME, _table(figures))
+        update_docs(NAME, _table(figures))
     print(_table(figures))
     return 0
 

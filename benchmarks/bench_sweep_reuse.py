@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, bench_parser, run_job, update_readme, write_results
+from common import ROOT, bench_parser, run_job, update_docs, write_results
 
 PRESET = "classification"
 REUSED = "reused cache"  # what a run logs for each split it read from the cache (nlpexp.data.cache)
@@ -110,7 +110,7 @@ def main() -> None:
     markdown = table(figures)
     write_results("sweep_reuse", figures, markdown)
     if not args.quick:
-        update_readme("sweep_reuse", markdown)
+        update_docs("sweep_reuse", markdown)
     print(markdown)
 
 

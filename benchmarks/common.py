@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
@@ -68,12 +68,13 @@ def write_results(name: str, figures: dict, table_md: str) -> None:
     (RESULTS / f"{name}.md").write_text(table_md.rstrip() + "\n")
 
 
-def update_readme(name: str, table_md: str) -> None:
-    """Put a bench's table between `<!-- bench:<name> -->` and `<!-- /bench:<name> -->` in the project README."""
+def update_docs(name: str, table_md: str) -> None:
+    """Put a bench's table between `<!-- bench:<name> -->` and `<!-- /bench:<name> -->` in the docs page holding them."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = README.read_text()
-    if start not in text or end not in text:
-        raise RuntimeError(f"README.md lacks the markers {start} ... {end} for the {name} table")
+    pages = [p for p in sorted(DOCS.glob("*.md")) if start in (text := p.read_text()) and end in text]
+    if not pages:
+        raise RuntimeError(f"no page under docs/ has the markers {start} ... {end} for the {name} table")
+    text = pages[0].read_text()
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
-    README.write_text(f"{before}{start}\n{table_md.rstrip()}\n{end}{after}")
+    pages[0].write_text(f"{before}{start}\n{table_md.rstrip()}\n{end}{after}")
