@@ -8,13 +8,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nlpexp.config import CONFIG_DIR, exit_on_bad_overrides
+from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
+from nlpexp.safety import exit_on_unsafe_command_line
 
 log = logging.getLogger("nlpexp")
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="config")
+# Hydra builds launchers, sweepers, callbacks and logging handlers under the same allow-list as nlpexp does.
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", execution_whitelist=TARGET_ALLOWLIST)
 def main(cfg: DictConfig) -> float:
     from nlpexp.pipeline import objective, run
 
@@ -28,5 +30,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    exit_on_unsafe_command_line(sys.argv[1:], __file__, str(CONFIG_DIR), "config")  # the security gate, first
     exit_on_bad_overrides(sys.argv[1:])
     main()
