@@ -40,6 +40,16 @@ TARGET_ALLOWLIST = (
     "sentence_transformers.sentence_transformer.losses.SoftmaxLoss",
     "torch.optim.Adam",
     "torch.optim.AdamW",
+    # the same classes by their defining module: Hydra re-checks a `_partial_` target's own name when it is called
+    "sentence_transformers.sentence_transformer.losses.cached_multiple_negatives_ranking."
+    "CachedMultipleNegativesRankingLoss",
+    "sentence_transformers.sentence_transformer.losses.cosent.CoSENTLoss",
+    "sentence_transformers.sentence_transformer.losses.cosine_similarity.CosineSimilarityLoss",
+    "sentence_transformers.sentence_transformer.losses.denoising_auto_encoder.DenoisingAutoEncoderLoss",
+    "sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking.MultipleNegativesRankingLoss",
+    "sentence_transformers.sentence_transformer.losses.softmax.SoftmaxLoss",
+    "torch.optim.adam.Adam",
+    "torch.optim.adamw.AdamW",
     # Hydra config: launchers, sweepers, and the study's sampler and pruner
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",

@@ -25,7 +25,7 @@ _SPECIAL_TOKENS = frozenset(f"{name}_token" for name in ("pad", "eos", "bos", "c
                                                          "special", "decoder_start"))
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)", re.IGNORECASE)
-_ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?P<eq>=|: )(?P<value>[^\s,'\"]+)")
+_ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)=(?P<value>[^\s,'\"]+)")
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
@@ -45,8 +45,7 @@ def redact_text(text: str, secrets: list[str] | None = None) -> str:
     for secret in secret_values() if secrets is None else secrets:
         text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD.sub(rf"\1{REDACTED}\3", text)
-    return _ASSIGNMENT.sub(lambda m: f"{m['key']}{m['eq']}{REDACTED}" if is_secret_key(m["key"].lstrip("+~"))
-                           else m[0], text)
+    return _ASSIGNMENT.sub(lambda m: f"{m['key']}={REDACTED}" if is_secret_key(m["key"]) else m[0], text)
 
 
 def redact(obj: Any, secrets: list[str] | None = None) -> Any:

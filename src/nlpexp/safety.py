@@ -159,8 +159,8 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     search path, -cp/-cd/-cn, run or multirun), and put it through the gate before Hydra builds anything."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
