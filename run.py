@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
+from nlpexp.redaction import redact_output
 from nlpexp.safety import exit_on_unsafe_command_line
 
 log = logging.getLogger("nlpexp")
@@ -30,6 +31,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    exit_on_unsafe_command_line(sys.argv[1:], __file__, str(CONFIG_DIR), "config")  # the security gate, first
+    redact_output()  # secrets never reach the console or a log, errors included
     exit_on_bad_overrides(sys.argv[1:])
+    exit_on_unsafe_command_line(sys.argv[1:], __file__, str(CONFIG_DIR), "config")  # nothing built before it
     main()

@@ -132,7 +132,6 @@ def _one_error_line(output: str, pattern: str) -> None:
 def test_catalogue_in_process(case, evil, capsys, monkeypatch):
     folder, marker = evil
     monkeypatch.setenv("EVIL_TARGET", "os.system")
-    monkeypatch.setattr(redaction, "redact_console", lambda: None)  # pytest owns sys.stdout here
     _, argv, pattern = next(c for c in catalogue(folder, marker) if c[0] == case)
     with pytest.raises(SystemExit) as exited:
         exit_on_unsafe_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")

@@ -97,12 +97,14 @@ class _RedactingStream:
         return getattr(self._stream, name)
 
 
-def redact_console() -> None:
-    """For the command line (run.py): before Hydra resolves `ext://sys.stdout` for its console handlers."""
+def redact_output() -> None:
+    """For the command line (run.py), first thing: the console (before Hydra resolves `ext://sys.stdout` for its
+    handlers) and every log record."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if not isinstance(stream, _RedactingStream):
             setattr(sys, name, _RedactingStream(stream))
+    redact_logs()
 
 
 def redact_hydra_files() -> None:

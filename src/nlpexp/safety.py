@@ -195,13 +195,9 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
 
 
 def exit_on_unsafe_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
-    """run.py's first step: console output redacted, then the gate; a refusal is one `error:` line, exit 2."""
+    """run.py, before Hydra starts: a refusal is one `error:` line, exit 2."""
     import sys
 
-    from nlpexp.redaction import redact_console, redact_logs
-
-    redact_console()
-    redact_logs()
     try:
         check_command_line(argv, calling_file, config_path, config_name)
     except NlpexpError as err:
