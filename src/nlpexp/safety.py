@@ -35,9 +35,10 @@ SWITCHES = {"model.trust_remote_code": "NLPEXP_TRUST_REMOTE_CODE",
             "model.allow_pickle_weights": "NLPEXP_ALLOW_PICKLE_WEIGHTS",
             "hydra.launcher.setup": None}  # shell lines the SLURM job script runs
 # Variables that change which program, library or code runs (or what git / torch / HF execute).
-_RUNTIME_ENV = re.compile(r".*PATH|LD_.*|DYLD_.*|PYTHON.*|GIT_.*|BASH_ENV|ENV|SHELL|HOME|IFS|PS4|NLPEXP_.*|"
-                          r".*_OPTIONS|.*TRUST_REMOTE_CODE.*|TORCH_FORCE_.*|PERL5.*|RUBY.*|NODE_.*|JAVA_.*|"
-                          r".*_CA_BUNDLE|SSL_CERT_.*", re.IGNORECASE)
+# (The sweeper itself passes NLPEXP_STUDY_* to its trials this way.)
+_RUNTIME_ENV = re.compile(r".*PATH|LD_.*|DYLD_.*|PYTHON.*|GIT_.*|BASH_ENV|ENV|SHELL|HOME|IFS|PS4|NLPEXP_ROOT|"
+                          r".*_OPTIONS|.*TRUST_REMOTE_CODE.*|.*ALLOW_PICKLE.*|TORCH_FORCE_.*|PERL5.*|RUBY.*|NODE_.*|"
+                          r"JAVA_.*|.*_CA_BUNDLE|SSL_CERT_.*", re.IGNORECASE)
 # Keys no sweep may vary: what they name is code or environment, checked once before the sweep.
 _UNSWEEPABLE = re.compile(r"(^|\.)(_target_|\(\)|class|_args_)($|\.)|^hydra\.|env_set")
 
