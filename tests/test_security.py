@@ -45,6 +45,10 @@ def evil(tmp_path) -> tuple[Path, Path]:
                                                               "sitedir": str(folder)}}}},
         "experiment/slurm_setup": {"defaults": [{"override /hydra/launcher": "slurm"}],
                                    "hydra": {"launcher": {"setup": [f"touch {marker}"]}}},
+        "experiment/slurm_python": {"defaults": [{"override /hydra/launcher": "slurm"}],
+                                    "hydra": {"launcher": {"python": f"touch {marker}; python"}}},
+        "experiment/slurm_export": {"defaults": [{"override /hydra/launcher": "slurm"}],
+                                    "hydra": {"launcher": {"additional_parameters": {"export": "LD_PRELOAD=x.so"}}}},
         "hparams_search/remote_params": {"defaults": [{"override /hydra/sweeper": "study"}],
                                          "hydra": {"sweeper": {"params": {"model.trust_remote_code": "choice(true)"}}}},
         "evil_primary": {"optimizer": {"_target_": "os.system", "command": f"touch {marker}"}},
@@ -80,6 +84,8 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
         ("remote-code-sweep-param", ["-m", *cd, "hparams_search=remote_params"],
          r"hydra\.sweeper\.params sweeps 'model\.trust_remote_code'"),
         ("slurm-setup-preset", [*cd, "experiment=slurm_setup"], r"hydra\.launcher\.setup may not be set"),
+        ("slurm-python-preset", [*cd, "experiment=slurm_python"], r"hydra\.launcher\.python may not be set"),
+        ("slurm-export-preset", [*cd, "experiment=slurm_export"], r"hydra\.launcher\.additional_parameters may"),
         ("os-system", ["model._target_=os.system"], r"model\._target_='os\.system' is not allowed"),
         ("subprocess", [f"+logger.t={{_target_:subprocess.run,args:[touch,'{m}']}}"], r"'subprocess\.run'"),
         ("eval", ["+logger.t={_target_:builtins.eval,_args_:['1+1']}"], r"'builtins\.eval'"),
@@ -198,6 +204,7 @@ def test_every_target_in_conf_and_experiments_is_allowed_and_exists():
                                   "hydra/launcher=parallel"], ["-m", "hparams_search=model_comparison",
                                   "hydra/launcher=slurm", "hydra/sweeper/pruner=median"],
                                   ["model.trust_remote_code=true", "model.allow_pickle_weights=true"],
+                                  ["hydra/launcher=slurm", "hydra.launcher.setup=[module load cuda]"],
                                   ["experiment=imdb_bert"], ["--cfg", "job"]], ids=str)
 def test_the_gate_lets_the_projects_own_configs_through(argv):
     from nlpexp.safety import check_command_line

@@ -33,7 +33,9 @@ LOGGING_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
 # key -> the environment variable that also turns it on; None: the command line only.
 SWITCHES = {"model.trust_remote_code": "NLPEXP_TRUST_REMOTE_CODE",
             "model.allow_pickle_weights": "NLPEXP_ALLOW_PICKLE_WEIGHTS",
-            "hydra.launcher.setup": None}  # shell lines the SLURM job script runs
+            # what the SLURM job script runs: shell lines, the interpreter, srun and sbatch options (--export=...)
+            "hydra.launcher.setup": None, "hydra.launcher.python": None, "hydra.launcher.srun_args": None,
+            "hydra.launcher.additional_parameters": None}
 # Variables that change which program, library or code runs (or what git / torch / HF execute).
 # (The sweeper itself passes NLPEXP_STUDY_* to its trials this way.)
 _RUNTIME_ENV = re.compile(r".*PATH|LD_.*|DYLD_.*|PYTHON.*|GIT_.*|BASH_ENV|ENV|SHELL|HOME|IFS|PS4|NLPEXP_ROOT|"
@@ -114,7 +116,7 @@ def check_switches(cfg: DictConfig, command_line: Sequence[str]) -> list[str]:
     for key, env in SWITCHES.items():
         value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
         from_env = env is not None and env_flag(env)
-        if value in (None, False, "") or (isinstance(value, ListConfig) and len(value) == 0):
+        if value in (None, False, "") or (isinstance(value, DictConfig | ListConfig) and len(value) == 0):
             if from_env:
                 on.append(key)
             continue
