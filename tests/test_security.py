@@ -118,6 +118,9 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          r"sweeps 'model\._target_'"),
         ("cfg-job", ["--cfg", "job", "optimizer._target_=builtins.exec"], r"'builtins\.exec'"),
         ("primary-config", ["-cp", str(d / "conf"), "-cn", "evil_primary"], r"optimizer\._target_='os\.system'"),
+        ("ledger-into-bashrc", [f"paths.ledger_file={d}/.bashrc"], r"paths\.ledger_file=.* must name a \.jsonl file"),
+        ("log-into-profile", [f"hydra.job_logging.handlers.file.filename={d}/.profile"],
+         r"hydra\.job_logging\.handlers\.file\.filename=.* must name a \.log file"),
         ("experimental-rerun", ["--experimental-rerun", str(d / "config.pickle")], r"--experimental-rerun"),
     ]
 

@@ -90,6 +90,20 @@ def check_logging(node: Any, where: str) -> None:
                               f"{', '.join(sorted(LOGGING_STREAMS))}")
 
 
+def check_file_names(cfg: DictConfig) -> None:
+    """The files a config may name keep their suffix: appending a ledger line or a log line (text a config
+    controls) to ~/.bashrc or ~/.profile would run it in the next shell."""
+    named = [("paths.ledger_file", _raw(cfg._get_node("paths")._get_node("ledger_file")), ".jsonl")] \
+        if isinstance(cfg.get("paths"), DictConfig) and "ledger_file" in cfg.paths else []
+    for part in ("job_logging", "hydra_logging"):
+        node = OmegaConf.select(cfg, f"hydra.{part}", default=None)
+        named += [(f"{path}.{key}", value, ".log") for path, key, value in iter_nodes(node, f"hydra.{part}")
+                  if key == "filename"]
+    for key, value, suffix in named:
+        if value is not None and not (isinstance(value, str) and value.endswith(suffix)):
+            raise NlpexpError(f"{key}={value!r} is not allowed: it must name a {suffix} file")
+
+
 def check_env_set(env_set: Any) -> None:
     for name in (env_set or {}):
         if _RUNTIME_ENV.fullmatch(str(name)):
@@ -132,6 +146,7 @@ def check_config(cfg: DictConfig, command_line: Sequence[str] = ()) -> list[str]
     """The gate: `cfg` composed with its hydra node; `command_line` the overrides the user typed.
     Returns the dangerous switches that are on."""
     check_targets(cfg)
+    check_file_names(cfg)
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) else None
     if hydra is not None:
         check_logging(hydra._get_node("job_logging"), "hydra.job_logging")
