@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
+from nlpexp.gate import exit_on_unsafe_command_line
 from nlpexp.redaction import redact_output
-from nlpexp.safety import exit_on_unsafe_command_line
 
 log = logging.getLogger("nlpexp")
 

@@ -20,7 +20,7 @@ import yaml
 from nlpexp import redaction, registry
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
 from nlpexp.errors import NlpexpError
-from nlpexp.safety import exit_on_unsafe_command_line
+from nlpexp.gate import exit_on_unsafe_command_line
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
 
@@ -51,12 +51,15 @@ def evil(tmp_path) -> tuple[Path, Path]:
                                     "hydra": {"launcher": {"additional_parameters": {"export": "LD_PRELOAD=x.so"}}}},
         "hparams_search/remote_params": {"defaults": [{"override /hydra/sweeper": "study"}],
                                          "hydra": {"sweeper": {"params": {"model.trust_remote_code": "choice(true)"}}}},
+        "model/evil_model": {"_target_": "os.system", "command": f"touch {marker}"},
+        "hparams_search/evil_choice": {"defaults": [{"override /hydra/sweeper": "study"}],
+                                       "hydra": {"sweeper": {"params": {"model": "choice(tiny_bert, evil_model)"}}}},
         "evil_primary": {"optimizer": {"_target_": "os.system", "command": f"touch {marker}"}},
     }
     for name, body in presets.items():
         path = folder / "conf" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = "" if name == "evil_primary" else "# @package _global_\n"
+        header = "# @package _global_\n" if name.startswith(("experiment/", "hparams_search/")) else ""
         path.write_text(header + yaml.safe_dump(body))
     return folder, marker
 
@@ -114,6 +117,8 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          r"hydra\.sweeper\.sampler\._target_"),
         ("pruner-target", ["-m", "hparams_search=sbert_nli", "hydra.sweeper.pruner._target_=builtins.exec"],
          r"hydra\.sweeper\.pruner\._target_"),
+        ("group-sweep-to-evil-preset", ["-m", *cd, "model=tiny_bert,evil_model"], r"model\._target_='os\.system'"),
+        ("params-choice-of-evil-preset", ["-m", *cd, "hparams_search=evil_choice"], r"model\._target_='os\.system'"),
         ("sweep-over-target", ["-m", "model._target_=nlpexp.model.ModelSpec,os.system"],
          r"sweeps 'model\._target_'"),
         ("cfg-job", ["--cfg", "job", "optimizer._target_=builtins.exec"], r"'builtins\.exec'"),
@@ -210,7 +215,7 @@ def test_every_target_in_conf_and_experiments_is_allowed_and_exists():
                                   ["hydra/launcher=slurm", "hydra.launcher.setup=[module load cuda]"],
                                   ["experiment=imdb_bert"], ["--cfg", "job"]], ids=str)
 def test_the_gate_lets_the_projects_own_configs_through(argv):
-    from nlpexp.safety import check_command_line
+    from nlpexp.gate import check_command_line
 
     check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
 

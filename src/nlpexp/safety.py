@@ -5,7 +5,7 @@ the environment only.
 
 check_config() sees the composed config *with* its hydra node, before anything is imported or built: every
 `_target_` (exact names, no interpolation), the logging factories (`()`, `class`, `ext://`), hydra.job.env_set,
-sweep parameters and the dangerous switches. run.py calls check_command_line() before Hydra starts (every mode:
+sweep parameters and the dangerous switches. run.py calls it (nlpexp.gate) before Hydra starts (every mode:
 run, -m, --cfg, -cp/-cd/-cn); pipeline.run() calls check_run() again inside the job (each sweep trial too), and
 Hydra itself instantiates under its execution allow-list (run.py's @hydra.main) as a second line.
 """
@@ -170,54 +170,3 @@ def check_run(cfg: DictConfig) -> None:
         combined["hydra"] = HydraConfig.get()
     for key in check_config(combined, list(HydraConfig.get().overrides.task)):
         log.warning("%s is on (set on the command line): code from outside nlpexp may run in this process", key)
-
-
-def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
-    """Compose what `python run.py ARGV` would run, the hydra node included, exactly as Hydra will (same
-    search path, -cp/-cd/-cn, run or multirun), and put it through the gate before Hydra builds anything."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
-    from hydra.core.config_search_path import SearchPathQuery
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from hydra.types import RunMode
-    from omegaconf.errors import OmegaConfBaseException
-
-    from nlpexp.config import one_line
-
-    args = get_args_parser().parse_intermixed_args(list(argv))
-    if args.experimental_rerun is not None:
-        raise NlpexpError("--experimental-rerun is not allowed: it unpickles a file (code); re-run a run with "
-                          "--config-path <run dir> --config-name config")
-    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or config_path)
-    if args.config_dir is not None:
-        if not os.path.isdir(args.config_dir):
-            raise NlpexpError(f"--config-dir {args.config_dir}: not a directory")
-        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
-                            anchor=SearchPathQuery(provider="schema"))
-    name = args.config_name or config_name
-    try:
-        hydra = Hydra.create_main_hydra2(task_name="run", config_search_path=search_path)
-        parsed = hydra.config_loader.parse_overrides(name, args.overrides)
-        mode = RunMode.MULTIRUN if args.multirun else hydra.get_mode(name, args.overrides, parsed_overrides=parsed)
-        cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
-                                   parsed_overrides=parsed)
-        sweeps = [o.key_or_group for o in parsed if o.is_sweep_override()]
-    except (HydraException, OmegaConfBaseException) as err:
-        cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
-        raise NlpexpError(one_line(f"{err}\n{cause}")) from err
-    finally:
-        GlobalHydra.instance().clear()
-    check_sweep_keys(sweeps, "the command line")
-    check_config(cfg, args.overrides)
-
-
-def exit_on_unsafe_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
-    """run.py, before Hydra starts: a refusal is one `error:` line, exit 2."""
-    import sys
-
-    try:
-        check_command_line(argv, calling_file, config_path, config_name)
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
