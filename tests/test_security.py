@@ -54,6 +54,7 @@ def evil(tmp_path) -> tuple[Path, Path]:
         "model/evil_model": {"_target_": "os.system", "command": f"touch {marker}"},
         "hparams_search/evil_choice": {"defaults": [{"override /hydra/sweeper": "study"}],
                                        "hydra": {"sweeper": {"params": {"model": "choice(tiny_bert, evil_model)"}}}},
+        "experiment/decoded": {"logger": {"t": "${oc.decode:'{_target_: os.system, command: x}'}"}},
         "evil_primary": {"optimizer": {"_target_": "os.system", "command": f"touch {marker}"}},
     }
     for name, body in presets.items():
@@ -108,6 +109,8 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          r"logger\.t\.extra\[0\]\[0\]\._target_='os\.system'"),
         ("args-trick", ["+optimizer._args_=[{_target_:os.system,command:x}]"], r"optimizer\._args_\[0\]\._target_"),
         ("interpolated-target", ["model._target_=${oc.env:EVIL_TARGET}"], r"model\._target_='\$\{oc\.env:EVIL"),
+        ("decoded-target", [*cd, "experiment=decoded"], r"logger\.t: oc\.create / oc\.decode are not allowed"),
+        ("created-target", ["+logger.t=\"${oc.create:{_target_: os.system}}\""], r"logger\.t: oc\.create"),
         ("concatenated-target", ["optimizer._target_=torch.optim.${oc.env:EVIL_TARGET}"], r"optimizer\._target_="),
         ("logging-factory", [*cd, "experiment=log_factory"], r"hydra\.job_logging\.handlers\.x\.\(\)='subprocess"),
         ("logging-class", [*cd, "experiment=log_class"], r"handlers\.x\.class='evilcode\.Handler'"),

@@ -70,12 +70,19 @@ def iter_nodes(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
             yield from iter_nodes(node._get_node(i), f"{path}[{i}]")
 
 
+_BUILDS_CONFIG = re.compile(r"\$\{\s*oc\.(create|decode)\s*:")  # resolvers that turn a string into config nodes
+
+
 def check_targets(cfg: DictConfig) -> None:
-    """Refuse the whole config if one `_target_` anywhere is not on the allow-list, exactly as written."""
+    """Refuse the whole config if one `_target_` anywhere is not on the allow-list, exactly as written (and
+    if a string would become config nodes, and so `_target_`s, only when resolved)."""
     for path, key, value in iter_nodes(cfg):
         if key == "_target_" and not allowed_target(value):
             raise NlpexpError(f"{path or '<root>'}._target_={value!r} is not allowed: configs may only build "
                               f"what nlpexp.config.TARGET_ALLOWLIST names (exact names, no interpolation)")
+        if isinstance(value, str) and _BUILDS_CONFIG.search(value):
+            raise NlpexpError(f"{path}.{key}: oc.create / oc.decode are not allowed: they build config nodes "
+                              f"(and `_target_`s) the check cannot see before they are resolved")
 
 
 def check_logging(node: Any, where: str) -> None:
