@@ -401,3 +401,13 @@ def test_hydra_files_are_rewritten_redacted(secret_run):
     assert "ACME_TOKEN: <redacted>" in hydra_yaml
     overrides = yaml.safe_load((tmp / "run" / ".hydra" / "overrides.yaml").read_text())
     assert f"+extra.my_api_key={redaction.REDACTED}" in overrides and "model=tiny_bert" in overrides
+
+
+def test_a_saved_config_cannot_turn_a_switch_on_but_its_command_line_can(tmp_path):
+    from nlpexp.gate import check_command_line
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": {"trust_remote_code": True}}))
+    saved = ["--config-path", str(tmp_path), "--config-name", "config"]
+    with pytest.raises(NlpexpError, match="model.trust_remote_code may not be set by a config file"):
+        check_command_line(saved, RUN_PY, str(CONFIG_DIR), "config")
+    check_command_line([*saved, "model.trust_remote_code=true"], RUN_PY, str(CONFIG_DIR), "config")
