@@ -8,13 +8,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nlpexp.config import CONFIG_DIR, exit_on_bad_overrides
+from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
+from nlpexp.gate import exit_on_unsafe_command_line
+from nlpexp.redaction import redact_output
 
 log = logging.getLogger("nlpexp")
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="config")
+# Hydra builds launchers, sweepers, callbacks and logging handlers under the same allow-list as nlpexp does.
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", execution_whitelist=TARGET_ALLOWLIST)
 def main(cfg: DictConfig) -> float:
     from nlpexp.pipeline import objective, run
 
@@ -28,5 +31,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    redact_output()  # secrets never reach the console or a log, errors included
     exit_on_bad_overrides(sys.argv[1:])
+    exit_on_unsafe_command_line(sys.argv[1:], __file__, str(CONFIG_DIR), "config")  # nothing built before it
     main()

@@ -13,14 +13,65 @@ from nlpexp.errors import NlpexpError, first_line
 PROJECT_ROOT = Path(os.environ.get("NLPEXP_ROOT", Path(__file__).resolve().parents[2]))
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
-# Experiment configs may come from other people: `_target_` may only name code from these packages.
-TARGET_ALLOWLIST = [
-    "nlpexp.*",
-    "torch.optim.*",
-    "transformers.*",
-    "sentence_transformers.*",
-    "optuna.*",
-]
+# Experiment configs may come from other people: a `_target_` (job config or Hydra config) may only name one of
+# these, exactly. No package-wide wildcard: transformers.* alone holds get_class_from_dynamic_module (runs a
+# model folder's code), and nlpexp.* holds file writers. tests/test_security.py checks every `_target_` in conf/
+# and experiments/ is here.
+TARGET_ALLOWLIST = (
+    # job config: one home per group (conf/<group>/ builds from src/nlpexp/<group>/)
+    "nlpexp.data.DataSpec",
+    "nlpexp.generation.GenerationSettings",
+    "nlpexp.logger.TensorBoardLogger",
+    "nlpexp.logger.WandbLogger",
+    "nlpexp.model.ModelSpec",
+    "nlpexp.scheduler.build_scheduler",
+    "nlpexp.task.augsbert.AugSbertTask",
+    "nlpexp.task.classification.ClassificationTask",
+    "nlpexp.task.embedding.EmbeddingTask",
+    "nlpexp.task.sbert_nli.SbertNliTask",
+    "nlpexp.task.summarization.SummarizationTask",
+    "nlpexp.task.tsdae.TsdaeTask",
+    "nlpexp.trainer.TrainerSettings",
+    "sentence_transformers.sentence_transformer.losses.CachedMultipleNegativesRankingLoss",
+    "sentence_transformers.sentence_transformer.losses.CoSENTLoss",
+    "sentence_transformers.sentence_transformer.losses.CosineSimilarityLoss",
+    "sentence_transformers.sentence_transformer.losses.DenoisingAutoEncoderLoss",
+    "sentence_transformers.sentence_transformer.losses.MultipleNegativesRankingLoss",
+    "sentence_transformers.sentence_transformer.losses.SoftmaxLoss",
+    "torch.optim.Adam",
+    "torch.optim.AdamW",
+    # the same classes by their defining module: Hydra re-checks a `_partial_` target's own name when it is called
+    "sentence_transformers.sentence_transformer.losses.cached_multiple_negatives_ranking."
+    "CachedMultipleNegativesRankingLoss",
+    "sentence_transformers.sentence_transformer.losses.cosent.CoSENTLoss",
+    "sentence_transformers.sentence_transformer.losses.cosine_similarity.CosineSimilarityLoss",
+    "sentence_transformers.sentence_transformer.losses.denoising_auto_encoder.DenoisingAutoEncoderLoss",
+    "sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking.MultipleNegativesRankingLoss",
+    "sentence_transformers.sentence_transformer.losses.softmax.SoftmaxLoss",
+    "torch.optim.adam.Adam",
+    "torch.optim.adamw.AdamW",
+    # Hydra config: launchers, sweepers, and the study's sampler and pruner
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper",
+    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaii_sampler",
+    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaiii_sampler",
+    "optuna.samplers.CmaEsSampler",
+    "optuna.samplers.GPSampler",
+    "optuna.samplers.GridSampler",
+    "optuna.samplers.QMCSampler",
+    "optuna.samplers.RandomSampler",
+    "optuna.samplers.TPESampler",
+    "optuna.pruners.HyperbandPruner",
+    "optuna.pruners.MedianPruner",
+    "optuna.pruners.NopPruner",
+    "optuna.pruners.PercentilePruner",
+    "optuna.pruners.SuccessiveHalvingPruner",
+    "optuna.pruners.ThresholdPruner",
+)
 
 
 def _project_root() -> str:

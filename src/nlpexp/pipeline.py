@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nlpexp import distributed, ledger, provenance
 from nlpexp.config import instantiate, to_container
@@ -22,7 +22,8 @@ from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
-from nlpexp.safety import check_targets, redact
+from nlpexp.redaction import redact, redact_hydra_files, redact_logs
+from nlpexp.safety import check_run
 from nlpexp.scheduler import check_schedule
 from nlpexp.sweep import trial_callbacks
 from nlpexp.trainer.settings import check_optimizer
@@ -34,7 +35,9 @@ EVAL_ROLES = ("validation", "test")
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
-    check_targets(cfg)
+    redact_logs()
+    redact_hydra_files()  # what Hydra wrote before this job started
+    check_run(cfg)
     if cfg.mode not in MODES:
         raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
@@ -44,7 +47,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         distributed.log_to_console_only()
         return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redact(to_container(cfg)))))
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
     record = _start_record(cfg, run_dir)
     data_spec.FILES_READ.clear()
     metrics: dict[str, float] = {}
@@ -59,7 +62,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         record["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise
     finally:
-        write_json_atomic(run_dir / "provenance.json", provenance.collect(cfg.seed, data_spec.FILES_READ))
+        write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, data_spec.FILES_READ)))
         record.update(end=_now(), metrics=metrics)
         ledger.append(Path(cfg.paths.ledger_file), redact(record))
 
@@ -78,8 +81,9 @@ def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
 
     set_seed(cfg.seed)
     # The other processes see the same logs: one set of loggers records the run.
-    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()] if distributed.is_main_process() \
-        else []
+    # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
+    nodes = (cfg.get("logger") or {}).values() if distributed.is_main_process() else []
+    loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
     task = build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)])
     metrics: dict[str, float] = {}
     config = logged_config(cfg, task.trainer_settings)
@@ -96,7 +100,7 @@ def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
         metrics["time/total_s"] = round(time.perf_counter() - started, 2)
     finally:
         for logger in loggers:
-            logger.finish(_hparams(cfg, task.trainer_settings), metrics)
+            logger.finish(redact(_hparams(cfg, task.trainer_settings)), metrics)
     return metrics
 
 
@@ -164,6 +168,24 @@ def logged_config(cfg: DictConfig, settings) -> dict:
     config = redact(to_container(cfg))
     config["trainer"]["effective_batch_size"] = settings.effective_batch_size
     return config
+
+
+def saved_config(cfg: DictConfig) -> dict:
+    """config.yaml: the resolved config, redacted, except that what this run's dir decides stays an interpolation
+    (`${hydra:...}`, `${paths.output_dir}`), so that `run.py --config-path <run dir> --config-name config
+    hydra.run.dir=D2` re-runs it into D2."""
+    return _keep_runtime(cfg, redact(to_container(cfg)))
+
+
+def _keep_runtime(node, resolved):
+    if isinstance(node, DictConfig | ListConfig) and isinstance(resolved, dict | list):
+        for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+            raw = node._get_node(key)._value()
+            if isinstance(raw, str) and ("${hydra:" in raw or "${paths.output_dir}" in raw):
+                resolved[key] = raw
+            else:
+                _keep_runtime(node._get_node(key), resolved[key])
+    return resolved
 
 
 def _hparams(cfg: DictConfig, settings) -> dict:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import platform
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -16,10 +18,20 @@ PACKAGES = ("torch", "transformers", "sentence-transformers", "datasets", "accel
             "nlpexp")
 
 
+# git by absolute path from the system's default PATH, with no GIT_* / LD_* variables: neither the PATH a config
+# could set (hydra.job.env_set, refused by nlpexp.safety anyway) nor GIT_CONFIG_* can choose what runs here.
+GIT = shutil.which("git", path=os.defpath) or "/usr/bin/git"
+
+
+def _git_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LD_", "DYLD_"))} | {"PATH": os.defpath}
+
+
 def git_state(root: Path = PROJECT_ROOT) -> dict:
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+            done = subprocess.run([GIT, "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                                  env=_git_env())
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -40,7 +52,7 @@ def versions() -> dict[str, str | None]:
 
 
 def device_info() -> dict:
-    info = {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count()}
+    info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
     if "torch" in sys.modules:
         import torch
 

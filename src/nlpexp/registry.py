@@ -34,8 +34,20 @@ def registry_dir() -> Path:
     return Path(os.environ.get("NLPEXP_REGISTRY_DIR", PROJECT_ROOT / "models"))
 
 
+def model_folder(name: str, root: Path | None = None) -> Path:
+    """<registry>/<name>, for a valid name only, and never outside the registry (no '/', '..', absolute
+    path, or symlink out of it)."""
+    root = Path(root or registry_dir())
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise NlpexpError(f"registry name {name!r}: use letters, digits, '.', '_' or '-' (no '/', no '..')")
+    folder = root / name
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise NlpexpError(f"registry name {name!r} leads outside the registry {root}")
+    return folder
+
+
 def versions(name: str, root: Path | None = None) -> list[int]:
-    folder = (root or registry_dir()) / name
+    folder = model_folder(name, root)
     found = [int(p.name[1:]) for p in folder.glob("v*") if p.is_dir() and p.name[1:].isdigit()] if folder.is_dir() \
         else []
     return sorted(found)
@@ -46,13 +58,11 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
     (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's)."""
     root = root or registry_dir()
     run_dir = Path(run_dir).resolve()
-    if not _NAME.match(name):
-        raise NlpexpError(f"registry name {name!r}: use letters, digits, '.', '_' or '-'")
+    folder = model_folder(name, root)
     model = run_dir / "best_model"
     if not model.is_dir() or not (run_dir / "metrics.json").is_file():
         raise NlpexpError(f"{run_dir} has no best_model/ and metrics.json: register the run dir of a finished run")
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
@@ -90,12 +100,12 @@ def resolve(reference: str, root: Path | None = None) -> Path:
     else:
         raise NlpexpError(f"registry model {name!r} has no alias {alias!r}; use latest, best or one of "
                           f"{', '.join(f'v{v}' for v in known)}")
-    return root / name / f"v{version}" / "model"
+    return model_folder(name, root) / f"v{version}" / "model"
 
 
 def _best_version(name: str, known: list[int], root: Path) -> int:
     def score(version: int) -> float:
-        folder = root / name / f"v{version}"
+        folder = model_folder(name, root) / f"v{version}"
         source = json.loads((folder / "source.json").read_text())
         metric = source.get("optimized_metric")
         value = json.loads((folder / "metrics.json").read_text()).get(metric)
@@ -107,7 +117,7 @@ def _best_version(name: str, known: list[int], root: Path) -> int:
 
 
 def describe(name: str, version: int, root: Path) -> dict:
-    folder = root / name / f"v{version}"
+    folder = model_folder(name, root) / f"v{version}"
     return {"name": name, "version": f"v{version}", "path": str(folder / "model"),
             **json.loads((folder / "source.json").read_text()),
             "metrics": json.loads((folder / "metrics.json").read_text())}

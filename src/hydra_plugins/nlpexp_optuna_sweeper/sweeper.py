@@ -21,8 +21,6 @@ its own, because the upstream loop counts trials per invocation and numbers jobs
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import sys
@@ -142,9 +140,12 @@ class StudySweeper(OptunaSweeper):
                 "pruner": OmegaConf.to_container(self.pruner_config, resolve=True)}
 
     def _default_name(self, definition: dict) -> str:
-        preset = self.config.hydra.runtime.choices.get("hparams_search") or "sweep"
-        digest = hashlib.sha1(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{preset}-{digest}"
+        from nlpexp.sweep.study import default_study_name  # (security: the storage is part of a study's identity)
+
+        hydra = self.config.hydra
+        given = any(o.lstrip("+~").split("=", 1)[0] == "hydra.sweep.dir" for o in hydra.overrides.hydra)
+        return default_study_name(hydra.runtime.choices.get("hparams_search") or "sweep", definition,
+                                  self.sweeper.storage, hydra.sweep.dir if given else None, self.studies_dir)
 
     def _check_definition(self, study, definition: dict) -> None:
         from nlpexp.errors import NlpexpError

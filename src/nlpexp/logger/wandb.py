@@ -43,7 +43,8 @@ class WandbLogger(RunLogger):
         id_file.write_text(run_id)
         self.run = wandb.init(project=self.project, dir=str(self.dir), mode=self.resolved_mode(), id=run_id,
                               resume="allow", group=self.group, tags=self.tags, config=dict(config),
-                              settings=wandb.Settings(silent=True))
+                              # no metadata: it records the command line as typed, secrets and all
+                              settings=wandb.Settings(silent=True, x_disable_meta=True))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:

@@ -14,6 +14,7 @@ from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
+from nlpexp.safety import env_flag
 
 log = logging.getLogger(__name__)
 # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
@@ -47,9 +48,10 @@ class ModelSpec:
         self.random_init = dict(random_init) if random_init is not None else None
         self.max_seq_length = max_seq_length
         self.pooling = pooling
-        self.trust_remote_code = trust_remote_code
+        # Dangerous switches (nlpexp.safety.SWITCHES): the gate lets only the command line set them; or the env.
+        self.trust_remote_code = trust_remote_code or env_flag("NLPEXP_TRUST_REMOTE_CODE")
         self.seed = seed  # of random_init weights
-        self.allow_pickle_weights = allow_pickle_weights
+        self.allow_pickle_weights = allow_pickle_weights or env_flag("NLPEXP_ALLOW_PICKLE_WEIGHTS")
         self.build = build
 
     @property

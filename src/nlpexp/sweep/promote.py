@@ -28,7 +28,7 @@ def promote_best(study: optuna.Study, root: Path | None = None) -> Path | None:
         log.info("best trial %d has no best_model/ to promote (%s)", best.number, run_dir)
         return None
     root = Path(root) if root else registry.registry_dir()
-    folder = root / study.study_name
+    folder = registry.model_folder(study.study_name, root)  # a study name cannot lead out of the registry
     folder.mkdir(parents=True, exist_ok=True)
     # Sweep processes sharing the study finish at about the same time: one promotes, the others see it done.
     with open(folder / ".promote.lock", "w") as lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlpexp.errors import NlpexpError, first_line
 from nlpexp.io import write_json_atomic
+from nlpexp.redaction import redact_text
 from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,15 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                 raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
+
+
+def default_study_name(preset: str, definition: dict, storage: str | None, sweep_dir: str | None,
+                       studies_dir: Path) -> str:
+    """<preset>-<hash of the definition and of where the study is stored>: the same search on another storage
+    (or sweep dir, or studies dir) is another study, and promotes into another registry model."""
+    where = redact_text(storage) if storage else str(Path(sweep_dir or studies_dir).resolve())  # no password
+    text = json.dumps({**definition, "stored_in": where}, sort_keys=True)
+    return f"{preset}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def sqlite_url(sweep_dir: Path) -> str:
@@ -145,7 +156,8 @@ def trial_from_env(pruner: optuna.pruners.BasePruner) -> optuna.Trial | None:
 
 
 def write_study_file(sweep_dir: Path, study_name: str, storage_url: str) -> None:
-    write_json_atomic(Path(sweep_dir) / STUDY_FILE, {"study_name": study_name, "storage": storage_url})
+    # a password in the URL is not written (use PGPASSWORD or .pgpass)
+    write_json_atomic(Path(sweep_dir) / STUDY_FILE, {"study_name": study_name, "storage": redact_text(storage_url)})
 
 
 def locate(target: str) -> tuple[str, str | None, Path | None]:

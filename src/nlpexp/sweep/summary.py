@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlpexp.errors import first_line
 from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.redaction import redact
 from nlpexp.sweep.study import DEFINITION, ERROR, METRIC, RUN_DIR, SKIPPED, failed, note
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,10 @@ def write_summary(study: optuna.Study, out_dir: Path) -> str:
     trials = study.get_trials(deepcopy=False)
     metric = metric_name(study)
     header, rows = trial_table(trials, out_dir)
+    rows = redact(rows)  # trial notes hold error messages; params are what the config said
     write_text_atomic(out_dir / "trials.csv", _csv(header, rows))
     write_text_atomic(out_dir / "trials.md", _markdown(study, metric, header, rows))
-    best = best_summary(study, trials, metric)
+    best = redact(best_summary(study, trials, metric))
     write_json_atomic(out_dir / "best.json", best)
     write_text_atomic(out_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True))
     skipped = write_plots(study, out_dir / "plots", metric)

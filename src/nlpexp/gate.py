@@ -1,0 +1,83 @@
+"""run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, and put
+it through nlpexp.safety.check_config before Hydra builds anything (run, -m, --cfg, -cp/-cd/-cn alike)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from nlpexp.errors import NlpexpError
+from nlpexp.safety import check_config, check_sweep_keys
+
+
+def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
+    """The same search path, config name, mode and overrides as Hydra's own start (hydra._internal.utils
+    ._run_hydra); for a sweep, also each option of every config group it sweeps."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nlpexp.config import one_line
+
+    args = get_args_parser().parse_intermixed_args(list(argv))
+    if args.experimental_rerun is not None:
+        raise NlpexpError("--experimental-rerun is not allowed: it unpickles a file (code); re-run a run with "
+                          "--config-path <run dir> --config-name config")
+    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or config_path)
+    if args.config_dir is not None:
+        if not os.path.isdir(args.config_dir):
+            raise NlpexpError(f"--config-dir {args.config_dir}: not a directory")
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
+                            anchor=SearchPathQuery(provider="schema"))
+    name = args.config_name or config_name
+    try:
+        hydra = Hydra.create_main_hydra2(task_name="run", config_search_path=search_path)
+        parsed = hydra.config_loader.parse_overrides(name, args.overrides)
+        mode = RunMode.MULTIRUN if args.multirun else hydra.get_mode(name, args.overrides, parsed_overrides=parsed)
+        cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
+                                   parsed_overrides=parsed)
+        check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
+        check_config(cfg, args.overrides)
+        for overrides in _group_sweep_options(cfg, parsed):
+            check_config(hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN),
+                         args.overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
+        raise NlpexpError(one_line(f"{err}\n{cause}")) from err
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _group_sweep_options(cfg: DictConfig, parsed: list) -> Iterator[list[str]]:
+    """The command line with one option of a swept config group in place of its sweep, for every option of every
+    group swept on the command line or in hydra.sweeper.params (a preset in a -cd dir is an option too)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    parser = OverridesParser.create()
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    sweeps += [parser.parse_override(f"{key}={value}") for key, value in params.items() if key in groups]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    for sweep in sweeps:
+        if sweep.key_or_group in groups and sweep.value_type in (ValueType.CHOICE_SWEEP,
+                                                                  ValueType.SIMPLE_CHOICE_SWEEP):
+            for option in sweep.sweep_string_iterator():
+                yield [*fixed, f"{sweep.key_or_group}={option}"]
+
+
+def exit_on_unsafe_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
+    """run.py, before Hydra starts: a refusal is one `error:` line, exit 2."""
+    try:
+        check_command_line(argv, calling_file, config_path, config_name)
+    except NlpexpError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,131 @@
+"""One redaction step between a run and everything it writes or sends (files, logs, loggers, the ledger).
+
+By value: the value (8 characters or more) of every environment variable whose name looks secret (*TOKEN*,
+*KEY*, *SECRET*, *PASSWORD*, *CREDENTIAL*), wherever it appears, and the password of a URL (user:pw@host).
+By key: a mapping key or a `key=value` assignment whose last word is a secret word (`hf_token`, `my_api_key`,
+`db_password`); whole words only, so `tokenizer`, `max_new_tokens`, `pad_token_id` and `eos_token` stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 8
+_SECRET_ENV_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+SECRET_WORDS = frozenset({"token", "key", "apikey", "secret", "password", "passwd", "pwd", "credential",
+                          "credentials"})
+# A tokenizer's special tokens are text, not credentials.
+_SPECIAL_TOKENS = frozenset(f"{name}_token" for name in ("pad", "eos", "bos", "cls", "sep", "unk", "mask",
+                                                         "special", "decoder_start"))
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)", re.IGNORECASE)
+_ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)=(?P<value>[^\s,'\"]+)")
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of secret-looking environment variables, longest first (so a value containing another goes whole)."""
+    environ = os.environ if environ is None else environ
+    found = {v for name, v in environ.items() if _SECRET_ENV_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH}
+    return sorted(found, key=len, reverse=True)
+
+
+def is_secret_key(name: str) -> bool:
+    """True for `hf_token`, `WANDB_API_KEY`, `apiKey`, `db.password`; False for `tokenizer`, `pad_token_id`."""
+    words = [w.lower() for w in _WORDS.findall(str(name).rsplit(".", 1)[-1])]
+    return bool(words) and words[-1] in SECRET_WORDS and "_".join(words) not in _SPECIAL_TOKENS
+
+
+def redact_text(text: str, secrets: list[str] | None = None) -> str:
+    for secret in secret_values() if secrets is None else secrets:
+        text = text.replace(secret, REDACTED)
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}\3", text)
+    return _ASSIGNMENT.sub(lambda m: f"{m['key']}={REDACTED}" if is_secret_key(m["key"]) else m[0], text)
+
+
+def redact(obj: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of a plain container (dicts, lists, strings) with secrets replaced by <redacted>."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(obj, dict):
+        return {k: REDACTED if is_secret_key(k) and obj[k] not in (None, "") else redact(v, secrets)
+                for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v, secrets) for v in obj]
+    if isinstance(obj, str):
+        return redact_text(obj, secrets)
+    return obj
+
+
+def _redacting_record_factory(base):
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info:  # the formatter prints exc_text when set: the traceback redacted
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    factory.redacting = True
+    return factory
+
+
+def redact_logs() -> None:
+    """Every log record of this process (run.log, console, whatever handler Hydra configures) redacted at creation."""
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "redacting", False):
+        logging.setLogRecordFactory(_redacting_record_factory(current))
+
+
+class _RedactingStream:
+    """sys.stdout / sys.stderr with every write redacted: Hydra's error reports and tracebacks included."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def redact_output() -> None:
+    """For the command line (run.py), first thing: the console (before Hydra resolves `ext://sys.stdout` for its
+    handlers) and every log record."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _RedactingStream):
+            setattr(sys, name, _RedactingStream(stream))
+    redact_logs()
+
+
+def redact_hydra_files() -> None:
+    """Rewrite what Hydra itself wrote before the job started: <run>/.hydra/{config,hydra,overrides}.yaml and
+    the sweep dir's multirun.yaml (overrides as typed, env_set resolved)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from nlpexp.io import write_text_atomic
+
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    files = [Path(hydra.sweep.dir) / "multirun.yaml"] if hydra.mode.name == "MULTIRUN" else []
+    if hydra.output_subdir is not None:
+        folder = Path(hydra.runtime.output_dir) / hydra.output_subdir
+        files += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    secrets = secret_values()
+    for path in files:
+        if path.is_file():
+            data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            clean = redact(data, secrets)
+            if clean != data:
+                write_text_atomic(path, OmegaConf.to_yaml(OmegaConf.create(clean)))
