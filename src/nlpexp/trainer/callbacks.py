@@ -22,3 +22,11 @@ class NonFiniteLossGuard(TrainerCallback):
                 f"training loss became {loss} at step {state.global_step}; lower optimizer.lr, check the data "
                 f"for broken rows, or use trainer.precision=32"
             )
+
+
+class CheckpointIdentity(TrainerCallback):
+    """What a run trains (task, model, data): handed to the trainer among its callbacks, written into every
+    checkpoint's seal by SealedCheckpoints, compared by trainer.resume. No hooks."""
+
+    def __init__(self, identity: dict):
+        self.identity = dict(identity)
