@@ -21,6 +21,7 @@ whether to stop. Outside a sweep none of them is set and a run is untouched.
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 
@@ -51,27 +52,34 @@ def check_trial_owned() -> None:
 
 
 _watched_parent: int | None = None
-GRACE_S = 20  # after the interrupt, time to write the ledger line before the worker ends itself
+GRACE_S = 5  # after the interrupt: time to write the ledger line; then the worker (idle, unowned) ends itself
 
 
 def end_with_parent() -> None:
     """In a worker process of a parallel sweep (joblib/loky): once the sweep process is gone, even killed with
     SIGKILL, interrupt this trial (its ledger line says `interrupted`) and end the worker, rather than finish
-    a trial that nobody waits for. A trial running in the sweep process itself has no such parent."""
+    a trial that nobody waits for. A trial running in the sweep process itself has no such parent.
+
+    Called from the main thread. loky workers ignore SIGINT (Ctrl-C is the sweep process's to handle), so the
+    interrupt comes as SIGUSR2, whose handler raises KeyboardInterrupt in the main thread."""
     global _watched_parent
     parent = multiprocessing.parent_process()
     if parent is None or _watched_parent == parent.pid:
         return
     _watched_parent = parent.pid
+    if signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL:
+        signal.signal(signal.SIGUSR2, _interrupt)
     threading.Thread(target=_watch, args=(parent.pid,), name="sweep-parent-watch", daemon=True).start()
 
 
-def _watch(parent_pid: int) -> None:
-    import _thread
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt("the sweep process is gone")
 
+
+def _watch(parent_pid: int) -> None:
     while os.getppid() == parent_pid:  # an orphan is adopted by another process
         time.sleep(1)
     log.error("the sweep process %d is gone: interrupting this trial", parent_pid)
-    _thread.interrupt_main()
+    os.kill(os.getpid(), signal.SIGUSR2)
     time.sleep(GRACE_S)
     os._exit(1)
