@@ -18,14 +18,15 @@ import pytest
 from nlpexp.errors import NlpexpError
 from nlpexp.ledger import read as read_ledger
 from nlpexp.pipeline import run
+from nlpexp.tb import read_tags
 from nlpexp.trainer.checkpoints import KILL_ENV, SEAL, newest_complete, read_seal
 
-ARGS = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
+ARGS = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=tensorboard", "logger.tensorboard.histograms=false")
 TIMINGS = ("time/", "train/runtime_s", "train/samples_per_second", "train/eval_runtime_s")
 # Where a kill lands (see nlpexp.trainer.checkpoints.kill_point), and the checkpoint resume then starts from.
 KILLS = {
     "setup": None,                    # data and model loaded, no step taken
-    "step:1": None,                   # mid-step, before the first checkpoint
+    "step:2": None,                   # mid-step, before the first checkpoint (step 1 logged)
     "step:3": "checkpoint-2",         # mid-step, after one
     "save:4": "checkpoint-2",         # checkpoint-4's files written, its seal not: it is not a checkpoint
     "evaluate_validation": "checkpoint-4",  # training done, final evaluation under way
@@ -86,6 +87,8 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(point, refer
         assert metrics[key] == pytest.approx(value, abs=1e-6), key
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
     assert all(read_seal(folder) for folder in checkpoints.glob("checkpoint-*"))  # no half checkpoint left
+    batch_steps = [step for step, _ in read_tags(run_dir / "tensorboard")["Loss/Train_Batch"]]
+    assert batch_steps == [1, 2, 3, 4]  # one continuous TensorBoard log, no step twice
     assert [r["status"] for r in read_ledger(tmp_path / "ledger.jsonl")] == ["ok"]  # a SIGKILL writes nothing
 
 

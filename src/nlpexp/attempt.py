@@ -90,8 +90,13 @@ def status_of(err: BaseException) -> str:
     return "failed"
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Make the run dir; move an earlier attempt's results aside (see the module doc)."""
+def prepare_run_dir(run_dir: Path, resume: bool | str | None) -> None:
+    """Make the run dir; move an earlier attempt's results aside (see the module doc). `resume` is
+    trainer.resume: `true` continues the earlier attempt only where it left a complete checkpoint; without one
+    the run starts over, and what the earlier attempt logged goes aside with its results."""
+    from nlpexp.trainer.checkpoints import newest_complete
+
+    resume = resume not in (False, None) and (resume is not True or newest_complete(run_dir / "checkpoints"))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         earlier = [run_dir / name for name in RECORD_FILES if (run_dir / name).exists()]

@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         _check(cfg)
         run_dir = Path(cfg.paths.output_dir)
-        attempt.prepare_run_dir(run_dir, resume=bool(cfg.trainer.get("resume")))
+        attempt.prepare_run_dir(run_dir, resume=cfg.trainer.get("resume"))
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(redact(to_container(cfg)))))
         data_spec.FILES_READ.clear()
         metrics = _train_and_evaluate(cfg)
