@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
 from urllib.parse import urlsplit
 
 from nlpexp import metrics as metric_names
