@@ -30,3 +30,14 @@ class CheckpointIdentity(TrainerCallback):
 
     def __init__(self, identity: dict):
         self.identity = dict(identity)
+
+
+class SealAfterSave(TrainerCallback):
+    """Seals each checkpoint (nlpexp.trainer.checkpoints) once the trainer and every callback before this one
+    (e.g. the summarization predictions) have written into it; the trainer adds it last."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        self.trainer.seal_saved_checkpoint()

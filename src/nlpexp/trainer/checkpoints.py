@@ -2,7 +2,8 @@
 
 The HF trainers write `checkpoint-N/` in place, file by file: a kill while saving leaves a folder that looks
 like a checkpoint and is not. `SealedCheckpoints` (mixed into every nlpexp trainer) writes a seal last,
-`nlpexp_checkpoint.json`, after every file of the checkpoint is on disk (fsynced): the names and sizes of
+`nlpexp_checkpoint.json`, after every file of the checkpoint is on disk (fsynced; files that on_save callbacks
+add, such as the summarization predictions, included: the sealing callback runs last): the names and sizes of
 those files, the step, the sum of the per-step training losses so far (so that `train/loss` of a resumed
 run is the mean over all its steps, not over the resumed part only) and what the checkpoint was trained on
 (task, model, data). A folder whose seal is missing, or whose files differ from it, is not a checkpoint.
@@ -106,9 +107,13 @@ class SealedCheckpoints:
     _resumed = False
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        from nlpexp.trainer.callbacks import SealAfterSave
+
         record = read_seal(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str | Path) else None
         self._resumed = record is not None
         self._loss_before_resume = float(record["loss_sum"]) if record else 0.0
+        if not any(isinstance(cb, SealAfterSave) for cb in self.callback_handler.callbacks):
+            self.add_callback(SealAfterSave(self))  # last: after the callbacks that add files to a checkpoint
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _run_epoch(self, *args, **kwargs):
@@ -131,15 +136,22 @@ class SealedCheckpoints:
         kill_point("step", self.state.global_step + 1)  # after the backward pass, before the optimizer step
         return loss
 
+    _pending_seal: tuple[Path, int, float] | None = None
+
     def _save_checkpoint(self, model, trial) -> None:
         folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
         if self.args.should_save and folder.exists():
             shutil.rmtree(folder)  # a leftover of a killed save: never mix its files into this one
-        loss_sum = self._loss_sum()
+        self._pending_seal = (folder, self.state.global_step, self._loss_sum())
         super()._save_checkpoint(model, trial)
         kill_point("save", self.state.global_step)
-        if self.args.should_save:
-            seal(folder, self.state.global_step, loss_sum, self._identity())
+
+    def seal_saved_checkpoint(self) -> None:
+        """Seal the checkpoint just saved (called by SealAfterSave once every on_save callback has run)."""
+        pending, self._pending_seal = self._pending_seal, None
+        if pending is not None and self.args.should_save:
+            folder, step, loss_sum = pending
+            seal(folder, step, loss_sum, self._identity())
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "train_loss" in logs and self._resumed:
