@@ -51,10 +51,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         write_json_atomic(run_dir / "metrics.json", metrics)
         log.info("metrics of %s\n%s", run_dir, format_table(metrics))
     except BaseException as err:
+        attempt.finish(cfg, record, metrics, err)  # first: a worker interrupted with its sweep has seconds left
         if run_dir is not None and run_dir.is_dir():
-            with contextlib.suppress(OSError):  # the ledger line comes first: it says what went wrong
+            with contextlib.suppress(OSError):
                 write_json_atomic(run_dir / "provenance.json", provenance.collect(cfg.seed, data_spec.FILES_READ))
-        attempt.finish(cfg, record, metrics, err)
         raise
     write_json_atomic(run_dir / "provenance.json", provenance.collect(cfg.seed, data_spec.FILES_READ))
     attempt.finish(cfg, record, metrics)

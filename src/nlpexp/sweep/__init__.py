@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -52,7 +53,7 @@ def check_trial_owned() -> None:
 
 
 _watched_parent: int | None = None
-GRACE_S = 5  # after the interrupt: time to write the ledger line; then the worker (idle, unowned) ends itself
+GRACE_S = 30  # at most this long after the interrupt for the trial to record its end; then the worker ends
 
 
 def end_with_parent() -> None:
@@ -81,5 +82,17 @@ def _watch(parent_pid: int) -> None:
         time.sleep(1)
     log.error("the sweep process %d is gone: interrupting this trial", parent_pid)
     os.kill(os.getpid(), signal.SIGUSR2)
-    time.sleep(GRACE_S)
+    deadline = time.monotonic() + GRACE_S
+    while _in_a_trial() and time.monotonic() < deadline:  # recording the trial's end
+        time.sleep(0.2)
     os._exit(1)
+
+
+def _in_a_trial() -> bool:
+    """Whether the main thread is still inside nlpexp.pipeline (the trial), rather than back in the worker loop."""
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "nlpexp.pipeline":
+            return True
+        frame = frame.f_back
+    return False
