@@ -102,6 +102,10 @@ def test_failures_outside_run_are_recorded_once(compose_run, tmp_path):
     with pytest.raises(NlpexpError) as caught:
         run(cfg)
     record_failed_attempt(cfg, caught.value)
+    try:
+        raise NlpexpError("mode: converted at the boundary") from caught.value
+    except NlpexpError as converted:
+        record_failed_attempt(cfg, converted)  # the same attempt: no second line
     record_failed_attempt(cfg, NlpexpError("schema: trainer.seed must be an integer"))
     assert [(r["status"], r["error"][:6]) for r in _lines(tmp_path / "ledger.jsonl")] == \
         [("failed", "mode m"), ("failed", "schema")]

@@ -76,9 +76,14 @@ def finish(cfg: DictConfig, record: dict, metrics: dict | None = None, err: Base
 
 
 def record_failed_attempt(cfg: DictConfig, err: BaseException) -> None:
-    """The ledger line of an attempt that failed before (or outside) `pipeline.run`; nothing if run() wrote it."""
-    if not getattr(err, "nlpexp_recorded", False):
-        finish(cfg, start_record(cfg), err=err)
+    """The ledger line of an attempt that failed before (or outside) `pipeline.run`; nothing if run() wrote it
+    (for `err` or for the error it was raised from, e.g. a library error turned into an NlpexpError)."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if getattr(cause, "nlpexp_recorded", False):
+            return
+        cause = cause.__cause__ or cause.__context__
+    finish(cfg, start_record(cfg), err=err)
 
 
 def status_of(err: BaseException) -> str:
