@@ -89,7 +89,7 @@ CASES = [
     ("task-data-mismatch", ["data=stsb"], None, r"task=sbert_nli needs labelled NLI data"),
     ("task-loss-mismatch", ["loss._target_=sentence_transformers.sentence_transformer.losses.CoSENTLoss"], None,
      r"trains with loss=softmax"),
-    ("resume-without-checkpoint", ["trainer.resume=true"], None, r"holds no checkpoint"),
+    ("resume-not-a-checkpoint", ["trainer.resume=/tmp"], None, r"is not a complete nlpexp checkpoint"),
     ("resume-missing-path", ["trainer.resume=/no/checkpoint"], None, r"no checkpoint folder"),
     ("target-os-system", ["model._target_=os.system"], None, r"model._target_='os.system' is not allowed"),
     ("target-in-logger", ["+logger.evil._target_=builtins.exec"], None, r"logger.evil._target_='builtins.exec'"),

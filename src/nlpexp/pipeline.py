@@ -1,22 +1,20 @@
 """run(cfg): check the config, build what it names, train and/or evaluate, record the run.
 
 Every run leaves in its run dir: config.yaml (secrets redacted), provenance.json, metrics.json on
-success; and one line in the ledger whatever the outcome. When several processes train together
+success; and one line in the ledger whatever the outcome (nlpexp.attempt). When several processes train together
 (torchrun, accelerate launch), rank 0 alone writes all of that and runs the loggers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sys
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp import distributed, ledger, provenance
+from nlpexp import attempt, distributed, provenance
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
@@ -25,7 +23,8 @@ from nlpexp.metrics import format_table
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.scheduler import check_schedule
-from nlpexp.sweep import trial_callbacks
+from nlpexp.sweep import check_trial_owned, trial_callbacks
+from nlpexp.trainer.checkpoints import kill_point
 from nlpexp.trainer.settings import check_optimizer
 
 log = logging.getLogger(__name__)
@@ -37,43 +36,45 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
     redact_logs()
     redact_hydra_files()  # what Hydra wrote before this job started
+    if not distributed.is_main_process():
+        _check(cfg)
+        distributed.log_to_console_only()
+        return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
+    record = attempt.start_record(cfg)
+    metrics: dict[str, float] = {}
+    run_dir = None
+    try:
+        _check(cfg)
+        run_dir = Path(cfg.paths.output_dir)
+        attempt.prepare_run_dir(run_dir, resume=cfg.trainer.get("resume"))
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
+        data_spec.FILES_READ.clear()
+        metrics = _train_and_evaluate(cfg)
+        check_trial_owned()  # a sweep trial whose sweep gave it up must not look finished
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        log.info("metrics of %s\n%s", run_dir, format_table(metrics))
+    except BaseException as err:
+        attempt.finish(cfg, record, metrics, err)  # first: a worker interrupted with its sweep has seconds left
+        if run_dir is not None and run_dir.is_dir():
+            with contextlib.suppress(OSError):
+                _write_provenance(cfg, run_dir)
+        raise
+    _write_provenance(cfg, run_dir)
+    attempt.finish(cfg, record, metrics)
+    return metrics
+
+
+def _write_provenance(cfg: DictConfig, run_dir: Path) -> None:
+    write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, data_spec.FILES_READ)))
+
+
+def _check(cfg: DictConfig) -> None:
+    """What can be refused before anything is loaded."""
     check_run(cfg)
     if cfg.mode not in MODES:
         raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
     task_class(cfg).check_config(cfg)
-    run_dir = Path(cfg.paths.output_dir)
-    if not distributed.is_main_process():
-        distributed.log_to_console_only()
-        return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
-    record = _start_record(cfg, run_dir)
-    data_spec.FILES_READ.clear()
-    metrics: dict[str, float] = {}
-    try:
-        metrics = _train_and_evaluate(cfg)
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        log.info("metrics of %s\n%s", run_dir, format_table(metrics))
-        record["status"] = "ok"
-        return metrics
-    except BaseException as err:
-        record["status"] = _status_of(err)
-        record["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise
-    finally:
-        write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, data_spec.FILES_READ)))
-        record.update(end=_now(), metrics=metrics)
-        ledger.append(Path(cfg.paths.ledger_file), redact(record))
-
-
-def _status_of(err: BaseException) -> str:
-    if isinstance(err, KeyboardInterrupt):
-        return "interrupted"
-    optuna = sys.modules.get("optuna")  # imported by sweeps only; a run outside one cannot be pruned
-    if optuna is not None and isinstance(err, optuna.TrialPruned):
-        return "pruned"  # stopped on purpose by the sweep's pruner
-    return "failed"
 
 
 def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -92,10 +93,12 @@ def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
     try:
         started = time.perf_counter()
         task.setup()
+        kill_point("setup")
         if cfg.mode == "train":
             task.train()
         for role in EVAL_ROLES:
             metrics.update(task.evaluate(role))
+            kill_point(f"evaluate_{role}")
         metrics.update(task.train_metrics)
         metrics["time/total_s"] = round(time.perf_counter() - started, 2)
     finally:
@@ -135,32 +138,6 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:
     if name not in metrics:
         raise NlpexpError(f"optimized_metric '{name}' is not among this run's metrics: {', '.join(sorted(metrics))}")
     return float(metrics[name])
-
-
-def _start_record(cfg: DictConfig, run_dir: Path) -> dict:
-    from hydra.core.hydra_config import HydraConfig
-
-    hydra = HydraConfig.get() if HydraConfig.initialized() else None
-    sweep_dir = hydra.sweep.dir if hydra is not None and hydra.mode.name == "MULTIRUN" else None
-    return {
-        "run_id": uuid.uuid4().hex[:12],
-        "start": _now(),
-        "status": "running",
-        "task": cfg.task._target_.rsplit(".", 1)[-1],
-        "model": cfg.model.name,
-        "data": cfg.data.name,
-        "mode": cfg.mode,
-        "seed": cfg.seed,
-        "optimized_metric": cfg.optimized_metric,
-        "overrides": list(hydra.overrides.task) if hydra is not None else None,
-        "run_dir": str(run_dir.resolve()),
-        "sweep_dir": str(Path(sweep_dir).resolve()) if sweep_dir else None,
-        "git": provenance.git_state(),
-    }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def logged_config(cfg: DictConfig, settings) -> dict:

@@ -1,24 +1,36 @@
-"""Weights & Biases: offline unless an API key is configured, so it works with no account."""
+"""Weights & Biases: offline unless an API key is configured, so it works with no account; never hangs.
+
+The mode: `WANDB_MODE=offline|disabled` in the environment wins over everything (a machine without network
+says so once); then `logger.wandb.mode`; `auto` is online with `WANDB_API_KEY`, else offline. Before going
+online the server (`WANDB_BASE_URL`, default api.wandb.ai) is probed for a few seconds: unreachable, `auto`
+falls back to offline with a warning (`wandb sync` uploads the run later) and `online` fails with one line.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nlpexp import metrics as metric_names
+from nlpexp.errors import NlpexpError
 from nlpexp.logger.base import RunLogger
 
+log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
+ENV_MODES = {"offline": "offline", "dryrun": "offline", "disabled": "disabled", "online": "online", "run": "online"}
+DEFAULT_SERVER = "https://api.wandb.ai"
+PROBE_TIMEOUT_S = 5.0
 
 
 class WandbLogger(RunLogger):
     def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
                  tags: Sequence[str] = ()):
-        from nlpexp.errors import NlpexpError
-
         if mode not in MODES:
             raise NlpexpError(f"logger.wandb.mode must be one of {MODES}, got {mode!r}")
         self.project = project
@@ -29,9 +41,21 @@ class WandbLogger(RunLogger):
         self.run = None
 
     def resolved_mode(self) -> str:
-        if self.mode != "auto":
-            return self.mode
-        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        """The mode the run uses (see the module doc); probes the server before returning `online`."""
+        env = ENV_MODES.get(os.environ.get("WANDB_MODE", "").strip().lower())
+        if env in ("offline", "disabled") or os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1"):
+            return env or "disabled"
+        mode = env if self.mode == "auto" and env else self.mode
+        if mode == "auto":
+            mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        if mode != "online" or (problem := server_problem()) is None:
+            return mode
+        if self.mode == "online" or env == "online":
+            raise NlpexpError(f"logger.wandb: the W&B server is unreachable ({problem}); use logger.wandb.mode="
+                              f"offline (then `wandb sync`), or check WANDB_BASE_URL and the network")
+        log.warning("logger.wandb: the W&B server is unreachable (%s); logging offline (upload later with "
+                    "`wandb sync %s`)", problem, self.dir / "wandb")
+        return "offline"
 
     def start(self, config: Mapping[str, Any]) -> None:
         import wandb
@@ -44,7 +68,7 @@ class WandbLogger(RunLogger):
         self.run = wandb.init(project=self.project, dir=str(self.dir), mode=self.resolved_mode(), id=run_id,
                               resume="allow", group=self.group, tags=self.tags, config=dict(config),
                               # no metadata: it records the command line as typed, secrets and all
-                              settings=wandb.Settings(silent=True, x_disable_meta=True))
+                              settings=wandb.Settings(silent=True, x_disable_meta=True, init_timeout=30))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:
@@ -59,3 +83,14 @@ class WandbLogger(RunLogger):
             self.run.summary.update(dict(metrics))
             self.run.finish()
             self.run = None
+
+
+def server_problem(timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the W&B server cannot be reached (a TCP connection within `timeout`), or None when it can."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_SERVER)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"{url.hostname}:{port}: {err.strerror or err}"

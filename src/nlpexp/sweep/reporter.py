@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import optuna
 from omegaconf import DictConfig
@@ -11,7 +12,8 @@ from transformers import TrainerCallback
 
 from nlpexp.config import instantiate
 from nlpexp.errors import NlpexpError
-from nlpexp.sweep.study import trial_from_env
+from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
+from nlpexp.sweep.study import open_storage, trial_from_env, trial_id
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,21 @@ def sweep_pruner() -> optuna.pruners.BasePruner:
     return instantiate(node) if node is not None else optuna.pruners.NopPruner()
 
 
+def check_trial_running(trial: optuna.Trial | None = None) -> None:
+    """Refuse to go on with a trial (the environment's, or `trial`) that its study no longer counts as running:
+    its sweep stopped, failed it and queued its params again; what this run finds must not be told as its."""
+    from optuna.trial import TrialState
+
+    if trial is not None:
+        state, number = trial.study._storage.get_trial(trial._trial_id).state, trial.number
+    else:
+        storage, number = open_storage(os.environ[ENV_STORAGE]), int(os.environ[ENV_TRIAL])
+        state = storage.get_trial(trial_id(storage, os.environ[ENV_STUDY], number)).state
+    if state != TrialState.RUNNING:
+        raise NlpexpError(f"trial {number} is already {state.name} in its study (its sweep stopped and gave it up); "
+                          f"this run's result is not the trial's")
+
+
 class TrialReporter(TrainerCallback):
     """Reports `metric` (a `val/...` name) to the trial at each evaluation; raises TrialPruned to stop.
 
@@ -57,6 +74,7 @@ class TrialReporter(TrainerCallback):
             raise NlpexpError(f"optimized_metric '{self.metric}' is not among the evaluation metrics: "
                               f"{', '.join(sorted(k for k in metrics if k.startswith('eval_')))}")
         value = float(metrics[self.log_key])
+        check_trial_running(self.trial)  # never tell a trial that the study has already ended
         if not math.isfinite(value):
             return  # nothing to compare; the final value decides (a NaN run fails)
         self.trial.report(value, state.global_step)

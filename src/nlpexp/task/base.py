@@ -89,7 +89,12 @@ class Task(ABC):
         return output
 
     def resume_from(self, checkpoints_dir: Path) -> str | None:
-        return self.trainer_settings.resume_checkpoint(checkpoints_dir)
+        return self.trainer_settings.resume_checkpoint(checkpoints_dir, self.checkpoint_identity())
+
+    def checkpoint_identity(self) -> dict:
+        """What a checkpoint of this run was trained on; resuming a checkpoint of anything else is refused."""
+        return {"task": type(self).__name__, "model": self.model_spec.name_or_path or self.model_spec.name,
+                "data": self.data.name, "max_train_samples": self.data.max_train_samples}
 
     def remember_train_output(self, output, state) -> None:
         """Keep the trainer's own throughput and mean loss; its runtime includes the in-training evaluations,
@@ -116,11 +121,12 @@ class Task(ABC):
     def training_callbacks(self) -> list:
         from transformers import EarlyStoppingCallback
 
-        from nlpexp.trainer.callbacks import NonFiniteLossGuard
+        from nlpexp.trainer.callbacks import CheckpointIdentity, NonFiniteLossGuard
 
         patience = self.trainer_settings.early_stopping_patience
         early_stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
-        return [NonFiniteLossGuard(), *self.callbacks, *early_stopping]
+        return [NonFiniteLossGuard(), CheckpointIdentity(self.checkpoint_identity()), *self.callbacks,
+                *early_stopping]
 
     def training_arguments(self, args_class, **task_args):
         return self.trainer_settings.training_arguments(

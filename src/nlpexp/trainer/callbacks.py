@@ -22,3 +22,22 @@ class NonFiniteLossGuard(TrainerCallback):
                 f"training loss became {loss} at step {state.global_step}; lower optimizer.lr, check the data "
                 f"for broken rows, or use trainer.precision=32"
             )
+
+
+class CheckpointIdentity(TrainerCallback):
+    """What a run trains (task, model, data): handed to the trainer among its callbacks, written into every
+    checkpoint's seal by SealedCheckpoints, compared by trainer.resume. No hooks."""
+
+    def __init__(self, identity: dict):
+        self.identity = dict(identity)
+
+
+class SealAfterSave(TrainerCallback):
+    """Seals each checkpoint (nlpexp.trainer.checkpoints) once the trainer and every callback before this one
+    (e.g. the summarization predictions) have written into it; the trainer adds it last."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        self.trainer.seal_saved_checkpoint()

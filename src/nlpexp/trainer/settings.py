@@ -7,6 +7,7 @@ from typing import Any
 
 from nlpexp.distributed import is_multiprocess
 from nlpexp.errors import NlpexpError
+from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest_complete
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("32", "bf16", "fp16")
@@ -84,6 +85,7 @@ class TrainerSettings:
             weight_decay=optimizer.keywords.get("weight_decay", 0.0),
             logging_steps=self.logging_steps,
             save_total_limit=self.save_total_limit,
+            restore_callback_states_from_checkpoint=True,  # early stopping's patience count: exact resume
             load_best_model_at_end=True,
             metric_for_best_model=_hf_metric_name(monitor),
             greater_is_better=greater_is_better,
@@ -138,21 +140,23 @@ class TrainerSettings:
             return {}
         return {"bf16": True, "use_cpu": True}  # transformers takes bf16 without a GPU only when told so
 
-    def resume_checkpoint(self, checkpoints_dir: Path) -> str | None:
-        """The checkpoint to resume from: a given path, the newest one for `true`, none for `false`."""
+    def resume_checkpoint(self, checkpoints_dir: Path, identity: dict | None = None) -> str | None:
+        """The checkpoint to resume from: a given path, the newest complete one for `true` (none: start over),
+        none for `false`. Refuses a folder that is not a complete checkpoint of the same task, model and data."""
         if self.resume in (False, None):
             return None
         if self.resume is not True:
             if not Path(self.resume).is_dir():
                 raise NlpexpError(f"trainer.resume: no checkpoint folder {self.resume}")
+            check_identity(Path(self.resume), identity)
             return str(self.resume)
-        found = sorted(checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-        if not found:
-            raise NlpexpError(
-                f"trainer.resume=true but {checkpoints_dir} holds no checkpoint; rerun with the same "
-                f"hydra.run.dir as the interrupted run, or drop trainer.resume"
-            )
-        return str(found[-1])
+        found = newest_complete(checkpoints_dir)
+        if found is None:
+            log.warning("trainer.resume=true: no complete checkpoint in %s; starting over", checkpoints_dir)
+            return None
+        check_identity(found, identity)
+        log.info("trainer.resume=true: resuming from %s", found)
+        return str(found)
 
 
 def check_optimizer(factory: functools.partial) -> None:
@@ -179,8 +183,9 @@ def _hf_metric_name(monitor: str) -> str:
     return name
 
 
-class ConfiguredOptimization:
-    """Mixin for the HF trainers: optimizer and LR schedule come from the config's partials.
+class ConfiguredOptimization(SealedCheckpoints):
+    """Mixin for the HF trainers: optimizer and LR schedule come from the config's partials (and, through
+    SealedCheckpoints, checkpoints that are whole or absent: every nlpexp trainer has this mixin).
 
     Overriding get_optimizer_cls_and_kwargs (not create_optimizer) keeps each trainer's own parameter
     groups, e.g. the SoftmaxLoss classifier that SentenceTransformerTrainer adds.

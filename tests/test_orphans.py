@@ -1,0 +1,139 @@
+"""Sweeps leave no orphans: a parallel sweep's worker ends with its sweep, even one killed with SIGKILL; a trial
+the study has already given up is never finished as if it were still the study's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nlpexp.errors import NlpexpError
+from nlpexp.ledger import read as read_ledger
+from nlpexp.pipeline import run
+from nlpexp.sweep import check_trial_owned
+from nlpexp.sweep.study import open_storage, trial_env
+
+# A sweep process in miniature: trials in loky workers (the backend of hydra/launcher=parallel).
+SWEEP = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from joblib import Parallel, delayed
+
+    def trial(marker):
+        from nlpexp.sweep import end_with_parent
+        import os
+        end_with_parent()
+        Path(marker).write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.05)  # a trial at work
+
+    # Two trials: joblib runs a single one in the calling process itself.
+    Parallel(n_jobs=2, backend="loky")([delayed(trial)(sys.argv[1] + suffix) for suffix in ("", ".other")])
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its exit status waits for a parent
+
+
+def test_a_worker_ends_with_its_sweep_killed_by_sigkill(tmp_path):
+    marker = tmp_path / "worker.pid"
+    sweep = subprocess.Popen([sys.executable, "-c", SWEEP, str(marker)])
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert sweep.poll() is None and time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.1)
+        worker = int(marker.read_text())
+        assert _alive(worker)
+        sweep.send_signal(signal.SIGKILL)  # the sweep alone: no process group kill to help
+        sweep.wait()
+        deadline = time.monotonic() + 20  # the watcher: 1 s to notice, then the end once the trial has unwound
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), "the worker outlived its sweep"  # (the trial's ledger line: the slow test below)
+    finally:
+        sweep.kill()
+        for pid_file in (marker, marker.with_name(marker.name + ".other")):
+            if pid_file.exists() and _alive(int(pid_file.read_text())):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.fixture
+def trial_of_a_study(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    trial = study.ask()
+    for key, value in trial_env(url, "s", trial.number).items():
+        monkeypatch.setenv(key, value)
+    return study, trial
+
+
+def test_a_trial_the_study_gave_up_is_not_finished(trial_of_a_study, compose_run, tmp_path):
+    study, trial = trial_of_a_study
+    check_trial_owned()  # running: this run may finish it
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # what a resumed sweep does to a killed sweep's trial
+    with pytest.raises(NlpexpError, match=r"^trial 0 is already FAIL in its study"):
+        check_trial_owned()
+    with pytest.raises(NlpexpError, match=r"^trial 0 is already FAIL in its study"):
+        run(compose_run("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none"))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert [r["status"] for r in read_ledger(tmp_path / "ledger.jsonl")] == ["failed"]
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL and study.trials[0].value is None
+
+
+def _loky_workers_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"popen_loky_posix" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_killing_a_parallel_sweep_ends_its_workers_and_their_trials(tmp_path):
+    from tests.test_sweep import sweep_args
+
+    args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/launcher=parallel",
+                      "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000")
+    with open(tmp_path / "sweep.log", "w") as out:
+        sweep = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both trials under way
+            assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(3)
+        workers += _loky_workers_of(sweep.pid)
+        assert len(workers) == 2
+        sweep.send_signal(signal.SIGKILL)  # the sweep process alone, as `kill -9 <pid>` does
+        sweep.wait()
+        deadline = time.monotonic() + 60
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(map(_alive, workers)), "a worker outlived its sweep"
+        records = read_ledger(tmp_path / "ledger.jsonl")
+        assert [r["status"] for r in records] == ["interrupted", "interrupted"]
+        assert not list(tmp_path.glob("multirun/*/*/metrics.json"))
+    finally:
+        sweep.kill()
+        for pid in filter(_alive, workers):
+            os.kill(pid, signal.SIGKILL)
