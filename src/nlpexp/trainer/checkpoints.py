@@ -20,6 +20,7 @@ from pathlib import Path
 
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
+from nlpexp.redaction import redact
 
 log = logging.getLogger(__name__)
 SEAL = "nlpexp_checkpoint.json"
@@ -43,7 +44,8 @@ def seal(folder: Path, step: int, loss_sum: float, identity: dict | None) -> Non
             os.fsync(f.fileno())
         files[path.relative_to(folder).as_posix()] = path.stat().st_size
     _fsync_dir(folder)
-    write_json_atomic(folder / SEAL, {"step": step, "loss_sum": loss_sum, "identity": identity, "files": files})
+    # the identity names the model and data as configured: secrets interpolated into them stay out of the run dir
+    write_json_atomic(folder / SEAL, {"step": step, "loss_sum": loss_sum, "identity": redact(identity), "files": files})
     _fsync_dir(folder)
 
 
@@ -82,7 +84,7 @@ def check_identity(folder: Path, identity: dict | None) -> dict:
         raise NlpexpError(f"trainer.resume: {folder} is not a complete nlpexp checkpoint (no {SEAL}, or its "
                           f"files differ from it); give a checkpoint-N folder of an nlpexp run, or use "
                           f"trainer.resume=true")
-    theirs = record.get("identity") or {}
+    theirs, identity = record.get("identity") or {}, redact(identity)  # seals hold the redacted identity
     differ = sorted(k for k in (identity or {}) if k in theirs and theirs[k] != identity[k])
     if differ:
         was = ", ".join(f"{k}={theirs[k]}" for k in differ)
