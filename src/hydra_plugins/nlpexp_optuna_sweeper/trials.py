@@ -114,16 +114,14 @@ class TrialLoop:
         return keep
 
     def _run_batch(self, batch: list) -> None:
-        from nlpexp.sweep.study import RUN_DIR, requeue
+        from nlpexp.sweep.study import requeue
 
         plan, sweeper = self.plan, self.sweeper
         try:
             trial_overrides = upstream.configure_trials(sweeper.upstream, sweeper.config, batch, plan.space,
                                                         plan.fixed, plan.fixed_overrides)
-            jobs = []
-            for trial, overrides in zip(batch, trial_overrides, strict=True):
-                trial.set_user_attr(RUN_DIR, str(sweeper.sweep_dir / str(trial.number)))  # (until it ran)
-                jobs.append([*overrides, *self._job_overrides(trial.number)])
+            jobs = [[*overrides, *self._job_overrides(trial.number)]
+                    for trial, overrides in zip(batch, trial_overrides, strict=True)]
             with self._heartbeats(batch):
                 returns = sweeper.launcher.launch(jobs, initial_job_idx=batch[0].number)
         except BaseException:
