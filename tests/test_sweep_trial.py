@@ -7,9 +7,9 @@ import json
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import OmegaConf
 
+from hydra_plugins.nlpexp_optuna_sweeper import upstream
 from nlpexp.config import CONFIG_DIR, instantiate
 from nlpexp.pipeline import run
 from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks
@@ -35,7 +35,7 @@ def test_every_preset_defines_a_study(preset):
     assert list(sweeper.metric_names) == [cfg.optimized_metric] and sweeper.studies_dir.endswith("/multirun")
     assert sweeper.direction in ("maximize", "minimize") and sweeper.n_trials > 0
     assert sweeper.sampler.seed == cfg.seed  # reproducible
-    space, fixed, _ = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    space, fixed, _ = upstream.parse([f"{k}={v}" for k, v in sweeper.params.items()])
     assert space and not fixed, "every preset param is a search dimension"
     for name in space:  # every swept key exists in the composed config (or is a config group)
         assert OmegaConf.select(cfg, name) is not None or (CONFIG_DIR / name).is_dir(), name

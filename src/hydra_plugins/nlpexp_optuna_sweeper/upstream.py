@@ -45,10 +45,15 @@ def search_space(impl: _impl.OptunaSweeperImpl, arguments: Sequence[str]) -> tup
     followed by the command line's arguments, parsed by the official grammar; fixed params leave the space."""
     impl._process_searchspace_config()
     sweep_args = [*impl._parse_sweeper_params_config(), *arguments]
-    space, fixed, fixed_overrides = _impl.create_params_from_overrides(sweep_args)
+    return sweep_args, *parse(sweep_args)
+
+
+def parse(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """(search space, fixed params, fixed overrides) of sweep arguments; a later argument for a key wins."""
+    space, fixed, fixed_overrides = _impl.create_params_from_overrides(list(arguments))
     for name in fixed:
         space.pop(name, None)
-    return sweep_args, space, fixed, fixed_overrides
+    return space, fixed, fixed_overrides
 
 
 def directions(impl: _impl.OptunaSweeperImpl) -> list[str]:
