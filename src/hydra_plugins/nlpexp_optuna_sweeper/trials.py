@@ -8,6 +8,7 @@ storage share the work. Trials that were running when their sweep died are queue
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import warnings
@@ -48,6 +49,7 @@ class TrialLoop:
         self.study = study
         self.plan = plan
         self.storage = sweeper.storage
+        self.study_id = self.storage.get_study_id_from_name(study.study_name)
         raw_subdir = OmegaConf.to_container(sweeper.config.hydra.sweep, resolve=False).get("subdir")
         # Hydra's default subdir is the job number: make it the trial number, unique across reruns.
         self.subdir_is_trial_number = raw_subdir == HYDRA_DEFAULT_SUBDIR
@@ -63,11 +65,14 @@ class TrialLoop:
 
         from nlpexp.sweep.study import counts_toward_n_trials
 
-        waiting_logged = False
+        waiting_logged, stale_checked = False, -math.inf
         while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # heartbeats are "experimental"
-                fail_stale_trials(self.study)
+            if time.monotonic() - stale_checked >= self.sweeper.keys.heartbeat_interval:
+                # (no trial goes stale faster: once a heartbeat interval is often enough)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeats are "experimental"
+                    fail_stale_trials(self.study)
+                stale_checked = time.monotonic()
             trials = self.study.get_trials(deepcopy=False)
             self._check_budget(trials)
             done = sum(map(counts_toward_n_trials, trials))
@@ -83,15 +88,17 @@ class TrialLoop:
                 time.sleep(self.sweeper.keys.heartbeat_interval)
                 continue
             waiting_logged = False
-            batch = self._claim(room)
+            batch = self._claim(room, len(trials))
             if batch:
                 self._run_batch(batch)
 
-    def _claim(self, count: int) -> list:
-        """Ask for `count` trials and keep those within n_trials.
+    def _claim(self, count: int, known: int) -> list:
+        """Ask for `count` trials and keep those within n_trials (`known`: trials in the study when room was
+        counted).
 
         Processes sharing the study may ask at the same moment; trial numbers order them, so a new trial is
-        kept only when fewer than n_trials finished or running trials have a smaller number.
+        kept only when fewer than n_trials finished or running trials have a smaller number. When the asked
+        trials are the next `count` numbers, nobody else asked in between and all are within n_trials.
         """
         from optuna.trial import TrialState
 
@@ -100,6 +107,8 @@ class TrialLoop:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
             asked = [self.study.ask() for _ in range(count)]
+        if [t.number for t in asked] == list(range(known, known + count)):
+            return asked
         claimed = sorted(t.number for t in self.study.get_trials(deepcopy=False)
                          if t.state == TrialState.RUNNING or counts_toward_n_trials(t))
         keep = [t for t in asked if claimed.index(t.number) < self.plan.n_trials]
@@ -142,9 +151,7 @@ class TrialLoop:
 
     @contextmanager
     def _heartbeats(self, batch: list):
-        from nlpexp.sweep.study import trial_id
-
-        ids = [trial_id(self.storage, self.study.study_name, t.number) for t in batch]
+        ids = [self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number) for t in batch]
         stop = threading.Event()
 
         def beat() -> None:
