@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, StealMeter, bench_parser, update_docs, write_results
+from common import ROOT, StealMeter, bench_parser, publish
 
 N_TRIALS = 6
 SWEEPERS = {"official": "hydra/sweeper=optuna", "study": "hydra/sweeper=study"}
@@ -76,10 +76,7 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end):", "",
         "| sampler | official wall (s) | study wall (s) | ratio | official CPU (s) | study CPU (s) | ratio |",
         "|---|---|---|---|---|---|---|", *rows])
-    write_results("sweeper_overhead", figures, table)
-    if not options.quick:
-        update_docs("sweeper_overhead", table)
-    print(table)
+    publish("sweeper_overhead", figures, table, options.quick)
 
 
 if __name__ == "__main__":
