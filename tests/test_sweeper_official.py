@@ -165,3 +165,27 @@ def test_a_fresh_study_draws_what_the_official_sweeper_draws(tmp_path):
     official = load_study(f"sqlite:///{tmp_path / 'official.db'}")[0].get_trials()
     assert ours == [t.params for t in official]
     assert results(tmp_path / "study") == results(tmp_path / "official")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("hydra.sweeper.direction=[minimize,minimize]", "hydra.sweeper.metric_names=[only_one]"),
+     "metric_names names 1 objective(s) (only_one) but hydra.sweeper.direction has 2"),
+    (("hydra.sweeper.direction=[minimize,minimize]", "hydra.sweeper.promote_best=true",
+      "hydra.sweeper.promote_objective=nope"), "promote_objective=nope is not an objective: value_0, value_1"),
+    (("hydra.sweeper.n_jobs=0",), "hydra.sweeper.n_jobs must be >= 1"),
+    (("xx=interval(0, 1)",), "search space key(s) not in the config: xx"),
+])
+def test_a_sweep_that_cannot_be_right_is_refused_before_any_trial(tmp_path, capfd, overrides, message):
+    assert sweep(f"hydra.sweep.dir={tmp_path}", *overrides) == 2
+    errors = [line for line in capfd.readouterr().out.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_a_run_returning_the_wrong_number_of_values_fails_its_trial(tmp_path):
+    assert sweep(f"hydra.sweep.dir={tmp_path}", "objectives=2", "hydra.sweeper.n_trials=2",
+                 "hydra.sweeper.max_failure_rate=1.0") == 0  # two values for one objective
+    trials = study_of(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    assert all(t.user_attrs["error"].endswith(", not a number") for t in trials)
+    assert not (tmp_path / "optimization_results.yaml").exists()  # no complete trial, no best
