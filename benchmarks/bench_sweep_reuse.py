@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, bench_parser, run_job, update_docs, write_results
+from common import ROOT, bench_parser, publish, run_job
 
 PRESET = "classification"
 REUSED = "reused cache"  # what a run logs for each split it read from the cache (nlpexp.data.cache)
@@ -108,10 +108,7 @@ def main() -> None:
                "ratio_vs_cold": round(sweep["wall_s"] / (n_trials * cold["wall_s"]), 3),
                "ratio_vs_warm": round(sweep["wall_s"] / (n_trials * warm["wall_s"]), 3)}
     markdown = table(figures)
-    write_results("sweep_reuse", figures, markdown)
-    if not args.quick:
-        update_docs("sweep_reuse", markdown)
-    print(markdown)
+    publish("sweep_reuse", figures, markdown, args.quick)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,11 @@ def update_docs(name: str, table_md: str) -> None:
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
     pages[0].write_text(f"{before}{start}\n{table_md.rstrip()}\n{end}{after}")
+
+
+def publish(name: str, figures: dict, table_md: str, quick: bool) -> None:
+    """Results files always; the docs table only from a full run (a --quick run's figures are not results)."""
+    write_results(name, figures, table_md)
+    if not quick:
+        update_docs(name, table_md)
+    print(table_md)

@@ -207,7 +207,7 @@ def test_pruned_trials_are_stored_pruned_with_their_last_value(tmp_path):
 def test_failed_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     grid = ("hydra/sweeper/sampler=grid", "hydra.sweeper.params=null", "trainer.batch_size=choice(8,0)",
             "optimizer.lr=choice(2e-5,1e30)")
-    assert run_sweep(tmp_path, "sbert_nli", *grid, "hydra.sweeper.max_failure_rate=0.75") == 0
+    assert run_sweep(tmp_path, "sbert_nli", *grid, "hydra.sweeper.failure_budget=0.75") == 0
     study, _ = load_study(str(study_dir(tmp_path)))
     by_params = {(t.params["trainer.batch_size"], t.params["optimizer.lr"]): t for t in study.get_trials()}
     assert len(by_params) == 4  # the grid, each point once
@@ -217,9 +217,9 @@ def test_failed_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path, caps
     failures = (study_dir(tmp_path) / "trials.md").read_text().split("## Failures")[1]
     assert failures.count("- trial ") == 3 and "became nan" in failures
 
-    # More failures than max_failure_rate allows: the sweep ends with one error line and exit code 2.
+    # More failures than failure_budget allows: the sweep ends with one error line and exit code 2.
     capsys.readouterr()
-    assert run_sweep(tmp_path, "sbert_nli", *grid, "hydra.sweeper.max_failure_rate=0.5") == 2
+    assert run_sweep(tmp_path, "sbert_nli", *grid, "hydra.sweeper.failure_budget=0.5") == 2
     captured = capsys.readouterr()
     errors = [line for line in (captured.out + captured.err).splitlines() if "error:" in line]
     assert len(errors) == 1 and "3 of 4 trials failed" in errors[0]

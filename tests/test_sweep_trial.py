@@ -7,9 +7,9 @@ import json
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import OmegaConf
 
+from hydra_plugins.nlpexp_optuna_sweeper import upstream
 from nlpexp.config import CONFIG_DIR, instantiate
 from nlpexp.pipeline import run
 from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks
@@ -31,9 +31,11 @@ def test_every_preset_defines_a_study(preset):
     assert text.startswith("# @package _global_")
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper"
+    assert cfg.hydra.runtime.choices["hydra/sweeper"] == "nlpexp"
+    assert list(sweeper.metric_names) == [cfg.optimized_metric] and sweeper.studies_dir.endswith("/multirun")
     assert sweeper.direction in ("maximize", "minimize") and sweeper.n_trials > 0
     assert sweeper.sampler.seed == cfg.seed  # reproducible
-    space, fixed, _ = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    space, fixed, _ = upstream.parse([f"{k}={v}" for k, v in sweeper.params.items()])
     assert space and not fixed, "every preset param is a search dimension"
     for name in space:  # every swept key exists in the composed config (or is a config group)
         assert OmegaConf.select(cfg, name) is not None or (CONFIG_DIR / name).is_dir(), name
@@ -127,9 +129,15 @@ def test_the_study_of_a_sweep_dir_is_found_from_its_study_file(tmp_path):
     assert study.study_name == "one" and sweep_dir == tmp_path
 
 
-def test_a_run_value_that_is_not_a_finite_number_fails_the_trial():
-    from nlpexp.sweep.study import value_error
+def test_a_run_value_that_is_not_finite_numbers_fails_the_trial():
+    from nlpexp.sweep.study import trial_values
 
-    assert value_error(0.5, "val/accuracy") is None
-    assert value_error(float("nan"), "val/accuracy") == "val/accuracy is nan"
-    assert value_error(None, "val/accuracy") == "the run returned None, not a number"
+    one, two = ["val/accuracy"], ["a", "b"]
+    assert trial_values(0.5, one) == ([0.5], None)
+    assert trial_values(float("nan"), one) == ([], "val/accuracy is nan")
+    assert trial_values(None, one) == ([], "the run returned None, not a number")
+    assert trial_values((1, 2.5), two) == ([1.0, 2.5], None)
+    assert trial_values([1, float("inf")], two) == ([], "b is inf")
+    assert trial_values(0.5, two) == ([], "the run returned 0.5, not 2 values (a list or tuple)")
+    assert trial_values((1, 2, 3), two)[1] == "the run returned (1, 2, 3), not 2 values (a list or tuple)"
+    assert trial_values(("x", 1), two)[1] == "the run returned ('x', 1), not numbers"

@@ -1,7 +1,7 @@
-"""Config of the study sweeper: `hydra/sweeper=nlpexp_optuna`, set up for the `hparams_search` presets by
-conf/hydra/sweeper/study.yaml (`hydra/sweeper=study`).
+"""Config of the study sweeper, `hydra/sweeper=study` in any Hydra app (nlpexp's presets use
+conf/hydra/sweeper/nlpexp.yaml, which adds nlpexp's settings on top).
 
-It is the Optuna sweeper's config plus the settings of a persistent study. `pruner` is a group like
+It is the official Optuna sweeper's config plus the settings of a persistent study. `pruner` is a group like
 `sampler`: `hydra/sweeper/pruner=median|successive_halving|hyperband|none`.
 """
 
@@ -60,26 +60,38 @@ class HyperbandPrunerConfig(PrunerConfig):
 
 @dataclass
 class StudySweeperConf(OptunaSweeperConf):
+    """The official sweeper's keys (same meaning, same defaults) plus those of a persistent study."""
+
     _target_: str = "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
 
     pruner: PrunerConfig = MISSING
-    # Trials launched at once (one batch); the launcher must run that many in parallel (hydra/launcher=parallel).
-    n_jobs: int = 1
+    # Names of the objectives, in `direction`'s order (summary, plots, dashboard); null: value / value_<i>.
+    metric_names: Any = None
+    # Study-wide failure budget: the sweep stops once more than failure_budget * n_trials trials failed
+    # (1.0: never). Unlike max_failure_rate, which is the official per-batch rule.
+    failure_budget: float = 1.0
     # A study trial is alive while its sweep process records a heartbeat every heartbeat_interval seconds;
     # one silent for grace_period seconds (a killed sweep) is failed and queued again with the same params.
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retry: int = 3
-    # A study's dir is <studies_dir>/<study_name> unless hydra.sweep.dir is given on the command line.
-    studies_dir: str = "multirun"
-    # At the end of a sweep the best trial's model is registered as registry:<study_name> (a new version
-    # when it changed); registry_dir null: the registry's own (models/, or $NLPEXP_REGISTRY_DIR).
-    promote_best: bool = True
+    # null: the study lives in hydra.sweep.dir (as with the official sweeper). Set: in <studies_dir>/<study>,
+    # stable across reruns, unless hydra.sweep.dir is given on the command line.
+    studies_dir: str | None = None
+    # Summary plots (PNG, and HTML with plotly) at the end of a sweep, off by default: they take seconds (matplotlib,
+    # sklearn for the importances), more than a trivial sweep. The tables are always written.
+    plots: bool = False
+    # Register the best trial's model (its run dir's best_model/) as registry:<study_name>; registry_dir
+    # null: the registry's own. With several objectives promote_objective (a name or an index) says which
+    # one picks the best trial on the Pareto front; without it nothing is promoted.
+    promote_best: bool = False
+    promote_objective: Any = None
     registry_dir: str | None = None
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="nlpexp_optuna", node=StudySweeperConf, provider="nlpexp")
+_STORE = ConfigStore.instance()
+_STORE.store(group="hydra/sweeper", name="study", node=StudySweeperConf, provider="nlpexp")
 for _name, _node in {"none": NopPrunerConfig, "median": MedianPrunerConfig,
                      "successive_halving": SuccessiveHalvingPrunerConfig, "hyperband": HyperbandPrunerConfig}.items():
-    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="nlpexp")
+    _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="nlpexp")

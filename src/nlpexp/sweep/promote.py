@@ -16,13 +16,15 @@ from nlpexp.sweep.study import RUN_DIR
 log = logging.getLogger(__name__)
 
 
-def promote_best(study: optuna.Study, root: Path | None = None) -> Path | None:
+def promote_best(study: optuna.Study, root: Path | None = None, objective: int = 0) -> Path | None:
     """Register the best trial's run (best_model/, config.yaml, metrics.json) as the next version of the
     registry model named after the study, unless the newest version already is that run. Returns the
-    version's folder, or None when no complete trial has a model."""
+    version's folder, or None when no complete trial has a model.
+
+    With several objectives the best trial is the one on the Pareto front best at `objective` (an index)."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
-    best = study.best_trial
+    best = best_trial(study, objective)
     run_dir = Path(best.user_attrs.get(RUN_DIR, "")).resolve()
     if not (run_dir / "best_model").is_dir():
         log.info("best trial %d has no best_model/ to promote (%s)", best.number, run_dir)
@@ -37,6 +39,16 @@ def promote_best(study: optuna.Study, root: Path | None = None) -> Path | None:
         newest = folder / f"v{known[-1]}" if known else None
         if newest and json.loads((newest / "source.json").read_text()).get("run_dir") == str(run_dir):
             return newest
-        version = registry.register(run_dir, study.study_name, root, direction=study.direction.name.lower())
+        direction = study.directions[objective].name.lower()
+        version = registry.register(run_dir, study.study_name, root, direction=direction)
     log.info("best model (trial %d) registered as registry:%s@latest (%s)", best.number, study.study_name, version)
     return version
+
+
+def best_trial(study: optuna.Study, objective: int = 0) -> optuna.trial.FrozenTrial:
+    """study.best_trial; with several objectives, the Pareto-front trial best at `objective` (the lowest number
+    among equals)."""
+    if len(study.directions) == 1:
+        return study.best_trial
+    sign = -1 if study.directions[objective] == optuna.study.StudyDirection.MAXIMIZE else 1
+    return min(study.best_trials, key=lambda t: (sign * t.values[objective], t.number))

@@ -29,8 +29,9 @@ RUN_DIR = "run_dir"
 ERROR = "error"
 SKIPPED = "skipped"
 # Study user attributes.
-METRIC = "metric"
+METRIC = "metric"  # (studies before metric_names; now study.metric_names)
 DEFINITION = "definition"
+PROGRAM = "program"  # sys.argv[0] of the sweep and its deletion overrides (~key): the rerun command
 # The file in a sweep dir that names its study, for `python -m nlpexp.sweep summary|dashboard <sweep dir>`.
 STUDY_FILE = "study.json"
 SQLITE_FILE = "optuna.db"
@@ -83,13 +84,20 @@ def failed(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.FAIL and ERROR in t.user_attrs]
 
 
-def value_error(value: Any, metric: str) -> str | None:
-    """Why a run's return value cannot be a trial's value (not a number, or NaN/inf), or None."""
+def trial_values(value: Any, metrics: list[str]) -> tuple[list[float], str | None]:
+    """(the values, None) of what a run returned: one number, or one per objective (a list or tuple);
+    or ([], why not): not numbers, another count than the objectives, NaN or inf."""
+    several = len(metrics) > 1
+    items = list(value) if several and isinstance(value, list | tuple) else [value]
+    if len(items) != len(metrics):
+        expected = f"{len(metrics)} values (a list or tuple)" if several else "one number"
+        return [], f"the run returned {value!r}, not {expected}"
     try:
-        number = float(value)
+        numbers = [float(item) for item in items]
     except (TypeError, ValueError):
-        return f"the run returned {value!r}, not a number"
-    return None if math.isfinite(number) else f"{metric} is {number}"
+        return [], f"the run returned {value!r}, not {'numbers' if several else 'a number'}"
+    bad = [f"{name} is {number}" for name, number in zip(metrics, numbers, strict=True) if not math.isfinite(number)]
+    return (numbers, None) if not bad else ([], "; ".join(bad))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial | int, **result: Any) -> None:
@@ -125,6 +133,34 @@ def requeue(study: optuna.Study, storage: RDBStorage, numbers: Iterable[int]) ->
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry(study, storage.get_trial(trial_id(storage, study.study_name, number)))
         log.warning("trial %d interrupted: queued to run again", number)
+
+
+def check_definition(study: optuna.Study, definition: dict, storage_url: str) -> None:
+    """Record a new study's definition; refuse to resume one that was started with other settings."""
+    directions = definition["direction"] if isinstance(definition["direction"], list) else [definition["direction"]]
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != directions:
+        raise NlpexpError(f"study '{study.study_name}' in {storage_url} optimises {stored_directions}, not "
+                          f"{directions}; name another with hydra.sweeper.study_name=<name>")
+    stored = study.user_attrs.get(DEFINITION)
+    if stored is None:
+        study.set_user_attr(DEFINITION, definition)
+        metrics = definition["metric"] if isinstance(definition["metric"], list) else [definition["metric"]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental"
+            study.set_metric_names(metrics)  # names the values in plots and the dashboard
+    elif stored != definition:
+        changed = ", ".join(key for key in definition if stored.get(key) != definition[key])
+        raise NlpexpError(f"study '{study.study_name}' in {storage_url} was started with other settings "
+                          f"({changed}); rerun its command to resume it, or name a new study with "
+                          f"hydra.sweeper.study_name=<name>")
+
+
+def set_program(study: optuna.Study, program: str, deletions: list[str]) -> None:
+    """How to rerun a trial: the program that swept (sys.argv[0]) and its deletion overrides."""
+    record = {"program": program, "deletions": list(deletions)}
+    if study.user_attrs.get(PROGRAM) != record:
+        study.set_user_attr(PROGRAM, record)
 
 
 def note(trial: FrozenTrial) -> str:

@@ -1,0 +1,78 @@
+"""Every use of hydra-optuna-sweeper's internals, in one place (tests/test_sweeper_upstream.py pins them).
+
+The study sweeper does what the official sweeper does the same way by calling its code rather than a copy:
+the search-space grammar (`create_params_from_overrides`), the trial -> overrides mapping with fixed params
+and `custom_search_space` (`OptunaSweeperImpl._configure_trials`), the grid's choices and the directions.
+None of these is public API, which is why pyproject.toml pins hydra-optuna-sweeper exactly; a new release
+is taken by bumping the pin and running tests/test_sweeper_upstream.py, which fails on any change here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_optuna_sweeper import _impl
+from omegaconf import DictConfig
+from optuna.distributions import BaseDistribution
+from optuna.trial import Trial
+
+# The release whose internals this module was written against (and the pin in pyproject.toml).
+UPSTREAM_VERSION = "1.4.0rc3"
+SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
+
+
+def upstream_version() -> str:
+    from importlib.metadata import version
+
+    return version("hydra-optuna-sweeper")
+
+
+def make_impl(*, direction: Any, storage: Any, study_name: str | None, n_trials: int, n_jobs: int,
+              max_failure_rate: float, custom_search_space: str | None,
+              params: DictConfig | None) -> _impl.OptunaSweeperImpl:
+    """The official sweeper's state, without its sampler (the study sweeper seeds its own, see seeding.py).
+
+    Its constructor checks max_failure_rate and resolves `custom_search_space` exactly as the official one."""
+    return _impl.OptunaSweeperImpl(None, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+                                   custom_search_space, params)
+
+
+def search_space(impl: _impl.OptunaSweeperImpl, arguments: Sequence[str]) -> tuple[
+        list[str], dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """(sweep arguments, search space, fixed params, fixed overrides such as `~key`) of `params` in config
+    followed by the command line's arguments, parsed by the official grammar; fixed params leave the space."""
+    impl._process_searchspace_config()
+    sweep_args = [*impl._parse_sweeper_params_config(), *arguments]
+    return sweep_args, *parse(sweep_args)
+
+
+def parse(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """(search space, fixed params, fixed overrides) of sweep arguments; a later argument for a key wins."""
+    space, fixed, fixed_overrides = _impl.create_params_from_overrides(list(arguments))
+    for name in fixed:
+        space.pop(name, None)
+    return space, fixed, fixed_overrides
+
+
+def directions(impl: _impl.OptunaSweeperImpl) -> list[str]:
+    """["minimize"] or ["maximize", "minimize", ...]: `direction` as one value or a list."""
+    return [str(d).lower() for d in impl._get_directions()]
+
+
+def grid_choices(distribution: BaseDistribution) -> list[Any]:
+    return list(_impl.OptunaSweeperImpl._to_grid_sampler_choices(distribution))
+
+
+def configure_trials(impl: _impl.OptunaSweeperImpl, config: DictConfig, trials: list[Trial],
+                     space: dict[str, BaseDistribution], fixed: dict[str, Any],
+                     fixed_overrides: list[str]) -> list[list[str]]:
+    """Draw each trial's params (and custom_search_space's) and turn them into a job's overrides."""
+    impl.config = config  # custom_search_space is called with the sweep's config
+    return [list(overrides) for overrides in impl._configure_trials(trials, space, fixed, fixed_overrides)]
+
+
+def job_error(job: JobReturn) -> BaseException | None:
+    """A failed job's exception, without raising it (JobReturn.return_value raises and prints to stderr)."""
+    return None if job.status is JobStatus.COMPLETED else job._return_value
