@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import distributed, ledger, provenance
+from nlpexp import console, distributed, ledger, provenance
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
@@ -35,6 +35,7 @@ EVAL_ROLES = ("validation", "test")
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
     check_targets(cfg)
+    console.configure(cfg.get("verbose", False))
     if cfg.mode not in MODES:
         raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
