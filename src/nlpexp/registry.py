@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from nlpexp.cli import configured_path, run_cli
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.errors import NlpexpError
 
@@ -48,10 +49,8 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
     run_dir = Path(run_dir).resolve()
     if not _NAME.match(name):
         raise NlpexpError(f"registry name {name!r}: use letters, digits, '.', '_' or '-'")
-    model = run_dir / "best_model"
-    if not model.is_dir() or not (run_dir / "metrics.json").is_file():
-        raise NlpexpError(f"{run_dir} has no best_model/ and metrics.json: register the run dir of a finished run")
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    model = _model_of(run_dir, config or {})
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
@@ -71,6 +70,27 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _model_of(run_dir: Path, config: dict) -> Path:
+    """The folder to register: the run's best_model/, or for an eval-only run the local model it evaluated."""
+    if not (run_dir / "metrics.json").is_file():
+        raise NlpexpError(f"{run_dir} has no metrics.json: it is not the run dir of a finished run "
+                          f"(`nlpexp runs --status failed` says why a run ended)")
+    if (run_dir / "best_model").is_dir():
+        return run_dir / "best_model"
+    model = config.get("model") or {}
+    if config.get("mode") not in ("eval", "test"):
+        raise NlpexpError(f"{run_dir} has no best_model/: register the run dir of a finished training run")
+    from nlpexp.model.spec import resolve as resolve_model
+
+    source = model.get("name_or_path")
+    folder = Path(resolve_model(source, model.get("name", "?"))) if source else None
+    if folder is None or not folder.is_dir():
+        raise NlpexpError(f"{run_dir} is an eval-only run of model {model.get('name')!r}, which is "
+                          f"{'a random-init model' if not source else f'not a local folder ({source})'}: "
+                          f"there is no model folder to register")
+    return folder
 
 
 def resolve(reference: str, root: Path | None = None) -> Path:
@@ -116,7 +136,8 @@ def describe(name: str, version: int, root: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nlpexp registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=None, help="registry folder (default: models/)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="registry folder (default: the config's paths.registry_dir, models/)")
     sub = parser.add_subparsers(dest="command", required=True)
     reg = sub.add_parser("register", help="register a run's best model as the next version")
     reg.add_argument("run_dir", type=Path)
@@ -125,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="one version: NAME[@latest|@best|@vN]")
     show.add_argument("reference")
     args = parser.parse_args(argv)
-    root = args.root or registry_dir()
+    root = args.root or Path(configured_path("registry_dir"))
     try:
         if args.command == "register":
             print(register(args.run_dir, args.name, root))
@@ -143,4 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

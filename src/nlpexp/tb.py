@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from nlpexp.cli import run_cli
+
 
 def event_dirs(root: Path) -> list[Path]:
     """Every folder under `root` that holds TensorBoard event files."""
@@ -62,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))
