@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -52,3 +53,23 @@ def test_make_sweeps_runs_several_presets_one_after_another():
                           cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     runs = [line for line in done.stdout.splitlines() if "run.py -m" in line]
     assert len(runs) == 1 and "for preset in sbert_nli model_comparison" in runs[0]
+
+
+def _finished_run(folder, value: float):
+    (folder / "best_model").mkdir(parents=True)
+    (folder / "best_model" / "weights").write_text(str(value))
+    (folder / "metrics.json").write_text(json.dumps({"val/x": value}))
+    (folder / "config.yaml").write_text("optimized_metric: val/x\n")
+    return folder
+
+
+def test_the_best_model_has_a_path_that_stays_put(tmp_path):
+    from nlpexp import registry
+
+    root = tmp_path / "models"
+    for i, value in enumerate((0.5, 0.9, 0.7)):
+        registry.register(_finished_run(tmp_path / f"run{i}", value), "study", root)
+        best = root / "study" / "best" / "model" / "weights"
+        assert best.read_text() == str(max((0.5, 0.9, 0.7)[: i + 1]))
+    assert registry.versions("study", root) == [1, 2, 3]  # the link is no version
+    assert registry.resolve("registry:study@best", root).resolve() == (root / "study" / "best" / "model").resolve()

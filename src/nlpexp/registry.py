@@ -4,7 +4,8 @@
     nlpexp registry list
     nlpexp registry show sbert-nli@best
 
-Layout: <registry>/<name>/v<N>/{model/, config.yaml, metrics.json, source.json}. Aliases: `latest`
+Layout: <registry>/<name>/v<N>/{model/, config.yaml, metrics.json, source.json}, and <registry>/<name>/best, a
+link to the best version (a sweep's best model: models/<study>/best/model). Aliases: `latest`
 (newest version), `best` (best value of the source run's optimized_metric), `v<N>`. A version appears
 only complete: it is copied into a hidden temporary folder and renamed into place.
 """
@@ -66,6 +67,7 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
             fcntl.flock(lock, fcntl.LOCK_EX)
             target = folder / f"v{(versions(name, root) or [0])[-1] + 1}"
             os.rename(staging, target)
+            link_best(name, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -91,6 +93,17 @@ def _model_of(run_dir: Path, config: dict) -> Path:
                           f"{'a random-init model' if not source else f'not a local folder ({source})'}: "
                           f"there is no model folder to register")
     return folder
+
+
+def link_best(name: str, root: Path) -> Path:
+    """<root>/<name>/best -> the best version's folder: a path that stays put (`<root>/<name>/best/model`) while
+    versions come. Replaced atomically, so that a reader never finds it missing."""
+    link = root / name / "best"
+    temporary = root / name / f".best-{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    os.symlink(f"v{_best_version(name, versions(name, root), root)}", temporary)
+    os.replace(temporary, link)
+    return link
 
 
 def resolve(reference: str, root: Path | None = None) -> Path:
