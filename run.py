@@ -8,6 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from nlpexp.cli import tolerate_closed_stdout
 from nlpexp.config import CONFIG_DIR, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
 
@@ -28,5 +29,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    tolerate_closed_stdout()
     exit_on_bad_overrides(sys.argv[1:])
     main()

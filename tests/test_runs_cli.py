@@ -102,3 +102,11 @@ def test_an_eval_only_run_registers_the_model_it_evaluated(compose_run, tmp_path
     config.write_text(config.read_text().replace("name_or_path: bundled:all-MiniLM-L6-v2", "name_or_path: null"))
     with pytest.raises(NlpexpError, match="eval-only run of model 'minilm', which is a random-init model"):
         registry.register(evaluated, "random", tmp_path / "reg")
+
+
+def test_run_py_help_into_a_closed_pipe_ends_quietly():
+    from nlpexp.config import PROJECT_ROOT
+
+    done = subprocess.run(f"set -o pipefail; {sys.executable} {PROJECT_ROOT / 'run.py'} --help | head -n 1",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith("nlpexp")
