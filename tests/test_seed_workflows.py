@@ -6,7 +6,6 @@ import json
 import subprocess
 
 import pytest
-
 from optuna.trial import TrialState
 
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, compose

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from nlpexp.logger.wandb import step_values
 from nlpexp.pipeline import run
 
