@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -13,7 +14,16 @@ from nlpexp.errors import NlpexpError
 from tests.fixtures import nli_rows
 
 
-def test_own_model_and_datasets_get_nlpexps_run(tmp_path, monkeypatch):
+@pytest.fixture
+def after_a_hydra_run():
+    """As in a process where run.py's main ran before: Hydra's job logging keeps nlpexp.steps off the console."""
+    steps = logging.getLogger("nlpexp.steps")
+    steps.propagate = False
+    yield
+    steps.propagate = True
+
+
+def test_own_model_and_datasets_get_nlpexps_run(tmp_path, monkeypatch, after_a_hydra_run):
     import random
 
     monkeypatch.setenv("NLPEXP_LEDGER_FILE", str(tmp_path / "ledger.jsonl"))

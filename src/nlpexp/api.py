@@ -87,24 +87,33 @@ def _use_data(cfg: DictConfig, splits: dict[str, Iterable[dict]], root: Path) ->
 
 
 class _run_log:
-    """run.log in the run dir, as Hydra's job logging gives run.py (a notebook has no Hydra logging)."""
+    """run.log in the run dir, as Hydra's job logging gives run.py (a notebook has no Hydra logging): on the
+    `nlpexp` logger and on those of its children that do not propagate to it (a Hydra run in the same process
+    left nlpexp.steps and others writing to their own file only)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.handler: logging.Handler | None = None
+        self.levels: dict[logging.Logger, int] = {}
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        nlpexp = logging.getLogger("nlpexp")
-        self.level = nlpexp.level
-        nlpexp.setLevel(min(nlpexp.getEffectiveLevel(), logging.INFO))
-        nlpexp.addHandler(self.handler)
+        for logger in self._loggers():
+            self.levels[logger] = logger.level
+            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+            logger.addHandler(self.handler)
         return self
 
     def __exit__(self, *exc):
-        nlpexp = logging.getLogger("nlpexp")
-        nlpexp.removeHandler(self.handler)
-        nlpexp.setLevel(self.level)
+        for logger, level in self.levels.items():
+            logger.removeHandler(self.handler)
+            logger.setLevel(level)
         self.handler.close()
+
+    @staticmethod
+    def _loggers() -> list[logging.Logger]:
+        children = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                    if name.startswith("nlpexp.")]
+        return [logging.getLogger("nlpexp"), *(c for c in children if not c.propagate)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import console, distributed, ledger, provenance
+from nlpexp import distributed, ledger, provenance
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
@@ -35,7 +35,6 @@ EVAL_ROLES = ("validation", "test")
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
     check_targets(cfg)
-    console.configure(cfg.get("verbose", False))
     if cfg.mode not in MODES:
         raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
@@ -77,6 +76,9 @@ def _status_of(err: BaseException) -> str:
 def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
     from transformers import set_seed
 
+    from nlpexp import console  # imports transformers: after the checks, which fail fast without it
+
+    console.configure(cfg.get("verbose", False))
     set_seed(cfg.seed)
     # The other processes see the same logs: one set of loggers records the run.
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()] if distributed.is_main_process() \
