@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from tqdm.auto import tqdm
 from transformers import ProgressCallback
+from transformers.trainer_utils import has_length
 from transformers.utils import logging as hf_logging
 
 log = logging.getLogger("nlpexp.progress")
@@ -56,7 +58,7 @@ def format_logs(logs: dict, step: int, max_steps: int) -> str:
 
 
 class ConsoleProgress(ProgressCallback):
-    """The trainer's progress bar, named; evaluation results as one log line each (console and run.log);
+    """The trainer's progress bars, named (train, eval); evaluation results as one log line each (console and run.log);
     training losses to run.log only (the console with verbose=true)."""
 
     def __init__(self, verbose: bool = False):
@@ -64,9 +66,16 @@ class ConsoleProgress(ProgressCallback):
         self.verbose = verbose
 
     def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description("train")
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, desc="train")
+        self.current_step = 0
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if state.is_world_process_zero and self.prediction_bar is None and has_length(eval_dataloader):
+            # named when made: renaming a bar later redraws it, a new line on a non-terminal
+            self.prediction_bar = tqdm(total=len(eval_dataloader), leave=self.training_bar is None,
+                                       dynamic_ncols=True, desc="eval")
+        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or any(k in logs for k in _SUMMARY_KEYS):
