@@ -32,7 +32,7 @@ def _user_paths_env(tmp_path_factory):
     user = tmp_path_factory.mktemp("user")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_CACHE_DIR", str(user / "cache"))
-        mp.setenv("NLPEXP_LEDGER_FILE", str(user / "ledger.jsonl"))
+        mp.setenv("NLPEXP_LEDGER_DIR", str(user))
         mp.setenv("NLPEXP_REGISTRY_DIR", str(user / "registry"))
         yield
 

@@ -26,7 +26,7 @@ def after_a_hydra_run():
 def test_own_model_and_datasets_get_nlpexps_run(tmp_path, monkeypatch, after_a_hydra_run):
     import random
 
-    monkeypatch.setenv("NLPEXP_LEDGER_FILE", str(tmp_path / "ledger.jsonl"))
+    monkeypatch.setenv("NLPEXP_LEDGER_DIR", str(tmp_path))
     model = instantiate(compose(["paths.output_dir=unused", "model=tiny_bert"]).model).sentence_transformer()
     rng = random.Random(1)
     train_rows, eval_rows = nli_rows(rng, 40), nli_rows(rng, 12)

@@ -65,9 +65,9 @@ def test_an_unknown_sort_metric_is_one_error_line_listing_the_metrics(ledger_fil
 
 
 def test_the_default_ledger_is_the_configured_one(tmp_path, monkeypatch, capsys):
-    path = tmp_path / "elsewhere.jsonl"
+    path = tmp_path / "elsewhere" / "ledger.jsonl"
     ledger.append(path, _record("e1"))
-    monkeypatch.setenv("NLPEXP_LEDGER_FILE", str(path))
+    monkeypatch.setenv("NLPEXP_LEDGER_DIR", str(path.parent))
     runs.main([])
     assert _ids(capsys) == ["e1"]
 

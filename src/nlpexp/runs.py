@@ -5,7 +5,7 @@
     nlpexp runs --status failed                   # with the error each one ended with
     nlpexp runs --sweep multirun/<study> --sort val/spearman_cosine --format md
 
-The ledger is paths.ledger_file of the composed config (env NLPEXP_LEDGER_FILE, else outputs/ledger.jsonl);
+The ledger is paths.ledger_file of the composed config ($NLPEXP_LEDGER_DIR/ledger.jsonl, else outputs/ledger.jsonl);
 --ledger FILE reads another.
 """
 
