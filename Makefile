@@ -6,6 +6,7 @@ TORCH ?= torch==2.13.0
 PORT ?= 6006
 ARGS ?=
 SWEEP ?=
+PRESETS ?=
 # Test processes: each test file runs whole in one of them (--dist loadfile); one torch thread each.
 TEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
@@ -13,7 +14,7 @@ PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfil
 export NLPEXP_DATA_DIR ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full bench sweep sweep-summary dashboard tensorboard lint clean
+.PHONY: help install run test test-full bench sweep sweeps sweep-summary dashboard tensorboard lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +42,10 @@ bench: install ## benchmarks on the real data; figures go to benchmarks/results/
 
 sweep: install ## an Optuna sweep (ARGS="hparams_search=... "); rerun the same command to resume it
 	$(PY) run.py -m hparams_search=sbert_nli $(ARGS)
+
+sweeps: install ## several sweep presets one after another (PRESETS="sbert_nli model_comparison", ARGS="...")
+	@test -n "$(PRESETS)" || { echo 'error: PRESETS="<hparams_search preset> ..." is required'; exit 2; }
+	status=0; for preset in $(PRESETS); do $(PY) run.py -m hparams_search=$$preset $(ARGS) || status=$$?; done; exit $$status
 
 sweep-summary: install ## rebuild a sweep's summary from its storage (SWEEP=multirun/<study>, default: newest)
 	$(PY) -m nlpexp.sweep summary $(SWEEP)

@@ -8,6 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from nlpexp.cli import tolerate_closed_stdout
 from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST, exit_on_bad_overrides
 from nlpexp.errors import NlpexpError
 from nlpexp.gate import exit_on_unsafe_command_line
@@ -32,6 +33,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     redact_output()  # secrets never reach the console or a log, errors included
+    tolerate_closed_stdout()
     exit_on_bad_overrides(sys.argv[1:])
     exit_on_unsafe_command_line(sys.argv[1:], __file__, str(CONFIG_DIR), "config")  # nothing built before it
     main()

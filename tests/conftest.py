@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nlpexp.config import PROJECT_ROOT
 from tests.fixtures import make_data_root
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -19,13 +20,39 @@ def data_root(tmp_path_factory) -> Path:
     return make_data_root(tmp_path_factory.mktemp("data"))
 
 
+USER_LEDGER = PROJECT_ROOT / "outputs" / "ledger.jsonl"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _cache_dir_env(tmp_path_factory):
-    """Tokenised-data caches go to a tmp dir, never ~/.cache; session-wide, so that module-scoped fixtures that
-    run a job (before any function-scoped fixture) are covered too."""
+def _user_paths_env(tmp_path_factory):
+    """The ledger, the registry and the tokenised-data cache go to tmp dirs, never outputs/, models/ or ~/.cache:
+    conf/paths/default.yaml honours these variables, so a test that forgets paths.ledger_file=... (a module
+    fixture, a subprocess: both inherit the environment) still cannot touch the user's files. Session-wide, so
+    that module-scoped fixtures that run a job (before any function-scoped fixture) are covered too."""
+    user = tmp_path_factory.mktemp("user")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NLPEXP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("NLPEXP_CACHE_DIR", str(user / "cache"))
+        mp.setenv("NLPEXP_LEDGER_DIR", str(user))
+        mp.setenv("NLPEXP_REGISTRY_DIR", str(user / "registry"))
         yield
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_LEDGER_BEFORE] = _state(USER_LEDGER)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite fails if it created or changed the user's ledger (outputs/ledger.jsonl of this checkout)."""
+    if _state(USER_LEDGER) != session.config.stash.get(_LEDGER_BEFORE, None):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nerror: the tests wrote into the user's ledger {USER_LEDGER}", file=sys.stderr)
+
+
+_LEDGER_BEFORE = pytest.StashKey[tuple | None]()
+
+
+def _state(path: Path) -> tuple | None:
+    return (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -68,7 +68,8 @@ def test_runs_cli_sorts_by_metric(two_runs, capsys):
     root, out = two_runs
     runs.main(["--ledger", str(root / "ledger.jsonl"), "--sort", "val/spearman_cosine", "--format", "csv"])
     lines = capsys.readouterr().out.strip().splitlines()
-    values = [float(line.split(",")[6]) for line in lines[1:]]
+    column = lines[0].split(",").index("val/spearman_cosine")
+    values = [float(line.split(",")[column]) for line in lines[1:]]
     assert values == sorted(values, reverse=True) and len(values) == 2
     runs.main(["--ledger", str(root / "ledger.jsonl"), "--model", "nope"])
     assert len(capsys.readouterr().out.strip().splitlines()) == 1  # header only
@@ -107,6 +108,6 @@ def test_registry_round_trip_and_alias_in_a_later_run(two_runs, tmp_path, compos
 
 def test_registry_refuses_an_unfinished_run(tmp_path):
     (tmp_path / "run").mkdir()
-    with pytest.raises(NlpexpError, match="no best_model"):
+    with pytest.raises(NlpexpError, match="no metrics.json: it is not the run dir of a finished run"):
         registry.register(tmp_path / "run", "x", tmp_path / "registry")
     assert not (tmp_path / "registry" / "x" / "v1").exists()

@@ -1,8 +1,14 @@
-"""`nlpexp <command>`: runs (the ledger), registry (versioned models), tb (TensorBoard helpers)."""
+"""`nlpexp <command>`: runs (the ledger), registry (versioned models), tb (TensorBoard helpers).
+
+Every command reads its default paths from the composed config's `paths` group (conf/paths/default.yaml and the
+NLPEXP_* variables it honours), the same values a run uses; `nlpexp ... | head` ends quietly.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 
 COMMANDS = {"runs": "nlpexp.runs", "registry": "nlpexp.registry", "tb": "nlpexp.tb"}
 
@@ -13,7 +19,59 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: nlpexp {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
     module = __import__(COMMANDS[argv[0]], fromlist=["main"])
-    return module.main(argv[1:])
+    return run_cli(module.main, argv[1:])
+
+
+def run_cli(command: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a command's main; a reader that stops early (`| head`) ends it quietly, not with a traceback."""
+    try:
+        code = command(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Python would still try to flush stdout at exit and print the error: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+class _ClosedPipeTolerant:
+    """sys.stdout that, once its reader has gone (`python run.py --help | head`), sends the rest to /dev/null
+    instead of raising BrokenPipeError from whatever printed: Hydra would report that with a traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._divert()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._divert()
+
+    def _divert(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def tolerate_closed_stdout() -> None:
+    """run.py: a reader that stops early ends the printing quietly (a training run goes on, into run.log)."""
+    if not isinstance(sys.stdout, _ClosedPipeTolerant):
+        sys.stdout = _ClosedPipeTolerant(sys.stdout)
+
+
+def configured_path(key: str) -> str:
+    """paths.<key> of the composed config, resolved (no run needed)."""
+    from nlpexp.config import compose
+
+    return str(compose(["paths.output_dir=unused"]).paths[key])
 
 
 if __name__ == "__main__":

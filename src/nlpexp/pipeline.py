@@ -80,6 +80,9 @@ def _check(cfg: DictConfig) -> None:
 def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
     from transformers import set_seed
 
+    from nlpexp import console  # imports transformers: after the checks, which fail fast without it
+
+    console.configure(cfg.get("verbose", False))
     set_seed(cfg.seed)
     # The other processes see the same logs: one set of loggers records the run.
     # Loggers get their settings redacted (W&B tags, group and name are sent as they are).

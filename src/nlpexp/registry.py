@@ -4,7 +4,8 @@
     nlpexp registry list
     nlpexp registry show sbert-nli@best
 
-Layout: <registry>/<name>/v<N>/{model/, config.yaml, metrics.json, source.json}. Aliases: `latest`
+Layout: <registry>/<name>/v<N>/{model/, config.yaml, metrics.json, source.json}, and <registry>/<name>/best, a
+link to the best version (a sweep's best model: models/<study>/best/model). Aliases: `latest`
 (newest version), `best` (best value of the source run's optimized_metric), `v<N>`. A version appears
 only complete: it is copied into a hidden temporary folder and renamed into place.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from nlpexp.cli import configured_path, run_cli
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.errors import NlpexpError
 
@@ -59,10 +61,8 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
     root = root or registry_dir()
     run_dir = Path(run_dir).resolve()
     folder = model_folder(name, root)
-    model = run_dir / "best_model"
-    if not model.is_dir() or not (run_dir / "metrics.json").is_file():
-        raise NlpexpError(f"{run_dir} has no best_model/ and metrics.json: register the run dir of a finished run")
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    model = _model_of(run_dir, config or {})
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
@@ -77,10 +77,43 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
             fcntl.flock(lock, fcntl.LOCK_EX)
             target = folder / f"v{(versions(name, root) or [0])[-1] + 1}"
             os.rename(staging, target)
+            link_best(name, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _model_of(run_dir: Path, config: dict) -> Path:
+    """The folder to register: the run's best_model/, or for an eval-only run the local model it evaluated."""
+    if not (run_dir / "metrics.json").is_file():
+        raise NlpexpError(f"{run_dir} has no metrics.json: it is not the run dir of a finished run "
+                          f"(`nlpexp runs --status failed` says why a run ended)")
+    if (run_dir / "best_model").is_dir():
+        return run_dir / "best_model"
+    model = config.get("model") or {}
+    if config.get("mode") not in ("eval", "test"):
+        raise NlpexpError(f"{run_dir} has no best_model/: register the run dir of a finished training run")
+    from nlpexp.model.spec import resolve as resolve_model
+
+    source = model.get("name_or_path")
+    folder = Path(resolve_model(source, model.get("name", "?"))) if source else None
+    if folder is None or not folder.is_dir():
+        raise NlpexpError(f"{run_dir} is an eval-only run of model {model.get('name')!r}, which is "
+                          f"{'a random-init model' if not source else f'not a local folder ({source})'}: "
+                          f"there is no model folder to register")
+    return folder
+
+
+def link_best(name: str, root: Path) -> Path:
+    """<root>/<name>/best -> the best version's folder: a path that stays put (`<root>/<name>/best/model`) while
+    versions come. Replaced atomically, so that a reader never finds it missing."""
+    link = root / name / "best"
+    temporary = root / name / f".best-{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    os.symlink(f"v{_best_version(name, versions(name, root), root)}", temporary)
+    os.replace(temporary, link)
+    return link
 
 
 def resolve(reference: str, root: Path | None = None) -> Path:
@@ -126,7 +159,8 @@ def describe(name: str, version: int, root: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nlpexp registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=None, help="registry folder (default: models/)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="registry folder (default: the config's paths.registry_dir, models/)")
     sub = parser.add_subparsers(dest="command", required=True)
     reg = sub.add_parser("register", help="register a run's best model as the next version")
     reg.add_argument("run_dir", type=Path)
@@ -135,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="one version: NAME[@latest|@best|@vN]")
     show.add_argument("reference")
     args = parser.parse_args(argv)
-    root = args.root or registry_dir()
+    root = args.root or Path(configured_path("registry_dir"))
     try:
         if args.command == "register":
             print(register(args.run_dir, args.name, root))
@@ -153,4 +187,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -1,8 +1,12 @@
 """`nlpexp runs` / `python -m nlpexp.runs`: list, filter, sort and compare the runs of the ledger.
 
     nlpexp runs                                   # every run, newest last
-    nlpexp runs --task SbertNliTask --status ok --sort val/spearman_cosine
-    nlpexp runs --sweep multirun/2026-11-22/10-00-00 --sort val/spearman_cosine --format md
+    nlpexp runs --task sbert_nli --status ok --sort val/spearman_cosine
+    nlpexp runs --status failed                   # with the error each one ended with
+    nlpexp runs --sweep multirun/<study> --sort val/spearman_cosine --format md
+
+The ledger is paths.ledger_file of the composed config ($NLPEXP_LEDGER_DIR/ledger.jsonl, else outputs/ledger.jsonl);
+--ledger FILE reads another.
 """
 
 from __future__ import annotations
@@ -14,35 +18,59 @@ import sys
 from pathlib import Path
 
 from nlpexp import ledger
-from nlpexp.config import PROJECT_ROOT
+from nlpexp.cli import configured_path, run_cli
+from nlpexp.config import CONFIG_DIR
+from nlpexp.errors import NlpexpError
 
-DEFAULT_LEDGER = PROJECT_ROOT / "outputs" / "ledger.jsonl"
-BASE_COLUMNS = ("run_id", "status", "task", "model", "data", "start")
+BASE_COLUMNS = ("run_id", "status", "mode", "task", "model", "data", "start")
+END_COLUMNS = ("error", "run_dir")
 
 
 def select(records: list[dict], task=None, model=None, data=None, status=None, sweep=None) -> list[dict]:
-    wanted = {"task": task, "model": model, "data": data, "status": status}
+    """The records matching every given field; `task` is a task option (sbert_nli) or its class (SbertNliTask);
+    `sweep` a sweep dir, matched exactly against the records' sweep_dir."""
+    wanted = {"model": model, "data": data, "status": status}
     chosen = [r for r in records if all(v is None or r.get(k) == v for k, v in wanted.items())]
+    if task:
+        names = {task, task_class_name(task)}
+        chosen = [r for r in chosen if r.get("task") in names]
     if sweep:
         root = str(Path(sweep).resolve())
-        chosen = [r for r in chosen if str(r.get("run_dir", "")).startswith(root)]
+        chosen = [r for r in chosen if r.get("sweep_dir") == root]
     return chosen
+
+
+def task_class_name(option: str) -> str | None:
+    """`classification` -> `ClassificationTask`: the class conf/task/<option>.yaml builds (None if no such option)."""
+    import yaml
+
+    path = CONFIG_DIR / "task" / f"{option}.yaml"
+    if "/" in option or not path.is_file():
+        return None
+    target = (yaml.safe_load(path.read_text()) or {}).get("_target_", "")
+    return target.rsplit(".", 1)[-1] or None
+
+
+def check_metric(records: list[dict], metric: str) -> None:
+    known = sorted({m for r in records for m in r.get("metrics") or {}})
+    if records and metric not in known:
+        raise NlpexpError(f"no run here has the metric {metric!r}; metrics: {', '.join(known) or 'none'}")
 
 
 def sort_by(records: list[dict], metric: str, ascending: bool = False) -> list[dict]:
     """Runs that have the metric first, best first; the rest keep their order after them."""
-    having = [r for r in records if metric in r.get("metrics", {})]
-    missing = [r for r in records if metric not in r.get("metrics", {})]
+    having = [r for r in records if metric in (r.get("metrics") or {})]
+    missing = [r for r in records if metric not in (r.get("metrics") or {})]
     return sorted(having, key=lambda r: r["metrics"][metric], reverse=not ascending) + missing
 
 
 def table_rows(records: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = [*BASE_COLUMNS, *metrics, "run_dir"]
+    header = [*BASE_COLUMNS, *metrics, *END_COLUMNS]
     rows = []
     for r in records:
-        values = [str(r.get(c, "")) for c in BASE_COLUMNS]
-        values += [f"{r['metrics'][m]:.4f}" if m in r.get("metrics", {}) else "" for m in metrics]
-        rows.append([*values, str(r.get("run_dir", ""))])
+        values = [str(r.get(c) or "") for c in BASE_COLUMNS]
+        values += [f"{r['metrics'][m]:.4f}" if m in (r.get("metrics") or {}) else "" for m in metrics]
+        rows.append([*values, *(str(r.get(c) or "") for c in END_COLUMNS)])
     return header, rows
 
 
@@ -62,10 +90,12 @@ def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nlpexp runs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER)
-    for key in ("task", "model", "data", "status"):
-        parser.add_argument(f"--{key}")
-    parser.add_argument("--sweep", help="only the trials whose run dir lies under this sweep dir")
+    parser.add_argument("--ledger", type=Path, help="the ledger file (default: the config's paths.ledger_file)")
+    parser.add_argument("--task", help="a task option (classification) or its class (ClassificationTask)")
+    for key in ("model", "data"):
+        parser.add_argument(f"--{key}", help=f"the {key} option (its name)")
+    parser.add_argument("--status", help="ok, failed, interrupted, pruned or running")
+    parser.add_argument("--sweep", metavar="DIR", help="only the trials of this sweep (multirun/<study>)")
     parser.add_argument("--sort", metavar="METRIC", help="sort by this metric, best (largest) first")
     parser.add_argument("--ascending", action="store_true", help="with --sort: smallest first")
     parser.add_argument("--metrics", default="", help="comma-separated metric columns (default: --sort's)")
@@ -73,10 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
 
-    records = select(ledger.read(args.ledger), args.task, args.model, args.data, args.status, args.sweep)
+    records = select(ledger.read(args.ledger or Path(configured_path("ledger_file"))), args.task, args.model,
+                     args.data, args.status, args.sweep)
+    metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
+    try:
+        for metric in metrics:
+            check_metric(records, metric)
+    except NlpexpError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.sort:
         records = sort_by(records, args.sort, args.ascending)
-    metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
     text = render(*table_rows(records, metrics), args.format)
     if args.output:
         args.output.write_text(text)
@@ -86,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from nlpexp.cli import run_cli
+
 
 def event_dirs(root: Path) -> list[Path]:
     """Every folder under `root` that holds TensorBoard event files."""
@@ -38,6 +40,29 @@ def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
     return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
 
 
+def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
+    spec = ",".join(f"{Path(d).name}:{d}" for d in logdirs if Path(d).exists()) or str(logdirs[0])
+    return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(port), "--host", host]
+
+
+def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
+    """TensorBoard in the background for a training run (logger.tensorboard.serve=true); it outlives the run so
+    that the results stay browsable: its pid is logged, `kill <pid>` stops it. A busy port: one line, no server."""
+    import logging
+    import socket
+    import subprocess
+
+    log = logging.getLogger(__name__)
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            log.warning("TensorBoard not started: port %d is in use (logger.tensorboard.port=<free port>)", port)
+            return None
+    server = subprocess.Popen(serve_command(logdirs, port, host), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    log.info("TensorBoard on http://%s:%d (pid %d; `kill %d` stops it)", host, port, server.pid, server.pid)
+    return server
+
+
 def main(argv: list[str] | None = None) -> int:
     from nlpexp.config import PROJECT_ROOT
 
@@ -54,12 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         for folder in event_dirs(Path(args.root)):
             print(f"{folder}\n    {', '.join(sorted(read_tags(folder)))}")
         return 0
-    spec = ",".join(f"{Path(d).name}:{d}" for d in args.logdir if Path(d).exists()) or args.logdir[0]
-    print(f"TensorBoard on http://{args.host}:{args.port} for {spec}")
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(args.port),
-           "--host", args.host]
+    cmd = serve_command([Path(d) for d in args.logdir], args.port, args.host)
+    print(f"TensorBoard on http://{args.host}:{args.port} for {cmd[4]}")
     os.execv(sys.executable, cmd)  # become TensorBoard: stopping this process stops the server
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

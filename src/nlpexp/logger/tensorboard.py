@@ -14,9 +14,13 @@ SEED_TAGS = {"val/loss": "Loss/Val_Epoch", "val/accuracy": "Accuracy/Val_Epoch"}
 
 
 class TensorBoardLogger(RunLogger):
-    def __init__(self, log_dir: str, histograms: bool = True):
+    def __init__(self, log_dir: str, histograms: bool = True, serve: bool = False, port: int = 6006,
+                 host: str = "127.0.0.1"):
         self.log_dir = Path(log_dir)
         self.histograms = histograms
+        self.serve, self.port, self.host = serve, port, host
+        self.server = None  # the TensorBoard process started with serve=true
+        self._best_checkpoint: str | None = None
         self._writer = None
         self._purge_step: int | None = None
         self._epoch_losses: list[float] = []
@@ -29,6 +33,23 @@ class TensorBoardLogger(RunLogger):
 
             self._writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self._purge_step)
         return self._writer
+
+    def start(self, config: Mapping[str, Any]) -> None:
+        if self.serve:
+            from nlpexp.tb import start_server
+
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.server = start_server([self.log_dir], self.port, self.host)
+
+    def on_save(self, args, state, control, **kwargs):
+        """A text note (tab TEXT, tag best_checkpoint) each time the trainer's best checkpoint changes."""
+        best = state.best_model_checkpoint
+        if best and best != self._best_checkpoint:
+            self._best_checkpoint = best
+            metric = args.metric_for_best_model
+            self.writer.add_text("best_checkpoint", f"new best checkpoint at step {state.global_step}: "
+                                 f"val/{metric} = {state.best_metric:.4f} ({Path(best).name})", state.global_step)
+            self.writer.flush()
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step > 0 and self._writer is None:

@@ -28,12 +28,29 @@ DEFAULT_SERVER = "https://api.wandb.ai"
 PROBE_TIMEOUT_S = 5.0
 
 
+# The trainer's end-of-training dict: finish() puts the run's final metrics (train/loss, ...) in the summary.
+_END_OF_TRAINING = "train_runtime"
+
+
+def step_values(logs: Mapping[str, Any]) -> dict[str, float]:
+    """One log of the trainer as W&B keys: `eval_x` -> `val/x`, `loss`/`train_accuracy` -> `train/loss`,
+    `train/accuracy` (never `train/train_...`)."""
+    if _END_OF_TRAINING in logs:
+        return {}
+    values = metric_names.from_trainer_logs(logs, "val")
+    values.update({f"train/{k.removeprefix('train_')}": v for k, v in logs.items()
+                   if not k.startswith("eval_") and k != "total_flos" and isinstance(v, int | float)})
+    return values
+
+
 class WandbLogger(RunLogger):
     def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
-                 tags: Sequence[str] = ()):
+                 tags: Sequence[str] = (), entity: str | None = None, name: str | None = None):
         if mode not in MODES:
             raise NlpexpError(f"logger.wandb.mode must be one of {MODES}, got {mode!r}")
         self.project = project
+        self.entity = entity  # a team or user; None: the API key's default entity
+        self.name = name  # the run's display name; None: W&B picks one
         self.dir = Path(dir)
         self.mode = mode
         self.group = group
@@ -65,7 +82,8 @@ class WandbLogger(RunLogger):
         id_file = self.dir / "wandb_run_id"
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
-        self.run = wandb.init(project=self.project, dir=str(self.dir), mode=self.resolved_mode(), id=run_id,
+        self.run = wandb.init(project=self.project, entity=self.entity, name=self.name, dir=str(self.dir),
+                              mode=self.resolved_mode(), id=run_id,
                               resume="allow", group=self.group, tags=self.tags, config=dict(config),
                               # no metadata: it records the command line as typed, secrets and all
                               settings=wandb.Settings(silent=True, x_disable_meta=True, init_timeout=30))
@@ -73,10 +91,9 @@ class WandbLogger(RunLogger):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:
             return
-        values = metric_names.from_trainer_logs(logs, "val")
-        values.update({f"train/{k}": v for k, v in logs.items()
-                       if not k.startswith("eval_") and isinstance(v, int | float)})
-        self.run.log(values, step=state.global_step)
+        values = step_values(logs)
+        if values:
+            self.run.log(values, step=state.global_step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run is not None:

@@ -110,11 +110,18 @@ class ModelSpec:
                 model_kwargs=self.load_kwargs,
                 processor_kwargs={"trust_remote_code": self.trust_remote_code},
                 config_kwargs={"trust_remote_code": self.trust_remote_code},
-                tokenizer_name_or_path=self.tokenizer_path() if self.tokenizer else None,
+                tokenizer_name_or_path=self._separate_tokenizer(path),
             )
         transformer.max_seq_length = self.max_seq_length
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
         return SentenceTransformer(modules=[transformer, pooling])
+
+    def _separate_tokenizer(self, model_path: str) -> str | None:
+        """The configured tokenizer, only when the model folder has none of its own (a random-init folder and a
+        trained best_model carry theirs): sentence-transformers deprecates loading a model with another's."""
+        if not self.tokenizer or (Path(model_path) / "tokenizer_config.json").is_file():
+            return None
+        return self.tokenizer_path()
 
     def generative_model(self):
         """A text generator: a seq2seq model or a causal LM, whichever the checkpoint is; with

@@ -69,4 +69,6 @@ def serve(target: str, host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nlpexp.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -195,6 +195,9 @@ class ConfiguredOptimization(SealedCheckpoints):
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory
         super().__init__(*args, **kwargs)
+        from nlpexp.console import use_console_progress
+
+        use_console_progress(self)
 
     def get_optimizer_cls_and_kwargs(self, args, model=None):
         _, kwargs = super().get_optimizer_cls_and_kwargs(args, model)

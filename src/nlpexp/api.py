@@ -1,0 +1,119 @@
+"""nlpexp from Python (a notebook): your own model, tokenizer and datasets, nlpexp's run.
+
+    from nlpexp.api import train
+    result = train(["task=summarization", "data=dialogsum", "trainer.max_steps=50"],
+                   model=my_model, tokenizer=my_tokenizer, train_dataset=my_train, eval_dataset=my_val)
+    result.metrics, result.run_dir
+
+It is `python run.py <overrides>` with two differences, both written into the run dir so that the run stays
+reproducible: the given model (and tokenizer) are saved to <run_dir>/given_model and the config's model points
+there; the given datasets are saved to <run_dir>/given_data/given/<split>.jsonl.gz and the config's data reads
+them. Everything else is pipeline.run: the same checks, loggers, checkpoints, metrics.json, ledger line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from nlpexp.config import PROJECT_ROOT, compose
+from nlpexp.errors import NlpexpError
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    config: DictConfig
+
+
+def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = None,
+          train_dataset: Iterable[dict] | None = None, eval_dataset: Iterable[dict] | None = None,
+          test_dataset: Iterable[dict] | None = None, run_dir: str | Path | None = None) -> RunResult:
+    """Compose the config from `overrides` (as run.py would), put the given objects in, run it.
+
+    Datasets are anything that yields dicts (a datasets.Dataset, a list of dicts) with the task's columns, or
+    with data.columns.<task column>=<your column> among the overrides. `mode=eval` in the overrides evaluates
+    the given model without training. Returns the run dir, its metrics and the config it ran.
+    """
+    from nlpexp.pipeline import run
+
+    run_dir = Path(run_dir) if run_dir else PROJECT_ROOT / "outputs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    cfg = compose([f"paths.output_dir={run_dir}", *overrides])
+    given = {"train": train_dataset, "validation": eval_dataset, "test": test_dataset}
+    with open_dict(cfg):
+        if model is not None:
+            _use_model(cfg, model, tokenizer, run_dir / "given_model")
+        if any(v is not None for v in given.values()):
+            _use_data(cfg, {k: v for k, v in given.items() if v is not None}, run_dir / "given_data")
+    with _run_log(run_dir / "run.log"):
+        metrics = run(cfg)
+    return RunResult(run_dir, metrics, cfg)
+
+
+def _use_model(cfg: DictConfig, model: Any, tokenizer: Any, folder: Path) -> None:
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(folder)
+    elif hasattr(model, "save"):  # a SentenceTransformer
+        model.save(str(folder))
+    else:
+        raise NlpexpError(f"model: a transformers model or a SentenceTransformer, got {type(model).__name__}")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    cfg.model.name_or_path = str(folder)
+    cfg.model.random_init = None
+    cfg.model.tokenizer = None
+
+
+def _use_data(cfg: DictConfig, splits: dict[str, Iterable[dict]], root: Path) -> None:
+    for role, rows in splits.items():
+        path = root / "given" / f"{role}.jsonl.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(dict(row), ensure_ascii=False) + "\n")
+    cfg.data.root = str(root)
+    cfg.data.sources = {"given": {}}
+    cfg.data.splits = {role: [f"given/{role}"] for role in splits}
+    cfg.data.split_ratios = None
+
+
+class _run_log:
+    """run.log in the run dir, as Hydra's job logging gives run.py (a notebook has no Hydra logging): on the
+    `nlpexp` logger and on those of its children that do not propagate to it (a Hydra run in the same process
+    left nlpexp.steps and others writing to their own file only)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handler: logging.Handler | None = None
+        self.levels: dict[logging.Logger, int] = {}
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        for logger in self._loggers():
+            self.levels[logger] = logger.level
+            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+            logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        for logger, level in self.levels.items():
+            logger.removeHandler(self.handler)
+            logger.setLevel(level)
+        self.handler.close()
+
+    @staticmethod
+    def _loggers() -> list[logging.Logger]:
+        children = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                    if name.startswith("nlpexp.")]
+        return [logging.getLogger("nlpexp"), *(c for c in children if not c.propagate)]
