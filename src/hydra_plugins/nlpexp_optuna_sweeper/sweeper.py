@@ -170,12 +170,24 @@ class StudySweeper(OptunaSweeper):
     def _pin_sweep_dir(self, study_name: str) -> Path:
         """The study's dir, written into the sweep config so that the launcher and every job use it."""
         hydra_cfg = self.config.hydra
-        given = any(o.lstrip("+~").split("=", 1)[0] == "hydra.sweep.dir" for o in hydra_cfg.overrides.hydra)
+        given = self._given_on_command_line("hydra.sweep.dir")
         sweep_dir = Path(hydra_cfg.sweep.dir if given else self.studies_dir / study_name).resolve()
         with read_write(hydra_cfg), open_dict(hydra_cfg):
             hydra_cfg.sweep.dir = str(sweep_dir)  # (hydra.sweeper must stay as composed: Hydra compares it per job)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._pin_submitit_folder(sweep_dir)
         return sweep_dir
+
+    def _pin_submitit_folder(self, sweep_dir: Path) -> None:
+        """submitit's job scripts and logs into <study dir>/.submitit: the launcher resolved its folder from the
+        sweep dir of before the study was named (a new dated dir per invocation), unless it was given."""
+        params = getattr(self.sweeper.launcher, "params", None)
+        if (isinstance(params, dict) and "submitit_folder" in params
+                and not self._given_on_command_line("hydra.launcher.submitit_folder")):
+            params["submitit_folder"] = str(sweep_dir / ".submitit" / "%j")
+
+    def _given_on_command_line(self, key: str) -> bool:
+        return any(o.lstrip("+~").split("=", 1)[0] == key for o in self.config.hydra.overrides.hydra)
 
     def _grid_space(self, space: dict) -> dict | None:
         """GridSampler's search space when the sampler is the grid one, else None."""
