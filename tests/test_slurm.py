@@ -94,7 +94,7 @@ def test_a_slurm_sweep_runs_its_trials_as_array_jobs_and_survives_a_requeue(tmp_
         trials = study.get_trials()
 
     assert [t.state for t in trials] == [TrialState.COMPLETE] * N_TRIALS  # the requeued trial too, once
-    jobs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if "_" in p.name)
+    jobs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
     array_id = requeued.split("_")[0]
     assert jobs == [f"{array_id}_{i}" for i in range(N_TRIALS)]  # one array job, one task per trial
     for job in jobs:  # each task's log, in the study's dir, ends with the job's success
