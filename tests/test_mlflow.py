@@ -78,7 +78,8 @@ def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(track
                       "registry:mlflow:tiny-nli@v1"):
         model = registry.resolve(reference, elsewhere)
         assert model == elsewhere / ".mlflow" / "tiny-nli" / "v1" / "model"
-        assert (model / "modules.json").read_bytes() == (local / "tiny-nli" / "v1" / "model" / "modules.json").read_bytes()
+        published = local / "tiny-nli" / "v1" / "model"
+        assert (model / "modules.json").read_bytes() == (published / "modules.json").read_bytes()
     assert json.loads((model.parent / "source.json").read_text())["run_dir"] == str(root / "run")
 
     with pytest.raises(NlpexpError, match="no model 'absent'"):

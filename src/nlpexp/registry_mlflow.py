@@ -95,7 +95,7 @@ def _version(client, name: str, alias: str):
     if alias == "latest":
         found = client.search_model_versions(filter_string=f"name = '{name}'")
         if not found:
-            raise NlpexpError(f"MLflow Model Registry has no model {name!r}; publish one with `nlpexp registry publish`")
+            raise NlpexpError(f"MLflow Model Registry has no model {name!r}; see `nlpexp registry publish`")
         return max(found, key=lambda v: int(v.version))
     if re.fullmatch(r"v\d+", alias):
         return client.get_model_version(name, alias[1:])

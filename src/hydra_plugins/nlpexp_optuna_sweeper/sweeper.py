@@ -212,7 +212,7 @@ class StudySweeper(OptunaSweeper):
         from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        from nlpexp.sweep.study import counts_toward_n_trials
+        from nlpexp.sweep.study import counts_toward_n_trials, has_heartbeat
 
         waiting_logged = False
         while True:
@@ -229,7 +229,9 @@ class StudySweeper(OptunaSweeper):
             if room <= 0:
                 # The last trials run elsewhere: wait until they finish, or go stale and are queued again.
                 if not waiting_logged:
-                    log.info("waiting for %d running trial(s) of other sweep processes", running)
+                    log.info("waiting for %d running trial(s) of other sweep processes%s", running, "" if
+                             has_heartbeat(self.storage) else " (no heartbeat in this storage: a killed "
+                             "process's trial stays RUNNING; see docs/scaling.md)")
                     waiting_logged = True
                 time.sleep(self.heartbeat_interval)
                 continue
@@ -292,8 +294,11 @@ class StudySweeper(OptunaSweeper):
 
     @contextmanager
     def _heartbeats(self, study, batch: list):
-        from nlpexp.sweep.study import trial_id
+        from nlpexp.sweep.study import has_heartbeat, trial_id
 
+        if not has_heartbeat(self.storage):  # a journal file: nobody would read the beats
+            yield
+            return
         ids = [trial_id(self.storage, study.study_name, t.number) for t in batch]
         stop = threading.Event()
 

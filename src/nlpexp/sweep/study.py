@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from nlpexp.errors import NlpexpError, first_line
@@ -32,15 +34,20 @@ DEFINITION = "definition"
 # The file in a sweep dir that names its study, for `python -m nlpexp.sweep summary|dashboard <sweep dir>`.
 STUDY_FILE = "study.json"
 SQLITE_FILE = "optuna.db"
+JOURNAL_SCHEME = "journal://"
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int | None = None) -> RDBStorage:
+                 max_retry: int | None = None) -> BaseStorage:
     """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
 
+    `journal:///<file>` is Optuna's JournalStorage on a file instead: no server, for a filesystem that several
+    machines share (NFS), but no heartbeat (see docs/scaling.md for what that costs).
     SQLite serialises writers: several processes on one file wait up to a minute for the lock instead of
     failing at once. Creating the tables races when processes start together, so that is retried.
     """
+    if url.startswith(JOURNAL_SCHEME):
+        return _journal_storage(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(3):
         try:
@@ -56,6 +63,19 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                 raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
+
+
+def _journal_storage(url: str) -> JournalStorage:
+    path = Path(url.removeprefix(JOURNAL_SCHEME))
+    if not path.is_absolute():
+        raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The symlink lock (the default) works on NFS, where fcntl locks may not.
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def has_heartbeat(storage: BaseStorage) -> bool:
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
 
 
 def sqlite_url(sweep_dir: Path) -> str:
@@ -97,14 +117,15 @@ def record_failure(study: optuna.Study, trial: optuna.Trial, error: str) -> None
     log.warning("trial %d failed: %s", trial.number, error)
 
 
-def trial_id(storage: RDBStorage, study_name: str, number: int) -> int:
+def trial_id(storage: BaseStorage, study_name: str, number: int) -> int:
     """The storage's id of trial `number` (heartbeats and the storage API address trials by id)."""
     return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
-def requeue(study: optuna.Study, storage: RDBStorage, numbers: Iterable[int]) -> None:
+def requeue(study: optuna.Study, storage: BaseStorage, numbers: Iterable[int]) -> None:
     """Fail still-running trials that will not report (sweep interrupted) and queue their params again."""
-    retry = storage.get_heartbeat_stale_trial_callback() or RetryHeartbeatStaleTrialCallback()
+    retry = (has_heartbeat(storage) and storage.get_heartbeat_stale_trial_callback()) or \
+        RetryHeartbeatStaleTrialCallback()
     for number in numbers:
         frozen = storage.get_trial(trial_id(storage, study.study_name, number))
         if frozen.state != TrialState.RUNNING:

@@ -1,6 +1,7 @@
-"""Two sweep processes on one study in a real PostgreSQL server, started here (skipped where it cannot be).
+"""Studies shared between sweep processes: in a real PostgreSQL server started here (skipped where it cannot
+be), or in a journal file (no server).
 
-One scenario, kept short: process A starts, B joins, A is killed mid-trial; B finishes the study. It checks
+PostgreSQL, one scenario kept short: process A starts, B joins, A is killed mid-trial; B finishes the study. It checks
 what sharing a study across machines promises: exactly n_trials finished, no trial run twice, pruning decided
 over both processes' reports, the killed trial failed and its params run again by B, no password on disk.
 """
@@ -16,9 +17,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nlpexp.sweep.study import ERROR, SKIPPED
+from nlpexp.sweep.study import ERROR, SKIPPED, load_study
 from tests.services import postgres_server
-from tests.test_sweep import _wait_for, counted, start_sweep
+from tests.test_sweep import _wait_for, counted, run_sweep, start_sweep, study_dir
 
 LAUNCHED = re.compile(r"\t#(\d+) : ")
 N_TRIALS = 6
@@ -82,3 +83,17 @@ def test_two_sweep_processes_share_a_postgresql_study_and_survive_a_kill(tmp_pat
 
     for path in (tmp_path / "multirun").rglob("*"):  # the password stayed in the environment
         assert not path.is_file() or postgres.password.encode() not in path.read_bytes(), path
+
+
+def test_a_journal_file_holds_the_study_without_a_server(tmp_path):
+    journal = tmp_path / "shared" / "study.log"
+    assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random",
+                     f"hydra.sweeper.storage=journal://{journal}", "hydra.sweeper.promote_best=false") == 0
+    study, _ = load_study(str(study_dir(tmp_path)))  # through the study.json that names the journal
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+    assert all(list(t.intermediate_values) == [2, 4] for t in study.get_trials())  # the trials reported to it
+    assert journal.stat().st_size > 0 and not (study_dir(tmp_path) / "optuna.db").exists()
+    # rerunning the command resumes the same study from the journal: nothing more to run
+    assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random",
+                     f"hydra.sweeper.storage=journal://{journal}", "hydra.sweeper.promote_best=false") == 0
+    assert len(load_study(f"journal://{journal}")[0].get_trials()) == 2
