@@ -6,10 +6,12 @@ server cannot be started here (no binaries), the test is skipped with the reason
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +19,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -61,7 +62,7 @@ class Postgres:
         return {"PGPASSWORD": self.password}
 
 
-@contextmanager
+@contextlib.contextmanager
 def postgres_server() -> Iterator[Postgres]:
     """A PostgreSQL cluster on 127.0.0.1:<free port>, user nlpexp with a random password."""
     bin_dir = postgres_bin_dir()
@@ -98,7 +99,7 @@ def _check(command: list[str]) -> None:
         raise RuntimeError(f"{' '.join(command[:6])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-@contextmanager
+@contextlib.contextmanager
 def mlflow_server(root: Path) -> Iterator[str]:
     """`mlflow server` on 127.0.0.1:<free port>, its metadata in sqlite and its artifacts under `root`;
     yields its tracking URI."""
@@ -110,14 +111,18 @@ def mlflow_server(root: Path) -> Iterator[str]:
                "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
     with open(log, "w") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+                                  # no background job runner (a dozen processes): the tests need none
+                                  env={**os.environ, "MLFLOW_TRACKING_URI": "",
+                                       "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(f"{uri}/health", server, log)
         yield uri
     finally:
-        os.killpg(server.pid, 15)
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # a worker slower to go than its parent
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -112,3 +112,33 @@ def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, mon
     assert found.info.artifact_uri.startswith((store / "artifacts").as_uri())
     assert (store / "artifacts").is_dir() and any((store / "artifacts").rglob("modules.json"))
     assert {p.name for p in tmp_path.iterdir()} <= {"ledger.jsonl", "registry", "run"}  # no mlruns/ in the cwd
+
+
+def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(server, tmp_path):
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from nlpexp.logger import MlflowLogger
+
+    def attempt(step: int, fail: bool) -> str:
+        logger = MlflowLogger(run_dir=str(tmp_path), experiment="resume", tracking_uri=server)
+        logger.start({"seed": 1})
+        run_id = logger.run_id
+        logger.on_log(None, SimpleNamespace(global_step=step), None, logs={"loss": float(step)})
+        try:
+            if fail:
+                raise RuntimeError("killed")  # finish() runs while this unwinds, as in the pipeline's `finally`
+        finally:
+            logger.finish({"optimizer.lr": 1e-3}, {})
+        return run_id
+
+    with pytest.raises(RuntimeError):
+        attempt(1, fail=True)
+    client = MlflowClient(server)
+    (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert run.info.status == "FAILED"
+    first = run.info.run_id
+    assert attempt(2, fail=False) == first  # trainer.resume=true in the same run dir: the same MLflow run
+    assert client.get_run(first).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(first, "train/loss")] == [1, 2]
