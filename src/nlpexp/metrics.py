@@ -19,6 +19,14 @@ def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str
     }
 
 
+def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:
+    """What trackers record at a log step: `val/...` from the evaluation's keys, `train/<key>` from the others."""
+    values = from_trainer_logs(logs, "val")
+    values.update({f"train/{k}": v for k, v in logs.items()
+                   if not k.startswith("eval_") and isinstance(v, int | float)})
+    return values
+
+
 def prefixed(metrics: Mapping[str, float], split: str) -> dict[str, float]:
     return {f"{split}/{k}": float(v) for k, v in metrics.items() if k not in _BOOKKEEPING}
 

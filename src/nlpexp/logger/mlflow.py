@@ -85,11 +85,8 @@ class MlflowLogger(RunLogger):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run_id is None or not logs:
             return
-        values = metric_names.from_trainer_logs(logs, "val")
-        values.update({f"train/{k}": v for k, v in logs.items()
-                       if not k.startswith("eval_") and isinstance(v, int | float)})
         self._last_step = state.global_step
-        self._log_metrics(values, state.global_step)
+        self._log_metrics(metric_names.from_trainer_log_step(logs), state.global_step)
 
     def _log_metrics(self, values: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
