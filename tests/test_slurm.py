@@ -29,14 +29,14 @@ N_TRIALS = 3
 
 def _answers(env: dict) -> bool:
     return shutil.which("sinfo") is not None and subprocess.run(
-        ["sinfo", "-h"], env=env, capture_output=True, timeout=30).returncode == 0
+        ["sinfo", "-h"], env={**os.environ, **env}, capture_output=True, timeout=30).returncode == 0
 
 
 @pytest.fixture(scope="module")
 def slurm_env():
-    """The environment of a process that reaches the cluster (SLURM_CONF)."""
-    env = {**os.environ}
-    env.setdefault("SLURM_CONF", os.environ.get("NLPEXP_SLURM_DIR", "/tmp/nlpexp-slurm") + "/slurm.conf")
+    """What a process needs to reach the cluster (SLURM_CONF), over the test's own environment."""
+    env = {"SLURM_CONF": os.environ.get("SLURM_CONF") or
+           os.environ.get("NLPEXP_SLURM_DIR", "/tmp/nlpexp-slurm") + "/slurm.conf"}
     if _answers(env):
         yield env
         return
@@ -51,7 +51,8 @@ def slurm_env():
 
 
 def _array_tasks(env: dict) -> dict[str, str]:
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], env=env, capture_output=True, text=True).stdout
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], env={**os.environ, **env}, capture_output=True,
+                         text=True).stdout
     return dict(line.split() for line in out.splitlines() if "_" in line)
 
 
@@ -67,11 +68,12 @@ def _requeue_a_running_task(env: dict, root: Path, sweep: subprocess.Popen, log:
         if sweep.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"no array task ran:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
-    subprocess.run(["scontrol", "requeue", running[0]], env=env, check=True)
+    subprocess.run(["scontrol", "requeue", running[0]], env={**os.environ, **env}, check=True)
     # SLURM holds a requeued job back for a while (BeginTime); let it start again at once
     while _array_tasks(env).get(running[0]) not in ("PENDING", None):
         time.sleep(0.5)
-    subprocess.run(["scontrol", "update", f"jobid={running[0]}", "StartTime=now"], env=env, capture_output=True)
+    subprocess.run(["scontrol", "update", f"jobid={running[0]}", "StartTime=now"], env={**os.environ, **env},
+                   capture_output=True)
     return running[0]
 
 
