@@ -97,3 +97,20 @@ def test_a_journal_file_holds_the_study_without_a_server(tmp_path):
     assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random",
                      f"hydra.sweeper.storage=journal://{journal}", "hydra.sweeper.promote_best=false") == 0
     assert len(load_study(f"journal://{journal}")[0].get_trials()) == 2
+
+
+def test_a_password_in_the_storage_url_fails_before_anything_is_written(tmp_path, capfd):
+    assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.storage=postgresql+psycopg://u:hunter22@127.0.0.1:1/db") == 2
+    captured = capfd.readouterr()
+    errors = [line for line in (captured.out + captured.err).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "PGPASSWORD" in errors[0] and "hunter22" not in captured.out + captured.err
+    assert not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("url", ["journal://relative/study.log", "journal://"])
+def test_a_journal_needs_an_absolute_path(url):
+    from nlpexp.errors import NlpexpError
+    from nlpexp.sweep.study import open_storage
+
+    with pytest.raises(NlpexpError, match="absolute path"):
+        open_storage(url)

@@ -89,6 +89,7 @@ class StudySweeper(OptunaSweeper):
         if upstream.n_jobs < 1:
             raise NlpexpError(f"hydra.sweeper.n_jobs must be >= 1 (trials run at once), got {upstream.n_jobs}")
         self._check_space(space)
+        studies.check_storage_url(self.sweeper.storage)
         self.grid = self._grid_space(space)
         self.n_trials = upstream.n_trials
         if self.grid is not None:

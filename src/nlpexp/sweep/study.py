@@ -74,6 +74,20 @@ def _journal_storage(url: str) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def check_storage_url(url: str | None) -> None:
+    """A password in `hydra.sweeper.storage` would be written to study.json and to every trial's .hydra/ files."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password if url else None
+    except Exception:  # not an SQLAlchemy URL (journal://...): open_storage says what is wrong with it
+        return
+    if password:
+        raise NlpexpError("hydra.sweeper.storage holds a password, which would be written to study.json and every "
+                          "trial's config: leave it out of the URL and export it (PGPASSWORD for PostgreSQL) or "
+                          "put it in ~/.pgpass")
+
+
 def has_heartbeat(storage: BaseStorage) -> bool:
     return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
 
