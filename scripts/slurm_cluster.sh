@@ -4,7 +4,7 @@
 #
 #   scripts/slurm_cluster.sh up       # installs slurm-wlm + munge (apt) if missing, writes the config, starts
 #   scripts/slurm_cluster.sh status   # sinfo
-#   scripts/slurm_cluster.sh down     # stops the daemons (the state dir stays for a look at the logs)
+#   scripts/slurm_cluster.sh down     # stops the daemons it started (the state dir stays for the logs)
 #   eval "$(scripts/slurm_cluster.sh env)"   # SLURM_CONF for sbatch/squeue/scancel in this shell
 #
 # Everything lives in $NLPEXP_SLURM_DIR (default /tmp/nlpexp-slurm): slurm.conf, the daemons' logs and
@@ -33,6 +33,7 @@ start_munge() {
     [[ -s /etc/munge/munge.key ]] || runuser -u munge -- mungekey --create --keyfile /etc/munge/munge.key
     if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
         runuser -u munge -- /usr/sbin/munged
+        mkdir -p "$DIR" && cp /run/munge/munged.pid "$DIR/munged.pid"  # ours: `down` stops it (not one found running)
         for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return; sleep 0.1; done
         echo "error: munged did not start (see /var/log/munge/munged.log)" >&2; exit 1
     fi
@@ -101,7 +102,9 @@ up() {
 
 down() {
     local pidfile
-    for pidfile in "$DIR/slurmd.pid" "$DIR/slurmctld.pid"; do
+    local daemons=("$DIR/slurmd.pid" "$DIR/slurmctld.pid")
+    [[ ${1:-} == quiet ]] || daemons+=("$DIR/munged.pid")
+    for pidfile in "${daemons[@]}"; do
         [[ -s $pidfile ]] || continue
         local pid
         pid=$(cat "$pidfile")
