@@ -48,7 +48,10 @@ class WandbLogger(RunLogger):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:
             return
-        self.run.log(metric_names.from_trainer_log_step(logs), step=state.global_step)
+        values = metric_names.from_trainer_logs(logs, "val")
+        values.update({f"train/{k}": v for k, v in logs.items()
+                       if not k.startswith("eval_") and isinstance(v, int | float)})
+        self.run.log(values, step=state.global_step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run is not None:
