@@ -14,10 +14,10 @@ PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfil
 export NLPEXP_DATA_DIR ?= $(abspath ../shared/data)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full bench sweep sweeps sweep-summary dashboard tensorboard lint clean
+.PHONY: help install run test test-full test-integration bench sweep sweeps sweep-summary dashboard tensorboard lint clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 install: .venv/.installed ## create .venv and install nlpexp (torch CPU wheel first)
 
@@ -32,10 +32,13 @@ run: install ## the main job: SBERT-NLI on the bundled MiniLM (ARGS="..." adds o
 	$(PY) run.py $(ARGS)
 
 test: install ## the test suite (fast, tiny models, < 5 min; TEST_WORKERS=2 processes)
-	$(PYTEST) -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow and not integration" $(ARGS)
 
-test-full: install ## every test, the slow ones too
-	$(PYTEST) $(ARGS)
+test-full: install ## every test, the slow ones too (not the integration ones)
+	$(PYTEST) -m "not integration" $(ARGS)
+
+test-integration: install ## tests on a real SLURM cluster (scripts/slurm_cluster.sh up; as root it is brought up)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m integration $(ARGS)
 
 bench: install ## benchmarks on the real data; figures go to benchmarks/results/
 	$(PY) benchmarks/run.py $(ARGS)

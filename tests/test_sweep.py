@@ -61,11 +61,11 @@ def run_sweep(root: Path, preset: str, *overrides: str) -> int:
         root_logger.handlers[:] = saved[1]
 
 
-def start_sweep(root: Path, preset: str, *overrides: str, log: Path) -> subprocess.Popen:
+def start_sweep(root: Path, preset: str, *overrides: str, log: Path, env: dict | None = None) -> subprocess.Popen:
     """A sweep in the background, its output to `log` (a pipe nobody reads would block it)."""
     with open(log, "w") as out:
         return subprocess.Popen(sweep_args(root, preset, *overrides), stdout=out, stderr=subprocess.STDOUT,
-                                text=True, cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                text=True, cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
                                 start_new_session=True)
 
 

@@ -23,6 +23,7 @@ TARGET_ALLOWLIST = (
     "nlpexp.generation.GenerationSettings",
     "nlpexp.logger.TensorBoardLogger",
     "nlpexp.logger.WandbLogger",
+    "nlpexp.logger.MlflowLogger",
     "nlpexp.model.ModelSpec",
     "nlpexp.scheduler.build_scheduler",
     "nlpexp.task.augsbert.AugSbertTask",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+# The key only the trainer's end-of-training log has.
+_END_OF_TRAINING = "train_runtime"
 # Trainer bookkeeping that is not a model metric.
 _BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "sequential_score",
                 "model_preparation_time"}
@@ -17,6 +19,18 @@ def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str
         for key, value in logs.items()
         if key.startswith("eval_") and key[5:] not in _BOOKKEEPING and isinstance(value, int | float)
     }
+
+
+def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:
+    """What trackers record at a log step: `eval_x` -> `val/x`, `loss`/`train_accuracy` -> `train/loss`,
+    `train/accuracy` (never `train/train_...`). The trainer's end-of-training dict gives nothing: the run's final
+    metrics go to the tracker's summary at the end."""
+    if _END_OF_TRAINING in logs:
+        return {}
+    values = from_trainer_logs(logs, "val")
+    values.update({f"train/{k.removeprefix('train_')}": v for k, v in logs.items()
+                   if not k.startswith("eval_") and k != "total_flos" and isinstance(v, int | float)})
+    return values
 
 
 def prefixed(metrics: Mapping[str, float], split: str) -> dict[str, float]:

@@ -3,6 +3,7 @@
     nlpexp registry register <run_dir> --name sbert-nli      # -> models/sbert-nli/v<N>/
     nlpexp registry list
     nlpexp registry show sbert-nli@best
+    nlpexp registry publish sbert-nli@best --alias champion  # to the MLflow Model Registry (nlpexp.registry_mlflow)
 
 Layout: <registry>/<name>/v<N>/{model/, config.yaml, metrics.json, source.json}, and <registry>/<name>/best, a
 link to the best version (a sweep's best model: models/<study>/best/model). Aliases: `latest`
@@ -117,8 +118,12 @@ def link_best(name: str, root: Path) -> Path:
 
 
 def resolve(reference: str, root: Path | None = None) -> Path:
-    """`registry:<name>[@latest|@best|@v<N>]` -> the version's model folder."""
+    """`registry:<name>[@latest|@best|@v<N>]` -> the version's model folder (`registry:mlflow:...`: MLflow's)."""
     root = root or registry_dir()
+    if reference.removeprefix(PREFIX).startswith("mlflow:"):
+        from nlpexp import registry_mlflow
+
+        return registry_mlflow.resolve(reference.removeprefix(PREFIX), root)
     name, _, alias = reference.removeprefix(PREFIX).partition("@")
     alias = alias or "latest"
     known = versions(name, root)
@@ -157,6 +162,8 @@ def describe(name: str, version: int, root: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nlpexp import registry_mlflow
+
     parser = argparse.ArgumentParser(prog="nlpexp registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None,
@@ -168,11 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="every model and its versions")
     show = sub.add_parser("show", help="one version: NAME[@latest|@best|@vN]")
     show.add_argument("reference")
+    registry_mlflow.add_parser(sub)
     args = parser.parse_args(argv)
     root = args.root or Path(configured_path("registry_dir"))
     try:
         if args.command == "register":
             print(register(args.run_dir, args.name, root))
+        elif args.command == "publish":
+            print(registry_mlflow.run_publish(args, resolve(args.reference, root)))
         elif args.command == "list":
             for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
                 print(f"{folder.name}: {', '.join(f'v{v}' for v in versions(folder.name, root))}")

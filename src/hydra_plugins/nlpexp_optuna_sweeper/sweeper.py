@@ -77,12 +77,14 @@ class StudySweeper(Sweeper):
 
     def _plan(self, arguments: list[str]) -> Plan:
         from nlpexp.errors import NlpexpError
+        from nlpexp.sweep import study as studies
 
         sweep_args, space, fixed, fixed_overrides = upstream.search_space(self.upstream, arguments)
         directions = upstream.directions(self.upstream)
         if self.upstream.n_jobs < 1:
             raise NlpexpError(f"hydra.sweeper.n_jobs must be >= 1 (trials at once), got {self.upstream.n_jobs}")
         self._check_space(space)
+        studies.check_storage_url(self.upstream.storage)
         grid = None
         if self.sampler_config._target_.endswith("GridSampler"):
             grid = {name: upstream.grid_choices(dist) for name, dist in space.items()}
@@ -180,7 +182,19 @@ class StudySweeper(Sweeper):
         with read_write(hydra_cfg), open_dict(hydra_cfg):
             hydra_cfg.sweep.dir = str(sweep_dir)  # (hydra.sweeper must stay as composed: Hydra compares it per job)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._pin_submitit_folder(sweep_dir)
         return sweep_dir
+
+    def _pin_submitit_folder(self, sweep_dir: Path) -> None:
+        """submitit's job scripts and logs into <study dir>/.submitit: the launcher resolved its folder from the
+        sweep dir of before the study was named (a new dated dir per invocation), unless it was given."""
+        params = getattr(self.launcher, "params", None)
+        if (isinstance(params, dict) and "submitit_folder" in params
+                and not self._given_on_command_line("hydra.launcher.submitit_folder")):
+            params["submitit_folder"] = str(sweep_dir / ".submitit" / "%j")
+
+    def _given_on_command_line(self, key: str) -> bool:
+        return any(o.lstrip("+~").split("=", 1)[0] == key for o in self.config.hydra.overrides.hydra)
 
     def _sampler(self, plan: Plan, joined_at: int, rank: int):
         """This process's sampler for the study, seeded once (see seeding.py)."""

@@ -83,7 +83,11 @@ class TrialLoop:
             if room <= 0:
                 # The last trials run elsewhere: wait until they finish, or go stale and are queued again.
                 if not waiting_logged:
-                    log.info("waiting for %d running trial(s) of other sweep processes", running)
+                    from nlpexp.sweep.study import has_heartbeat
+
+                    log.info("waiting for %d running trial(s) of other sweep processes%s", running, "" if
+                             has_heartbeat(self.storage) else " (no heartbeat in this storage: a killed "
+                             "process's trial stays RUNNING; see docs/scaling.md)")
                     waiting_logged = True
                 time.sleep(self.sweeper.keys.heartbeat_interval)
                 continue
@@ -151,6 +155,11 @@ class TrialLoop:
 
     @contextmanager
     def _heartbeats(self, batch: list):
+        from nlpexp.sweep.study import has_heartbeat
+
+        if not has_heartbeat(self.storage):  # a journal file: nobody would read the beats
+            yield
+            return
         ids = [self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number) for t in batch]
         stop = threading.Event()
 

@@ -28,19 +28,8 @@ DEFAULT_SERVER = "https://api.wandb.ai"
 PROBE_TIMEOUT_S = 5.0
 
 
-# The trainer's end-of-training dict: finish() puts the run's final metrics (train/loss, ...) in the summary.
-_END_OF_TRAINING = "train_runtime"
-
-
-def step_values(logs: Mapping[str, Any]) -> dict[str, float]:
-    """One log of the trainer as W&B keys: `eval_x` -> `val/x`, `loss`/`train_accuracy` -> `train/loss`,
-    `train/accuracy` (never `train/train_...`)."""
-    if _END_OF_TRAINING in logs:
-        return {}
-    values = metric_names.from_trainer_logs(logs, "val")
-    values.update({f"train/{k.removeprefix('train_')}": v for k, v in logs.items()
-                   if not k.startswith("eval_") and k != "total_flos" and isinstance(v, int | float)})
-    return values
+# One trainer log as tracker keys (shared with the other trackers).
+step_values = metric_names.from_trainer_log_step
 
 
 class WandbLogger(RunLogger):

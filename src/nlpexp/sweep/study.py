@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from nlpexp.errors import NlpexpError, first_line
@@ -35,15 +37,20 @@ PROGRAM = "program"  # sys.argv[0] of the sweep and its deletion overrides (~key
 # The file in a sweep dir that names its study, for `python -m nlpexp.sweep summary|dashboard <sweep dir>`.
 STUDY_FILE = "study.json"
 SQLITE_FILE = "optuna.db"
+JOURNAL_SCHEME = "journal://"
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int | None = None) -> RDBStorage:
+                 max_retry: int | None = None) -> BaseStorage:
     """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
 
+    `journal:///<file>` is Optuna's JournalStorage on a file instead: no server, for a filesystem that several
+    machines share (NFS), but no heartbeat (see docs/scaling.md for what that costs).
     SQLite serialises writers: several processes on one file wait up to a minute for the lock instead of
     failing at once. Creating the tables races when processes start together, so that is retried.
     """
+    if url.startswith(JOURNAL_SCHEME):
+        return _journal_storage(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(3):
         try:
@@ -68,6 +75,33 @@ def default_study_name(preset: str, definition: dict, storage: str | None, sweep
     where = redact_text(storage) if storage else str(Path(sweep_dir or studies_dir).resolve())  # no password
     text = json.dumps({**definition, "stored_in": where}, sort_keys=True)
     return f"{preset}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def _journal_storage(url: str) -> JournalStorage:
+    path = Path(url.removeprefix(JOURNAL_SCHEME))
+    if not path.is_absolute():
+        raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The symlink lock (the default) works on NFS, where fcntl locks may not.
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def check_storage_url(url: str | None) -> None:
+    """A password in `hydra.sweeper.storage` would be written to study.json and to every trial's .hydra/ files."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password if url else None
+    except Exception:  # not an SQLAlchemy URL (journal://...): open_storage says what is wrong with it
+        return
+    if password:
+        raise NlpexpError("hydra.sweeper.storage holds a password, which would be written to study.json and every "
+                          "trial's config: leave it out of the URL and export it (PGPASSWORD for PostgreSQL) or "
+                          "put it in ~/.pgpass")
+
+
+def has_heartbeat(storage: BaseStorage) -> bool:
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
 
 
 def sqlite_url(sweep_dir: Path) -> str:
@@ -116,14 +150,15 @@ def record_failure(study: optuna.Study, trial: optuna.Trial, error: str) -> None
     log.warning("trial %d failed: %s", trial.number, error)
 
 
-def trial_id(storage: RDBStorage, study_name: str, number: int) -> int:
+def trial_id(storage: BaseStorage, study_name: str, number: int) -> int:
     """The storage's id of trial `number` (heartbeats and the storage API address trials by id)."""
     return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
-def requeue(study: optuna.Study, storage: RDBStorage, numbers: Iterable[int]) -> None:
+def requeue(study: optuna.Study, storage: BaseStorage, numbers: Iterable[int]) -> None:
     """Fail still-running trials that will not report (sweep interrupted) and queue their params again."""
-    retry = storage.get_heartbeat_stale_trial_callback() or RetryHeartbeatStaleTrialCallback()
+    retry = (has_heartbeat(storage) and storage.get_heartbeat_stale_trial_callback()) or \
+        RetryHeartbeatStaleTrialCallback()
     for number in numbers:
         frozen = storage.get_trial(trial_id(storage, study.study_name, number))
         if frozen.state != TrialState.RUNNING:

@@ -1,0 +1,120 @@
+"""The MLflow Model Registry beside nlpexp's own: publish a version there, resolve `registry:mlflow:` from it.
+
+    nlpexp registry publish sbert-nli@best [--as NAME] [--alias champion]   # MLFLOW_TRACKING_URI names the server
+    python run.py mode=eval model.name_or_path=registry:mlflow:sbert-nli@champion   # or @latest, @v<N>
+
+A published version is an MLflow run (experiment `nlpexp-registry`) whose artifact `model/` holds the local
+version's folder (the model, config.yaml, metrics.json, source.json), and a model version pointing at it.
+Resolving downloads that folder once into <registry>/.mlflow/<name>/v<N>/ (complete or absent: it is
+downloaded beside and renamed into place) and loads it from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from nlpexp.errors import NlpexpError, first_line
+
+SCHEME = "mlflow:"
+EXPERIMENT = "nlpexp-registry"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _client(tracking_uri: str | None = None):
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise NlpexpError("the MLflow Model Registry needs a tracking server: set MLFLOW_TRACKING_URI "
+                          "(or --tracking-uri)")
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise NlpexpError(f"MLflow model name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name
+
+
+def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri: str | None = None) -> int:
+    """Upload a local registry version (<registry>/<name>/v<N>/) as a new version of MLflow model `name`."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    _check_name(name)
+    try:
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+        run = client.create_run(experiment_id, run_name=f"{name}-{version_dir.name}",
+                                tags={"nlpexp.registry_version": str(version_dir)})
+        client.log_artifacts(run.info.run_id, str(version_dir), "model")
+        client.set_terminated(run.info.run_id)
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name)
+        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                              tags={"nlpexp.local_version": version_dir.name})
+        if alias:
+            client.set_registered_model_alias(name, alias, version.version)
+    except MlflowException as err:
+        raise NlpexpError(f"publishing {version_dir} as MLflow model {name!r}: {first_line(err)}") from err
+    return int(version.version)
+
+
+def resolve(reference: str, root: Path) -> Path:
+    """`mlflow:<name>[@latest|@v<N>|@<alias>]` -> the downloaded version's model folder."""
+    from mlflow.exceptions import MlflowException
+
+    name, _, alias = reference.removeprefix(SCHEME).partition("@")
+    _check_name(name)
+    client = _client()
+    try:
+        version = _version(client, name, alias or "latest")
+        target = root / ".mlflow" / name / f"v{version.version}"
+        if not target.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+            try:
+                client.download_artifacts(version.run_id, "model", str(staging))
+                os.rename(staging / "model", target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except MlflowException as err:
+        raise NlpexpError(f"registry:{reference}: {first_line(err)}") from err
+    if not (target / "model").is_dir():
+        raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
+    return target / "model"
+
+
+def _version(client, name: str, alias: str):
+    if alias == "latest":
+        found = client.search_model_versions(filter_string=f"name = '{name}'")
+        if not found:
+            raise NlpexpError(f"MLflow Model Registry has no model {name!r}; see `nlpexp registry publish`")
+        return max(found, key=lambda v: int(v.version))
+    if re.fullmatch(r"v\d+", alias):
+        return client.get_model_version(name, alias[1:])
+    return client.get_model_version_by_alias(name, alias)
+
+
+def add_parser(sub) -> None:
+    """`nlpexp registry publish`."""
+    publish_cmd = sub.add_parser("publish", help="publish a version to the MLflow Model Registry "
+                                                  "(MLFLOW_TRACKING_URI): NAME[@latest|@best|@vN]")
+    publish_cmd.add_argument("reference")
+    publish_cmd.add_argument("--as", dest="mlflow_name", help="the MLflow model's name (default: NAME)")
+    publish_cmd.add_argument("--alias", help="an MLflow alias for the new version, e.g. champion")
+    publish_cmd.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI")
+
+
+def run_publish(args, model_dir: Path) -> str:
+    """Publish the local version whose model folder is `model_dir`; the line to print."""
+    name = args.mlflow_name or model_dir.parent.parent.name
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints the run's URL: stdout keeps the one answer
+        number = publish(model_dir.parent, name, args.alias, args.tracking_uri)
+    return f"registry:{SCHEME}{name}@v{number}"

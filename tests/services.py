@@ -1,0 +1,139 @@
+"""Real services that tests start for themselves: a throwaway PostgreSQL cluster, an MLflow tracking server.
+
+Each listens on loopback only, on a free port, with its files in a temp dir removed afterwards. Where the
+server cannot be started here (no binaries), the test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from glob import glob
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def postgres_bin_dir() -> Path | None:
+    """The dir of initdb and pg_ctl: on PATH, else the newest Debian/Ubuntu server package."""
+    on_path = shutil.which("pg_ctl")
+    if on_path and shutil.which("initdb"):
+        return Path(on_path).parent
+    found = sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_server_user() -> list[str]:
+    """initdb and pg_ctl refuse root: as root they run as the `postgres` user (skip if there is none)."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no `postgres` user for initdb/pg_ctl (they refuse root)")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@dataclass(frozen=True)
+class Postgres:
+    url: str  # SQLAlchemy URL (psycopg 3 driver) without the password: that one travels as PGPASSWORD
+    password: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PGPASSWORD": self.password}
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A PostgreSQL cluster on 127.0.0.1:<free port>, user nlpexp with a random password."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin")
+    as_user = _as_server_user()
+    # Not pytest's tmp_path: its parents are private to root, and the server user must reach the data dir.
+    root = Path(tempfile.mkdtemp(prefix="nlpexp-pg-"))
+    password = secrets.token_hex(12)
+    port = free_port()
+    (root / "pw").write_text(password)
+    if as_user:
+        shutil.chown(root, "postgres")
+        shutil.chown(root / "pw", "postgres")
+    data, log = root / "data", root / "server.log"
+    try:
+        _check([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "nlpexp", "--auth=scram-sha-256",
+                f"--pwfile={root / 'pw'}", "--no-sync", "-E", "UTF8"])
+        # loopback only, the socket in the data dir (not /var/run/postgresql, which may be missing or shared)
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"
+        _check([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60",
+                "start"])
+        yield Postgres(f"postgresql+psycopg://nlpexp@127.0.0.1:{port}/postgres", password)
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _check(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:6])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1:<free port>, its metadata in sqlite and its artifacts under `root`;
+    yields its tracking URI."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "server.log"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+               "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                  # no background job runner (a dozen processes): the tests need none
+                                  env={**os.environ, "MLFLOW_TRACKING_URI": "",
+                                       "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{uri}/health", server, log)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # a worker slower to go than its parent
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            if server.poll() is not None:
+                raise AssertionError(f"the server exited:\n{log.read_text()[-3000:]}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}") from None
+            time.sleep(0.5)
