@@ -288,7 +288,10 @@ def test_a_study_name_cannot_lead_out_of_the_registry(tmp_path):
     run = tmp_path / "run"
     (run / "best_model").mkdir(parents=True)
     best = SimpleNamespace(user_attrs={"run_dir": str(run)}, number=0)
-    study = SimpleNamespace(study_name="../../escape", best_trial=best, get_trials=lambda **_: [best])
+    import optuna
+
+    study = SimpleNamespace(study_name="../../escape", best_trial=best, get_trials=lambda **_: [best],
+                            directions=[optuna.study.StudyDirection.MAXIMIZE])
     with pytest.raises(NlpexpError, match="registry name"):
         promote_best(study, tmp_path / "registry")
     assert not (tmp_path / "escape").exists()
