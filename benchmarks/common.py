@@ -69,7 +69,7 @@ def write_results(name: str, figures: dict, table_md: str) -> None:
 
 
 def update_docs(name: str, table_md: str) -> None:
-    """Put a bench's table between `<!-- bench:<name> -->` and `<!-- /bench:<name> -->` in the docs page holding them."""
+    """Put a bench's table between `<!-- bench:<name> -->` and `<!-- /bench:<name> -->` in the docs page with them."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     pages = [p for p in sorted(DOCS.glob("*.md")) if start in (text := p.read_text()) and end in text]
     if not pages:
