@@ -27,6 +27,7 @@ from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
 from nlpexp.task.evaluators import NliAccuracyEvaluator, sts_evaluator
 from nlpexp.trainer import ConfiguredOptimization
+from nlpexp.trainer.batching import LengthAwareBatching
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
@@ -72,6 +73,7 @@ class SbertNliTask(Task):
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
+            trainer_settings=self.trainer_settings,
         )
         self.run_trainer(trainer)
         self.head_trained = True
@@ -100,7 +102,7 @@ class SbertNliTask(Task):
             evaluators, main_score_function=lambda scores: scores[0])
 
 
-class SbertNliTrainer(ConfiguredOptimization, SentenceTransformerTrainer):
+class SbertNliTrainer(LengthAwareBatching, ConfiguredOptimization, SentenceTransformerTrainer):
     """Keeps the classifier head with every checkpoint, logs the training accuracy, and trains one head across
     processes (DDP wraps the model, not the loss that holds the head)."""
 
