@@ -25,6 +25,7 @@ from nlpexp.metrics import format_table
 from nlpexp.safety import check_targets, redact
 from nlpexp.scheduler import check_schedule
 from nlpexp.sweep import trial_callbacks
+from nlpexp.trainer.memory import release_memory
 from nlpexp.trainer.settings import check_optimizer
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         write_json_atomic(run_dir / "provenance.json", provenance.collect(cfg.seed, data_spec.FILES_READ))
         record.update(end=_now(), metrics=metrics)
         ledger.append(Path(cfg.paths.ledger_file), redact(record))
+        release_memory(sys.exception())  # the next sweep trial in this process starts from the same footprint
 
 
 def _status_of(err: BaseException) -> str:
