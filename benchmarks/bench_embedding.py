@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from common import HERE, RESULTS, StealMeter, bench_parser, run_job, update_docs, write_results
+from common import HERE, RESULTS, StealMeter, bench_parser, machine, run_job, update_docs, write_results
 
 NAME = "embedding"
 UNTRAINED_MINILM = 0.8672  # seed 004's all-MiniLM-L6-v2 on STSb validation
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
         print(f"-- {row.name}", flush=True)
         overrides = row.overrides + (QUICK + row.quick if args.quick else ())
         try:
-            figures[row.name] = _summary(run_job(*overrides))
+            figures[row.name] = {**_summary(run_job(*overrides)), "machine": machine()}
             if row.plain_recipe and (args.plain or row.beats_plain):
                 # Timed right after ours; a row whose recipe was timed already in this run reuses that figure.
                 if row.plain_recipe not in plain_runs:

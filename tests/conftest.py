@@ -60,3 +60,42 @@ def compose_run(tmp_path):
 @pytest.fixture(autouse=True)
 def _quiet_logs():
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_card_template_compiled_once():
+    """sentence-transformers writes a model card (README.md) at every save, and huggingface_hub compiles its Jinja
+    template anew each time: a third of the CPU time of a tiny sentence-transformers run. A template compiled from
+    the same source in the same environment renders the same card, so the tests compile each source once."""
+    import jinja2
+
+    compiled = {}
+    original = jinja2.Environment.from_string
+
+    def from_string(self, source, globals=None, template_class=None):
+        if globals is not None or not isinstance(source, str):
+            return original(self, source, globals, template_class)
+        key = (id(self), source, template_class)
+        if key not in compiled:
+            compiled[key] = (self, original(self, source, globals, template_class))  # keeps `self` alive: ids stay
+        return compiled[key][1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jinja2.Environment, "from_string", from_string)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _imports_kept_out_of_gc():
+    """Every run calls gc.collect (the trainers at each train, nlpexp.trainer.memory at each end), and a full
+    collection walks every tracked object: after torch, transformers and sentence-transformers are imported,
+    about a quarter of a second each time. Their module-level objects live as long as the test process, so
+    they are moved out of the collector's sight once (gc.freeze); what the tests create is collected as usual."""
+    import gc
+
+    import sentence_transformers  # noqa: F401 (imports torch and transformers too)
+
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()

@@ -22,14 +22,14 @@ def _rss_mb() -> float:
 
 def test_resident_memory_after_several_trials_stays_near_the_first_trials(compose_run, tmp_path):
     kept_errors, rss = [], []  # a sweeper keeps each failed trial's exception: so does this test
-    for trial in range(4):
+    for trial in range(3):
         overrides = WIDE + ((DIVERGING,) if trial % 2 else ())
         try:
             run(compose_run(*overrides, run_dir=tmp_path / f"trial{trial}"))
         except NlpexpError as err:
             kept_errors.append(err)
         rss.append(_rss_mb())
-    assert len(kept_errors) == 2, "the diverging trials must fail mid-training"
+    assert len(kept_errors) == 1, "the diverging trial must fail mid-training"
     printed = "".join(traceback.format_exception(kept_errors[0]))  # the cleared frames still print
     assert "on_log" in printed and "training loss became nan" in printed
     # Without the release, each failed trial kept about 130 MB (its traceback held the trainer and the model).

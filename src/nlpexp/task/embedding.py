@@ -27,6 +27,7 @@ from nlpexp.task.base import Task
 from nlpexp.task.evaluators import sts_evaluator
 from nlpexp.trainer import ConfiguredOptimization
 from nlpexp.trainer.batching import LengthAwareBatching
+from nlpexp.trainer.lazy import lazy_evaluator
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class SentenceEmbeddingTask(Task):
             args=args,
             train_dataset=train_set,
             loss=self.loss,
-            evaluator=self.sts_evaluator("validation"),
+            evaluator=lazy_evaluator(self.sts.has("validation"), lambda: self.sts_evaluator("validation")),
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,

@@ -28,6 +28,7 @@ from nlpexp.task.base import Task
 from nlpexp.task.evaluators import NliAccuracyEvaluator, sts_evaluator
 from nlpexp.trainer import ConfiguredOptimization
 from nlpexp.trainer.batching import LengthAwareBatching
+from nlpexp.trainer.lazy import lazy_evaluator
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
@@ -69,7 +70,8 @@ class SbertNliTask(Task):
             args=args,
             train_dataset=self.train_set,
             loss=self.loss,
-            evaluator=self._evaluator("validation", during_training=True),
+            evaluator=lazy_evaluator(self.sts.has("validation") or self.data.has("validation"),
+                                     lambda: self._evaluator("validation", during_training=True)),
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
