@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
+from datasets import Dataset
 from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class LengthAwareBatching:
 
     def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
         settings = self.trainer_settings
-        if settings is None or not settings.batches_by_length or not hasattr(dataset, "column_names"):
+        if settings is None or not settings.batches_by_length or not isinstance(dataset, Dataset):  # not streamed
             return super().get_batch_sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
         lengths = token_lengths(dataset, self.model.tokenizer, self.model.max_seq_length, valid_label_columns)
         no_duplicates = self.args.batch_sampler in (BatchSamplers.NO_DUPLICATES, BatchSamplers.NO_DUPLICATES_HASHED)
