@@ -85,17 +85,21 @@ def _model_card_template_compiled_once():
         yield
 
 
-@pytest.fixture(scope="session", autouse=True)
+_modules_when_frozen = 0
+
+
+@pytest.fixture(autouse=True)
 def _imports_kept_out_of_gc():
     """Every run calls gc.collect (the trainers at each train, nlpexp.trainer.memory at each end), and a full
-    collection walks every tracked object: after torch, transformers and sentence-transformers are imported,
-    about a quarter of a second each time. Their module-level objects live as long as the test process, so
-    they are moved out of the collector's sight once (gc.freeze); what the tests create is collected as usual."""
-    import gc
+    collection walks every tracked object: once torch and transformers are imported, about a quarter of a second
+    each time. Imported modules live as long as the test process, so whenever a test finds many new ones (torch,
+    transformers, ... loaded by the tests before it), what exists is moved out of the collector's sight
+    (gc.freeze, after a collection); what the tests create afterwards is collected as usual."""
+    global _modules_when_frozen
+    if len(sys.modules) > _modules_when_frozen + 500:
+        import gc
 
-    import sentence_transformers  # noqa: F401 (imports torch and transformers too)
-
-    gc.collect()
-    gc.freeze()
+        gc.collect()
+        gc.freeze()
+        _modules_when_frozen = len(sys.modules)
     yield
-    gc.unfreeze()
