@@ -2,8 +2,12 @@
 
 Alternates A B A B (REPEATS times), each in a fresh process. Throughput is taken between the first and
 last logged training step (TensorBoard event wall times), so start-up and the final evaluation do not
-count; time to first step is from process start to the first logged step. Also times
-`python run.py --cfg job` (compose only). Writes results/overhead.json and overhead.md.
+count; time to first step is from process start to the first logged step (issue 20: at most plain + 1.0 s).
+Also times `python run.py --cfg job` (compose only). Writes results/overhead.json (`first_step_gap_s_median`:
+the gap) and overhead.md, and the docs table.
+
+    python benchmarks/bench_overhead.py           # 5 A/B repeats of 60 steps (about 15 min on the 2-core CPU)
+    python benchmarks/bench_overhead.py --quick   # 1 repeat of 12 steps: checks the script, printed only
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, StealMeter, update_docs, write_results
+from common import ROOT, StealMeter, bench_parser, machine, update_docs, write_results
 
-QUICK = "--quick" in sys.argv or os.environ.get("NLPEXP_BENCH_QUICK") == "1"
+QUICK = bench_parser(__doc__).parse_args().quick
+FIRST_STEP_GAP_TARGET_S = 1.0
 STEPS, BATCH, REPEATS = (12, 16, 1) if QUICK else (60, 16, 5)
 DATA_DIR = Path(os.environ.get("NLPEXP_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
@@ -74,22 +79,24 @@ def main() -> None:
     first_step_gap = statistics.median(a["first_step_s"] - b["first_step_s"] for a, b in pairs)
     figures = {
         "setup": {"model": "bundled all-MiniLM-L6-v2", "task": "sbert_nli (SoftmaxLoss)", "steps": STEPS,
-                  "batch_size": BATCH, "repeats": REPEATS, "cpu_count": os.cpu_count(), "quick": QUICK},
+                  "batch_size": BATCH, "repeats": REPEATS, "quick": QUICK, "machine": machine()},
         "runs": [{"run_py": a, "plain": b} for a, b in pairs],
         "throughput_ratio_median": round(ratio, 4),
         "first_step_gap_s_median": round(first_step_gap, 2),
+        "first_step_gap_target_s": FIRST_STEP_GAP_TARGET_S,
         "compose_only_s_median": round(compose_only(), 3),
     }
+    gap = figures["first_step_gap_s_median"]
     table = f"""### Framework overhead (sbert_nli, MiniLM, batch {BATCH}, {STEPS} steps, {REPEATS} A/B repeats)
 
 | figure | measured | target |
 |---|---|---|
 | training samples/s, run.py / plain (median) | {figures['throughput_ratio_median']:.3f} | >= 0.97 |
-| time to first step, run.py minus plain (median) | {figures['first_step_gap_s_median']:+.2f} s | <= +1.5 s |
+| time to first step, run.py minus plain (median) | {gap:+.2f} s | <= +{FIRST_STEP_GAP_TARGET_S} s |
 | `python run.py --cfg job` (compose only, median of 5) | {figures['compose_only_s_median']:.2f} s | <= 1.0 s |
 """
-    write_results("overhead", figures, table)
-    if not QUICK:
+    if not QUICK:  # a quick run checks the script; its figures would overwrite the results
+        write_results("overhead", figures, table)
         update_docs("overhead", table)
     print(table)
 

@@ -62,6 +62,26 @@ class StealMeter:
         return round(100 * (end[0] - self.start[0]) / (end[1] - self.start[1]), 1)
 
 
+def machine() -> dict:
+    """What the figures were measured on: CPU model and cores, GPU if any, the day."""
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), None)
+    gpu = None
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return {"cpu": model, "cpu_count": os.cpu_count(), "gpu": gpu, "date": time.strftime("%Y-%m-%d")}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def write_results(name: str, figures: dict, table_md: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")

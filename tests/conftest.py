@@ -87,3 +87,46 @@ def compose_run(tmp_path):
 @pytest.fixture(autouse=True)
 def _quiet_logs():
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_card_template_compiled_once():
+    """sentence-transformers writes a model card (README.md) at every save, and huggingface_hub compiles its Jinja
+    template anew each time: a third of the CPU time of a tiny sentence-transformers run. A template compiled from
+    the same source in the same environment renders the same card, so the tests compile each source once."""
+    import jinja2
+
+    compiled = {}
+    original = jinja2.Environment.from_string
+
+    def from_string(self, source, globals=None, template_class=None):
+        if globals is not None or not isinstance(source, str):
+            return original(self, source, globals, template_class)
+        key = (id(self), source, template_class)
+        if key not in compiled:
+            compiled[key] = (self, original(self, source, globals, template_class))  # keeps `self` alive: ids stay
+        return compiled[key][1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jinja2.Environment, "from_string", from_string)
+        yield
+
+
+_modules_when_frozen = 0
+
+
+@pytest.fixture(autouse=True)
+def _imports_kept_out_of_gc():
+    """Every run calls gc.collect (the trainers at each train, nlpexp.trainer.memory at each end), and a full
+    collection walks every tracked object: once torch and transformers are imported, about a quarter of a second
+    each time. Imported modules live as long as the test process, so whenever a test finds many new ones (torch,
+    transformers, ... loaded by the tests before it), what exists is moved out of the collector's sight
+    (gc.freeze, after a collection); what the tests create afterwards is collected as usual."""
+    global _modules_when_frozen
+    if len(sys.modules) > _modules_when_frozen + 500:
+        import gc
+
+        gc.collect()
+        gc.freeze()
+        _modules_when_frozen = len(sys.modules)
+    yield

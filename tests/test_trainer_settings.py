@@ -1,4 +1,5 @@
-"""GPU-path trainer settings (issue #9): length-grouped batching and TF32 reach the trainers, or say why not."""
+"""GPU-path trainer settings (issues #9, #20): length-grouped batching, TF32 and precision=auto reach the trainers,
+or say why not."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from transformers import TrainingArguments
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
 from nlpexp.trainer import TrainerSettings
+from nlpexp.trainer.settings import auto_precision
 
 ADAMW = functools.partial(torch.optim.AdamW, lr=1e-4)
 
@@ -27,9 +29,28 @@ def test_group_by_length_sets_the_trainers_sampling_strategy(tmp_path):
     assert _arguments(tmp_path).train_sampling_strategy == "random"
 
 
-def test_group_by_length_is_refused_where_sentence_transformers_batches(tmp_path):
-    with pytest.raises(NlpexpError, match="task.batch_sampler"):
-        _arguments(tmp_path, SentenceTransformerTrainingArguments, group_by_length=True)
+def test_group_by_length_leaves_the_sentence_transformers_arguments_to_the_batching_mixin(tmp_path):
+    # nlpexp.trainer.batching's sampler does the grouping there (tests/test_batching.py).
+    arguments = _arguments(tmp_path, SentenceTransformerTrainingArguments, group_by_length=True,
+                           max_tokens_per_batch=4096)
+    assert arguments.train_sampling_strategy == "random"
+
+
+def test_a_token_budget_is_refused_for_the_transformers_trainer(tmp_path):
+    with pytest.raises(NlpexpError, match="trainer.max_tokens_per_batch works with the sentence-transformers"):
+        _arguments(tmp_path, max_tokens_per_batch=4096)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU case")
+def test_precision_auto_trains_in_fp32_on_the_cpu(tmp_path):
+    arguments = _arguments(tmp_path, precision="auto")
+    assert not arguments.bf16 and not arguments.fp16
+    assert auto_precision() == "32"
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16"), (False, "fp16"), (None, "32")])
+def test_precision_auto_picks_what_the_gpu_computes_in(native_bf16, expected):
+    assert auto_precision(lambda: native_bf16) == expected
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU case")

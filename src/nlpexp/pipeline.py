@@ -25,6 +25,7 @@ from nlpexp.safety import check_run
 from nlpexp.scheduler import check_schedule
 from nlpexp.sweep import check_trial_owned, trial_callbacks
 from nlpexp.trainer.checkpoints import kill_point
+from nlpexp.trainer.memory import release_memory
 from nlpexp.trainer.settings import check_optimizer
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if run_dir is not None and run_dir.is_dir():
             with contextlib.suppress(OSError):
                 _write_provenance(cfg, run_dir)
+        release_memory(err)  # the next sweep trial in this process starts from the same footprint
         raise
     _write_provenance(cfg, run_dir)
     attempt.finish(cfg, record, metrics)
+    release_memory()
     return metrics
 
 

@@ -31,6 +31,7 @@ from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.task.embedding import SCORED_PAIR_LOSSES, SentenceEmbeddingTask
 from nlpexp.trainer import ConfiguredOptimization
+from nlpexp.trainer.batching import LengthAwareBatching
 
 log = logging.getLogger(__name__)
 SAMPLINGS = ("given", "random", "nearest")
@@ -142,6 +143,7 @@ class AugSbertTask(SentenceEmbeddingTask):
             # The run's loggers follow the bi-encoder; the cross-encoder's figures go to metrics.json.
             callbacks=[c for c in self.training_callbacks() if c not in self.callbacks],
             optimizer_factory=self.optimizer_factory, scheduler_factory=self.scheduler_factory,
+            trainer_settings=self.trainer_settings,
         )
         resume = None if isinstance(self.trainer_settings.resume, str) else self.resume_from(checkpoints)
         trainer.train(resume_from_checkpoint=resume)
@@ -242,7 +244,7 @@ class StageLedger:
         return dict(self.records.get(stage, {}).get("metrics", {}))
 
 
-class CrossEncoderStageTrainer(ConfiguredOptimization, CrossEncoderTrainer):
+class CrossEncoderStageTrainer(LengthAwareBatching, ConfiguredOptimization, CrossEncoderTrainer):
     """CrossEncoderTrainer with the optimizer and schedule of the config."""
 
 

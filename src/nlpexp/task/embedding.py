@@ -26,6 +26,8 @@ from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
 from nlpexp.task.evaluators import sts_evaluator
 from nlpexp.trainer import ConfiguredOptimization
+from nlpexp.trainer.batching import LengthAwareBatching
+from nlpexp.trainer.lazy import lazy_evaluator
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +83,11 @@ class SentenceEmbeddingTask(Task):
             args=args,
             train_dataset=train_set,
             loss=self.loss,
-            evaluator=self.sts_evaluator("validation"),
+            evaluator=lazy_evaluator(self.sts.has("validation"), lambda: self.sts_evaluator("validation")),
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
+            trainer_settings=self.trainer_settings,
         )
         self.run_trainer(trainer)
         self.train_metrics["train/examples"] = float(len(train_set))
@@ -154,5 +157,5 @@ def warn_if_accumulating(loss_class, settings) -> None:
                 loss_class.__name__, settings.batch_size - 1, way_out)
 
 
-class EmbeddingTrainer(ConfiguredOptimization, SentenceTransformerTrainer):
+class EmbeddingTrainer(LengthAwareBatching, ConfiguredOptimization, SentenceTransformerTrainer):
     """SentenceTransformerTrainer with the optimizer and schedule of the config."""

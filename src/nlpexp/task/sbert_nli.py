@@ -27,6 +27,8 @@ from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
 from nlpexp.task.evaluators import NliAccuracyEvaluator, sts_evaluator
 from nlpexp.trainer import ConfiguredOptimization
+from nlpexp.trainer.batching import LengthAwareBatching
+from nlpexp.trainer.lazy import lazy_evaluator
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
@@ -68,10 +70,12 @@ class SbertNliTask(Task):
             args=args,
             train_dataset=self.train_set,
             loss=self.loss,
-            evaluator=self._evaluator("validation", during_training=True),
+            evaluator=lazy_evaluator(self.sts.has("validation") or self.data.has("validation"),
+                                     lambda: self._evaluator("validation", during_training=True)),
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
+            trainer_settings=self.trainer_settings,
         )
         self.run_trainer(trainer)
         self.head_trained = True
@@ -100,7 +104,7 @@ class SbertNliTask(Task):
             evaluators, main_score_function=lambda scores: scores[0])
 
 
-class SbertNliTrainer(ConfiguredOptimization, SentenceTransformerTrainer):
+class SbertNliTrainer(LengthAwareBatching, ConfiguredOptimization, SentenceTransformerTrainer):
     """Keeps the classifier head with every checkpoint, logs the training accuracy, and trains one head across
     processes (DDP wraps the model, not the loss that holds the head)."""
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from nlpexp.errors import NlpexpError
 from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest_complete
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("32", "bf16", "fp16")
+PRECISIONS = ("32", "bf16", "fp16", "auto")
 
 
 class TrainerSettings:
@@ -32,6 +33,7 @@ class TrainerSettings:
         auto_find_batch_size: bool = False,
         tf32: bool | None = None,
         group_by_length: bool = False,
+        max_tokens_per_batch: int | None = None,
     ):
         for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
                            "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -42,6 +44,10 @@ class TrainerSettings:
             raise NlpexpError(f"trainer.precision must be one of {PRECISIONS}, got {precision!r}")
         if eval_every_steps is not None and eval_every_steps < 1:
             raise NlpexpError(f"trainer.eval_every_steps must be a positive integer or null, got {eval_every_steps}")
+        if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int)
+                                                 or isinstance(max_tokens_per_batch, bool) or max_tokens_per_batch < 1):
+            raise NlpexpError(f"trainer.max_tokens_per_batch must be a positive integer or null, "
+                              f"got {max_tokens_per_batch!r}")
         if max_steps <= 0 and max_epochs <= 0:
             raise NlpexpError("trainer.max_epochs must be > 0 (or set trainer.max_steps)")
         self.max_epochs = max_epochs
@@ -60,6 +66,12 @@ class TrainerSettings:
         self.auto_find_batch_size = auto_find_batch_size
         self.tf32 = tf32
         self.group_by_length = group_by_length
+        self.max_tokens_per_batch = max_tokens_per_batch
+
+    @property
+    def batches_by_length(self) -> bool:
+        """Length-grouped batches: asked for, or implied by a token budget (nlpexp.trainer.batching)."""
+        return bool(self.group_by_length) or self.max_tokens_per_batch is not None
 
     @property
     def effective_batch_size(self) -> int:
@@ -104,11 +116,11 @@ class TrainerSettings:
         return args_class(**{**arguments, **task_args})
 
     def _batching(self, args_class) -> dict[str, str]:
-        if not self.group_by_length:
-            return {}
-        if args_class.__module__.startswith("sentence_transformers"):
-            raise NlpexpError("trainer.group_by_length works with the transformers Trainer tasks (classification, "
-                              "summarization); the sentence-transformers trainers batch by task.batch_sampler")
+        if not self.batches_by_length or args_class.__module__.startswith("sentence_transformers"):
+            return {}  # the sentence-transformers trainers take nlpexp.trainer.batching's sampler instead
+        if self.max_tokens_per_batch is not None:
+            raise NlpexpError("trainer.max_tokens_per_batch works with the sentence-transformers tasks (sbert_nli, "
+                              "embedding, augsbert, tsdae); here use trainer.group_by_length=true")
         return {"train_sampling_strategy": "group_by_length"}  # batches of similar lengths: less padding
 
     def _device_flags(self) -> dict[str, bool]:
@@ -125,17 +137,21 @@ class TrainerSettings:
         return flags
 
     def _precision_flags(self) -> dict[str, bool]:
-        if self.precision == "32":
+        precision = self.precision
+        if precision == "auto":
+            precision = auto_precision()
+            log.info("trainer.precision=auto: %s", precision)
+        if precision == "32":
             return {}
         import torch
 
         if torch.cuda.is_available():
-            if self.precision == "bf16" and not torch.cuda.is_bf16_supported():
+            if precision == "bf16" and not torch.cuda.is_bf16_supported():
                 log.warning("trainer.precision=bf16: this GPU has no bf16; training in fp32 (try fp16)")
                 return {}
-            return {self.precision: True}
+            return {precision: True}
         # CPU autocast exists for bf16 only; fp16 on CPU would fail deep inside accelerate.
-        if self.precision == "fp16":
+        if precision == "fp16":
             log.warning("trainer.precision=fp16 needs a GPU; training in fp32")
             return {}
         return {"bf16": True, "use_cpu": True}  # transformers takes bf16 without a GPU only when told so
@@ -167,6 +183,23 @@ def check_optimizer(factory: functools.partial) -> None:
     decay = factory.keywords.get("weight_decay", 0.0)
     if not isinstance(decay, int | float) or decay < 0:
         raise NlpexpError(f"optimizer.weight_decay must be a number >= 0, got {decay!r}")
+
+
+def auto_precision(gpu_bf16: Callable[[], bool | None] | None = None) -> str:
+    """trainer.precision=auto: bf16 on a GPU that computes in it (Ampere or newer), fp16 on an older GPU, 32 on the
+    CPU. `gpu_bf16()`: None without a GPU, else whether it has native bf16."""
+    native_bf16 = (gpu_bf16 or _gpu_bf16)()
+    if native_bf16 is None:
+        return "32"
+    return "bf16" if native_bf16 else "fp16"
+
+
+def _gpu_bf16() -> bool | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 is slower than fp16
 
 
 def _has_cuda() -> bool:

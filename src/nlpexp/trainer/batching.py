@@ -1,0 +1,186 @@
+"""Length-aware batches for the sentence-transformers trainers (`trainer.group_by_length`,
+`trainer.max_tokens_per_batch`).
+
+A batch costs as much as its longest example times its size: the rest is padding. Each epoch the examples are
+shuffled, cut into mega-batches of `MEGA_BATCH_MULT` batches, sorted by length inside each, then cut into
+batches, and the batches themselves are shuffled: similar lengths within a batch, random order across them (the
+recipe of transformers' LengthGroupedSampler, which the sentence-transformers trainers do not use).
+
+With a token budget, an example whose length L would overflow `max_tokens` in a full batch goes to a bucket of
+half the batch size (halved again until cap x L fits): long sequences get smaller batches rather than an
+out-of-memory retry. Each bucket is grouped as above on its own.
+
+Lengths are token counts by the model's tokenizer (truncated as the model truncates), all text columns of an
+example together; the budget holds for that measure: batch size x longest example <= max_tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+from datasets import Dataset
+from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
+
+log = logging.getLogger(__name__)
+MEGA_BATCH_MULT = 50  # transformers' LengthGroupedSampler default: 50 batches, or fewer for small datasets
+
+
+class LengthGroupedBatchSampler(DefaultBatchSampler):
+    """Batches of similar lengths, optionally without a text twice in a batch and under a token budget.
+
+    Every example is in exactly one batch per epoch; the batches depend only on `seed` and the epoch.
+    """
+
+    def __init__(self, dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
+                 generator=None, seed: int = 0, *, lengths: Sequence[int], max_tokens: int | None = None,
+                 no_duplicates: bool = False, mega_batch_mult: int = MEGA_BATCH_MULT):
+        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
+                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if len(self.lengths) != len(dataset):
+            raise ValueError(f"{len(self.lengths)} lengths for {len(dataset)} examples")
+        self.max_tokens = max_tokens
+        self.mega_batch_mult = mega_batch_mult
+        self.texts = row_texts(dataset, valid_label_columns) if no_duplicates else None
+        self._plan: tuple[int, list[list[int]]] | None = None
+
+    def __iter__(self):
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        # Exact for the epoch set last (the trainer reads it once, before epoch 0); without no_duplicates every
+        # epoch has the same count, with it a later epoch may differ by a batch or two, as the library's own.
+        return len(self.batches())
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches (computed once per epoch)."""
+        if self._plan is None or self._plan[0] != self.epoch:
+            self._plan = (self.epoch, self._make_batches(np.random.default_rng([self.seed or 0, self.epoch])))
+        return self._plan[1]
+
+    def _make_batches(self, rng: np.random.Generator) -> list[list[int]]:
+        caps = batch_caps(self.lengths, self.batch_size, self.max_tokens)
+        batches: list[list[int]] = []
+        for cap in sorted(set(caps.tolist()), reverse=True):
+            members = np.flatnonzero(caps == cap)
+            order = grouped_order(members[rng.permutation(len(members))], self.lengths,
+                                  cap * self._mega_batch_mult(len(members), cap))
+            batches += self._split(order, cap)
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == caps[b[0]]]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _mega_batch_mult(self, n: int, cap: int) -> int:
+        # As transformers: at least 4 mega-batches when the data is small, so that grouping keeps some randomness.
+        return max(1, min(n // (cap * 4), self.mega_batch_mult))
+
+    def _split(self, order: list[int], cap: int) -> list[list[int]]:
+        if self.texts is None:
+            return [order[i:i + cap] for i in range(0, len(order), cap)]
+        return split_without_duplicates(order, cap, self.texts)
+
+
+def batch_caps(lengths: np.ndarray, batch_size: int, max_tokens: int | None) -> np.ndarray:
+    """Per example, the batch size it may share: `batch_size`, halved until cap x length <= max_tokens (>= 1)."""
+    caps = np.full(len(lengths), batch_size, dtype=np.int64)
+    if max_tokens is None:
+        return caps
+    while True:
+        over = (caps * lengths > max_tokens) & (caps > 1)
+        if not over.any():
+            return caps
+        caps[over] //= 2
+
+
+def grouped_order(indices: np.ndarray, lengths: np.ndarray, mega_batch_size: int) -> list[int]:
+    """`indices` (already shuffled) cut into mega-batches, each sorted longest first (stable: ties stay random)."""
+    order: list[int] = []
+    for start in range(0, len(indices), mega_batch_size):
+        mega = indices[start:start + mega_batch_size]
+        order += mega[np.argsort(-lengths[mega], kind="stable")].tolist()
+    return order
+
+
+def split_without_duplicates(order: list[int], cap: int, texts: Sequence[frozenset]) -> list[list[int]]:
+    """Batches of `cap` in `order`, an example that repeats a text of the batch waiting for the next one (which
+    holds examples of about its length). Every example lands in exactly one batch; the last batches may be short."""
+    pending, batches = deque(order), []
+    while pending:
+        batch, seen, deferred = [], set(), []
+        while pending and len(batch) < cap:
+            index = pending.popleft()
+            if seen.isdisjoint(texts[index]):
+                batch.append(index)
+                seen |= texts[index]
+            else:
+                deferred.append(index)
+        pending.extendleft(reversed(deferred))
+        batches.append(batch)
+    return batches
+
+
+def row_texts(dataset, label_columns: Sequence[str] | None) -> list[frozenset]:
+    """Per row, the values a batch must not repeat: every column but the labels (as NoDuplicatesBatchSampler)."""
+    columns = [c for c in dataset.column_names if c not in set(label_columns or ()) | {"dataset_name"}]
+    values = [list(dataset[c]) for c in columns]
+    return [frozenset(str(v) for v in row) for row in zip(*values, strict=True)]
+
+
+def token_lengths(dataset, tokenizer, max_length: int | None, label_columns: Sequence[str] | None = None
+                  ) -> np.ndarray:
+    """Tokens per example, its text columns together, each truncated to `max_length` as the model does.
+    Each distinct text is tokenised once (NLI premises repeat)."""
+    total = np.zeros(len(dataset), dtype=np.int64)
+    for column in text_columns(dataset, label_columns):
+        texts = [str(t) for t in dataset[column]]
+        distinct = list(dict.fromkeys(texts))
+        encoded = tokenizer(distinct, add_special_tokens=True, truncation=max_length is not None,
+                            max_length=max_length, return_attention_mask=False,
+                            return_token_type_ids=False)["input_ids"]
+        by_text = dict(zip(distinct, map(len, encoded), strict=True))
+        total += np.fromiter((by_text[t] for t in texts), dtype=np.int64, count=len(texts))
+    return total
+
+
+def text_columns(dataset, label_columns: Sequence[str] | None) -> list[str]:
+    labels = set(label_columns or ())
+    return [name for name, feature in dataset.features.items()
+            if name not in labels and getattr(feature, "dtype", None) in ("string", "large_string")]
+
+
+def padding_share(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> float:
+    """The share of the tokens a model computes that are padding: 1 - real tokens / (size x longest), summed."""
+    computed = sum(len(b) * int(lengths[b].max()) for b in batches if len(b))
+    return 1.0 - float(sum(int(lengths[b].sum()) for b in batches)) / computed if computed else 0.0
+
+
+class LengthAwareBatching:
+    """Mixin for the sentence-transformers trainers: with `trainer.group_by_length` or `trainer.max_tokens_per_batch`
+    set in `trainer_settings`, LengthGroupedBatchSampler replaces the library's batch sampler
+    (`task.batch_sampler=no_duplicates` is kept); otherwise the library chooses as usual."""
+
+    def __init__(self, *args, trainer_settings=None, **kwargs):
+        self.trainer_settings = trainer_settings
+        super().__init__(*args, **kwargs)
+
+    def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+        settings = self.trainer_settings
+        if settings is None or not settings.batches_by_length or not isinstance(dataset, Dataset):  # not streamed
+            return super().get_batch_sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
+        lengths = token_lengths(dataset, self.model.tokenizer, self.model.max_seq_length, valid_label_columns)
+        no_duplicates = self.args.batch_sampler in (BatchSamplers.NO_DUPLICATES, BatchSamplers.NO_DUPLICATES_HASHED)
+        sampler = LengthGroupedBatchSampler(
+            dataset, batch_size, drop_last, valid_label_columns, generator, seed, lengths=lengths,
+            max_tokens=settings.max_tokens_per_batch, no_duplicates=no_duplicates)
+        log.info("length-grouped batches: %d per epoch, %.0f %% padding (random batches: %.0f %%)", len(sampler),
+                 100 * padding_share(sampler.batches(), lengths), 100 * random_padding_share(lengths, batch_size, seed))
+        return sampler
+
+
+def random_padding_share(lengths: np.ndarray, batch_size: int, seed: int = 0) -> float:
+    """The padding share of plain shuffled batches of `batch_size`, for comparison."""
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    return padding_share([order[i:i + batch_size] for i in range(0, len(order), batch_size)], lengths)
