@@ -52,8 +52,13 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):
             return hydra_compose(config_name=config_name, overrides=overrides or [])
     except (HydraException, OmegaConfBaseException) as err:
-        cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
-        raise NlpexpError(one_line(f"{err}\n{cause}")) from err
+        raise NlpexpError(hydra_error_line(err)) from err
+
+
+def hydra_error_line(err: Exception) -> str:
+    """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
+    cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
+    return one_line(f"{err}\n{cause}")
 
 
 def one_line(message: str) -> str:
@@ -72,23 +77,15 @@ def one_line(message: str) -> str:
     return "; ".join(parts)
 
 
-# Hydra flags after which run.py should not pre-compose (they print, sweep, or need Hydra's own handling).
-_HYDRA_FLAGS = ("-m", "--multirun", "-c", "--cfg", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve",
-                "-p", "--package", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name",
-                "-cd", "--config-dir", "--experimental-rerun")
-
-
 def exit_on_bad_overrides(argv: list[str]) -> None:
-    """Before Hydra runs: overrides that cannot compose (a single run's), or that the processes of a
-    multi-process run cannot share, end with one `error:` line, exit 2."""
+    """Before Hydra runs: overrides that the processes of a multi-process run cannot share end with one `error:`
+    line, exit 2. (Overrides that cannot compose fail in Hydra's one composition: nlpexp.boundary reports them.)"""
     import sys
 
     from nlpexp.distributed import check_overrides
 
     try:
         check_overrides(argv)
-        if not any(arg.split("=", 1)[0] in _HYDRA_FLAGS for arg in argv):
-            compose([a for a in argv if not a.startswith("hydra.") and not a.startswith("hydra/")])
     except NlpexpError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

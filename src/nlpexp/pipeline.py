@@ -22,21 +22,19 @@ from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
-from nlpexp.safety import check_targets, redact
+from nlpexp.safety import redact
 from nlpexp.scheduler import check_schedule
 from nlpexp.sweep import trial_callbacks
 from nlpexp.trainer.settings import check_optimizer
+from nlpexp.validate import validate
 
 log = logging.getLogger(__name__)
-MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
 EVAL_ROLES = ("validation", "test")
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
-    check_targets(cfg)
-    if cfg.mode not in MODES:
-        raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    validate(cfg)  # every setting against nlpexp.schema (and the safety gate) before anything is built
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
     task_class(cfg).check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)

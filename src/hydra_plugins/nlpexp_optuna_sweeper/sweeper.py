@@ -63,10 +63,20 @@ class StudySweeper(OptunaSweeper):
         from nlpexp.errors import NlpexpError
 
         try:
+            self._validate()
             self._sweep(arguments)
         except NlpexpError as err:
             log.error("error: %s", err)
             sys.exit(2)
+
+    def _validate(self) -> None:
+        """The sweep's settings and the config every trial starts from: checked once, before any trial."""
+        from nlpexp.validate import validate
+
+        config = self.config.copy()
+        with read_write(config), open_dict(config):
+            config.paths.output_dir = str(config.hydra.sweep.dir)  # the trials' dirs go under it
+        validate(config)
 
     # --- the study -------------------------------------------------------------------------------------
 
@@ -86,8 +96,6 @@ class StudySweeper(OptunaSweeper):
         if len(directions) != 1:
             raise NlpexpError(f"hydra.sweeper.direction must be one direction (run.py returns one value), "
                               f"got {directions}")
-        if upstream.n_jobs < 1:
-            raise NlpexpError(f"hydra.sweeper.n_jobs must be >= 1 (trials run at once), got {upstream.n_jobs}")
         self._check_space(space)
         self.grid = self._grid_space(space)
         self.n_trials = upstream.n_trials
