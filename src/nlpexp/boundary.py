@@ -37,7 +37,7 @@ def exit_on_error(main: Callable[[], object], argv: list[str]) -> None:
         if full_error:
             raise
         if not getattr(err, _REPORTED, False):
-            print(f"error: {error_line(err, _hydra_paths())}", file=sys.stderr)
+            print(f"error: {error_line(err, _job_dir(err))}", file=sys.stderr)
         raise SystemExit(exit_code(err)) from None
 
 
@@ -106,13 +106,16 @@ def run_paths(cfg) -> dict[str, str]:
     return paths
 
 
-def _hydra_paths() -> dict[str, str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    hydra = HydraConfig.get()
-    return {"hydra.run.dir": str(hydra.run.dir), "hydra.sweep.dir": str(hydra.sweep.dir)}
+def _job_dir(err: BaseException) -> dict[str, str]:
+    """{"hydra.run.dir": <dir>} when `err` came from Hydra setting up a job's dir (a file, read-only, a full disk):
+    Hydra's run_job knows which key it was making; it has forgotten the config by the time we see the error."""
+    tb = err.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("run_job", "_run_job") and "output_dir" in frame.f_locals:
+            return {str(frame.f_locals["job_dir_key"]): str(frame.f_locals.get("output_dir", ""))}
+        tb = tb.tb_next
+    return {}
 
 
 def _full_error() -> bool:
