@@ -38,8 +38,9 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose the run config in-process (tests, tools); `paths.output_dir` must be overridden.
+def compose(overrides: list[str] | None = None, config_name: str = "config", with_hydra: bool = False) -> DictConfig:
+    """Compose the run config in-process (tests, tools); `paths.output_dir` must be overridden. `with_hydra`: with
+    Hydra's own node (the sweeper's settings), as a sweep sees it.
 
     Composition errors (unknown option, misspelled key, bad override syntax) become one-line NlpexpErrors.
     """
@@ -50,7 +51,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
 
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):
-            return hydra_compose(config_name=config_name, overrides=overrides or [])
+            return hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
 

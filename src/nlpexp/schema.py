@@ -87,13 +87,21 @@ DATA = Group({
     "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(),
 }, required=("name", "root", "sources", "splits"))
 
+def _check_duration(trainer: dict, path: str) -> None:
+    from nlpexp.errors import NlpexpError
+
+    if trainer.get("max_steps", -1) <= 0 and trainer.get("max_epochs", 1) <= 0:
+        raise NlpexpError(f"{path}.max_epochs must be > 0 when {path}.max_steps is not (one of them bounds training), "
+                          f"got {trainer['max_epochs']}")
+
+
 TRAINER = Group({
     "max_epochs": Num(0), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
     "gradient_accumulation_steps": Int(1), "precision": OneOf(PRECISIONS), "eval_every_steps": Maybe(Int(1)),
     "logging_steps": Int(1), "save_total_limit": Maybe(Int(1)), "early_stopping_patience": Maybe(Int(1)),
     "resume": Either((Bool(), Text(meaning="a checkpoint folder"))), "dataloader_workers": Int(0, 256),
     "seed": SEED, "auto_find_batch_size": Bool(), "tf32": Maybe(Bool()), "group_by_length": Bool(),
-})
+}, checks=(_check_duration,))
 
 _ADAM = Group({
     "lr": Num(0, lo_open=True), "weight_decay": Num(0), "betas": ListOf(Num(0, 1, hi_open=True), 2),
@@ -171,10 +179,11 @@ SWEEPER = ByTarget({"hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper": 
                     "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": _STUDY})
 HYDRA = Group({"sweeper": SWEEPER}, open=True)  # Hydra's own structured configs type the rest
 
+# In this order, so that a bad value is named where it is set, before the keys that interpolate it (task.sts...).
 ROOT = Group({
-    "paths": PATHS, "mode": OneOf(MODES), "seed": SEED, "optimized_metric": NAME,
-    "task": TASK, "model": MODEL, "data": DATA, "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "trainer": TRAINER,
-    "loss": LOSS, "generation": Maybe(GENERATION), "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
+    "paths": PATHS, "mode": OneOf(MODES), "seed": SEED, "optimized_metric": NAME, "model": MODEL, "data": DATA,
+    "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "trainer": TRAINER, "loss": LOSS, "generation": Maybe(GENERATION),
+    "task": TASK, "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
     "debug": Anything(),
 }, required=("mode", "seed", "optimized_metric", "task", "model", "data", "optimizer", "scheduler", "trainer",
              "paths"))

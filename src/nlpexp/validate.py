@@ -68,7 +68,7 @@ def _check_value(node: DictConfig, key, rule, path: str):
         raise NlpexpError(omegaconf_error(err, path)) from None
     if value is None and (isinstance(rule, Maybe) or getattr(rule, "nullable", False)):
         return None
-    if isinstance(rule, Maybe) and isinstance(rule.rule, Group | ByTarget | MapOf):
+    if isinstance(rule, Maybe) and _walked(rule.rule):
         rule = rule.rule
     if isinstance(rule, Group | ByTarget):
         if not isinstance(value, DictConfig):
@@ -84,6 +84,11 @@ def _check_value(node: DictConfig, key, rule, path: str):
     if not rule.ok(plain):
         raise NlpexpError(f"{path} must be {rule}, got {_shown(plain)}")
     return plain
+
+
+def _walked(rule) -> bool:
+    """Is `rule` a node walked key by key (a group, or a mapping of groups) rather than checked as one value?"""
+    return isinstance(rule, Group | ByTarget) or (isinstance(rule, MapOf) and isinstance(rule.value, Group | ByTarget))
 
 
 def _plain(value, path: str):
