@@ -231,7 +231,7 @@ def test_library_errors_become_one_line_naming_the_key(tmp_path):
         f"paths.output_dir: cannot use {tmp_path}/run/metrics.json: No space left on device"
     with pytest.raises(OmegaConfBaseException) as unset:
         OmegaConf.create({"a": {"b": "${oc.env:NLPEXP_UNSET_VARIABLE}"}}).a.b  # noqa: B018
-    assert error_line(unset.value) == "a.b: \"Environment variable 'NLPEXP_UNSET_VARIABLE' not found\""
+    assert error_line(unset.value) == "a.b: Environment variable 'NLPEXP_UNSET_VARIABLE' not found"
     assert error_line(TypeError("AdamW.__init__() got an unexpected keyword argument 'foo'\nmore")) == \
         "TypeError: AdamW.__init__() got an unexpected keyword argument 'foo'"
     assert [exit_code(e) for e in (full, unset.value, TypeError(), NlpexpError(), KeyError("bug"))] == [2, 2, 2, 2, 1]

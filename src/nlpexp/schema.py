@@ -186,4 +186,4 @@ ROOT = Group({
     "task": TASK, "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
     "debug": Anything(),
 }, required=("mode", "seed", "optimized_metric", "task", "model", "data", "optimizer", "scheduler", "trainer",
-             "paths"))
+             "paths"), open=True)  # top-level keys of one's own (a note, a value to interpolate) are fine

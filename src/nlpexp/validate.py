@@ -37,7 +37,8 @@ def omegaconf_error(err: OmegaConfBaseException, key: str | None = None) -> str:
     if isinstance(err, MissingMandatoryValue):
         return f"{key} is mandatory (???) and not set: pass {key}=<value>"
     message = (getattr(err, "msg", None) or str(err)).replace("KeyError raised while resolving interpolation: ", "")
-    return f"{key}: {message.strip().splitlines()[0] if message.strip() else type(err).__name__}"
+    message = message.strip().splitlines()[0].strip('"') if message.strip() else type(err).__name__
+    return f"{key}: {message}"
 
 
 def _check_group(node: DictConfig, group: Group, path: str) -> None:
