@@ -231,3 +231,10 @@ def test_a_setting_refused_while_composing_is_one_line_naming_it(overrides, key,
 
 def test_the_catalogue_is_large_enough():
     assert len(_cases(SETTINGS)) + len(_cases(COMPOSE)) >= 150
+
+
+@pytest.mark.parametrize("overrides", [["trainer.precision=32"], ["trainer.max_epochs=0"], ["+trainer_note=x"],
+                                       ["optimizer=adam"], ["trainer.resume=/some/checkpoint"], ["seed=0"]])
+def test_good_settings_pass(overrides, tmp_path):
+    validate(_compose(tmp_path, overrides))
+

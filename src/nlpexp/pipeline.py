@@ -23,9 +23,7 @@ from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
 from nlpexp.safety import redact
-from nlpexp.scheduler import check_schedule
 from nlpexp.sweep import trial_callbacks
-from nlpexp.trainer.settings import check_optimizer
 from nlpexp.validate import validate
 
 log = logging.getLogger(__name__)
@@ -107,8 +105,6 @@ def task_class(cfg: DictConfig):
 def build_task(cfg: DictConfig, callbacks=()):
     """The task the config names, given every component it names (not set up yet)."""
     optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    check_optimizer(optimizer)
-    check_schedule(**scheduler.keywords)
     return instantiate(
         cfg.task,
         model=instantiate(cfg.model),

@@ -66,10 +66,13 @@ class Num(Rule):
 
 @dataclass(frozen=True)
 class OneOf(Rule):
+    """One of `choices`, compared as text: `trainer.precision=32` arrives as the int 32."""
+
     choices: tuple
 
     def ok(self, value) -> bool:
-        return not isinstance(value, bool | dict | list) and value in self.choices
+        return isinstance(value, str | int | float) and not isinstance(value, bool) and \
+            str(value) in map(str, self.choices)
 
     def __str__(self) -> str:
         return "one of " + ", ".join(map(str, self.choices))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nlpexp.paths import check_paths
 from nlpexp.rules import Anything, Bool, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
+from nlpexp.scheduler import NAMES as SCHEDULERS
 
 # Where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more tokens than this.
 MAX_SEQ_LENGTH = 32768
@@ -22,7 +23,6 @@ BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
 NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")
 PAIR_SAMPLINGS = ("given", "random", "nearest")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-SCHEDULERS = ("constant", "linear", "cosine")
 PRECISIONS = ("32", "bf16", "fp16")
 MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
 SEED = Int(0, 2**32 - 1)  # numpy's seed range
@@ -139,9 +139,9 @@ TASK = ByTarget({
     "nlpexp.task.classification.ClassificationTask": Group(
         {**_TASK, "dropout": Num(0, 1, hi_open=True)}, required=("monitor",)),
     "nlpexp.task.summarization.SummarizationTask": Group({
-        **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME), "multi_reference": OneOf(("best", "mean")),
-        "use_stemmer": Bool(), "max_target_length": Int(1), "source_prefix": Maybe(Text(meaning="a string")),
-        "prompt_separator": Text(meaning="a non-empty string"),
+        **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME),
+        "multi_reference": OneOf(("best", "mean")), "use_stemmer": Bool(), "max_target_length": Int(1),
+        "source_prefix": Maybe(Text(meaning="a string")), "prompt_separator": Text(meaning="a non-empty string"),
     }, required=("monitor", "generation")),
     "nlpexp.task.embedding.EmbeddingTask": Group({
         **_STS_TASK, "nli_format": OneOf(NLI_FORMATS), "label_scores": _SCORES, "max_score": Num(0, lo_open=True),

@@ -8,9 +8,13 @@ import json
 import logging
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
+
+if TYPE_CHECKING:
+    from nlpexp.data.spec import Source
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,8 @@ def _uniform_rows(rows: list[tuple[int, dict]], path: Path) -> list[dict]:
             seen = kinds.setdefault(key, (kind, line_no))
             if seen[0] != kind:
                 raise NlpexpError(f"{path} line {line_no}: column '{key}' holds a {kind} ({value!r:.40}) but a "
-                                  f"{seen[0]} on line {seen[1]}; one type per column (quote the numbers, or fix the row)")
+                                  f"{seen[0]} on line {seen[1]}; one type per column (quote the numbers, or fix "
+                                  f"the row)")
     return [{name: row.get(name) for name in names} for _, row in rows]
 
 
@@ -105,7 +110,7 @@ def _one_line(err: BaseException) -> str:
 
 
 @functools.cache
-def read_split(root: Path, folder: str, split: str, source):
+def read_split(root: Path, folder: str, split: str, source: Source):
     """(rows, origin) of `<folder>/<split>`: the local mirror's file, else the hub dataset of `source`."""
     directory = root / folder
     path = find_split_file(directory, split)

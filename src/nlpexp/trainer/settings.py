@@ -9,7 +9,6 @@ from nlpexp.distributed import is_multiprocess
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("32", "bf16", "fp16")
 
 
 class TrainerSettings:
@@ -32,17 +31,7 @@ class TrainerSettings:
         tf32: bool | None = None,
         group_by_length: bool = False,
     ):
-        for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
-                           "gradient_accumulation_steps": gradient_accumulation_steps,
-                           "logging_steps": logging_steps}.items():
-            if not isinstance(value, int) or value < 1:
-                raise NlpexpError(f"trainer.{key} must be a positive integer, got {value!r}")
-        if str(precision) not in PRECISIONS:
-            raise NlpexpError(f"trainer.precision must be one of {PRECISIONS}, got {precision!r}")
-        if eval_every_steps is not None and eval_every_steps < 1:
-            raise NlpexpError(f"trainer.eval_every_steps must be a positive integer or null, got {eval_every_steps}")
-        if max_steps <= 0 and max_epochs <= 0:
-            raise NlpexpError("trainer.max_epochs must be > 0 (or set trainer.max_steps)")
+        # Types and ranges: nlpexp.schema, checked before this is built.
         self.max_epochs = max_epochs
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -153,16 +142,6 @@ class TrainerSettings:
                 f"hydra.run.dir as the interrupted run, or drop trainer.resume"
             )
         return str(found[-1])
-
-
-def check_optimizer(factory: functools.partial) -> None:
-    """Catch what torch would reject deep inside the trainer, with the config key to fix."""
-    lr = factory.keywords.get("lr")
-    if not isinstance(lr, int | float) or isinstance(lr, bool) or lr <= 0:
-        raise NlpexpError(f"optimizer.lr must be a positive number, got {lr!r}")
-    decay = factory.keywords.get("weight_decay", 0.0)
-    if not isinstance(decay, int | float) or decay < 0:
-        raise NlpexpError(f"optimizer.weight_decay must be a number >= 0, got {decay!r}")
 
 
 def _has_cuda() -> bool:
