@@ -168,7 +168,19 @@ class Group:
     keys beyond `fields`; `checks` see the whole node (a plain dict) for rules between keys.
     """
 
-    fields: Mapping[str, Rule | Group | Callable]
+    fields: Mapping[str, Rule | Group | ByTarget]
     required: tuple[str, ...] = ()
     open: bool = False
     checks: tuple[Callable[[dict, str], None], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ByTarget:
+    """A node whose settings depend on the class it builds: the Group of its `_target_`, `other` for the rest."""
+
+    groups: dict[str, Group]
+    other: Group = field(default_factory=lambda: Group({}, open=True))
+    nullable: bool = False
+
+    def group(self, target: str | None) -> Group:
+        return self.groups.get(target or "", self.other)

@@ -9,11 +9,10 @@ torch optimizer, a loss's extra options) is an open group: its listed keys are c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlpexp.paths import check_paths
-from nlpexp.rules import Anything, Bool, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
+from nlpexp.rules import Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS
 
 # Where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more tokens than this.
@@ -30,18 +29,6 @@ NAME = Text()
 SQLALCHEMY_URL = Text(r"[a-z][a-z0-9+._-]*://.*", "an SQLAlchemy URL such as sqlite:///<file> or "
                       "postgresql://user:pw@host/db")
 STUDY_NAME = Text(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_' and '-'")
-
-
-@dataclass(frozen=True)
-class ByTarget:
-    """A node whose settings depend on the class it builds: the Group of its `_target_`, `other` for the rest."""
-
-    groups: dict[str, Group]
-    other: Group = field(default_factory=lambda: Group({}, open=True))
-    nullable: bool = False
-
-    def group(self, target: str | None) -> Group:
-        return self.groups.get(target or "", self.other)
 
 
 def _max_positions(model: dict) -> int | None:

@@ -10,8 +10,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nlpexp.errors import NlpexpError
-from nlpexp.rules import Group, MapOf, Maybe
-from nlpexp.schema import ROOT, ByTarget
+from nlpexp.rules import ByTarget, Group, MapOf, Maybe
+from nlpexp.schema import ROOT
 
 _INTERNAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
@@ -77,7 +77,7 @@ def _check_value(node: DictConfig, key, rule, path: str):
         group = rule.group(value.get("_target_")) if isinstance(rule, ByTarget) else rule
         _check_group(value, group, path)
         return None
-    if isinstance(rule, MapOf) and isinstance(rule.value, Group | ByTarget) and isinstance(value, DictConfig):
+    if _walked(rule) and isinstance(value, DictConfig):  # a mapping of groups (the loggers)
         for name in value:
             _check_value(value, name, rule.value, f"{path}.{name}")
         return None
