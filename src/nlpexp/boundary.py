@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 from nlpexp.errors import NlpexpError, first_line
@@ -21,17 +21,23 @@ USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's 
 _REPORTED = "_nlpexp_reported"  # set on an exception whose line is already out (a trial's, re-raised to Hydra)
 
 
-def exit_on_error(main: Callable[[], object], argv: list[str]) -> None:
-    """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1)."""
-    from nlpexp.config import exit_on_bad_overrides
+def exit_on_error(main: Callable[[], object], argv: list[str],
+                  before: Sequence[Callable[[list[str]], None]] = ()) -> None:
+    """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1).
+
+    `before`: checks of the command line that must pass before Hydra builds anything (a security gate); each
+    raises NlpexpError.
+    """
+    from nlpexp.distributed import check_overrides
 
     full_error = _full_error()
+    saved = {name: os.environ.get(name) for name in ("HYDRA_FULL_ERROR", "NLPEXP_FULL_ERROR")}
     # Hydra prints its own multi-line report (exit 1) unless HYDRA_FULL_ERROR is set, then it re-raises to us;
-    # the user's own choice is kept in NLPEXP_FULL_ERROR.
-    os.environ["NLPEXP_FULL_ERROR"] = "1" if full_error else "0"
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+    # the user's own choice is kept in NLPEXP_FULL_ERROR for the job (job_errors).
+    os.environ.update(HYDRA_FULL_ERROR="1", NLPEXP_FULL_ERROR="1" if full_error else "0")
     try:
-        exit_on_bad_overrides(argv)
+        for check in (check_overrides, *before):
+            check(argv)
         main()
     except Exception as err:
         if full_error:
@@ -39,6 +45,12 @@ def exit_on_error(main: Callable[[], object], argv: list[str]) -> None:
         if not getattr(err, _REPORTED, False):
             print(f"error: {error_line(err, _job_dir(err))}", file=sys.stderr)
         raise SystemExit(exit_code(err)) from None
+    finally:
+        for name, value in saved.items():  # as it was, for a caller that goes on (a test)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -119,4 +131,5 @@ def _job_dir(err: BaseException) -> dict[str, str]:
 
 
 def _full_error() -> bool:
+    """Did the user ask for tracebacks? (NLPEXP_FULL_ERROR: their choice, kept while HYDRA_FULL_ERROR is ours.)"""
     return os.environ.get("NLPEXP_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "")) == "1"

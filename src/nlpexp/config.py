@@ -78,20 +78,6 @@ def one_line(message: str) -> str:
     return "; ".join(parts)
 
 
-def exit_on_bad_overrides(argv: list[str]) -> None:
-    """Before Hydra runs: overrides that the processes of a multi-process run cannot share end with one `error:`
-    line, exit 2. (Overrides that cannot compose fail in Hydra's one composition: nlpexp.boundary reports them.)"""
-    import sys
-
-    from nlpexp.distributed import check_overrides
-
-    try:
-        check_overrides(argv)
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def instantiate(node: Any, **kwargs: Any) -> Any:
     """hydra.utils.instantiate restricted to TARGET_ALLOWLIST."""
     from hydra.errors import InstantiationException
