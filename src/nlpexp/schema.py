@@ -144,20 +144,23 @@ TASK = ByTarget({
 }, other=Group(_TASK, required=("monitor",), open=True))
 
 LOGGER = ByTarget({
-    "nlpexp.logger.TensorBoardLogger": Group({"log_dir": NAME, "histograms": Bool()}, required=("log_dir",)),
-    "nlpexp.logger.WandbLogger": Group({"project": NAME, "dir": NAME, "mode": OneOf(WANDB_MODES),
-                                        "group": Maybe(NAME), "tags": ListOf(NAME)}, required=("project", "dir")),
+    "nlpexp.logger.TensorBoardLogger": Group({"log_dir": NAME, "histograms": Bool(), "serve": Bool(),
+                                              "port": Int(1, 65535), "host": NAME}, required=("log_dir",)),
+    "nlpexp.logger.WandbLogger": Group({"project": NAME, "entity": Maybe(NAME), "name": Maybe(NAME), "dir": NAME,
+                                        "mode": OneOf(WANDB_MODES), "group": Maybe(NAME), "tags": ListOf(NAME)},
+                                       required=("project", "dir")),
 })
 
 PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "ledger_file": NAME,
-               "cache_dir": Maybe(NAME)}, required=("output_dir", "ledger_file"), checks=(check_paths,))
+               "cache_dir": Maybe(NAME), "registry_dir": Maybe(NAME)},
+              required=("output_dir", "ledger_file"), checks=(check_paths,))
 
 _DIRECTION = OneOf(("minimize", "maximize"))
 _STUDY = Group({
     "direction": Either((_DIRECTION, ListOf(_DIRECTION))), "storage": Maybe(SQLALCHEMY_URL), "n_trials": Int(1),
-    "n_jobs": Int(1), "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1),
-    "heartbeat_interval": Int(1), "grace_period": Int(1), "max_retry": Maybe(Int(0)), "studies_dir": NAME,
-    "promote_best": Bool(), "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
+    "n_jobs": Int(1), "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
+    "heartbeat_interval": Int(1), "grace_period": Int(1), "max_retry": Maybe(Int(0)), "studies_dir": Maybe(NAME),
+    "promote_best": Bool(), "plots": Bool(), "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
     "sampler": Group({"_target_": Text(r"optuna\.samplers\.\w+", "optuna.samplers.<Sampler>"),
                       "seed": Maybe(SEED)}, open=True),
     "pruner": Group({"_target_": Text(r"optuna\.pruners\.\w+", "optuna.pruners.<Pruner>")}, open=True),
@@ -168,7 +171,8 @@ HYDRA = Group({"sweeper": SWEEPER}, open=True)  # Hydra's own structured configs
 
 # In this order, so that a bad value is named where it is set, before the keys that interpolate it (task.sts...).
 ROOT = Group({
-    "paths": PATHS, "mode": OneOf(MODES), "seed": SEED, "optimized_metric": NAME, "model": MODEL, "data": DATA,
+    "paths": PATHS, "mode": OneOf(MODES), "seed": SEED, "optimized_metric": NAME, "verbose": Bool(),
+    "model": MODEL, "data": DATA,
     "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "trainer": TRAINER, "loss": LOSS, "generation": Maybe(GENERATION),
     "task": TASK, "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
     "debug": Anything(),
