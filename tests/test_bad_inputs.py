@@ -190,10 +190,10 @@ def test_columns_come_from_every_row(tmp_path):
 
 
 @pytest.mark.parametrize("kind,pattern", [
-    ("folder-as-ledger", r"paths.ledger_file=.*: is a folder; name a file inside it"),
-    ("file-as-cache", r"paths.cache_dir=.*: is a file, not a folder"),
-    ("run-dir-under-a-file", r"paths.output_dir=.*: cannot be created: .* is a file"),
-    ("ledger-under-a-file", r"paths.ledger_file=.*: cannot be created: .* is a file"),
+    ("folder-as-ledger", r"^paths.ledger_file: cannot use .*: is a folder; name a file inside it"),
+    ("file-as-cache", r"^paths.cache_dir: cannot use .*: is a file, not a folder"),
+    ("run-dir-under-a-file", r"^paths.output_dir: cannot use .*: cannot be created: .* is a file"),
+    ("ledger-under-a-file", r"^paths.ledger_file: cannot use .*: cannot be created: .* is a file"),
 ])
 def test_paths_that_cannot_be_written_are_refused_before_the_run(kind, pattern, tmp_path):
     from nlpexp.validate import validate

@@ -96,7 +96,7 @@ model.name='' | model.name | a non-empty string
 model.random_init=5 | model.random_init | a mapping or null
 model.tokenizer=[a,b] | model.tokenizer | a non-empty string or null
 +model.fp16=true | model.fp16 | not a setting
-+model.allow_pickle_weights=maybe | model.allow_pickle_weights | true or false
+++model.allow_pickle_weights=maybe | model.allow_pickle_weights | true or false
 optimizer.betas=[2.0,0.999] | optimizer.betas | a list of 2 × \\(a number in \\[0, 1\\)\\)
 optimizer.betas=[0.9] | optimizer.betas | a list of 2
 optimizer.betas=[0.9,-0.1] | optimizer.betas | a list of 2
@@ -117,7 +117,7 @@ optimizer.fused=maybe | optimizer.fused | true or false or null
 +optimizer.amsgrad=2 | optimizer.amsgrad | true or false
 +optimizer.momentum=0.9 | optimizer.momentum | not a setting; known: lr
 optimizer=adam optimizer.betas=[0.9,1.0] | optimizer.betas | a list of 2
-optimizer._target_=torch.optim.SGD optimizer.lr=-1 | optimizer.lr | a positive number
+optimizer=adam optimizer.lr=-1 | optimizer.lr | a positive number
 scheduler.name=step | scheduler.name | one of constant, linear, cosine
 scheduler.warmup_steps=-1 | scheduler.warmup_steps | an integer >= 0
 scheduler.warmup_steps=abc | scheduler.warmup_steps | an integer >= 0

@@ -17,7 +17,7 @@ def check_paths(paths: dict, where: str = "paths") -> None:
         if paths.get(key) is not None:
             problem = write_problem(Path(str(paths[key])).expanduser(), kind)
             if problem:
-                raise NlpexpError(f"{where}.{key}={paths[key]}: {problem}")
+                raise NlpexpError(f"{where}.{key}: cannot use {paths[key]}: {problem}")
 
 
 def write_problem(path: Path, kind: str) -> str | None:
