@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,13 @@ def _bad_root(tmp_path, data_root, kind: str):
         _rows(test, [{"premise": " ", "hypothesis": "", "label": "neutral"}] * 4)
     elif kind == "wrong_columns":
         _rows(test, [{"sentence_a": "a", "sentence_b": "b", "label": "neutral"}] * 4)
+    elif kind in ("list_row", "null_row"):
+        test.write_bytes(gzip.compress(b'{"premise": "a", "hypothesis": "b", "label": "neutral"}\n'
+                                       + (b'["a", "b", "neutral"]\n' if kind == "list_row" else b"null\n")))
+    elif kind == "mixed_labels":
+        _rows(test, [{"premise": "a b", "hypothesis": "c d", "label": label} for label in (0, "neutral")])
+    elif kind == "unknown_labels":
+        _rows(test, [{"premise": "a b", "hypothesis": "c d", "label": "maybe"}] * 4)
     return root
 
 
@@ -62,13 +70,13 @@ CASES = [
     ("precision", ["trainer.precision=fp8"], None, r"trainer.precision must be one of"),
     ("eval-every-zero", ["trainer.eval_every_steps=0"], None, r"trainer.eval_every_steps"),
     ("scheduler-name", ["scheduler.name=sawtooth"], None, r"scheduler.name must be one of"),
-    ("warmup-ratio", ["scheduler.warmup_ratio=1.5"], None, r"scheduler.warmup_ratio must be in \[0, 1\)"),
+    ("warmup-ratio", ["scheduler.warmup_ratio=1.5"], None, r"scheduler.warmup_ratio must be a number in \[0, 1\)"),
     ("mode", ["mode=fly"], None, r"mode must be one of"),
     ("ratio-sum", ["data=imdb", "~data.splits", "+data.splits={all:[imdb/train]}",
                    "+data.split_ratios={train:0.5,test:0.1}"],
      None, r"split_ratios must be non-negative and sum to 1"),
     ("max-samples-zero", ["data.max_train_samples=0"], None, r"data.max_train_samples must be a positive integer"),
-    ("unknown-labels-policy", ["data.unknown_labels=maybe"], None, r"data.unknown_labels must be 'error' or 'drop'"),
+    ("unknown-labels-policy", ["data.unknown_labels=maybe"], None, r"data.unknown_labels must be one of error, drop"),
     ("split-entry", ["data.splits.train=[test]"], None, r"must be '<folder>/<split>'"),
     ("missing-split", ["data.splits.train=[snli/train]"], None,
      r"neither .*snli/train.*present in .*: test, validation"),
@@ -80,6 +88,11 @@ CASES = [
     ("bad-json-line", [], "bad_json", r"line 2 is not valid JSON"),
     ("empty-texts", ["data=snli"], "empty_texts", r"every row has an empty text"),
     ("wrong-columns", [], "wrong_columns", r"file snli/test lacks column.*premise.*data.columns"),
+    ("list-row", [], "list_row", r"test.jsonl.gz line 2 is a JSON list, not an object"),
+    ("null-row", [], "null_row", r"test.jsonl.gz line 2 is a JSON null, not an object"),
+    ("mixed-label-types", [], "mixed_labels", r"gz line 2: column 'label' holds a string .* number on line 1"),
+    ("drop-leaves-no-row", ["data=snli", "data.unknown_labels=drop"], "unknown_labels",
+     r"would drop every row.*data.label_names"),
     ("model-path", ["model.name_or_path=/no/such/model", "model.random_init=null"], None, r"no such folder"),
     ("hub-id-offline", ["model=bert"], None, r"Hub is unreachable.*model=minilm"),
     ("bundled-unknown", ["model.name_or_path=bundled:nope", "model.random_init=null"], None,
@@ -108,7 +121,7 @@ def test_bad_input_gives_one_clear_error(case_id, overrides, broken, pattern, tm
         run(compose([f"paths.output_dir={run_dir}", f"paths.ledger_file={ledger}", *SMOKE, *overrides]))
     message = str(err.value)
     assert "\n" not in message and "Traceback" not in message
-    assert __import__("re").search(pattern, message), message
+    assert re.search(pattern, message), message
     assert not (run_dir / "metrics.json").exists()
     for line in ledger.read_text().splitlines() if ledger.exists() else []:
         record = json.loads(line)  # every ledger line stays whole
@@ -128,17 +141,101 @@ def test_optimized_metric_the_task_does_not_produce(compose_run):
 
 
 def test_catalogue_is_large_enough():
-    assert len(CASES) + 2 >= 30
+    assert len(CASES) + 2 >= 45
 
 
-# model=bert (an error raised at run time) is tested in test_cli.py
-@pytest.mark.parametrize("args", [["model=nope"], ["model._target_=os.system"]], ids=["compose", "target"])
-def test_cli_prints_a_single_error_line(args, tmp_path, data_root):
-    env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, f"hydra.run.dir={tmp_path}/D",
-                           f"paths.ledger_file={tmp_path}/ledger.jsonl"], capture_output=True, text=True,
-                          env=env, timeout=120)
+def _run_cli(tmp_path, data_root, *args, **env_vars):
+    env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1", **env_vars}
+    env.pop("NLPEXP_FULL_ERROR", None)
+    if "HYDRA_FULL_ERROR" not in env_vars:
+        env.pop("HYDRA_FULL_ERROR", None)
+    run_dir = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={tmp_path}/D"]
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, *run_dir,
+                           f"hydra.sweep.dir={tmp_path}/S", f"paths.ledger_file={tmp_path}/ledger.jsonl"],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+# Each ~3 s of imports: only what the command line itself decides. model=bert (a run-time error): test_cli.py.
+@pytest.mark.parametrize("args,pattern", [
+    (["model=nope"], r"Could not find 'model/nope'; Available options in 'model': bart, bert"),
+    (["model._target_=os.system"], r"model._target_='os.system' is not allowed"),
+    (["model=tiny_bert", "trainer.max_steps=abc"], r"trainer.max_steps must be an integer >= -1, got 'abc'"),
+    (["hydra.run.dir={file}"], r"hydra.run.dir: cannot use .*a_file: File exists"),
+    (["-m", "hparams_search=sbert_nli", "hydra.sweeper.storage=notaurl"], r"hydra.sweeper.storage must be an SQL"),
+    (["-m", "hparams_search=sbert_nli", "hydra.sweeper.n_trials=abc"], r"hydra.sweeper.n_trials=abc; Value 'abc'"),
+], ids=["compose", "target", "job-setting", "run-dir-is-a-file", "sweep-storage", "sweep-compose"])
+def test_cli_prints_a_single_error_line(args, pattern, tmp_path, data_root):
+    (tmp_path / "a_file").write_text("")
+    done = _run_cli(tmp_path, data_root, *(a.format(file=tmp_path / "a_file") for a in args))
     errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-1500:]
-    assert "Traceback" not in done.stderr
+    assert re.search(pattern, errors[0]) and "Traceback" not in done.stderr, errors[0]
+    assert not (tmp_path / "S" / "0").exists()  # no trial started
+
+
+def test_hydra_full_error_shows_the_traceback(tmp_path, data_root):
+    done = _run_cli(tmp_path, data_root, "model=tiny_bert", "trainer.max_steps=abc", HYDRA_FULL_ERROR="1")
+    assert done.returncode != 0 and "Traceback" in done.stderr
+    assert "nlpexp.errors.NlpexpError: trainer.max_steps must be an integer >= -1" in done.stderr
+
+
+def test_columns_come_from_every_row(tmp_path):
+    from nlpexp.data.readers import read_split_file
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b", "label": 1}\n{"label": 0, "text": "c", "note": "x"}\n')
+    rows = read_split_file(path)
+    assert rows.column_names == ["text", "label", "note"]
+    assert rows["label"][:] == [None, 1, 0] and rows["note"][:] == [None, None, "x"]
+
+
+@pytest.mark.parametrize("kind,pattern", [
+    ("folder-as-ledger", r"^paths.ledger_file: cannot use .*: is a folder; name a file inside it"),
+    ("file-as-cache", r"^paths.cache_dir: cannot use .*: is a file, not a folder"),
+    ("run-dir-under-a-file", r"^paths.output_dir: cannot use .*: cannot be created: .* is a file"),
+    ("ledger-under-a-file", r"^paths.ledger_file: cannot use .*: cannot be created: .* is a file"),
+])
+def test_paths_that_cannot_be_written_are_refused_before_the_run(kind, pattern, tmp_path):
+    from nlpexp.validate import validate
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    paths = {"paths.output_dir": tmp_path / "run", "paths.ledger_file": tmp_path / "ledger.jsonl",
+             "paths.cache_dir": tmp_path / "cache"}
+    key, value = {"folder-as-ledger": ("paths.ledger_file", tmp_path), "file-as-cache": ("paths.cache_dir", a_file),
+                  "run-dir-under-a-file": ("paths.output_dir", a_file / "run"),
+                  "ledger-under-a-file": ("paths.ledger_file", a_file / "l.jsonl")}[kind]
+    paths[key] = value
+    with pytest.raises(NlpexpError, match=pattern):
+        validate(compose([*(f"{k}={v}" for k, v in paths.items()), *SMOKE]))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", ["{oops", "[1, 2]", '{"storage": "sqlite:///x.db"}', ""])
+def test_a_bad_study_file_is_one_line(content, tmp_path):
+    from nlpexp.sweep.study import locate
+
+    (tmp_path / "study.json").write_text(content)
+    with pytest.raises(NlpexpError, match=r"study.json is not a study file .*rewrite it or give the storage URL"):
+        locate(str(tmp_path))
+
+
+def test_library_errors_become_one_line_naming_the_key(tmp_path):
+    import errno
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nlpexp.boundary import error_line, exit_code
+
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "metrics.json"))
+    assert error_line(full, {"paths.output_dir": str(tmp_path / "run")}) == \
+        f"paths.output_dir: cannot use {tmp_path}/run/metrics.json: No space left on device"
+    with pytest.raises(OmegaConfBaseException) as unset:
+        OmegaConf.create({"a": {"b": "${oc.env:NLPEXP_UNSET_VARIABLE}"}}).a.b  # noqa: B018
+    assert error_line(unset.value) == "a.b: Environment variable 'NLPEXP_UNSET_VARIABLE' not found"
+    assert error_line(TypeError("AdamW.__init__() got an unexpected keyword argument 'foo'\nmore")) == \
+        "TypeError: AdamW.__init__() got an unexpected keyword argument 'foo'"
+    assert [exit_code(e) for e in (full, unset.value, TypeError(), NlpexpError(), KeyError("bug"))] == [2, 2, 2, 2, 1]
+    assert error_line(KeyError("bug")).startswith("unexpected KeyError") and "HYDRA_FULL_ERROR=1" in error_line(
+        KeyError("bug"))

@@ -76,3 +76,18 @@ def test_without_a_cache_dir_nothing_is_written(tokenizer, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     mapped = tokenized(rows(), tokenizer, None)
     assert mapped.cache_files == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_entry_is_rebuilt_with_a_notice(tokenizer, tmp_path, caplog, damage):
+    expected = [list(ids) for ids in tokenized(rows(), tokenizer, tmp_path)["input_ids"]]  # read before the damage
+    (entry,) = tmp_path.glob("*.arrow")
+    data = entry.read_bytes()
+    entry.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00not arrow" * 50, "empty": b""}[damage])
+    caplog.set_level(logging.WARNING, logger="nlpexp.data.cache")
+    again = tokenized(rows(), tokenizer, tmp_path)
+    assert "is unreadable" in caplog.text and "rebuilding it" in caplog.text
+    assert [list(ids) for ids in again["input_ids"]] == expected
+    caplog.clear()
+    assert [list(ids) for ids in tokenized(rows(), tokenizer, tmp_path)["input_ids"]] == expected  # whole again
+    assert "unreadable" not in caplog.text

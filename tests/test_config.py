@@ -6,8 +6,9 @@ import pytest
 from hydra.utils import execution_whitelist, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
+from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST, compose
 from nlpexp.errors import NlpexpError
+from nlpexp.validate import validate
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 
@@ -76,3 +77,19 @@ def test_unknown_option_lists_the_valid_ones(compose_run):
 def test_misspelled_key_is_refused_with_a_suggestion(compose_run):
     with pytest.raises(NlpexpError, match="Did you mean one of: 'batch_size'"):
         compose_run("trainer.batchsize=4")
+
+
+def _shipped() -> list:
+    generators = {"bart", "kobart", "kogpt2", "mt5", "t5", "tiny_bart", "tiny_gpt2", "tiny_mt5", "tiny_t5",
+                  "bert2bert_minilm", "tiny_bert2bert"}
+    return [*([f"experiment={e}"] for e in _options("experiment")),
+            *([f"hparams_search={h}"] for h in _options("hparams_search")),
+            *([f"model={m}", *(["task=summarization", "data=dialogsum"] if m in generators else [])]
+              for m in _options("model"))]
+
+
+@pytest.mark.parametrize("overrides", _shipped(), ids=" ".join)
+def test_every_shipped_config_passes(overrides, tmp_path):
+    """The schema refuses nothing the project ships: each experiment, sweep preset (Hydra's node included) and model."""
+    validate(compose([f"paths.output_dir={tmp_path}/run", f"paths.ledger_file={tmp_path}/l.jsonl", *overrides],
+                     with_hydra=overrides[0].startswith("hparams")))

@@ -12,7 +12,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from nlpexp import ledger
-from nlpexp.config import PROJECT_ROOT, exit_on_bad_overrides
+from nlpexp.boundary import exit_on_error
+from nlpexp.config import PROJECT_ROOT
 from nlpexp.pipeline import run
 
 # Wraps run.py: after every optimizer step each process appends to weights-<rank>.txt beside this script a
@@ -46,7 +47,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_several_processes_need_one_named_run_dir_and_no_sweep(monkeypatch, capsys, argv):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SystemExit) as exit_info:
-        exit_on_bad_overrides(argv)
+        exit_on_error(lambda: None, argv)
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: 2 processes") and len(error.splitlines()) == 1
@@ -55,7 +56,7 @@ def test_several_processes_need_one_named_run_dir_and_no_sweep(monkeypatch, caps
 @pytest.mark.parametrize("world_size", ["1", "2"])
 def test_a_shared_run_dir_passes(monkeypatch, tmp_path, world_size):
     monkeypatch.setenv("WORLD_SIZE", world_size)
-    exit_on_bad_overrides(["task=embedding", f"hydra.run.dir={tmp_path}"])
+    exit_on_error(lambda: None, ["task=embedding", f"hydra.run.dir={tmp_path}"])
 
 
 @pytest.mark.parametrize("loss", ["mnrl", "cached_mnrl"])

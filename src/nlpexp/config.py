@@ -92,8 +92,9 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose the run config in-process (tests, tools); `paths.output_dir` must be overridden.
+def compose(overrides: list[str] | None = None, config_name: str = "config", with_hydra: bool = False) -> DictConfig:
+    """Compose the run config in-process (tests, tools); `paths.output_dir` must be overridden. `with_hydra`: with
+    Hydra's own node (the sweeper's settings), as a sweep sees it.
 
     Composition errors (unknown option, misspelled key, bad override syntax) become one-line NlpexpErrors.
     """
@@ -104,10 +105,15 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
 
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):
-            return hydra_compose(config_name=config_name, overrides=overrides or [])
+            return hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
-        cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
-        raise NlpexpError(one_line(f"{err}\n{cause}")) from err
+        raise NlpexpError(hydra_error_line(err)) from err
+
+
+def hydra_error_line(err: Exception) -> str:
+    """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
+    cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
+    return one_line(f"{err}\n{cause}")
 
 
 def one_line(message: str) -> str:
@@ -124,28 +130,6 @@ def one_line(message: str) -> str:
         else:
             parts.append(line)
     return "; ".join(parts)
-
-
-# Hydra flags after which run.py should not pre-compose (they print, sweep, or need Hydra's own handling).
-_HYDRA_FLAGS = ("-m", "--multirun", "-c", "--cfg", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve",
-                "-p", "--package", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name",
-                "-cd", "--config-dir", "--experimental-rerun")
-
-
-def exit_on_bad_overrides(argv: list[str]) -> None:
-    """Before Hydra runs: overrides that cannot compose (a single run's), or that the processes of a
-    multi-process run cannot share, end with one `error:` line, exit 2."""
-    import sys
-
-    from nlpexp.distributed import check_overrides
-
-    try:
-        check_overrides(argv)
-        if not any(arg.split("=", 1)[0] in _HYDRA_FLAGS for arg in argv):
-            compose([a for a in argv if not a.startswith("hydra.") and not a.startswith("hydra/")])
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

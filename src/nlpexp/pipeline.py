@@ -22,14 +22,12 @@ from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import format_table
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
-from nlpexp.scheduler import check_schedule
 from nlpexp.sweep import check_trial_owned, trial_callbacks
 from nlpexp.trainer.checkpoints import kill_point
 from nlpexp.trainer.memory import release_memory
-from nlpexp.trainer.settings import check_optimizer
+from nlpexp.validate import validate
 
 log = logging.getLogger(__name__)
-MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
 EVAL_ROLES = ("validation", "test")
 
 
@@ -73,9 +71,8 @@ def _write_provenance(cfg: DictConfig, run_dir: Path) -> None:
 
 def _check(cfg: DictConfig) -> None:
     """What can be refused before anything is loaded."""
-    check_run(cfg)
-    if cfg.mode not in MODES:
-        raise NlpexpError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
+    validate(cfg)  # every setting against nlpexp.schema before anything is built
     instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
     task_class(cfg).check_config(cfg)
 
@@ -122,8 +119,6 @@ def task_class(cfg: DictConfig):
 def build_task(cfg: DictConfig, callbacks=()):
     """The task the config names, given every component it names (not set up yet)."""
     optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    check_optimizer(optimizer)
-    check_schedule(**scheduler.keywords)
     return instantiate(
         cfg.task,
         model=instantiate(cfg.model),

@@ -88,6 +88,9 @@ class StudySweeperConf(OptunaSweeperConf):
     promote_best: bool = False
     promote_objective: Any = None
     registry_dir: str | None = None
+    # Check the config every trial starts from against nlpexp's schema, once before the first trial (a flag, not
+    # a function name: a config must not name code to call).
+    validate_config: bool = False
 
 
 _STORE = ConfigStore.instance()

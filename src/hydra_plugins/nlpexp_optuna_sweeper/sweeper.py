@@ -55,10 +55,21 @@ class StudySweeper(Sweeper):
         from nlpexp.errors import NlpexpError
 
         try:
+            self._validate()
             self._sweep(arguments)
         except NlpexpError as err:
             log.error("error: %s", err)
             sys.exit(2)
+
+    def _validate(self) -> None:
+        """The config every trial starts from, checked once before any trial (`validate_config`)."""
+        from nlpexp.validate import validate
+
+        if self.keys.validate_config:
+            config = self.config.copy()
+            with read_write(config), open_dict(config):
+                config.paths.output_dir = str(config.hydra.sweep.dir)  # the trials' dirs go under it
+            validate(config)
 
     def _sweep(self, arguments: list[str]) -> None:
         plan = self._plan(arguments)
@@ -164,21 +175,17 @@ class StudySweeper(Sweeper):
     def _default_name(self, definition: dict) -> str:
         from nlpexp.sweep.study import default_study_name  # (security: the storage is part of a study's identity)
 
-        hydra = self.config.hydra
-        given = any(o.lstrip("+~").split("=", 1)[0] == "hydra.sweep.dir" for o in hydra.overrides.hydra)
-        studies_dir = self.keys.studies_dir
-        sweep_dir = hydra.sweep.dir if given or studies_dir is None else None
+        hydra, studies_dir = self.config.hydra, self.keys.studies_dir
+        own_dir = self._given_on_command_line("hydra.sweep.dir") or studies_dir is None
         return default_study_name(hydra.runtime.choices.get("hparams_search") or "sweep", definition,
-                                  self.upstream.storage, sweep_dir, studies_dir)
+                                  self.upstream.storage, hydra.sweep.dir if own_dir else None, studies_dir)
 
     def _pin_sweep_dir(self, study_name: str) -> Path:
         """The study's dir, written into the sweep config so that optimization_results.yaml and the jobs use it:
         hydra.sweep.dir as configured anywhere, or <studies_dir>/<study> unless it is given on the command line."""
-        hydra_cfg = self.config.hydra
-        given = any(o.lstrip("+~").split("=", 1)[0] == "hydra.sweep.dir" for o in hydra_cfg.overrides.hydra)
-        studies_dir = self.keys.studies_dir
-        sweep_dir = Path(hydra_cfg.sweep.dir if given or studies_dir is None else Path(studies_dir) / study_name)
-        sweep_dir = sweep_dir.resolve()
+        hydra_cfg, studies_dir = self.config.hydra, self.keys.studies_dir
+        own_dir = self._given_on_command_line("hydra.sweep.dir") or studies_dir is None
+        sweep_dir = Path(hydra_cfg.sweep.dir if own_dir else Path(studies_dir) / study_name).resolve()
         with read_write(hydra_cfg), open_dict(hydra_cfg):
             hydra_cfg.sweep.dir = str(sweep_dir)  # (hydra.sweeper must stay as composed: Hydra compares it per job)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from nlpexp.errors import first_line
 from nlpexp.provenance import sha256_file
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,23 @@ def cached_map(rows, function: Callable, tokenizer, *, cache_dir: str | Path | N
     reused = path.is_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     # datasets writes the file under a temporary name and renames it: parallel trials cannot read half a file.
-    mapped = rows.map(function, cache_file_name=str(path), load_from_cache_file=True, new_fingerprint=key,
-                      **map_kwargs)
+    def mapped_via_cache():
+        return rows.map(function, cache_file_name=str(path), load_from_cache_file=True, new_fingerprint=key,
+                        **map_kwargs)
+
+    try:
+        mapped = mapped_via_cache()
+        if reused and len(mapped) != len(rows):  # a cut Arrow stream still opens, with the rows before the cut
+            raise ValueError(f"{len(mapped)} rows instead of {len(rows)}")
+    except Exception as err:  # pyarrow and datasets raise many types for a damaged file
+        if not reused:
+            raise
+        # A damaged entry (a disk error, a copy cut short) would otherwise break every later run with this key.
+        log.warning("tokenised %s: cache entry %s is unreadable (%s: %s); rebuilding it", label, path,
+                    type(err).__name__, first_line(err))
+        path.unlink(missing_ok=True)
+        reused = False
+        mapped = mapped_via_cache()
     if reused:
         log.info("tokenised %s: reused cache %s", label, path)
     else:

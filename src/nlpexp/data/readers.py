@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import logging
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nlpexp.errors import NlpexpError
+from nlpexp.hub import hub_reachable
+
+if TYPE_CHECKING:
+    from nlpexp.data.spec import Source
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".tsv", ".parquet")
 
@@ -29,7 +38,7 @@ def read_split_file(path: Path):
     import datasets
 
     if path.name.endswith((".jsonl", ".jsonl.gz")):
-        return datasets.Dataset.from_list(_read_jsonl(path))
+        return datasets.Dataset.from_list(_uniform_rows(_read_jsonl(path), path))
     import pandas as pd
 
     try:
@@ -42,7 +51,8 @@ def read_split_file(path: Path):
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) of every non-blank line; each must be a JSON object."""
     opener = gzip.open if path.suffix == ".gz" else open
     rows = []
     line_no = 0
@@ -50,7 +60,11 @@ def _read_jsonl(path: Path) -> list[dict]:
         with opener(path, "rt", encoding="utf-8") as f:
             for line_no, line in enumerate(f, start=1):  # noqa: B007 (read in the except)
                 if line.strip():
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise NlpexpError(f"{path} line {line_no} is a JSON {_kind(row)}, not an object; each line "
+                                          f"must be one row like {{\"text\": ..., \"label\": ...}}")
+                    rows.append((line_no, row))
     except json.JSONDecodeError as err:
         raise NlpexpError(f"{path} line {line_no} is not valid JSON ({err.msg}); fix or regenerate the file") from err
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
@@ -60,6 +74,68 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _uniform_rows(rows: list[tuple[int, dict]], path: Path) -> list[dict]:
+    """The rows with every column any row has (absent: null), each column of one JSON type (int and float mix).
+
+    datasets infers the columns from the first row and the types from the first values: a key missing there would
+    vanish from every row, and a label that is a string in one row and a number in another would crash Arrow.
+    """
+    names: dict[str, None] = {}  # every column, in order of first appearance
+    kinds: dict[str, tuple[str, int]] = {}  # column -> (its type, the line that set it)
+    for line_no, row in rows:
+        for key, value in row.items():
+            names.setdefault(key)
+            if value is None:
+                continue
+            kind = _kind(value)
+            seen = kinds.setdefault(key, (kind, line_no))
+            if seen[0] != kind:
+                raise NlpexpError(f"{path} line {line_no}: column '{key}' holds a {kind} ({value!r:.40}) but a "
+                                  f"{seen[0]} on line {seen[1]}; one type per column (quote the numbers, or fix "
+                                  f"the row)")
+    return [{name: row.get(name) for name in names} for _, row in rows]
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(type(value), "value")
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+@functools.cache
+def read_split(root: Path, folder: str, split: str, source: Source):
+    """(rows, origin) of `<folder>/<split>`: the local mirror's file, else the hub dataset of `source`."""
+    directory = root / folder
+    path = find_split_file(directory, split)
+    if path is not None:
+        log.info("reading %s", path)
+        return read_split_file(path), str(path)
+    if source.hub_id and hub_reachable():
+        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
+    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
+    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
+    if not root.is_dir():
+        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
+    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
+    present = local_splits(directory)
+    raise NlpexpError(
+        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
+        f"Splits present in {directory}: {', '.join(present) or 'none'}"
+    )
+
+
+def _read_hub(source: Source, split: str):
+    import datasets
+
+    hub_split = dict(source.hub_splits).get(split, split)
+    try:
+        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+    except Exception as err:  # the hub raises a zoo of types; the user needs the message
+        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {str(err).splitlines()[0]}") from err

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlpexp.data.readers import SUFFIXES, find_split_file, local_splits, read_split_file
+from nlpexp.data.readers import read_split
 from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_reachable
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
@@ -180,7 +178,7 @@ class DataSpec:
         return pooled.select(order[bounds[index]:bounds[index + 1]])
 
     def _read(self, folder: str, split: str):
-        dataset, origin = _read_split(self.root, folder, split, self.sources[folder])
+        dataset, origin = read_split(self.root, folder, split, self.sources[folder])
         FILES_READ.add(origin)
         return dataset
 
@@ -225,6 +223,9 @@ class DataSpec:
                     f"data '{self.name}' {role}: {len(unknown)} label(s) outside {self.label_names} "
                     f"(e.g. {examples}); fix the data or set data.unknown_labels=drop"
                 )
+            if len(unknown) == len(dataset):
+                raise NlpexpError(f"data '{self.name}' {role}: data.unknown_labels=drop would drop every row: no label "
+                                  f"is in {self.label_names} (e.g. {examples}); fix data.label_names")
             log.warning("data '%s' %s: dropped %d row(s) with labels %s", self.name, role, len(unknown), examples)
             dataset = dataset.filter(lambda labels: [known(v) for v in labels], batched=True, input_columns="label")
         from datasets import Value
@@ -234,34 +235,3 @@ class DataSpec:
         # input_columns: only the labels are read back from Arrow, not every text of every row
         return dataset.map(lambda labels: {"label": [ids.get(v, v) for v in labels]}, features=features,
                            batched=True, input_columns="label")
-
-
-@functools.cache
-def _read_split(root: Path, folder: str, split: str, source: Source):
-    directory = root / folder
-    path = find_split_file(directory, split)
-    if path is not None:
-        log.info("reading %s", path)
-        return read_split_file(path), str(path)
-    if source.hub_id and hub_reachable():
-        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
-    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
-    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
-    if not root.is_dir():
-        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
-    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
-    present = local_splits(directory)
-    raise NlpexpError(
-        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
-        f"Splits present in {directory}: {', '.join(present) or 'none'}"
-    )
-
-
-def _read_hub(source: Source, split: str):
-    import datasets
-
-    hub_split = dict(source.hub_splits).get(split, split)
-    try:
-        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
-    except Exception as err:  # the hub raises a zoo of types; the user needs the message
-        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {str(err).splitlines()[0]}") from err

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import logging
 
-from nlpexp.errors import NlpexpError
-
 log = logging.getLogger(__name__)
 
 
@@ -22,10 +20,7 @@ class GenerationSettings:
         length_penalty: float = 1.0,
         early_stopping: bool = True,
     ):
-        for key, value, least in (("num_beams", num_beams, 1), ("max_new_tokens", max_new_tokens, 1),
-                                  ("no_repeat_ngram_size", no_repeat_ngram_size, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise NlpexpError(f"generation.{key} must be an integer >= {least}, got {value!r}")
+        # Types and ranges: nlpexp.schema, checked before this is built.
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.no_repeat_ngram_size = no_repeat_ngram_size

@@ -238,8 +238,12 @@ def locate(target: str) -> tuple[str, str | None, Path | None]:
     study_file = Path(target) / STUDY_FILE
     if not study_file.is_file():
         raise NlpexpError(f"{target} has no {STUDY_FILE}: give a sweep dir of hparams_search or a storage URL")
-    named = json.loads(study_file.read_text())
-    return named["storage"], named["study_name"], Path(target)
+    try:
+        named = json.loads(study_file.read_text())
+        return str(named["storage"]), str(named["study_name"]), Path(target)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # unreadable, not JSON, not an object, a key missing
+        raise NlpexpError(f"{study_file} is not a study file ({type(err).__name__}: {err}); it holds "
+                          f'{{"study_name": ..., "storage": ...}}: rewrite it or give the storage URL') from err
 
 
 def load_study(target: str, study_name: str | None = None) -> tuple[optuna.Study, Path | None]:

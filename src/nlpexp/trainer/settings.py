@@ -11,7 +11,6 @@ from nlpexp.errors import NlpexpError
 from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest_complete
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("32", "bf16", "fp16", "auto")
 
 
 class TrainerSettings:
@@ -35,21 +34,7 @@ class TrainerSettings:
         group_by_length: bool = False,
         max_tokens_per_batch: int | None = None,
     ):
-        for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
-                           "gradient_accumulation_steps": gradient_accumulation_steps,
-                           "logging_steps": logging_steps}.items():
-            if not isinstance(value, int) or value < 1:
-                raise NlpexpError(f"trainer.{key} must be a positive integer, got {value!r}")
-        if str(precision) not in PRECISIONS:
-            raise NlpexpError(f"trainer.precision must be one of {PRECISIONS}, got {precision!r}")
-        if eval_every_steps is not None and eval_every_steps < 1:
-            raise NlpexpError(f"trainer.eval_every_steps must be a positive integer or null, got {eval_every_steps}")
-        if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int)
-                                                 or isinstance(max_tokens_per_batch, bool) or max_tokens_per_batch < 1):
-            raise NlpexpError(f"trainer.max_tokens_per_batch must be a positive integer or null, "
-                              f"got {max_tokens_per_batch!r}")
-        if max_steps <= 0 and max_epochs <= 0:
-            raise NlpexpError("trainer.max_epochs must be > 0 (or set trainer.max_steps)")
+        # Types and ranges: nlpexp.schema, checked before this is built.
         self.max_epochs = max_epochs
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -173,16 +158,6 @@ class TrainerSettings:
         check_identity(found, identity)
         log.info("trainer.resume=true: resuming from %s", found)
         return str(found)
-
-
-def check_optimizer(factory: functools.partial) -> None:
-    """Catch what torch would reject deep inside the trainer, with the config key to fix."""
-    lr = factory.keywords.get("lr")
-    if not isinstance(lr, int | float) or isinstance(lr, bool) or lr <= 0:
-        raise NlpexpError(f"optimizer.lr must be a positive number, got {lr!r}")
-    decay = factory.keywords.get("weight_decay", 0.0)
-    if not isinstance(decay, int | float) or decay < 0:
-        raise NlpexpError(f"optimizer.weight_decay must be a number >= 0, got {decay!r}")
 
 
 def auto_precision(gpu_bf16: Callable[[], bool | None] | None = None) -> str:

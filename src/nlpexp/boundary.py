@@ -1,0 +1,138 @@
+"""Where exceptions become the user's one `error:` line (run.py): inside the job (`job_errors`, logged into run.log
+too) and around Hydra itself (`exit_on_error`: composition, the run dir, the sweeper).
+
+Exit code 2 for a problem with the config, the data or the environment, 1 for anything unexpected (a bug); both
+as one line. HYDRA_FULL_ERROR=1 shows the traceback instead. In a sweep a failing trial is re-raised, so that the
+sweeper records it and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+from nlpexp.errors import NlpexpError, first_line
+
+log = logging.getLogger("nlpexp")
+USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
+_REPORTED = "_nlpexp_reported"  # set on an exception whose line is already out (a trial's, re-raised to Hydra)
+
+
+def exit_on_error(main: Callable[[], object], argv: list[str],
+                  before: Sequence[Callable[[list[str]], None]] = ()) -> None:
+    """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1).
+
+    `before`: checks of the command line that must pass before Hydra builds anything (a security gate); each
+    raises NlpexpError.
+    """
+    from nlpexp.distributed import check_overrides
+
+    full_error = _full_error()
+    saved = {name: os.environ.get(name) for name in ("HYDRA_FULL_ERROR", "NLPEXP_FULL_ERROR")}
+    # Hydra prints its own multi-line report (exit 1) unless HYDRA_FULL_ERROR is set, then it re-raises to us;
+    # the user's own choice is kept in NLPEXP_FULL_ERROR for the job (job_errors).
+    os.environ.update(HYDRA_FULL_ERROR="1", NLPEXP_FULL_ERROR="1" if full_error else "0")
+    try:
+        for check in (check_overrides, *before):
+            check(argv)
+        main()
+    except Exception as err:
+        if full_error:
+            raise
+        if not getattr(err, _REPORTED, False):
+            print(f"error: {error_line(err, _job_dir(err))}", file=sys.stderr)
+        raise SystemExit(exit_code(err)) from None
+    finally:
+        for name, value in saved.items():  # as it was, for a caller that goes on (a test)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def job_errors(cfg):
+    """Around one run in Hydra's job: its error line goes to the console and run.log; a single run exits,
+    a trial re-raises for the sweeper."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        yield
+    except Exception as err:
+        if type(err).__name__ == "TrialPruned":  # stopped by the sweep's pruner: not an error
+            raise
+        from nlpexp.attempt import record_failed_attempt
+
+        record_failed_attempt(cfg, err)  # every attempt has its ledger line (none twice: run() may have written it)
+        log.error("error: %s", error_line(err, run_paths(cfg)))
+        if _full_error():
+            raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            setattr(err, _REPORTED, True)
+            raise
+        sys.exit(exit_code(err))
+
+
+def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
+    """The message of `err` as one line that names the config key where one is known."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nlpexp.config import hydra_error_line
+    from nlpexp.paths import key_of
+    from nlpexp.validate import omegaconf_error
+
+    if isinstance(err, NlpexpError):
+        return first_line(err)
+    if isinstance(err, OmegaConfBaseException):
+        return omegaconf_error(err)
+    if isinstance(err, HydraException):
+        return hydra_error_line(err)
+    if isinstance(err, OSError) and err.filename:
+        key = key_of(err.filename, paths or {})
+        where = f"{key}: " if key else ""
+        return f"{where}cannot use {err.filename}: {err.strerror or first_line(err)}"
+    if isinstance(err, USER_ERRORS):
+        return f"{type(err).__name__}: {first_line(err)}"
+    return f"unexpected {type(err).__name__}: {first_line(err)} (HYDRA_FULL_ERROR=1 shows the traceback)"
+
+
+def exit_code(err: BaseException) -> int:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return 2 if isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException)) else 1
+
+
+def run_paths(cfg) -> dict[str, str]:
+    """The paths of a run by config key, as far as they resolve."""
+    paths = {}
+    for key in ("output_dir", "ledger_file", "cache_dir", "data_dir"):
+        try:
+            value = cfg.paths.get(key)
+        except Exception:  # noqa: BLE001 (an unresolvable path is reported elsewhere; here it only names keys)
+            value = None
+        if value:
+            paths[f"paths.{key}"] = str(value)
+    return paths
+
+
+def _job_dir(err: BaseException) -> dict[str, str]:
+    """{"hydra.run.dir": <dir>} when `err` came from Hydra setting up a job's dir (a file, read-only, a full disk):
+    Hydra's run_job knows which key it was making; it has forgotten the config by the time we see the error."""
+    tb = err.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("run_job", "_run_job") and "output_dir" in frame.f_locals:
+            return {str(frame.f_locals["job_dir_key"]): str(frame.f_locals.get("output_dir", ""))}
+        tb = tb.tb_next
+    return {}
+
+
+def _full_error() -> bool:
+    """Did the user ask for tracebacks? (NLPEXP_FULL_ERROR: their choice, kept while HYDRA_FULL_ERROR is ours.)"""
+    return os.environ.get("NLPEXP_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "")) == "1"

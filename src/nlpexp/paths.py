@@ -1,0 +1,46 @@
+"""The paths a run writes to, checked before the run starts (without creating anything) and named in the error
+line when the file system fails later (a full disk, a folder made read-only mid-run)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nlpexp.errors import NlpexpError
+
+# key under paths -> what must be there: a folder (made if absent) or a file (its folder made if absent)
+WRITTEN = {"output_dir": "folder", "cache_dir": "folder", "ledger_file": "file"}
+
+
+def check_paths(paths: dict, where: str = "paths") -> None:
+    for key, kind in WRITTEN.items():
+        if paths.get(key) is not None:
+            problem = write_problem(Path(str(paths[key])).expanduser(), kind)
+            if problem:
+                raise NlpexpError(f"{where}.{key}: cannot use {paths[key]}: {problem}")
+
+
+def write_problem(path: Path, kind: str) -> str | None:
+    """Why `path` cannot be written as a `kind` ("folder" or "file"), or None."""
+    if path.exists():
+        if kind == "folder" and not path.is_dir():
+            return "is a file, not a folder; name a folder"
+        if kind == "file" and path.is_dir():
+            return "is a folder; name a file inside it"
+        return None if os.access(path, os.W_OK) else "is not writable (permission denied)"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is a file"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot be created: {parent} is not writable"
+
+
+def key_of(filename: str | None, paths: dict[str, str]) -> str | None:
+    """The config key whose path holds `filename` (the longest match), e.g. for the OSError of a full disk."""
+    if not filename:
+        return None
+    target = os.path.abspath(str(filename))
+    matches = [(len(p), key) for key, p in paths.items()
+               if p and (target == os.path.abspath(p) or target.startswith(os.path.abspath(p).rstrip("/") + "/"))]
+    return max(matches)[1] if matches else None

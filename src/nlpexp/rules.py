@@ -1,0 +1,186 @@
+"""The value rules of the config schema (nlpexp.schema): each says whether a plain value is allowed and, for the
+error line, what is allowed in words ("an integer >= 1")."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+class Rule:
+    def ok(self, value) -> bool:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        raise NotImplementedError
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # true is no batch size
+
+
+@dataclass(frozen=True)
+class Int(Rule):
+    lo: int | None = None
+    hi: int | None = None
+
+    def ok(self, value) -> bool:
+        return _is_int(value) and (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"an integer in [{self.lo}, {self.hi}]"
+        if self.lo == 1:
+            return "a positive integer"
+        return "an integer" + (f" >= {self.lo}" if self.lo is not None else "") + \
+            (f" <= {self.hi}" if self.hi is not None else "")
+
+
+@dataclass(frozen=True)
+class Num(Rule):
+    """A finite number (an int is a number, a bool is not); `lo_open`/`hi_open` exclude the bound."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def ok(self, value) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        below = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"a number in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+        if self.lo == 0 and self.lo_open:
+            return "a positive number"
+        if self.lo is not None:
+            return f"a number {'>' if self.lo_open else '>='} {self.lo}"
+        return "a number"
+
+
+@dataclass(frozen=True)
+class OneOf(Rule):
+    """One of `choices`, compared as text: `trainer.precision=32` arrives as the int 32."""
+
+    choices: tuple
+
+    def ok(self, value) -> bool:
+        return isinstance(value, str | int | float) and not isinstance(value, bool) and \
+            str(value) in map(str, self.choices)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(map(str, self.choices))
+
+
+@dataclass(frozen=True)
+class Bool(Rule):
+    def ok(self, value) -> bool:
+        return isinstance(value, bool)
+
+    def __str__(self) -> str:
+        return "true or false"
+
+
+@dataclass(frozen=True)
+class Text(Rule):
+    """A string; `pattern` (a regex the whole string matches) and its `meaning` in words narrow it."""
+
+    pattern: str | None = None
+    meaning: str = "a non-empty string"
+
+    def ok(self, value) -> bool:
+        return isinstance(value, str) and bool(value) and (self.pattern is None or re.fullmatch(self.pattern, value))
+
+    def __str__(self) -> str:
+        return self.meaning
+
+
+@dataclass(frozen=True)
+class ListOf(Rule):
+    item: Rule
+    length: int | None = None
+
+    def ok(self, value) -> bool:
+        return isinstance(value, list) and (self.length is None or len(value) == self.length) and \
+            all(self.item.ok(v) for v in value)
+
+    def __str__(self) -> str:
+        return f"a list of {self.length} × ({self.item})" if self.length else f"a list of ({self.item})"
+
+
+@dataclass(frozen=True)
+class MapOf(Rule):
+    """A mapping of names to values allowed by `value` (any value when None)."""
+
+    value: Rule | None = None
+
+    def ok(self, value) -> bool:
+        return isinstance(value, dict) and (self.value is None or all(self.value.ok(v) for v in value.values()))
+
+    def __str__(self) -> str:
+        return "a mapping" + (f" of names to {self.value}" if self.value else "")
+
+
+@dataclass(frozen=True)
+class Maybe(Rule):
+    """`rule`, or null."""
+
+    rule: Rule
+
+    def ok(self, value) -> bool:
+        return value is None or self.rule.ok(value)
+
+    def __str__(self) -> str:
+        return f"{self.rule} or null"
+
+
+@dataclass(frozen=True)
+class Either(Rule):
+    rules: tuple[Rule, ...]
+
+    def ok(self, value) -> bool:
+        return any(rule.ok(value) for rule in self.rules)
+
+    def __str__(self) -> str:
+        return " or ".join(map(str, self.rules))
+
+
+@dataclass(frozen=True)
+class Anything(Rule):
+    def ok(self, value) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return "anything"
+
+
+@dataclass(frozen=True)
+class Group:
+    """The settings of one config node: a rule (or a nested Group) per key.
+
+    `required` keys must be present; `open` groups (a library class nlpexp does not describe in full) accept
+    keys beyond `fields`; `checks` see the whole node (a plain dict) for rules between keys.
+    """
+
+    fields: Mapping[str, Rule | Group | ByTarget]
+    required: tuple[str, ...] = ()
+    open: bool = False
+    checks: tuple[Callable[[dict, str], None], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ByTarget:
+    """A node whose settings depend on the class it builds: the Group of its `_target_`, `other` for the rest."""
+
+    groups: dict[str, Group]
+    other: Group = field(default_factory=lambda: Group({}, open=True))
+    nullable: bool = False
+
+    def group(self, target: str | None) -> Group:
+        return self.groups.get(target or "", self.other)

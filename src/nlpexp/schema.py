@@ -1,0 +1,181 @@
+"""One schema for every setting of the composed config: the type and range of each key, declared once here and
+checked (nlpexp.validate) before anything is built. A value outside its rule, an unknown key (`+trainer.fp16=true`),
+a missing `???` or an unresolvable `${...}` ends as one NlpexpError line that names the key and what it allows.
+
+Nodes that build a class are described per `_target_` (ByTarget); a class nlpexp does not describe in full (another
+torch optimizer, a loss's extra options) is an open group: its listed keys are checked, the rest go to the class.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nlpexp.paths import check_paths
+from nlpexp.rules import Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
+from nlpexp.scheduler import NAMES as SCHEDULERS
+
+# Where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more tokens than this.
+MAX_SEQ_LENGTH = 32768
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # sentence-transformers'
+BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
+NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")
+PAIR_SAMPLINGS = ("given", "random", "nearest")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+PRECISIONS = ("32", "bf16", "fp16", "auto")  # auto: bf16 or fp16 where the GPU has it, else 32
+MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
+SEED = Int(0, 2**32 - 1)  # numpy's seed range
+NAME = Text()
+SQLALCHEMY_URL = Text(r"[a-z][a-z0-9+._-]*://.*", "an SQLAlchemy URL such as sqlite:///<file> or "
+                      "postgresql://user:pw@host/db")
+STUDY_NAME = Text(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_' and '-'")
+
+
+def _max_positions(model: dict) -> int | None:
+    """The model's own position limit where it can be read without loading it: random_init or a config.json."""
+    init = model.get("random_init") or {}
+    if model.get("name_or_path") is None and init:
+        return init.get("max_position_embeddings") or init.get("n_positions")
+    source = str(model.get("name_or_path") or "")
+    if source.startswith("bundled:"):
+        from nlpexp.model.bundled import BUNDLED, bundled_path
+
+        source = bundled_path(source.removeprefix("bundled:")) if source[8:] in BUNDLED else ""
+    config = Path(source).expanduser() / "config.json"
+    if source and config.is_file():
+        try:
+            settings = json.loads(config.read_text())
+        except (OSError, ValueError):
+            return None  # the model loader reports an unreadable checkpoint with its own message
+        return settings.get("max_position_embeddings") or settings.get("n_positions")
+    return None
+
+
+def _check_seq_length(model: dict, path: str) -> None:
+    from nlpexp.errors import NlpexpError
+
+    limit = _max_positions(model)
+    length = model.get("max_seq_length")
+    if limit and isinstance(length, int) and length > limit:
+        raise NlpexpError(f"{path}.max_seq_length must be an integer in [1, {limit}] (the model's "
+                          f"max_position_embeddings), got {length}")
+
+
+MODEL = Group({
+    "name": NAME, "name_or_path": Maybe(NAME), "tokenizer": Maybe(NAME), "random_init": Maybe(MapOf()),
+    "max_seq_length": Int(1, MAX_SEQ_LENGTH), "pooling": OneOf(POOLINGS), "trust_remote_code": Bool(),
+    "seed": SEED, "build": OneOf(("auto", "encoder_decoder")), "allow_pickle_weights": Bool(),
+}, required=("name",), checks=(_check_seq_length,))
+
+DATA = Group({
+    "name": NAME, "root": NAME, "sources": MapOf(Maybe(MapOf())), "splits": MapOf(ListOf(NAME)),
+    "columns": Maybe(MapOf(NAME)), "label_names": Maybe(ListOf(NAME)), "unknown_labels": OneOf(("error", "drop")),
+    "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
+    "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(),
+}, required=("name", "root", "sources", "splits"))
+
+def _check_duration(trainer: dict, path: str) -> None:
+    from nlpexp.errors import NlpexpError
+
+    if trainer.get("max_steps", -1) <= 0 and trainer.get("max_epochs", 1) <= 0:
+        raise NlpexpError(f"{path}.max_epochs must be > 0 when {path}.max_steps is not (one of them bounds training), "
+                          f"got {trainer['max_epochs']}")
+
+
+TRAINER = Group({
+    "max_epochs": Num(0), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
+    "gradient_accumulation_steps": Int(1), "precision": OneOf(PRECISIONS), "eval_every_steps": Maybe(Int(1)),
+    "logging_steps": Int(1), "save_total_limit": Maybe(Int(1)), "early_stopping_patience": Maybe(Int(1)),
+    "resume": Either((Bool(), Text(meaning="a checkpoint folder"))), "dataloader_workers": Int(0, 256),
+    "seed": SEED, "auto_find_batch_size": Bool(), "tf32": Maybe(Bool()), "group_by_length": Bool(),
+    "max_tokens_per_batch": Maybe(Int(1)),
+}, checks=(_check_duration,))
+
+_ADAM = Group({
+    "lr": Num(0, lo_open=True), "weight_decay": Num(0), "betas": ListOf(Num(0, 1, hi_open=True), 2),
+    "eps": Num(0, lo_open=True), "fused": Maybe(Bool()), "foreach": Maybe(Bool()), "amsgrad": Bool(),
+    "maximize": Bool(), "capturable": Bool(), "differentiable": Bool(),
+}, required=("lr",))
+OPTIMIZER = ByTarget({"torch.optim.Adam": _ADAM, "torch.optim.AdamW": _ADAM},
+                     other=Group({"lr": Num(0, lo_open=True), "weight_decay": Num(0)}, required=("lr",), open=True))
+
+SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
+    "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})})
+
+GENERATION = Group({
+    "num_beams": Int(1), "max_new_tokens": Int(1), "no_repeat_ngram_size": Int(0), "length_penalty": Num(),
+    "early_stopping": Bool(),
+})
+
+_LOSSES = "sentence_transformers.sentence_transformer.losses."
+_SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
+LOSS = ByTarget({
+    _LOSSES + "MultipleNegativesRankingLoss": Group(_SCALE, open=True),
+    _LOSSES + "CachedMultipleNegativesRankingLoss": Group({**_SCALE, "mini_batch_size": Int(1)}, open=True),
+    _LOSSES + "CoSENTLoss": Group({"scale": Num(0, lo_open=True)}, open=True),
+    _LOSSES + "SoftmaxLoss": Group({f"concatenation_sent_{k}": Bool()
+                                    for k in ("rep", "difference", "multiplication")}, open=True),
+    _LOSSES + "DenoisingAutoEncoderLoss": Group({"tie_encoder_decoder": Bool(),
+                                                 "decoder_name_or_path": Maybe(NAME)}, open=True),
+}, nullable=True)
+
+_TASK = {"monitor": Text(r"val/\S+", "'val/<metric>'"), "cache_dir": Maybe(NAME)}
+_STS_TASK = {**_TASK, "sts": DATA, "batch_sampler": OneOf(BATCH_SAMPLERS)}
+_SCORES = MapOf(Num())
+TASK = ByTarget({
+    "nlpexp.task.sbert_nli.SbertNliTask": Group({**_TASK, "sts": DATA}, required=("monitor",)),
+    "nlpexp.task.classification.ClassificationTask": Group(
+        {**_TASK, "dropout": Num(0, 1, hi_open=True)}, required=("monitor",)),
+    "nlpexp.task.summarization.SummarizationTask": Group({
+        **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME),
+        "multi_reference": OneOf(("best", "mean")), "use_stemmer": Bool(), "max_target_length": Int(1),
+        "source_prefix": Maybe(Text(meaning="a string")), "prompt_separator": Text(meaning="a non-empty string"),
+    }, required=("monitor", "generation")),
+    "nlpexp.task.embedding.EmbeddingTask": Group({
+        **_STS_TASK, "nli_format": OneOf(NLI_FORMATS), "label_scores": _SCORES, "max_score": Num(0, lo_open=True),
+    }, required=("monitor", "sts")),
+    "nlpexp.task.augsbert.AugSbertTask": Group({
+        **_STS_TASK, "gold_size": Int(1), "gold_only": Bool(), "pair_sampling": OneOf(PAIR_SAMPLINGS),
+        "pairs_per_sentence": Int(1), "silver_threshold": Maybe(Num(0, 1)), "label_scores": _SCORES,
+    }, required=("monitor", "sts", "gold_size", "label_scores")),
+    "nlpexp.task.tsdae.TsdaeTask": Group({
+        **_STS_TASK, "text_columns": ListOf(NAME), "deletion_ratio": Num(0, 1, hi_open=True),
+        "pooling": OneOf(POOLINGS),
+    }, required=("monitor", "sts", "text_columns")),
+}, other=Group(_TASK, required=("monitor",), open=True))
+
+LOGGER = ByTarget({
+    "nlpexp.logger.TensorBoardLogger": Group({"log_dir": NAME, "histograms": Bool(), "serve": Bool(),
+                                              "port": Int(1, 65535), "host": NAME}, required=("log_dir",)),
+    "nlpexp.logger.WandbLogger": Group({"project": NAME, "entity": Maybe(NAME), "name": Maybe(NAME), "dir": NAME,
+                                        "mode": OneOf(WANDB_MODES), "group": Maybe(NAME), "tags": ListOf(NAME)},
+                                       required=("project", "dir")),
+})
+
+PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "ledger_file": NAME,
+               "cache_dir": Maybe(NAME), "registry_dir": Maybe(NAME)},
+              required=("output_dir", "ledger_file"), checks=(check_paths,))
+
+_DIRECTION = OneOf(("minimize", "maximize"))
+_STUDY = Group({
+    "direction": Either((_DIRECTION, ListOf(_DIRECTION))), "storage": Maybe(SQLALCHEMY_URL), "n_trials": Int(1),
+    "n_jobs": Int(1), "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
+    "heartbeat_interval": Int(1), "grace_period": Int(1), "max_retry": Maybe(Int(0)), "studies_dir": Maybe(NAME),
+    "promote_best": Bool(), "plots": Bool(), "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
+    "sampler": Group({"_target_": Text(r"optuna\.samplers\.\w+", "optuna.samplers.<Sampler>"),
+                      "seed": Maybe(SEED)}, open=True),
+    "pruner": Group({"_target_": Text(r"optuna\.pruners\.\w+", "optuna.pruners.<Pruner>")}, open=True),
+}, open=True)
+SWEEPER = ByTarget({"hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper": _STUDY,
+                    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": _STUDY})
+HYDRA = Group({"sweeper": SWEEPER}, open=True)  # Hydra's own structured configs type the rest
+
+# In this order, so that a bad value is named where it is set, before the keys that interpolate it (task.sts...).
+ROOT = Group({
+    "paths": PATHS, "mode": OneOf(MODES), "seed": SEED, "optimized_metric": NAME, "verbose": Bool(),
+    "model": MODEL, "data": DATA,
+    "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "trainer": TRAINER, "loss": LOSS, "generation": Maybe(GENERATION),
+    "task": TASK, "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
+    "debug": Anything(),
+}, required=("mode", "seed", "optimized_metric", "task", "model", "data", "optimizer", "scheduler", "trainer",
+             "paths"), open=True)  # top-level keys of one's own (a note, a value to interpolate) are fine
