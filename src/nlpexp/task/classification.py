@@ -133,6 +133,7 @@ class ClassificationTask(Task):
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
+            new_parameters=self.new_parameters(),
         )
 
     def _new_model(self) -> EncoderClassifier:
@@ -141,6 +142,9 @@ class ClassificationTask(Task):
         # The head's initial weights depend on the seed alone, not on what was loaded before it.
         set_seed(self.trainer_settings.seed)
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
+
+    def new_parameters(self) -> list:
+        return list(self.model.classifier.parameters()) if self.mode == "train" else []
 
     def train(self) -> None:
         self.run_trainer(self.trainer)

@@ -31,6 +31,7 @@ class TrainerSettings:
         auto_find_batch_size: bool = False,
         tf32: bool | None = None,
         group_by_length: bool = False,
+        evaluate_start: bool = True,
     ):
         for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
                            "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -59,6 +60,7 @@ class TrainerSettings:
         self.auto_find_batch_size = auto_find_batch_size
         self.tf32 = tf32
         self.group_by_length = group_by_length
+        self.evaluate_start = evaluate_start
 
     @property
     def effective_batch_size(self) -> int:
@@ -163,6 +165,9 @@ def check_optimizer(factory: functools.partial) -> None:
     decay = factory.keywords.get("weight_decay", 0.0)
     if not isinstance(decay, int | float) or decay < 0:
         raise NlpexpError(f"optimizer.weight_decay must be a number >= 0, got {decay!r}")
+    head_lr = factory.keywords.get("head_lr")
+    if head_lr is not None and (not isinstance(head_lr, int | float) or isinstance(head_lr, bool) or head_lr <= 0):
+        raise NlpexpError(f"optimizer.head_lr must be a positive number or null (= optimizer.lr), got {head_lr!r}")
 
 
 def _has_cuda() -> bool:
@@ -177,32 +182,3 @@ def _hf_metric_name(monitor: str) -> str:
     if split != "val" or not name:
         raise NlpexpError(f"task.monitor must look like 'val/<metric>', got {monitor!r}")
     return name
-
-
-class ConfiguredOptimization:
-    """Mixin for the HF trainers: optimizer and LR schedule come from the config's partials.
-
-    Overriding get_optimizer_cls_and_kwargs (not create_optimizer) keeps each trainer's own parameter
-    groups, e.g. the SoftmaxLoss classifier that SentenceTransformerTrainer adds.
-    """
-
-    def __init__(self, *args, optimizer_factory: functools.partial, scheduler_factory: functools.partial, **kwargs):
-        self.optimizer_factory = optimizer_factory
-        self.scheduler_factory = scheduler_factory
-        super().__init__(*args, **kwargs)
-
-    def get_optimizer_cls_and_kwargs(self, args, model=None):
-        _, kwargs = super().get_optimizer_cls_and_kwargs(args, model)
-        groups = {k: v for k, v in kwargs.items() if k in ("params", "model", "optimizer_dict")}
-        settings = {k: v for k, v in self.optimizer_factory.keywords.items() if k != "weight_decay"}
-        if "betas" in settings:
-            settings["betas"] = tuple(settings["betas"])
-        return self.optimizer_factory.func, {**settings, **groups}
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        if self.lr_scheduler is None:
-            self.lr_scheduler = self.scheduler_factory(
-                optimizer=optimizer or self.optimizer, num_training_steps=num_training_steps
-            )
-            self._created_lr_scheduler = True
-        return self.lr_scheduler
