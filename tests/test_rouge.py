@@ -68,8 +68,8 @@ def test_unknown_multi_reference_mode():
 
 def test_a_korean_summary_decoded_by_the_bundled_tokenizer_scores_by_hand():
     """The bundled MiniLM tokenizer decodes Hangul as decomposed jamo (NFD); scored as it is, no word would match the
-    composed (NFC) reference. After NFC: the reference 철수가 어제 학교에 갔다 (4 words) comes back as 철수가 어제 학교에
-    (갔다 is [UNK] to this vocabulary, and decoding drops it).
+    composed (NFC) reference. After NFC: the reference 철수가 어제 학교에 갔다 (4 words) comes back as
+    철수가 어제 학교에 (갔다 is [UNK] to this vocabulary, and decoding drops it).
     rouge1: 3 shared unigrams, P = 3/3, R = 3/4 -> F = 6/7; rougeL: the same 3 in order -> 6/7;
     rouge2: (철수가 어제) (어제 학교에) both in the reference's 3 bigrams, P = 1, R = 2/3 -> F = 4/5."""
     import unicodedata

@@ -45,7 +45,8 @@ def format_table(metrics: Mapping[str, float]) -> str:
     rows = [(key, value) for key, value in sorted(metrics.items())
             if not (key.startswith(f"{START}/") and f"val/{key.partition('/')[2]}" in starts)]
     width = max((len(k) for k, _ in rows), default=6)
-    lines = [f"{'metric':<{width}}  {'value':>8}  {'start':>8}  {'change':>8}", "  ".join(["-" * width] + ["-" * 8] * 3)]
+    lines = [f"{'metric':<{width}}  {'value':>8}  {'start':>8}  {'change':>8}",
+             "  ".join(["-" * width] + ["-" * 8] * 3)]
     for key, value in rows:
         line = f"{key:<{width}}  {_number(value):>8}"
         if key in starts:
