@@ -10,7 +10,7 @@ from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
-from nlpexp.model.weights import checkpoint_keys, materialize_random
+from nlpexp.model.weights import materialize_random, parameters_not_in
 
 log = logging.getLogger(__name__)
 # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
@@ -128,14 +128,7 @@ class ModelSpec:
         that is random as a whole."""
         if self.build != "encoder_decoder" or self._config().is_encoder_decoder or self.name_or_path is None:
             return []
-        held = checkpoint_keys(self.path())
-        if held is None:
-            log.warning("model '%s': no local safetensors weights to tell new parameters from loaded ones; "
-                        "optimizer.head_lr does not apply", self.name)
-            return []
-        prefix = model.decoder.base_model_prefix + "."
-        held = {k.removeprefix(prefix) for k in held}
-        return [p for n, p in model.decoder.named_parameters() if n.removeprefix(prefix) not in held]
+        return parameters_not_in(model.decoder, self.path())
 
     def check_can_generate(self):
         """The model's config (no weights read) if it can generate text; one clear error for an encoder."""

@@ -26,6 +26,20 @@ def checkpoint_keys(folder: str) -> set[str] | None:
         return set(weights.keys())
 
 
+def parameters_not_in(model, folder: str) -> list:
+    """The parameters of a transformers model that the checkpoint in `folder` does not hold (initialised at random
+    when the model was built from it: a new head, a decoder's cross-attention); [] when the folder has no local
+    safetensors weights to compare with."""
+    held = checkpoint_keys(folder)
+    if held is None:
+        log.warning("%s: no local safetensors weights to tell new parameters from loaded ones; optimizer.head_lr "
+                    "does not apply", folder)
+        return []
+    prefix = model.base_model_prefix + "."
+    held = {k.removeprefix(prefix) for k in held}
+    return [p for n, p in model.named_parameters() if n.removeprefix(prefix) not in held]
+
+
 @functools.cache
 def materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, seed: int) -> str:
     import torch
