@@ -12,23 +12,8 @@ predictions of each evaluation are kept in the checkpoint saved at the same step
 is the best checkpoint's, and the reported val/ metrics are its metrics.
 """
 
-from nlpexp.task.summarization.examples import (
-    IGNORE_INDEX,
-    Examples,
-    causal_features,
-    load_examples,
-    predictions_file,
-    seq2seq_features,
-)
+from nlpexp.task.summarization.examples import Examples, load_examples, predictions_file
 from nlpexp.task.summarization.task import SummarizationTask
-from nlpexp.task.summarization.trainers import (
-    CausalLMCollator,
-    CausalLMSummarizationTrainer,
-    PredictionScorer,
-    PredictionsWithCheckpoints,
-    SummarizationTrainer,
-)
+from nlpexp.task.summarization.trainers import SummarizationTrainer
 
-__all__ = ["IGNORE_INDEX", "CausalLMCollator", "CausalLMSummarizationTrainer", "Examples", "PredictionScorer",
-           "PredictionsWithCheckpoints", "SummarizationTask", "SummarizationTrainer", "causal_features",
-           "load_examples", "predictions_file", "seq2seq_features"]
+__all__ = ["Examples", "SummarizationTask", "SummarizationTrainer", "load_examples", "predictions_file"]
