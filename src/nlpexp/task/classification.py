@@ -162,6 +162,11 @@ class ClassificationTask(Task):
                                 output.predictions, self.model.label_names)
         return from_trainer_logs(output.metrics, split_name(role))
 
+    def _evaluate_start(self) -> dict[str, float]:
+        # The validation features the trainer already holds: no second tokenisation (or cache read) of the split.
+        output = self.trainer.predict(self.trainer.eval_dataset, metric_key_prefix="eval")
+        return from_trainer_logs(output.metrics, "val")
+
     def _rows(self, role: str):
         return self.data.load(role, COLUMNS, text_columns=COLUMNS[:1])
 
