@@ -114,7 +114,8 @@ def test_registry_refuses_an_unfinished_run(tmp_path):
 
 def test_runs_cli_shows_the_starting_value_beside_the_metric(two_runs, capsys):
     root, out = two_runs
-    runs.main(["--ledger", str(root / "ledger.jsonl"), "--metrics", "val/spearman_cosine", "--format", "csv"])
+    runs.main(["--ledger", str(root / "ledger.jsonl"), "--metrics", "val/spearman_cosine,start/spearman_cosine",
+               "--format", "csv"])
     header, *rows = capsys.readouterr().out.strip().splitlines()
     columns = header.split(",")
     assert columns[columns.index("val/spearman_cosine") + 1] == "start/spearman_cosine"

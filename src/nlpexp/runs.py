@@ -3,8 +3,6 @@
     nlpexp runs                                   # every run, newest last
     nlpexp runs --task SbertNliTask --status ok --sort val/spearman_cosine
     nlpexp runs --sweep multirun/2026-11-22/10-00-00 --sort val/spearman_cosine --format md
-
-A validation metric column comes with the starting model's value (`start/<metric>`) where runs recorded it.
 """
 
 from __future__ import annotations
@@ -36,15 +34,6 @@ def sort_by(records: list[dict], metric: str, ascending: bool = False) -> list[d
     having = [r for r in records if metric in r.get("metrics", {})]
     missing = [r for r in records if metric not in r.get("metrics", {})]
     return sorted(having, key=lambda r: r["metrics"][metric], reverse=not ascending) + missing
-
-
-def with_starts(records: list[dict], metrics: list[str]) -> list[str]:
-    """Each validation metric followed by its starting value (`start/<name>`) where a run recorded one."""
-    from nlpexp.metrics import start_of
-
-    recorded = {key for r in records for key in r.get("metrics", {})}
-    return [name for m in metrics for name in [m] + ([start_of(m)] if start_of(m) in recorded and start_of(m) not in
-                                                     metrics else [])]
 
 
 def table_rows(records: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -87,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     records = select(ledger.read(args.ledger), args.task, args.model, args.data, args.status, args.sweep)
     if args.sort:
         records = sort_by(records, args.sort, args.ascending)
-    metrics = with_starts(records, [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else []))
+    metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
     text = render(*table_rows(records, metrics), args.format)
     if args.output:
         args.output.write_text(text)

@@ -10,7 +10,6 @@ from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
-from nlpexp.model.weights import materialize_random, parameters_not_in
 
 log = logging.getLogger(__name__)
 # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
@@ -65,6 +64,8 @@ class ModelSpec:
         tiny model without also clearing its random_init.
         """
         if self.random_init is not None and self.name_or_path is None:
+            from nlpexp.model.weights import materialize_random
+
             init = tuple(sorted(self.random_init.items()))
             return materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
@@ -128,6 +129,8 @@ class ModelSpec:
         that is random as a whole."""
         if self.build != "encoder_decoder" or self._config().is_encoder_decoder or self.name_or_path is None:
             return []
+        from nlpexp.model.weights import parameters_not_in
+
         return parameters_not_in(model.decoder, self.path())
 
     def check_can_generate(self):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import warnings
@@ -39,7 +38,7 @@ def write_summary(study: optuna.Study, out_dir: Path) -> str:
     out_dir = Path(out_dir)
     trials = study.get_trials(deepcopy=False)
     metric = metric_name(study)
-    header, rows = trial_table(trials, out_dir, metric)
+    header, rows = trial_table(trials, out_dir)
     write_text_atomic(out_dir / "trials.csv", _csv(header, rows))
     write_text_atomic(out_dir / "trials.md", _markdown(study, metric, header, rows))
     best = best_summary(study, trials, metric)
@@ -57,20 +56,9 @@ def metric_name(study: optuna.Study) -> str:
     return study.user_attrs.get(METRIC) or (study.metric_names or ["value"])[0]
 
 
-def _start_value(run_dir: str | None, metric: str) -> float | str:
-    """The trial's starting model on the metric (`start/<name>` of its metrics.json), '' where it has none."""
-    from nlpexp.metrics import start_of
-
-    path = Path(run_dir or "") / "metrics.json"
-    try:
-        return json.loads(path.read_text())[start_of(metric)] if run_dir and start_of(metric) else ""
-    except (OSError, ValueError, KeyError):
-        return ""
-
-
-def trial_table(trials: list[FrozenTrial], out_dir: Path, metric: str = "") -> tuple[list[str], list[list[Any]]]:
+def trial_table(trials: list[FrozenTrial], out_dir: Path) -> tuple[list[str], list[list[Any]]]:
     params = sorted({name for t in trials for name in t.params})
-    header = ["number", "state", "value", "duration_s", *params, "start", "run_dir", "note"]
+    header = ["number", "state", "value", "duration_s", *params, "run_dir", "note"]
     rows = []
     for t in trials:
         duration = round(t.duration.total_seconds(), 1) if t.duration else ""
@@ -78,8 +66,8 @@ def trial_table(trials: list[FrozenTrial], out_dir: Path, metric: str = "") -> t
         run_dir = t.user_attrs.get(RUN_DIR, "") if t.state != TrialState.WAITING else ""  # (a retry's is its origin's)
         if run_dir and Path(run_dir).is_relative_to(out_dir.resolve()):
             run_dir = str(Path(run_dir).relative_to(out_dir.resolve()))
-        rows.append([t.number, t.state.name, value, duration, *(t.params.get(p, "") for p in params),
-                     _start_value(t.user_attrs.get(RUN_DIR), metric), run_dir, note(t)])
+        rows.append([t.number, t.state.name, value, duration, *(t.params.get(p, "") for p in params), run_dir,
+                     note(t)])
     return header, rows
 
 
