@@ -21,7 +21,7 @@ def run_seeds(run: Callable[..., dict], overrides: Sequence[str], seeds: Sequenc
 
 def spread_cell(got: dict) -> str:
     """`mean ± sd (seeds 1, 2, 3: a / b / c)`; empty for a single run."""
-    if "seeds" not in got:
+    if len(got.get("seeds", {})) < 2:
         return ""
     seeds = got["seeds"]
     return (f" ± {got['sd']:.4f} (seeds {', '.join(seeds)}: " + " / ".join(f"{v:.4f}" for v in seeds.values())
@@ -32,6 +32,6 @@ def beats(got: dict, baseline: dict) -> tuple[bool, str]:
     """Does the row beat its baseline by more than seed-to-seed noise (the sum of their standard deviations)?"""
     gain = got[METRIC] - baseline[METRIC]
     noise = got.get("sd", 0.0) + baseline.get("sd", 0.0)
-    if "seeds" not in got:
-        return gain > 0, "beats gold-only"
+    if len(got.get("seeds", {})) < 2 or len(baseline.get("seeds", {})) < 2:
+        return gain > 0, "beats gold-only (one run each: no spread to compare with)"
     return gain > noise, f"beats gold-only by more than the seeds' spread ({gain:+.4f} vs {noise:.4f})"
