@@ -26,12 +26,12 @@ class TrainerSettings:
         save_total_limit: int | None = 2,
         early_stopping_patience: int | None = None,
         resume: bool | str = False,
+        evaluate_start: bool = True,
         dataloader_workers: int = 0,
         seed: int = 42,
         auto_find_batch_size: bool = False,
         tf32: bool | None = None,
         group_by_length: bool = False,
-        evaluate_start: bool = True,
     ):
         for key, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
                            "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -55,12 +55,12 @@ class TrainerSettings:
         self.save_total_limit = save_total_limit
         self.early_stopping_patience = early_stopping_patience
         self.resume = resume
+        self.evaluate_start = evaluate_start  # score the starting model on validation first (start/<metric>)
         self.dataloader_workers = dataloader_workers
         self.seed = seed
         self.auto_find_batch_size = auto_find_batch_size
         self.tf32 = tf32
         self.group_by_length = group_by_length
-        self.evaluate_start = evaluate_start
 
     @property
     def effective_batch_size(self) -> int:
