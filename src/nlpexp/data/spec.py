@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from nlpexp.data.sources import Source, missing_split, read_split
+from nlpexp.data.readers import SUFFIXES, find_split_file, local_splits, read_split_file
 from nlpexp.errors import NlpexpError
+from nlpexp.hub import hub_reachable
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
 POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
 # Every file (or hub split) read in this process since the pipeline last cleared it: provenance hashes them.
 FILES_READ: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Source:
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
+
+    @classmethod
+    def from_config(cls, node: Mapping | None) -> Source:
+        node = dict(node or {})
+        return cls(node.get("hub_id"), node.get("hub_config"), tuple(dict(node.get("hub_splits") or {}).items()))
 
 
 class DataSpec:
@@ -85,6 +100,8 @@ class DataSpec:
 
     def _unavailable(self, role: str) -> bool:
         """An optional role none of whose files can be read here; says so once."""
+        from nlpexp.data.availability import missing_split
+
         if role not in self.optional_roles:
             return False
         if role not in self._skipped:
@@ -182,7 +199,7 @@ class DataSpec:
         return pooled.select(order[bounds[index]:bounds[index + 1]])
 
     def _read(self, folder: str, split: str):
-        dataset, origin = read_split(self.root, folder, split, self.sources[folder])
+        dataset, origin = _read_split(self.root, folder, split, self.sources[folder])
         FILES_READ.add(origin)
         return dataset
 
@@ -236,3 +253,34 @@ class DataSpec:
         # input_columns: only the labels are read back from Arrow, not every text of every row
         return dataset.map(lambda labels: {"label": [ids.get(v, v) for v in labels]}, features=features,
                            batched=True, input_columns="label")
+
+
+@functools.cache
+def _read_split(root: Path, folder: str, split: str, source: Source):
+    directory = root / folder
+    path = find_split_file(directory, split)
+    if path is not None:
+        log.info("reading %s", path)
+        return read_split_file(path), str(path)
+    if source.hub_id and hub_reachable():
+        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
+    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
+    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
+    if not root.is_dir():
+        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
+    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
+    present = local_splits(directory)
+    raise NlpexpError(
+        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
+        f"Splits present in {directory}: {', '.join(present) or 'none'}"
+    )
+
+
+def _read_hub(source: Source, split: str):
+    import datasets
+
+    hub_split = dict(source.hub_splits).get(split, split)
+    try:
+        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+    except Exception as err:  # the hub raises a zoo of types; the user needs the message
+        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {str(err).splitlines()[0]}") from err
