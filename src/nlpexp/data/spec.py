@@ -63,7 +63,7 @@ class DataSpec:
         self.shuffle = shuffle
         # Roles skipped, with a notice, when their files are neither in the mirror nor on the Hub (a held-out test).
         self.optional_roles = set(optional_roles)
-        self._skipped: dict[str, str] = {}
+        self.skipped_roles: dict[str, str] = {}
         self._check()
         self._loaded: dict[tuple, object] = {}
 
@@ -99,19 +99,9 @@ class DataSpec:
         return [r for r in self.splits if self.splits[r] and not self._unavailable(r)]
 
     def _unavailable(self, role: str) -> bool:
-        """An optional role none of whose files can be read here; says so once."""
-        from nlpexp.data.availability import missing_split
+        from nlpexp.data.availability import unavailable
 
-        if role not in self.optional_roles:
-            return False
-        if role not in self._skipped:
-            missing = [m for entry in self.splits[role]
-                       if (m := missing_split(self.root, *entry.split("/", 1), self.sources[entry.split("/", 1)[0]]))]
-            self._skipped[role] = "; ".join(missing)
-            if missing:
-                log.warning("data '%s': no %s split here (%s); its metrics are skipped", self.name, role,
-                            self._skipped[role])
-        return bool(self._skipped[role])
+        return unavailable(self, role)
 
     def _ratio_role(self, role: str) -> bool:
         """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""
