@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-START = "start"  # the split name of the starting model's validation scores
 # Trainer bookkeeping that is not a model metric.
 _BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "sequential_score",
                 "model_preparation_time"}
+START = "start"  # the split name of the starting model's validation scores
 
 
 def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str, float]:

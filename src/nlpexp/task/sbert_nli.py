@@ -67,12 +67,12 @@ class SbertNliTask(Task):
             model=self.model,
             args=args,
             train_dataset=self.train_set,
+            new_parameters=self.new_parameters(),
             loss=self.loss,
             evaluator=self._evaluator("validation", during_training=True),
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
-            new_parameters=self.new_parameters(),
         )
         self.run_trainer(trainer)
         self.head_trained = True
