@@ -68,7 +68,7 @@ def test_rerun_with_other_settings_is_refused(first_run, compose_run):
 def test_an_interrupted_run_resumes_after_its_last_finished_stage(compose_run, tmp_path, monkeypatch):
     """A crash while writing silver.jsonl leaves stages 1-2 done; the rerun reuses them and does 3 and 4."""
     run_dir = tmp_path / "run"
-    write = augsbert.write_jsonl_atomic
+    write = augsbert.task.write_jsonl_atomic
 
     def crash_on_silver(path, rows):
         if path.name == "silver.jsonl":
@@ -76,7 +76,7 @@ def test_an_interrupted_run_resumes_after_its_last_finished_stage(compose_run, t
         write(path, rows)
 
     with monkeypatch.context() as patch:
-        patch.setattr(augsbert, "write_jsonl_atomic", crash_on_silver)
+        patch.setattr(augsbert.task, "write_jsonl_atomic", crash_on_silver)
         with pytest.raises(RuntimeError, match="crash"):
             run(compose_run(*SMOKE, run_dir=run_dir))
     assert (run_dir / "cross_encoder").is_dir() and (run_dir / "candidates.jsonl").is_file()
@@ -116,3 +116,33 @@ def test_gold_size_must_leave_rows_for_silver(compose_run):
 def test_the_bi_encoder_needs_a_scored_pair_loss(compose_run):
     with pytest.raises(NlpexpError, match="loss=cosine"):
         run(compose_run(*SMOKE, "loss=mnrl"))
+
+
+def test_the_papers_setting_gold_from_scored_sts_pairs(compose_run, tmp_path, data_root):
+    """data=stsb: gold = the first rows with their scores / 5 (the cross-encoder's labels), silver = nearest pairs
+    of the other rows' sentences, none of their scores read."""
+    import gzip
+
+    task = build_task(compose_run("task=augsbert", "model=tiny_bert", "debug=smoke", "logger=none", "data=stsb",
+                                  "task.gold_size=16", "task.pair_sampling=nearest", "task.pairs_per_sentence=1"))
+    task.setup()
+    rows = [json.loads(line) for line in gzip.open(data_root / "stsb" / "train.jsonl.gz", "rt")]
+    assert list(task.gold["score"]) == pytest.approx([r["score"] / 5 for r in rows[:16]])
+    assert task.unlabelled.column_names == ["sentence1", "sentence2"]
+    candidates = task._candidates()
+    assert candidates and {t for pair in candidates for t in pair} <= {r[c] for r in rows[16:]
+                                                                       for c in ("sentence1", "sentence2")}
+    head = {id(p) for p in task._cross_encoder()[0].model.classifier.parameters()}
+    assert head and (tmp_path / "run" / "cross_encoder").is_dir()
+
+
+def test_every_augsbert_preset_pairs_with_its_gold_only_twin(compose_run):
+    """A bench row's gain is read against its twin: same data, gold slice, loss and settings, without silver."""
+    from omegaconf import OmegaConf
+
+    for preset in ("augsbert_sts", "augsbert_korsts", "augsbert_seed"):
+        full, twin = (OmegaConf.to_container(compose_run(f"experiment={p}")) for p in (preset, f"{preset}_gold_only"
+                                                                                          if preset != "augsbert_seed"
+                                                                                          else "augsbert_gold_only"))
+        assert twin["task"].pop("gold_only") and not full["task"].pop("gold_only")
+        assert full == twin

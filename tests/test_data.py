@@ -171,3 +171,28 @@ def test_ratio_parts_cover_every_row_once(tmp_path, rows):
               split_ratios={"train": 0.8, "validation": 0.1, "test": 0.1})
     texts = [t for role in ("train", "validation", "test") for t in DataSpec(**kw).load(role, ("text",))["text"]]
     assert sorted(texts) == sorted(f"row {i}" for i in range(rows))
+
+
+def test_an_optional_role_without_files_is_skipped_with_one_notice(data_root, caplog):
+    """stsb/korsts declare a test role their mirror holds out: offline, it is skipped (one warning), not an error."""
+    import logging
+
+    held_out = spec(data_root, splits={"train": ["snli/test"], "test": ["snli/held_out"]}, optional_roles=["test"])
+    with caplog.at_level(logging.WARNING, logger="nlpexp"):
+        assert held_out.roles == ["train"] and not held_out.has("test") and not held_out.has("test")
+    notices = [r.getMessage() for r in caplog.records if "held_out" in r.getMessage()]
+    assert len(notices) == 1 and "no test split here" in notices[0] and "unreachable" in notices[0]
+    present = spec(data_root, splits={"train": ["snli/test"], "test": ["snli/validation"]}, optional_roles=["test"])
+    assert present.has("test") and len(present.load("test", NLI)) == 24
+    required = spec(data_root, splits={"train": ["snli/test"], "test": ["snli/held_out"]})
+    with pytest.raises(NlpexpError, match="split 'snli/held_out' not found"):
+        required.load("test", NLI)
+
+
+def test_the_sts_configs_declare_their_held_out_test_split(compose_run):
+    from nlpexp.config import instantiate
+
+    for name in ("stsb", "korsts"):
+        sts = instantiate(compose_run(f"data={name}").data)
+        assert sts.splits["test"] == [f"{name}/test"] and not sts.has("test")  # the fixture root has no test file
+        assert sts.has("validation")

@@ -64,3 +64,27 @@ def test_rouge_lsum_scores_sentence_by_sentence():
 def test_unknown_multi_reference_mode():
     with pytest.raises(NlpexpError, match="best"):
         Rouge("max")
+
+
+def test_a_korean_summary_decoded_by_the_bundled_tokenizer_scores_by_hand():
+    """The bundled MiniLM tokenizer decodes Hangul as decomposed jamo (NFD); scored as it is, no word would match the
+    composed (NFC) reference. After NFC: the reference 철수가 어제 학교에 갔다 (4 words) comes back as
+    철수가 어제 학교에 (갔다 is [UNK] to this vocabulary, and decoding drops it).
+    rouge1: 3 shared unigrams, P = 3/3, R = 3/4 -> F = 6/7; rougeL: the same 3 in order -> 6/7;
+    rouge2: (철수가 어제) (어제 학교에) both in the reference's 3 bigrams, P = 1, R = 2/3 -> F = 4/5."""
+    import unicodedata
+
+    from transformers import AutoTokenizer
+
+    from nlpexp.model.bundled import bundled_path
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
+    decoded = tokenizer.decode(tokenizer(KO_REFERENCE)["input_ids"], skip_special_tokens=True)
+    assert not unicodedata.is_normalized("NFC", decoded)  # what made the score 0 before
+    assert WordTokenizer().tokenize(decoded) != WordTokenizer().tokenize(unicodedata.normalize("NFC", decoded))
+    scores = Rouge(use_stemmer=True).corpus([decoded], [[KO_REFERENCE]])
+    assert scores["rouge1"] == pytest.approx(6 / 7) and scores["rouge1"] >= 0.8
+    assert scores["rougeL"] == pytest.approx(6 / 7)
+    assert scores["rouge2"] == pytest.approx(4 / 5)
+    # The same either way round: references decoded (NFD) against a composed prediction.
+    assert Rouge(use_stemmer=False).corpus([KO_REFERENCE], [[decoded]])["rouge1"] == pytest.approx(6 / 7)

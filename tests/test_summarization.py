@@ -281,3 +281,12 @@ def test_encoder_only_model_is_refused_with_the_way_out(compose_run):
 def test_other_architectures_train(compose_run, model):
     metrics = run(compose_run(*FAST, f"model={model}"))
     assert "val/rouge_sum" in metrics and "test/rouge_sum" in metrics
+
+
+def test_a_trained_random_init_encoder_decoder_reloads(compose_run, tmp_path):
+    """tiny_bert2bert is random-init BERT halves; its best_model/ is a saved EncoderDecoderModel, which mode=eval
+    with model.name_or_path loads as it is (its config, not the random-init one) to the same validation scores."""
+    trained = run(compose_run(*FAST, "model=tiny_bert2bert"))
+    again = run(compose_run(*FAST, "model=tiny_bert2bert", "mode=eval",
+                            f"model.name_or_path={tmp_path / 'run' / 'best_model'}", run_dir=tmp_path / "eval"))
+    assert again["val/rouge_sum"] == pytest.approx(trained["val/rouge_sum"])

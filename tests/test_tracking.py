@@ -111,3 +111,15 @@ def test_registry_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(NlpexpError, match="no metrics.json: it is not the run dir of a finished run"):
         registry.register(tmp_path / "run", "x", tmp_path / "registry")
     assert not (tmp_path / "registry" / "x" / "v1").exists()
+
+
+def test_runs_cli_shows_the_starting_value_beside_the_metric(two_runs, capsys):
+    root, out = two_runs
+    runs.main(["--ledger", str(root / "ledger.jsonl"), "--metrics", "val/spearman_cosine,start/spearman_cosine",
+               "--format", "csv"])
+    header, *rows = capsys.readouterr().out.strip().splitlines()
+    columns = header.split(",")
+    assert columns[columns.index("val/spearman_cosine") + 1] == "start/spearman_cosine"
+    at = columns.index("start/spearman_cosine")
+    assert [float(r.split(",")[at]) for r in rows] == pytest.approx([m["start/spearman_cosine"] for _, m in out],
+                                                                    abs=5e-5)  # printed with 4 decimals

@@ -10,6 +10,7 @@ _END_OF_TRAINING = "train_runtime"
 # Trainer bookkeeping that is not a model metric.
 _BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "sequential_score",
                 "model_preparation_time"}
+START = "start"  # the split name of the starting model's validation scores
 
 
 def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str, float]:
@@ -41,9 +42,34 @@ def split_name(role: str) -> str:
     return {"validation": "val"}.get(role, role)
 
 
+def as_start(metrics: Mapping[str, float]) -> dict[str, float]:
+    """`val/spearman_cosine` -> `start/spearman_cosine`: the starting model's validation scores."""
+    return {f"{START}/{key.partition('/')[2]}": float(value) for key, value in metrics.items()}
+
+
+def start_of(key: str) -> str | None:
+    """The `start/` twin of a validation metric (`val/accuracy` -> `start/accuracy`), None for other keys."""
+    split, _, name = key.partition("/")
+    return f"{START}/{name}" if split == "val" and name else None
+
+
 def format_table(metrics: Mapping[str, float]) -> str:
-    width = max((len(k) for k in metrics), default=6)
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
-    for key, value in sorted(metrics.items()):
-        lines.append(f"{key:<{width}}  {value:.4f}" if math.isfinite(value) else f"{key:<{width}}  {value}")
+    """One row per metric; a validation metric whose starting value is known shows it and the change."""
+    starts = {key: metrics[twin] for key in metrics if (twin := start_of(key)) in metrics}
+    rows = [(key, value) for key, value in sorted(metrics.items())
+            if not (key.startswith(f"{START}/") and f"val/{key.partition('/')[2]}" in starts)]
+    width = max((len(k) for k, _ in rows), default=6)
+    lines = [f"{'metric':<{width}}  {'value':>8}  {'start':>8}  {'change':>8}",
+             "  ".join(["-" * width] + ["-" * 8] * 3)]
+    for key, value in rows:
+        line = f"{key:<{width}}  {_number(value):>8}"
+        if key in starts:
+            line += f"  {_number(starts[key]):>8}  {_number(value - starts[key], signed=True):>8}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _number(value: float, signed: bool = False) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:+.4f}" if signed else f"{value:.4f}"

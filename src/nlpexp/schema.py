@@ -71,7 +71,7 @@ DATA = Group({
     "name": NAME, "root": NAME, "sources": MapOf(Maybe(MapOf())), "splits": MapOf(ListOf(NAME)),
     "columns": Maybe(MapOf(NAME)), "label_names": Maybe(ListOf(NAME)), "unknown_labels": OneOf(("error", "drop")),
     "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
-    "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(),
+    "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(), "optional_roles": ListOf(NAME),
 }, required=("name", "root", "sources", "splits"))
 
 def _check_duration(trainer: dict, path: str) -> None:
@@ -88,16 +88,18 @@ TRAINER = Group({
     "logging_steps": Int(1), "save_total_limit": Maybe(Int(1)), "early_stopping_patience": Maybe(Int(1)),
     "resume": Either((Bool(), Text(meaning="a checkpoint folder"))), "dataloader_workers": Int(0, 256),
     "seed": SEED, "auto_find_batch_size": Bool(), "tf32": Maybe(Bool()), "group_by_length": Bool(),
-    "max_tokens_per_batch": Maybe(Int(1)),
+    "max_tokens_per_batch": Maybe(Int(1)), "evaluate_start": Bool(),
 }, checks=(_check_duration,))
 
 _ADAM = Group({
-    "lr": Num(0, lo_open=True), "weight_decay": Num(0), "betas": ListOf(Num(0, 1, hi_open=True), 2),
+    "lr": Num(0, lo_open=True), "head_lr": Maybe(Num(0, lo_open=True)), "weight_decay": Num(0),
+    "betas": ListOf(Num(0, 1, hi_open=True), 2),
     "eps": Num(0, lo_open=True), "fused": Maybe(Bool()), "foreach": Maybe(Bool()), "amsgrad": Bool(),
     "maximize": Bool(), "capturable": Bool(), "differentiable": Bool(),
 }, required=("lr",))
 OPTIMIZER = ByTarget({"torch.optim.Adam": _ADAM, "torch.optim.AdamW": _ADAM},
-                     other=Group({"lr": Num(0, lo_open=True), "weight_decay": Num(0)}, required=("lr",), open=True))
+                     other=Group({"lr": Num(0, lo_open=True), "head_lr": Maybe(Num(0, lo_open=True)),
+                                  "weight_decay": Num(0)}, required=("lr",), open=True))
 
 SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})})
@@ -137,6 +139,7 @@ TASK = ByTarget({
     "nlpexp.task.augsbert.AugSbertTask": Group({
         **_STS_TASK, "gold_size": Int(1), "gold_only": Bool(), "pair_sampling": OneOf(PAIR_SAMPLINGS),
         "pairs_per_sentence": Int(1), "silver_threshold": Maybe(Num(0, 1)), "label_scores": _SCORES,
+        "max_score": Num(0, lo_open=True),
     }, required=("monitor", "sts", "gold_size", "label_scores")),
     "nlpexp.task.tsdae.TsdaeTask": Group({
         **_STS_TASK, "text_columns": ListOf(NAME), "deletion_ratio": Num(0, 1, hi_open=True),
@@ -150,6 +153,9 @@ LOGGER = ByTarget({
     "nlpexp.logger.WandbLogger": Group({"project": NAME, "entity": Maybe(NAME), "name": Maybe(NAME), "dir": NAME,
                                         "mode": OneOf(WANDB_MODES), "group": Maybe(NAME), "tags": ListOf(NAME)},
                                        required=("project", "dir")),
+    "nlpexp.logger.MlflowLogger": Group({"run_dir": NAME, "experiment": NAME, "tracking_uri": Maybe(NAME),
+                                         "run_name": Maybe(NAME), "tags": Maybe(MapOf()), "log_model": Bool()},
+                                        required=("run_dir", "experiment")),
 })
 
 PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "ledger_file": NAME,

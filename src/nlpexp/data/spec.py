@@ -45,6 +45,7 @@ class DataSpec:
         seed: int = 42,
         split_ratios: Mapping[str, float] | None = None,
         shuffle: bool = False,
+        optional_roles: Sequence[str] = (),
     ):
         self.name = name
         self.root = Path(root).resolve()
@@ -58,6 +59,9 @@ class DataSpec:
         self.seed = seed
         self.split_ratios = dict(split_ratios) if split_ratios else None
         self.shuffle = shuffle
+        # Roles skipped, with a notice, when their files are neither in the mirror nor on the Hub (a held-out test).
+        self.optional_roles = set(optional_roles)
+        self.skipped_roles: dict[str, str] = {}
         self._check()
         self._loaded: dict[tuple, object] = {}
 
@@ -90,7 +94,12 @@ class DataSpec:
     def roles(self) -> list[str]:
         if self.split_ratios is not None:
             return [r for r in ROLES if self._ratio_role(r) or self.splits.get(r)]
-        return [r for r in self.splits if self.splits[r]]
+        return [r for r in self.splits if self.splits[r] and not self._unavailable(r)]
+
+    def _unavailable(self, role: str) -> bool:
+        from nlpexp.data.availability import unavailable
+
+        return unavailable(self, role)
 
     def _ratio_role(self, role: str) -> bool:
         """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""

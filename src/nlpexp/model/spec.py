@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -70,8 +66,10 @@ class ModelSpec:
         tiny model without also clearing its random_init.
         """
         if self.random_init is not None and self.name_or_path is None:
+            from nlpexp.model.weights import materialize_random
+
             init = tuple(sorted(self.random_init.items()))
-            return _materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
+            return materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
 
     def check(self) -> None:
@@ -134,6 +132,16 @@ class ModelSpec:
         auto_class = "AutoModelForSeq2SeqLM" if config.is_encoder_decoder else "AutoModelForCausalLM"
         return getattr(transformers, auto_class).from_pretrained(self.path(auto_class), **self.load_kwargs)
 
+    def new_parameters(self, model) -> list:
+        """What generative_model() added untrained to its checkpoint: a warm-started encoder-decoder's cross-attention
+        (and the decoder's LM head where the checkpoint has none). None for a model loaded as it was saved, or one
+        that is random as a whole."""
+        if self.build != "encoder_decoder" or self._config().is_encoder_decoder or self.name_or_path is None:
+            return []
+        from nlpexp.model.weights import parameters_not_in
+
+        return parameters_not_in(model.decoder, self.path())
+
     def check_can_generate(self):
         """The model's config (no weights read) if it can generate text; one clear error for an encoder."""
         from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
@@ -147,9 +155,10 @@ class ModelSpec:
         return config
 
     def _config(self):
+        """The config of what path() loads: a given folder's (a trained tiny model), else the random-init one."""
         from transformers import AutoConfig
 
-        if self.random_init is not None:
+        if self.random_init is not None and self.name_or_path is None:
             init = dict(self.random_init)
             return AutoConfig.for_model(init.pop("model_type"), **init)
         return AutoConfig.from_pretrained(self.path(), trust_remote_code=self.trust_remote_code)
@@ -211,23 +220,3 @@ def _hub_cache(repo_id: str) -> str | None:
         return snapshot_download(repo_id, local_files_only=True)
     except Exception:  # not cached (or an invalid id): either way, not usable offline
         return None
-
-
-@functools.cache
-def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, seed: int) -> str:
-    import torch
-    import transformers
-
-    init = dict(init_items)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
-    config = transformers.AutoConfig.for_model(init.pop("model_type"), vocab_size=len(tokenizer), **init)
-    # Its own generator: the weights depend on the seed alone, not on whether this process made them before.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = getattr(transformers, auto_class).from_config(config)
-    folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    log.info("random-init %s (%s) written to %s", config.model_type, auto_class, folder)
-    return folder

@@ -44,6 +44,8 @@ class Task(ABC):
         self.cache_dir = cache_dir
         # `train/...` figures of the last trainer.train() (throughput, loss); run() adds them to metrics.json.
         self.train_metrics: dict[str, float] = {}
+        # `start/<metric>`: the model as training got it, scored on validation (trainer.evaluate_start).
+        self.start_metrics: dict[str, float] = {}
 
     @classmethod  # noqa: B027 (an optional hook, empty by default)
     def check_config(cls, cfg) -> None:
@@ -71,9 +73,26 @@ class Task(ABC):
         After training, the best checkpoint's validation metrics were already computed by the trainer on the
         same model and data: they are reused rather than computed again.
         """
-        if role == "validation" and self._best_val_metrics:
-            return dict(self._best_val_metrics)
-        return self._evaluate(role)
+        metrics = dict(self._best_val_metrics) if role == "validation" and self._best_val_metrics \
+            else self._evaluate(role)
+        return {**metrics, **self.start_metrics} if role == "validation" else metrics
+
+    def evaluate_start(self) -> None:
+        """Score the model training starts from on validation, once, as `start/<metric>`: the before of the
+        before -> after that metrics.json, the ledger and the console table show (trainer.evaluate_start=false
+        skips it)."""
+        from nlpexp.metrics import as_start
+
+        if self.trainer_settings.evaluate_start and not self.start_metrics:
+            self.start_metrics = as_start(self._evaluate_start())
+
+    def _evaluate_start(self) -> dict[str, float]:
+        """The validation metrics of the starting model (`val/<metric>` keys)."""
+        return self._evaluate("validation")
+
+    def new_parameters(self) -> list:
+        """The parameters this task adds untrained; they learn at optimizer.head_lr."""
+        return []
 
     @abstractmethod
     def _evaluate(self, role: str) -> dict[str, float]:
@@ -83,6 +102,7 @@ class Task(ABC):
 
     def run_trainer(self, trainer):
         """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""
+        self.evaluate_start()
         output = trainer.train(resume_from_checkpoint=self.resume_from(self.checkpoints_dir))
         self.remember_train_output(output, trainer.state)
         self.remember_best_metrics(trainer.state)

@@ -133,6 +133,7 @@ class ClassificationTask(Task):
             callbacks=self.training_callbacks(),
             optimizer_factory=self.optimizer_factory,
             scheduler_factory=self.scheduler_factory,
+            new_parameters=self.new_parameters(),
         )
 
     def _new_model(self) -> EncoderClassifier:
@@ -141,6 +142,9 @@ class ClassificationTask(Task):
         # The head's initial weights depend on the seed alone, not on what was loaded before it.
         set_seed(self.trainer_settings.seed)
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
+
+    def new_parameters(self) -> list:
+        return list(self.model.classifier.parameters()) if self.mode == "train" else []
 
     def train(self) -> None:
         self.run_trainer(self.trainer)
@@ -157,6 +161,11 @@ class ClassificationTask(Task):
             write_misclassified(self.run_dir / "misclassified.jsonl", list(rows["text"]), output.label_ids,
                                 output.predictions, self.model.label_names)
         return from_trainer_logs(output.metrics, split_name(role))
+
+    def _evaluate_start(self) -> dict[str, float]:
+        # The validation features the trainer already holds: no second tokenisation (or cache read) of the split.
+        output = self.trainer.predict(self.trainer.eval_dataset, metric_key_prefix="eval")
+        return from_trainer_logs(output.metrics, "val")
 
     def _rows(self, role: str):
         return self.data.load(role, COLUMNS, text_columns=COLUMNS[:1])

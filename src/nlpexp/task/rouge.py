@@ -2,7 +2,9 @@
 
 rouge-score's default tokenizer keeps only [a-z0-9], so a Korean (or Chinese, Russian, ...) summary becomes
 an empty token list and scores 0. `WordTokenizer` takes words as runs of letters and digits of any script
-instead; on English text it gives exactly the default tokens.
+instead; on English text it gives exactly the default tokens. Predictions and references are put in Unicode NFC
+first: tokenizers such as the bundled MiniLM's decode Hangul as decomposed jamo (NFD), whose code points are not
+letters of the word pattern, so a summary decoded from its own reference would otherwise score 0.
 
 Scores are F-measures in [0, 1], averaged over the examples; `rouge_sum` = rouge1 + rouge2 + rougeL (the
 seeds' model-selection metric). rougeLsum scores sentence by sentence (split after . ! ? and at line breaks).
@@ -14,6 +16,7 @@ With several references per example (DialogSum test has three) `multi_reference`
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from nltk.stem.porter import PorterStemmer
@@ -65,7 +68,8 @@ class Rouge:
 
 
 def _one_sentence_per_line(text: str) -> str:
-    return _SENTENCE_END.sub("\n", text.strip())
+    """NFC (composed Hangul syllables, accented letters as one code point), one sentence per line."""
+    return _SENTENCE_END.sub("\n", unicodedata.normalize("NFC", text).strip())
 
 
 def _mean(values: Sequence[float]) -> float:

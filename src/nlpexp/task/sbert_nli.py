@@ -69,6 +69,7 @@ class SbertNliTask(Task):
             model=self.model,
             args=args,
             train_dataset=self.train_set,
+            new_parameters=self.new_parameters(),
             loss=self.loss,
             evaluator=lazy_evaluator(self.sts.has("validation") or self.data.has("validation"),
                                      lambda: self._evaluator("validation", during_training=True)),
@@ -83,11 +84,17 @@ class SbertNliTask(Task):
             self.model.save(str(self.best_model_dir))
             save_head(self.loss, self.best_model_dir, self.data.label_names)
 
-    def _evaluate(self, role: str) -> dict[str, float]:
-        evaluator = self._evaluator(role)
+    def new_parameters(self) -> list:
+        return list(self.loss.classifier.parameters())  # the SoftmaxLoss head starts untrained
+
+    def _evaluate(self, role: str, during_training: bool = False) -> dict[str, float]:
+        evaluator = self._evaluator(role, during_training)
         if evaluator is None:
             return {}
         return prefixed(evaluator(self.model), split_name(role))
+
+    def _evaluate_start(self) -> dict[str, float]:
+        return self._evaluate("validation", during_training=True)  # with the untrained head's accuracy
 
     def _evaluator(self, role: str, during_training: bool = False):
         evaluators = []

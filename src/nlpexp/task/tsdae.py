@@ -1,8 +1,8 @@
 """TSDAE (seed 004): unsupervised sentence embeddings from unlabelled text by denoising auto-encoding.
 
 Each sentence loses a share of its words; a decoder that shares the encoder's weights rebuilds the original
-from the embedding of the damaged copy (CLS pooling). The starting model is scored with the same pooling, so
-that the gain is read off metrics.json (`val/start_*` beside `val/*`).
+from the embedding of the damaged copy (CLS pooling). The starting model is scored with the same pooling (as every
+task's starting model: `start/*` beside `val/*` in metrics.json).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from nlpexp.data.pairs import unique_texts
 from nlpexp.errors import NlpexpError
 from nlpexp.task.embedding import SentenceEmbeddingTask
 
-START_PREFIX = "start_"
-
 
 class TsdaeTask(SentenceEmbeddingTask):
     def __init__(self, *, text_columns: Sequence[str], deletion_ratio: float = 0.6, pooling: str = "cls", **kwargs):
@@ -31,7 +29,6 @@ class TsdaeTask(SentenceEmbeddingTask):
         self.text_columns = list(text_columns)
         self.deletion_ratio = deletion_ratio
         self.pooling = pooling
-        self.start_metrics: dict[str, float] = {}
 
     def check_loss(self) -> None:
         super().check_loss()
@@ -52,14 +49,9 @@ class TsdaeTask(SentenceEmbeddingTask):
         # The noise is drawn once, up front: the same seed gives the same damaged copies.
         damaged = [delete_words(s, self.deletion_ratio, rng) for s in sentences]
         self.train_set = datasets.Dataset.from_dict({"damaged": damaged, "original": sentences})
-        self.start_metrics = {_start_key(k): v for k, v in self._evaluate("validation").items()}
 
     def train(self) -> None:
         self.fit(self.train_set)
-
-    def evaluate(self, role: str) -> dict[str, float]:
-        metrics = super().evaluate(role)
-        return {**metrics, **self.start_metrics} if role == "validation" else metrics
 
 
 def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:
@@ -87,7 +79,3 @@ def _detokenizer():
 
     return TreebankWordDetokenizer()
 
-
-def _start_key(key: str) -> str:
-    split, _, name = key.partition("/")
-    return f"{split}/{START_PREFIX}{name}"

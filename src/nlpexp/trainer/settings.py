@@ -27,6 +27,7 @@ class TrainerSettings:
         save_total_limit: int | None = 2,
         early_stopping_patience: int | None = None,
         resume: bool | str = False,
+        evaluate_start: bool = True,
         dataloader_workers: int = 0,
         seed: int = 42,
         auto_find_batch_size: bool = False,
@@ -46,6 +47,7 @@ class TrainerSettings:
         self.save_total_limit = save_total_limit
         self.early_stopping_patience = early_stopping_patience
         self.resume = resume
+        self.evaluate_start = evaluate_start  # score the starting model on validation first (start/<metric>)
         self.dataloader_workers = dataloader_workers
         self.seed = seed
         self.auto_find_batch_size = auto_find_batch_size
@@ -199,21 +201,22 @@ class ConfiguredOptimization(SealedCheckpoints):
     groups, e.g. the SoftmaxLoss classifier that SentenceTransformerTrainer adds.
     """
 
-    def __init__(self, *args, optimizer_factory: functools.partial, scheduler_factory: functools.partial, **kwargs):
+    def __init__(self, *args, optimizer_factory: functools.partial, scheduler_factory: functools.partial,
+                 new_parameters=(), **kwargs):
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory
+        self.new_parameters = list(new_parameters)  # what the task adds untrained: they learn at optimizer.head_lr
         super().__init__(*args, **kwargs)
         from nlpexp.console import use_console_progress
 
         use_console_progress(self)
 
     def get_optimizer_cls_and_kwargs(self, args, model=None):
+        from nlpexp.trainer.optimization import optimizer_settings, parameter_groups
+
         _, kwargs = super().get_optimizer_cls_and_kwargs(args, model)
-        groups = {k: v for k, v in kwargs.items() if k in ("params", "model", "optimizer_dict")}
-        settings = {k: v for k, v in self.optimizer_factory.keywords.items() if k != "weight_decay"}
-        if "betas" in settings:
-            settings["betas"] = tuple(settings["betas"])
-        return self.optimizer_factory.func, {**settings, **groups}
+        groups = parameter_groups(self, kwargs, model)
+        return self.optimizer_factory.func, {**optimizer_settings(self.optimizer_factory), **groups}
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:

@@ -1,22 +1,8 @@
-"""Augmented SBERT (seed 004; Thakur et al. 2021): a few gold pairs, many silver ones.
-
-One run does four stages, each leaving its artifact in the run dir:
-  1. cross_encoder/     a cross-encoder trained on the gold pairs (the first `gold_size` training rows)
-  2. candidates.jsonl   unlabelled pairs: the remaining rows' own pairs, or random / nearest-neighbour pairs of
-                        their sentences
-  3. silver.jsonl       the candidates with the cross-encoder's score (its probability of "similar")
-  4. best_model/        the bi-encoder trained on gold + silver with the `loss` group (cosine by default)
-A rerun in the same run dir skips the stages already done. stages.json records the settings each artifact was
-built with; a rerun whose settings differ is refused instead of mixing artifacts. `task.gold_only=true` skips
-stages 1-3 (the baseline). With several processes (torchrun), each computes every stage and rank 0 alone writes
-the artifacts.
-"""
+"""AugSbertTask: the four stages of one AugSBERT run (see the package docstring)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,10 +11,26 @@ from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncode
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_scored_pairs, random_pairs, unique_texts, unordered_unique
+from nlpexp.data.pairs import (
+    NLI_COLUMNS,
+    STS_COLUMNS,
+    nli_scored_pairs,
+    random_pairs,
+    sts_scored_pairs,
+    unique_texts,
+    unordered_unique,
+)
 from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
-from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.model.weights import parameters_not_in
+from nlpexp.task.augsbert.artifacts import (
+    StageLedger,
+    gold_and_silver,
+    plain,
+    read_jsonl,
+    save_folder_atomically,
+    write_jsonl_atomic,
+)
 from nlpexp.task.embedding import SCORED_PAIR_LOSSES, SentenceEmbeddingTask
 from nlpexp.trainer import ConfiguredOptimization
 from nlpexp.trainer.batching import LengthAwareBatching
@@ -41,7 +43,7 @@ CROSS_ENCODER_MONITOR = "val/spearman"  # its score against the STS gold scores
 class AugSbertTask(SentenceEmbeddingTask):
     def __init__(self, *, gold_size: int, label_scores: Mapping[str, float], gold_only: bool = False,
                  pair_sampling: str = "given", pairs_per_sentence: int = 3, silver_threshold: float | None = None,
-                 **kwargs):
+                 max_score: float = 5.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(gold_size, int) or gold_size < 1:
             raise NlpexpError(f"task.gold_size must be a positive integer, got {gold_size!r}")
@@ -57,6 +59,7 @@ class AugSbertTask(SentenceEmbeddingTask):
         self.pair_sampling = pair_sampling
         self.pairs_per_sentence = pairs_per_sentence
         self.silver_threshold = silver_threshold
+        self.max_score = max_score
         self.stages = StageLedger(self.run_dir)
         self.cross_encoder_metrics: dict[str, float] = {}
 
@@ -65,18 +68,25 @@ class AugSbertTask(SentenceEmbeddingTask):
         if not issubclass(self.loss_factory.func, SCORED_PAIR_LOSSES):
             raise NlpexpError(f"task augsbert trains the bi-encoder on scored pairs: use loss=cosine or loss=cosent, "
                               f"got {self.loss_factory.func.__name__}")
-        if not self.data.label_names:
-            raise NlpexpError(f"task augsbert needs labelled NLI data for its gold pairs; data '{self.data.name}' "
-                              f"has no label_names")
+
+    @property
+    def text_columns(self) -> tuple[str, str]:
+        """The sentence columns of the training rows: NLI pairs (labelled data) or STS pairs (scored data)."""
+        return NLI_COLUMNS[:2] if self.data.label_names else STS_COLUMNS[:2]
 
     def prepare_training(self) -> None:
-        rows = self.data.load("train", NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
+        """Gold: the first `gold_size` training rows, NLI labels mapped by label_scores or STS scores / max_score
+        (the paper's in-domain setting); the other rows are unlabelled, their scores or labels never read."""
+        columns = NLI_COLUMNS if self.data.label_names else STS_COLUMNS
+        rows = self.data.load("train", columns, text_columns=self.text_columns)
         if not self.gold_only and len(rows) <= self.gold_size:
             raise NlpexpError(f"task.gold_size={self.gold_size} leaves none of the {len(rows)} training rows for "
                               f"silver pairs; lower it, or set task.gold_only=true")
-        self.gold = nli_scored_pairs(rows.select(range(min(self.gold_size, len(rows)))), self.data.label_names,
-                                     self.label_scores)
-        self.unlabelled = rows.select(range(self.gold_size, len(rows))) if not self.gold_only else None
+        first = rows.select(range(min(self.gold_size, len(rows))))
+        self.gold = nli_scored_pairs(first, self.data.label_names, self.label_scores) if self.data.label_names \
+            else sts_scored_pairs(first, self.max_score)
+        self.unlabelled = rows.select(range(self.gold_size, len(rows))).select_columns(list(self.text_columns)) \
+            if not self.gold_only else None
 
     def train(self) -> None:
         silver = [] if self.gold_only else self._silver()
@@ -140,6 +150,7 @@ class AugSbertTask(SentenceEmbeddingTask):
                                                      batch_size=self.trainer_settings.eval_batch_size)
         trainer = CrossEncoderStageTrainer(
             model=model, args=args, train_dataset=self.gold, loss=BinaryCrossEntropyLoss(model), evaluator=evaluator,
+            new_parameters=parameters_not_in(model[0].model, spec.path()),  # its head starts untrained
             # The run's loggers follow the bi-encoder; the cross-encoder's figures go to metrics.json.
             callbacks=[c for c in self.training_callbacks() if c not in self.callbacks],
             optimizer_factory=self.optimizer_factory, scheduler_factory=self.scheduler_factory,
@@ -159,10 +170,11 @@ class AugSbertTask(SentenceEmbeddingTask):
         if self.stages.done("candidates", path, settings):
             log.info("stage candidates: reusing %s", path)
             return [(row["sentence1"], row["sentence2"]) for row in read_jsonl(path)]
+        first, second = self.text_columns
         if self.pair_sampling == "given":
-            pairs = list(zip(self.unlabelled["premise"], self.unlabelled["hypothesis"], strict=True))
+            pairs = list(zip(self.unlabelled[first], self.unlabelled[second], strict=True))
         else:
-            sentences = unique_texts(self.unlabelled, NLI_COLUMNS[:2])
+            sentences = unique_texts(self.unlabelled, self.text_columns)
             pairs = random_pairs(sentences, self.pairs_per_sentence, np.random.default_rng(self.data.seed)) \
                 if self.pair_sampling == "random" else self._nearest_pairs(sentences)
         gold = set(zip(self.gold["sentence1"], self.gold["sentence2"], strict=True))
@@ -189,6 +201,7 @@ class AugSbertTask(SentenceEmbeddingTask):
         """What a stage's artifact depends on; a rerun must match it to reuse the artifact."""
         data = self.data
         gold = {"model": vars(self.model_spec), "gold_size": self.gold_size, "label_scores": self.label_scores,
+                "max_score": self.max_score,
                 "data": {"name": data.name, "splits": data.splits, "columns": data.columns, "shuffle": data.shuffle,
                          "max_train_samples": data.max_train_samples, "seed": data.seed}}
         training = {"trainer": {k: v for k, v in vars(self.trainer_settings).items() if k != "resume"},
@@ -201,71 +214,8 @@ class AugSbertTask(SentenceEmbeddingTask):
                                   "gold_only": self.gold_only, "silver_threshold": self.silver_threshold,
                                   "batch_sampler": self.batch_sampler, "loss": self.loss_factory.func.__name__,
                                   "loss_args": dict(self.loss_factory.keywords)}
-        return _plain(by_stage[stage])
-
-
-def gold_and_silver(gold, silver: list[dict], threshold: float | None):
-    """Gold pairs first, then the silver ones (scores cut to 0/1 at `threshold` when it is set)."""
-    import datasets
-
-    if not silver:
-        return gold
-    scores = [row["score"] if threshold is None else float(row["score"] >= threshold) for row in silver]
-    silver_set = datasets.Dataset.from_dict({"sentence1": [row["sentence1"] for row in silver],
-                                             "sentence2": [row["sentence2"] for row in silver], "score": scores})
-    return datasets.concatenate_datasets([gold, silver_set.cast(gold.features)])
-
-
-class StageLedger:
-    """stages.json in the run dir: per stage, the settings its artifact was built with (and its metrics)."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / "stages.json"
-        self.records: dict[str, dict] = json.loads(self.path.read_text()) if self.path.is_file() else {}
-
-    def done(self, stage: str, artifact: Path, settings: dict) -> bool:
-        """True when `artifact` exists and was built with `settings`; refuses one built with others."""
-        record = self.records.get(stage)
-        if record is None or not artifact.exists():
-            return False
-        if record["settings"] != settings:
-            changed = sorted(k for k in settings.keys() | record["settings"].keys()
-                             if settings.get(k) != record["settings"].get(k))
-            raise NlpexpError(f"{artifact} was built with other settings (changed: {', '.join(changed)}); use a new "
-                              f"hydra.run.dir, or delete it and the later stages' artifacts to rebuild them")
-        return True
-
-    def record(self, stage: str, settings: dict, metrics: Mapping[str, float] | None = None) -> None:
-        self.records[stage] = {"settings": settings, "metrics": dict(metrics or {})}
-        if is_main_process():
-            write_json_atomic(self.path, self.records)
-
-    def metrics(self, stage: str) -> dict[str, float]:
-        return dict(self.records.get(stage, {}).get("metrics", {}))
+        return plain(by_stage[stage])
 
 
 class CrossEncoderStageTrainer(LengthAwareBatching, ConfiguredOptimization, CrossEncoderTrainer):
     """CrossEncoderTrainer with the optimizer and schedule of the config."""
-
-
-def save_folder_atomically(model, folder: Path) -> None:
-    """A half-written folder never looks like a finished stage: save beside it, then rename."""
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _plain(settings: dict) -> dict:
-    """JSON round trip, so that settings compare equal to what stages.json holds."""
-    return json.loads(json.dumps(settings, sort_keys=True, default=str))

@@ -1,0 +1,60 @@
+"""Weights on disk: the random-init models written once per process, the tensor names of a saved checkpoint."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_keys(folder: str) -> set[str] | None:
+    """The tensor names of a local folder's safetensors weights (one file or an index of shards); None without."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    if (folder / "model.safetensors.index.json").is_file():
+        return set(json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"])
+    if not (folder / "model.safetensors").is_file():
+        return None
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+        return set(weights.keys())
+
+
+def parameters_not_in(model, folder: str) -> list:
+    """The parameters of a transformers model that the checkpoint in `folder` does not hold (initialised at random
+    when the model was built from it: a new head, a decoder's cross-attention); [] when the folder has no local
+    safetensors weights to compare with."""
+    held = checkpoint_keys(folder)
+    if held is None:
+        log.warning("%s: no local safetensors weights to tell new parameters from loaded ones; optimizer.head_lr "
+                    "does not apply", folder)
+        return []
+    prefix = model.base_model_prefix + "."
+    held = {k.removeprefix(prefix) for k in held}
+    return [p for n, p in model.named_parameters() if n.removeprefix(prefix) not in held]
+
+
+@functools.cache
+def materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, seed: int) -> str:
+    import torch
+    import transformers
+
+    init = dict(init_items)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
+    config = transformers.AutoConfig.for_model(init.pop("model_type"), vocab_size=len(tokenizer), **init)
+    # Its own generator: the weights depend on the seed alone, not on whether this process made them before.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = getattr(transformers, auto_class).from_config(config)
+    folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    log.info("random-init %s (%s) written to %s", config.model_type, auto_class, folder)
+    return folder

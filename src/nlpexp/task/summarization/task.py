@@ -1,0 +1,186 @@
+"""SummarizationTask: loads the model and data, trains on the Seq2SeqTrainer, scores with ROUGE."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+
+from nlpexp.data.cache import cached_map
+from nlpexp.errors import NlpexpError
+from nlpexp.generation import GenerationSettings
+from nlpexp.io import write_text_atomic
+from nlpexp.metrics import from_trainer_logs, split_name
+from nlpexp.task.base import Task
+from nlpexp.task.rouge import Rouge
+from nlpexp.task.summarization.examples import (
+    IGNORE_INDEX,
+    Examples,
+    causal_features,
+    load_examples,
+    predictions_file,
+    seq2seq_features,
+)
+from nlpexp.task.summarization.trainers import (
+    CausalLMCollator,
+    CausalLMSummarizationTrainer,
+    PredictionScorer,
+    PredictionsWithCheckpoints,
+    SummarizationTrainer,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SummarizationTask(Task):
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.get("loss") is not None:
+            raise NlpexpError("task=summarization trains with the model's own token cross-entropy and takes no loss; "
+                              "drop loss=")
+        if cfg.get("generation") is None:
+            raise NlpexpError("task=summarization decodes with the generation group; keep generation=default")
+        from nlpexp.config import instantiate
+
+        instantiate(cfg.model).check_can_generate()  # reads the model's config, not its weights
+
+    def __init__(
+        self,
+        *,
+        generation: GenerationSettings,
+        reference_columns: Sequence[str] = ("summary",),
+        multi_reference: str = "best",
+        use_stemmer: bool = True,
+        max_target_length: int = 128,
+        source_prefix: str | None = None,
+        prompt_separator: str = " TL;DR: ",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not reference_columns:
+            raise NlpexpError("task.reference_columns must name at least the summary column")
+        self.generation = generation
+        self.reference_columns = list(reference_columns)
+        self.rouge = Rouge(multi_reference, use_stemmer)
+        self.max_target_length = max_target_length
+        self.source_prefix = source_prefix
+        self.prompt_separator = prompt_separator
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.tokenizer = self.model_spec.load_tokenizer()
+        self.model = self.model_spec.generative_model()
+        self.causal = not self.model.config.is_encoder_decoder
+        self.generation.apply(self.model)
+        self.eos_ids = _as_list(self.model.generation_config.eos_token_id)
+        self.pad_id = next((i for i in (self.tokenizer.pad_token_id, self.model.config.pad_token_id, *self.eos_ids)
+                            if i is not None), None)
+        if self.pad_id is None:
+            raise NlpexpError(f"model '{self.model_spec.name}' has neither a pad nor an eos token id; set one in "
+                              "its config")
+        if self.causal:
+            if not self.eos_ids:
+                raise NlpexpError(f"model '{self.model_spec.name}' has no eos_token_id: a decoder-only summariser "
+                                  "needs one to end the summary (set it in the model config)")
+            self.model.generation_config.pad_token_id = self.pad_id
+            self.collator = CausalLMCollator(self.pad_id)
+        else:
+            self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model, label_pad_token_id=IGNORE_INDEX)
+        if self.source_prefix is None:
+            self.source_prefix = _checkpoint_prefix(self.model.config)
+        if self.mode == "train":
+            if not self.data.has("validation"):
+                raise NlpexpError(f"task summarization picks the best checkpoint by {self.monitor}, but data "
+                                  f"'{self.data.name}' has no validation split; add data.splits.validation=[...]")
+            self.train_set = self._features(self._examples("train"), with_prompt=False)
+
+    def new_parameters(self) -> list:
+        return self.model_spec.new_parameters(self.model) if self.mode == "train" else []
+
+    def _examples(self, role: str) -> Examples:
+        return load_examples(self.data, role, self.reference_columns)
+
+    def _features(self, examples: Examples, with_prompt: bool):
+        """Token ids for the trainer (cached on disk); `with_prompt` adds the generation input of decoder-only
+        models."""
+        from datasets import Dataset
+
+        rows = Dataset.from_dict({"source": [self.source_prefix + d for d in examples.dialogues],
+                                  "target": [refs[0] for refs in examples.references]})
+        lengths = {"source_length": self.model_spec.max_seq_length, "target_length": self.max_target_length}
+        if self.causal:
+            function = causal_features
+            settings = {**lengths, "separator": self.prompt_separator, "eos_id": self.eos_ids[0],
+                        "with_prompt": with_prompt}
+        else:
+            function, settings = seq2seq_features, {**lengths, "start_id": self.model.config.decoder_start_token_id}
+        return cached_map(rows, function, self.tokenizer, cache_dir=self.cache_dir, label=examples.role,
+                          settings=settings, remove_columns=["source", "target"])
+
+    # -- train and evaluate --------------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
+        trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
+                                train_dataset=self.train_set)
+        self.run_trainer(trainer)
+        trainer.save_model(str(self.best_model_dir))
+        best = trainer.state.best_model_checkpoint
+        kept = Path(best) / predictions_file("validation") if best else None
+        if kept is not None and kept.is_file():
+            write_text_atomic(self.run_dir / predictions_file("validation"), kept.read_text(encoding="utf-8"))
+        else:  # nothing to reuse: evaluate() generates the validation predictions again
+            self._best_val_metrics = None
+
+    def _evaluate(self, role: str) -> dict[str, float]:
+        if not self.data.has(role):
+            return {}
+        scorer = PredictionScorer(self._examples(role), self.decode, self.rouge)
+        trainer = self._trainer(scorer)
+        output = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+        scorer.write(self.run_dir / predictions_file(role))
+        return from_trainer_logs(output.metrics, split_name(role))
+
+    def _trainer(self, scorer: PredictionScorer, callbacks: Sequence = (), **datasets) -> SummarizationTrainer:
+        args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
+                                       remove_unused_columns=False)  # keeps the prompts of decoder-only models
+        trainer_class = CausalLMSummarizationTrainer if self.causal else SummarizationTrainer
+        return trainer_class(
+            model=self.model,
+            args=args,
+            data_collator=self.collator,
+            eval_dataset=self._features(scorer.examples, with_prompt=True),
+            processing_class=self.tokenizer,
+            compute_metrics=scorer,
+            callbacks=list(callbacks),
+            optimizer_factory=self.optimizer_factory,
+            scheduler_factory=self.scheduler_factory,
+            new_parameters=self.new_parameters(),
+            **datasets,
+        )
+
+    def decode(self, generated: np.ndarray) -> list[str]:
+        """Summaries from generated ids: without the decoder start token (seq2seq), cut at EOS, no padding."""
+        texts = []
+        for row in np.asarray(generated):
+            ids = [int(i) for i in (row if self.causal else row[1:]) if i >= 0]  # -100 pads between batches
+            end = next((k for k, i in enumerate(ids) if i in self.eos_ids), len(ids))
+            ids = [i for i in ids[:end] if i != self.pad_id]
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        return texts
+
+
+def _checkpoint_prefix(config) -> str:
+    """The input prefix a checkpoint was pretrained with for summarisation (t5-small: "summarize: "), else ""."""
+    params = getattr(config, "task_specific_params", None) or {}
+    return (params.get("summarization") or {}).get("prefix", "")
+
+
+def _as_list(ids) -> list[int]:
+    if ids is None:
+        return []
+    return list(ids) if isinstance(ids, list | tuple) else [ids]

@@ -1,0 +1,102 @@
+"""The summarisation trainers, their collator and the ROUGE scoring of their predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import Seq2SeqTrainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from nlpexp.io import write_text_atomic
+from nlpexp.task.rouge import Rouge
+from nlpexp.task.summarization.examples import IGNORE_INDEX, Examples, predictions_file
+from nlpexp.trainer import ConfiguredOptimization
+
+
+class PredictionScorer:
+    """compute_metrics for one split: decodes the predictions, scores them with ROUGE, keeps them for writing."""
+
+    def __init__(self, examples: Examples, decode, rouge: Rouge):
+        self.examples = examples
+        self.decode = decode
+        self.rouge = rouge
+        self.predictions: list[str] | None = None
+
+    def __call__(self, prediction) -> dict[str, float]:
+        self.predictions = self.decode(prediction.predictions)
+        return self.rouge.corpus(self.predictions, self.examples.references)
+
+    def write(self, path: Path) -> None:
+        e = self.examples
+        rows = [{"id": i, "dialogue": d, "references": refs, "prediction": p}
+                for i, d, refs, p in zip(e.ids, e.dialogues, e.references, self.predictions, strict=True)]
+        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+class PredictionsWithCheckpoints(TrainerCallback):
+    """Writes the predictions of an evaluation into the checkpoint saved at the same step: they rotate with it
+    and survive a resume, so the best checkpoint's predictions are at hand at the end."""
+
+    def __init__(self, scorer: PredictionScorer):
+        self.scorer = scorer
+        self.evaluated_step: int | None = None
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluated_step = state.global_step
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if self.evaluated_step == state.global_step and folder.is_dir() and self.scorer.predictions is not None:
+            self.scorer.write(folder / predictions_file(self.scorer.examples.role))
+
+
+class SummarizationTrainer(ConfiguredOptimization, Seq2SeqTrainer):
+    """Seq2SeqTrainer with the configured optimizer and learning-rate schedule."""
+
+    def prediction_step(self, *args, **kwargs):
+        output = super().prediction_step(*args, **kwargs)
+        # Seq2SeqTrainer leaves max_length=20 in the generation config after generating; every later generate()
+        # would then warn that it clashes with max_new_tokens (which wins anyway).
+        self.model.generation_config.max_length = None
+        return output
+
+
+class CausalLMSummarizationTrainer(SummarizationTrainer):
+    """Decoder-only: the loss over the whole sequence (the labels mask the prompt), predictions generated from the
+    prompt alone (left-padded) and cut after it."""
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        prompt = {"input_ids": inputs.pop("prompt_ids", None), "attention_mask": inputs.pop("prompt_mask", None)}
+        loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
+        if prediction_loss_only or prompt["input_ids"] is None or not self.args.predict_with_generate:
+            return loss, None, None
+        prompt = self._prepare_inputs(prompt)
+        with torch.no_grad():
+            generated = self.model.generate(**prompt, **(gen_kwargs or getattr(self, "_gen_kwargs", {})))
+        # compute_metrics runs only when labels come back; the scores use the reference texts, not these.
+        return loss, generated[:, prompt["input_ids"].shape[1]:], inputs["labels"].to(generated.device)
+
+
+class CausalLMCollator:
+    """Pads sequences and labels on the right; the generation prompts on the left, where generation continues."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = _pad([f["input_ids"] for f in features], self.pad_id, "right")
+        labels, _ = _pad([f["labels"] for f in features], IGNORE_INDEX, "right")
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if "prompt_ids" in features[0]:
+            batch["prompt_ids"], batch["prompt_mask"] = _pad([f["prompt_ids"] for f in features], self.pad_id, "left")
+        return batch
+
+
+def _pad(sequences: list[list[int]], value: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    tensors = [torch.tensor(s, dtype=torch.long) for s in sequences]
+    padded = pad_sequence(tensors, batch_first=True, padding_value=value, padding_side=side)
+    mask = pad_sequence([torch.ones_like(t) for t in tensors], batch_first=True, padding_value=0, padding_side=side)
+    return padded, mask
