@@ -49,7 +49,9 @@ def timed(command: list[str], log_dir: Path, tag: str) -> dict:
 def ours(out: Path) -> dict:
     command = [sys.executable, str(ROOT / "run.py"), f"trainer.max_steps={STEPS}", f"trainer.batch_size={BATCH}",
                "trainer.logging_steps=1", f"data.max_train_samples={STEPS * BATCH}", "data.max_eval_samples=64",
-               "logger.tensorboard.histograms=false", f"hydra.run.dir={out}", f"paths.ledger_file={out}/ledger.jsonl"]
+               "logger.tensorboard.histograms=false", f"hydra.run.dir={out}", f"paths.ledger_file={out}/ledger.jsonl",
+               # what the plain script does: one learning rate, no scoring of the starting model before training
+               "optimizer.head_lr=null", "trainer.evaluate_start=false"]
     return timed(command, out / "tensorboard", "Loss/Train_Batch")
 
 

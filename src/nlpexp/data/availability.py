@@ -20,8 +20,8 @@ def unavailable(spec, role: str) -> bool:
                    if (m := missing_split(spec.root, *entry.split("/", 1), spec.sources[entry.split("/", 1)[0]]))]
         spec.skipped_roles[role] = "; ".join(missing)
         if missing:
-            log.warning("data '%s': no %s split here (%s); its metrics are skipped", spec.name, role,
-                        spec.skipped_roles[role])
+            log.info("data '%s': no %s split here (%s); its metrics are skipped", spec.name, role,
+                     spec.skipped_roles[role])
     return bool(spec.skipped_roles[role])
 
 
