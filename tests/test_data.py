@@ -174,11 +174,11 @@ def test_ratio_parts_cover_every_row_once(tmp_path, rows):
 
 
 def test_an_optional_role_without_files_is_skipped_with_one_notice(data_root, caplog):
-    """stsb/korsts declare a test role their mirror holds out: offline, it is skipped (one warning), not an error."""
+    """stsb/korsts declare a test role their mirror holds out: offline, it is skipped (one info line), not an error."""
     import logging
 
     held_out = spec(data_root, splits={"train": ["snli/test"], "test": ["snli/held_out"]}, optional_roles=["test"])
-    with caplog.at_level(logging.WARNING, logger="nlpexp"):
+    with caplog.at_level(logging.INFO, logger="nlpexp"):
         assert held_out.roles == ["train"] and not held_out.has("test") and not held_out.has("test")
     notices = [r.getMessage() for r in caplog.records if "held_out" in r.getMessage()]
     assert len(notices) == 1 and "no test split here" in notices[0] and "unreachable" in notices[0]
