@@ -112,7 +112,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
 
 def hydra_error_line(err: Exception) -> str:
     """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
-    cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
+    cause = first_line(err.__cause__) if err.__cause__ and str(err.__cause__).strip() else ""
     return one_line(f"{err}\n{cause}")
 
 
