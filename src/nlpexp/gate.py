@@ -24,9 +24,11 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
-    from nlpexp.config import hydra_error_line
+    from nlpexp.config import hydra_error_line, require_config_dir
 
     args = get_args_parser().parse_intermixed_args(list(argv))
+    if args.config_path is None and args.config_dir is None:
+        require_config_dir()
     if args.experimental_rerun is not None:
         raise NlpexpError("--experimental-rerun is not allowed: it unpickles a file (code); re-run a run with "
                           "--config-path <run dir> --config-name config")
