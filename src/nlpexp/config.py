@@ -20,8 +20,8 @@ PRESETS_DIR = PROJECT_ROOT / "experiments"
 def require_config_dir() -> None:
     """conf/ and experiments/ are read from the checkout, not packaged: a non-editable install cannot find them."""
     if not (CONFIG_DIR / "config.yaml").is_file():
-        raise NlpexpError(f"no nlpexp config at {CONFIG_DIR}: install the checkout editable (pip install -e <checkout>) "
-                          "or set NLPEXP_ROOT=<checkout>")
+        raise NlpexpError(f"no nlpexp config at {CONFIG_DIR}: install the checkout editable "
+                          "(pip install -e <checkout>) or set NLPEXP_ROOT=<checkout>")
 
 
 def group_dir(group: str) -> Path:

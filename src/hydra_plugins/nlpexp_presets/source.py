@@ -5,11 +5,11 @@ from __future__ import annotations
 import builtins
 import os
 
+from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult
 from hydra.plugins.search_path_plugin import SearchPathPlugin
-from hydra._internal.core_plugins.file_config_source import FileConfigSource
 
 GROUP = "experiment"
 
