@@ -1,0 +1,267 @@
+"""DataSpec: which files make up each role (train / validation / test) and how their rows are cleaned."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlpexp.data.readers import SUFFIXES, find_split_file, local_splits, read_split_file
+from nlpexp.errors import NlpexpError
+from nlpexp.hub import hub_reachable
+
+log = logging.getLogger(__name__)
+ROLES = ("train", "validation", "test")
+POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
+# Every file (or hub split) read in this process since the pipeline last cleared it: provenance hashes them.
+FILES_READ: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Source:
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
+
+    @classmethod
+    def from_config(cls, node: Mapping | None) -> Source:
+        node = dict(node or {})
+        return cls(node.get("hub_id"), node.get("hub_config"), tuple(dict(node.get("hub_splits") or {}).items()))
+
+
+class DataSpec:
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        sources: Mapping[str, Mapping],
+        splits: Mapping[str, Sequence[str]],
+        columns: Mapping[str, str] | None = None,
+        label_names: Sequence[str] | None = None,
+        unknown_labels: str = "error",
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        seed: int = 42,
+        split_ratios: Mapping[str, float] | None = None,
+        shuffle: bool = False,
+    ):
+        self.name = name
+        self.root = Path(root).resolve()
+        self.sources = {folder: Source.from_config(src) for folder, src in sources.items()}
+        self.splits = {role: list(files) for role, files in splits.items()}
+        self.columns = dict(columns or {})
+        self.label_names = list(label_names) if label_names is not None else None
+        self.unknown_labels = unknown_labels
+        self.max_train_samples = max_train_samples
+        self.max_eval_samples = max_eval_samples
+        self.seed = seed
+        self.split_ratios = dict(split_ratios) if split_ratios else None
+        self.shuffle = shuffle
+        self._check()
+        self._loaded: dict[tuple, object] = {}
+
+    def _check(self) -> None:
+        if self.unknown_labels not in ("error", "drop"):
+            raise NlpexpError(f"data.unknown_labels must be 'error' or 'drop', got {self.unknown_labels!r}")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise NlpexpError(f"data.{key} must be a positive integer or null, got {value!r}")
+        if self.split_ratios is not None:
+            total = sum(self.split_ratios.values())
+            if not math.isclose(total, 1.0, abs_tol=1e-6) or min(self.split_ratios.values()) < 0:
+                raise NlpexpError(f"data.split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
+            if POOLED not in self.splits:
+                raise NlpexpError(f"data.split_ratios cuts the files of data.splits.{POOLED}; list them there")
+            if both := [r for r in self.splits if r != POOLED and self.split_ratios.get(r)]:
+                raise NlpexpError(f"data role(s) {both} have files in data.splits and a share in data.split_ratios; "
+                                  f"keep one of the two")
+        for files in self.splits.values():
+            for entry in files:
+                folder = entry.split("/", 1)[0]
+                if "/" not in entry or folder not in self.sources:
+                    raise NlpexpError(
+                        f"data.splits entry {entry!r} must be '<folder>/<split>' with a folder of data.sources "
+                        f"({', '.join(self.sources)})"
+                    )
+
+    @property
+    def roles(self) -> list[str]:
+        if self.split_ratios is not None:
+            return [r for r in ROLES if self._ratio_role(r) or self.splits.get(r)]
+        return [r for r in self.splits if self.splits[r]]
+
+    def _ratio_role(self, role: str) -> bool:
+        """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""
+        return self.split_ratios is not None and bool(self.split_ratios.get(role))
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = (),
+             optional_columns: Sequence[str] = ()):
+        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited.
+
+        `optional_columns` are kept where the files have them (e.g. the extra reference summaries of a test set).
+        """
+        key = (role, tuple(columns), tuple(text_columns), tuple(optional_columns))
+        if key not in self._loaded:
+            self._loaded[key] = self._load(role, columns, text_columns, optional_columns)
+        return self._loaded[key]
+
+    def _load(self, role: str, columns: Sequence[str], text_columns: Sequence[str],
+              optional_columns: Sequence[str] = ()):
+        if not self.has(role):
+            raise NlpexpError(
+                f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
+                f"Name its files with data.splits.{role}=[<folder>/<split>]"
+            )
+        limit = self.max_train_samples if role == "train" else self.max_eval_samples
+        shuffled = self.shuffle and role == "train"
+        # Unshuffled, a limited role keeps its first rows: only the files that hold them need reading.
+        dataset = self._cleaned_rows(role, columns, text_columns, optional_columns, first=None if shuffled else limit)
+        if shuffled:
+            dataset = dataset.shuffle(seed=self.seed)
+        if limit is not None and len(dataset) > limit:
+            dataset = dataset.select(range(limit))
+        return dataset
+
+    def _cleaned_rows(self, role: str, columns: Sequence[str], text_columns: Sequence[str],
+                      optional_columns: Sequence[str], first: int | None):
+        """The rows of `role`, cleaned: all of them, or with `first` those of the leading files that hold at least
+        `first` clean rows."""
+        if self._ratio_role(role):
+            return self._clean(self._pooled_role(role, columns, optional_columns), role, columns, text_columns)
+        entries = self.splits[role]
+        needed = entries if first is None else self._files_holding(entries, first)
+        dataset = self._clean(self._concat(needed, columns, optional_columns), role, columns, text_columns)
+        if len(needed) < len(entries) and len(dataset) < first:  # cleaning dropped rows: read every file
+            dataset = self._clean(self._concat(entries, columns, optional_columns), role, columns, text_columns)
+        return dataset
+
+    def _clean(self, dataset, role: str, columns: Sequence[str], text_columns: Sequence[str]):
+        dataset = self._drop_empty(dataset, text_columns, role)
+        if "label" in columns and self.label_names is not None:
+            dataset = self._encode_labels(dataset, role)
+        return dataset
+
+    def _files_holding(self, entries: Sequence[str], rows: int) -> list[str]:
+        """The leading entries whose files have at least `rows` rows together (all of them if they have fewer)."""
+        total = 0
+        for count, entry in enumerate(entries, start=1):
+            total += len(self._read(*entry.split("/", 1)))
+            if total >= rows:
+                return list(entries[:count])
+        return list(entries)
+
+    def _concat(self, entries: Sequence[str], columns: Sequence[str], optional_columns: Sequence[str] = ()):
+        import datasets
+
+        files = [(entry, self._read(*entry.split("/", 1))) for entry in entries]
+        # An optional column is kept where every file of the role has it (the parts must line up).
+        present = [c for c in optional_columns
+                   if all(self.columns.get(c, c) in dataset.column_names for _, dataset in files)]
+        parts = [self._select_columns(dataset, [*columns, *present], entry) for entry, dataset in files]
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+    def _pooled_role(self, role: str, columns: Sequence[str], optional_columns: Sequence[str] = ()):
+        import numpy as np
+
+        pooled = self._concat(self.splits[POOLED], columns, optional_columns)
+        order = np.random.default_rng(self.seed).permutation(len(pooled))
+        cut_roles = [r for r in ROLES if self._ratio_role(r)]
+        # Cumulative bounds, so that the parts cover every row exactly once whatever the rounding.
+        shares = np.cumsum([0.0] + [self.split_ratios[r] for r in cut_roles])
+        bounds = [round(share * len(pooled)) for share in shares[:-1]] + [len(pooled)]
+        index = cut_roles.index(role)
+        return pooled.select(order[bounds[index]:bounds[index + 1]])
+
+    def _read(self, folder: str, split: str):
+        dataset, origin = _read_split(self.root, folder, split, self.sources[folder])
+        FILES_READ.add(origin)
+        return dataset
+
+    def _select_columns(self, dataset, columns: Sequence[str], entry: str):
+        wanted = {self.columns.get(c, c): c for c in columns}
+        missing = [src for src in wanted if src not in dataset.column_names]
+        if missing:
+            hint = ", ".join(f"+data.columns.{wanted[m]}=<column>" for m in missing)
+            raise NlpexpError(
+                f"data '{self.name}' file {entry} lacks column(s) {missing}; its columns are "
+                f"{dataset.column_names}. Map them with {hint}"
+            )
+        dataset = dataset.select_columns(list(wanted))
+        renames = {src: dst for src, dst in wanted.items() if src != dst}
+        return dataset.rename_columns(renames) if renames else dataset
+
+    def _drop_empty(self, dataset, text_columns: Sequence[str], role: str):
+        if not text_columns:
+            return dataset
+        def non_empty(*columns) -> list[bool]:  # batched: a row-by-row filter takes seconds on NLI-sized files
+            return [all(isinstance(text, str) and text.strip() for text in row) for row in zip(*columns, strict=True)]
+
+        kept = dataset.filter(non_empty, batched=True, input_columns=list(text_columns))
+        if len(kept) == 0:
+            raise NlpexpError(f"data '{self.name}' {role}: every row has an empty text")
+        if dropped := len(dataset) - len(kept):
+            log.warning("data '%s' %s: dropped %d row(s) with an empty text", self.name, role, dropped)
+            return kept
+        return dataset  # without filter's row mapping, which makes every later map gather row by row
+
+    def _encode_labels(self, dataset, role: str):
+        ids = {name: i for i, name in enumerate(self.label_names)}
+
+        def known(value) -> bool:
+            return value in ids or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ids))
+
+        unknown = [v for v in dataset["label"][:] if not known(v)]  # [:]: one read, not one per row
+        if unknown:
+            examples = sorted({str(v) for v in unknown})[:5]
+            if self.unknown_labels == "error":
+                raise NlpexpError(
+                    f"data '{self.name}' {role}: {len(unknown)} label(s) outside {self.label_names} "
+                    f"(e.g. {examples}); fix the data or set data.unknown_labels=drop"
+                )
+            log.warning("data '%s' %s: dropped %d row(s) with labels %s", self.name, role, len(unknown), examples)
+            dataset = dataset.filter(lambda labels: [known(v) for v in labels], batched=True, input_columns="label")
+        from datasets import Value
+
+        features = dataset.features.copy()
+        features["label"] = Value("int64")
+        # input_columns: only the labels are read back from Arrow, not every text of every row
+        return dataset.map(lambda labels: {"label": [ids.get(v, v) for v in labels]}, features=features,
+                           batched=True, input_columns="label")
+
+
+@functools.cache
+def _read_split(root: Path, folder: str, split: str, source: Source):
+    directory = root / folder
+    path = find_split_file(directory, split)
+    if path is not None:
+        log.info("reading %s", path)
+        return read_split_file(path), str(path)
+    if source.hub_id and hub_reachable():
+        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
+    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
+    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
+    if not root.is_dir():
+        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
+    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
+    present = local_splits(directory)
+    raise NlpexpError(
+        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
+        f"Splits present in {directory}: {', '.join(present) or 'none'}"
+    )
+
+
+def _read_hub(source: Source, split: str):
+    import datasets
+
+    hub_split = dict(source.hub_splits).get(split, split)
+    try:
+        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+    except Exception as err:  # the hub raises a zoo of types; the user needs the message
+        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {str(err).splitlines()[0]}") from err

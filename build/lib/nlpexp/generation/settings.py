@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import logging
+
+from nlpexp.errors import NlpexpError
+
+log = logging.getLogger(__name__)
+
+
+class GenerationSettings:
+    """How generate() decodes: beam search width, length, repetition and length penalties.
+
+    They are written into the model's GenerationConfig, so every generate() call uses them: the trainer's
+    evaluations during training, the final evaluation, and a saved model reloaded later.
+    """
+
+    def __init__(
+        self,
+        num_beams: int = 4,
+        max_new_tokens: int = 100,
+        no_repeat_ngram_size: int = 0,
+        length_penalty: float = 1.0,
+        early_stopping: bool = True,
+    ):
+        for key, value, least in (("num_beams", num_beams, 1), ("max_new_tokens", max_new_tokens, 1),
+                                  ("no_repeat_ngram_size", no_repeat_ngram_size, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise NlpexpError(f"generation.{key} must be an integer >= {least}, got {value!r}")
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.length_penalty = float(length_penalty)
+        self.early_stopping = bool(early_stopping)
+
+    def generate_kwargs(self) -> dict:
+        """The generate() arguments. The beam-only ones get their neutral values under greedy decoding,
+        because transformers refuses to save a GenerationConfig that sets them without beams."""
+        beams = self.num_beams > 1
+        if not beams and (self.length_penalty != 1.0 or self.early_stopping is False):
+            log.info("generation.num_beams=1: length_penalty and early_stopping only apply to beam search")
+        return {
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "length_penalty": self.length_penalty if beams else 1.0,
+            "early_stopping": self.early_stopping if beams else False,
+            "min_length": 0,  # a checkpoint's own minimum (some summarisers ship one) would override max_new_tokens
+        }
+
+    def apply(self, model) -> None:
+        model.generation_config.update(**self.generate_kwargs())

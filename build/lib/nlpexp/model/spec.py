@@ -1,0 +1,224 @@
+"""ModelSpec: where a model comes from (bundled, local folder, hub id or random init) and how to load it."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from nlpexp import registry
+from nlpexp.errors import NlpexpError
+from nlpexp.hub import hub_reachable
+from nlpexp.model.bundled import PREFIX, bundled_path
+
+log = logging.getLogger(__name__)
+# How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
+# EncoderDecoderModel whose encoder and decoder both start from it (cross-attention added; Rothe et al. 2020).
+BUILDS = ("auto", "encoder_decoder")
+
+
+class ModelSpec:
+    def __init__(
+        self,
+        name: str,
+        name_or_path: str | None = None,
+        tokenizer: str | None = None,
+        random_init: Mapping | None = None,
+        max_seq_length: int = 128,
+        pooling: str = "mean",
+        trust_remote_code: bool = False,
+        seed: int = 0,
+        build: str = "auto",
+        allow_pickle_weights: bool = False,
+    ):
+        if build not in BUILDS:
+            raise NlpexpError(f"model.build must be one of {BUILDS}, got {build!r}")
+        if name_or_path is None and random_init is None:
+            raise NlpexpError(f"model '{name}': set model.name_or_path or model.random_init")
+        if random_init is not None and not tokenizer:
+            raise NlpexpError(f"model '{name}': a random_init model needs model.tokenizer")
+        self.name = name
+        self.name_or_path = name_or_path
+        self.tokenizer = tokenizer
+        self.random_init = dict(random_init) if random_init is not None else None
+        self.max_seq_length = max_seq_length
+        self.pooling = pooling
+        self.trust_remote_code = trust_remote_code
+        self.seed = seed  # of random_init weights
+        self.allow_pickle_weights = allow_pickle_weights
+        self.build = build
+
+    @property
+    def load_kwargs(self) -> dict:
+        """from_pretrained settings of every weight load: no remote code, safetensors only, unless opted in.
+
+        Pickled (.bin) weights can run code when unpickled; with allow_pickle_weights=true transformers
+        still reads them with torch.load(weights_only=True).
+        """
+        return {"trust_remote_code": self.trust_remote_code, "use_safetensors": not self.allow_pickle_weights}
+
+    def path(self, auto_class: str = "AutoModel") -> str:
+        """A loadable folder or hub id; random-init models are written once to a temporary folder.
+
+        A given name_or_path wins over random_init, so `model.name_or_path=<run>/best_model` reloads a trained
+        tiny model without also clearing its random_init.
+        """
+        if self.random_init is not None and self.name_or_path is None:
+            init = tuple(sorted(self.random_init.items()))
+            return _materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
+        return resolve(self.name_or_path, self.name)
+
+    def check(self) -> None:
+        """Fail now, before torch is even imported, if the weights or the tokenizer cannot be found."""
+        if self.name_or_path is not None:
+            resolve(self.name_or_path, self.name)
+        if self.tokenizer:
+            resolve(self.tokenizer, self.name)
+
+    def tokenizer_path(self) -> str:
+        return resolve(self.tokenizer, self.name) if self.tokenizer else self.path()
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.tokenizer_path(), trust_remote_code=self.trust_remote_code)
+
+    def sentence_transformer(self):
+        """A SentenceTransformer: a saved one as it is, anything else as transformer + `pooling`."""
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+        path = self.path()
+        if (Path(path) / "modules.json").is_file():
+            model = SentenceTransformer(path, trust_remote_code=self.trust_remote_code, local_files_only=True,
+                                        model_kwargs={"use_safetensors": not self.allow_pickle_weights})
+            pooling = model[1] if len(model) > 1 and isinstance(model[1], Pooling) else None
+            if pooling is None or pooling.pooling_mode == self.pooling:
+                model.max_seq_length = self.max_seq_length
+                return model
+            transformer = model[0]
+        else:
+            transformer = Transformer(
+                path,
+                max_seq_length=self.max_seq_length,
+                model_kwargs=self.load_kwargs,
+                processor_kwargs={"trust_remote_code": self.trust_remote_code},
+                config_kwargs={"trust_remote_code": self.trust_remote_code},
+                tokenizer_name_or_path=self.tokenizer_path() if self.tokenizer else None,
+            )
+        transformer.max_seq_length = self.max_seq_length
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
+        return SentenceTransformer(modules=[transformer, pooling])
+
+    def generative_model(self):
+        """A text generator: a seq2seq model or a causal LM, whichever the checkpoint is; with
+        `build=encoder_decoder` a BERT-style checkpoint becomes both halves of an EncoderDecoderModel."""
+        import transformers
+
+        config = self.check_can_generate()
+        if self.build == "encoder_decoder" and not config.is_encoder_decoder:
+            return self._warm_started_encoder_decoder()
+        auto_class = "AutoModelForSeq2SeqLM" if config.is_encoder_decoder else "AutoModelForCausalLM"
+        return getattr(transformers, auto_class).from_pretrained(self.path(auto_class), **self.load_kwargs)
+
+    def check_can_generate(self):
+        """The model's config (no weights read) if it can generate text; one clear error for an encoder."""
+        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+        config = self._config()
+        if self.build == "auto" and not config.is_encoder_decoder \
+                and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+            raise NlpexpError(f"model '{self.name}' is an encoder ({config.model_type}) and cannot generate text; "
+                              f"set model.build=encoder_decoder (e.g. model=bert2bert_minilm) or use a seq2seq or "
+                              f"decoder-only model")
+        return config
+
+    def _config(self):
+        from transformers import AutoConfig
+
+        if self.random_init is not None:
+            init = dict(self.random_init)
+            return AutoConfig.for_model(init.pop("model_type"), **init)
+        return AutoConfig.from_pretrained(self.path(), trust_remote_code=self.trust_remote_code)
+
+    def _warm_started_encoder_decoder(self):
+        from transformers import EncoderDecoderModel
+
+        path = self.path()
+        safe = not self.allow_pickle_weights
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            path, path, encoder_use_safetensors=safe, decoder_use_safetensors=safe)
+        tokenizer = self.load_tokenizer()
+        # BERT vocabularies have no BOS/EOS: [CLS] starts the summary and [SEP] ends it.
+        special = {
+            "decoder_start_token_id": _first_set(tokenizer.cls_token_id, tokenizer.bos_token_id),
+            "eos_token_id": _first_set(tokenizer.sep_token_id, tokenizer.eos_token_id),
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if None in special.values():
+            raise NlpexpError(f"model '{self.name}': build=encoder_decoder needs a tokenizer with start, end and "
+                              f"pad tokens ([CLS]/[SEP]/[PAD] or <s>/</s>/<pad>); got {special}")
+        for key, value in special.items():
+            setattr(model.config, key, value)
+            setattr(model.generation_config, key, value)
+        return model
+
+
+def _first_set(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def resolve(name_or_path: str, model_name: str) -> str:
+    """bundled:<name> | registry:<name>@<alias> | local folder | hub id (offline: one clear error, fast)."""
+    if name_or_path.startswith(PREFIX):
+        return bundled_path(name_or_path[len(PREFIX):])
+    if name_or_path.startswith(registry.PREFIX):
+        return str(registry.resolve(name_or_path))
+    as_path = Path(name_or_path).expanduser()
+    if as_path.is_dir():
+        return str(as_path)
+    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise NlpexpError(f"model '{model_name}': no such folder {name_or_path}")
+    if hub_reachable():
+        return name_or_path
+    cached = _hub_cache(name_or_path)
+    if cached:
+        return cached
+    raise NlpexpError(
+        f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
+        f"(offline, not cached). Use a bundled model (model=minilm; model=bert2bert_minilm to generate text) "
+        f"or model.name_or_path=<local folder>"
+    )
+
+
+def _hub_cache(repo_id: str) -> str | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached (or an invalid id): either way, not usable offline
+        return None
+
+
+@functools.cache
+def _materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, seed: int) -> str:
+    import torch
+    import transformers
+
+    init = dict(init_items)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
+    config = transformers.AutoConfig.for_model(init.pop("model_type"), vocab_size=len(tokenizer), **init)
+    # Its own generator: the weights depend on the seed alone, not on whether this process made them before.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = getattr(transformers, auto_class).from_config(config)
+    folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    log.info("random-init %s (%s) written to %s", config.model_type, auto_class, folder)
+    return folder

@@ -1,0 +1,78 @@
+"""What made a run: code (git commit + dirty flag), library versions, data file hashes, seed, device."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from nlpexp.config import PROJECT_ROOT
+
+PACKAGES = ("torch", "transformers", "sentence-transformers", "datasets", "accelerate", "hydra-core", "optuna",
+            "nlpexp")
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def versions() -> dict[str, str | None]:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def device_info() -> dict:
+    info = {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count()}
+    if "torch" in sys.modules:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        # The processes that trained together (torchrun, accelerate launch), as the trainer's process group has it.
+        group = torch.distributed.is_available() and torch.distributed.is_initialized()
+        info["world_size"] = torch.distributed.get_world_size() if group else 1
+    return info
+
+
+@functools.cache
+def sha256_file(path: str, mtime_ns: int, size: int) -> str:
+    """Cached per (path, mtime, size): a sweep's trials hash each file once per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_hashes(paths) -> dict[str, str]:
+    hashes = {}
+    for path in sorted({str(p) for p in paths}):
+        if path.startswith("hub:"):
+            hashes[path] = "hub dataset (fingerprint not recorded)"
+            continue
+        stat = Path(path).stat()
+        hashes[path] = sha256_file(path, stat.st_mtime_ns, stat.st_size)
+    return hashes
+
+
+def collect(seed: int, data_files) -> dict:
+    return {"git": git_state(), "versions": versions(), "seed": seed, "device": device_info(),
+            "data_files": data_hashes(data_files)}

@@ -1,0 +1,66 @@
+"""The trial's side of a sweep: report the validation metric at every evaluation, stop when the pruner says so."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import optuna
+from omegaconf import DictConfig
+from transformers import TrainerCallback
+
+from nlpexp.config import instantiate
+from nlpexp.errors import NlpexpError
+from nlpexp.sweep.study import trial_from_env
+
+log = logging.getLogger(__name__)
+
+
+def trial_reporters(cfg: DictConfig) -> list[TrainerCallback]:
+    """[TrialReporter] when the sweeper launched this run (see nlpexp.sweep), else []."""
+    pruner = sweep_pruner()
+    trial = trial_from_env(pruner)
+    if trial is None:
+        return []
+    split, _, name = cfg.optimized_metric.partition("/")
+    if split != "val":
+        if not isinstance(pruner, optuna.pruners.NopPruner):
+            raise NlpexpError(f"pruning needs a validation metric to report, but optimized_metric is "
+                              f"'{cfg.optimized_metric}'; optimise a 'val/...' metric or use hydra/sweeper/pruner=none")
+        return []
+    return [TrialReporter(trial, cfg.optimized_metric)]
+
+
+def sweep_pruner() -> optuna.pruners.BasePruner:
+    """The pruner of the sweep this run belongs to (`hydra.sweeper.pruner`); none outside a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+
+    node = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
+    return instantiate(node) if node is not None else optuna.pruners.NopPruner()
+
+
+class TrialReporter(TrainerCallback):
+    """Reports `metric` (a `val/...` name) to the trial at each evaluation; raises TrialPruned to stop.
+
+    Raising (rather than asking the trainer to stop) ends the run at once: no final evaluation, no saved
+    model for a trial that is being given up. The sweeper stores it as PRUNED with its last reported value.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial = trial
+        self.metric = metric
+        self.log_key = "eval_" + metric.partition("/")[2]
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        if self.log_key not in metrics:
+            raise NlpexpError(f"optimized_metric '{self.metric}' is not among the evaluation metrics: "
+                              f"{', '.join(sorted(k for k in metrics if k.startswith('eval_')))}")
+        value = float(metrics[self.log_key])
+        if not math.isfinite(value):
+            return  # nothing to compare; the final value decides (a NaN run fails)
+        self.trial.report(value, state.global_step)
+        if self.trial.should_prune():
+            message = f"trial {self.trial.number} pruned at step {state.global_step} ({self.metric}={value:.4f})"
+            log.info(message)
+            raise optuna.TrialPruned(message)

@@ -1,0 +1,187 @@
+"""Text classification (seed 002): encoder -> pooled vector -> dropout -> linear head, trained with cross-entropy.
+
+Runs on the transformers Trainer. A checkpoint, and best_model/, is one folder that `load_classifier(folder)`
+reloads: the encoder's config.json, model.safetensors (encoder and head together, as the Trainer saves a
+plain module), `classifier.json` (label names, pooling, dropout) and the tokenizer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from nlpexp.data.cache import cached_map
+from nlpexp.errors import NlpexpError
+from nlpexp.metrics import from_trainer_logs, split_name
+from nlpexp.task.base import Task
+from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
+from nlpexp.trainer import ConfiguredOptimization
+
+COLUMNS = ("text", "label")
+HEAD_CONFIG = "classifier.json"
+WEIGHTS = "model.safetensors"  # the name the Trainer gives a plain module's state dict
+POOLINGS = ("mean", "cls", "max")
+ANALYSED_ROLE = "test"  # the split whose confusion matrix and misclassified rows are written
+EVALUATE_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
+
+
+class EncoderClassifier(torch.nn.Module):
+    """logits = W · dropout(pool(encoder(text))) + b; the loss is cross-entropy when labels are given."""
+
+    def __init__(self, encoder, label_names: list[str], dropout: float = 0.1, pooling: str = "mean"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise NlpexpError(f"task classification pools with model.pooling in {POOLINGS}, got {pooling!r}")
+        self.encoder = encoder
+        self.dropout = torch.nn.Dropout(dropout)
+        self.classifier = torch.nn.Linear(encoder.config.hidden_size, len(label_names))
+        self.label_names = list(label_names)
+        self.pooling = pooling
+        # ModernBERT has no token types; a BERT tokenizer in front of it still produces them.
+        self.takes_token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> SequenceClassifierOutput:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and self.takes_token_types:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**inputs).last_hidden_state
+        logits = self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def head_config(self) -> dict:
+        return {"label_names": self.label_names, "pooling": self.pooling, "dropout": self.dropout.p}
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
+    if mode == "cls" or attention_mask is None:
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def load_classifier(folder: str | Path, trust_remote_code: bool = False) -> EncoderClassifier:
+    """A trained classifier from a checkpoint or best_model/ folder."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / HEAD_CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        raise NlpexpError(
+            f"{folder} holds no trained classifier ({HEAD_CONFIG} + {WEIGHTS}); evaluate a trained one with "
+            f"model.name_or_path=<run>/best_model or <run>/checkpoints/checkpoint-N"
+        )
+    head = json.loads((folder / HEAD_CONFIG).read_text())
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    model = EncoderClassifier(encoder, head["label_names"], head["dropout"], head["pooling"])
+    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    return model
+
+
+class ClassificationTask(Task):
+    def __init__(self, *, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = dropout
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.data.get("label_names"):
+            raise NlpexpError(f"task=classification needs labelled data with data.label_names (e.g. data=imdb|nsmc); "
+                              f"data={cfg.data.name} has none")
+        if cfg.model.get("pooling") not in POOLINGS:
+            raise NlpexpError(f"task=classification pools the encoder output with model.pooling in {POOLINGS}, "
+                              f"got {cfg.model.get('pooling')!r}")
+        if cfg.get("loss") is not None:
+            raise NlpexpError("task=classification trains with cross-entropy and takes no loss; drop loss=")
+
+    def setup(self) -> None:
+        self.tokenizer = self.model_spec.load_tokenizer()
+        if self.mode == "train":
+            self.model = self._new_model()
+            train_set, val_set = self._tokenized("train"), self._tokenized("validation")
+        else:
+            self.model = load_classifier(self.model_spec.path(), self.model_spec.trust_remote_code)
+            if self.model.label_names != list(self.data.label_names):
+                raise NlpexpError(f"the model was trained on labels {self.model.label_names} but data "
+                                  f"'{self.data.name}' has {list(self.data.label_names)}")
+            train_set = val_set = None
+        task_args = {} if self.mode == "train" else EVALUATE_ONLY
+        self.trainer = ClassificationTrainer(
+            model=self.model,
+            args=self.training_arguments(TrainingArguments, **task_args),
+            train_dataset=train_set,
+            eval_dataset=val_set,
+            processing_class=self.tokenizer,
+            data_collator=DataCollatorWithPadding(self.tokenizer),
+            compute_metrics=compute_metrics,
+            callbacks=self.training_callbacks(),
+            optimizer_factory=self.optimizer_factory,
+            scheduler_factory=self.scheduler_factory,
+        )
+
+    def _new_model(self) -> EncoderClassifier:
+        encoder = AutoModel.from_pretrained(self.model_spec.path(), **self.model_spec.load_kwargs,
+                                            dtype=torch.float32)  # fp32 master weights; precision= sets autocast
+        # The head's initial weights depend on the seed alone, not on what was loaded before it.
+        set_seed(self.trainer_settings.seed)
+        return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
+
+    def train(self) -> None:
+        self.run_trainer(self.trainer)
+        self.trainer.save_model(str(self.best_model_dir))
+
+    def _evaluate(self, role: str) -> dict[str, float]:
+        if not self.data.has(role):
+            return {}
+        output = self.trainer.predict(self._tokenized(role), metric_key_prefix="eval")
+        if role == ANALYSED_ROLE:
+            rows = self._rows(role)
+            write_confusion_matrix(self.run_dir, output.label_ids, output.predictions, self.model.label_names,
+                                   split_name(role))
+            write_misclassified(self.run_dir / "misclassified.jsonl", list(rows["text"]), output.label_ids,
+                                output.predictions, self.model.label_names)
+        return from_trainer_logs(output.metrics, split_name(role))
+
+    def _rows(self, role: str):
+        return self.data.load(role, COLUMNS, text_columns=COLUMNS[:1])
+
+    def _tokenized(self, role: str):
+        return cached_map(self._rows(role), tokenize, self.tokenizer, cache_dir=self.cache_dir, label=role,
+                          settings={"max_length": self.model_spec.max_seq_length}, remove_columns=["text"])
+
+
+def tokenize(batch: dict, tokenizer, max_length: int) -> dict:
+    return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+
+def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    return classification_scores(prediction.label_ids, prediction.predictions)
+
+
+class ClassificationTrainer(ConfiguredOptimization, Trainer):
+    """Saves, next to the weights the Trainer writes, what it takes to rebuild the model from the folder."""
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            folder = Path(output_dir or self.args.output_dir)
+            model = self.accelerator.unwrap_model(self.model)
+            model.encoder.config.save_pretrained(folder)
+            (folder / HEAD_CONFIG).write_text(json.dumps(model.head_config(), indent=2, ensure_ascii=False) + "\n")
+

@@ -1,0 +1,73 @@
+"""Scores and error analysis of a classifier's logits: accuracy, macro-F1, confusion matrix, misclassified rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nlpexp.io import write_json_atomic, write_text_atomic
+
+
+def classification_scores(gold: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    predicted = np.asarray(logits).argmax(axis=-1)
+    return {"accuracy": float((predicted == gold).mean()),
+            "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0))}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def write_confusion_matrix(folder: Path, gold: np.ndarray, logits: np.ndarray, label_names: Sequence[str],
+                           split: str) -> np.ndarray:
+    """confusion_matrix.json and .png in `folder`: rows are gold labels, columns predicted ones."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(gold, np.asarray(logits).argmax(axis=-1), labels=list(range(len(label_names))))
+    write_json_atomic(folder / "confusion_matrix.json",
+                      {"split": split, "labels": list(label_names), "rows": "gold", "columns": "predicted",
+                       "matrix": matrix.tolist()})
+    _plot(matrix, label_names, split).savefig(folder / "confusion_matrix.png", dpi=120)
+    return matrix
+
+
+def _plot(matrix: np.ndarray, label_names: Sequence[str], split: str):
+    # The object API with the Agg canvas draws without pyplot, so no GUI backend or global state is touched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    size = 2.5 + 0.6 * len(label_names)
+    figure = Figure(figsize=(size, size), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    ticks = range(len(label_names))
+    axes.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names, xlabel="predicted",
+             ylabel="gold", title=f"confusion matrix ({split}, n={int(matrix.sum())})")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    return figure
+
+
+def write_misclassified(path: Path, texts: Sequence[str], gold: np.ndarray, logits: np.ndarray,
+                        label_names: Sequence[str]) -> int:
+    """One JSON line per wrong prediction (index, text, gold, predicted, confidence), most confident first."""
+    probabilities = softmax(logits)
+    predicted = probabilities.argmax(axis=-1)
+    confidence = probabilities.max(axis=-1)
+    wrong = np.flatnonzero(predicted != gold)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
+    lines = [json.dumps({"index": int(i), "text": texts[i], "gold": label_names[gold[i]],
+                         "predicted": label_names[predicted[i]], "confidence": round(float(confidence[i]), 6)},
+                        ensure_ascii=False) + "\n" for i in wrong]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)

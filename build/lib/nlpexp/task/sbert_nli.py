@@ -1,0 +1,194 @@
+"""SBERT classification objective (seed 000): o = softmax(W [u, v, |u-v|]) on NLI pairs, scored on STS.
+
+sentence-transformers does not save the SoftmaxLoss classifier; here it is saved next to the model
+(`nli_head.safetensors` + `nli_head.json`) in every checkpoint and in best_model/, and
+`load_nli_classifier(path)` reloads both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.evaluation import SequentialEvaluator
+from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+
+from nlpexp.data import DataSpec
+from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
+from nlpexp.errors import NlpexpError
+from nlpexp.metrics import prefixed, split_name
+from nlpexp.task.base import Task
+from nlpexp.task.evaluators import NliAccuracyEvaluator, sts_evaluator
+from nlpexp.trainer import ConfiguredOptimization
+
+log = logging.getLogger(__name__)
+NLI_COLUMNS = ("premise", "hypothesis", "label")
+HEAD_WEIGHTS, HEAD_CONFIG = "nli_head.safetensors", "nli_head.json"
+
+
+class SbertNliTask(Task):
+    def __init__(self, *, sts: DataSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.sts = sts
+        self.head_trained = False
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.data.get("label_names"):
+            raise NlpexpError(f"task=sbert_nli needs labelled NLI data (data=allnli|snli|mnli|kornli); "
+                              f"data={cfg.data.name} has no label_names")
+        if cfg.get("loss") is None or not cfg.loss._target_.endswith(".SoftmaxLoss"):
+            raise NlpexpError("task=sbert_nli trains with loss=softmax (the SBERT classification objective)")
+
+    def setup(self) -> None:
+        self.model = self.model_spec.sentence_transformer()
+        self.loss = self.loss_factory(
+            model=self.model,
+            embedding_dimension=self.model.get_embedding_dimension(),
+            num_labels=len(self.data.label_names),
+        )
+        if self.mode == "train":
+            pairs = self.data.load("train", NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
+            # sentence-transformers reads column names as roles (a `hypothesis` column is an anchor).
+            self.train_set = pairs.rename_columns({"premise": "sentence1", "hypothesis": "sentence2"})
+        elif load_head(self.loss, self.model_spec.path()):
+            self.head_trained = True
+
+    def train(self) -> None:
+        args = self.training_arguments(SentenceTransformerTrainingArguments)
+        trainer = SbertNliTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=self.train_set,
+            loss=self.loss,
+            evaluator=self._evaluator("validation", during_training=True),
+            callbacks=self.training_callbacks(),
+            optimizer_factory=self.optimizer_factory,
+            scheduler_factory=self.scheduler_factory,
+        )
+        self.run_trainer(trainer)
+        self.head_trained = True
+        if is_main_process():
+            self.model.save(str(self.best_model_dir))
+            save_head(self.loss, self.best_model_dir, self.data.label_names)
+
+    def _evaluate(self, role: str) -> dict[str, float]:
+        evaluator = self._evaluator(role)
+        if evaluator is None:
+            return {}
+        return prefixed(evaluator(self.model), split_name(role))
+
+    def _evaluator(self, role: str, during_training: bool = False):
+        evaluators = []
+        if self.sts.has(role):
+            evaluators.append(sts_evaluator(self.sts.load(role, ("sentence1", "sentence2", "score")),
+                                            self.trainer_settings.eval_batch_size))
+        if self.data.has(role) and (self.head_trained or during_training):
+            pairs = self.data.load(role, NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
+            evaluators.append(NliAccuracyEvaluator(pairs["premise"], pairs["hypothesis"], pairs["label"],
+                                                   self.loss, self.trainer_settings.eval_batch_size))
+        if not evaluators:
+            return None
+        return evaluators[0] if len(evaluators) == 1 else SequentialEvaluator(
+            evaluators, main_score_function=lambda scores: scores[0])
+
+
+class SbertNliTrainer(ConfiguredOptimization, SentenceTransformerTrainer):
+    """Keeps the classifier head with every checkpoint, logs the training accuracy, and trains one head across
+    processes (DDP wraps the model, not the loss that holds the head)."""
+
+    def __init__(self, *args, loss: SoftmaxLoss, **kwargs):
+        super().__init__(*args, loss=loss, **kwargs)
+        self.train_accuracy = TrainAccuracy(loss)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        save_head(self.loss, Path(output_dir or self.args.output_dir))
+
+    def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
+        super()._load_from_checkpoint(checkpoint_path)
+        load_head(self.loss, checkpoint_path)
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        # After the backward pass, so after DDP's own exchange: the two never interleave. Averaging the running
+        # sum at every accumulation step gives the average of the sums, since what was added before already agrees.
+        average_gradients(self.loss.classifier)
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and (accuracy := self.train_accuracy.pop()) is not None:
+            logs["train_accuracy"] = accuracy
+        super().log(logs, start_time)
+
+
+class TrainAccuracy:
+    """Counts correct classifier predictions during training from the logits SoftmaxLoss computes anyway."""
+
+    def __init__(self, loss: SoftmaxLoss):
+        self.correct = self.total = 0
+        self._logits = None
+        loss.classifier.register_forward_hook(self._keep_logits)
+        loss.register_forward_hook(self._count)
+
+    def _keep_logits(self, module, args, output) -> None:
+        self._logits = output
+
+    def _count(self, module, args, output) -> None:
+        labels = args[1] if len(args) > 1 else None
+        if labels is not None and self._logits is not None and torch.is_grad_enabled():
+            self.correct += (self._logits.argmax(-1) == labels.view(-1)).sum().item()
+            self.total += labels.numel()
+
+    def pop(self) -> float | None:
+        """The accuracy since the last pop, over the batches of every process (all of them call it at each log)."""
+        correct, total = sum_over_processes([self.correct, self.total])
+        self.correct = self.total = 0
+        return correct / total if total else None
+
+
+def save_head(loss: SoftmaxLoss, folder: Path, label_names=None) -> None:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in loss.classifier.state_dict().items()}, str(folder / HEAD_WEIGHTS))
+    config = {**loss.get_config_dict(), "embedding_dimension": loss.classifier.in_features // _n_vectors(loss)}
+    if label_names is not None:
+        config["label_names"] = list(label_names)
+    elif (folder / HEAD_CONFIG).is_file():
+        config["label_names"] = json.loads((folder / HEAD_CONFIG).read_text()).get("label_names")
+    (folder / HEAD_CONFIG).write_text(json.dumps(config, indent=2))
+
+
+def load_head(loss: SoftmaxLoss, folder: str | Path) -> bool:
+    """Load a saved classifier into `loss`; False when the folder has none."""
+    from safetensors.torch import load_file
+
+    weights = Path(folder) / HEAD_WEIGHTS
+    if not weights.is_file():
+        return False
+    loss.classifier.load_state_dict(load_file(str(weights)))
+    return True
+
+
+def load_nli_classifier(folder: str | Path) -> tuple[SentenceTransformer, SoftmaxLoss, list[str] | None]:
+    """Reload a trained SBERT-NLI model with its classifier: (model, SoftmaxLoss, label names)."""
+    config = json.loads((Path(folder) / HEAD_CONFIG).read_text())
+    model = SentenceTransformer(str(folder), local_files_only=True)
+    label_names = config.pop("label_names", None)
+    config.pop("embedding_dimension")
+    loss = SoftmaxLoss(model, model.get_embedding_dimension(), **config)
+    load_head(loss, folder)
+    return model, loss, label_names
+
+
+def _n_vectors(loss: SoftmaxLoss) -> int:
+    return 2 * loss.concatenation_sent_rep + loss.concatenation_sent_difference + loss.concatenation_sent_multiplication

@@ -1,0 +1,65 @@
+"""TensorBoard helpers (seed 000): `python -m nlpexp.tb list [ROOT]`, `python -m nlpexp.tb serve [DIR ...] --port N`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def event_dirs(root: Path) -> list[Path]:
+    """Every folder under `root` that holds TensorBoard event files."""
+    return sorted({p.parent for p in root.rglob("events.out.tfevents.*")})
+
+
+def read_tags(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalar tags of one event folder: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "histograms": 1})
+    acc.Reload()
+    tags = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    tags.update({tag: [] for tag in acc.Tags()["histograms"]})
+    return tags
+
+
+def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
+    """The hparams a run recorded (TensorBoard's hparams plugin) in one event folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams").get("_hparams_/session_start_info")
+    if content is None:
+        return {}
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nlpexp.config import PROJECT_ROOT
+
+    parser = argparse.ArgumentParser(prog="python -m nlpexp.tb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="list runs with TensorBoard logs and their tags")
+    listing.add_argument("root", nargs="?", default=str(PROJECT_ROOT / "outputs"))
+    serve = sub.add_parser("serve", help="start TensorBoard on a run or a whole outputs tree")
+    serve.add_argument("logdir", nargs="*", default=[str(PROJECT_ROOT / "outputs"), str(PROJECT_ROOT / "multirun")])
+    serve.add_argument("--port", type=int, default=6006)
+    serve.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for folder in event_dirs(Path(args.root)):
+            print(f"{folder}\n    {', '.join(sorted(read_tags(folder)))}")
+        return 0
+    spec = ",".join(f"{Path(d).name}:{d}" for d in args.logdir if Path(d).exists()) or args.logdir[0]
+    print(f"TensorBoard on http://{args.host}:{args.port} for {spec}")
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(args.port),
+           "--host", args.host]
+    os.execv(sys.executable, cmd)  # become TensorBoard: stopping this process stops the server
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
