@@ -11,9 +11,8 @@ mean nothing.
 from __future__ import annotations
 
 import os
-import sys
 
-from common import run_job, write_results
+from common import bench_parser, run_job, write_results
 
 NAME = "classification"
 # Seed 002's README (bert-base-uncased / ModernBERT-base, up to 5 epochs, on its GPU): test accuracy.
@@ -40,9 +39,11 @@ def device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def main(argv: list[str]) -> int:
-    quick = "--quick" in argv or os.environ.get("NLPEXP_BENCH_QUICK") == "1"
-    full = "--full" in argv
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--full", action="store_true", help="the whole epoch and the whole splits (a GPU's job)")
+    args = parser.parse_args(argv)
+    quick, full = args.quick, args.full
     overrides = OVERRIDES + (QUICK if quick else () if full else CPU_SLICE)
     result = run_job(*overrides)
     minilm = {key: result[key] for key in ("test/accuracy", "test/macro_f1", "test/loss", "val/accuracy",
@@ -77,4 +78,4 @@ def table(figures: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

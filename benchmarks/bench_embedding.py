@@ -16,13 +16,10 @@ docs table.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 
-from common import HERE, RESULTS, StealMeter, bench_parser, machine, run_job, update_docs, write_results
+from common import HERE, RESULTS, StealMeter, bench_parser, machine, run_job, run_script, update_docs, write_results
 from seeds import beats, run_seeds, spread_cell
 
 NAME = "embedding"
@@ -89,7 +86,7 @@ ROWS = [
 ]
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("rows", nargs="*", help=f"rows to run (default: all): {', '.join(r.name for r in ROWS)}")
     parser.add_argument("--plain", action="store_true", help="also run plain sentence-transformers here")
@@ -137,13 +134,10 @@ def _summary(metrics: dict) -> dict:
 
 def _plain_run(recipe: str, quick: bool) -> dict:
     quick_slices = ["--max-train-samples", "128", "--max-eval-samples", "200"]  # as QUICK
-    command = [sys.executable, str(HERE / "plain_st_reference.py"), recipe] + (quick_slices if quick else [])
-    started, steal = time.perf_counter(), StealMeter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode != 0:
-        raise RuntimeError(f"plain_st_reference.py {recipe} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**result, "wall_s": round(time.perf_counter() - started, 1), "steal_pct": steal.percent()}
+    steal = StealMeter()
+    stdout, wall = run_script(HERE / "plain_st_reference.py", recipe, *(quick_slices if quick else []))
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {**result, "wall_s": round(wall, 1), "steal_pct": steal.percent()}
 
 
 def _previous_figures() -> dict:
@@ -264,4 +258,4 @@ def _duration(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

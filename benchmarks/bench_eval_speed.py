@@ -121,15 +121,15 @@ def table(figures: dict) -> str:
     ])
 
 
-def main() -> None:
-    parser = bench_parser(__doc__)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = bench_parser(__doc__).parse_args(argv)
     figures = {"quick": args.quick, **measure(args.quick)}
     figures["meets_target"] = figures["median_ratio"] <= TARGET
     markdown = table(figures)
     write_results("eval_speed", figures, markdown)
     print(markdown)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -10,15 +10,9 @@ of batch 16 and a greedy evaluation of the 500 validation and 500 test dialogues
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
-sys.path.insert(0, str(HERE))
-
-from common import bench_parser, run_job, update_docs, write_results  # noqa: E402
+from common import bench_parser, publish, run_job
 
 NAME = "summarization"
 ROLES = {"validation": "val", "test": "test"}
@@ -48,17 +42,13 @@ def lead_baseline(quick: bool) -> dict:
     return figures
 
 
-def main() -> int:
-    parser = bench_parser(__doc__)
-    quick = parser.parse_args().quick
+def main(argv: list[str] | None = None) -> int:
+    quick = bench_parser(__doc__).parse_args(argv).quick
     overrides = ("experiment=summarization_dialogsum", *(QUICK if quick else ()))
     model = run_job(*overrides)
     baseline = lead_baseline(quick)
     figures = {"quick": quick, "overrides": list(overrides), "lead_first_turn": baseline, "bert2bert_minilm": model}
-    write_results(NAME, figures, _table(figures))
-    if not quick:
-        update_docs(NAME, _table(figures))
-    print(_table(figures))
+    publish(NAME, figures, _table(figures), quick)
     return 0
 
 

@@ -13,13 +13,10 @@ time and finds a best value within 1 % of the unpruned one.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from common import ROOT, bench_parser, write_results
+from common import ROOT, RUN_PY, bench_parser, run_script, write_results
 
 N_TRIALS = 16
 PRUNER = "successive_halving"
@@ -40,26 +37,20 @@ def sweep_overrides(quick: bool) -> list[str]:
 
 def run_sweep(pruner: str, root: Path, quick: bool) -> dict:
     study = f"bench-{pruner}"
-    command = [sys.executable, str(ROOT / "run.py"), "-m", *sweep_overrides(quick), f"hydra/sweeper/pruner={pruner}",
+    command = ["-m", *sweep_overrides(quick), f"hydra/sweeper/pruner={pruner}",
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.studies_dir={root}",
                "hydra.sweeper.promote_best=false"]
     if pruner == "none":  # the override above targets successive halving's settings
         command.remove(next(c for c in command if c.startswith("hydra.sweeper.pruner.min_resource")))
     # One thread per process: on a small shared CPU, torch's thread pool costs a tiny model more than it gives.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"sweep with pruner={pruner} failed:\n{done.stderr[-3000:]}")
+    _, wall = run_script(RUN_PY, *command, env={"OMP_NUM_THREADS": "1"})
     best = json.loads((root / study / "best.json").read_text())
     return {"wall_s": round(wall, 1), "best_value": best["best_value"], "best_trial": best["best_trial"],
             "best_params": best["best_params"], "trials": best["trials"], "study_dir": str(root / study)}
 
 
-def main() -> None:
-    parser = bench_parser(__doc__)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = bench_parser(__doc__).parse_args(argv)
     # Fresh studies every time (the same dir would resume them), under multirun/ like every sweep.
     root = ROOT / "multirun" / f"bench_sweep_pruning-{time.strftime('%Y%m%d-%H%M%S')}"
     plain = run_sweep("none", root, args.quick)
@@ -81,7 +72,8 @@ def main() -> None:
     ])
     write_results("sweep_pruning", figures, table)
     print(table)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -14,15 +14,11 @@ only the learning rate, weight decay, warmup and dropout. Studies, cache, regist
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, bench_parser, publish, run_job
+from common import RUN_PY, bench_parser, publish, run_job, run_script
 
 PRESET = "classification"
 REUSED = "reused cache"  # what a run logs for each split it read from the cache (nlpexp.data.cache)
@@ -44,16 +40,11 @@ def environment(temp: Path, cache: str) -> dict:
 
 def run_sweep(n_trials: int, quick: bool, temp: Path) -> dict:
     study = "bench-sweep-reuse"
-    command = [sys.executable, str(ROOT / "run.py"), "-m", *job_overrides(quick), "logger=none",
+    command = ["-m", *job_overrides(quick), "logger=none",
                f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.study_name={study}",
                f"hydra.sweeper.studies_dir={temp / 'studies'}", "hydra.sweeper.promote_best=false",
                f"paths.ledger_file={temp / 'ledger.jsonl'}"]
-    started = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ, **environment(temp, "sweep-cache")}, capture_output=True,
-                          text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the sweep failed:\n{done.stderr[-3000:]}")
+    _, wall = run_script(RUN_PY, *command, env=environment(temp, "sweep-cache"))
     trials = [trial_figures(temp / "studies" / study / str(n)) for n in range(n_trials)]
     return {"wall_s": round(wall, 1), "trials": trials}
 
@@ -94,9 +85,8 @@ def table(figures: dict) -> str:
     ])
 
 
-def main() -> None:
-    parser = bench_parser(__doc__)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = bench_parser(__doc__).parse_args(argv)
     n_trials = 3 if args.quick else 8
     with tempfile.TemporaryDirectory(prefix="nlpexp-bench-reuse-") as temp:
         temp = Path(temp)
@@ -109,7 +99,8 @@ def main() -> None:
                "ratio_vs_warm": round(sweep["wall_s"] / (n_trials * warm["wall_s"]), 3)}
     markdown = table(figures)
     publish("sweep_reuse", figures, markdown, args.quick)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

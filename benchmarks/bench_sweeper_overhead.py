@@ -14,13 +14,11 @@ from __future__ import annotations
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, StealMeter, bench_parser, publish
+from common import ROOT, StealMeter, bench_parser, publish, run_script
 
 N_TRIALS = 6
 # The official sweeper keeps its study in memory unless told a storage; "official+sqlite" gives it the storage the
@@ -33,15 +31,12 @@ def sweep_seconds(sweeper: str, sampler: str, sweep_dir: Path) -> tuple[float, f
     """(wall, CPU) seconds of one sweep command; CPU (user + system) is what a busy machine does not inflate."""
     choice, *storage = SWEEPERS[sweeper]
     storage = [f"hydra.sweeper.storage=sqlite:///{sweep_dir}.db"] if storage else []
-    command = [sys.executable, str(ROOT / "tests" / "sweeper_app" / "app.py"), "-m", choice, *storage,
+    command = ["-m", choice, *storage,
                f"hydra/sweeper/sampler={sampler}", f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1",
                f"hydra.sweep.dir={sweep_dir}"]
     started, cpu_before = time.perf_counter(), _children_cpu()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return wall, cpu
+    run_script(ROOT / "tests" / "sweeper_app" / "app.py", *command, env={"OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - started, _children_cpu() - cpu_before
 
 
 def _children_cpu() -> float:
@@ -49,10 +44,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     args = bench_parser(__doc__)
     args.add_argument("--repeat", type=int, default=5)
-    options = args.parse_args()
+    options = args.parse_args(argv)
     samplers, repeat = (["tpe"], 1) if options.quick else (["tpe", "gp"], options.repeat)
     figures: dict = {"n_trials": N_TRIALS, "repeat": repeat, "quick": options.quick, "samplers": {}}
     steal = StealMeter()
@@ -82,7 +77,8 @@ def main() -> None:
         "| sampler, seconds | official | official + sqlite | study | study / official |",
         "|---|---|---|---|---|", *rows])
     publish("sweeper_overhead", figures, table, options.quick)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOCS = ROOT / "docs"
+RUN_PY = ROOT / "run.py"
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
@@ -25,17 +26,28 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_job(*overrides: str, run_dir: Path | None = None, env: dict | None = None) -> dict:
-    """`python run.py <overrides>` in a fresh process (environment: this one's, updated by `env`); returns
-    metrics.json plus `wall_s`."""
-    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="nlpexp-bench-"))
-    started, steal = time.perf_counter(), StealMeter()
-    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}",
-                           "logger=none"], env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-                          capture_output=True, text=True)
+# Every bench: `main(argv: list[str] | None = None) -> int` (argv: the flags, for bench_parser), run as
+# `raise SystemExit(main())`; benchmarks/run.py runs each in its own process.
+
+
+def run_script(script: Path, *args: str, env: dict | None = None) -> tuple[str, float]:
+    """`python <script> <args>` in a fresh process, offline (HF_HUB_OFFLINE=1; the environment is this one's,
+    updated by `env`), as a user would start it; returns (its stdout, wall seconds). A failure raises with the end
+    of its stderr."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"run.py {' '.join(overrides)} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout, wall
+
+
+def run_job(*overrides: str, run_dir: Path | None = None, env: dict | None = None) -> dict:
+    """`python run.py <overrides>` (see run_script); returns metrics.json plus `wall_s`."""
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="nlpexp-bench-"))
+    steal = StealMeter()
+    _, wall = run_script(RUN_PY, *overrides, f"hydra.run.dir={run_dir}", "logger=none", env=env)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {**metrics, "wall_s": round(wall, 1), "steal_pct": steal.percent(), "run_dir": str(run_dir)}
 

@@ -21,13 +21,13 @@ from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=16)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     rows = []
     for name in ("snli/test", "mnli/validation"):
@@ -47,7 +47,8 @@ def main() -> None:
         save_strategy="no", eval_strategy="no", dataloader_pin_memory=False,
     )
     SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train, loss=loss).train()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -17,7 +17,6 @@ import argparse
 import gzip
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def training_columns(rows: list[dict], recipe: str) -> dict[str, list[str]]:
             "negative": [contradiction[r["premise"]] for r in kept]}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", choices=("all_pairs", "triplets"))
     parser.add_argument("--max-train-samples", type=int, default=None)
@@ -90,4 +89,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

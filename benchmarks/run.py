@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def main(names: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
     scripts = sorted(HERE.glob("bench_*.py"))
     chosen = [s for s in scripts if not names or s.stem.removeprefix("bench_") in names]
     failed = []
@@ -33,4 +34,4 @@ def main(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -42,7 +42,7 @@ def test_own_model_and_datasets_get_nlpexps_run(tmp_path, monkeypatch, after_a_h
     assert "step 1/2  loss " in (run_dir / "run.log").read_text()
     # the run reads what it was given, and its config says so
     read = json.loads((run_dir / "provenance.json").read_text())["data_files"]
-    assert str(run_dir / "given_data" / "given" / "train.jsonl.gz") in read
+    assert str(run_dir / "given_data" / "given" / "train.jsonl") in read
     assert result.config.model.name_or_path == str(run_dir / "given_model")
     [record] = ledger.read(tmp_path / "ledger.jsonl")
     assert record["status"] == "ok" and record["run_dir"] == str(run_dir)

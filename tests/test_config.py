@@ -6,15 +6,15 @@ import pytest
 from hydra.utils import execution_whitelist, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST, compose
+from nlpexp.config import CONFIG_DIR, PRESETS_DIR, TARGET_ALLOWLIST, compose, group_dir
 from nlpexp.errors import NlpexpError
 from nlpexp.validate import validate
 
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in group_dir(group).glob("*.yaml"))
 
 
 def _targets(node, path="") -> list[tuple[str, str]]:
@@ -49,13 +49,43 @@ def test_every_option_composes_and_its_targets_resolve(compose_run, group, optio
     _assert_targets_resolve(cfg)
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml")))
+@pytest.mark.parametrize("preset", _options("experiment"))
 def test_every_experiment_composes(compose_run, preset):
-    text = (PROJECT_ROOT / "experiments" / f"{preset}.yaml").read_text()
+    text = (PRESETS_DIR / f"{preset}.yaml").read_text()
     assert text.startswith("# @package _global_"), "presets are global deltas"
     cfg = compose_run(f"experiment={preset}")
     OmegaConf.resolve(cfg)
     _assert_targets_resolve(cfg)
+
+
+def test_presets_are_found_through_the_search_path_not_a_symlink():
+    """experiments/ joins Hydra's search path (hydra_plugins/nlpexp_presets): a symlink in conf/ breaks on Windows
+    and in an sdist, so none may come back; Hydra's own listing of the group is the folder."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    assert not [p for p in CONFIG_DIR.rglob("*") if p.is_symlink()]
+    assert not (CONFIG_DIR / "experiment").exists()
+    assert len(_options("experiment")) > 5
+    with initialize_config_dir(config_dir=str(CONFIG_DIR)):
+        assert GlobalHydra.instance().config_loader().get_group_options("experiment") == _options("experiment")
+
+
+def test_other_hydra_apps_get_no_experiment_group():
+    """The search path plugin is installed for every Hydra app in the environment: it adds the presets to nlpexp's."""
+    from pathlib import Path
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=str(Path(__file__).parent / "sweeper_app" / "conf")):
+        assert GlobalHydra.instance().config_loader().get_group_options("experiment") == []
+
+
+def test_a_preset_option_cannot_reach_outside_the_folder(compose_run):
+    for option in ("../conf/config", "/../conf/config", "data/imdb"):
+        with pytest.raises(NlpexpError):
+            compose_run(f"experiment={option}")
 
 
 def test_default_config_is_the_main_job(compose_run):
@@ -93,3 +123,18 @@ def test_every_shipped_config_passes(overrides, tmp_path):
     """The schema refuses nothing the project ships: each experiment, sweep preset (Hydra's node included) and model."""
     validate(compose([f"paths.output_dir={tmp_path}/run", f"paths.ledger_file={tmp_path}/l.jsonl", *overrides],
                      with_hydra=overrides[0].startswith("hparams")))
+
+
+def test_without_the_checkout_run_py_says_how_to_find_it(tmp_path):
+    """A non-editable install finds no conf/ beside its sources: one line naming the two fixes, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    from nlpexp.config import PROJECT_ROOT
+
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "--cfg", "job"], capture_output=True,
+                          text=True, env={**os.environ, "NLPEXP_ROOT": str(tmp_path)}, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"error: no nlpexp config at {tmp_path}/conf: install the checkout "
+                                                "editable (pip install -e <checkout>) or set NLPEXP_ROOT=<checkout>"]

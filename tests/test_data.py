@@ -57,14 +57,27 @@ def test_a_limit_reads_only_the_files_holding_its_rows(tmp_path):
     write(tmp_path / "a" / "train.jsonl.gz", [row] * 2 + [{**row, "premise": ""}] * 2)
     write(tmp_path / "b" / "train.jsonl.gz", [row] * 4)
     both = {"train": ["a/train", "b/train"]}
-    data_spec.FILES_READ.clear()
-    assert len(spec(tmp_path, sources={"a": {}, "b": {}}, splits=both, max_train_samples=2).load("train", NLI)) == 2
-    assert [Path(f).parent.name for f in data_spec.FILES_READ] == ["a"]
+    with data_spec.recording_reads() as files_read:
+        assert len(spec(tmp_path, sources={"a": {}, "b": {}}, splits=both, max_train_samples=2).load("train", NLI)) == 2
+    assert [Path(f).parent.name for f in files_read] == ["a"]
     # a's 4 rows would do, but 2 of them are empty: b is read too
-    data_spec.FILES_READ.clear()
-    limited = spec(tmp_path, sources={"a": {}, "b": {}}, splits=both, max_train_samples=4)
-    assert len(limited.load("train", NLI, text_columns=NLI[:2])) == 4
-    assert sorted(Path(f).parent.name for f in data_spec.FILES_READ) == ["a", "b"]
+    with data_spec.recording_reads() as files_read:
+        limited = spec(tmp_path, sources={"a": {}, "b": {}}, splits=both, max_train_samples=4)
+        assert len(limited.load("train", NLI, text_columns=NLI[:2])) == 4
+    assert sorted(Path(f).parent.name for f in files_read) == ["a", "b"]
+
+
+def test_reads_are_recorded_per_run_not_across_runs(tmp_path):
+    """A run's provenance lists the files that run read: nothing leaks in from an earlier run or outside one."""
+    from nlpexp.data import spec as data_spec
+
+    write(tmp_path / "a" / "train.jsonl.gz", [{"premise": "p", "hypothesis": "h", "label": "neutral"}] * 2)
+    with data_spec.recording_reads() as first:
+        spec(tmp_path, sources={"a": {}}, splits={"train": ["a/train"]}).load("train", NLI)
+    spec(tmp_path, sources={"a": {}}, splits={"train": ["a/train"]}).load("train", NLI)  # outside any run
+    with data_spec.recording_reads() as second:
+        pass
+    assert [Path(f).parent.name for f in first] == ["a"] and second == set()
 
 
 def test_missing_split_lists_the_roles_that_exist(data_root):

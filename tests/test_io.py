@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 
 def _mode(path) -> int:
@@ -42,3 +42,18 @@ def test_sweep_summary_files_are_group_readable(tmp_path):
     write_summary(study, tmp_path)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all(_mode(p) & stat.S_IRGRP for p in written)
+
+
+def test_jsonl_rows_one_a_line_text_readable_and_a_failed_row_leaves_the_old_file(tmp_path):
+    import json
+
+    import pytest
+
+    path = tmp_path / "rows.jsonl"
+    assert write_jsonl_atomic(path, [{"text": "영화 좋다", "n": 1}, {"text": "a\nb"}]) == 2
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [{"text": "영화 좋다", "n": 1}, {"text": "a\nb"}]
+    assert "영화" in lines[0]  # not \uXXXX escapes: the files are read by people
+    with pytest.raises(TypeError):  # a row that is no JSON: nothing half-written, the old file stays whole
+        write_jsonl_atomic(path, [{"ok": 1}, {"bad": object()}])
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 2 and sorted(os.listdir(tmp_path)) == ["rows.jsonl"]

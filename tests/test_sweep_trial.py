@@ -14,7 +14,7 @@ from nlpexp.config import CONFIG_DIR, instantiate
 from nlpexp.pipeline import run
 from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks
 from nlpexp.sweep.reporter import TrialReporter
-from nlpexp.sweep.study import open_storage, sqlite_url
+from nlpexp.sweep.storage import open_storage, sqlite_url
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml"))
 

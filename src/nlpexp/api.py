@@ -7,14 +7,12 @@
 
 It is `python run.py <overrides>` with two differences, both written into the run dir so that the run stays
 reproducible: the given model (and tokenizer) are saved to <run_dir>/given_model and the config's model points
-there; the given datasets are saved to <run_dir>/given_data/given/<split>.jsonl.gz and the config's data reads
+there; the given datasets are saved to <run_dir>/given_data/given/<split>.jsonl and the config's data reads
 them. Everything else is pipeline.run: the same checks, loggers, checkpoints, metrics.json, ledger line.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from omegaconf import DictConfig, open_dict
 
 from nlpexp.config import PROJECT_ROOT, compose
 from nlpexp.errors import NlpexpError
+from nlpexp.io import write_jsonl_atomic
 
 
 @dataclass
@@ -75,11 +74,7 @@ def _use_model(cfg: DictConfig, model: Any, tokenizer: Any, folder: Path) -> Non
 
 def _use_data(cfg: DictConfig, splits: dict[str, Iterable[dict]], root: Path) -> None:
     for role, rows in splits.items():
-        path = root / "given" / f"{role}.jsonl.gz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(dict(row), ensure_ascii=False) + "\n")
+        write_jsonl_atomic(root / "given" / f"{role}.jsonl", rows)
     cfg.data.root = str(root)
     cfg.data.sources = {"given": {}}
     cfg.data.splits = {role: [f"given/{role}"] for role in splits}

@@ -12,6 +12,21 @@ from nlpexp.errors import NlpexpError, first_line
 
 PROJECT_ROOT = Path(os.environ.get("NLPEXP_ROOT", Path(__file__).resolve().parents[2]))
 CONFIG_DIR = PROJECT_ROOT / "conf"
+# The experiment presets: a plain folder beside conf/, Hydra's config group `experiment` through a search path
+# entry (hydra_plugins/nlpexp_presets), not a symlink in conf/. docs/configuration.md: how conf/ is found.
+PRESETS_DIR = PROJECT_ROOT / "experiments"
+
+
+def require_config_dir() -> None:
+    """conf/ and experiments/ are read from the checkout, not packaged: a non-editable install cannot find them."""
+    if not (CONFIG_DIR / "config.yaml").is_file():
+        raise NlpexpError(f"no nlpexp config at {CONFIG_DIR}: install the checkout editable "
+                          "(pip install -e <checkout>) or set NLPEXP_ROOT=<checkout>")
+
+
+def group_dir(group: str) -> Path:
+    """The folder holding the options of a config group."""
+    return PRESETS_DIR if group == "experiment" else CONFIG_DIR / group
 
 # Experiment configs may come from other people: a `_target_` (job config or Hydra config) may only name one of
 # these, exactly. No package-wide wildcard: transformers.* alone holds get_class_from_dynamic_module (runs a
@@ -103,6 +118,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    require_config_dir()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):
             return hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
@@ -112,7 +128,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
 
 def hydra_error_line(err: Exception) -> str:
     """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
-    cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
+    cause = first_line(err.__cause__) if err.__cause__ and str(err.__cause__).strip() else ""
     return one_line(f"{err}\n{cause}")
 
 

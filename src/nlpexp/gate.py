@@ -24,9 +24,11 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
-    from nlpexp.config import one_line
+    from nlpexp.config import hydra_error_line, require_config_dir
 
     args = get_args_parser().parse_intermixed_args(list(argv))
+    if args.config_path is None and args.config_dir is None:
+        require_config_dir()
     if args.experimental_rerun is not None:
         raise NlpexpError("--experimental-rerun is not allowed: it unpickles a file (code); re-run a run with "
                           "--config-path <run dir> --config-name config")
@@ -49,8 +51,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
             check_config(hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN),
                          args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        cause = str(err.__cause__).splitlines()[0] if err.__cause__ and str(err.__cause__) else ""
-        raise NlpexpError(one_line(f"{err}\n{cause}")) from err
+        raise NlpexpError(hydra_error_line(err)) from err
     finally:
         GlobalHydra.instance().clear()
 

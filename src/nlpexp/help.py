@@ -11,9 +11,9 @@ from pathlib import Path
 
 def describe_group(group: str, config_dir: Path | None = None) -> str:
     """`  name  first comment line` for every option of `group`, aligned, one per line."""
-    from nlpexp.config import CONFIG_DIR
+    from nlpexp.config import group_dir
 
-    files = sorted((config_dir or CONFIG_DIR).joinpath(group).glob("*.yaml"))
+    files = sorted((config_dir.joinpath(group) if config_dir else group_dir(group)).glob("*.yaml"))
     width = max((len(f.stem) for f in files), default=0)
     return "\n".join(f"  {f.stem.ljust(width)}  {_first_comment(f)}".rstrip() for f in files)
 

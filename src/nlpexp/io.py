@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,10 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[Mapping]) -> int:
+    """One JSON object per line (non-ASCII text kept readable), written atomically; returns the number of rows."""
+    lines = [json.dumps(dict(row), ensure_ascii=False) + "\n" for row in rows]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)

@@ -40,6 +40,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         distributed.log_to_console_only()
         return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
     record = attempt.start_record(cfg)
+    with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
+        metrics = _record_run(cfg, record, files_read)
+    attempt.finish(cfg, record, metrics)
+    release_memory()
+    return metrics
+
+
+def _record_run(cfg: DictConfig, record, files_read: set[str]) -> dict[str, float]:
     metrics: dict[str, float] = {}
     run_dir = None
     try:
@@ -47,7 +55,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         run_dir = Path(cfg.paths.output_dir)
         attempt.prepare_run_dir(run_dir, resume=cfg.trainer.get("resume"))
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
-        data_spec.FILES_READ.clear()
         metrics = _train_and_evaluate(cfg)
         check_trial_owned()  # a sweep trial whose sweep gave it up must not look finished
         write_json_atomic(run_dir / "metrics.json", metrics)
@@ -56,17 +63,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         attempt.finish(cfg, record, metrics, err)  # first: a worker interrupted with its sweep has seconds left
         if run_dir is not None and run_dir.is_dir():
             with contextlib.suppress(OSError):
-                _write_provenance(cfg, run_dir)
+                _write_provenance(cfg, run_dir, files_read)
         release_memory(err)  # the next sweep trial in this process starts from the same footprint
         raise
-    _write_provenance(cfg, run_dir)
-    attempt.finish(cfg, record, metrics)
-    release_memory()
+    _write_provenance(cfg, run_dir, files_read)
     return metrics
 
 
-def _write_provenance(cfg: DictConfig, run_dir: Path) -> None:
-    write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, data_spec.FILES_READ)))
+def _write_provenance(cfg: DictConfig, run_dir: Path, files_read: set[str]) -> None:
+    write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, files_read)))
 
 
 def _check(cfg: DictConfig) -> None:

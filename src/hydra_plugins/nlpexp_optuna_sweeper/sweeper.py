@@ -88,14 +88,14 @@ class StudySweeper(Sweeper):
 
     def _plan(self, arguments: list[str]) -> Plan:
         from nlpexp.errors import NlpexpError
-        from nlpexp.sweep import study as studies
+        from nlpexp.sweep.storage import check_storage_url
 
         sweep_args, space, fixed, fixed_overrides = upstream.search_space(self.upstream, arguments)
         directions = upstream.directions(self.upstream)
         if self.upstream.n_jobs < 1:
             raise NlpexpError(f"hydra.sweeper.n_jobs must be >= 1 (trials at once), got {self.upstream.n_jobs}")
         self._check_space(space)
-        studies.check_storage_url(self.upstream.storage)
+        check_storage_url(self.upstream.storage)
         grid = None
         if self.sampler_config._target_.endswith("GridSampler"):
             grid = {name: upstream.grid_choices(dist) for name, dist in space.items()}
@@ -146,13 +146,14 @@ class StudySweeper(Sweeper):
 
         from nlpexp.config import instantiate
         from nlpexp.sweep import study as studies
+        from nlpexp.sweep.storage import open_storage, sqlite_url
 
         definition = self._definition(plan)
         study_name = self.upstream.study_name or self._default_name(definition)
         self.sweep_dir = self._pin_sweep_dir(study_name)
-        self.storage_url = self.upstream.storage or studies.sqlite_url(self.sweep_dir)
-        self.storage = studies.open_storage(self.storage_url, self.keys.heartbeat_interval,
-                                            self.keys.grace_period, self.keys.max_retry)
+        self.storage_url = self.upstream.storage or sqlite_url(self.sweep_dir)
+        self.storage = open_storage(self.storage_url, self.keys.heartbeat_interval, self.keys.grace_period,
+                                    self.keys.max_retry)
         study = optuna.create_study(study_name=study_name, storage=self.storage, directions=plan.directions,
                                     sampler=optuna.samplers.RandomSampler(),  # (replaced below, before any draw)
                                     pruner=instantiate(self.pruner_config), load_if_exists=True)

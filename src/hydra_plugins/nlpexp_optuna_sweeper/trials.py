@@ -83,7 +83,7 @@ class TrialLoop:
             if room <= 0:
                 # The last trials run elsewhere: wait until they finish, or go stale and are queued again.
                 if not waiting_logged:
-                    from nlpexp.sweep.study import has_heartbeat
+                    from nlpexp.sweep.storage import has_heartbeat
 
                     log.info("waiting for %d running trial(s) of other sweep processes%s", running, "" if
                              has_heartbeat(self.storage) else " (no heartbeat in this storage: a killed "
@@ -155,7 +155,7 @@ class TrialLoop:
 
     @contextmanager
     def _heartbeats(self, batch: list):
-        from nlpexp.sweep.study import has_heartbeat
+        from nlpexp.sweep.storage import has_heartbeat
 
         if not has_heartbeat(self.storage):  # a journal file: nobody would read the beats
             yield

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nlpexp.errors import NlpexpError
+from nlpexp.errors import NlpexpError, first_line
 from nlpexp.hub import hub_reachable
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def read_split_file(path: Path):
         else:
             frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
     except Exception as err:  # pandas raises many types for a malformed file
-        raise NlpexpError(f"cannot read {path}: {_one_line(err)}") from err
+        raise NlpexpError(f"cannot read {path}: {first_line(err)}") from err
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
@@ -68,7 +68,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     except json.JSONDecodeError as err:
         raise NlpexpError(f"{path} line {line_no} is not valid JSON ({err.msg}); fix or regenerate the file") from err
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
-        raise NlpexpError(f"{path} is corrupt or truncated ({_one_line(err)}); restore it from the source") from err
+        raise NlpexpError(f"{path} is corrupt or truncated ({first_line(err)}); restore it from the source") from err
     if not rows:
         raise NlpexpError(f"{path} holds no rows")
     return rows
@@ -104,11 +104,6 @@ def _kind(value) -> str:
     return {int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(type(value), "value")
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 @functools.cache
 def read_split(root: Path, folder: str, split: str, source: Source):
     """(rows, origin) of `<folder>/<split>`: the local mirror's file, else the hub dataset of `source`."""
@@ -138,4 +133,4 @@ def _read_hub(source: Source, split: str):
     try:
         return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
     except Exception as err:  # the hub raises a zoo of types; the user needs the message
-        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {str(err).splitlines()[0]}") from err
+        raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {first_line(err)}") from err

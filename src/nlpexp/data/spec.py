@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from nlpexp.data.cleaning import drop_empty, encode_labels
 from nlpexp.data.readers import read_split
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
 POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
-# Every file (or hub split) read in this process since the pipeline last cleared it: provenance hashes them.
-FILES_READ: set[str] = set()
+# The files (or hub splits) read during the current run, for provenance to hash: set per run by recording_reads.
+_FILES_READ: ContextVar[set[str] | None] = ContextVar("nlpexp_files_read", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[set[str]]:
+    """Inside the block, every file a DataSpec reads is added to the set it yields (one set per run, no clearing)."""
+    files: set[str] = set()
+    token = _FILES_READ.set(files)
+    try:
+        yield files
+    finally:
+        _FILES_READ.reset(token)
 
 
 @dataclass(frozen=True)
@@ -150,9 +164,9 @@ class DataSpec:
         return dataset
 
     def _clean(self, dataset, role: str, columns: Sequence[str], text_columns: Sequence[str]):
-        dataset = self._drop_empty(dataset, text_columns, role)
+        dataset = drop_empty(dataset, text_columns, f"data '{self.name}' {role}")
         if "label" in columns and self.label_names is not None:
-            dataset = self._encode_labels(dataset, role)
+            dataset = encode_labels(dataset, self.label_names, self.unknown_labels, f"data '{self.name}' {role}")
         return dataset
 
     def _files_holding(self, entries: Sequence[str], rows: int) -> list[str]:
@@ -188,7 +202,9 @@ class DataSpec:
 
     def _read(self, folder: str, split: str):
         dataset, origin = read_split(self.root, folder, split, self.sources[folder])
-        FILES_READ.add(origin)
+        files = _FILES_READ.get()
+        if files is not None:
+            files.add(origin)
         return dataset
 
     def _select_columns(self, dataset, columns: Sequence[str], entry: str):
@@ -203,44 +219,3 @@ class DataSpec:
         dataset = dataset.select_columns(list(wanted))
         renames = {src: dst for src, dst in wanted.items() if src != dst}
         return dataset.rename_columns(renames) if renames else dataset
-
-    def _drop_empty(self, dataset, text_columns: Sequence[str], role: str):
-        if not text_columns:
-            return dataset
-        def non_empty(*columns) -> list[bool]:  # batched: a row-by-row filter takes seconds on NLI-sized files
-            return [all(isinstance(text, str) and text.strip() for text in row) for row in zip(*columns, strict=True)]
-
-        kept = dataset.filter(non_empty, batched=True, input_columns=list(text_columns))
-        if len(kept) == 0:
-            raise NlpexpError(f"data '{self.name}' {role}: every row has an empty text")
-        if dropped := len(dataset) - len(kept):
-            log.warning("data '%s' %s: dropped %d row(s) with an empty text", self.name, role, dropped)
-            return kept
-        return dataset  # without filter's row mapping, which makes every later map gather row by row
-
-    def _encode_labels(self, dataset, role: str):
-        ids = {name: i for i, name in enumerate(self.label_names)}
-
-        def known(value) -> bool:
-            return value in ids or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ids))
-
-        unknown = [v for v in dataset["label"][:] if not known(v)]  # [:]: one read, not one per row
-        if unknown:
-            examples = sorted({str(v) for v in unknown})[:5]
-            if self.unknown_labels == "error":
-                raise NlpexpError(
-                    f"data '{self.name}' {role}: {len(unknown)} label(s) outside {self.label_names} "
-                    f"(e.g. {examples}); fix the data or set data.unknown_labels=drop"
-                )
-            if len(unknown) == len(dataset):
-                raise NlpexpError(f"data '{self.name}' {role}: data.unknown_labels=drop would drop every row: no label "
-                                  f"is in {self.label_names} (e.g. {examples}); fix data.label_names")
-            log.warning("data '%s' %s: dropped %d row(s) with labels %s", self.name, role, len(unknown), examples)
-            dataset = dataset.filter(lambda labels: [known(v) for v in labels], batched=True, input_columns="label")
-        from datasets import Value
-
-        features = dataset.features.copy()
-        features["label"] = Value("int64")
-        # input_columns: only the labels are read back from Arrow, not every text of every row
-        return dataset.map(lambda labels: {"label": [ids.get(v, v) for v in labels]}, features=features,
-                           batched=True, input_columns="label")

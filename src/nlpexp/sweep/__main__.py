@@ -61,7 +61,8 @@ def write(target: str, study_name: str | None, out: Path | None) -> None:
 def serve(target: str, host: str, port: int) -> None:
     import optuna_dashboard
 
-    from nlpexp.sweep.study import locate, open_storage
+    from nlpexp.sweep.storage import open_storage
+    from nlpexp.sweep.study import locate
 
     url = locate(target)[0]
     log.info("optuna-dashboard on %s: http://%s:%d/ (Ctrl-C stops it)", url, host, port)

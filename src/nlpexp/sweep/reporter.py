@@ -13,7 +13,8 @@ from transformers import TrainerCallback
 from nlpexp.config import instantiate
 from nlpexp.errors import NlpexpError
 from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
-from nlpexp.sweep.study import open_storage, trial_from_env, trial_id
+from nlpexp.sweep.storage import open_storage
+from nlpexp.sweep.study import trial_from_env, trial_id
 
 log = logging.getLogger(__name__)
 

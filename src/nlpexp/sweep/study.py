@@ -1,4 +1,5 @@
-"""What the sweeper, the trials and the summary agree on: storage, trial bookkeeping, where a study lives."""
+"""What the sweeper, the trials and the summary agree on: trial bookkeeping, where a study lives (its storage:
+nlpexp.sweep.storage)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,20 @@ import json
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.redaction import redact_text
 from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
+from nlpexp.sweep.storage import has_heartbeat, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -36,36 +35,6 @@ DEFINITION = "definition"
 PROGRAM = "program"  # sys.argv[0] of the sweep and its deletion overrides (~key): the rerun command
 # The file in a sweep dir that names its study, for `python -m nlpexp.sweep summary|dashboard <sweep dir>`.
 STUDY_FILE = "study.json"
-SQLITE_FILE = "optuna.db"
-JOURNAL_SCHEME = "journal://"
-
-
-def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int | None = None) -> BaseStorage:
-    """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
-
-    `journal:///<file>` is Optuna's JournalStorage on a file instead: no server, for a filesystem that several
-    machines share (NFS), but no heartbeat (see docs/scaling.md for what that costs).
-    SQLite serialises writers: several processes on one file wait up to a minute for the lock instead of
-    failing at once. Creating the tables races when processes start together, so that is retried.
-    """
-    if url.startswith(JOURNAL_SCHEME):
-        return _journal_storage(url)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                heartbeat: dict[str, Any] = {}
-                if heartbeat_interval:
-                    heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry)}
-                return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-        except Exception as err:  # sqlalchemy errors while another process creates the same tables
-            if attempt == 2:
-                raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
 
 
 def default_study_name(preset: str, definition: dict, storage: str | None, sweep_dir: str | None,
@@ -75,37 +44,6 @@ def default_study_name(preset: str, definition: dict, storage: str | None, sweep
     where = redact_text(storage) if storage else str(Path(sweep_dir or studies_dir).resolve())  # no password
     text = json.dumps({**definition, "stored_in": where}, sort_keys=True)
     return f"{preset}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
-def _journal_storage(url: str) -> JournalStorage:
-    path = Path(url.removeprefix(JOURNAL_SCHEME))
-    if not path.is_absolute():
-        raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The symlink lock (the default) works on NFS, where fcntl locks may not.
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def check_storage_url(url: str | None) -> None:
-    """A password in `hydra.sweeper.storage` would be written to study.json and to every trial's .hydra/ files."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        password = make_url(url).password if url else None
-    except Exception:  # not an SQLAlchemy URL (journal://...): open_storage says what is wrong with it
-        return
-    if password:
-        raise NlpexpError("hydra.sweeper.storage holds a password, which would be written to study.json and every "
-                          "trial's config: leave it out of the URL and export it (PGPASSWORD for PostgreSQL) or "
-                          "put it in ~/.pgpass")
-
-
-def has_heartbeat(storage: BaseStorage) -> bool:
-    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
-
-
-def sqlite_url(sweep_dir: Path) -> str:
-    return f"sqlite:///{Path(sweep_dir).resolve() / SQLITE_FILE}"
 
 
 def counts_toward_n_trials(trial: FrozenTrial) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,47 +14,30 @@ from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)  # identity, as before: settings are compared by what they build, never as values
 class TrainerSettings:
-    def __init__(
-        self,
-        max_epochs: float = 1,
-        max_steps: int = -1,
-        batch_size: int = 16,
-        eval_batch_size: int = 64,
-        gradient_accumulation_steps: int = 1,
-        precision: str = "32",
-        eval_every_steps: int | None = None,
-        logging_steps: int = 10,
-        save_total_limit: int | None = 2,
-        early_stopping_patience: int | None = None,
-        resume: bool | str = False,
-        evaluate_start: bool = True,
-        dataloader_workers: int = 0,
-        seed: int = 42,
-        auto_find_batch_size: bool = False,
-        tf32: bool | None = None,
-        group_by_length: bool = False,
-        max_tokens_per_batch: int | None = None,
-    ):
-        # Types and ranges: nlpexp.schema, checked before this is built.
-        self.max_epochs = max_epochs
-        self.max_steps = max_steps
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.gradient_accumulation_steps = gradient_accumulation_steps
-        self.precision = str(precision)
-        self.eval_every_steps = eval_every_steps
-        self.logging_steps = logging_steps
-        self.save_total_limit = save_total_limit
-        self.early_stopping_patience = early_stopping_patience
-        self.resume = resume
-        self.evaluate_start = evaluate_start  # score the starting model on validation first (start/<metric>)
-        self.dataloader_workers = dataloader_workers
-        self.seed = seed
-        self.auto_find_batch_size = auto_find_batch_size
-        self.tf32 = tf32
-        self.group_by_length = group_by_length
-        self.max_tokens_per_batch = max_tokens_per_batch
+    # Types and ranges: nlpexp.schema, checked before this is built.
+    max_epochs: float = 1
+    max_steps: int = -1
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    precision: str = "32"
+    eval_every_steps: int | None = None
+    logging_steps: int = 10
+    save_total_limit: int | None = 2
+    early_stopping_patience: int | None = None
+    resume: bool | str = False
+    evaluate_start: bool = True  # score the starting model on validation first (start/<metric>)
+    dataloader_workers: int = 0
+    seed: int = 42
+    auto_find_batch_size: bool = False
+    tf32: bool | None = None
+    group_by_length: bool = False
+    max_tokens_per_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        self.precision = str(self.precision)  # YAML reads `precision: 16` as a number
 
     @property
     def batches_by_length(self) -> bool:

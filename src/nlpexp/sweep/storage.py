@@ -1,0 +1,77 @@
+"""Where a study is stored: an SQL database (SQLite by default, PostgreSQL to share), or a journal file on NFS."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+
+from nlpexp.errors import NlpexpError, first_line
+
+SQLITE_FILE = "optuna.db"
+JOURNAL_SCHEME = "journal://"
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 max_retry: int | None = None) -> BaseStorage:
+    """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
+
+    `journal:///<file>` is Optuna's JournalStorage on a file instead: no server, for a filesystem that several
+    machines share (NFS), but no heartbeat (see docs/scaling.md for what that costs).
+    SQLite serialises writers: several processes on one file wait up to a minute for the lock instead of
+    failing at once. Creating the tables races when processes start together, so that is retried.
+    """
+    if url.startswith(JOURNAL_SCHEME):
+        return _journal_storage(url)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                heartbeat: dict[str, Any] = {}
+                if heartbeat_interval:
+                    heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry)}
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except Exception as err:  # sqlalchemy errors while another process creates the same tables
+            if attempt == 2:
+                raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _journal_storage(url: str) -> JournalStorage:
+    path = Path(url.removeprefix(JOURNAL_SCHEME))
+    if not path.is_absolute():
+        raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The symlink lock (the default) works on NFS, where fcntl locks may not.
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def check_storage_url(url: str | None) -> None:
+    """A password in `hydra.sweeper.storage` would be written to study.json and to every trial's .hydra/ files."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password if url else None
+    except Exception:  # not an SQLAlchemy URL (journal://...): open_storage says what is wrong with it
+        return
+    if password:
+        raise NlpexpError("hydra.sweeper.storage holds a password, which would be written to study.json and every "
+                          "trial's config: leave it out of the URL and export it (PGPASSWORD for PostgreSQL) or "
+                          "put it in ~/.pgpass")
+
+
+def has_heartbeat(storage: BaseStorage) -> bool:
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+
+
+def sqlite_url(sweep_dir: Path) -> str:
+    return f"sqlite:///{Path(sweep_dir).resolve() / SQLITE_FILE}"
