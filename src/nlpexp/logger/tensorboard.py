@@ -31,6 +31,8 @@ class TensorBoardLogger(RunLogger):
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
+            if self._purge_step is not None:
+                _after_existing_event_files(self.log_dir)
             self._writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self._purge_step)
         return self._writer
 
@@ -100,3 +102,15 @@ class TensorBoardLogger(RunLogger):
 def _hparam_values(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """TensorBoard's hparams plugin takes numbers, strings and bools only."""
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+
+
+def _after_existing_event_files(log_dir: Path) -> None:
+    """TensorBoard reads a folder's event files in name order, and a name starts with its writer's second: a resumed
+    run's file must sort after the interrupted run's, or its purge and steps come first. A resume within the same
+    second as the last file (a fast test) waits for the next second."""
+    import time
+
+    seconds = [int(p.name.split(".")[3]) for p in Path(log_dir).glob("events.out.tfevents.*")
+               if p.name.split(".")[3:4] and p.name.split(".")[3].isdigit()]
+    while seconds and int(time.time()) <= max(seconds):
+        time.sleep(0.05)
