@@ -31,7 +31,8 @@ SWEEP = textwrap.dedent("""
         from nlpexp.sweep import end_with_parent
         import os
         end_with_parent()
-        Path(marker).write_text(str(os.getpid()))
+        Path(marker + ".tmp").write_text(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)  # whole or absent: the test reads it as soon as it exists
         while True:
             time.sleep(0.05)  # a trial at work
 

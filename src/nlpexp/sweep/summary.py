@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import shlex
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.metrics import start_of
 from nlpexp.redaction import redact
 from nlpexp.sweep.study import DEFINITION, ERROR, METRIC, PROGRAM, RUN_DIR, SKIPPED, failed, note
 
@@ -77,17 +79,28 @@ def metric_names(study: optuna.Study) -> list[str]:
 def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str]) -> tuple[list[str], list[list[Any]]]:
     params = sorted({name for t in trials for name in t.params})
     value_columns = ["value"] if len(metrics) == 1 else metrics
-    header = ["number", "state", *value_columns, "duration_s", *params, "run_dir", "note"]
+    start_key = start_of(metrics[0]) if len(metrics) == 1 else None  # the starting model's score, beside the value
+    header = ["number", "state", *value_columns, *(["start"] if start_key else []), "duration_s", *params,
+              "run_dir", "note"]
     rows = []
     for t in trials:
         duration = round(t.duration.total_seconds(), 1) if t.duration else ""
         values = t.values if t.values is not None else [""] * len(value_columns)
         run_dir = t.user_attrs.get(RUN_DIR, "") if t.state != TrialState.WAITING else ""  # (a retry's is its origin's)
+        start = [_run_metric(run_dir, start_key)] if start_key else []
         if run_dir and Path(run_dir).is_relative_to(out_dir.resolve()):
             run_dir = str(Path(run_dir).relative_to(out_dir.resolve()))
-        rows.append([t.number, t.state.name, *values, duration, *(t.params.get(p, "") for p in params), run_dir,
-                     note(t)])
+        rows.append([t.number, t.state.name, *values, *start, duration, *(t.params.get(p, "") for p in params),
+                     run_dir, note(t)])
     return header, rows
+
+
+def _run_metric(run_dir: str, key: str) -> Any:
+    """`key` of a trial run's metrics.json; "" where the run wrote none (failed, pruned) or has no such metric."""
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text()).get(key, "") if run_dir else ""
+    except (OSError, ValueError):
+        return ""
 
 
 def best_summary(study: optuna.Study, trials: list[FrozenTrial], metrics: list[str]) -> dict[str, Any]:
