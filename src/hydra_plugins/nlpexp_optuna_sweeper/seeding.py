@@ -17,9 +17,12 @@ import os
 import socket
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import numpy as np
-from optuna.storages import BaseStorage
+
+if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only once a sweep needs it)
+    from optuna.storages import BaseStorage
 
 STREAM_ATTR = "nlpexp:sampler_stream"
 KEEP_SEED = ("GridSampler", "QMCSampler")

@@ -10,13 +10,15 @@ is taken by bumping the pin and running tests/test_sweeper_upstream.py, which fa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_optuna_sweeper import _impl
 from omegaconf import DictConfig
-from optuna.distributions import BaseDistribution
-from optuna.trial import Trial
+
+if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only once a sweep needs it)
+    from hydra_plugins.hydra_optuna_sweeper import _impl
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import Trial
 
 # The release whose internals this module was written against (and the pin in pyproject.toml).
 UPSTREAM_VERSION = "1.4.0rc3"
@@ -35,6 +37,8 @@ def make_impl(*, direction: Any, storage: Any, study_name: str | None, n_trials:
     """The official sweeper's state, without its sampler (the study sweeper seeds its own, see seeding.py).
 
     Its constructor checks max_failure_rate and resolves `custom_search_space` exactly as the official one."""
+    from hydra_plugins.hydra_optuna_sweeper import _impl
+
     return _impl.OptunaSweeperImpl(None, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
                                    custom_search_space, params)
 
@@ -50,6 +54,8 @@ def search_space(impl: _impl.OptunaSweeperImpl, arguments: Sequence[str]) -> tup
 
 def parse(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
     """(search space, fixed params, fixed overrides) of sweep arguments; a later argument for a key wins."""
+    from hydra_plugins.hydra_optuna_sweeper import _impl
+
     space, fixed, fixed_overrides = _impl.create_params_from_overrides(list(arguments))
     for name in fixed:
         space.pop(name, None)
@@ -62,6 +68,8 @@ def directions(impl: _impl.OptunaSweeperImpl) -> list[str]:
 
 
 def grid_choices(distribution: BaseDistribution) -> list[Any]:
+    from hydra_plugins.hydra_optuna_sweeper import _impl
+
     return list(_impl.OptunaSweeperImpl._to_grid_sampler_choices(distribution))
 
 
