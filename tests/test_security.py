@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 from nlpexp import redaction, registry
+from nlpexp.boundary import exit_on_error
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
 from nlpexp.errors import NlpexpError
-from nlpexp.gate import exit_on_unsafe_command_line
+from nlpexp.gate import check_command_line
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
 
@@ -150,8 +151,12 @@ def test_catalogue_in_process(case, evil, capsys, monkeypatch):
     folder, marker = evil
     monkeypatch.setenv("EVIL_TARGET", "os.system")
     _, argv, pattern = next(c for c in catalogue(folder, marker) if c[0] == case)
+    def never_reached() -> None:
+        raise AssertionError("the gate let Hydra start")
+
+    gate = [lambda args: check_command_line(args, RUN_PY, str(CONFIG_DIR), "config")]
     with pytest.raises(SystemExit) as exited:
-        exit_on_unsafe_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+        exit_on_error(never_reached, argv, before=gate)  # run.py's own boundary and gate
     captured = capsys.readouterr()
     assert exited.value.code == 2
     _one_error_line(captured.out + captured.err, pattern)
@@ -218,8 +223,6 @@ def test_every_target_in_conf_and_experiments_is_allowed_and_exists():
                                   ["hydra/launcher=slurm", "hydra.launcher.setup=[module load cuda]"],
                                   ["experiment=imdb_bert"], ["--cfg", "job"]], ids=str)
 def test_the_gate_lets_the_projects_own_configs_through(argv):
-    from nlpexp.gate import check_command_line
-
     check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
 
 
@@ -407,8 +410,6 @@ def test_hydra_files_are_rewritten_redacted(secret_run):
 
 
 def test_a_saved_config_cannot_turn_a_switch_on_but_its_command_line_can(tmp_path):
-    from nlpexp.gate import check_command_line
-
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": {"trust_remote_code": True}}))
     saved = ["--config-path", str(tmp_path), "--config-name", "config"]
     with pytest.raises(NlpexpError, match="model.trust_remote_code may not be set by a config file"):

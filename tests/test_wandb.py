@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nlpexp.logger.wandb import step_values
+from nlpexp.metrics import from_trainer_log_step as step_values
 from nlpexp.pipeline import run
 
 SMOKE = ["task=sbert_nli", "model=tiny_bert", "debug=smoke"]

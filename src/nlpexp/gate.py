@@ -4,7 +4,6 @@ it through nlpexp.safety.check_config before Hydra builds anything (run, -m, --c
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -73,12 +72,3 @@ def _group_sweep_options(cfg: DictConfig, parsed: list) -> Iterator[list[str]]:
                                                                   ValueType.SIMPLE_CHOICE_SWEEP):
             for option in sweep.sweep_string_iterator():
                 yield [*fixed, f"{sweep.key_or_group}={option}"]
-
-
-def exit_on_unsafe_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
-    """run.py, before Hydra starts: a refusal is one `error:` line, exit 2."""
-    try:
-        check_command_line(argv, calling_file, config_path, config_name)
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None

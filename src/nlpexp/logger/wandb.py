@@ -28,10 +28,6 @@ DEFAULT_SERVER = "https://api.wandb.ai"
 PROBE_TIMEOUT_S = 5.0
 
 
-# One trainer log as tracker keys (shared with the other trackers).
-step_values = metric_names.from_trainer_log_step
-
-
 class WandbLogger(RunLogger):
     def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
                  tags: Sequence[str] = (), entity: str | None = None, name: str | None = None):
@@ -80,7 +76,7 @@ class WandbLogger(RunLogger):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:
             return
-        values = step_values(logs)
+        values = metric_names.from_trainer_log_step(logs)
         if values:
             self.run.log(values, step=state.global_step)
 
