@@ -128,7 +128,7 @@ def _job_dir(err: BaseException) -> dict[str, str]:
     while tb is not None:
         frame = tb.tb_frame
         if frame.f_code.co_name in ("run_job", "_run_job") and "output_dir" in frame.f_locals:
-            return {str(frame.f_locals["job_dir_key"]): str(frame.f_locals.get("output_dir", ""))}
+            return {str(frame.f_locals.get("job_dir_key", "hydra.run.dir")): str(frame.f_locals["output_dir"])}
         tb = tb.tb_next
     return {}
 
