@@ -9,7 +9,7 @@ from sentence_transformers import CrossEncoder
 
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import build_task, run
-from nlpexp.task import augsbert, embedding
+from nlpexp.task import augsbert, sentence_training
 
 SMOKE = ("task=augsbert", "model=tiny_bert", "debug=smoke", "logger=none", "task.gold_size=32")
 
@@ -52,7 +52,7 @@ def test_rerun_skips_the_stages_already_done(first_run, compose_run, monkeypatch
         raise AssertionError("a finished stage ran again")
 
     monkeypatch.setattr(augsbert.CrossEncoderStageTrainer, "train", refuse)
-    monkeypatch.setattr(embedding.EmbeddingTrainer, "train", refuse)
+    monkeypatch.setattr(sentence_training.EmbeddingTrainer, "train", refuse)
     monkeypatch.setattr(augsbert.CrossEncoder, "predict", refuse)
     again = run(compose_run(*SMOKE, run_dir=run_dir))
     for key in ("val/spearman_cosine", "val/cross_encoder_spearman", "train/silver_pairs"):

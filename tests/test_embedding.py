@@ -61,15 +61,14 @@ def _task(compose_run, *overrides):
 
 @pytest.mark.parametrize("loss", ["cached_mnrl", "mnrl"])
 def test_gradient_accumulation_with_in_batch_negatives_warns(compose_run, caplog, loss):
-    task = _task(compose_run, f"loss={loss}", "trainer.gradient_accumulation_steps=4")
     with caplog.at_level(logging.WARNING, logger="nlpexp.task.embedding"):
-        task.check_loss()
+        _task(compose_run, f"loss={loss}", "trainer.gradient_accumulation_steps=4")  # validated as it is built
     assert "does not add in-batch negatives" in caplog.text and "batch_size" in caplog.text
 
 
 def test_no_accumulation_no_warning(compose_run, caplog):
     with caplog.at_level(logging.WARNING, logger="nlpexp.task.embedding"):
-        _task(compose_run, "loss=cached_mnrl").check_loss()
+        _task(compose_run, "loss=cached_mnrl")
     assert "in-batch negatives" not in caplog.text
 
 
@@ -80,11 +79,11 @@ def test_in_batch_loss_on_scored_pairs_names_the_way_out(compose_run):
 
 def test_a_loss_the_task_cannot_feed_is_refused_before_loading(compose_run):
     with pytest.raises(NlpexpError, match="cannot feed SoftmaxLoss"):
-        _task(compose_run, "loss=softmax").setup()
+        _task(compose_run, "loss=softmax")  # build_task validates: nothing is loaded
 
 
 def test_bad_options_are_one_line_errors(compose_run):
-    with pytest.raises(NlpexpError, match="nli_format"):
-        _task(compose_run, "task.nli_format=quads")
-    with pytest.raises(NlpexpError, match="batch_sampler"):
-        _task(compose_run, "task.batch_sampler=group_by_label")
+    with pytest.raises(NlpexpError, match="task.nli_format"):
+        run(compose_run(*SMOKE, "task.nli_format=quads"))
+    with pytest.raises(NlpexpError, match="task.batch_sampler"):
+        run(compose_run(*SMOKE, "task.batch_sampler=group_by_label"))

@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not distributed.is_main_process():
         _check(cfg)
         distributed.log_to_console_only()
-        return _train_and_evaluate(cfg)  # trains alongside rank 0, which records the run
+        return _train_and_evaluate(cfg, *_build(cfg))  # trains alongside rank 0, which records the run
     record = attempt.start_record(cfg)
     with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
         metrics = _record_run(cfg, record, files_read)
@@ -52,10 +52,11 @@ def _record_run(cfg: DictConfig, record, files_read: set[str]) -> dict[str, floa
     run_dir = None
     try:
         _check(cfg)
+        task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
         run_dir = Path(cfg.paths.output_dir)
         attempt.prepare_run_dir(run_dir, resume=cfg.trainer.get("resume"))
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
-        metrics = _train_and_evaluate(cfg)
+        metrics = _train_and_evaluate(cfg, task, loggers)
         check_trial_owned()  # a sweep trial whose sweep gave it up must not look finished
         write_json_atomic(run_dir / "metrics.json", metrics)
         log.info("metrics of %s\n%s", run_dir, format_table(metrics))
@@ -75,14 +76,13 @@ def _write_provenance(cfg: DictConfig, run_dir: Path, files_read: set[str]) -> N
 
 
 def _check(cfg: DictConfig) -> None:
-    """What can be refused before anything is loaded."""
+    """What can be refused before anything is built (build_task() then refuses what cannot go together)."""
     check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
     validate(cfg)  # every setting against nlpexp.schema before anything is built
-    instantiate(cfg.model).check()  # before the task class is imported: that imports torch and friends
-    task_class(cfg).check_config(cfg)
 
 
-def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
+def _build(cfg: DictConfig) -> tuple:
+    """The task, validated, and the loggers (rank 0 only): built, nothing loaded or written yet."""
     from transformers import set_seed
 
     from nlpexp import console  # imports transformers: after the checks, which fail fast without it
@@ -93,7 +93,10 @@ def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
     # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
     nodes = (cfg.get("logger") or {}).values() if distributed.is_main_process() else []
     loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
-    task = build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)])
+    return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)]), loggers
+
+
+def _train_and_evaluate(cfg: DictConfig, task, loggers: list) -> dict[str, float]:
     metrics: dict[str, float] = {}
     config = logged_config(cfg, task.trainer_settings)
     for logger in loggers:
@@ -115,18 +118,14 @@ def _train_and_evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def task_class(cfg: DictConfig):
-    from hydra.utils import get_class
-
-    return get_class(cfg.task._target_)
-
-
 def build_task(cfg: DictConfig, callbacks=()):
-    """The task the config names, given every component it names (not set up yet)."""
+    """The task the config names, given every component it names, validated (Task.validate); nothing loaded yet."""
+    model = instantiate(cfg.model)
+    model.check()  # before the task's module is imported (torch and friends): a missing model fails in a second
     optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    return instantiate(
+    task = instantiate(
         cfg.task,
-        model=instantiate(cfg.model),
+        model=model,
         data=instantiate(cfg.data),
         trainer=instantiate(cfg.trainer),
         optimizer=optimizer,
@@ -136,6 +135,8 @@ def build_task(cfg: DictConfig, callbacks=()):
         mode=cfg.mode,
         callbacks=list(callbacks),
     )
+    task.validate()
+    return task
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:

@@ -105,13 +105,16 @@ class Text(Rule):
 class ListOf(Rule):
     item: Rule
     length: int | None = None
+    min_length: int = 0
 
     def ok(self, value) -> bool:
         return isinstance(value, list) and (self.length is None or len(value) == self.length) and \
-            all(self.item.ok(v) for v in value)
+            len(value) >= self.min_length and all(self.item.ok(v) for v in value)
 
     def __str__(self) -> str:
-        return f"a list of {self.length} × ({self.item})" if self.length else f"a list of ({self.item})"
+        if self.length:
+            return f"a list of {self.length} × ({self.item})"
+        return f"a list of ({self.item})" + (", not empty" if self.min_length else "")
 
 
 @dataclass(frozen=True)

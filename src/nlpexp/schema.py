@@ -129,7 +129,7 @@ TASK = ByTarget({
     "nlpexp.task.classification.ClassificationTask": Group(
         {**_TASK, "dropout": Num(0, 1, hi_open=True)}, required=("monitor",)),
     "nlpexp.task.summarization.SummarizationTask": Group({
-        **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME),
+        **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME, min_length=1),
         "multi_reference": OneOf(("best", "mean")), "use_stemmer": Bool(), "max_target_length": Int(1),
         "source_prefix": Maybe(Text(meaning="a string")), "prompt_separator": Text(meaning="a non-empty string"),
     }, required=("monitor", "generation")),
@@ -142,7 +142,7 @@ TASK = ByTarget({
         "max_score": Num(0, lo_open=True),
     }, required=("monitor", "sts", "gold_size", "label_scores")),
     "nlpexp.task.tsdae.TsdaeTask": Group({
-        **_STS_TASK, "text_columns": ListOf(NAME), "deletion_ratio": Num(0, 1, hi_open=True),
+        **_STS_TASK, "text_columns": ListOf(NAME, min_length=1), "deletion_ratio": Num(0, 1, hi_open=True),
         "pooling": OneOf(POOLINGS),
     }, required=("monitor", "sts", "text_columns")),
 }, other=Group(_TASK, required=("monitor",), open=True))

@@ -1,4 +1,16 @@
-"""The task contract: setup() loads data and model, train() runs an HF trainer, evaluate() returns metrics."""
+"""The task contract. run() calls, in this order:
+
+    validate()      refuse a combination of the built components that cannot work; nothing is loaded yet
+    setup()         load the model and the data the mode needs
+    train()         mode=train: train with a trainer built by make_trainer(); the best model stays in memory and
+                    goes to best_model/
+    evaluate(role)  {"<split>/<metric>": value} for validation and test, from score(role)
+
+A task declares what it needs (`losses`, `needs_labels`, `needs_validation`) and validate() checks it, with what a
+task adds in its own validate(); score() is the one metrics hook: evaluate() adds the reuse of the trainer's best
+validation metrics and the `start/` figures around it. The schema (nlpexp.schema) checked each setting's type and
+range before anything was built; validate() checks how the built components go together.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +20,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nlpexp.data import DataSpec
+from nlpexp.errors import NlpexpError
 from nlpexp.model import ModelSpec
 from nlpexp.trainer import TrainerSettings
 
 
 class Task(ABC):
+    name = "task"                   # as in `task=<name>`, for the messages
     greater_is_better = True
+    # The loss classes the task can feed (`loss=`); None: it trains with a loss of its own and takes none.
+    losses: tuple[type, ...] | None = None
+    loss_choices = ""               # the `loss=` options to suggest when refusing one
+    needs_labels = False            # labelled data (data.label_names), e.g. data=allnli|imdb
+    needs_validation = False        # training picks the best checkpoint on the validation split of `data`
+    labelled_data = "e.g. data=allnli|imdb|nsmc"  # what to suggest when the data has no labels
 
     def __init__(
         self,
@@ -46,18 +66,27 @@ class Task(ABC):
         self.train_metrics: dict[str, float] = {}
         # `start/<metric>`: the model as training got it, scored on validation (trainer.evaluate_start).
         self.start_metrics: dict[str, float] = {}
+        self._best_val_metrics: dict[str, float] | None = None
 
-    @classmethod  # noqa: B027 (an optional hook, empty by default)
-    def check_config(cls, cfg) -> None:
-        """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work."""
+    # -- the contract ------------------------------------------------------------------------------------------
 
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    @property
-    def best_model_dir(self) -> Path:
-        return self.run_dir / "best_model"
+    def validate(self) -> None:
+        """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work: what the
+        class declares, here; a task with more to check extends this (and calls it first)."""
+        if self.needs_labels and not self.data.label_names:
+            raise NlpexpError(f"task={self.name} needs labelled data with data.label_names ({self.labelled_data}); "
+                              f"data={self.data.name} has none")
+        if self.losses is None and self.loss_factory is not None:
+            raise NlpexpError(f"task={self.name} trains with a loss of its own and takes no loss; drop loss=")
+        if self.losses is not None and self.mode == "train" and self.loss_factory is None:
+            raise NlpexpError(f"task={self.name} trains with a loss: set loss={self.loss_choices}")
+        if self.losses is not None and self.loss_factory is not None \
+                and not issubclass(self.loss_factory.func, self.losses):
+            raise NlpexpError(f"task={self.name} cannot feed {self.loss_factory.func.__name__}; use "
+                              f"loss={self.loss_choices}")
+        if self.needs_validation and self.mode == "train" and not self.data.has("validation"):
+            raise NlpexpError(f"task={self.name} picks the best checkpoint by {self.monitor}, but data "
+                              f"'{self.data.name}' has no validation split; add data.splits.validation=[...]")
 
     @abstractmethod
     def setup(self) -> None:
@@ -65,16 +94,19 @@ class Task(ABC):
 
     @abstractmethod
     def train(self) -> None:
-        """Train with the HF trainer, keep the best checkpoint's model in memory and in best_model/."""
+        """Train with a trainer from make_trainer(), keep the best checkpoint's model in memory and in best_model/."""
+
+    @abstractmethod
+    def score(self, role: str) -> dict[str, float]:
+        """The metrics of the current model on `role` (validation/test), keys `<split>/<metric>`; {} if the data
+        has no such split. The one place a task computes its metrics (during training too, where its trainer
+        evaluates with it)."""
 
     def evaluate(self, role: str) -> dict[str, float]:
-        """Metrics of the current model on `role` (validation/test), keys `<split>/<metric>`; {} if no such data.
-
-        After training, the best checkpoint's validation metrics were already computed by the trainer on the
-        same model and data: they are reused rather than computed again.
-        """
+        """score(role), except that after training the best checkpoint's validation metrics, which the trainer
+        computed on the same model and data, are reused; validation also carries the `start/` figures."""
         metrics = dict(self._best_val_metrics) if role == "validation" and self._best_val_metrics \
-            else self._evaluate(role)
+            else self.score(role)
         return {**metrics, **self.start_metrics} if role == "validation" else metrics
 
     def evaluate_start(self) -> None:
@@ -84,21 +116,31 @@ class Task(ABC):
         from nlpexp.metrics import as_start
 
         if self.trainer_settings.evaluate_start and not self.start_metrics:
-            self.start_metrics = as_start(self._evaluate_start())
-
-    def _evaluate_start(self) -> dict[str, float]:
-        """The validation metrics of the starting model (`val/<metric>` keys)."""
-        return self._evaluate("validation")
+            self.start_metrics = as_start(self.score("validation"))
 
     def new_parameters(self) -> list:
         """The parameters this task adds untrained; they learn at optimizer.head_lr."""
         return []
 
-    @abstractmethod
-    def _evaluate(self, role: str) -> dict[str, float]:
-        """evaluate() without the reuse of the trainer's numbers."""
+    # -- trainers ----------------------------------------------------------------------------------------------
 
-    _best_val_metrics: dict[str, float] | None = None
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def best_model_dir(self) -> Path:
+        return self.run_dir / "best_model"
+
+    def make_trainer(self, trainer_class, args, **components):
+        """Every trainer of every task is built here, with the config's optimizer, schedule and batching, the run's
+        callbacks and the task's new parameters (at optimizer.head_lr); `components` are the trainer's own
+        (model, datasets, loss, evaluator...) and may replace `callbacks` or `new_parameters`."""
+        components.setdefault("callbacks", self.training_callbacks())
+        components.setdefault("new_parameters", self.new_parameters())
+        return trainer_class(args=args, optimizer_factory=self.optimizer_factory,
+                             scheduler_factory=self.scheduler_factory, trainer_settings=self.trainer_settings,
+                             **components)
 
     def run_trainer(self, trainer):
         """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""

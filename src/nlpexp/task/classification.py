@@ -95,20 +95,20 @@ def load_classifier(folder: str | Path, trust_remote_code: bool = False) -> Enco
 
 
 class ClassificationTask(Task):
+    name = "classification"
+    needs_labels = True
+    labelled_data = "e.g. data=imdb|nsmc"
+
     def __init__(self, *, dropout: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         self.dropout = dropout
+        self._features: dict[str, object] = {}  # tokenised splits, by role: each is tokenised (or read) once
 
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        if not cfg.data.get("label_names"):
-            raise NlpexpError(f"task=classification needs labelled data with data.label_names (e.g. data=imdb|nsmc); "
-                              f"data={cfg.data.name} has none")
-        if cfg.model.get("pooling") not in POOLINGS:
+    def validate(self) -> None:
+        super().validate()
+        if self.mode == "train" and self.model_spec.pooling not in POOLINGS:
             raise NlpexpError(f"task=classification pools the encoder output with model.pooling in {POOLINGS}, "
-                              f"got {cfg.model.get('pooling')!r}")
-        if cfg.get("loss") is not None:
-            raise NlpexpError("task=classification trains with cross-entropy and takes no loss; drop loss=")
+                              f"got {self.model_spec.pooling!r}")
 
     def setup(self) -> None:
         self.tokenizer = self.model_spec.load_tokenizer()
@@ -121,20 +121,12 @@ class ClassificationTask(Task):
                 raise NlpexpError(f"the model was trained on labels {self.model.label_names} but data "
                                   f"'{self.data.name}' has {list(self.data.label_names)}")
             train_set = val_set = None
-        task_args = {} if self.mode == "train" else EVALUATE_ONLY
-        self.trainer = ClassificationTrainer(
-            model=self.model,
-            args=self.training_arguments(TrainingArguments, **task_args),
-            train_dataset=train_set,
-            eval_dataset=val_set,
-            processing_class=self.tokenizer,
-            data_collator=DataCollatorWithPadding(self.tokenizer),
-            compute_metrics=compute_metrics,
-            callbacks=self.training_callbacks(),
-            optimizer_factory=self.optimizer_factory,
-            scheduler_factory=self.scheduler_factory,
-            new_parameters=self.new_parameters(),
-        )
+        args = self.training_arguments(TrainingArguments, **({} if self.mode == "train" else EVALUATE_ONLY))
+        # One trainer for training and for every evaluation: in eval mode it only predicts.
+        self.trainer = self.make_trainer(
+            ClassificationTrainer, args, model=self.model, train_dataset=train_set, eval_dataset=val_set,
+            processing_class=self.tokenizer, data_collator=DataCollatorWithPadding(self.tokenizer),
+            compute_metrics=compute_metrics)
 
     def _new_model(self) -> EncoderClassifier:
         encoder = AutoModel.from_pretrained(self.model_spec.path(), **self.model_spec.load_kwargs,
@@ -150,7 +142,7 @@ class ClassificationTask(Task):
         self.run_trainer(self.trainer)
         self.trainer.save_model(str(self.best_model_dir))
 
-    def _evaluate(self, role: str) -> dict[str, float]:
+    def score(self, role: str) -> dict[str, float]:
         if not self.data.has(role):
             return {}
         output = self.trainer.predict(self._tokenized(role), metric_key_prefix="eval")
@@ -162,17 +154,15 @@ class ClassificationTask(Task):
                                 output.predictions, self.model.label_names)
         return from_trainer_logs(output.metrics, split_name(role))
 
-    def _evaluate_start(self) -> dict[str, float]:
-        # The validation features the trainer already holds: no second tokenisation (or cache read) of the split.
-        output = self.trainer.predict(self.trainer.eval_dataset, metric_key_prefix="eval")
-        return from_trainer_logs(output.metrics, "val")
-
     def _rows(self, role: str):
         return self.data.load(role, COLUMNS, text_columns=COLUMNS[:1])
 
     def _tokenized(self, role: str):
-        return cached_map(self._rows(role), tokenize, self.tokenizer, cache_dir=self.cache_dir, label=role,
-                          settings={"max_length": self.model_spec.max_seq_length}, remove_columns=["text"])
+        if role not in self._features:
+            self._features[role] = cached_map(
+                self._rows(role), tokenize, self.tokenizer, cache_dir=self.cache_dir, label=role,
+                settings={"max_length": self.model_spec.max_seq_length}, remove_columns=["text"])
+        return self._features[role]
 
 
 def tokenize(batch: dict, tokenizer, max_length: int) -> dict:

@@ -25,7 +25,8 @@ from nlpexp.distributed import average_gradients, is_main_process, sum_over_proc
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
-from nlpexp.task.evaluators import NliAccuracyEvaluator, sts_evaluator
+from nlpexp.task.evaluators import NliAccuracyEvaluator
+from nlpexp.task.sentence_training import StsScoring
 from nlpexp.trainer import ConfiguredOptimization
 from nlpexp.trainer.batching import LengthAwareBatching
 from nlpexp.trainer.lazy import lazy_evaluator
@@ -36,17 +37,20 @@ HEAD_WEIGHTS, HEAD_CONFIG = "nli_head.safetensors", "nli_head.json"
 
 
 class SbertNliTask(Task):
+    name = "sbert_nli"
+    losses = (SoftmaxLoss,)  # the SBERT classification objective; its head also scores NLI accuracy
+    loss_choices = "softmax"
+    needs_labels = True
+    labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
+
     def __init__(self, *, sts: DataSpec, **kwargs):
         super().__init__(**kwargs)
-        self.sts = sts
+        self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
         self.head_trained = False
 
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        if not cfg.data.get("label_names"):
-            raise NlpexpError(f"task=sbert_nli needs labelled NLI data (data=allnli|snli|mnli|kornli); "
-                              f"data={cfg.data.name} has no label_names")
-        if cfg.get("loss") is None or not cfg.loss._target_.endswith(".SoftmaxLoss"):
+    def validate(self) -> None:
+        super().validate()
+        if self.loss_factory is None:  # evaluation too: the NLI accuracy is the head's
             raise NlpexpError("task=sbert_nli trains with loss=softmax (the SBERT classification objective)")
 
     def setup(self) -> None:
@@ -65,19 +69,10 @@ class SbertNliTask(Task):
 
     def train(self) -> None:
         args = self.training_arguments(SentenceTransformerTrainingArguments)
-        trainer = SbertNliTrainer(
-            model=self.model,
-            args=args,
-            train_dataset=self.train_set,
-            new_parameters=self.new_parameters(),
-            loss=self.loss,
-            evaluator=lazy_evaluator(self.sts.has("validation") or self.data.has("validation"),
-                                     lambda: self._evaluator("validation", during_training=True)),
-            callbacks=self.training_callbacks(),
-            optimizer_factory=self.optimizer_factory,
-            scheduler_factory=self.scheduler_factory,
-            trainer_settings=self.trainer_settings,
-        )
+        evaluator = lazy_evaluator(self.sts.data.has("validation") or self.data.has("validation"),
+                                   lambda: self._evaluator("validation"))
+        trainer = self.make_trainer(SbertNliTrainer, args, model=self.model, train_dataset=self.train_set,
+                                    loss=self.loss, evaluator=evaluator)
         self.run_trainer(trainer)
         self.head_trained = True
         if is_main_process():
@@ -87,21 +82,15 @@ class SbertNliTask(Task):
     def new_parameters(self) -> list:
         return list(self.loss.classifier.parameters())  # the SoftmaxLoss head starts untrained
 
-    def _evaluate(self, role: str, during_training: bool = False) -> dict[str, float]:
-        evaluator = self._evaluator(role, during_training)
-        if evaluator is None:
-            return {}
-        return prefixed(evaluator(self.model), split_name(role))
+    def score(self, role: str) -> dict[str, float]:
+        evaluator = self._evaluator(role)
+        return {} if evaluator is None else prefixed(evaluator(self.model), split_name(role))
 
-    def _evaluate_start(self) -> dict[str, float]:
-        return self._evaluate("validation", during_training=True)  # with the untrained head's accuracy
-
-    def _evaluator(self, role: str, during_training: bool = False):
-        evaluators = []
-        if self.sts.has(role):
-            evaluators.append(sts_evaluator(self.sts.load(role, ("sentence1", "sentence2", "score")),
-                                            self.trainer_settings.eval_batch_size))
-        if self.data.has(role) and (self.head_trained or during_training):
+    def _evaluator(self, role: str):
+        """STS spearman and, where the head is trained or training (the start's accuracy is the untrained head's),
+        NLI accuracy."""
+        evaluators = [e] if (e := self.sts.evaluator(role)) is not None else []
+        if self.data.has(role) and (self.head_trained or self.mode == "train"):
             pairs = self.data.load(role, NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
             evaluators.append(NliAccuracyEvaluator(pairs["premise"], pairs["hypothesis"], pairs["label"],
                                                    self.loss, self.trainer_settings.eval_batch_size))

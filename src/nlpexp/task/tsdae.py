@@ -14,33 +14,39 @@ from collections.abc import Sequence
 import numpy as np
 from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncoderLoss
 
+from nlpexp.data import DataSpec
 from nlpexp.data.pairs import unique_texts
-from nlpexp.errors import NlpexpError
-from nlpexp.task.embedding import SentenceEmbeddingTask
+from nlpexp.task.base import Task
+from nlpexp.task.sentence_training import StsScoring, fit_bi_encoder
 
 
-class TsdaeTask(SentenceEmbeddingTask):
-    def __init__(self, *, text_columns: Sequence[str], deletion_ratio: float = 0.6, pooling: str = "cls", **kwargs):
+class TsdaeTask(Task):
+    name = "tsdae"
+    losses = (DenoisingAutoEncoderLoss,)
+    loss_choices = "denoising"
+
+    def __init__(self, *, sts: DataSpec, text_columns: Sequence[str], deletion_ratio: float = 0.6,
+                 pooling: str = "cls", batch_sampler: str = "batch_sampler", **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= deletion_ratio < 1.0:
-            raise NlpexpError(f"task.deletion_ratio must be in [0, 1), got {deletion_ratio}")
-        if not text_columns:
-            raise NlpexpError("task.text_columns must name the data's text column(s), e.g. [premise, hypothesis]")
+        self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
         self.text_columns = list(text_columns)
         self.deletion_ratio = deletion_ratio
         self.pooling = pooling
+        self.batch_sampler = batch_sampler
 
-    def check_loss(self) -> None:
-        super().check_loss()
-        if not issubclass(self.loss_factory.func, DenoisingAutoEncoderLoss):
-            raise NlpexpError(f"task tsdae trains with loss=denoising, got {self.loss_factory.func.__name__}")
+    def validate(self) -> None:
+        super().validate()
+        self.sts.check(self.mode)
 
-    def build_model(self):
+    def setup(self) -> None:
         spec = copy.copy(self.model_spec)
-        spec.pooling = self.pooling
-        return spec.sentence_transformer()
+        spec.pooling = self.pooling  # the pooling TSDAE trains (and the starting model is scored) with
+        self.model = spec.sentence_transformer()
+        if self.mode == "train":
+            self.loss = self.loss_factory(model=self.model)
+            self.train_set = self._examples()
 
-    def prepare_training(self) -> None:
+    def _examples(self):
         import datasets
 
         rows = self.data.load("train", self.text_columns, text_columns=self.text_columns)
@@ -48,10 +54,13 @@ class TsdaeTask(SentenceEmbeddingTask):
         rng = np.random.default_rng(self.data.seed)
         # The noise is drawn once, up front: the same seed gives the same damaged copies.
         damaged = [delete_words(s, self.deletion_ratio, rng) for s in sentences]
-        self.train_set = datasets.Dataset.from_dict({"damaged": damaged, "original": sentences})
+        return datasets.Dataset.from_dict({"damaged": damaged, "original": sentences})
 
     def train(self) -> None:
-        self.fit(self.train_set)
+        fit_bi_encoder(self, self.train_set, self.batch_sampler)
+
+    def score(self, role: str) -> dict[str, float]:
+        return self.sts.score(self.model, role)
 
 
 def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:

@@ -162,10 +162,6 @@ class LengthAwareBatching:
     set in `trainer_settings`, LengthGroupedBatchSampler replaces the library's batch sampler
     (`task.batch_sampler=no_duplicates` is kept); otherwise the library chooses as usual."""
 
-    def __init__(self, *args, trainer_settings=None, **kwargs):
-        self.trainer_settings = trainer_settings
-        super().__init__(*args, **kwargs)
-
     def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
         settings = self.trainer_settings
         if settings is None or not settings.batches_by_length or not isinstance(dataset, Dataset):  # not streamed

@@ -186,9 +186,10 @@ class ConfiguredOptimization(SealedCheckpoints):
     """
 
     def __init__(self, *args, optimizer_factory: functools.partial, scheduler_factory: functools.partial,
-                 new_parameters=(), **kwargs):
+                 new_parameters=(), trainer_settings: TrainerSettings | None = None, **kwargs):
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory
+        self.trainer_settings = trainer_settings  # the config's trainer group (batching reads it)
         self.new_parameters = list(new_parameters)  # what the task adds untrained: they learn at optimizer.head_lr
         super().__init__(*args, **kwargs)
         from nlpexp.console import use_console_progress

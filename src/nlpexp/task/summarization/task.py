@@ -36,16 +36,8 @@ log = logging.getLogger(__name__)
 
 
 class SummarizationTask(Task):
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        if cfg.get("loss") is not None:
-            raise NlpexpError("task=summarization trains with the model's own token cross-entropy and takes no loss; "
-                              "drop loss=")
-        if cfg.get("generation") is None:
-            raise NlpexpError("task=summarization decodes with the generation group; keep generation=default")
-        from nlpexp.config import instantiate
-
-        instantiate(cfg.model).check_can_generate()  # reads the model's config, not its weights
+    name = "summarization"
+    needs_validation = True  # the best checkpoint is picked by ROUGE on validation
 
     def __init__(
         self,
@@ -60,14 +52,16 @@ class SummarizationTask(Task):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not reference_columns:
-            raise NlpexpError("task.reference_columns must name at least the summary column")
         self.generation = generation
         self.reference_columns = list(reference_columns)
         self.rouge = Rouge(multi_reference, use_stemmer)
         self.max_target_length = max_target_length
         self.source_prefix = source_prefix
         self.prompt_separator = prompt_separator
+
+    def validate(self) -> None:
+        super().validate()
+        self.model_spec.check_can_generate()  # reads the model's config, not its weights
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
@@ -93,9 +87,6 @@ class SummarizationTask(Task):
         if self.source_prefix is None:
             self.source_prefix = _checkpoint_prefix(self.model.config)
         if self.mode == "train":
-            if not self.data.has("validation"):
-                raise NlpexpError(f"task summarization picks the best checkpoint by {self.monitor}, but data "
-                                  f"'{self.data.name}' has no validation split; add data.splits.validation=[...]")
             self.train_set = self._features(self._examples("train"), with_prompt=False)
 
     def new_parameters(self) -> list:
@@ -136,7 +127,7 @@ class SummarizationTask(Task):
         else:  # nothing to reuse: evaluate() generates the validation predictions again
             self._best_val_metrics = None
 
-    def _evaluate(self, role: str) -> dict[str, float]:
+    def score(self, role: str) -> dict[str, float]:
         if not self.data.has(role):
             return {}
         scorer = PredictionScorer(self._examples(role), self.decode, self.rouge)
@@ -149,19 +140,10 @@ class SummarizationTask(Task):
         args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
                                        remove_unused_columns=False)  # keeps the prompts of decoder-only models
         trainer_class = CausalLMSummarizationTrainer if self.causal else SummarizationTrainer
-        return trainer_class(
-            model=self.model,
-            args=args,
-            data_collator=self.collator,
-            eval_dataset=self._features(scorer.examples, with_prompt=True),
-            processing_class=self.tokenizer,
-            compute_metrics=scorer,
-            callbacks=list(callbacks),
-            optimizer_factory=self.optimizer_factory,
-            scheduler_factory=self.scheduler_factory,
-            new_parameters=self.new_parameters(),
-            **datasets,
-        )
+        return self.make_trainer(trainer_class, args, model=self.model, data_collator=self.collator,
+                                 eval_dataset=self._features(scorer.examples, with_prompt=True),
+                                 processing_class=self.tokenizer, compute_metrics=scorer, callbacks=list(callbacks),
+                                 **datasets)
 
     def decode(self, generated: np.ndarray) -> list[str]:
         """Summaries from generated ids: without the decoder start token (seq2seq), cut at EOS, no padding."""
