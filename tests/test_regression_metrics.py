@@ -51,8 +51,8 @@ def differences(pinned: dict[str, float], got: dict[str, float]) -> list[str]:
     """One line per metric that changed, appeared or disappeared; empty when `got` matches `pinned`."""
     lines = [f"  {key}: pinned {pinned[key]!r}, got {got[key]!r}" for key in sorted(pinned.keys() & got.keys())
              if not _close(pinned[key], got[key])]
-    lines += [f"  {key}: pinned {pinned[key]!r}, got nothing (disappeared)" for key in sorted(pinned.keys() - got.keys())]
-    lines += [f"  {key}: pinned nothing, got {got[key]!r} (appeared)" for key in sorted(got.keys() - pinned.keys())]
+    lines += [f"  {key}: pinned {pinned[key]!r}, got nothing (disappeared)" for key in sorted(pinned.keys() - got)]
+    lines += [f"  {key}: pinned nothing, got {got[key]!r} (appeared)" for key in sorted(got.keys() - pinned)]
     return lines
 
 
