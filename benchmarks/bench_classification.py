@@ -1,5 +1,5 @@
 """IMDB sentiment (seed 002's 8:1:1 split of all 50k reviews): MiniLM fine-tuned for 1 epoch, test accuracy and
-wall time, written beside the seed's own figures.
+wall time, written beside seed 002's own figures.
 
 A whole epoch of the 40k training reviews is about 2 h on the 2-core CPU (16 x 128 tokens is ~3 s a step), so
 by default the model trains on the first 4,000 shuffled training reviews (250 steps) and is scored on 2,000
@@ -16,7 +16,7 @@ from common import bench_parser, run_job, write_results
 
 NAME = "classification"
 # Seed 002's README (bert-base-uncased / ModernBERT-base, up to 5 epochs, on its GPU): test accuracy.
-SEED_FIGURES = {
+SEED_002_FIGURES = {
     "bert-base-uncased": {"test/accuracy": 0.8944, "test/loss": 0.40028},
     "ModernBERT-base": {"test/accuracy": 0.9088, "test/loss": 0.4539},
     "bert-base-uncased, effective batch 64": {"test/accuracy": 0.89181, "test/loss": 0.33964},
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "time/total_s", "wall_s")}
     figures = {"quick": quick, "full": full and not quick, "device": device(),
                "command": f"python run.py {' '.join(overrides)}",
-               "minilm_1_epoch": minilm, "seed_002": SEED_FIGURES}
+               "minilm_1_epoch": minilm, "seed_002": SEED_002_FIGURES}
     write_results(NAME, figures, table(figures))
     print(table(figures))
     return 0
@@ -70,9 +70,9 @@ def table(figures: dict) -> str:
              f"| all-MiniLM-L6-v2 (nlpexp) | {training}, batch 16, Adam 5e-5 constant | "
              f"{minilm['test/accuracy']:.4f} | {minilm['test/loss']:.4f} | {minilm['wall_s']:.0f} s | "
              f"{figures['device']} |"]
-    for model, seed in figures["seed_002"].items():
-        lines.append(f"| {model} (seed 002) | up to 5 epochs | {seed['test/accuracy']:.4f} | {seed['test/loss']:.4f} "
-                     f"| – | seed's GPU |")
+    for model, reference in figures["seed_002"].items():
+        lines.append(f"| {model} (seed 002) | up to 5 epochs | {reference['test/accuracy']:.4f} | "
+                     f"{reference['test/loss']:.4f} | – | seed 002's GPU |")
     lines += ["", f"`{figures['command']}` (wall time: the whole process, data loading and evaluation included)."]
     return "\n".join(lines)
 

@@ -1,14 +1,14 @@
 """Seed 004's table (issue #3) rerun with the presets in experiments/, on the real data at the data root.
 
 Every row is one `python run.py experiment=<preset>` in a fresh process; the table puts our STS validation
-spearman_cosine beside the seed's figure and, for the two MNRL recipes, beside the plain sentence-transformers
+spearman_cosine beside seed 004's figure and, for the two MNRL recipes, beside the plain sentence-transformers
 figures of the issue, and checks the issue's targets. Writes benchmarks/results/embedding.{json,md} and the
 docs table.
 
     python benchmarks/bench_embedding.py             # every row (about 1.5 h on the 2-core CPU)
-    python benchmarks/bench_embedding.py mnrl_seed   # chosen rows (see ROWS)
+    python benchmarks/bench_embedding.py mnrl_reference   # chosen rows (see ROWS)
     python benchmarks/bench_embedding.py --plain     # also time plain sentence-transformers on this machine
-    python benchmarks/bench_embedding.py mnrl_seed_grouped mnrl_triplets_grouped   # length grouping against plain
+    python benchmarks/bench_embedding.py mnrl_reference_grouped mnrl_triplets_grouped   # length grouping against plain
                                                      # sentence-transformers timed in the same run (issue 20)
     python benchmarks/bench_embedding.py --quick     # small slices in a few minutes: a plumbing check, printed only
 """
@@ -31,7 +31,7 @@ class Row:
     name: str
     label: str
     overrides: tuple[str, ...]
-    seed: float | None = None          # seed 004's spearman_cosine (its own model and data)
+    reference: float | None = None     # seed 004's spearman_cosine (its own model and data)
     plain: float | None = None         # plain sentence-transformers 6.2 on the mirror (issue #3)
     plain_speed: float | None = None   # its train samples/s on the 2-core CPU
     plain_recipe: str | None = None    # benchmarks/plain_st_reference.py recipe that reproduces it
@@ -47,26 +47,29 @@ QUICK = ("data.max_train_samples=128", "data.max_eval_samples=200")
 AUG_QUICK, AUG_SEEDS = ("task.gold_size=64",), (1, 2, 3)
 ROWS = [
     Row("zero_shot", "all-MiniLM-L6-v2 as published (no training)", ("experiment=embedding_zero_shot",),
-        seed=0.8672),
-    Row("mnrl_seed", "MNRL, every NLI pair a positive (seed's recipe)", ("experiment=embedding_mnrl_seed",),
-        seed=0.8491, plain=0.8437, plain_speed=32.4, plain_recipe="all_pairs"),
+        reference=0.8672),
+    Row("mnrl_reference", "MNRL, every NLI pair a positive (seed 004's recipe)",
+        ("experiment=embedding_mnrl_reference",), reference=0.8491, plain=0.8437, plain_speed=32.4,
+        plain_recipe="all_pairs"),
     Row("mnrl_triplets", "MNRL, (premise, entailment, contradiction) triplets, no duplicates (better recipe)",
         ("experiment=embedding_mnrl_triplets",), plain=0.8726, plain_speed=26.3, plain_recipe="triplets"),
     # Length-grouped batches (trainer.group_by_length, issue 20): less padding, the same examples per epoch.
-    Row("mnrl_seed_grouped", "MNRL seed recipe, length-grouped batches", ("experiment=embedding_mnrl_seed",
-        "trainer.group_by_length=true"), plain_recipe="all_pairs", beats_plain=(1.25, 0.003)),
+    Row("mnrl_reference_grouped", "MNRL, seed 004's recipe, length-grouped batches",
+        ("experiment=embedding_mnrl_reference", "trainer.group_by_length=true"), plain_recipe="all_pairs",
+        beats_plain=(1.25, 0.003)),
     Row("mnrl_triplets_grouped", "MNRL triplets, no duplicates, length-grouped batches",
         ("experiment=embedding_mnrl_triplets", "trainer.group_by_length=true"), plain_recipe="triplets",
         beats_plain=(1.25, 0.003)),
     Row("augsbert", "AugSBERT: cross-encoder on 10k gold, silver 0/1 labels, CosineSimilarityLoss",
-        ("experiment=augsbert_seed",), seed=0.7126, baseline="augsbert_gold_only", quick=("task.gold_size=64",)),
+        ("experiment=augsbert_reference",), reference=0.7126, baseline="augsbert_gold_only",
+        quick=("task.gold_size=64",)),
     Row("augsbert_gold_only", "the same bi-encoder on the 10k gold pairs only", ("experiment=augsbert_gold_only",),
-        seed=0.6824, quick=("task.gold_size=64",)),
+        reference=0.6824, quick=("task.gold_size=64",)),
     # CoSENT only asks that a batch's pairs rank by their scores, where CosineSimilarityLoss pulls every 0-labelled
     # NLI pair to cosine 0: a similarity-trained MiniLM keeps more of what it knows, and silver keeps its grades.
     Row("augsbert_cosent", "AugSBERT variant: CoSENTLoss, silver scores = the cross-encoder's probabilities",
-        ("experiment=augsbert_seed", "loss=cosent", "task.silver_threshold=null"), baseline="augsbert_cosent_gold_only",
-        quick=("task.gold_size=64",)),
+        ("experiment=augsbert_reference", "loss=cosent", "task.silver_threshold=null"),
+        baseline="augsbert_cosent_gold_only", quick=("task.gold_size=64",)),
     Row("augsbert_cosent_gold_only", "the same CoSENT bi-encoder on the 10k gold pairs only",
         ("experiment=augsbert_gold_only", "loss=cosent"), quick=("task.gold_size=64",)),
     # The AugSBERT paper's own setting (issue #21): scarce in-domain gold scored pairs, silver from unlabelled
@@ -79,7 +82,7 @@ ROWS = [
         ("experiment=augsbert_korsts",), baseline="augsbert_korsts_gold_only", quick=AUG_QUICK, seeds=AUG_SEEDS),
     Row("augsbert_korsts_gold_only", "the same bi-encoder on the 1k gold KorSTS pairs only",
         ("experiment=augsbert_korsts_gold_only",), quick=AUG_QUICK, seeds=AUG_SEEDS),
-    Row("tsdae", "TSDAE on unlabelled NLI sentences, CLS pooling", ("experiment=tsdae_seed",), seed=0.7449),
+    Row("tsdae", "TSDAE on unlabelled NLI sentences, CLS pooling", ("experiment=tsdae_reference",), reference=0.7449),
     Row("korean_zero_shot", "Korean: all-MiniLM-L6-v2 as published, KorSTS",
         ("experiment=embedding_zero_shot", "data@task.sts=korsts")),
     Row("korean", "Korean: triplet recipe on KorNLI, KorSTS", ("experiment=embedding_korean",)),
@@ -151,7 +154,7 @@ def render(figures: dict, quick: bool = False) -> str:
         "### Sentence embeddings (seed 004, issue #3)" + (" — QUICK plumbing check, not results" if quick else ""),
         "",
         "STS validation spearman of cosine similarity (STSb; KorSTS for the Korean rows), 2-core CPU, MiniLM.",
-        "`seed`: seed 004's own figure (its model and data: bert-base-uncased for AugSBERT and TSDAE, MNLI train). "
+        "`seed 004`: its own figure (its model and data: bert-base-uncased for AugSBERT and TSDAE, MNLI train). "
         "`plain ST`: plain sentence-transformers 6.2 on the mirror's data with the same settings (issue #3). "
         "samples/s: the trainer's figure for the training alone (ours less the in-training STS evaluation, which the "
         "plain run does after training); `plain` is the issue's figure, or this machine's with `--plain` (timed right "
@@ -159,18 +162,19 @@ def render(figures: dict, quick: bool = False) -> str:
         "during each run. "
         "metrics.json of each run keeps the trainer's raw figures.",
         "",
-        "| row | preset | seed | plain ST | ours | samples/s (ours / plain) | wall time | check |",
+        "| row | preset | seed 004 | plain ST | ours | samples/s (ours / plain) | wall time | check |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in ROWS:
         got = figures.get(row.name)
         if got is None:
-            lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.seed)} | {_num(row.plain)} | not run | | | |")
+            lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.reference)} | {_num(row.plain)} "
+                         "| not run | | | |")
             continue
         speed, plain_speed = training_speed(got), _plain_speed(row, got)
         speeds = f"{_num(speed, 1)} / {_num(plain_speed, 1)}" if speed and plain_speed else _num(speed, 1)
         speeds += _steal(got) if speed else ""
-        lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.seed)} | {_plain_cell(row, got)} | "
+        lines.append(f"| {row.label} | `{_preset(row)}` | {_num(row.reference)} | {_plain_cell(row, got)} | "
                      f"{_num(got['val/spearman_cosine'])}{spread_cell(got)}{_notes(got)} | {speeds} | "
                      f"{_duration(got['wall_s'])} | {_check(row, got, figures)} |")
     return "\n".join(lines)

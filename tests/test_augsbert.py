@@ -140,9 +140,9 @@ def test_every_augsbert_preset_pairs_with_its_gold_only_twin(compose_run):
     """A bench row's gain is read against its twin: same data, gold slice, loss and settings, without silver."""
     from omegaconf import OmegaConf
 
-    for preset in ("augsbert_sts", "augsbert_korsts", "augsbert_seed"):
-        full, twin = (OmegaConf.to_container(compose_run(f"experiment={p}")) for p in (preset, f"{preset}_gold_only"
-                                                                                          if preset != "augsbert_seed"
-                                                                                          else "augsbert_gold_only"))
+    for preset, twin_preset in (("augsbert_sts", "augsbert_sts_gold_only"),
+                                ("augsbert_korsts", "augsbert_korsts_gold_only"),
+                                ("augsbert_reference", "augsbert_gold_only")):
+        full, twin = (OmegaConf.to_container(compose_run(f"experiment={p}")) for p in (preset, twin_preset))
         assert twin["task"].pop("gold_only") and not full["task"].pop("gold_only")
         assert full == twin

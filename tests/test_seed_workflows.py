@@ -27,8 +27,8 @@ def test_summariser_comparison_ranks_what_runs_and_says_in_one_line_what_is_miss
     assert "\n" not in error and "model 'bart'" in error and "Hub is unreachable" in error
 
 
-def test_the_seed_presets_compose_to_the_seeds_settings():
-    baseline = compose(["paths.output_dir=x", "experiment=summarization_seed_baseline"])
+def test_the_reference_presets_compose_to_the_seeds_settings():
+    baseline = compose(["paths.output_dir=x", "experiment=summarization_reference_baseline"])
     trainer, optimizer, scheduler = baseline.trainer, baseline.optimizer, baseline.scheduler
     assert (trainer.max_epochs, trainer.max_steps, trainer.batch_size, trainer.save_total_limit) == (20, -1, 50, 3)
     assert (optimizer.lr, scheduler.warmup_steps, scheduler.warmup_ratio) == (1e-5, 500, 0.0)

@@ -51,6 +51,6 @@ def test_every_preset_runs_under_smoke_and_trains(preset, compose_run, tmp_path)
         return
     start = Path(instantiate(cfg.model).path())  # the random-init weights, written once per process
     # Adam moves a weight by about the learning rate per step: 4 steps of a linear decay from `lr` move some weight
-    # by ~2.5 lr (1.75e-5 at the seed-003 preset's 1e-5); a warmup of 100 steps would leave ~lr / 100.
+    # by ~2.5 lr (1.75e-5 at summarization_reference_baseline's 1e-5); a warmup of 100 steps would leave ~lr / 100.
     assert _largest_change(_tensors(start), _tensors(tmp_path / "run" / "best_model")) > cfg.optimizer.lr
     assert f"start/{cfg.optimized_metric.partition('/')[2]}" in metrics

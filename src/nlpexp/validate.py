@@ -9,7 +9,7 @@ from enum import Enum
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nlpexp.errors import NlpexpError
+from nlpexp.errors import NlpexpError, first_line
 from nlpexp.rules import ByTarget, Group, MapOf, Maybe
 from nlpexp.schema import ROOT
 
@@ -33,7 +33,7 @@ def omegaconf_error(err: OmegaConfBaseException, key: str | None = None) -> str:
     if isinstance(err, MissingMandatoryValue):
         return f"{key} is mandatory (???) and not set: pass {key}=<value>"
     message = (getattr(err, "msg", None) or str(err)).replace("KeyError raised while resolving interpolation: ", "")
-    message = message.strip().splitlines()[0].strip('"') if message.strip() else type(err).__name__
+    message = first_line(err, message).strip('"')
     return f"{key}: {message}"
 
 

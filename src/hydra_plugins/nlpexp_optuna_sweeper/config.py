@@ -37,25 +37,29 @@ class MedianPrunerConfig(PrunerConfig):
 
 
 @dataclass
-class SuccessiveHalvingPrunerConfig(PrunerConfig):
-    """Asynchronous successive halving: only the best 1/reduction_factor of the trials at a rung go on."""
+class HalvingPrunerConfig(PrunerConfig):
+    """The keys successive halving and Hyperband share; each adds its own resource keys."""
 
-    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
-    min_resource: Any = "auto"
     reduction_factor: int = 3
-    min_early_stopping_rate: int = 0
     bootstrap_count: int = 0
 
 
 @dataclass
-class HyperbandPrunerConfig(PrunerConfig):
+class SuccessiveHalvingPrunerConfig(HalvingPrunerConfig):
+    """Asynchronous successive halving: only the best 1/reduction_factor of the trials at a rung go on."""
+
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    min_early_stopping_rate: int = 0
+
+
+@dataclass
+class HyperbandPrunerConfig(HalvingPrunerConfig):
     """Several successive-halving brackets with different aggressiveness."""
 
     _target_: str = "optuna.pruners.HyperbandPruner"
     min_resource: int = 1
     max_resource: Any = "auto"
-    reduction_factor: int = 3
-    bootstrap_count: int = 0
 
 
 @dataclass

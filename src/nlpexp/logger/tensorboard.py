@@ -9,8 +9,8 @@ from typing import Any
 from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger
 
-# task metric -> the seed's tag for it
-SEED_TAGS = {"val/loss": "Loss/Val_Epoch", "val/accuracy": "Accuracy/Val_Epoch"}
+# task metric -> seed 000's tag for it
+SEED_000_TAGS = {"val/loss": "Loss/Val_Epoch", "val/accuracy": "Accuracy/Val_Epoch"}
 
 
 class TensorBoardLogger(RunLogger):
@@ -86,8 +86,8 @@ class TensorBoardLogger(RunLogger):
     def _scalars(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
-            if key in SEED_TAGS:
-                self.writer.add_scalar(SEED_TAGS[key], value, step)
+            if key in SEED_000_TAGS:
+                self.writer.add_scalar(SEED_000_TAGS[key], value, step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if metrics:

@@ -51,7 +51,12 @@ class DistinctSentencesSimilarityEvaluator(EmbeddingSimilarityEvaluator):
 
 
 class NliAccuracyEvaluator(BaseEvaluator):
-    """Accuracy and cross-entropy of a SoftmaxLoss classifier; each distinct sentence is encoded once."""
+    """Accuracy and cross-entropy of a SoftmaxLoss classifier; each distinct sentence is encoded once.
+
+    sentence-transformers' LabelAccuracyEvaluator gives the same accuracy (tests/test_evaluators.py) but no
+    cross-entropy (sbert_nli's val/loss, seed 000's Loss/Val_Epoch), and it encodes both sentences of every pair:
+    2.4x the CPU time on 900 SNLI validation pairs with MiniLM.
+    """
 
     def __init__(self, premises, hypotheses, labels, loss, batch_size: int):
         super().__init__()
