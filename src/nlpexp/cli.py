@@ -67,12 +67,5 @@ def tolerate_closed_stdout() -> None:
         sys.stdout = _ClosedPipeTolerant(sys.stdout)
 
 
-def configured_path(key: str) -> str:
-    """paths.<key> of the composed config, resolved (no run needed)."""
-    from nlpexp.config import compose
-
-    return str(compose(["paths.output_dir=unused"]).paths[key])
-
-
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -126,6 +126,23 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
         raise NlpexpError(hydra_error_line(err)) from err
 
 
+def default_paths() -> dict[str, str]:
+    """The `paths` group of the composed config, resolved, as a run without overrides sees it (its NLPEXP_* variables
+    included): the one source of every tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir).
+    Nothing runs; `output_dir`, a run's own, is left out."""
+    from hydra import compose as hydra_compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = ["paths.output_dir=null"]
+    if GlobalHydra.instance().is_initialized():  # inside run.py's Hydra app (a run looking up registry:<name>)
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    else:
+        cfg = compose(overrides)
+    paths = OmegaConf.to_container(cfg.paths, resolve=True)
+    paths.pop("output_dir")
+    return paths
+
+
 def hydra_error_line(err: Exception) -> str:
     """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
     cause = first_line(err.__cause__) if err.__cause__ and str(err.__cause__).strip() else ""
