@@ -114,3 +114,12 @@ def test_no_tool_writes_under_the_checkout_when_the_variables_point_elsewhere(el
         command()
     assert checkout_state() == before
     assert (elsewhere / "registry" / "mine" / "v1").is_dir() and list((elsewhere / "runs").rglob("run.log"))
+
+
+def test_a_run_looks_up_registry_models_in_its_own_paths_registry_dir(tmp_path):
+    """run.py resolves `registry:<name>` inside its Hydra job: with the job's overrides, not just the defaults."""
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "mode=eval", "model=tiny_bert", "debug=smoke",
+                           "model.name_or_path=registry:nope", "logger=none", f"hydra.run.dir={tmp_path / 'run'}",
+                           f"paths.registry_dir={tmp_path / 'mine'}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert f"error: registry has no model 'nope' in {tmp_path / 'mine'};" in done.stderr + done.stdout

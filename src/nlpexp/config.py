@@ -127,15 +127,17 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
 
 
 def default_paths() -> dict[str, str]:
-    """The `paths` group of the composed config, resolved, as a run without overrides sees it (its NLPEXP_* variables
-    included): the one source of every tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir).
-    Nothing runs; `output_dir`, a run's own, is left out."""
+    """The `paths` group of the composed config, resolved (its NLPEXP_* variables included): the one source of every
+    tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir). Nothing runs; `output_dir`, a run's
+    own, is left out. Inside run.py's Hydra job (a run resolving `registry:<name>`), with that job's overrides."""
     from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     overrides = ["paths.output_dir=null"]
-    if GlobalHydra.instance().is_initialized():  # inside run.py's Hydra app (a run looking up registry:<name>)
-        cfg = hydra_compose(config_name="config", overrides=overrides)
+    if GlobalHydra.instance().is_initialized():
+        job = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        cfg = hydra_compose(config_name="config", overrides=[*job, *overrides])
     else:
         cfg = compose(overrides)
     paths = OmegaConf.to_container(cfg.paths, resolve=True)
