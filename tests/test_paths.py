@@ -123,3 +123,15 @@ def test_a_run_looks_up_registry_models_in_its_own_paths_registry_dir(tmp_path):
                            f"paths.registry_dir={tmp_path / 'mine'}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert f"error: registry has no model 'nope' in {tmp_path / 'mine'};" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("command", [["runs"], ["registry", "list"], ["tb", "list"]])
+def test_without_a_config_every_tool_says_so_in_one_line(command, tmp_path, monkeypatch, capsys):
+    """A non-editable install without NLPEXP_ROOT finds no conf/: the tools cannot know their default paths."""
+    from nlpexp import cli, config
+
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path / "conf")
+    assert cli.main(command) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: no nlpexp config at {tmp_path / 'conf'}: install the "
+                                                    "checkout editable (pip install -e <checkout>) or set "
+                                                    "NLPEXP_ROOT=<checkout>"]
