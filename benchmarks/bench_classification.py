@@ -26,7 +26,7 @@ SEED_002_FIGURES = {
     "ModernBERT-base, effective batch 256": {"test/accuracy": 0.89834, "test/loss": 0.38951},
     "ModernBERT-base, effective batch 1024": {"test/accuracy": 0.90348, "test/loss": 0.35484},
 }
-OVERRIDES = ("experiment=imdb_minilm", "trainer.max_epochs=1", "trainer.early_stopping_patience=null")
+OVERRIDES = ("experiment=imdb", "model=minilm", "trainer.max_epochs=1", "trainer.early_stopping_patience=null")
 CPU_SLICE = ("data.max_train_samples=4000", "data.max_eval_samples=2000")
 QUICK = ("data.max_train_samples=200", "data.max_eval_samples=100")
 

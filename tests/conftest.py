@@ -25,7 +25,8 @@ USER_LEDGER = PROJECT_ROOT / "outputs" / "ledger.jsonl"
 
 @pytest.fixture(scope="session", autouse=True)
 def _user_paths_env(tmp_path_factory):
-    """The ledger, the registry and the tokenised-data cache go to tmp dirs, never outputs/, models/ or ~/.cache:
+    """The ledger, the registry, the tokenised-data cache and run dirs go to tmp dirs, never outputs/, multirun/,
+    models/ or ~/.cache:
     conf/paths/default.yaml honours these variables, so a test that forgets paths.ledger_file=... (a module
     fixture, a subprocess: both inherit the environment) still cannot touch the user's files. Session-wide, so
     that module-scoped fixtures that run a job (before any function-scoped fixture) are covered too."""
@@ -34,6 +35,8 @@ def _user_paths_env(tmp_path_factory):
         mp.setenv("NLPEXP_CACHE_DIR", str(user / "cache"))
         mp.setenv("NLPEXP_LEDGER_DIR", str(user))
         mp.setenv("NLPEXP_REGISTRY_DIR", str(user / "registry"))
+        mp.setenv("NLPEXP_RUNS_DIR", str(user / "outputs"))  # a run without hydra.run.dir / paths.output_dir
+        mp.setenv("NLPEXP_SWEEPS_DIR", str(user / "multirun"))
         yield
 
 

@@ -58,6 +58,16 @@ def test_every_experiment_composes(compose_run, preset):
     _assert_targets_resolve(cfg)
 
 
+def test_seed_002s_encoders_and_batches_are_overrides_of_imdb(compose_run):
+    """No preset per encoder or batch (docs/tasks.md): `experiment=imdb model=<encoder>` and a multirun over
+    trainer.gradient_accumulation_steps=4,16,64 give seed 002's effective batches 64 / 256 / 1024."""
+    assert compose_run("experiment=imdb").model.name == "minilm"  # the default encoder: bundled, offline
+    for steps, effective in ((4, 64), (16, 256), (64, 1024)):
+        cfg = compose_run("experiment=imdb", "model=modernbert", f"trainer.gradient_accumulation_steps={steps}")
+        assert (cfg.model.name, cfg.data.name, cfg.optimizer._target_) == ("modernbert", "imdb", "torch.optim.Adam")
+        assert cfg.trainer.batch_size * cfg.trainer.gradient_accumulation_steps == effective
+
+
 def test_presets_are_found_through_the_search_path_not_a_symlink():
     """experiments/ joins Hydra's search path (hydra_plugins/nlpexp_presets): a symlink in conf/ breaks on Windows
     and in an sdist, so none may come back; Hydra's own listing of the group is the folder."""

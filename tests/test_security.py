@@ -221,7 +221,7 @@ def test_every_target_in_conf_and_experiments_is_allowed_and_exists():
                                   "hydra/launcher=slurm", "hydra/sweeper/pruner=median"],
                                   ["model.trust_remote_code=true", "model.allow_pickle_weights=true"],
                                   ["hydra/launcher=slurm", "hydra.launcher.setup=[module load cuda]"],
-                                  ["experiment=imdb_bert"], ["--cfg", "job"]], ids=str)
+                                  ["experiment=imdb", "model=bert"], ["--cfg", "job"]], ids=str)
 def test_the_gate_lets_the_projects_own_configs_through(argv):
     check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
 

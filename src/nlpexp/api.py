@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from nlpexp.config import PROJECT_ROOT, compose
+from nlpexp.config import compose
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
 
@@ -45,8 +45,10 @@ def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = 
     """
     from nlpexp.pipeline import run
 
-    run_dir = Path(run_dir) if run_dir else PROJECT_ROOT / "outputs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    cfg = compose([f"paths.output_dir={run_dir}", *overrides])
+    cfg = compose([f"paths.output_dir={run_dir or 'null'}", *overrides])
+    if cfg.paths.output_dir is None:  # where run.py would put it: <paths.runs_dir>/<date>/<time>
+        cfg.paths.output_dir = f"{cfg.paths.runs_dir}/{datetime.now():%Y-%m-%d/%H-%M-%S}"
+    run_dir = Path(cfg.paths.output_dir)
     given = {"train": train_dataset, "validation": eval_dataset, "test": test_dataset}
     with open_dict(cfg):
         if model is not None:

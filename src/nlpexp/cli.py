@@ -23,11 +23,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli(command: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a command's main; a reader that stops early (`| head`) ends it quietly, not with a traceback."""
+    """Run a command's main; a reader that stops early (`| head`) ends it quietly, not with a traceback, and an
+    error no command caught (no conf/ to read the default paths from) is one `error:` line, exit 2."""
+    from nlpexp.errors import NlpexpError
+
     try:
         code = command(argv)
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
         return code
+    except NlpexpError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # Python would still try to flush stdout at exit and print the error: point it at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -65,13 +71,6 @@ def tolerate_closed_stdout() -> None:
     """run.py: a reader that stops early ends the printing quietly (a training run goes on, into run.log)."""
     if not isinstance(sys.stdout, _ClosedPipeTolerant):
         sys.stdout = _ClosedPipeTolerant(sys.stdout)
-
-
-def configured_path(key: str) -> str:
-    """paths.<key> of the composed config, resolved (no run needed)."""
-    from nlpexp.config import compose
-
-    return str(compose(["paths.output_dir=unused"]).paths[key])
 
 
 if __name__ == "__main__":

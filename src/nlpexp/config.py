@@ -126,6 +126,25 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
         raise NlpexpError(hydra_error_line(err)) from err
 
 
+def default_paths() -> dict[str, str]:
+    """The `paths` group of the composed config, resolved (its NLPEXP_* variables included): the one source of every
+    tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir). Nothing runs; `output_dir`, a run's
+    own, is left out. Inside run.py's Hydra job (a run resolving `registry:<name>`), with that job's overrides."""
+    from hydra import compose as hydra_compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = ["paths.output_dir=null"]
+    if GlobalHydra.instance().is_initialized():
+        job = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        cfg = hydra_compose(config_name="config", overrides=[*job, *overrides])
+    else:
+        cfg = compose(overrides)
+    paths = OmegaConf.to_container(cfg.paths, resolve=True)
+    paths.pop("output_dir")
+    return paths
+
+
 def hydra_error_line(err: Exception) -> str:
     """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
     cause = first_line(err.__cause__) if err.__cause__ and str(err.__cause__).strip() else ""

@@ -1,6 +1,6 @@
 """Model registry: versioned copies of trained models, loadable as `model.name_or_path=registry:<name>@<alias>`.
 
-    nlpexp registry register <run_dir> --name sbert-nli      # -> models/sbert-nli/v<N>/
+    nlpexp registry register <run_dir> --name sbert-nli      # -> <paths.registry_dir>/sbert-nli/v<N>/
     nlpexp registry list
     nlpexp registry show sbert-nli@best
     nlpexp registry publish sbert-nli@best --alias champion  # to the MLflow Model Registry (nlpexp.registry_mlflow)
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp.cli import configured_path, run_cli
-from nlpexp.config import PROJECT_ROOT
+from nlpexp.cli import run_cli
+from nlpexp.config import default_paths
 from nlpexp.errors import NlpexpError
 
 PREFIX = "registry:"
@@ -34,7 +34,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def registry_dir() -> Path:
-    return Path(os.environ.get("NLPEXP_REGISTRY_DIR", PROJECT_ROOT / "models"))
+    """paths.registry_dir of the composed config (env NLPEXP_REGISTRY_DIR, else models/)."""
+    return Path(default_paths()["registry_dir"])
 
 
 def model_folder(name: str, root: Path | None = None) -> Path:
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nlpexp registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None,
-                        help="registry folder (default: the config's paths.registry_dir, models/)")
+                        help="registry folder (default: paths.registry_dir, models/)")
     sub = parser.add_subparsers(dest="command", required=True)
     reg = sub.add_parser("register", help="register a run's best model as the next version")
     reg.add_argument("run_dir", type=Path)
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("reference")
     registry_mlflow.add_parser(sub)
     args = parser.parse_args(argv)
-    root = args.root or Path(configured_path("registry_dir"))
+    root = args.root or registry_dir()
     try:
         if args.command == "register":
             print(register(args.run_dir, args.name, root))

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from nlpexp import ledger
-from nlpexp.cli import configured_path, run_cli
-from nlpexp.config import CONFIG_DIR
+from nlpexp.cli import run_cli
+from nlpexp.config import CONFIG_DIR, default_paths
 from nlpexp.errors import NlpexpError
 
 BASE_COLUMNS = ("run_id", "status", "mode", "task", "model", "data", "start")
@@ -90,7 +90,7 @@ def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nlpexp runs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ledger", type=Path, help="the ledger file (default: the config's paths.ledger_file)")
+    parser.add_argument("--ledger", type=Path, help="the ledger file (default: paths.ledger_file)")
     parser.add_argument("--task", help="a task option (classification) or its class (ClassificationTask)")
     for key in ("model", "data"):
         parser.add_argument(f"--{key}", help=f"the {key} option (its name)")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
 
-    records = select(ledger.read(args.ledger or Path(configured_path("ledger_file"))), args.task, args.model,
+    records = select(ledger.read(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
                      args.data, args.status, args.sweep)
     metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
     try:

@@ -158,7 +158,8 @@ LOGGER = ByTarget({
                                         required=("run_dir", "experiment")),
 })
 
-PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "ledger_file": NAME,
+PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "runs_dir": NAME, "sweeps_dir": NAME,
+               "ledger_file": NAME,
                "cache_dir": Maybe(NAME), "registry_dir": Maybe(NAME)},
               required=("output_dir", "ledger_file"), checks=(check_paths,))
 

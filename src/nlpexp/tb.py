@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nlpexp.cli import run_cli
+from nlpexp.config import default_paths
 
 
 def event_dirs(root: Path) -> list[Path]:
@@ -64,22 +65,21 @@ def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nlpexp.config import PROJECT_ROOT
-
     parser = argparse.ArgumentParser(prog="python -m nlpexp.tb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="list runs with TensorBoard logs and their tags")
-    listing.add_argument("root", nargs="?", default=str(PROJECT_ROOT / "outputs"))
+    listing.add_argument("root", nargs="?", help="default: paths.runs_dir (outputs/)")
     serve = sub.add_parser("serve", help="start TensorBoard on a run or a whole outputs tree")
-    serve.add_argument("logdir", nargs="*", default=[str(PROJECT_ROOT / "outputs"), str(PROJECT_ROOT / "multirun")])
+    serve.add_argument("logdir", nargs="*", help="default: paths.runs_dir and paths.sweeps_dir (outputs/, multirun/)")
     serve.add_argument("--port", type=int, default=6006)
     serve.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     if args.command == "list":
-        for folder in event_dirs(Path(args.root)):
+        for folder in event_dirs(Path(args.root or default_paths()["runs_dir"])):
             print(f"{folder}\n    {', '.join(sorted(read_tags(folder)))}")
         return 0
-    cmd = serve_command([Path(d) for d in args.logdir], args.port, args.host)
+    logdirs = args.logdir or [default_paths()[key] for key in ("runs_dir", "sweeps_dir")]
+    cmd = serve_command([Path(d) for d in logdirs], args.port, args.host)
     print(f"TensorBoard on http://{args.host}:{args.port} for {cmd[4]}")
     os.execv(sys.executable, cmd)  # become TensorBoard: stopping this process stops the server
 

@@ -1,5 +1,6 @@
 """`python -m nlpexp.sweep summary|dashboard [<sweep dir | storage URL>]`: a study's summary from its storage
-alone, or optuna-dashboard on it (`make dashboard`). Without a target: the newest study under multirun/."""
+alone, or optuna-dashboard on it (`make dashboard`). Without a target: the newest study under paths.sweeps_dir
+(multirun/)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nlpexp.config import PROJECT_ROOT
+from nlpexp.config import default_paths
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger("nlpexp")
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        target = args.target or str(newest_sweep_dir(PROJECT_ROOT / "multirun"))
+        target = args.target or str(newest_sweep_dir(Path(default_paths()["sweeps_dir"])))
         if args.command == "summary":
             write(target, args.study, args.out)
         else:
