@@ -129,7 +129,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
 def default_paths() -> dict[str, str]:
     """The `paths` group of the composed config, resolved (its NLPEXP_* variables included): the one source of every
     tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir). Nothing runs; `output_dir`, a run's
-    own, is left out. Inside run.py's Hydra job (a run resolving `registry:<name>`), with that job's overrides."""
+    own, is left out. Inside a Hydra job or sweep (GlobalHydra is initialised there), with the job's overrides; a
+    run resolves `registry:` against its own composed paths (pipeline.build_task)."""
     from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

@@ -121,6 +121,7 @@ def _train_and_evaluate(cfg: DictConfig, task, loggers: list) -> dict[str, float
 def build_task(cfg: DictConfig, callbacks=()):
     """The task the config names, given every component it names, validated (Task.validate); nothing loaded yet."""
     model = instantiate(cfg.model)
+    model.use_registry(cfg.paths.get("registry_dir"))
     model.check()  # before the task's module is imported (torch and friends): a missing model fails in a second
     optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
     task = instantiate(

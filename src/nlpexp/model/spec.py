@@ -72,6 +72,14 @@ class ModelSpec:
             return materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
 
+    def use_registry(self, root: str | None) -> None:
+        """`registry:<name>[@alias]` (weights or tokenizer) becomes that version's folder in `root`, the run's
+        paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
+        for key in ("name_or_path", "tokenizer"):
+            value = getattr(self, key)
+            if isinstance(value, str) and value.startswith(registry.PREFIX):
+                setattr(self, key, str(registry.resolve(value, Path(root) if root else None)))
+
     def check(self) -> None:
         """Fail now, before torch is even imported, if the weights or the tokenizer cannot be found."""
         if self.name_or_path is not None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.io import write_json_atomic, write_jsonl_atomic
 
 
 def classification_scores(gold: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -66,8 +65,6 @@ def write_misclassified(path: Path, texts: Sequence[str], gold: np.ndarray, logi
     confidence = probabilities.max(axis=-1)
     wrong = np.flatnonzero(predicted != gold)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
-    lines = [json.dumps({"index": int(i), "text": texts[i], "gold": label_names[gold[i]],
-                         "predicted": label_names[predicted[i]], "confidence": round(float(confidence[i]), 6)},
-                        ensure_ascii=False) + "\n" for i in wrong]
-    write_text_atomic(path, "".join(lines))
-    return len(lines)
+    return write_jsonl_atomic(path, ({"index": int(i), "text": texts[i], "gold": label_names[gold[i]],
+                                      "predicted": label_names[predicted[i]],
+                                      "confidence": round(float(confidence[i]), 6)} for i in wrong))

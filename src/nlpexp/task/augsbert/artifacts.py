@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
-from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.io import write_json_atomic
 
 
 def gold_and_silver(gold, silver: list[dict], threshold: float | None):
@@ -59,10 +59,6 @@ def save_folder_atomically(model, folder: Path) -> None:
     model.save(str(staging))
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -24,6 +24,7 @@ from nlpexp.data.pairs import (
 )
 from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
+from nlpexp.io import write_jsonl_atomic
 from nlpexp.model.weights import parameters_not_in
 from nlpexp.task.augsbert.artifacts import (
     StageLedger,
@@ -31,7 +32,6 @@ from nlpexp.task.augsbert.artifacts import (
     plain,
     read_jsonl,
     save_folder_atomically,
-    write_jsonl_atomic,
 )
 from nlpexp.task.base import Task
 from nlpexp.task.sentence_training import SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,7 +9,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from nlpexp.io import write_text_atomic
+from nlpexp.io import write_jsonl_atomic
 from nlpexp.task.rouge import Rouge
 from nlpexp.task.summarization.examples import IGNORE_INDEX, Examples, predictions_file
 from nlpexp.trainer import ConfiguredOptimization
@@ -33,7 +32,7 @@ class PredictionScorer:
         e = self.examples
         rows = [{"id": i, "dialogue": d, "references": refs, "prediction": p}
                 for i, d, refs, p in zip(e.ids, e.dialogues, e.references, self.predictions, strict=True)]
-        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_jsonl_atomic(path, rows)
 
 
 class PredictionsWithCheckpoints(TrainerCallback):
