@@ -14,6 +14,7 @@ from nlpexp import registry, runs, tb
 from nlpexp.api import train
 from nlpexp.config import PROJECT_ROOT, compose, default_paths
 from nlpexp.errors import NlpexpError
+from nlpexp.pipeline import build_task, run
 from nlpexp.sweep.__main__ import main as sweep_main
 
 # variable -> the folder of tmp_path it points to in `elsewhere`
@@ -123,6 +124,17 @@ def test_a_run_looks_up_registry_models_in_its_own_paths_registry_dir(tmp_path):
                            f"paths.registry_dir={tmp_path / 'mine'}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert f"error: registry has no model 'nope' in {tmp_path / 'mine'};" in done.stderr + done.stdout
+
+
+def test_an_in_process_run_looks_up_registry_models_in_its_own_paths_registry_dir(compose_run, tmp_path):
+    """The same without run.py (tests, nlpexp.api.train): the composed config's registry, not the defaults'."""
+    registry.register(_finished_run(tmp_path / "run"), "mine", root=tmp_path / "mine")
+    with pytest.raises(NlpexpError, match=f"registry has no model 'nope' in {tmp_path / 'mine'};"):
+        run(compose_run("mode=eval", "model=tiny_bert", "debug=smoke", "model.name_or_path=registry:nope",
+                        f"paths.registry_dir={tmp_path / 'mine'}"))
+    cfg = compose_run("mode=eval", "model=tiny_bert", f"paths.registry_dir={tmp_path / 'mine'}",
+                      "model.name_or_path=registry:mine")
+    assert build_task(cfg).model_spec.name_or_path == str(tmp_path / "mine" / "mine" / "v1" / "model")
 
 
 @pytest.mark.parametrize("command", [["runs"], ["registry", "list"], ["tb", "list"]])
