@@ -1,6 +1,12 @@
 """nlpexp entry point: `python run.py task=sbert_nli model=minilm ...`; add -m to sweep."""
 
+import os
 import sys
+from pathlib import Path
+
+# The checkout this run.py belongs to holds conf/ and experiments/ (nlpexp.config.PROJECT_ROOT): so that a
+# non-editable install (pip install ., a wheel, which carry no conf/) runs this checkout's configs as well.
+os.environ.setdefault("NLPEXP_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra
 from omegaconf import DictConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -147,3 +148,19 @@ def test_without_a_config_every_tool_says_so_in_one_line(command, tmp_path, monk
     assert capsys.readouterr().err.splitlines() == [f"error: no nlpexp config at {tmp_path / 'conf'}: install the "
                                                     "checkout editable (pip install -e <checkout>) or set "
                                                     "NLPEXP_ROOT=<checkout>"]
+
+
+def test_run_py_runs_its_own_checkout_from_a_non_editable_install(tmp_path):
+    """The package copied elsewhere (as `pip install .` does: no conf/ beside it), started from another directory:
+    run.py still composes its checkout's conf/ and presets."""
+    site = tmp_path / "site"
+    for package in ("nlpexp", "hydra_plugins"):
+        shutil.copytree(PROJECT_ROOT / "src" / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "NLPEXP_ROOT"} | {"PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import nlpexp.config as c; print(c.PROJECT_ROOT)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(tmp_path)  # the copy, not the checkout: this is what a non-editable install sees
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "--cfg", "job", "experiment=imdb",
+                           "model=bert"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "name: bert" in done.stdout and "name: imdb" in done.stdout
