@@ -38,22 +38,17 @@ def write_confusion_matrix(folder: Path, gold: np.ndarray, logits: np.ndarray, l
 
 
 def _plot(matrix: np.ndarray, label_names: Sequence[str], split: str):
-    # The object API with the Agg canvas draws without pyplot, so no GUI backend or global state is touched.
+    # scikit-learn draws it onto a figure of our own on the Agg canvas: no GUI backend, no pyplot figure left open.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     size = 2.5 + 0.6 * len(label_names)
     figure = Figure(figsize=(size, size), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes, shrink=0.8)
-    ticks = range(len(label_names))
-    axes.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names, xlabel="predicted",
-             ylabel="gold", title=f"confusion matrix ({split}, n={int(matrix.sum())})")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        axes.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    ConfusionMatrixDisplay(matrix, display_labels=list(label_names)).plot(ax=axes, cmap="Blues", values_format="d")
+    axes.set(xlabel="predicted", ylabel="gold", title=f"confusion matrix ({split}, n={int(matrix.sum())})")
     return figure
 
 
