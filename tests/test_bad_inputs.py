@@ -241,3 +241,16 @@ def test_library_errors_become_one_line_naming_the_key(tmp_path):
     assert [exit_code(e) for e in (full, unset.value, TypeError(), NlpexpError(), KeyError("bug"))] == [2, 2, 2, 2, 1]
     assert error_line(KeyError("bug")).startswith("unexpected KeyError") and "HYDRA_FULL_ERROR=1" in error_line(
         KeyError("bug"))
+
+
+def test_a_missing_model_is_refused_before_transformers_is_imported(tmp_path):
+    """The model's files are checked first: a typo in model.name_or_path costs a second, not the library imports."""
+    code = ("import sys\nfrom nlpexp.config import compose\nfrom nlpexp.errors import NlpexpError\n"
+            "from nlpexp.pipeline import run\n"
+            f"cfg = compose(['model.name_or_path=/no/such/model', 'paths.output_dir={tmp_path}/run', "
+            f"'paths.ledger_file={tmp_path}/ledger.jsonl', 'logger=none'])\n"
+            "try:\n    run(cfg)\nexcept NlpexpError as err:\n    print('refused:', err)\n"
+            "print('transformers imported:', 'transformers' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "refused: model 'minilm': no such folder /no/such/model" in done.stdout, done.stderr[-2000:]
+    assert "transformers imported: False" in done.stdout

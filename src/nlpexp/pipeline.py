@@ -83,6 +83,7 @@ def _check(cfg: DictConfig) -> None:
 
 def _build(cfg: DictConfig) -> tuple:
     """The task, validated, and the loggers (rank 0 only): built, nothing loaded or written yet."""
+    model = model_spec(cfg)  # first: a missing model fails before transformers is even imported
     from transformers import set_seed
 
     from nlpexp import console  # imports transformers: after the checks, which fail fast without it
@@ -93,7 +94,7 @@ def _build(cfg: DictConfig) -> tuple:
     # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
     nodes = (cfg.get("logger") or {}).values() if distributed.is_main_process() else []
     loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
-    return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)]), loggers
+    return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
 
 
 def _train_and_evaluate(cfg: DictConfig, task, loggers: list) -> dict[str, float]:
@@ -118,11 +119,17 @@ def _train_and_evaluate(cfg: DictConfig, task, loggers: list) -> dict[str, float
     return metrics
 
 
-def build_task(cfg: DictConfig, callbacks=()):
-    """The task the config names, given every component it names, validated (Task.validate); nothing loaded yet."""
+def model_spec(cfg: DictConfig):
+    """The run's ModelSpec, its `registry:` reference looked up in the run's registry, its files checked."""
     model = instantiate(cfg.model)
     model.use_registry(cfg.paths.get("registry_dir"))
-    model.check()  # before the task's module is imported (torch and friends): a missing model fails in a second
+    model.check()
+    return model
+
+
+def build_task(cfg: DictConfig, callbacks=(), model=None):
+    """The task the config names, given every component it names, validated (Task.validate); nothing loaded yet."""
+    model = model or model_spec(cfg)
     optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
     task = instantiate(
         cfg.task,
