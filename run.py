@@ -15,6 +15,7 @@ from nlpexp.boundary import exit_on_error, job_errors
 from nlpexp.cli import tolerate_closed_stdout
 from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST
 from nlpexp.gate import check_command_line
+from nlpexp.help import print_help, wants_help
 from nlpexp.redaction import redact_output
 
 
@@ -32,6 +33,8 @@ def _security_gate(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    redact_output()  # secrets never reach the console or a log, errors included
     tolerate_closed_stdout()
+    if wants_help(sys.argv[1:]):  # before the redaction, whose `KEY=value` rule would rewrite the usage line
+        sys.exit(print_help())
+    redact_output()  # secrets never reach the console or a log, errors included
     exit_on_error(main, sys.argv[1:], before=[_security_gate])  # Hydra's own errors as one line too

@@ -11,12 +11,27 @@ import sys
 from collections.abc import Callable
 
 COMMANDS = {"runs": "nlpexp.runs", "registry": "nlpexp.registry", "tb": "nlpexp.tb"}
+SUMMARIES = {
+    "runs": "the ledger: every run so far, filtered and sorted by a metric (--sort val/spearman_cosine)",
+    "registry": "versioned models: register a run's best model, list, show, publish to MLflow (name@best)",
+    "tb": "TensorBoard: list the runs with event files and their tags, serve a run or a tree",
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name.ljust(width)}  {SUMMARIES[name]}" for name in COMMANDS]
+    return "\n".join([f"usage: nlpexp {{{','.join(COMMANDS)}}} ... (nlpexp COMMAND --help: its options)", *lines,
+                      "Runs and sweeps: python run.py --help"])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage())
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: nlpexp {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        print(usage(), file=sys.stderr)
         return 2
     module = __import__(COMMANDS[argv[0]], fromlist=["main"])
     return run_cli(module.main, argv[1:])

@@ -1,37 +1,46 @@
-"""What a run prints: one progress bar per phase, log lines with numbers, the final table.
+"""What a run prints: one progress bar per phase, one line per evaluation (at most 100 columns), the final table.
 
-Library chatter (weight loading and shard writing bars, datasets' Filter/Map bars, the trainers' raw log dicts,
-their informational warnings) is off unless `verbose=true`. Every training log (per-step losses too) still goes
-to run.log through the `nlpexp.steps` logger, which Hydra's job logging sends to the file only.
+An evaluation line holds the monitored metric first, then the loss and the task's headline figures while they
+fit; every figure goes to run.log (the `nlpexp.steps` logger, file only) and metrics.json. Library chatter
+(weight-loading and shard-writing bars, datasets' Filter/Map bars, sentence-transformers' model-card widget bar,
+the trainers' raw log dicts, their informational logs and Python warnings such as transformers'
+FutureWarnings) stays off the console unless `verbose=true`: the warnings go to run.log.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from functools import partial
 
 from tqdm.auto import tqdm
 from transformers import ProgressCallback
 from transformers.trainer_utils import has_length
 from transformers.utils import logging as hf_logging
 
+WIDTH = 100
 log = logging.getLogger("nlpexp.progress")
 steps_log = logging.getLogger("nlpexp.steps")  # conf/hydra/default.yaml: run.log only
 _LIBRARY_LOGGERS = ("datasets", "huggingface_hub", "sentence_transformers", "accelerate")
 # Figures of the trainer's own end-of-training dict: run() reports them in the metrics table.
 _SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
-_TIMING_KEYS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+_TIMING_KEYS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_model_preparation_time")
+# After the monitored metric, the figures an evaluation line shows first while they fit.
+HEADLINE = ("loss", "accuracy", "macro_f1", "f1", "spearman_cosine", "rouge1", "rouge2", "rougeL")
 
-
-_settings = {"verbose": False}
+_settings = {"verbose": False, "quiet": False}
 
 
 def configure(verbose: bool) -> None:
-    """Library progress bars and below-error library logs on (verbose) or off (the default). Process-wide, as
-    the libraries' own switches are."""
+    """Library progress bars, below-error library logs and Python warnings on the console (verbose) or not (the
+    default: warnings go to run.log). Process-wide, as the libraries' own switches are."""
     import datasets
     import huggingface_hub.utils
+    from sentence_transformers.base import model_card
 
     _settings["verbose"] = bool(verbose)
+    # a sweep's trial: its sweeper prints one line for it; the trial's own lines go to its run.log
+    _settings["quiet"] = not verbose and _in_sweep()
     if verbose:
         hf_logging.set_verbosity_warning()
         hf_logging.enable_progress_bar()
@@ -42,52 +51,141 @@ def configure(verbose: bool) -> None:
         hf_logging.disable_progress_bar()
         datasets.disable_progress_bars()
         huggingface_hub.utils.disable_progress_bars()
+    # sentence-transformers draws its model card's "Computing widget examples" bar with no switch of its own
+    model_card.tqdm = tqdm if verbose else partial(tqdm, disable=True)
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
+    _route_warnings(to_console=verbose)
+    use_console_formatter()
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _route_warnings(to_console: bool) -> None:
+    """Python warnings (a library's FutureWarning, once per call site) as log records of `py.warnings`: run.log
+    always, the console only with verbose=true."""
+    logging.captureWarnings(True)
+    warnings_log = logging.getLogger("py.warnings")
+    warnings_log.propagate = False
+    warnings_log.handlers = [h for h in logging.getLogger().handlers if to_console or _is_file(h)]
+
+
+def _is_file(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.FileHandler)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """The console's log lines: the message alone (run.log keeps time, logger and level); a warning says so."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING and not text.startswith(("error:", "warning:")):
+            text = f"{record.levelname.lower()}: {text}"
+        return text
+
+
+def use_console_formatter() -> None:
+    """The console handlers Hydra's job logging made print ConsoleFormatter lines (file handlers keep theirs);
+    a sweep's trial prints only its warnings and errors."""
+    for handler in logging.getLogger().handlers:
+        if not _is_file(handler) and getattr(handler, "stream", None) in (sys.stdout, sys.stderr):
+            handler.setFormatter(ConsoleFormatter())
+            handler.setLevel(logging.WARNING if _settings["quiet"] else logging.NOTSET)
 
 
 def format_logs(logs: dict, step: int, max_steps: int) -> str:
-    """`step 2/4  loss 1.158  learning_rate 2e-05  ...`: numbers as numbers, eval_ keys as val/."""
-    parts = [f"step {step}/{max_steps}"]
+    """`step 2/4  loss 1.158  learning_rate 2e-05  ...`: numbers as numbers, eval_ keys as val/ (run.log)."""
+    return "  ".join([f"step {step}/{max_steps}", *_figures(logs)])
+
+
+def evaluation_line(logs: dict, step: int, max_steps: int, monitor: str | None, width: int = WIDTH) -> str:
+    """`step 2/4  val/spearman_cosine 0.1235  val/loss 1.19  ...`: the monitored metric, then HEADLINE figures,
+    then the others, as many as fit in `width` columns."""
+    figures = dict(zip([k for k in logs if _is_figure(k, logs[k])], _figures(logs), strict=True))
+    first = [f"eval_{monitor}"] if monitor else []
+    order = [*first, *(f"eval_{name}" for name in HEADLINE), *figures]
+    line = f"step {step}/{max_steps}"
+    for key in dict.fromkeys(k for k in order if k in figures and k.startswith("eval_")):
+        if len(line) + 2 + len(figures[key]) > width:
+            break
+        line += "  " + figures[key]
+    return line
+
+
+def _is_figure(key: str, value) -> bool:
+    return key not in _SUMMARY_KEYS and key not in _TIMING_KEYS and isinstance(value, int | float)
+
+
+def _figures(logs: dict) -> list[str]:
+    parts = []
     for key, value in logs.items():
-        if key in _SUMMARY_KEYS or key in _TIMING_KEYS or not isinstance(value, int | float):
-            continue
-        name = "val/" + key.removeprefix("eval_") if key.startswith("eval_") else key
-        parts.append(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}")
-    return "  ".join(parts)
+        if _is_figure(key, value):
+            name = "val/" + key.removeprefix("eval_") if key.startswith("eval_") else key
+            parts.append(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}")
+    return parts
+
+
+def report_metrics(run_dir, metrics: dict[str, float], monitor: str) -> None:
+    """The run's figures: every one in run.log; on the console the monitored metric and the HEADLINE figures of
+    validation and test (with their start and change), the run's time and where the rest is."""
+    from nlpexp.metrics import format_table, start_of
+
+    steps_log.info("metrics of %s\n%s", run_dir, format_table(metrics))
+    name = monitor.partition("/")[2]
+    shown = [f"{split}/{n}" for split in ("val", "test") for n in dict.fromkeys([name, *HEADLINE])]
+    shown = [key for key in shown if key in metrics][:8] + ["time/total_s"]
+    subset = {key: metrics[key] for key in shown if key in metrics}
+    subset.update({twin: metrics[twin] for key in list(subset) if (twin := start_of(key)) in metrics})
+    log.info("metrics of %s (all %d: metrics.json, run.log)\n%s", run_dir, len(metrics), format_table(subset))
 
 
 class ConsoleProgress(ProgressCallback):
-    """The trainer's progress bars, named (train, eval); evaluation results as one log line each (console and run.log);
-    training losses to run.log only (the console with verbose=true)."""
+    """The trainer's progress: a `train` bar, an evaluation line per evaluation during training (no nested bar),
+    an `eval` bar for an evaluation outside training; a line when training stops before max_steps. Every
+    training log goes to run.log (to the console too with verbose=true)."""
 
-    def __init__(self, verbose: bool = False):
+    def __init__(self, verbose: bool = False, quiet: bool = False):
         super().__init__()
         self.verbose = verbose
+        self.quiet = quiet  # a sweep's trial: no bars, its lines in run.log
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, desc="train")
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, desc="train", disable=self.quiet)
         self.current_step = 0
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if self.training_bar is not None:
+            return  # during training an evaluation is its line: a second bar under the first redraws both
         if state.is_world_process_zero and self.prediction_bar is None and has_length(eval_dataloader):
-            # named when made: renaming a bar later redraws it, a new line on a non-terminal
-            self.prediction_bar = tqdm(total=len(eval_dataloader), leave=self.training_bar is None,
-                                       dynamic_ncols=True, desc="eval")
+            self.prediction_bar = tqdm(total=len(eval_dataloader), dynamic_ncols=True, desc="eval", disable=self.quiet)
         super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or any(k in logs for k in _SUMMARY_KEYS):
             return
-        line = format_logs(logs, state.global_step, state.max_steps)
-        if any(k.startswith("eval_") for k in logs) or self.verbose:
-            self._write(line)
-        steps_log.info(line)
+        steps_log.info(format_logs(logs, state.global_step, state.max_steps))
+        if any(k.startswith("eval_") for k in logs):
+            self._write(evaluation_line(logs, state.global_step, state.max_steps, args.metric_for_best_model))
+        elif self.verbose:
+            self._write(format_logs(logs, state.global_step, state.max_steps))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        super().on_train_end(args, state, control, **kwargs)
+        if state.is_world_process_zero and 0 < state.global_step < state.max_steps:
+            best = f"; best {args.metric_for_best_model} {state.best_metric:.4g}" if state.best_metric is not None \
+                else ""
+            log.info("stopped early at step %d/%d: %s did not improve for trainer.early_stopping_patience "
+                     "evaluations%s", state.global_step, state.max_steps, args.metric_for_best_model, best)
 
     def _write(self, line: str) -> None:
         """A console line that does not break the progress bar (tqdm clears and redraws it around the line)."""
-        if self.training_bar is not None:
+        if self.training_bar is not None and not self.quiet:
             self.training_bar.write(line)
         else:
             log.info(line)
@@ -96,4 +194,4 @@ class ConsoleProgress(ProgressCallback):
 def use_console_progress(trainer) -> None:
     """Swap the trainer's ProgressCallback (raw dicts with numbers as strings) for ConsoleProgress."""
     if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(ConsoleProgress(_settings["verbose"]))
+        trainer.add_callback(ConsoleProgress(_settings["verbose"], _settings["quiet"]))

@@ -1,32 +1,116 @@
-"""`python run.py --help`: the presets with what each one is, read from the conf dir (never a list that goes stale).
+"""`python run.py --help`: usage, the config groups with their options and the presets with a line on each, read
+from conf/ and experiments/ when asked (never a list that goes stale), at most 40 lines of 100 columns.
 
-conf/hydra/help/nlpexp.yaml calls `${nlpexp_presets:<group>}`; each option is described by the first comment
-line of its file.
+run.py prints it before Hydra starts, and before the console's secret redaction (whose `KEY=value` rule would
+rewrite the usage line); the text comes only from the checkout's config files. The static parts and the layout
+are conf/hydra/help/nlpexp.yaml; only the top-level groups of conf/ are listed (debug/smoke_model and
+debug/smoke_task are debug=smoke's internals, hydra/ is Hydra's own: --hydra-help).
 """
 
 from __future__ import annotations
 
+import re
+import string
 from pathlib import Path
 
+WIDTH = 100
+PRESET_GROUPS = ("experiment", "hparams_search")  # listed with a line each, not among the groups
+_INDENT = "  "
+# A sentence ends at ". " before a capital, not after an abbreviation ("Thakur et al. 2021", "e.g. MNLI").
+_SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)\.\s+(?=[A-Z0-9`(])")
 
-def describe_group(group: str, config_dir: Path | None = None) -> str:
-    """`  name  first comment line` for every option of `group`, aligned, one per line."""
-    from nlpexp.config import group_dir
 
-    files = sorted((config_dir.joinpath(group) if config_dir else group_dir(group)).glob("*.yaml"))
+def wants_help(argv: list[str]) -> bool:
+    """`--help` / `-h` as Hydra's own parser reads the command line (not an override's value)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    return bool(args.help)
+
+
+def print_help() -> int:
+    print(help_text())
+    return 0
+
+
+def help_text(config_dir: Path | None = None, presets_dir: Path | None = None) -> str:
+    """The whole --help text, its template (conf/hydra/help/nlpexp.yaml) filled in."""
+    from omegaconf import OmegaConf
+
+    from nlpexp.config import CONFIG_DIR, PRESETS_DIR
+
+    config_dir = config_dir or CONFIG_DIR
+    presets_dir = presets_dir or PRESETS_DIR
+    node = OmegaConf.load(CONFIG_DIR / "hydra" / "help" / "nlpexp.yaml")  # its ${hydra.help.*} only
+    template = OmegaConf.create({"hydra": {"help": node}}).hydra.help.template
+    return string.Template(template).substitute(
+        GROUPS=describe_groups(config_dir),
+        EXPERIMENTS=describe_presets(sorted(presets_dir.glob("*.yaml"))),
+        SWEEPS=describe_presets(sorted((config_dir / "hparams_search").glob("*.yaml"))),
+    )
+
+
+def describe_groups(config_dir: Path) -> str:
+    """`  group: option option ...` for each top-level group of conf/, packed several to a line where they fit."""
+    entries = []
+    for folder in sorted(p for p in config_dir.iterdir() if p.is_dir()):
+        if folder.name == "hydra" or folder.name in PRESET_GROUPS:
+            continue
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if options:
+            entries.append(f"{folder.name}: {' '.join(options)}")
+    return "\n".join(_pack(entries))
+
+
+def _pack(entries: list[str]) -> list[str]:
+    """Entries on lines of at most WIDTH, three spaces apart: longest first, each on the first line with room
+    (first-fit decreasing: the fewest lines); one too long for a line wraps by words onto lines of its own."""
+    lines: list[str] = []
+    shared: list[int] = []  # indices of lines that take more entries
+    for entry in sorted(entries, key=len, reverse=True):
+        room = [i for i in shared if len(lines[i]) + 3 + len(entry) <= WIDTH]
+        if room:
+            lines[room[0]] += "   " + entry
+        elif len(_INDENT + entry) <= WIDTH:
+            shared.append(len(lines))
+            lines.append(_INDENT + entry)
+        else:
+            lines += _wrap(entry)
+    return lines
+
+
+def _wrap(entry: str) -> list[str]:
+    lines, line = [], _INDENT
+    for word in entry.split(" "):
+        if len(line) + 1 + len(word) > WIDTH and line.strip():
+            lines.append(line)
+            line = _INDENT * 3
+        line += word if line.isspace() else " " + word
+    return [*lines, line]
+
+
+def describe_presets(files: list[Path]) -> str:
+    """`  name  first sentence of its leading comment` for each file, aligned, cut to WIDTH at a word."""
     width = max((len(f.stem) for f in files), default=0)
-    return "\n".join(f"  {f.stem.ljust(width)}  {_first_comment(f)}".rstrip() for f in files)
+    lines = []
+    for path in files:
+        head = f"{_INDENT}{path.stem.ljust(width)}  "
+        lines.append((head + _shorten(first_sentence(path), WIDTH - len(head))).rstrip())
+    return "\n".join(lines)
 
 
-def _first_comment(path: Path, limit: int = 110) -> str:
-    """The first sentence of the file's leading comment, cut at a word near `limit` characters."""
+def first_sentence(path: Path) -> str:
+    """The first sentence of a config file's leading comment (its `@package` line left out)."""
     words: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         if "@package" not in line:
             words += line.lstrip("#").split()
-    sentence = " ".join(words).split(". ")[0]
-    if len(sentence) <= limit:
-        return sentence
-    return sentence[:limit].rsplit(" ", 1)[0] + " ..."
+    return _SENTENCE_END.split(" ".join(words), maxsplit=1)[0].rstrip(".")
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 4].rsplit(" ", 1)[0].rstrip(",;:(") + " ..."

@@ -19,7 +19,6 @@ from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
-from nlpexp.metrics import format_table
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import check_trial_owned, trial_callbacks
@@ -59,7 +58,9 @@ def _record_run(cfg: DictConfig, record, files_read: set[str]) -> dict[str, floa
         metrics = _train_and_evaluate(cfg, task, loggers)
         check_trial_owned()  # a sweep trial whose sweep gave it up must not look finished
         write_json_atomic(run_dir / "metrics.json", metrics)
-        log.info("metrics of %s\n%s", run_dir, format_table(metrics))
+        from nlpexp.console import report_metrics  # transformers is loaded by now
+
+        report_metrics(run_dir, metrics, cfg.optimized_metric)
     except BaseException as err:
         attempt.finish(cfg, record, metrics, err)  # first: a worker interrupted with its sweep has seconds left
         if run_dir is not None and run_dir.is_dir():

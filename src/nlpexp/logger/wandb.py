@@ -83,8 +83,11 @@ class WandbLogger(RunLogger):
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run is not None:
             self.run.summary.update(dict(metrics))
+            offline, run_dir = self.run.settings._offline, self.run.dir
             self.run.finish()
             self.run = None
+            if offline:  # nothing reached W&B yet: say how it gets there
+                log.info("W&B run logged offline; upload it with `wandb sync %s`", Path(run_dir).parent)
 
 
 def server_problem(timeout: float = PROBE_TIMEOUT_S) -> str | None:

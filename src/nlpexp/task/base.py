@@ -15,6 +15,7 @@ range before anything was built; validate() checks how the built components go t
 from __future__ import annotations
 
 import functools
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from nlpexp.data import DataSpec
 from nlpexp.errors import NlpexpError
 from nlpexp.model import ModelSpec
 from nlpexp.trainer import TrainerSettings
+
+log = logging.getLogger(__name__)
 
 
 class Task(ABC):
@@ -105,8 +108,11 @@ class Task(ABC):
     def evaluate(self, role: str) -> dict[str, float]:
         """score(role), except that after training the best checkpoint's validation metrics, which the trainer
         computed on the same model and data, are reused; validation also carries the `start/` figures."""
-        metrics = dict(self._best_val_metrics) if role == "validation" and self._best_val_metrics \
-            else self.score(role)
+        if role == "validation" and self._best_val_metrics:
+            metrics = dict(self._best_val_metrics)
+        else:
+            log.info("evaluating on %s", role)  # an encoder's evaluation can take minutes without a bar
+            metrics = self.score(role)
         return {**metrics, **self.start_metrics} if role == "validation" else metrics
 
     def evaluate_start(self) -> None:
@@ -116,6 +122,7 @@ class Task(ABC):
         from nlpexp.metrics import as_start
 
         if self.trainer_settings.evaluate_start and not self.start_metrics:
+            log.info("evaluating the starting model on validation (trainer.evaluate_start=false skips it)")
             self.start_metrics = as_start(self.score("validation"))
 
     def new_parameters(self) -> list:

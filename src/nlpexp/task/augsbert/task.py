@@ -107,9 +107,11 @@ class AugSbertTask(Task):
         train_set = gold_and_silver(self.gold, silver, self.recipe.silver_threshold)
         settings = self._settings("bi_encoder")
         if self.stages.done("bi_encoder", self.best_model_dir, settings):
-            log.info("stage bi_encoder: reusing %s", self.best_model_dir)
+            log.info("stage 4/4 bi_encoder: reusing %s", self.best_model_dir)
             self.model = SentenceTransformer(str(self.best_model_dir), local_files_only=True)
         else:
+            log.info("stage 4/4 bi_encoder: training on %d gold + %d silver pairs", len(self.gold),
+                     len(train_set) - len(self.gold))
             fit_bi_encoder(self, train_set, self.batch_sampler)
             self.stages.record("bi_encoder", settings)
         # The teacher's validation score is a figure of this training run, reported beside the bi-encoder's.
@@ -129,11 +131,12 @@ class AugSbertTask(Task):
         """Stage 3 (after 1 and 2): the candidates with the cross-encoder's scores."""
         path, settings = self.run_dir / "silver.jsonl", self._settings("silver")
         if self.stages.done("silver", path, settings):
-            log.info("stage silver: reusing %s", path)
+            log.info("stage 3/4 silver: reusing %s", path)
             self.cross_encoder_metrics = self.stages.metrics("cross_encoder")
             return read_jsonl(path)
         cross_encoder = self._cross_encoder()
         candidates = self._candidates()
+        log.info("stage 3/4 silver: the cross-encoder scores %d candidate pairs", len(candidates))
         scores = cross_encoder.predict(candidates, batch_size=self.trainer_settings.eval_batch_size,
                                        show_progress_bar=False)
         silver = [{"sentence1": a, "sentence2": b, "score": round(float(s), 6)}
@@ -147,9 +150,10 @@ class AugSbertTask(Task):
         """Stage 1: a binary cross-encoder trained on the gold pairs, kept by its STS validation spearman."""
         folder, settings = self.run_dir / "cross_encoder", self._settings("cross_encoder")
         if self.stages.done("cross_encoder", folder, settings):
-            log.info("stage cross_encoder: reusing %s", folder)
+            log.info("stage 1/4 cross_encoder: reusing %s", folder)
             self.cross_encoder_metrics = self.stages.metrics("cross_encoder")
             return CrossEncoder(str(folder), local_files_only=True)
+        log.info("stage 1/4 cross_encoder: training on %d gold pairs", len(self.gold))
         spec = self.model_spec
         model = CrossEncoder(spec.path(), num_labels=1, max_length=spec.max_seq_length,
                              trust_remote_code=spec.trust_remote_code)
@@ -178,8 +182,9 @@ class AugSbertTask(Task):
         """Stage 2: unlabelled pairs, none of them a gold pair."""
         path, settings = self.run_dir / "candidates.jsonl", self._settings("candidates")
         if self.stages.done("candidates", path, settings):
-            log.info("stage candidates: reusing %s", path)
+            log.info("stage 2/4 candidates: reusing %s", path)
             return [(row["sentence1"], row["sentence2"]) for row in read_jsonl(path)]
+        log.info("stage 2/4 candidates: %s pairs of the unlabelled rows", self.recipe.pair_sampling)
         first, second = self.text_columns
         if self.recipe.pair_sampling == "given":
             pairs = list(zip(self.unlabelled[first], self.unlabelled[second], strict=True))
