@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 COMMANDS = {"runs": "nlpexp.runs", "registry": "nlpexp.registry", "tb": "nlpexp.tb"}
 SUMMARIES = {
-    "runs": "the ledger: every run so far, filtered and sorted by a metric (--sort val/spearman_cosine)",
+    "runs": "the ledger: every run so far, filtered, sorted by a metric (--sort val/accuracy)",
     "registry": "versioned models: register a run's best model, list, show, publish to MLflow (name@best)",
     "tb": "TensorBoard: list the runs with event files and their tags, serve a run or a tree",
 }
