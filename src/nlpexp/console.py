@@ -137,9 +137,9 @@ def report_metrics(run_dir, metrics: dict[str, float], monitor: str) -> None:
 
     steps_log.info("metrics of %s\n%s", run_dir, format_table(metrics))
     name = monitor.partition("/")[2]
-    shown = [f"{split}/{n}" for split in ("val", "test") for n in dict.fromkeys([name, *HEADLINE])]
-    shown = [key for key in shown if key in metrics][:8] + ["time/total_s"]
-    subset = {key: metrics[key] for key in shown if key in metrics}
+    shown = [key for split in ("val", "test")
+             for key in [f"{split}/{n}" for n in dict.fromkeys([name, *HEADLINE]) if f"{split}/{n}" in metrics][:4]]
+    subset = {key: metrics[key] for key in [*shown, "time/total_s"] if key in metrics}
     subset.update({twin: metrics[twin] for key in list(subset) if (twin := start_of(key)) in metrics})
     log.info("metrics of %s (all %d: metrics.json, run.log)\n%s", run_dir, len(metrics), format_table(subset))
 

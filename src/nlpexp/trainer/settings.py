@@ -52,8 +52,11 @@ class TrainerSettings:
                            optimizer: functools.partial, **task_args: Any):
         """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr;
         `task_args` add to them or override them."""
-        log.info("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
+        # once on the console (then run.log only): summarisation builds a trainer per evaluation
+        announce = logging.getLogger("nlpexp.steps").info if getattr(self, "_announced", False) else log.info
+        announce("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
                  self.gradient_accumulation_steps, self.effective_batch_size)
+        self._announced = True
         interval = {"eval_strategy": "steps", "eval_steps": self.eval_every_steps, "save_strategy": "steps",
                     "save_steps": self.eval_every_steps} if self.eval_every_steps else \
                    {"eval_strategy": "epoch", "save_strategy": "epoch"}
