@@ -67,8 +67,11 @@ def _in_sweep() -> bool:
 
 
 def _route_warnings(to_console: bool) -> None:
-    """Python warnings (a library's FutureWarning, once per call site) as log records of `py.warnings`: run.log
-    always, the console only with verbose=true."""
+    """Under run.py, Python warnings (a library's FutureWarning) as log records of `py.warnings`: run.log always,
+    the console only with verbose=true."""
+    files = [h for h in logging.getLogger().handlers if _is_file(h)]
+    if not files:
+        return  # not under Hydra's job logging (nlpexp.api in a notebook): Python shows each warning once
     logging.captureWarnings(True)
     warnings_log = logging.getLogger("py.warnings")
     warnings_log.propagate = False

@@ -20,8 +20,10 @@ def unavailable(spec, role: str) -> bool:
                    if (m := missing_split(spec.root, *entry.split("/", 1), spec.sources[entry.split("/", 1)[0]]))]
         spec.skipped_roles[role] = "; ".join(missing)
         if missing:
-            log.info("data '%s': no %s split here (%s); its metrics are skipped", spec.name, role,
-                     spec.skipped_roles[role])
+            log.info("data '%s' has no %s split: its metrics are skipped (run.log says where it looked)", spec.name,
+                     role)
+            logging.getLogger("nlpexp.steps").info("data '%s': no %s split here (%s)", spec.name, role,
+                                                   spec.skipped_roles[role])  # run.log only: paths are long
     return bool(spec.skipped_roles[role])
 
 
