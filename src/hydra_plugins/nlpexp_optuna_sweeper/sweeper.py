@@ -75,8 +75,9 @@ class StudySweeper(Sweeper):
         plan = self._plan(arguments)
         study = self._open_study(plan)
         loop = TrialLoop(self, study, plan)
-        log.info("study %s: %d of %d trials finished; dir %s, storage %s", study.study_name, loop.finished(),
-                 plan.n_trials, self.sweep_dir, self.storage_url)
+        storage = "" if str(self.sweep_dir) in self.storage_url else f", storage {self.storage_url}"  # not its default
+        log.info("study %s: %d of %d trials finished; dir %s%s", study.study_name, loop.finished(), plan.n_trials,
+                 self.sweep_dir, storage)
         try:
             loop.run()
         except BaseException:

@@ -41,7 +41,8 @@ def promote_best(study: optuna.Study, root: Path | None = None, objective: int =
             return newest
         direction = study.directions[objective].name.lower()
         version = registry.register(run_dir, study.study_name, root, direction=direction)
-    log.info("best model (trial %d) registered as registry:%s@latest (%s)", best.number, study.study_name, version)
+    # where it lies: `nlpexp registry show <name>@latest`; the line stays within the console's 100 columns
+    log.info("best model (trial %d): model.name_or_path=registry:%s@latest", best.number, study.study_name)
     return version
 
 

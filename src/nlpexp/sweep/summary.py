@@ -43,7 +43,8 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
     write_text_atomic(out_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True))
     lines = [f"study {study.study_name}: {_counts_line(trials)}; summary in {out_dir}"]
     if best.get("best_trial") is not None:
-        lines.append(f"best: trial {best['best_trial']} {metrics[0]} = {best['best_value']:.4f} {best['best_params']}")
+        lines.append(f"best: trial {best['best_trial']}, {metrics[0]} = {best['best_value']:.4f}")
+        lines += _wrapped([f"{name}={_short(value)}" for name, value in best["best_params"].items()])
     for point in best.get("pareto_front", []):
         lines.append(f"pareto front: trial {point['trial']} {point['values']} {point['params']}")
     if plots:
@@ -52,6 +53,21 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
         skipped = write_plots(study, out_dir / "plots", metrics)
         lines += [f"plot {name} skipped: {why}" for name, why in skipped.items()]
     return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _wrapped(words: list[str], width: int = 100) -> list[str]:
+    """`  a=1  b=2 ...` on lines of at most `width` columns (the console's)."""
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 2 + len(word) <= width:
+            lines[-1] += "  " + word
+        else:
+            lines.append("  " + word)
+    return lines
 
 
 def write_optimization_results(study: optuna.Study, out_dir: Path) -> None:
