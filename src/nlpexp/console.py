@@ -1,4 +1,5 @@
-"""What a run prints: one progress bar per phase, one line per evaluation (at most 100 columns), the final table.
+"""What a run prints: a `train` bar, one line per evaluation during training (at most 100 columns), an `eval` bar
+for an evaluation outside training, a short final table; a sweep's trial prints nothing of that (run.log has it).
 
 An evaluation line holds the monitored metric first, then the loss and the task's headline figures while they
 fit; every figure goes to run.log (the `nlpexp.steps` logger, file only) and metrics.json. Library chatter
