@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,17 @@ def test_verbose_brings_the_libraries_chatter_back():
     finally:
         console.configure(verbose=False)
         logging.captureWarnings(False)
+
+
+def test_an_offline_wandb_run_says_how_to_upload_it(tmp_path, caplog, monkeypatch):
+    from nlpexp.logger.wandb import WandbLogger
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    logger = WandbLogger(project="newcomer", dir=str(tmp_path / "wandb"), mode="offline")
+    logger.start({"seed": 1})
+    with caplog.at_level(logging.INFO, logger="nlpexp"):
+        logger.finish({}, {"val/accuracy": 0.5})
+    hint = [r.getMessage() for r in caplog.records if "wandb sync" in r.getMessage()]
+    assert len(hint) == 1, caplog.text
+    folder = Path(hint[0].rsplit("wandb sync ", 1)[1].rstrip("`"))
+    assert folder.name.startswith("offline-run-") and folder.is_dir()  # what `wandb sync` uploads
