@@ -48,13 +48,18 @@ def _check_short_narrow_and_quiet(console: str, tmp_path) -> None:
     ["task=sbert_nli", "model=tiny_bert"],
     ["task=classification", "data=imdb", "model=tiny_bert"],
     ["task=summarization", "data=dialogsum", "model=tiny_bert2bert"],
+    ["task=augsbert", "model=tiny_bert"],
 ], ids=lambda overrides: overrides[0].partition("=")[2])
 def test_a_smoke_runs_console_is_short_narrow_and_quiet(tmp_path, data_root, task):
     run_dir = tmp_path / "D"
     console = _console(tmp_path, data_root, *task, f"hydra.run.dir={run_dir}")
     _check_short_narrow_and_quiet(console, tmp_path)
-    monitor = {"sbert_nli": "spearman_cosine", "classification": "accuracy", "summarization": "rouge_sum"}[
-        task[0].partition("=")[2]]
+    task_name = task[0].partition("=")[2]
+    monitor = {"sbert_nli": "spearman_cosine", "classification": "accuracy", "summarization": "rouge_sum",
+               "augsbert": "spearman_cosine"}[task_name]
+    if task_name == "augsbert":  # its four stages, labelled, in order
+        stages = re.findall(r"^stage (\d)/4 (\w+): ", console, re.MULTILINE)
+        assert stages == [("1", "cross_encoder"), ("2", "candidates"), ("3", "silver"), ("4", "bi_encoder")], console
     # one bar for training (no nested eval bar), one line per evaluation with the monitored metric first
     assert re.search(rf"^step 2/4  val/{monitor} ", console, re.MULTILINE), console
     assert "eval:" not in console[console.index("train:"):console.rindex("train: 100%")]
@@ -63,6 +68,13 @@ def test_a_smoke_runs_console_is_short_narrow_and_quiet(tmp_path, data_root, tas
     assert [f"step {n}/4  loss " in run_log for n in (1, 2, 3, 4)] == [True] * 4  # per-step losses, run.log only
     assert "  loss " not in console
     assert console.count("\n") < run_log.count("\n")
+
+
+def test_an_evaluation_without_training_says_what_it_does(tmp_path, data_root):
+    console = _console(tmp_path, data_root, "task=sbert_nli", "model=tiny_bert", "mode=eval",
+                       f"hydra.run.dir={tmp_path / 'E'}")
+    _check_short_narrow_and_quiet(console, tmp_path)
+    assert "evaluating on validation" in console and "val/spearman_cosine" in console.split("metrics of")[1]
 
 
 def test_a_sweep_prints_a_line_per_trial_and_its_summary(tmp_path, data_root):
