@@ -70,13 +70,14 @@ def _in_sweep() -> bool:
 def _route_warnings(to_console: bool) -> None:
     """Under run.py, Python warnings (a library's FutureWarning) as log records of `py.warnings`: run.log always,
     the console only with verbose=true."""
-    files = [h for h in logging.getLogger().handlers if _is_file(h)]
-    if not files:
-        return  # not under Hydra's job logging (nlpexp.api in a notebook): Python shows each warning once
-    logging.captureWarnings(True)
+    handlers = logging.getLogger().handlers
+    # not under Hydra's job logging (nlpexp.api in a notebook): Python shows each warning once, as it does anyway;
+    # set on every run, so that no handler of an earlier run in the same process is kept
+    captured = any(_is_file(h) for h in handlers)
+    logging.captureWarnings(captured)
     warnings_log = logging.getLogger("py.warnings")
-    warnings_log.propagate = False
-    warnings_log.handlers = [h for h in logging.getLogger().handlers if to_console or _is_file(h)]
+    warnings_log.propagate = not captured
+    warnings_log.handlers = [h for h in handlers if to_console or _is_file(h)] if captured else []
 
 
 def _is_file(handler: logging.Handler) -> bool:
