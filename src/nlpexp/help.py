@@ -21,11 +21,9 @@ _SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)\
 
 
 def wants_help(argv: list[str]) -> bool:
-    """`--help` / `-h` as Hydra's own parser reads the command line (not an override's value)."""
-    from hydra._internal.utils import get_args_parser
-
-    args, _ = get_args_parser().parse_known_args(argv)
-    return bool(args.help)
+    """`--help` / `-h` among the arguments (an override is `key=value`, never one of them). Not argparse: its
+    errors would echo the arguments to the console before run.py installs the secret redaction."""
+    return any(arg in ("-h", "--help") for arg in argv)
 
 
 def print_help() -> int:
