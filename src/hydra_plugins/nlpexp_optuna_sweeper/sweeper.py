@@ -78,7 +78,10 @@ class StudySweeper(Sweeper):
         log.info("study %s: %d of %d trials finished; dir %s, storage %s", study.study_name, loop.finished(),
                  plan.n_trials, self.sweep_dir, self.storage_url)
         try:
-            loop.run()
+            from nlpexp.sweep.once import library_warnings_once
+
+            with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
+                loop.run()
         except BaseException:
             self._finish(study, plan, raising=True)
             raise
