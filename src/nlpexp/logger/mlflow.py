@@ -48,6 +48,7 @@ class MlflowLogger(RunLogger):
         self._params: dict[str, str] = {}
         self._last_step = 0
         self._seed: int | None = None
+        self._start_drawn = False
 
     def resolved_tracking_uri(self) -> str:
         """Given, else MLFLOW_TRACKING_URI, else an sqlite store in the run dir (never the working directory)."""
@@ -111,6 +112,7 @@ class MlflowLogger(RunLogger):
     def start_scores(self, metrics: Mapping[str, float]) -> None:
         if self.run_id is not None and not self._resumed:
             self._log_metrics(metric_names.start_scores(metrics), 0)
+            self._start_drawn = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run_id is None or not logs:
@@ -133,6 +135,8 @@ class MlflowLogger(RunLogger):
         try:
             self._log_params(hparams)
             if metrics:  # under names of their own: the per-step series end where training ended
+                if not self._start_drawn and not self._resumed:  # a task that trains without run_trainer
+                    self.start_scores(metrics)
                 self._log_metrics(metric_names.tracker_summary(metrics), self._last_step)
                 self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
             self._log_provenance()

@@ -30,6 +30,7 @@ class TensorBoardLogger(RunLogger):
         self._writer = None
         self._purge_step: int | None = None
         self._last_step = 0
+        self._start_drawn = False
         self._epoch_losses: list[float] = []
         self._epoch_accuracies: list[float] = []
 
@@ -53,6 +54,7 @@ class TensorBoardLogger(RunLogger):
     def start_scores(self, metrics: Mapping[str, float]) -> None:
         self._scalars(metric_names.start_scores(metrics), 0)
         self.writer.flush()
+        self._start_drawn = True
 
     def on_save(self, args, state, control, **kwargs):
         """A text note (tab TEXT, tag best_checkpoint) each time the trainer's best checkpoint changes."""
@@ -109,6 +111,8 @@ class TensorBoardLogger(RunLogger):
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if metrics:
             summary = metric_names.tracker_summary(metrics)
+            if not self._start_drawn and self._purge_step is None:  # a task that trains without run_trainer
+                self.start_scores(metrics)
             self._scalars(summary, self._last_step)
             self._hparams(hparams, summary)
         if self._writer is not None:
