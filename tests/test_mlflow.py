@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from nlpexp import registry
@@ -44,43 +42,44 @@ def tracked_run(server, tmp_path_factory, data_root):
 
 def test_a_run_records_config_metrics_params_tags_and_model_on_the_server(tracked_run, tmp_path):
     root, metrics, client, found = tracked_run
-    assert found.info.status == "FINISHED" and found.info.run_name == "run"
+    assert found.info.status == "FINISHED" and found.info.run_name == "sbert_nli"  # after the task preset
     assert found.data.tags["team"] == "nlp" and found.data.tags["nlpexp.run_dir"] == str(root / "run")
     assert found.data.tags["note"] == found.data.tags["api_token"] == "<redacted>"  # a secret value, a secret key
     assert found.data.params["optimizer.lr"] and found.data.params["trainer.batch_size"] == "8"
-    assert found.data.metrics["val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"])
+    assert found.data.metrics["best/val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"])
     losses = client.get_metric_history(found.info.run_id, "train/loss")
-    assert [m.step for m in losses][:4] == [1, 2, 3, 4]  # every log step (debug=smoke logs each), then the final
+    assert [m.step for m in losses] == [1, 2, 3, 4]  # every log step (debug=smoke logs each), no final appended
     evals = [m.step for m in client.get_metric_history(found.info.run_id, "val/spearman_cosine")]
-    assert evals[:2] == [2, 4]  # each evaluation, then the final value
+    assert evals == [2, 4]  # each evaluation; the best checkpoint's is best/val/spearman_cosine
 
     config_file = client.download_artifacts(found.info.run_id, "config.yaml", str(tmp_path))
     config = open(config_file).read()
     assert "hf_secret_value_123" not in config and "<redacted>" in config and "tiny_bert" in config
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "best_model")}
-    assert "best_model/modules.json" in artifacts
+    assert "best_model/MLmodel" in artifacts  # an MLflow model (sentence_transformers flavor)
     assert not [p for p in root.iterdir() if p.name not in ("run", "ledger.jsonl")]  # nothing in the cwd
     assert not (root / "run" / "mlflow").exists()  # a server: no local store
 
 
 def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(tracked_run, server, tmp_path,
                                                                             monkeypatch, capsys):
-    root, _, client, _ = tracked_run
+    root, _, client, found = tracked_run
     local = tmp_path / "local"
     registry.register(root / "run", "tiny-nli", local)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     assert registry.main(["--root", str(local), "publish", "tiny-nli@latest", "--alias", "champion"]) == 0
     assert capsys.readouterr().out.strip() == "registry:mlflow:tiny-nli@v1"
-    assert client.get_model_version_by_alias("tiny-nli", "champion").version == "1"
+    version = client.get_model_version_by_alias("tiny-nli", "champion")
+    assert version.version == "1" and version.run_id == found.info.run_id  # the training run is the source
 
     elsewhere = tmp_path / "elsewhere"  # another machine's registry: only the server has the model
     for reference in ("registry:mlflow:tiny-nli@champion", "registry:mlflow:tiny-nli@latest",
                       "registry:mlflow:tiny-nli@v1"):
         model = registry.resolve(reference, elsewhere)
-        assert model == elsewhere / ".mlflow" / "tiny-nli" / "v1" / "model"
+        assert model == elsewhere / ".mlflow" / "tiny-nli" / "v1" / "model.sentence_transformer"
         published = local / "tiny-nli" / "v1" / "model"
         assert (model / "modules.json").read_bytes() == (published / "modules.json").read_bytes()
-    assert json.loads((model.parent / "source.json").read_text())["run_dir"] == str(root / "run")
+        assert (model / "nli_head.json").read_bytes() == (published / "nli_head.json").read_bytes()
 
     with pytest.raises(NlpexpError, match="no model 'absent'"):
         registry.resolve("registry:mlflow:absent", elsewhere)
@@ -95,7 +94,7 @@ def test_a_registry_mlflow_model_trains_on(tracked_run, server, compose_run, mon
                       "model.name_or_path=registry:mlflow:tiny-nli@champion")
     metrics = run(cfg)
     assert "val/spearman_cosine" in metrics
-    assert (tmp_path / "registry" / ".mlflow" / "tiny-nli" / "v1" / "model" / "modules.json").is_file()
+    assert (tmp_path / "registry" / ".mlflow" / "tiny-nli" / "v1" / "MLmodel").is_file()
 
 
 def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, monkeypatch):
@@ -108,7 +107,7 @@ def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, mon
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
-    assert found.info.status == "FINISHED" and "val/spearman_cosine" in found.data.metrics
+    assert found.info.status == "FINISHED" and "best/val/spearman_cosine" in found.data.metrics
     assert found.info.artifact_uri.startswith((store / "artifacts").as_uri())
     assert (store / "artifacts").is_dir() and any((store / "artifacts").rglob("modules.json"))
     assert {p.name for p in tmp_path.iterdir()} <= {"ledger.jsonl", "registry", "run"}  # no mlruns/ in the cwd
@@ -142,3 +141,14 @@ def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(server,
     assert attempt(2, fail=False) == first  # trainer.resume=true in the same run dir: the same MLflow run
     assert client.get_run(first).info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(first, "train/loss")] == [1, 2]
+
+
+def test_without_a_tracking_uri_the_message_names_what_each_command_takes(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(NlpexpError) as resolving:  # run.py has no --tracking-uri: the message must not name one
+        registry.resolve("registry:mlflow:tiny-nli@champion", tmp_path)
+    assert "MLFLOW_TRACKING_URI" in str(resolving.value) and "--tracking-uri" not in str(resolving.value)
+    from nlpexp import registry_mlflow
+
+    with pytest.raises(NlpexpError, match="MLFLOW_TRACKING_URI or pass --tracking-uri"):
+        registry_mlflow.publish(tmp_path, "tiny-nli")

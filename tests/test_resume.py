@@ -87,7 +87,7 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(point, refer
         assert metrics[key] == pytest.approx(value, abs=1e-6), key
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
     assert all(read_seal(folder) for folder in checkpoints.glob("checkpoint-*"))  # no half checkpoint left
-    batch_steps = [step for step, _ in read_tags(run_dir / "tensorboard")["Loss/Train_Batch"]]
+    batch_steps = [step for step, _ in read_tags(run_dir / "tensorboard")["train/loss"]]
     assert batch_steps == [1, 2, 3, 4]  # one continuous TensorBoard log, no step twice
     assert [r["status"] for r in read_ledger(tmp_path / "ledger.jsonl")] == ["ok"]  # a SIGKILL writes nothing
 

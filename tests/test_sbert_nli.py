@@ -23,7 +23,8 @@ def trained(tmp_path_factory, data_root):
     run_dir = tmp_path_factory.mktemp("sbert_nli")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        cfg = compose([f"paths.output_dir={run_dir}", f"paths.ledger_file={run_dir / 'ledger.jsonl'}", *SMOKE])
+        cfg = compose([f"paths.output_dir={run_dir}", f"paths.ledger_file={run_dir / 'ledger.jsonl'}", *SMOKE,
+                       "logger.tensorboard.seed000_tags=true", "logger.tensorboard.histograms=true"])
         metrics = run(cfg)
     return cfg, run_dir, metrics
 

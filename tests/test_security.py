@@ -342,10 +342,10 @@ def _run_py(args: list[str], cwd: Path, data_root: Path) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def secret_run(tmp_path_factory, data_root):
-    """One smoke run with planted secrets in the config, the overrides, TensorBoard hparams and W&B."""
+    """One smoke run with planted secrets in the config, the overrides, TensorBoard hparams, W&B and MLflow."""
     tmp = tmp_path_factory.mktemp("secrets")
     done = _run_py([*SMOKE, f"hydra.run.dir={tmp / 'run'}", f"paths.ledger_file={tmp / 'ledger.jsonl'}",
-                    "logger=[tensorboard,wandb]", "logger.wandb.mode=offline",
+                    "logger=[tensorboard,wandb,mlflow]", "logger.wandb.mode=offline",  # mlflow: a store in the run
                     "+note=${oc.env:GITHUB_TOKEN}", f"+extra.my_api_key={LITERAL}",
                     "model.name=${oc.env:WANDB_API_KEY}",  # -> TensorBoard hparams, W&B config, ledger
                     "logger.wandb.tags=[${oc.env:HF_TOKEN}]", "logger.wandb.group=${oc.env:MY_DB_PASSWORD}",

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import platform
 import re
 import signal
 import socket
@@ -103,10 +104,14 @@ def test_sweep_runs_its_trials_and_leaves_the_summary(finished_sweep):
         assert len(t.intermediate_values) == 2  # debug=smoke evaluates at steps 2 and 4
 
     rows = (sweep / "trials.csv").read_text().splitlines()
-    assert rows[0].startswith("number,state,value,start,duration_s,optimizer.lr,") and len(rows) == 4
+    assert rows[0].startswith("number,state,value,start,duration_s,run_s,queue_s,host,optimizer.lr,")
+    assert len(rows) == 4
     for row in csv.DictReader(rows):  # the starting model's score of each trial, from its metrics.json
         trial_metrics = json.loads((sweep / row["number"] / "metrics.json").read_text())
         assert float(row["start"]) == pytest.approx(trial_metrics["start/spearman_cosine"])
+        # its own run time (within Optuna's ask-to-tell; the start is kept to the second), wait and machine
+        assert 0 < float(row["run_s"]) <= float(row["duration_s"]) + 1 and float(row["queue_s"]) >= 0
+        assert row["host"] == platform.node()
     assert "| 2 | COMPLETE |" in (sweep / "trials.md").read_text()
     best = json.loads((sweep / "best.json").read_text())
     assert best["best_trial"] == study.best_trial.number and best["best_params"] == study.best_trial.params

@@ -65,15 +65,15 @@ def _record_run(cfg: DictConfig, record, files_read: set[str]) -> dict[str, floa
         attempt.finish(cfg, record, metrics, err)  # first: a worker interrupted with its sweep has seconds left
         if run_dir is not None and run_dir.is_dir():
             with contextlib.suppress(OSError):
-                _write_provenance(cfg, run_dir, files_read)
+                _write_provenance(cfg, run_dir, files_read, record["start"])
         release_memory(err)  # the next sweep trial in this process starts from the same footprint
         raise
-    _write_provenance(cfg, run_dir, files_read)
+    _write_provenance(cfg, run_dir, files_read, record["start"])
     return metrics
 
 
-def _write_provenance(cfg: DictConfig, run_dir: Path, files_read: set[str]) -> None:
-    write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, files_read)))
+def _write_provenance(cfg: DictConfig, run_dir: Path, files_read: set[str], started: str) -> None:
+    write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, files_read, started)))
 
 
 def _check(cfg: DictConfig) -> None:

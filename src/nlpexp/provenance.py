@@ -85,6 +85,13 @@ def data_hashes(paths) -> dict[str, str]:
     return hashes
 
 
-def collect(seed: int, data_files) -> dict:
-    return {"git": git_state(), "versions": versions(), "seed": seed, "device": device_info(),
-            "data_files": data_hashes(data_files)}
+def collect(seed: int, data_files, started: str | None = None) -> dict:
+    """`started`: when the run began (ISO, UTC); with it, `timing` holds it and now, the run's end (a sweep's
+    trials.md shows each trial's run time and queue wait from them, nlpexp.sweep.summary)."""
+    from datetime import UTC, datetime
+
+    facts = {"git": git_state(), "versions": versions(), "seed": seed, "device": device_info(),
+             "host": platform.node(), "data_files": data_hashes(data_files)}
+    if started:
+        facts["timing"] = {"start": started, "end": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    return facts

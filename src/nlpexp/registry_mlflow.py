@@ -3,15 +3,18 @@
     nlpexp registry publish sbert-nli@best [--as NAME] [--alias champion]   # MLFLOW_TRACKING_URI names the server
     python run.py mode=eval model.name_or_path=registry:mlflow:sbert-nli@champion   # or @latest, @v<N>
 
-A published version is an MLflow run (experiment `nlpexp-registry`) whose artifact `model/` holds the local
-version's folder (the model, config.yaml, metrics.json, source.json), and a model version pointing at it.
-Resolving downloads that folder once into <registry>/.mlflow/<name>/v<N>/ (complete or absent: it is
-downloaded beside and renamed into place) and loads it from there.
+A published version points at the training run that produced it: where the local version's run was tracked on
+the same server (logger=mlflow), the model version's source is that run's `best_model/` (an MLflow model of its
+flavor, nlpexp.logger.mlflow_model) and nothing is uploaded again. A run tracked elsewhere or not at all is
+uploaded once as an MLflow run (experiment `nlpexp-registry`) whose artifact `model/` holds the local version's
+folder. Resolving downloads the version's source once into <registry>/.mlflow/<name>/v<N>/ (complete or absent:
+it is downloaded beside and renamed into place) and loads the model from there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -26,13 +29,12 @@ EXPERIMENT = "nlpexp-registry"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _client(tracking_uri: str | None = None):
+def _client(tracking_uri: str | None = None, how: str = "set MLFLOW_TRACKING_URI to its URL"):
     from mlflow import MlflowClient
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise NlpexpError("the MLflow Model Registry needs a tracking server: set MLFLOW_TRACKING_URI "
-                          "(or --tracking-uri)")
+        raise NlpexpError(f"the MLflow Model Registry needs a tracking server: {how}")
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -43,21 +45,21 @@ def _check_name(name: str) -> str:
 
 
 def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri: str | None = None) -> int:
-    """Upload a local registry version (<registry>/<name>/v<N>/) as a new version of MLflow model `name`."""
+    """A local registry version (<registry>/<name>/v<N>/) as a new version of MLflow model `name`, its source
+    the training run's logged best model where the server holds it, else an upload of the version's folder."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
+    client = _client(tracking_uri, "set MLFLOW_TRACKING_URI or pass --tracking-uri")
     _check_name(name)
     try:
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
-        run = client.create_run(experiment_id, run_name=f"{name}-{version_dir.name}",
-                                tags={"nlpexp.registry_version": str(version_dir)})
-        client.log_artifacts(run.info.run_id, str(version_dir), "model")
-        client.set_terminated(run.info.run_id)
+        run = _training_run(client, version_dir)
+        source = f"{run.info.artifact_uri}/best_model" if run else None
+        if run is None:
+            run = _upload(client, version_dir, name)
+            source = f"{run.info.artifact_uri}/model"
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name)
-        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+        version = client.create_model_version(name, source=source, run_id=run.info.run_id,
                                               tags={"nlpexp.local_version": version_dir.name})
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
@@ -66,29 +68,63 @@ def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri
     return int(version.version)
 
 
+def _training_run(client, version_dir: Path):
+    """The MLflow run, on this server, that trained the version's model and logged it as an MLflow model."""
+    from mlflow.exceptions import MlflowException
+
+    from nlpexp.logger.mlflow import RUN_ID_FILE
+
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        run_dir = Path(json.loads((version_dir / "source.json").read_text())["run_dir"])
+        run_id = (run_dir / RUN_ID_FILE).read_text().strip()
+        try:
+            run = client.get_run(run_id)
+            logged = {a.path for a in client.list_artifacts(run_id, "best_model")}
+        except MlflowException:  # tracked on another server, or deleted there
+            return None
+        return run if "best_model/MLmodel" in logged else None
+    return None
+
+
+def _upload(client, version_dir: Path, name: str):
+    """A run of its own holding the version's folder, for a model no run on this server logged."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    run = client.create_run(experiment_id, run_name=f"{name}-{version_dir.name}",
+                            tags={"nlpexp.registry_version": str(version_dir)})
+    client.log_artifacts(run.info.run_id, str(version_dir), "model")
+    client.set_terminated(run.info.run_id)
+    return run
+
+
 def resolve(reference: str, root: Path) -> Path:
     """`mlflow:<name>[@latest|@v<N>|@<alias>]` -> the downloaded version's model folder."""
     from mlflow.exceptions import MlflowException
 
     name, _, alias = reference.removeprefix(SCHEME).partition("@")
     _check_name(name)
-    client = _client()
+    client = _client(how=f"set MLFLOW_TRACKING_URI to the server that holds registry:{reference}")
     try:
         version = _version(client, name, alias or "latest")
         target = root / ".mlflow" / name / f"v{version.version}"
         if not target.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
+            path = version.source.removeprefix(client.get_run(version.run_id).info.artifact_uri).strip("/")
             staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
             try:
-                client.download_artifacts(version.run_id, "model", str(staging))
-                os.rename(staging / "model", target)
+                client.download_artifacts(version.run_id, path, str(staging))
+                os.rename(staging / path, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except MlflowException as err:
         raise NlpexpError(f"registry:{reference}: {first_line(err)}") from err
-    if not (target / "model").is_dir():
+    from nlpexp.logger import mlflow_model
+
+    found = target / "model" if (target / "model").is_dir() else \
+        mlflow_model.model_folder(target) if (target / "MLmodel").is_file() else None
+    if found is None:
         raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
-    return target / "model"
+    return found
 
 
 def _version(client, name: str, alias: str):

@@ -148,7 +148,8 @@ TASK = ByTarget({
 }, other=Group(_TASK, required=("monitor",), open=True))
 
 LOGGER = ByTarget({
-    "nlpexp.logger.TensorBoardLogger": Group({"log_dir": NAME, "histograms": Bool(), "serve": Bool(),
+    "nlpexp.logger.TensorBoardLogger": Group({"log_dir": NAME, "histograms": Bool(), "seed000_tags": Bool(),
+                                              "serve": Bool(),
                                               "port": Int(1, 65535), "host": NAME}, required=("log_dir",)),
     "nlpexp.logger.WandbLogger": Group({"project": NAME, "entity": Maybe(NAME), "name": Maybe(NAME), "dir": NAME,
                                         "mode": OneOf(WANDB_MODES), "group": Maybe(NAME), "tags": ListOf(NAME)},

@@ -79,7 +79,10 @@ class StudySweeper(Sweeper):
         log.info("study %s: %d of %d trials finished; dir %s%s", study.study_name, loop.finished(), plan.n_trials,
                  self.sweep_dir, storage)
         try:
-            loop.run()
+            from nlpexp.sweep.once import library_warnings_once
+
+            with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
+                loop.run()
         except BaseException:
             self._finish(study, plan, raising=True)
             raise

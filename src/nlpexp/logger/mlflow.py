@@ -1,22 +1,30 @@
 """MLflow: a local store in the run dir by default, a team's tracking server by MLFLOW_TRACKING_URI.
 
 It talks to the store through an MlflowClient of its own, not mlflow's process-wide active run: trials of a
-sweep run one after another in one process, and each must land in its own run.
+sweep run one after another in one process, and each must land in its own run. What a run holds: params and
+config.yaml from its start; tags (git commit, user, source, host, study/trial); per-step metrics under nlpexp's
+names (nlpexp.metrics), `start/` at step 0, the final figures under names of their own; at the end
+provenance.json, metrics.json and best_model/ as an MLflow model of its flavor (nlpexp.logger.mlflow_model).
+Everything sent passes nlpexp.redaction first.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import re
+import shutil
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nlpexp import metrics as metric_names
-from nlpexp.logger.base import RunLogger
+from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -36,7 +44,11 @@ class MlflowLogger(RunLogger):
         self.log_model = log_model
         self.client = None
         self.run_id: str | None = None
+        self._resumed = False
+        self._params: dict[str, str] = {}
         self._last_step = 0
+        self._seed: int | None = None
+        self._start_drawn = False
 
     def resolved_tracking_uri(self) -> str:
         """Given, else MLFLOW_TRACKING_URI, else an sqlite store in the run dir (never the working directory)."""
@@ -53,12 +65,16 @@ class MlflowLogger(RunLogger):
         if self._local_store():
             (self.run_dir / "mlflow").mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=uri)
-        self.run_id = self._resumed_run() or self._new_run()
+        resumed = self._resumed_run()
+        self._resumed = resumed is not None
+        self.run_id = resumed or self._new_run(config)
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
+        self._seed = config.get("seed")
         self.client.log_dict(self.run_id, dict(config), "config.yaml")  # already redacted by the pipeline
+        self._log_params(hparams_of(config))  # from the start: a running run is compared by its settings
         log.info("MLflow run %s in %s", self.run_id, re.sub(r"//[^/@]*@", "//<redacted>@", uri))  # no credentials
 
-    def _new_run(self) -> str:
+    def _new_run(self, config: Mapping[str, Any]) -> str:
         experiment = self.client.get_experiment_by_name(self.experiment)
         if experiment is not None:
             experiment_id = experiment.experiment_id
@@ -66,8 +82,9 @@ class MlflowLogger(RunLogger):
             # A local store keeps its artifacts beside it; a server decides where its own go.
             location = (self.run_dir / "mlflow" / "artifacts").resolve().as_uri() if self._local_store() else None
             experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
-        return self.client.create_run(experiment_id, run_name=self.run_name or self.run_dir.name,
-                                      tags={**_automatic_tags(self.run_dir), **self.tags}).info.run_id
+        tags = redact({**_automatic_tags(self.run_dir), **self.tags})
+        return self.client.create_run(experiment_id, run_name=self.run_name or _run_name(config),
+                                      tags=tags).info.run_id
 
     def _resumed_run(self) -> str | None:
         """A run resumed from its checkpoint continues its MLflow run (its id is kept in the run dir)."""
@@ -76,11 +93,26 @@ class MlflowLogger(RunLogger):
             return None
         try:
             run_id = id_file.read_text().strip()
-            self.client.get_run(run_id)
+            run = self.client.get_run(run_id)
         except Exception:  # another store, or the run was deleted: start a new one
             return None
         self.client.update_run(run_id, status="RUNNING")
+        self._params = dict(run.data.params)
         return run_id
+
+    def _log_params(self, params: Mapping[str, Any]) -> None:
+        """The params not logged yet (MLflow refuses to change a param's value)."""
+        from mlflow.entities import Param
+
+        new = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in redact(dict(params)).items() if k not in self._params}
+        if new:
+            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in new.items()])
+            self._params.update(new)
+
+    def start_scores(self, metrics: Mapping[str, float]) -> None:
+        if self.run_id is not None and not self._resumed:
+            self._log_metrics(metric_names.start_scores(metrics), 0)
+            self._start_drawn = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run_id is None or not logs:
@@ -99,27 +131,64 @@ class MlflowLogger(RunLogger):
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run_id is None:
             return
-        from mlflow.entities import Param
-
         failure = sys.exc_info()[1]  # finish runs in the pipeline's `finally`: the error it unwinds, if any
         try:
-            params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in hparams.items()]
-            self.client.log_batch(self.run_id, params=params)
-            if metrics:  # at the last step: the final values are the ones MLflow shows as the run's
-                self._log_metrics(metrics, self._last_step)
+            self._log_params(hparams)
+            if metrics:  # under names of their own: the per-step series end where training ended
+                if not self._start_drawn and not self._resumed:  # a task that trains without run_trainer
+                    self.start_scores(metrics)
+                self._log_metrics(metric_names.tracker_summary(metrics), self._last_step)
+                self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
+            self._log_provenance()
             model = self.run_dir / "best_model"
             if self.log_model and failure is None and model.is_dir():
-                self.client.log_artifacts(self.run_id, str(model), "best_model")
+                self._log_best_model(model)
         finally:
             self.client.set_terminated(self.run_id, status=_status(failure))
             self.run_id = None
 
+    def _log_provenance(self) -> None:
+        """provenance.json as the pipeline writes it into the run dir once the loggers are done."""
+        from nlpexp import provenance
+        from nlpexp.data.spec import _FILES_READ
 
-def _automatic_tags(run_dir: Path) -> dict[str, str]:
-    """Where the run is and, in a sweep, which study and trial it is (see nlpexp.sweep)."""
+        facts = provenance.collect(self._seed, sorted(_FILES_READ.get() or ()))
+        self.client.log_dict(self.run_id, redact(facts), "provenance.json")
+
+    def _log_best_model(self, model: Path) -> None:
+        """best_model/ as an MLflow model of its flavor where nlpexp knows one, else its files as they are."""
+        from nlpexp.logger import mlflow_model
+
+        staging = Path(tempfile.mkdtemp(prefix=".mlflow-model-", dir=self.run_dir))
+        try:
+            flavored = mlflow_model.save(model, staging / "best_model")
+            self.client.log_artifacts(self.run_id, str(staging / "best_model" if flavored else model), "best_model")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_name(config: Mapping[str, Any]) -> str:
+    """`<study>/<trial>` in a sweep, else the task preset's name (`SbertNliTask` -> `sbert_nli`)."""
     from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
 
-    tags = {"nlpexp.run_dir": str(run_dir.resolve())}
+    if ENV_STUDY in os.environ:
+        return f"{os.environ[ENV_STUDY]}/{os.environ.get(ENV_TRIAL, '')}"
+    target = str((config.get("task") or {}).get("_target_", "run")).rsplit(".", 1)[-1].removesuffix("Task")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", target).lower()
+
+
+def _automatic_tags(run_dir: Path) -> dict[str, str]:
+    """Where, by whom and from which code the run is, and, in a sweep, which study and trial (see nlpexp.sweep);
+    `mlflow.*` are MLflow's own system tags, which its UI shows on the run page."""
+    from nlpexp.provenance import git_state
+    from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
+
+    tags = {"nlpexp.run_dir": str(run_dir.resolve()), "nlpexp.host": socket.gethostname(),
+            "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
+            "mlflow.source.name": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "nlpexp"}
+    git = git_state()
+    if git["commit"]:
+        tags.update({"mlflow.source.git.commit": git["commit"], "nlpexp.git_dirty": str(git["dirty"]).lower()})
     if ENV_STUDY in os.environ:
         tags.update({"nlpexp.study": os.environ[ENV_STUDY], "nlpexp.trial": os.environ.get(ENV_TRIAL, "")})
     return tags

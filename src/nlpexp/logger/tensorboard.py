@@ -1,4 +1,9 @@
-"""TensorBoard with the tags of seed 000, plus every task metric."""
+"""TensorBoard: the scalars under nlpexp's metric names (nlpexp.metrics), the run's settings in the HPARAMS tab.
+
+`seed000_tags: true` adds seed 000's tags beside them (Loss/Train_Batch, Learning_Rate, Loss/Train_Epoch,
+Accuracy/Train_Epoch, Loss/Val_Epoch, Accuracy/Val_Epoch); `histograms: true` adds a histogram of every
+parameter at each epoch's end (hundreds of cards: off unless asked for).
+"""
 
 from __future__ import annotations
 
@@ -14,15 +19,18 @@ SEED_000_TAGS = {"val/loss": "Loss/Val_Epoch", "val/accuracy": "Accuracy/Val_Epo
 
 
 class TensorBoardLogger(RunLogger):
-    def __init__(self, log_dir: str, histograms: bool = True, serve: bool = False, port: int = 6006,
-                 host: str = "127.0.0.1"):
+    def __init__(self, log_dir: str, histograms: bool = False, serve: bool = False, port: int = 6006,
+                 host: str = "127.0.0.1", seed000_tags: bool = False):
         self.log_dir = Path(log_dir)
         self.histograms = histograms
+        self.seed000_tags = seed000_tags
         self.serve, self.port, self.host = serve, port, host
         self.server = None  # the TensorBoard process started with serve=true
         self._best_checkpoint: str | None = None
         self._writer = None
         self._purge_step: int | None = None
+        self._last_step = 0
+        self._start_drawn = False
         self._epoch_losses: list[float] = []
         self._epoch_accuracies: list[float] = []
 
@@ -43,6 +51,11 @@ class TensorBoardLogger(RunLogger):
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self.server = start_server([self.log_dir], self.port, self.host)
 
+    def start_scores(self, metrics: Mapping[str, float]) -> None:
+        self._scalars(metric_names.start_scores(metrics), 0)
+        self.writer.flush()
+        self._start_drawn = True
+
     def on_save(self, args, state, control, **kwargs):
         """A text note (tab TEXT, tag best_checkpoint) each time the trainer's best checkpoint changes."""
         best = state.best_model_checkpoint
@@ -60,15 +73,22 @@ class TensorBoardLogger(RunLogger):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        step = state.global_step
-        if "loss" in logs:
+        step = self._last_step = state.global_step
+        self._scalars(metric_names.from_trainer_log_step(logs), step)
+        if self.seed000_tags:
+            self._seed000_step(logs, step)
+
+    def _seed000_step(self, logs: Mapping[str, float], step: int) -> None:
+        if "loss" in logs and "train_runtime" not in logs:
             self.writer.add_scalar("Loss/Train_Batch", logs["loss"], step)
             self._epoch_losses.append(logs["loss"])
         if "train_accuracy" in logs:
             self._epoch_accuracies.append(logs["train_accuracy"])
         if "learning_rate" in logs:
             self.writer.add_scalar("Learning_Rate", logs["learning_rate"], step)
-        self._scalars(metric_names.from_trainer_logs(logs, "val"), step)
+        for key, value in metric_names.from_trainer_logs(logs, "val").items():
+            if key in SEED_000_TAGS:
+                self.writer.add_scalar(SEED_000_TAGS[key], value, step)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
@@ -81,27 +101,32 @@ class TensorBoardLogger(RunLogger):
         if self.histograms and model is not None:
             for name, param in model.named_parameters():
                 self.writer.add_histogram(f"Parameters/{name}", param.detach().float().cpu(), step)
-        self.writer.flush()
+        if self._writer is not None:
+            self.writer.flush()
 
     def _scalars(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
-            if key in SEED_000_TAGS:
-                self.writer.add_scalar(SEED_000_TAGS[key], value, step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if metrics:
-            self._scalars({k: v for k, v in metrics.items() if not k.startswith("val/")}, 0)
-            self.writer.add_hparams(_hparam_values(hparams), {f"hparam/{k}": v for k, v in metrics.items()},
-                                    run_name=".")
+            summary = metric_names.tracker_summary(metrics)
+            if not self._start_drawn and self._purge_step is None:  # a task that trains without run_trainer
+                self.start_scores(metrics)
+            self._scalars(summary, self._last_step)
+            self._hparams(hparams, summary)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
+    def _hparams(self, hparams: Mapping[str, Any], summary: Mapping[str, float]) -> None:
+        """The HPARAMS tab: this run's settings, its columns the final figures already written as scalars
+        (the plugin reads them from this run's own tags: nothing is repeated under `hparam/`)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-def _hparam_values(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """TensorBoard's hparams plugin takes numbers, strings and bools only."""
-    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+        values = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+        for part in hparams_summary(values, dict(summary)):
+            self.writer.file_writer.add_summary(part)
 
 
 def _after_existing_event_files(log_dir: Path) -> None:

@@ -73,6 +73,10 @@ class WandbLogger(RunLogger):
                               # no metadata: it records the command line as typed, secrets and all
                               settings=wandb.Settings(silent=True, x_disable_meta=True, init_timeout=30))
 
+    def start_scores(self, metrics: Mapping[str, float]) -> None:
+        if self.run is not None:
+            self.run.log(metric_names.start_scores(metrics), step=0)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is None or not logs:
             return
@@ -82,7 +86,8 @@ class WandbLogger(RunLogger):
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run is not None:
-            self.run.summary.update(dict(metrics))
+            # the final figures under names of their own: W&B's summary keeps each series' last value beside them
+            self.run.summary.update(metric_names.tracker_summary(metrics))
             offline, run_dir = self.run.settings._offline, self.run.dir
             self.run.finish()
             self.run = None

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import shlex
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from nlpexp.sweep.study import DEFINITION, ERROR, METRIC, PROGRAM, RUN_DIR, SKIP
 log = logging.getLogger(__name__)
 _SWEEPER_ATTRS = (RUN_DIR, ERROR, SKIPPED)
 RESULTS_FILE = "optimization_results.yaml"
+TIMING = ("run_s", "queue_s", "host")  # each trial's own run time, wait before it and machine (_timing)
 
 
 def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
@@ -96,19 +98,37 @@ def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str]) ->
     params = sorted({name for t in trials for name in t.params})
     value_columns = ["value"] if len(metrics) == 1 else metrics
     start_key = start_of(metrics[0]) if len(metrics) == 1 else None  # the starting model's score, beside the value
-    header = ["number", "state", *value_columns, *(["start"] if start_key else []), "duration_s", *params,
-              "run_dir", "note"]
+    header = ["number", "state", *value_columns, *(["start"] if start_key else []), "duration_s", *TIMING,
+              *params, "run_dir", "note"]
     rows = []
     for t in trials:
         duration = round(t.duration.total_seconds(), 1) if t.duration else ""
         values = t.values if t.values is not None else [""] * len(value_columns)
         run_dir = t.user_attrs.get(RUN_DIR, "") if t.state != TrialState.WAITING else ""  # (a retry's is its origin's)
         start = [_run_metric(run_dir, start_key)] if start_key else []
+        timing = _timing(t, run_dir)
         if run_dir and Path(run_dir).is_relative_to(out_dir.resolve()):
             run_dir = str(Path(run_dir).relative_to(out_dir.resolve()))
-        rows.append([t.number, t.state.name, *values, *start, duration, *(t.params.get(p, "") for p in params),
-                     run_dir, note(t)])
+        rows.append([t.number, t.state.name, *values, *start, duration, *timing,
+                     *(t.params.get(p, "") for p in params), run_dir, note(t)])
     return header, rows
+
+
+def _timing(trial: FrozenTrial, run_dir: str) -> list[Any]:
+    """run_s, queue_s, host of a trial from its run's provenance.json: duration_s is Optuna's, from the sweeper's
+    ask to its tell, which on SLURM is the whole batch's wall time; run_s is the run's own (start to end), queue_s
+    the wait from the ask to the run's start (queue, job start-up, the trials run before it in its process)."""
+    try:
+        facts = json.loads((Path(run_dir) / "provenance.json").read_text()) if run_dir else {}
+    except (OSError, ValueError):
+        facts = {}
+    timing = facts.get("timing") or {}
+    if not timing.get("start") or not timing.get("end"):
+        return ["", "", facts.get("host", "")]
+    start, end = datetime.fromisoformat(timing["start"]), datetime.fromisoformat(timing["end"])
+    asked = trial.datetime_start.astimezone(UTC) if trial.datetime_start else None
+    queue = round(max((start - asked).total_seconds(), 0.0), 1) if asked else ""
+    return [round((end - start).total_seconds(), 1), queue, facts.get("host", "")]
 
 
 def _run_metric(run_dir: str, key: str) -> Any:

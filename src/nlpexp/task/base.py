@@ -152,7 +152,11 @@ class Task(ABC):
     def run_trainer(self, trainer):
         """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""
         self.evaluate_start()
-        output = trainer.train(resume_from_checkpoint=self.resume_from(self.checkpoints_dir))
+        resume = self.resume_from(self.checkpoints_dir)
+        if self.start_metrics and resume is None:  # a resumed run drew them at step 0 the first time
+            for logger in (c for c in self.callbacks if hasattr(c, "start_scores")):
+                logger.start_scores(self.start_metrics)
+        output = trainer.train(resume_from_checkpoint=resume)
         self.remember_train_output(output, trainer.state)
         self.remember_best_metrics(trainer.state)
         return output

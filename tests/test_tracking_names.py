@@ -1,0 +1,192 @@
+"""One set of metric names in every sink, and MLflow lineage, against a real `mlflow server` on 127.0.0.1.
+
+One smoke training logs to MLflow, TensorBoard and an offline W&B run at once; each sink is read back from what it
+wrote (the server's API, the event files, the offline .wandb file) and compared key by key, step by step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nlpexp import registry
+from nlpexp.metrics import tracker_summary
+from nlpexp.pipeline import run
+from nlpexp.tb import read_hparams, read_tags
+from tests.services import _wait_until_up, free_port, mlflow_server
+
+SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=[mlflow,tensorboard,wandb]",
+         "logger.wandb.mode=offline")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def tracked(server, tmp_path_factory, data_root):
+    from mlflow import MlflowClient
+
+    from nlpexp.config import compose
+
+    root = tmp_path_factory.mktemp("names")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLPEXP_DATA_DIR", str(data_root))
+        mp.setenv("MLFLOW_TRACKING_URI", server)
+        mp.chdir(root)
+        cfg = compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}", *SMOKE])
+        metrics = run(cfg)
+    client = MlflowClient(server)
+    (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
+    return root / "run", metrics, client, found
+
+
+def mlflow_series(client, found) -> dict[str, list[tuple[int, float]]]:
+    return {key: [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, key)]
+            for key in found.data.metrics}
+
+
+def test_mlflow_draws_each_series_at_its_steps_and_the_finals_under_their_own_names(tracked):
+    _, metrics, client, found = tracked
+    series = mlflow_series(client, found)
+    assert [step for step, _ in series["train/loss"]] == [1, 2, 3, 4]  # debug=smoke logs every step, nothing after
+    assert [step for step, _ in series["train/learning_rate"]] == [1, 2, 3, 4]
+    assert [step for step, _ in series["val/spearman_cosine"]] == [2, 4]  # each evaluation, nothing appended
+    assert series["start/spearman_cosine"] == [(0, pytest.approx(metrics["start/spearman_cosine"]))]
+    summary = tracker_summary(metrics)
+    for key, value in summary.items():  # one point each, at the last step, beside (not in) the series
+        assert series[key] == [(4, pytest.approx(value))], key
+    assert summary["best/val/spearman_cosine"] == metrics["val/spearman_cosine"]
+    assert summary["train/mean_loss"] == metrics["train/loss"]
+    assert not {k for k in series if k.startswith("start/")} - {f"start/{k[4:]}" for k in series if k[:4] == "val/"}
+
+
+def test_tensorboard_and_wandb_record_the_same_keys_at_the_same_steps(tracked):
+    run_dir, metrics, client, found = tracked
+    series = {key: [step for step, _ in points] for key, points in mlflow_series(client, found).items()}
+    tags = read_tags(run_dir / "tensorboard")
+    assert {key: [step for step, _ in points] for key, points in tags.items()} == series
+    assert not [t for t in tags if t.startswith(("hparam/", "Parameters/", "Loss/"))]  # no repeats, no histograms
+    assert read_hparams(run_dir / "tensorboard")["optimizer.lr"] == float(found.data.params["optimizer.lr"])
+
+    history, summary = read_wandb(run_dir / "wandb")
+    steps: dict[str, list[int]] = {}
+    for step, values in history:
+        for key in values:
+            steps.setdefault(key, []).append(step)
+    finals = tracker_summary(metrics)
+    assert steps == {key: value for key, value in series.items() if key not in finals}
+    for key, value in finals.items():
+        assert summary[key] == pytest.approx(value), key
+
+
+def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(tracked, server, tmp_path):
+    run_dir, _, client, found = tracked
+    tags = found.data.tags
+    assert found.info.run_name == "sbert_nli" and found.info.status == "FINISHED"
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == commit and tags["nlpexp.git_dirty"] in ("true", "false")
+    assert tags["mlflow.user"] and tags["nlpexp.host"] and tags["mlflow.source.name"]
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"config.yaml", "metrics.json", "provenance.json", "best_model"} <= artifacts
+    provenance = json.loads(Path(client.download_artifacts(found.info.run_id, "provenance.json", str(tmp_path)))
+                            .read_text())
+    assert provenance["git"]["commit"] == commit and provenance["data_files"]
+
+    from nlpexp.logger import MlflowLogger
+
+    logger = MlflowLogger(run_dir=str(tmp_path), experiment="params", tracking_uri=server)
+    logger.start({"seed": 3, "mode": "train", "task": {"_target_": "x.ClassificationTask"},
+                  "optimizer": {"lr": 0.01, "_target_": "torch.optim.AdamW"}})
+    running = client.get_run(logger.run_id)  # before any step: the params are there while it runs
+    assert running.info.status == "RUNNING" and running.info.run_name == "classification"
+    assert running.data.params["optimizer.lr"] == "0.01" and running.data.params["seed"] == "3"
+    logger.finish({"optimizer.lr": 0.01, "trainer.max_steps": 4}, {})
+    assert client.get_run(running.info.run_id).data.params["trainer.max_steps"] == "4"
+
+
+def test_a_published_version_points_at_the_training_run_and_serves(tracked, server, tmp_path, monkeypatch, capsys):
+    import mlflow.pyfunc
+
+    run_dir, _, client, found = tracked
+    local = tmp_path / "local"
+    registry.register(run_dir, "names", local)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    assert registry.main(["--root", str(local), "publish", "names@latest", "--alias", "champion"]) == 0
+    assert capsys.readouterr().out.strip() == "registry:mlflow:names@v1"
+    version = client.get_model_version_by_alias("names", "champion")
+    assert version.run_id == found.info.run_id and version.source.endswith("/best_model")
+    assert client.get_experiment_by_name("nlpexp-registry") is None  # no second upload, no empty source run
+
+    model = mlflow.pyfunc.load_model("models:/names@champion")
+    assert len(model.predict(["a man plays a guitar", "a dog runs"])) == 2
+    folder = registry.resolve("registry:mlflow:names@champion", tmp_path / "elsewhere")
+    assert (folder / "modules.json").is_file() and (folder / "nli_head.json").is_file()  # nlpexp reloads it whole
+
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/names@champion",
+               "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local"]
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serving = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   # the scoring server is the venv's uvicorn, run by name
+                                   env={**os.environ, "MLFLOW_TRACKING_URI": server,
+                                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/ping", serving, log)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"inputs": ["a man plays a guitar", "a dog runs"]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.loads(response.read())["predictions"]
+        assert len(predictions) == 2 and len(predictions[0]) == 32  # tiny_bert's embedding width
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # one that failed to start is gone already
+            os.killpg(serving.pid, signal.SIGTERM)
+        serving.wait(timeout=30)
+
+
+def read_wandb(wandb_dir: Path) -> tuple[list[tuple[int, dict]], dict]:
+    """(step, values) of each history row and the summary of the one offline run under `wandb_dir`, read from its
+    .wandb file (LevelDB-style log: 7-byte header, 32 KiB blocks of records checksum/length/type/data)."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = wandb_dir.rglob("run-*.wandb")
+    data = path.read_bytes()[7:]
+    block, records, pending, offset = 32768, [], b"", 0
+    while offset + 7 <= len(data):
+        room = block - (offset + 7) % block  # the header counts in the first block
+        if room < 7:
+            offset += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[offset:offset + 7])
+        pending += data[offset + 7:offset + 7 + length]
+        offset += 7 + length
+        if kind in (1, 4):  # full, last
+            records.append(pending)
+            pending = b""
+        elif kind == 0:
+            break
+    history, summary = [], {}
+    for raw in records:
+        record = wandb_internal_pb2.Record.FromString(raw)
+        kind = record.WhichOneof("record_type")
+        items = record.history.item if kind == "history" else record.summary.update if kind == "summary" else []
+        values = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items}
+        if kind == "history":
+            history.append((record.history.step.num, {k: v for k, v in values.items() if not k.startswith("_")}))
+        elif kind == "summary":
+            summary.update(values)
+    return history, summary
