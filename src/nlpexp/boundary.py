@@ -26,6 +26,9 @@ log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
 _REPORTED = "_nlpexp_reported"  # set on an exception whose line is already out (a trial's, re-raised to Hydra)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The services a run talks to, by the package whose error it is: a server that fails or refuses a key is the
+# environment's problem (exit 2), named by the logger's key, not a bug.
+SERVICE_KEYS = {"wandb": "logger.wandb", "mlflow": "logger.mlflow"}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -128,6 +131,8 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
         return first_line(err)
     if isinstance(err, KeyboardInterrupt):
         return _interrupted_line(err, paths or {})
+    if _service_key(err):
+        return f"{_service_key(err)}: {type(err).__name__}: {first_line(err)}"
     if isinstance(err, OmegaConfBaseException):
         return omegaconf_error(err)
     if isinstance(err, HydraException):
@@ -147,7 +152,12 @@ def exit_code(err: BaseException) -> int:
 
     if isinstance(err, KeyboardInterrupt):
         return 128 + getattr(err, "signum", signal.SIGINT)  # as the shell reports a process ended by the signal
-    return 2 if isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException)) else 1
+    user_error = isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException)) or _service_key(err)
+    return 2 if user_error else 1
+
+
+def _service_key(err: BaseException) -> str | None:
+    return SERVICE_KEYS.get(type(err).__module__.partition(".")[0])
 
 
 def _interrupted_line(err: KeyboardInterrupt, paths: dict[str, str]) -> str:

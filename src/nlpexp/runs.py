@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from nlpexp import ledger
-from nlpexp.cli import ArgumentParser, existing_dir, existing_file, new_file, run_cli
+from nlpexp.cli import ArgumentParser, existing_file, new_file, run_cli
 from nlpexp.config import CONFIG_DIR, default_paths
 from nlpexp.errors import NlpexpError
 
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("model", "data"):
         parser.add_argument(f"--{key}", help=f"the {key} option (its name)")
     parser.add_argument("--status", choices=STATUSES)
-    parser.add_argument("--sweep", metavar="DIR", type=existing_dir,
-                        help="only the trials of this sweep (multirun/<study>)")
+    parser.add_argument("--sweep", metavar="DIR", help="only the trials of this sweep (multirun/<study>)")
     parser.add_argument("--sort", metavar="METRIC", help="sort by this metric, best (largest) first")
     parser.add_argument("--ascending", action="store_true", help="with --sort: smallest first")
     parser.add_argument("--metrics", default="", help="comma-separated metric columns (default: --sort's)")
@@ -107,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
     records = select(ledger.read(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
                      args.data, args.status, args.sweep)
+    if args.sweep and not records and not Path(args.sweep).is_dir():  # a deleted sweep's trials are still listed
+        raise NlpexpError(f"--sweep: {args.sweep} is no sweep dir, and no run in the ledger was a trial of it")
     metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
     try:
         for metric in metrics:
