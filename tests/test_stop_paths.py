@@ -181,3 +181,18 @@ def test_help_still_prints_the_usage():
     done = subprocess.run([sys.executable, "-m", "nlpexp.cli", "runs", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage: nlpexp runs")
+
+
+def test_a_tracking_service_s_error_is_the_environment_s_one_line_exit_2():
+    """The exception types the W&B and MLflow clients raise for a short WANDB_API_KEY and a failing server."""
+    import wandb.errors
+    from mlflow.exceptions import MlflowException
+
+    from nlpexp.boundary import error_line, exit_code
+
+    short_key = wandb.errors.AuthenticationError("API key must have 40+ characters, has 5.")
+    server = MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/create failed with 500")
+    assert (exit_code(short_key), error_line(short_key)) == (
+        2, "logger.wandb: AuthenticationError: API key must have 40+ characters, has 5.")
+    assert exit_code(server) == 2 and error_line(server).startswith("logger.mlflow: MlflowException: API request")
+    assert exit_code(RuntimeError("a bug")) == 1  # anything else stays unexpected
