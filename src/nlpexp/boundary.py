@@ -84,7 +84,7 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
         if full_error:
             raise
         if not getattr(err, _REPORTED, False):
-            print(f"error: {error_line(err, _hydra_job_dir())}", file=sys.stderr)
+            print(f"error: {error_line(err, _job_dirs(argv))}", file=sys.stderr)
         raise SystemExit(exit_code(err)) from None
     finally:
         for name, value in saved.items():  # as it was, for a caller that goes on (a test)
@@ -181,19 +181,15 @@ def run_paths(cfg) -> dict[str, str]:
     return paths
 
 
-def _hydra_job_dir() -> dict[str, str]:
-    """{"hydra.run.dir" or "hydra.sweep.dir": <the job's dir>} of the job Hydra was setting up, if any: Hydra's
-    run_job holds the job's config (its runtime.output_dir set) before it makes the dir, so that an OSError making it
-    (a file, read-only, a full disk) names the key."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
-        return {}
-    hydra = HydraConfig.instance().cfg.hydra
-    output_dir = OmegaConf.select(hydra, "runtime.output_dir", default=None)
-    mode = getattr(hydra.get("mode"), "name", None)
-    return {"hydra.sweep.dir" if mode == "MULTIRUN" else "hydra.run.dir": str(output_dir)} if output_dir else {}
+def _job_dirs(argv: list[str]) -> dict[str, str]:
+    """{"hydra.run.dir": <dir>, ...} as the command line sets them: an OSError of Hydra making the job's dir (a file,
+    read-only, a full disk) then names its key. Hydra has reset its own state by the time the error reaches us."""
+    dirs = {}
+    for argument in argv:
+        key, sep, value = argument.lstrip("+").partition("=")
+        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            dirs[key] = value.strip("'\"")
+    return dirs
 
 
 def _full_error() -> bool:
