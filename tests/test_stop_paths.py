@@ -196,3 +196,42 @@ def test_a_tracking_service_s_error_is_the_environment_s_one_line_exit_2():
         2, "logger.wandb: AuthenticationError: API key must have 40+ characters, has 5.")
     assert exit_code(server) == 2 and error_line(server).startswith("logger.mlflow: MlflowException: API request")
     assert exit_code(RuntimeError("a bug")) == 1  # anything else stays unexpected
+
+
+def test_a_signal_while_a_checkpoint_is_written_waits_for_its_seal(compose_run, tmp_path):
+    """The stop leaves the checkpoint that was due: a SIGTERM that arrives once checkpoint-2's files are written but
+    before its seal is held until the seal is on disk, then ends the run (in a forked child, as run.py would)."""
+    import multiprocessing
+
+    from nlpexp.boundary import Interrupted, stop_signals_raise
+    from nlpexp.pipeline import run
+    from nlpexp.trainer.checkpoints import read_seal
+
+    run_dir = tmp_path / "run"
+    cfg = compose_run(*SMOKE, run_dir=run_dir)
+
+    def child():
+        import transformers
+
+        library_save = transformers.Trainer._save_checkpoint
+
+        def save_then_signal(self, model, trial):
+            library_save(self, model, trial)
+            os.kill(os.getpid(), signal.SIGTERM)  # the files are written, the seal is not
+
+        transformers.Trainer._save_checkpoint = save_then_signal
+        try:
+            with stop_signals_raise():
+                run(cfg)
+        except Interrupted as err:
+            os._exit(128 + err.signum)
+        os._exit(3)  # never stopped
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=300)
+    assert process.exitcode == 128 + signal.SIGTERM
+    assert read_seal(run_dir / "checkpoints" / "checkpoint-2") is not None  # sealed before the stop
+    assert not (run_dir / "checkpoints" / "checkpoint-4").exists()  # and nothing after it
+    [record] = _ledger(tmp_path / "ledger.jsonl")
+    assert record["status"] == "interrupted"

@@ -39,8 +39,31 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
+_held: list[int] | None = None  # while a checkpoint is written: the stop signals that came meanwhile
+
+
 def _raise_interrupted(signum, frame):
+    if _held is not None:
+        _held.append(signum)  # raised by release_stop_signals, once the checkpoint is whole
+        return
     raise Interrupted(signum)
+
+
+def hold_stop_signals() -> None:
+    """From here to release_stop_signals() a stop signal waits: a checkpoint being written is finished and sealed
+    first (trainer.checkpoints), so that the stop leaves the checkpoint that was due. Only signals that
+    exit_on_error turned into Interrupted are held; without its handlers this changes nothing."""
+    global _held
+    if _held is None:
+        _held = []
+
+
+def release_stop_signals() -> None:
+    """End the hold; raise Interrupted for a signal that came during it."""
+    global _held
+    held, _held = _held, None
+    if held:
+        raise Interrupted(held[0])
 
 
 @contextmanager
