@@ -4,13 +4,19 @@ too) and around Hydra itself (`exit_on_error`: composition, the run dir, the swe
 Exit code 2 for a problem with the config, the data or the environment, 1 for anything unexpected (a bug); both
 as one line. HYDRA_FULL_ERROR=1 shows the traceback instead. In a sweep a failing trial is re-raised, so that the
 sweeper records it and goes on.
+
+SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's preemption) take the same path: `exit_on_error` makes both raise
+`Interrupted` (a KeyboardInterrupt) in the main thread, so that every `finally` and the run's ledger line
+(`interrupted`) happen as for any failure; then one line and exit 128 + the signal's number (130, 143).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
@@ -19,6 +25,63 @@ from nlpexp.errors import NlpexpError, first_line
 log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
 _REPORTED = "_nlpexp_reported"  # set on an exception whose line is already out (a trial's, re-raised to Hydra)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The services a run talks to, by the package whose error it is: a server that fails or refuses a key is the
+# environment's problem (exit 2), named by the logger's key, not a bug.
+SERVICE_KEYS = {"wandb": "logger.wandb", "mlflow": "logger.mlflow"}
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, raised in the main thread: ends a run like a failure (ledger status `interrupted`)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+_held: list[int] | None = None  # while a checkpoint is written: the stop signals that came meanwhile
+
+
+def _raise_interrupted(signum, frame):
+    if _held is not None:
+        _held.append(signum)  # raised by release_stop_signals, once the checkpoint is whole
+        return
+    raise Interrupted(signum)
+
+
+def hold_stop_signals() -> None:
+    """From here to release_stop_signals() a stop signal waits: a checkpoint being written is finished and sealed
+    first (trainer.checkpoints), so that the stop leaves the checkpoint that was due. Only signals that
+    exit_on_error turned into Interrupted are held; without its handlers this changes nothing."""
+    global _held
+    if _held is None:
+        _held = []
+
+
+def release_stop_signals() -> None:
+    """End the hold; raise Interrupted for a signal that came during it."""
+    global _held
+    held, _held = _held, None
+    if held:
+        raise Interrupted(held[0])
+
+
+@contextmanager
+def stop_signals_raise():
+    """SIGINT and SIGTERM raise Interrupted while inside; the handlers before are put back after (a test goes on).
+    A signal the process was started ignoring (nohup, a background job's SIGINT) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum, handler in before.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def exit_on_error(main: Callable[[], object], argv: list[str],
@@ -36,14 +99,15 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
     # the user's own choice is kept in NLPEXP_FULL_ERROR for the job (job_errors).
     os.environ.update(HYDRA_FULL_ERROR="1", NLPEXP_FULL_ERROR="1" if full_error else "0")
     try:
-        for check in (check_overrides, *before):
-            check(argv)
-        main()
-    except Exception as err:
+        with stop_signals_raise():
+            for check in (check_overrides, *before):
+                check(argv)
+            main()
+    except (Exception, KeyboardInterrupt) as err:
         if full_error:
             raise
         if not getattr(err, _REPORTED, False):
-            print(f"error: {error_line(err, _job_dir(err))}", file=sys.stderr)
+            print(f"error: {error_line(err, _job_dirs(argv))}", file=sys.stderr)
         raise SystemExit(exit_code(err)) from None
     finally:
         for name, value in saved.items():  # as it was, for a caller that goes on (a test)
@@ -62,7 +126,7 @@ def job_errors(cfg):
 
     try:
         yield
-    except Exception as err:
+    except (Exception, KeyboardInterrupt) as err:
         if type(err).__name__ == "TrialPruned":  # stopped by the sweep's pruner: not an error
             raise
         from nlpexp.attempt import record_failed_attempt
@@ -71,9 +135,9 @@ def job_errors(cfg):
         log.error("error: %s", error_line(err, run_paths(cfg)))
         if _full_error():
             raise
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if HydraConfig.get().mode == RunMode.MULTIRUN or isinstance(err, KeyboardInterrupt):
             setattr(err, _REPORTED, True)
-            raise
+            raise  # a trial's error goes to the sweeper; an interrupt ends the sweep too
         sys.exit(exit_code(err))
 
 
@@ -88,6 +152,10 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
 
     if isinstance(err, NlpexpError):
         return first_line(err)
+    if isinstance(err, KeyboardInterrupt):
+        return _interrupted_line(err, paths or {})
+    if _service_key(err):
+        return f"{_service_key(err)}: {type(err).__name__}: {first_line(err)}"
     if isinstance(err, OmegaConfBaseException):
         return omegaconf_error(err)
     if isinstance(err, HydraException):
@@ -105,7 +173,22 @@ def exit_code(err: BaseException) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    return 2 if isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException)) else 1
+    if isinstance(err, KeyboardInterrupt):
+        return 128 + getattr(err, "signum", signal.SIGINT)  # as the shell reports a process ended by the signal
+    user_error = isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException)) or _service_key(err)
+    return 2 if user_error else 1
+
+
+def _service_key(err: BaseException) -> str | None:
+    return SERVICE_KEYS.get(type(err).__module__.partition(".")[0])
+
+
+def _interrupted_line(err: KeyboardInterrupt, paths: dict[str, str]) -> str:
+    text = first_line(err) if str(err).strip() else "interrupted"
+    if not text.startswith("interrupted"):
+        text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
+    run_dir = paths.get("paths.output_dir")
+    return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
 
 
 def run_paths(cfg) -> dict[str, str]:
@@ -121,16 +204,15 @@ def run_paths(cfg) -> dict[str, str]:
     return paths
 
 
-def _job_dir(err: BaseException) -> dict[str, str]:
-    """{"hydra.run.dir": <dir>} when `err` came from Hydra setting up a job's dir (a file, read-only, a full disk):
-    Hydra's run_job knows which key it was making; it has forgotten the config by the time we see the error."""
-    tb = err.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name in ("run_job", "_run_job") and "output_dir" in frame.f_locals:
-            return {str(frame.f_locals.get("job_dir_key", "hydra.run.dir")): str(frame.f_locals["output_dir"])}
-        tb = tb.tb_next
-    return {}
+def _job_dirs(argv: list[str]) -> dict[str, str]:
+    """{"hydra.run.dir": <dir>, ...} as the command line sets them: an OSError of Hydra making the job's dir (a file,
+    read-only, a full disk) then names its key. Hydra has reset its own state by the time the error reaches us."""
+    dirs = {}
+    for argument in argv:
+        key, sep, value = argument.lstrip("+").partition("=")
+        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            dirs[key] = value.strip("'\"")
+    return dirs
 
 
 def _full_error() -> bool:

@@ -2,13 +2,22 @@
 
 Every command reads its default paths from the composed config's `paths` group (conf/paths/default.yaml and the
 NLPEXP_* variables it honours), the same values a run uses; `nlpexp ... | head` ends quietly.
+
+One mechanism for what a user can get wrong, in every command (`nlpexp runs|registry|tb`, `python -m nlpexp.sweep`):
+their parsers are `ArgumentParser`, whose error() raises NlpexpError, and `run_cli` turns an NlpexpError or an
+OSError into one `error:` line and exit 2 (the usage text only on --help). Paths and ports are checked by the
+argument types below as they are parsed, so that a command never starts on a path it cannot use.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from nlpexp.errors import NlpexpError, first_line
 
 COMMANDS = {"runs": "nlpexp.runs", "registry": "nlpexp.registry", "tb": "nlpexp.tb"}
 SUMMARIES = {
@@ -31,28 +40,83 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if not argv or argv[0] not in COMMANDS:
-        print(usage(), file=sys.stderr)
+        given = f"unknown command {argv[0]!r}" if argv else "no command given"
+        print(f"error: nlpexp: {given}; choose one of {', '.join(COMMANDS)} (nlpexp --help says what each does)",
+              file=sys.stderr)
         return 2
     module = __import__(COMMANDS[argv[0]], fromlist=["main"])
     return run_cli(module.main, argv[1:])
 
 
-def run_cli(command: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a command's main; a reader that stops early (`| head`) ends it quietly, not with a traceback, and an
-    error no command caught (no conf/ to read the default paths from) is one `error:` line, exit 2."""
-    from nlpexp.errors import NlpexpError
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (a bad or missing argument, an unknown option, a type's check) raise NlpexpError:
+    one `error:` line, exit 2, from run_cli; subcommands' parsers are of this class too."""
 
+    def error(self, message: str):
+        raise NlpexpError(f"{self.prog}: {message}")
+
+
+def existing_dir(text: str) -> Path:
+    """An argument type: a folder that exists."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is {_what(path)}; give an existing folder")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """An argument type: a file that exists."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is {_what(path)}; give an existing file")
+    return path
+
+
+def new_file(text: str) -> Path:
+    """An argument type: a file to write, in a folder that exists (nothing is created but the file)."""
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir():
+        what = "a folder" if path.is_dir() else f"in {path.parent}, which is {_what(path.parent)}"
+        raise argparse.ArgumentTypeError(f"{text} is {what}; give a file in an existing folder")
+    return path
+
+
+def port(text: str) -> int:
+    """An argument type: a TCP port, 1-65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; give a number in [1, 65535]")
+    return number
+
+
+def _what(path: Path) -> str:
+    return "a folder" if path.is_dir() else "a file" if path.exists() else "missing"
+
+
+def run_cli(command: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a command's main: an NlpexpError or OSError is one `error:` line, exit 2; Ctrl-C one line, exit 130;
+    a reader that stops early (`| head`) ends it quietly, not with a traceback."""
     try:
         code = command(argv)
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
         return code
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # Python would still try to flush stdout at exit and print the error: point it at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except NlpexpError as err:
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        where = f"cannot use {err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or first_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 class _ClosedPipeTolerant:

@@ -1,13 +1,21 @@
-"""Files other tools read are written atomically: a reader sees the old file or the new one, never half."""
+"""Files other tools read are written atomically: a reader sees the old file or the new one, never half.
+
+Every JSON nlpexp writes is strict JSON (`strict_dumps`): NaN and Infinity, which Python's json would write as
+bare words that other parsers refuse, raise instead, with the key that holds one; `finite_or_null` turns them
+into null where a record must be written whatever it holds (the ledger line of a failed run).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from nlpexp.errors import NlpexpError
 
 
 def _umask() -> int:
@@ -38,12 +46,45 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def strict_dumps(obj: Any, where: Path | str, **kwargs) -> str:
+    """json.dumps that refuses NaN/Infinity (NlpexpError naming `where` and the key) instead of writing them."""
+    try:
+        return json.dumps(obj, allow_nan=False, ensure_ascii=False, **kwargs)
+    except ValueError as err:
+        key = _non_finite_key(obj)
+        if key is None:
+            raise
+        raise NlpexpError(f"{where}: {key} is not a finite number; JSON cannot hold it") from err
+
+
+def finite_or_null(obj: Any) -> Any:
+    """`obj` with every NaN/Infinity float, at any depth, replaced by None (null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {key: finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_null(value) for value in obj]
+    return obj
+
+
+def _non_finite_key(obj: Any, prefix: str = "") -> str | None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return prefix or "the value"
+    items = obj.items() if isinstance(obj, Mapping) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        found = _non_finite_key(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    write_text_atomic(path, strict_dumps(obj, path, indent=2, sort_keys=True) + "\n")
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[Mapping]) -> int:
     """One JSON object per line (non-ASCII text kept readable), written atomically; returns the number of rows."""
-    lines = [json.dumps(dict(row), ensure_ascii=False) + "\n" for row in rows]
+    lines = [strict_dumps(dict(row), path) + "\n" for row in rows]
     write_text_atomic(path, "".join(lines))
     return len(lines)

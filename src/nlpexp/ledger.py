@@ -3,6 +3,7 @@
 Parallel trials append to the same file under an exclusive lock. A line is written whole or not at all:
 short writes are continued, and when the disk is full (or the file size limit is hit) the file is cut back
 to its size before the write and the error is raised, so no half line stays to swallow the next record.
+A line is strict JSON: a NaN or infinite metric (recorded by the failed run it failed) is written as null.
 A reader reports a torn line (left by an older writer, or by a crash of the machine) with its file:line and
 still reads the record glued after it.
 """
@@ -15,13 +16,15 @@ import logging
 import os
 from pathlib import Path
 
+from nlpexp.io import finite_or_null, strict_dumps
+
 log = logging.getLogger(__name__)
 
 
 def append(path: Path, record: dict) -> None:
     """Append `record` as one line; raises OSError (the file unchanged) if it cannot be written whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    line = (strict_dumps(finite_or_null(record), path, sort_keys=True) + "\n").encode("utf-8")
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

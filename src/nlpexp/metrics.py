@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from nlpexp.errors import NlpexpError
+
 # The key only the trainer's end-of-training log has.
 _END_OF_TRAINING = "train_runtime"
 # Trainer bookkeeping that is not a model metric.
@@ -80,6 +82,29 @@ def start_of(key: str) -> str | None:
     """The `start/` twin of a validation metric (`val/accuracy` -> `start/accuracy`), None for other keys."""
     split, _, name = key.partition("/")
     return f"{START}/{name}" if split == "val" and name else None
+
+
+def check_finite(metrics: Mapping[str, float], files: Mapping[str, list[str]] | None = None) -> None:
+    """A run whose metric came out NaN or infinite failed: NlpexpError naming the metric and the likely data
+    cause (`files`: role -> the data files the run read for it). A number that is not one must not pass for a
+    result."""
+    bad = sorted(key for key, value in metrics.items() if not math.isfinite(value))
+    if not bad:
+        return
+    # the one whose cause is known first (a correlation), of the final validation before the starting model's
+    key = min(bad, key=lambda k: ("pearson" not in k and "spearman" not in k, k.startswith(f"{START}/"), k))
+    more = f" (and {len(bad) - 1} more metrics)" if len(bad) > 1 else ""
+    split = key.partition("/")[0]
+    role = {"val": "validation", START: "validation", "train": "train"}.get(split, split)
+    where = f"the {role} data" + (f" ({', '.join(files[role])})" if files and files.get(role) else "")
+    if "pearson" in key or "spearman" in key:
+        cause = f"a correlation is undefined when the gold scores do not vary: the scores in {where} are constant " \
+                f"or hold NaN/inf"
+    elif "loss" in key:
+        cause = f"the labels or scores of {where} hold NaN/inf, or the training diverged (lower optimizer.lr)"
+    else:
+        cause = f"the labels or scores of {where} hold NaN/inf, or it has no rows"
+    raise NlpexpError(f"metric {key} is {metrics[key]}{more}: {cause}")
 
 
 def format_table(metrics: Mapping[str, float]) -> str:

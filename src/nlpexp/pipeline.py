@@ -19,6 +19,7 @@ from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.metrics import check_finite
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import check_trial_owned, trial_callbacks
@@ -56,6 +57,7 @@ def _record_run(cfg: DictConfig, record, files_read: set[str]) -> dict[str, floa
         attempt.prepare_run_dir(run_dir, resume=cfg.trainer.get("resume"))
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
         metrics = _train_and_evaluate(cfg, task, loggers)
+        check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that likely caused it
         check_trial_owned()  # a sweep trial whose sweep gave it up must not look finished
         write_json_atomic(run_dir / "metrics.json", metrics)
         from nlpexp.console import report_metrics  # transformers is loaded by now
@@ -118,6 +120,16 @@ def _train_and_evaluate(cfg: DictConfig, task, loggers: list) -> dict[str, float
         for logger in loggers:
             logger.finish(redact(_hparams(cfg, task.trainer_settings)), metrics)
     return metrics
+
+
+def data_files(cfg: DictConfig) -> dict[str, list[str]]:
+    """role -> the data files of every data node of the run (`data`, and a task's own such as `task.sts`)."""
+    nodes = [cfg.get("data"), *(v for v in (cfg.task or {}).values() if isinstance(v, DictConfig))]
+    files: dict[str, list[str]] = {}
+    for node in (n for n in nodes if isinstance(n, DictConfig) and isinstance(n.get("splits"), DictConfig)):
+        for role, names in to_container(node.splits).items():
+            files.setdefault(role, []).extend(str(name) for name in names or [])
+    return files
 
 
 def model_spec(cfg: DictConfig):

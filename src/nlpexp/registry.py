@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp.cli import run_cli
+from nlpexp.cli import ArgumentParser, run_cli
 from nlpexp.config import default_paths
 from nlpexp.errors import NlpexpError
 
@@ -165,8 +165,8 @@ def describe(name: str, version: int, root: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from nlpexp import registry_mlflow
 
-    parser = argparse.ArgumentParser(prog="nlpexp registry", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="nlpexp registry", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None,
                         help="registry folder (default: paths.registry_dir, models/)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 
 from nlpexp import ledger
-from nlpexp.cli import run_cli
+from nlpexp.cli import ArgumentParser, existing_file, new_file, run_cli
 from nlpexp.config import CONFIG_DIR, default_paths
 from nlpexp.errors import NlpexpError
 
+STATUSES = ("ok", "failed", "interrupted", "pruned", "running")
 BASE_COLUMNS = ("run_id", "status", "mode", "task", "model", "data", "start")
 END_COLUMNS = ("error", "run_dir")
 
@@ -88,23 +89,25 @@ def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nlpexp runs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ledger", type=Path, help="the ledger file (default: paths.ledger_file)")
+    parser = ArgumentParser(prog="nlpexp runs", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ledger", type=existing_file, help="the ledger file (default: paths.ledger_file)")
     parser.add_argument("--task", help="a task option (classification) or its class (ClassificationTask)")
     for key in ("model", "data"):
         parser.add_argument(f"--{key}", help=f"the {key} option (its name)")
-    parser.add_argument("--status", help="ok, failed, interrupted, pruned or running")
+    parser.add_argument("--status", choices=STATUSES)
     parser.add_argument("--sweep", metavar="DIR", help="only the trials of this sweep (multirun/<study>)")
     parser.add_argument("--sort", metavar="METRIC", help="sort by this metric, best (largest) first")
     parser.add_argument("--ascending", action="store_true", help="with --sort: smallest first")
     parser.add_argument("--metrics", default="", help="comma-separated metric columns (default: --sort's)")
     parser.add_argument("--format", choices=("table", "md", "csv"), default="table")
-    parser.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    parser.add_argument("--output", type=new_file, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
 
     records = select(ledger.read(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
                      args.data, args.status, args.sweep)
+    if args.sweep and not records and not Path(args.sweep).is_dir():  # a deleted sweep's trials are still listed
+        raise NlpexpError(f"--sweep: {args.sweep} is no sweep dir, and no run in the ledger was a trial of it")
     metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
     try:
         for metric in metrics:
@@ -116,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         records = sort_by(records, args.sort, args.ascending)
     text = render(*table_rows(records, metrics), args.format)
     if args.output:
-        args.output.write_text(text)
+        try:
+            args.output.write_text(text)
+        except OSError as err:
+            raise NlpexpError(f"--output: cannot write {args.output}: {err.strerror or err}") from err
     else:
         sys.stdout.write(text)
     return 0

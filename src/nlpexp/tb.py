@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from nlpexp.cli import run_cli
+from nlpexp.cli import ArgumentParser, existing_dir, port, run_cli
 from nlpexp.config import default_paths
 
 
@@ -65,13 +64,14 @@ def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nlpexp.tb", description=__doc__)
+    parser = ArgumentParser(prog="nlpexp tb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="list runs with TensorBoard logs and their tags")
-    listing.add_argument("root", nargs="?", help="default: paths.runs_dir (outputs/)")
+    listing.add_argument("root", nargs="?", type=existing_dir, help="default: paths.runs_dir (outputs/)")
     serve = sub.add_parser("serve", help="start TensorBoard on a run or a whole outputs tree")
-    serve.add_argument("logdir", nargs="*", help="default: paths.runs_dir and paths.sweeps_dir (outputs/, multirun/)")
-    serve.add_argument("--port", type=int, default=6006)
+    serve.add_argument("logdir", nargs="*", type=existing_dir,
+                       help="default: paths.runs_dir and paths.sweeps_dir (outputs/, multirun/)")
+    serve.add_argument("--port", type=port, default=6006)
     serve.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     if args.command == "list":

@@ -4,11 +4,11 @@ alone, or optuna-dashboard on it (`make dashboard`). Without a target: the newes
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
+from nlpexp.cli import ArgumentParser, port
 from nlpexp.config import default_paths
 from nlpexp.errors import NlpexpError
 
@@ -16,7 +16,7 @@ log = logging.getLogger("nlpexp")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nlpexp.sweep", description=__doc__)
+    parser = ArgumentParser(prog="python -m nlpexp.sweep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     summary = commands.add_parser("summary", help="write trials.csv/.md, best.json/.yaml and plots/ again")
     dashboard = commands.add_parser("dashboard", help="serve optuna-dashboard on a study's storage")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--study", help="the study, when the storage holds several")
     summary.add_argument("--out", type=Path, help="where to write (default: the sweep dir)")
     dashboard.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default) serves this machine only")
-    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--port", type=port, default=8080)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -50,9 +50,11 @@ def newest_sweep_dir(root: Path) -> Path:
 
 
 def write(target: str, study_name: str | None, out: Path | None) -> None:
-    from nlpexp.sweep.study import load_study
+    from nlpexp.sweep.storage import check_readable
+    from nlpexp.sweep.study import load_study, locate
     from nlpexp.sweep.summary import write_summary
 
+    check_readable(locate(target)[0])  # a summary reads a study: it never creates a storage or its folder
     study, sweep_dir = load_study(target, study_name)
     if out is None and sweep_dir is None:
         raise NlpexpError("a storage URL names no sweep dir: say where the summary goes with --out DIR")
@@ -66,8 +68,9 @@ def serve(target: str, host: str, port: int) -> None:
     from nlpexp.sweep.study import locate
 
     url = locate(target)[0]
+    storage = open_storage(url, read_only=True)
     log.info("optuna-dashboard on %s: http://%s:%d/ (Ctrl-C stops it)", url, host, port)
-    optuna_dashboard.run_server(open_storage(url), host=host, port=port)
+    optuna_dashboard.run_server(storage, host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,17 @@ JOURNAL_SCHEME = "journal://"
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int | None = None) -> BaseStorage:
+                 max_retry: int | None = None, read_only: bool = False) -> BaseStorage:
     """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
 
     `journal:///<file>` is Optuna's JournalStorage on a file instead: no server, for a filesystem that several
     machines share (NFS), but no heartbeat (see docs/scaling.md for what that costs).
     SQLite serialises writers: several processes on one file wait up to a minute for the lock instead of
     failing at once. Creating the tables races when processes start together, so that is retried.
+    `read_only`: for a command that reads a study (summary, dashboard): its file must exist; nothing is created.
     """
+    if read_only:
+        check_readable(url)
     if url.startswith(JOURNAL_SCHEME):
         return _journal_storage(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
@@ -47,12 +50,42 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
 
 
 def _journal_storage(url: str) -> JournalStorage:
+    path = _journal_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # replays the file: one that is not an Optuna journal fails here
+        # The symlink lock (the default) works on NFS, where fcntl locks may not.
+        return JournalStorage(JournalFileBackend(str(path)))
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        raise NlpexpError(f"{path} is not an Optuna journal file ({type(err).__name__}: {first_line(err)}); "
+                          f"give the journal a sweep wrote, or a sweep dir") from err
+
+
+def _journal_path(url: str) -> Path:
     path = Path(url.removeprefix(JOURNAL_SCHEME))
     if not path.is_absolute():
         raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The symlink lock (the default) works on NFS, where fcntl locks may not.
-    return JournalStorage(JournalFileBackend(str(path)))
+    return path
+
+
+def check_readable(url: str) -> None:
+    """A storage to read from exists: its journal or SQLite file is there (opening would create an empty one, and
+    a journal's folders); other databases are the server's to report."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith(JOURNAL_SCHEME):
+        path = _journal_path(url)
+    else:
+        try:
+            parsed = make_url(url)
+        except Exception as err:  # noqa: BLE001 (sqlalchemy's ArgumentError and kin: not a URL at all)
+            raise NlpexpError(f"{url} is not a storage URL (sqlite:///<file>, journal:///<file>, "
+                              f"postgresql://...): {first_line(err)}") from err
+        if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+            return
+        path = Path(parsed.database)
+    if not path.is_file():
+        raise NlpexpError(f"no study storage at {path} ({'a folder' if path.is_dir() else 'missing'}): give a "
+                          f"sweep dir or the URL of a storage a sweep wrote")
 
 
 def check_storage_url(url: str | None) -> None:

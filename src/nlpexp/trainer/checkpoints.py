@@ -18,6 +18,7 @@ import shutil
 import signal
 from pathlib import Path
 
+from nlpexp.boundary import hold_stop_signals, release_stop_signals
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.redaction import redact
@@ -116,7 +117,10 @@ class SealedCheckpoints:
         self._loss_before_resume = float(record["loss_sum"]) if record else 0.0
         if not any(isinstance(cb, SealAfterSave) for cb in self.callback_handler.callbacks):
             self.add_callback(SealAfterSave(self))  # last: after the callbacks that add files to a checkpoint
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        try:
+            return super().train(resume_from_checkpoint, *args, **kwargs)
+        finally:
+            release_stop_signals()  # a save that failed before its seal holds them no longer
 
     def _run_epoch(self, *args, **kwargs):
         # Resumed from the checkpoint that ended the training (its last step, or early stopping): the library
@@ -145,15 +149,19 @@ class SealedCheckpoints:
         if self.args.should_save and folder.exists():
             shutil.rmtree(folder)  # a leftover of a killed save: never mix its files into this one
         self._pending_seal = (folder, self.state.global_step, self._loss_sum())
+        hold_stop_signals()  # SIGINT/SIGTERM wait until this checkpoint is sealed: the stop leaves it whole
         super()._save_checkpoint(model, trial)
         kill_point("save", self.state.global_step)
 
     def seal_saved_checkpoint(self) -> None:
         """Seal the checkpoint just saved (called by SealAfterSave once every on_save callback has run)."""
         pending, self._pending_seal = self._pending_seal, None
-        if pending is not None and self.args.should_save:
-            folder, step, loss_sum = pending
-            seal(folder, step, loss_sum, self._identity())
+        try:
+            if pending is not None and self.args.should_save:
+                folder, step, loss_sum = pending
+                seal(folder, step, loss_sum, self._identity())
+        finally:
+            release_stop_signals()  # a stop signal that came while saving ends the run now
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "train_loss" in logs and self._resumed:
