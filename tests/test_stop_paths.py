@@ -54,7 +54,8 @@ def _wait_for_a_sealed_checkpoint(run_dir: Path, process: subprocess.Popen, time
 
 
 # a progress line that training printed before the signal took effect (logged at every evaluation)
-_PROGRESS = re.compile(r"^(\[[^]]*\]\[nlpexp\.progress\]\[INFO\] - )?step \d+/\d+ ")
+# (or a redraw of the training bar: tqdm rewrites its one row with \r until the bar is cleared)
+_PROGRESS = re.compile(r"^(\[[^]]*\]\[nlpexp\.progress\]\[INFO\] - )?step \d+/\d+ |^train: +\d+%\|")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -196,6 +196,16 @@ class ConsoleProgress(ProgressCallback):
             log.info(line)
 
 
+def close_progress(trainer) -> None:
+    """Clear the training bar of a run that stops without on_train_end (a signal, an error): the one error line
+    that follows then starts on its own row."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ConsoleProgress) and callback.training_bar is not None:
+            callback.training_bar.leave = False
+            callback.training_bar.close()
+            callback.training_bar = None
+
+
 def use_console_progress(trainer) -> None:
     """Swap the trainer's ProgressCallback (raw dicts with numbers as strings) for ConsoleProgress."""
     if trainer.pop_callback(ProgressCallback) is not None:

@@ -156,7 +156,13 @@ class Task(ABC):
         if self.start_metrics and resume is None:  # a resumed run drew them at step 0 the first time
             for logger in (c for c in self.callbacks if hasattr(c, "start_scores")):
                 logger.start_scores(self.start_metrics)
-        output = trainer.train(resume_from_checkpoint=resume)
+        try:
+            output = trainer.train(resume_from_checkpoint=resume)
+        except BaseException:
+            from nlpexp.console import close_progress
+
+            close_progress(trainer)
+            raise
         self.remember_train_output(output, trainer.state)
         self.remember_best_metrics(trainer.state)
         return output
