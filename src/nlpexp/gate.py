@@ -1,5 +1,6 @@
-"""run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, and put
-it through nlpexp.safety.check_config before Hydra builds anything (run, -m, --cfg, -cp/-cd/-cn alike)."""
+"""run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, before Hydra
+builds anything (run, -m, --cfg, -cp/-cd/-cn alike): every `_target_` against the allow-list
+(nlpexp.safety.check_config), and every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp.config_files import foreign_settings
 from nlpexp.errors import NlpexpError
-from nlpexp.safety import check_config, check_sweep_keys
+from nlpexp.file_keys import ROOTS, check_setting
+from nlpexp.safety import check_config, check_sweep_keys, check_targets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -45,14 +48,36 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
-        check_config(cfg, args.overrides)
+        typed = {o.key_or_group.lstrip("+~") for o in parsed}
+        _check(cfg, foreign_settings(hydra, name, args.overrides, mode or RunMode.RUN), typed, args.overrides)
         for overrides in _group_sweep_options(cfg, parsed):
-            check_config(hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN),
-                         args.overrides)
+            option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
+            _check(option, foreign_settings(hydra, name, overrides, RunMode.MULTIRUN), typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check(cfg: DictConfig, settings: Iterator, typed: set[str], command_line: Sequence[str]) -> None:
+    """Code first (the `_target_`s), then what foreign files set (a key the person typed too is theirs), then
+    the dangerous switches."""
+    check_targets(cfg)
+    roots = {root: _resolved(cfg, f"paths.{root}") for root in ROOTS}
+    for setting in settings:
+        if setting.key not in typed:
+            check_setting(setting.file, setting.key, setting.value, roots)
+    check_config(cfg, command_line)
+
+
+def _resolved(cfg: DictConfig, key: str) -> str | None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        value = OmegaConf.select(cfg, key, default=None)
+    except OmegaConfBaseException:
+        return None
+    return os.path.abspath(os.path.expanduser(str(value))) if value else None
 
 
 def _group_sweep_options(cfg: DictConfig, parsed: list) -> Iterator[list[str]]:
