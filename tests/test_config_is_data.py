@@ -240,8 +240,9 @@ def test_what_a_file_names_stays_inside_the_roots(key, value, ok, tmp_path, monk
 
 
 def test_a_saved_config_may_repeat_the_projects_paths_but_not_change_them(tmp_path):
-    from nlpexp.config import compose
     from omegaconf import OmegaConf
+
+    from nlpexp.config import compose
 
     body = OmegaConf.to_container(compose(["paths.output_dir=null"]), resolve=True)
     body["paths"]["output_dir"] = "${hydra:runtime.output_dir}"  # what this run's dir decides stays as written
@@ -323,3 +324,29 @@ def test_every_key_of_the_composed_hydra_node_is_classified(overrides):
     keys = [key for key, _ in _leaves(cfg, "")]
     assert len([k for k in keys if k.startswith("hydra.")]) > 50
     assert [k for k in keys if rule_for(k) is None or not _explicit(k)] == []
+
+
+@pytest.mark.parametrize("name,ok", [("shared-study_1", True), ("../../../home/me/.config", False)], ids=str)
+def test_a_study_name_from_a_file_is_a_plain_name(name, ok, tmp_path):
+    _preset(tmp_path / "cd" / "hparams_search", "p", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                                      "hydra": {"sweeper": {"study_name": name}}})
+    argv = ["-m", "-cd", str(tmp_path / "cd"), "hparams_search=p"]
+    if ok:
+        check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+    else:
+        with pytest.raises(NlpexpError, match=r"^hydra\.sweeper\.study_name may not be set .* a name of letters"):
+            check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+
+
+def test_files_found_through_a_search_path_are_foreign_and_a_foreign_primary_cannot_add_one(tmp_path):
+    extra, marker = tmp_path / "extra", tmp_path / "MARKER"
+    _preset(extra / "experiment", "evil", {"hydra": {"job": {"env_set": {"BASH_ENV": str(marker)}}}})
+    with pytest.raises(NlpexpError, match=rf"^hydra\.job\.env_set\.BASH_ENV may not be set .*{extra}/experiment/evil"):
+        check_command_line([f"hydra.searchpath=[file://{extra}]", "experiment=evil"], RUN_PY, str(CONFIG_DIR),
+                           "config")
+    primary = tmp_path / "primary"
+    primary.mkdir()
+    (primary / "config.yaml").write_text(yaml.safe_dump({"defaults": ["_self_"], "hydra": {
+        "searchpath": [f"file://{extra}"]}}))
+    with pytest.raises(NlpexpError, match=rf"^hydra\.searchpath may not be set .*{primary}/config\.yaml"):
+        check_command_line(["-cp", str(primary), "-cn", "config"], RUN_PY, str(CONFIG_DIR), "config")

@@ -60,7 +60,8 @@ def evil(tmp_path) -> tuple[Path, Path]:
             ("PATH", f"{folder}:/usr/bin:/bin"), ("PYTHONPATH", str(folder)), ("LD_PRELOAD", f"{folder}/x.so"),
             ("GIT_CONFIG_COUNT", "1"), ("NLPEXP_TRUST_REMOTE_CODE", "1"))},
         "experiment/ledger_bashrc": {"paths": {"ledger_file": f"{folder}/.bashrc"}},
-        "experiment/log_profile": {"hydra": {"job_logging": {"handlers": {"file": {"filename": f"{folder}/.profile"}}}}},
+        "experiment/log_profile": {"hydra": {"job_logging": {"handlers": {"file": {
+            "filename": f"{folder}/.profile"}}}}},
         "evil_primary": {"optimizer": {"_target_": "os.system", "command": f"touch {marker}"}},
     }
     for name, body in presets.items():
@@ -95,7 +96,8 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          r"hydra\.sweeper\.params\.model\.trust_remote_code may not be set by a config file"),
         ("slurm-setup-preset", [*cd, "experiment=slurm_setup"], r"hydra\.launcher\.setup may not be set"),
         ("slurm-python-preset", [*cd, "experiment=slurm_python"], r"hydra\.launcher\.python may not be set"),
-        ("slurm-export-preset", [*cd, "experiment=slurm_export"], r"hydra\.launcher\.additional_parameters\.export may not"),
+        ("slurm-export-preset", [*cd, "experiment=slurm_export"],
+         r"hydra\.launcher\.additional_parameters\.export may not"),
         ("os-system", ["model._target_=os.system"], r"model\._target_='os\.system' is not allowed"),
         ("subprocess", [f"+logger.t={{_target_:subprocess.run,args:[touch,'{m}']}}"], r"'subprocess\.run'"),
         ("eval", ["+logger.t={_target_:builtins.eval,_args_:['1+1']}"], r"'builtins\.eval'"),
@@ -118,9 +120,12 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
         ("decoded-target", [*cd, "experiment=decoded"], r"logger\.t: oc\.create / oc\.decode are not allowed"),
         ("created-target", ["+logger.t=\"${oc.create:{_target_: os.system}}\""], r"logger\.t: oc\.create"),
         ("concatenated-target", ["optimizer._target_=torch.optim.${oc.env:EVIL_TARGET}"], r"optimizer\._target_="),
-        ("logging-factory", [*cd, "experiment=log_factory"], r"hydra\.job_logging\.handlers\.x\.\(\) may not be set .* to 'subprocess"),
-        ("logging-class", [*cd, "experiment=log_class"], r"handlers\.x\.class may not be set .* to 'evilcode\.Handler'"),
-        ("logging-ext", [*cd, "experiment=log_ext"], r"handlers\.console\.stream may not be set .* to 'ext://evilcode\.x'"),
+        ("logging-factory", [*cd, "experiment=log_factory"],
+         r"hydra\.job_logging\.handlers\.x\.\(\) may not be set .* to 'subprocess"),
+        ("logging-class", [*cd, "experiment=log_class"],
+         r"handlers\.x\.class may not be set .* to 'evilcode\.Handler'"),
+        ("logging-ext", [*cd, "experiment=log_ext"],
+         r"handlers\.console\.stream may not be set .* to 'ext://evilcode\.x'"),
         ("launcher-target", ["hydra.launcher._target_=os.system"], r"hydra\.launcher\._target_='os\.system'"),
         ("sampler-target", ["-m", "hparams_search=sbert_nli", "hydra.sweeper.sampler._target_=os.system"],
          r"hydra\.sweeper\.sampler\._target_"),
@@ -178,8 +183,8 @@ def test_catalogue_end_to_end(case, evil, tmp_path):
     _, argv, pattern = next(c for c in catalogue(folder, marker) if c[0] == case)
     done = subprocess.run([sys.executable, RUN_PY, *argv, f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(folder), os.environ.get(
-                              "PYTHONPATH")))))  # evilcode importable: worst case
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              filter(None, (str(folder), os.environ.get("PYTHONPATH"))))})  # evilcode importable
     assert done.returncode == 2, done.stdout + done.stderr
     _one_error_line(done.stdout + done.stderr, pattern)
     assert not marker.exists()
@@ -395,9 +400,11 @@ def test_a_bad_value_from_a_secret_is_redacted_in_the_error_line_and_run_log(tmp
 
 def test_a_saved_config_re_runs_to_the_same_metrics(secret_run):
     tmp, _, data_root = secret_run
-    # the saved config names a ledger outside the project's own paths: only the person may say where it goes
+    # the saved config names a ledger and a registry (this test's NLPEXP_REGISTRY_DIR differs from the fixture's)
+    # that are not this person's paths: only the person says where they go
     again = _run_py(["--config-path", str(tmp / "run"), "--config-name", "config", f"hydra.run.dir={tmp / 'again'}",
-                     f"paths.ledger_file={tmp / 'ledger.jsonl'}"], tmp, data_root)
+                     f"paths.ledger_file={tmp / 'ledger.jsonl'}",
+                     f"paths.registry_dir={os.environ['NLPEXP_REGISTRY_DIR']}"], tmp, data_root)
     assert again.returncode == 0, again.stderr[-3000:]
 
     def quality(run: str) -> dict:

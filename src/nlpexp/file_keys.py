@@ -70,6 +70,13 @@ def _sweepable(key: str, value: Any, roots: dict) -> str | None:
     return None
 
 
+def _name(key: str, value: Any, roots: dict) -> str | None:
+    """A study's name is a folder of the sweep and of the registry: letters, digits, '.', '_', '-' only."""
+    from nlpexp.schema import STUDY_NAME
+
+    return None if value is None or STUDY_NAME.ok(value) else f"a file may only give it {STUDY_NAME}"
+
+
 FILE, PERSON = Rule("file"), Rule("person")
 OFF = Rule("person", safe=(False,))
 NONE = Rule("person", safe=(None,))
@@ -93,8 +100,9 @@ FILE_KEYS: dict[str, Rule] = {
     "hydra.mode": FILE,
     "hydra.run.dir": CONFINED, "hydra.sweep.dir": CONFINED, "hydra.sweep.subdir": Rule("file", _relative),
     "hydra.sweeper.params": Rule("file", _sweepable),
-    **{f"hydra.sweeper.{key}": FILE for key in ("n_trials", "n_jobs", "direction", "study_name", "sampler",
-                                                 "pruner", "failure_budget", "max_failure_rate")},
+    **{f"hydra.sweeper.{key}": FILE for key in ("n_trials", "n_jobs", "direction", "sampler", "pruner",
+                                                 "failure_budget", "max_failure_rate")},
+    "hydra.sweeper.study_name": Rule("file", _name),
     "hydra.launcher.n_jobs": FILE,
     # ... and nothing else: code, environment, logging, storage, where Hydra looks for configs
     **{f"hydra.{key}": PERSON for key in (
