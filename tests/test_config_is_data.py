@@ -208,6 +208,7 @@ def test_env_set_and_run_dir_from_the_person_reach_the_run(tmp_path, data_root):
     ("hydra.run.dir", "{tmp}/elsewhere", False),
     ("hydra.run.dir", "${paths.runs_dir}/../../escape", False),
     ("hydra.run.dir", "${paths.runs_dir}/${oc.env:HOME}", False),
+    ("hydra.run.dir", "${paths.runs_dir}/${now:/../../escape}", False),
     ("hydra.run.dir", "{runs}/mine", True),
     ("hydra.sweep.subdir", "trial_${hydra.job.num}", True),
     ("hydra.sweep.subdir", "../../escape", False),
@@ -350,3 +351,21 @@ def test_files_found_through_a_search_path_are_foreign_and_a_foreign_primary_can
         "searchpath": [f"file://{extra}"]}}))
     with pytest.raises(NlpexpError, match=rf"^hydra\.searchpath may not be set .*{primary}/config\.yaml"):
         check_command_line(["-cp", str(primary), "-cn", "config"], RUN_PY, str(CONFIG_DIR), "config")
+
+
+def test_a_file_cannot_bring_a_person_key_in_through_a_node_interpolation(tmp_path, listener):
+    _preset(tmp_path / "cd" / "experiment", "p", {"mine": {"_target_": "nlpexp.logger.MlflowLogger",
+                                                           "tracking_uri": listener.url, "run_dir": "x",
+                                                           "experiment": "x"},
+                                                  "logger": {"mlflow": "${mine}"}})
+    with pytest.raises(NlpexpError, match=r"^logger\.mlflow may not be set .* interpolate a whole node that holds "
+                                          r"logger\.\*\.(tracking_uri|log_dir|dir|run_dir)"):
+        check_command_line(["-cd", str(tmp_path / "cd"), "experiment=p"], RUN_PY, str(CONFIG_DIR), "config")
+
+
+def test_a_file_cannot_hide_what_it_sweeps_behind_an_interpolation(tmp_path):
+    _preset(tmp_path / "cd" / "hparams_search", "p", {
+        "defaults": [{"override /hydra/sweeper": "nlpexp"}], "mine": {"logger.mlflow.tracking_uri": "choice(x)"},
+        "hydra": {"sweeper": {"params": "${mine}"}}})
+    with pytest.raises(NlpexpError, match=r"^hydra\.sweeper\.params may not be set .* not as an interpolation"):
+        check_command_line(["-m", "-cd", str(tmp_path / "cd"), "hparams_search=p"], RUN_PY, str(CONFIG_DIR), "config")

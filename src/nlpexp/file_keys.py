@@ -31,7 +31,8 @@ class Rule(NamedTuple):
 
 ROOTS = ("runs_dir", "sweeps_dir", "cache_dir")  # where a file may send what a run writes (see paths/default.yaml)
 _ROOT_REF = re.compile(r"\$\{(paths\.(output_dir|runs_dir|sweeps_dir|cache_dir)|hydra:runtime\.output_dir)\}")
-_PER_JOB = re.compile(r"\$\{(now:[^}]*|hydra\.job\.num|hydra\.job\.id)\}")  # harmless parts of a dir name
+# harmless parts of a dir name: a date (its format without '/' or '.'), the job's number
+_PER_JOB = re.compile(r"\$\{(now:[%\w :-]*|hydra\.job\.num|hydra\.job\.id)\}")
 
 
 def _confined(key: str, value: Any, roots: dict) -> str | None:
@@ -63,6 +64,8 @@ def _escapes(tail: str) -> bool:
 
 
 def _sweepable(key: str, value: Any, roots: dict) -> str | None:
+    if key == "hydra.sweeper.params":  # null or {} sweep nothing; `${...}` would hide what it sweeps
+        return "a file writes its parameters out, not as an interpolation" if isinstance(value, str) else None
     swept = key.removeprefix("hydra.sweeper.params.").lstrip("+~")
     rule = rule_for(swept)
     if swept.startswith("hydra.") or rule is None or rule.who != "file" or rule.allows is not None:
@@ -130,7 +133,10 @@ def rule_for(key: str) -> Rule | None:
 def check_setting(file: str, key: str, value: Any, roots: dict) -> None:
     """Refuse what `file` (not the project's own) may not set, with one line naming the key and the file."""
     rule = rule_for(key)
-    if rule is not None and rule.who == "file":
+    held = _restricted_below(key) if isinstance(value, str) and "${" in value else None
+    if held:  # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees
+        why = f"a file may not interpolate a whole node that holds {held}"
+    elif rule is not None and rule.who == "file":
         why = rule.allows(key, value, roots) if rule.allows else None
     elif rule is not None and (_same(value, rule.safe) or _same(value, _project_values(key))):
         why = None
@@ -138,6 +144,17 @@ def check_setting(file: str, key: str, value: Any, roots: dict) -> None:
         why = "only the person running the command sets it (on the command line or in their environment)"
     if why:
         raise NlpexpError(f"{key} may not be set by a config file or preset: {file} sets it to {value!r}; {why}")
+
+
+def _restricted_below(key: str) -> str | None:
+    """A pattern under `key` that does not let a file set anything (so `key` is more than plain settings)."""
+    parts = key.split(".")
+    for pattern, rule in FILE_KEYS.items():
+        wanted = pattern.split(".")
+        below = len(wanted) > len(parts) and all(w in ("*", p) for w, p in zip(wanted, parts, strict=False))
+        if below and (rule.who != "file" or rule.allows is not None):
+            return pattern
+    return None
 
 
 def _same(value: Any, allowed) -> bool:
@@ -148,7 +165,8 @@ def _project_values(key: str) -> tuple:
     """The value this project's own conf/ gives `key`, as written and resolved (paths.* and logger.* only)."""
     parts = key.split(".")
     file = {"paths": CONFIG_DIR / "paths" / "default.yaml",
-            "logger": CONFIG_DIR / "logger" / f"{parts[1]}.yaml" if len(parts) > 2 else None}.get(parts[0])
+            "logger": CONFIG_DIR / "logger" / f"{parts[1]}.yaml" if parts[1:2] != [""] and len(parts) > 2
+            and parts[1].isidentifier() else None}.get(parts[0])
     if file is None or not file.is_file():
         return ()
     node = root = OmegaConf.create({parts[0]: OmegaConf.load(file)})
