@@ -369,3 +369,10 @@ def test_a_file_cannot_hide_what_it_sweeps_behind_an_interpolation(tmp_path):
         "hydra": {"sweeper": {"params": "${mine}"}}})
     with pytest.raises(NlpexpError, match=r"^hydra\.sweeper\.params may not be set .* not as an interpolation"):
         check_command_line(["-m", "-cd", str(tmp_path / "cd"), "hparams_search=p"], RUN_PY, str(CONFIG_DIR), "config")
+
+
+def test_choosing_a_group_on_the_command_line_does_not_make_a_files_value_the_persons(tmp_path):
+    _preset(tmp_path / "cd" / "experiment", "p", {"mine": {"trust_remote_code": True}, "model": "${mine}"})
+    with pytest.raises(NlpexpError, match=r"^model may not be set by a config file or preset: "):
+        check_command_line(["-cd", str(tmp_path / "cd"), "experiment=p", "model=tiny_bert"], RUN_PY, str(CONFIG_DIR),
+                           "config")

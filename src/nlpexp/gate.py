@@ -48,7 +48,8 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
-        typed = {o.key_or_group.lstrip("+~") for o in parsed}
+        groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
+        typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave
         _check(cfg, foreign_settings(hydra, name, args.overrides, mode or RunMode.RUN), typed, args.overrides)
         for overrides in _group_sweep_options(cfg, parsed):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
