@@ -33,6 +33,8 @@ def foreign_settings(hydra: Any, config_name: str, overrides: Sequence[str], run
 
     loader = hydra.config_loader
     parsed, repo = loader._parse_overrides_and_create_caching_repo(config_name, list(overrides))
+    if not any(_foreign_source(source.full_path()) for source in repo.get_sources()):
+        return  # conf/, experiments/ and installed packages only (the usual command): nothing to walk
     defaults = create_defaults_list(repo=repo, config_name=config_name, overrides_list=parsed, prepend_hydra=True,
                                     skip_missing=run_mode == RunMode.MULTIRUN)
     for default in defaults.defaults:
@@ -45,6 +47,17 @@ def foreign_settings(hydra: Any, config_name: str, overrides: Sequence[str], run
                 yield Setting(file, key, value)
 
 
+def _foreign_source(source: str) -> bool:
+    scheme, _, folder = source.partition("://")
+    return scheme not in _INSTALLED and not _own(os.path.realpath(folder), inside=False)
+
+
+def _own(path: str, inside: bool = True) -> bool:
+    """`path` is (inside) the project's conf/ or experiments/."""
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    return any(path.startswith(d + os.sep) if inside else path == d for d in own)
+
+
 def _foreign_file(source: str, config_path: str) -> str | None:
     """The file a config came from, or None where it is the project's own or installed code."""
     scheme, _, folder = source.partition("://")
@@ -52,8 +65,7 @@ def _foreign_file(source: str, config_path: str) -> str | None:
         return None
     inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
     file = os.path.realpath(os.path.join(folder, f"{inner}.yaml"))
-    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
-    return None if any(file.startswith(d + os.sep) for d in own) else file
+    return None if _own(file) else file
 
 
 def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
