@@ -376,3 +376,17 @@ def test_choosing_a_group_on_the_command_line_does_not_make_a_files_value_the_pe
     with pytest.raises(NlpexpError, match=r"^model may not be set by a config file or preset: "):
         check_command_line(["-cd", str(tmp_path / "cd"), "experiment=p", "model=tiny_bert"], RUN_PY, str(CONFIG_DIR),
                            "config")
+
+
+@pytest.mark.parametrize("where", ["command line", "params"])
+def test_every_option_of_a_glob_sweep_is_checked_before_the_sweep(where, tmp_path):
+    cd = tmp_path / "cd"
+    (cd / "model").mkdir(parents=True)
+    (cd / "model" / "zz_evil.yaml").write_text(yaml.safe_dump({**yaml.safe_load(
+        (CONFIG_DIR / "model" / "tiny_bert.yaml").read_text()), "trust_remote_code": True}))
+    _preset(cd / "hparams_search", "p", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                         "hydra": {"sweeper": {"params": {"model": "glob(*)"}}}})
+    sweep = "model=glob([tiny_bert,zz_*])" if where == "command line" else "hparams_search=p"
+    argv = ["-m", "-cd", str(cd), sweep]
+    with pytest.raises(NlpexpError, match=rf"^model\.trust_remote_code may not be set .*{cd}/model/zz_evil\.yaml"):
+        check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")

@@ -51,7 +51,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
         typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave
         _check(cfg, foreign_settings(hydra, name, args.overrides, mode or RunMode.RUN), typed, args.overrides)
-        for overrides in _group_sweep_options(cfg, parsed):
+        for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
             _check(option, foreign_settings(hydra, name, overrides, RunMode.MULTIRUN), typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
@@ -81,20 +81,18 @@ def _resolved(cfg: DictConfig, key: str) -> str | None:
     return os.path.abspath(os.path.expanduser(str(value))) if value else None
 
 
-def _group_sweep_options(cfg: DictConfig, parsed: list) -> Iterator[list[str]]:
+def _group_sweep_options(cfg: DictConfig, parsed: list, loader) -> Iterator[list[str]]:
     """The command line with one option of a swept config group in place of its sweep, for every option of every
     group swept on the command line or in hydra.sweeper.params (a preset in a -cd dir is an option too)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
 
     groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    parser = OverridesParser.create()
-    sweeps = [o for o in parsed if o.is_sweep_override()]
-    sweeps += [parser.parse_override(f"{key}={value}") for key, value in params.items() if key in groups]
+    parser = OverridesParser.create(config_loader=loader)  # a glob(...) lists the group's options through it
+    sweeps = parser.parse_overrides([o.input_line for o in parsed if o.is_sweep_override()]
+                                    + [f"{key}={value}" for key, value in params.items() if key in groups])
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     for sweep in sweeps:
-        if sweep.key_or_group in groups and sweep.value_type in (ValueType.CHOICE_SWEEP,
-                                                                  ValueType.SIMPLE_CHOICE_SWEEP):
+        if sweep.key_or_group in groups and sweep.is_choice_sweep():
             for option in sweep.sweep_string_iterator():
                 yield [*fixed, f"{sweep.key_or_group}={option}"]
