@@ -56,6 +56,12 @@ def evil(tmp_path) -> tuple[Path, Path]:
         "hparams_search/evil_choice": {"defaults": [{"override /hydra/sweeper": "study"}],
                                        "hydra": {"sweeper": {"params": {"model": "choice(tiny_bert, evil_model)"}}}},
         "experiment/decoded": {"logger": {"t": "${oc.decode:'{_target_: os.system, command: x}'}"}},
+        **{f"experiment/env_{name.lower()}": {"hydra": {"job": {"env_set": {name: value}}}} for name, value in (
+            ("PATH", f"{folder}:/usr/bin:/bin"), ("PYTHONPATH", str(folder)), ("LD_PRELOAD", f"{folder}/x.so"),
+            ("GIT_CONFIG_COUNT", "1"), ("NLPEXP_TRUST_REMOTE_CODE", "1"))},
+        "experiment/ledger_bashrc": {"paths": {"ledger_file": f"{folder}/.bashrc"}},
+        "experiment/log_profile": {"hydra": {"job_logging": {"handlers": {"file": {
+            "filename": f"{folder}/.profile"}}}}},
         "evil_primary": {"optimizer": {"_target_": "os.system", "command": f"touch {marker}"}},
     }
     for name, body in presets.items():
@@ -74,11 +80,11 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          ["+hydra.callbacks.t._target_=site.addsitedir", f"+hydra.callbacks.t.sitedir={d}"],
          r"hydra\.callbacks\.t\._target_='site\.addsitedir' is not allowed"),
         ("hydra-callback-from-preset", [*cd, "experiment=callback"], r"hydra\.callbacks\.t\._target_="),
-        ("env-set-path", [f"+hydra.job.env_set.PATH={d}:/usr/bin:/bin"], r"hydra\.job\.env_set\.PATH is not allowed"),
-        ("env-set-pythonpath", [f"+hydra.job.env_set.PYTHONPATH={d}"], r"env_set\.PYTHONPATH"),
-        ("env-set-ld-preload", [f"+hydra.job.env_set.LD_PRELOAD={d}/x.so"], r"env_set\.LD_PRELOAD"),
-        ("env-set-git-config", ["+hydra.job.env_set.GIT_CONFIG_COUNT=1"], r"env_set\.GIT_CONFIG_COUNT"),
-        ("env-set-remote-code", ["+hydra.job.env_set.NLPEXP_TRUST_REMOTE_CODE=1"], r"env_set\.NLPEXP_TRUST"),
+        ("env-set-path", [*cd, "experiment=env_path"], r"hydra\.job\.env_set\.PATH may not be set by a config file"),
+        ("env-set-pythonpath", [*cd, "experiment=env_pythonpath"], r"env_set\.PYTHONPATH may not"),
+        ("env-set-ld-preload", [*cd, "experiment=env_ld_preload"], r"env_set\.LD_PRELOAD may not"),
+        ("env-set-git-config", [*cd, "experiment=env_git_config_count"], r"env_set\.GIT_CONFIG_COUNT may not"),
+        ("env-set-remote-code", [*cd, "experiment=env_nlpexp_trust_remote_code"], r"env_set\.NLPEXP_TRUST"),
         ("dynamic-module", ["+logger.t={_target_:transformers.dynamic_module_utils.get_class_from_dynamic_module,"
                             f"class_reference:evilcode.Evil,pretrained_model_name_or_path:'{d}'}}"],
          r"logger\.t\._target_='transformers\.dynamic_module_utils"),
@@ -87,10 +93,11 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          r"model\.trust_remote_code may not be set by a config file or preset"),
         ("pickled-weights-preset", [*cd, "experiment=pickled_weights"], r"model\.allow_pickle_weights may not"),
         ("remote-code-sweep-param", ["-m", *cd, "hparams_search=remote_params"],
-         r"hydra\.sweeper\.params sweeps 'model\.trust_remote_code'"),
+         r"hydra\.sweeper\.params\.model\.trust_remote_code may not be set by a config file"),
         ("slurm-setup-preset", [*cd, "experiment=slurm_setup"], r"hydra\.launcher\.setup may not be set"),
         ("slurm-python-preset", [*cd, "experiment=slurm_python"], r"hydra\.launcher\.python may not be set"),
-        ("slurm-export-preset", [*cd, "experiment=slurm_export"], r"hydra\.launcher\.additional_parameters may"),
+        ("slurm-export-preset", [*cd, "experiment=slurm_export"],
+         r"hydra\.launcher\.additional_parameters\.export may not"),
         ("os-system", ["model._target_=os.system"], r"model\._target_='os\.system' is not allowed"),
         ("subprocess", [f"+logger.t={{_target_:subprocess.run,args:[touch,'{m}']}}"], r"'subprocess\.run'"),
         ("eval", ["+logger.t={_target_:builtins.eval,_args_:['1+1']}"], r"'builtins\.eval'"),
@@ -113,9 +120,12 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
         ("decoded-target", [*cd, "experiment=decoded"], r"logger\.t: oc\.create / oc\.decode are not allowed"),
         ("created-target", ["+logger.t=\"${oc.create:{_target_: os.system}}\""], r"logger\.t: oc\.create"),
         ("concatenated-target", ["optimizer._target_=torch.optim.${oc.env:EVIL_TARGET}"], r"optimizer\._target_="),
-        ("logging-factory", [*cd, "experiment=log_factory"], r"hydra\.job_logging\.handlers\.x\.\(\)='subprocess"),
-        ("logging-class", [*cd, "experiment=log_class"], r"handlers\.x\.class='evilcode\.Handler'"),
-        ("logging-ext", [*cd, "experiment=log_ext"], r"'ext://evilcode\.x' is not allowed"),
+        ("logging-factory", [*cd, "experiment=log_factory"],
+         r"hydra\.job_logging\.handlers\.x\.\(\) may not be set .* to 'subprocess"),
+        ("logging-class", [*cd, "experiment=log_class"],
+         r"handlers\.x\.class may not be set .* to 'evilcode\.Handler'"),
+        ("logging-ext", [*cd, "experiment=log_ext"],
+         r"handlers\.console\.stream may not be set .* to 'ext://evilcode\.x'"),
         ("launcher-target", ["hydra.launcher._target_=os.system"], r"hydra\.launcher\._target_='os\.system'"),
         ("sampler-target", ["-m", "hparams_search=sbert_nli", "hydra.sweeper.sampler._target_=os.system"],
          r"hydra\.sweeper\.sampler\._target_"),
@@ -127,9 +137,9 @@ def catalogue(d: Path, m: Path) -> list[tuple[str, list[str], str]]:
          r"sweeps 'model\._target_'"),
         ("cfg-job", ["--cfg", "job", "optimizer._target_=builtins.exec"], r"'builtins\.exec'"),
         ("primary-config", ["-cp", str(d / "conf"), "-cn", "evil_primary"], r"optimizer\._target_='os\.system'"),
-        ("ledger-into-bashrc", [f"paths.ledger_file={d}/.bashrc"], r"paths\.ledger_file=.* must name a \.jsonl file"),
-        ("log-into-profile", [f"hydra.job_logging.handlers.file.filename={d}/.profile"],
-         r"hydra\.job_logging\.handlers\.file\.filename=.* must name a \.log file"),
+        ("ledger-into-bashrc", [*cd, "experiment=ledger_bashrc"], r"paths\.ledger_file may not be set .*\.bashrc"),
+        ("log-into-profile", [*cd, "experiment=log_profile"],
+         r"hydra\.job_logging\.handlers\.file\.filename may not be set .*\.profile"),
         ("experimental-rerun", ["--experimental-rerun", str(d / "config.pickle")], r"--experimental-rerun"),
     ]
 
@@ -173,7 +183,8 @@ def test_catalogue_end_to_end(case, evil, tmp_path):
     _, argv, pattern = next(c for c in catalogue(folder, marker) if c[0] == case)
     done = subprocess.run([sys.executable, RUN_PY, *argv, f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(folder)})  # evilcode importable: worst case
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              filter(None, (str(folder), os.environ.get("PYTHONPATH"))))})  # evilcode importable
     assert done.returncode == 2, done.stdout + done.stderr
     _one_error_line(done.stdout + done.stderr, pattern)
     assert not marker.exists()
@@ -389,8 +400,11 @@ def test_a_bad_value_from_a_secret_is_redacted_in_the_error_line_and_run_log(tmp
 
 def test_a_saved_config_re_runs_to_the_same_metrics(secret_run):
     tmp, _, data_root = secret_run
-    again = _run_py(["--config-path", str(tmp / "run"), "--config-name", "config", f"hydra.run.dir={tmp / 'again'}"],
-                    tmp, data_root)
+    # the saved config names a ledger and a registry (this test's NLPEXP_REGISTRY_DIR differs from the fixture's)
+    # that are not this person's paths: only the person says where they go
+    again = _run_py(["--config-path", str(tmp / "run"), "--config-name", "config", f"hydra.run.dir={tmp / 'again'}",
+                     f"paths.ledger_file={tmp / 'ledger.jsonl'}",
+                     f"paths.registry_dir={os.environ['NLPEXP_REGISTRY_DIR']}"], tmp, data_root)
     assert again.returncode == 0, again.stderr[-3000:]
 
     def quality(run: str) -> dict:

@@ -1,5 +1,6 @@
-"""run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, and put
-it through nlpexp.safety.check_config before Hydra builds anything (run, -m, --cfg, -cp/-cd/-cn alike)."""
+"""run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, before Hydra
+builds anything (run, -m, --cfg, -cp/-cd/-cn alike): every `_target_` against the allow-list
+(nlpexp.safety.check_config), and every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp.config_files import foreign_settings
 from nlpexp.errors import NlpexpError
-from nlpexp.safety import check_config, check_sweep_keys
+from nlpexp.file_keys import ROOTS, check_setting
+from nlpexp.safety import check_config, check_sweep_keys, check_targets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -45,30 +48,51 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
-        check_config(cfg, args.overrides)
-        for overrides in _group_sweep_options(cfg, parsed):
-            check_config(hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN),
-                         args.overrides)
+        groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
+        typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave
+        _check(cfg, foreign_settings(hydra, name, args.overrides, mode or RunMode.RUN), typed, args.overrides)
+        for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
+            option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
+            _check(option, foreign_settings(hydra, name, overrides, RunMode.MULTIRUN), typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
     finally:
         GlobalHydra.instance().clear()
 
 
-def _group_sweep_options(cfg: DictConfig, parsed: list) -> Iterator[list[str]]:
+def _check(cfg: DictConfig, settings: Iterator, typed: set[str], command_line: Sequence[str]) -> None:
+    """Code first (the `_target_`s), then what foreign files set (a key the person typed too is theirs), then
+    the dangerous switches."""
+    check_targets(cfg)
+    roots = {root: _resolved(cfg, f"paths.{root}") for root in ROOTS}
+    for setting in settings:
+        if setting.key not in typed:
+            check_setting(setting.file, setting.key, setting.value, roots)
+    check_config(cfg, command_line)
+
+
+def _resolved(cfg: DictConfig, key: str) -> str | None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        value = OmegaConf.select(cfg, key, default=None)
+    except OmegaConfBaseException:
+        return None
+    return os.path.abspath(os.path.expanduser(str(value))) if value else None
+
+
+def _group_sweep_options(cfg: DictConfig, parsed: list, loader) -> Iterator[list[str]]:
     """The command line with one option of a swept config group in place of its sweep, for every option of every
     group swept on the command line or in hydra.sweeper.params (a preset in a -cd dir is an option too)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
 
     groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    parser = OverridesParser.create()
-    sweeps = [o for o in parsed if o.is_sweep_override()]
-    sweeps += [parser.parse_override(f"{key}={value}") for key, value in params.items() if key in groups]
+    parser = OverridesParser.create(config_loader=loader)  # a glob(...) lists the group's options through it
+    sweeps = parser.parse_overrides([o.input_line for o in parsed if o.is_sweep_override()]
+                                    + [f"{key}={value}" for key, value in params.items() if key in groups])
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     for sweep in sweeps:
-        if sweep.key_or_group in groups and sweep.value_type in (ValueType.CHOICE_SWEEP,
-                                                                  ValueType.SIMPLE_CHOICE_SWEEP):
+        if sweep.key_or_group in groups and sweep.is_choice_sweep():
             for option in sweep.sweep_string_iterator():
                 yield [*fixed, f"{sweep.key_or_group}={option}"]

@@ -1,13 +1,13 @@
 """The gate for code. Threat model: configs, presets and config dirs may come from other people; the person
 typing the command line is trusted. A config must not run code that nlpexp.config.TARGET_ALLOWLIST does not
 name, and dangerous switches (remote code, pickled weights, launcher shell lines) come from the command line or
-the environment only.
+the environment only. (What else a foreign file may set at all: nlpexp.file_keys, checked by nlpexp.gate.)
 
 check_config() sees the composed config *with* its hydra node, before anything is imported or built: every
-`_target_` (exact names, no interpolation), the logging factories (`()`, `class`, `ext://`), hydra.job.env_set,
-sweep parameters and the dangerous switches. run.py calls it (nlpexp.gate) before Hydra starts (every mode:
-run, -m, --cfg, -cp/-cd/-cn); pipeline.run() calls check_run() again inside the job (each sweep trial too), and
-Hydra itself instantiates under its execution allow-list (run.py's @hydra.main) as a second line.
+`_target_` (exact names, no interpolation), sweep parameters and the dangerous switches. run.py calls it
+(nlpexp.gate) before Hydra starts (every mode: run, -m, --cfg, -cp/-cd/-cn); pipeline.run() calls check_run()
+again inside the job (each sweep trial too), and Hydra itself instantiates under its execution allow-list
+(run.py's @hydra.main) as a second line.
 """
 
 from __future__ import annotations
@@ -26,21 +26,12 @@ from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
 
-# What Hydra's logging config may construct or reference: what Hydra itself allows its logging beside the
-# execution allow-list (hydra._internal.logging_config._BUILTIN_LOGGING_TARGETS).
-LOGGING_FACTORIES = frozenset({"logging.StreamHandler", "logging.FileHandler", "colorlog.ColoredFormatter"})
-LOGGING_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
 # key -> the environment variable that also turns it on; None: the command line only.
 SWITCHES = {"model.trust_remote_code": "NLPEXP_TRUST_REMOTE_CODE",
             "model.allow_pickle_weights": "NLPEXP_ALLOW_PICKLE_WEIGHTS",
             # what the SLURM job script runs: shell lines, the interpreter, srun and sbatch options (--export=...)
             "hydra.launcher.setup": None, "hydra.launcher.python": None, "hydra.launcher.srun_args": None,
             "hydra.launcher.additional_parameters": None}
-# Variables that change which program, library or code runs (or what git / torch / HF execute).
-# (The sweeper itself passes NLPEXP_STUDY_* to its trials this way.)
-_RUNTIME_ENV = re.compile(r".*PATH|LD_.*|DYLD_.*|PYTHON.*|GIT_.*|BASH_ENV|ENV|SHELL|HOME|IFS|PS4|NLPEXP_ROOT|"
-                          r".*_OPTIONS|.*TRUST_REMOTE_CODE.*|.*ALLOW_PICKLE.*|TORCH_FORCE_.*|PERL5.*|RUBY.*|NODE_.*|"
-                          r"JAVA_.*|.*_CA_BUNDLE|SSL_CERT_.*", re.IGNORECASE)
 # Keys no sweep may vary: what they name is code or environment, checked once before the sweep.
 _UNSWEEPABLE = re.compile(r"(^|\.)(_target_|\(\)|class|_args_)($|\.)|^hydra\.|env_set")
 
@@ -85,39 +76,6 @@ def check_targets(cfg: DictConfig) -> None:
                               f"(and `_target_`s) the check cannot see before they are resolved")
 
 
-def check_logging(node: Any, where: str) -> None:
-    """Hydra hands hydra.job_logging / hydra_logging to logging.config.dictConfig, which imports and calls
-    `()` and `class` factories and imports `ext://` references."""
-    for path, key, value in iter_nodes(node, where):
-        if key in ("()", "class") and value not in LOGGING_FACTORIES:
-            raise NlpexpError(f"{path}.{key}={value!r} is not allowed: logging may only use "
-                              f"{', '.join(sorted(LOGGING_FACTORIES))}")
-        if isinstance(value, str) and "ext:" in value and value not in LOGGING_STREAMS:
-            raise NlpexpError(f"{path}.{key}={value!r} is not allowed: logging may only reference "
-                              f"{', '.join(sorted(LOGGING_STREAMS))}")
-
-
-def check_file_names(cfg: DictConfig) -> None:
-    """The files a config may name keep their suffix: appending a ledger line or a log line (text a config
-    controls) to ~/.bashrc or ~/.profile would run it in the next shell."""
-    named = [("paths.ledger_file", _raw(cfg._get_node("paths")._get_node("ledger_file")), ".jsonl")] \
-        if isinstance(cfg.get("paths"), DictConfig) and "ledger_file" in cfg.paths else []
-    for part in ("job_logging", "hydra_logging"):
-        node = OmegaConf.select(cfg, f"hydra.{part}", default=None)
-        named += [(f"{path}.{key}", value, ".log") for path, key, value in iter_nodes(node, f"hydra.{part}")
-                  if key == "filename"]
-    for key, value, suffix in named:
-        if value is not None and not (isinstance(value, str) and value.endswith(suffix)):
-            raise NlpexpError(f"{key}={value!r} is not allowed: it must name a {suffix} file")
-
-
-def check_env_set(env_set: Any) -> None:
-    for name in (env_set or {}):
-        if _RUNTIME_ENV.fullmatch(str(name)):
-            raise NlpexpError(f"hydra.job.env_set.{name} is not allowed: it changes which program or code runs "
-                              f"(PATH, PYTHONPATH, LD_*, GIT_*, ...); set it in your shell instead")
-
-
 def check_sweep_keys(keys: Sequence[str], where: str) -> None:
     for key in keys:
         name = str(key).lstrip("+~")
@@ -153,12 +111,8 @@ def check_config(cfg: DictConfig, command_line: Sequence[str] = ()) -> list[str]
     """The gate: `cfg` composed with its hydra node; `command_line` the overrides the user typed.
     Returns the dangerous switches that are on."""
     check_targets(cfg)
-    check_file_names(cfg)
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) else None
     if hydra is not None:
-        check_logging(hydra._get_node("job_logging"), "hydra.job_logging")
-        check_logging(hydra._get_node("hydra_logging"), "hydra.hydra_logging")
-        check_env_set(OmegaConf.select(hydra, "job.env_set"))
         params = OmegaConf.select(hydra, "sweeper.params", default=None)
         check_sweep_keys(list(params.keys()) if isinstance(params, DictConfig) else [], "hydra.sweeper.params")
     return check_switches(cfg, command_line)

@@ -1,0 +1,180 @@
+"""What a config file from someone else may set: ONE table (FILE_KEYS), by key pattern.
+
+A config file is data. It may set the job's settings (the schema's keys, keys of one's own at the top level) and,
+under `hydra:`, only what shapes a sweep and names its run dirs. Everything else that decides where things go or
+what runs (env_set, logging, callbacks, search path, storage URLs, launchers, endpoints and online modes, path
+roots, the dangerous switches) is the person's: set on the command line or in their environment. A foreign file
+may repeat the project's own value of a person's key (a saved run config does) but not change it.
+
+Patterns are dotted keys; `*` stands for one part (a logger's name). The longest matching pattern decides; a key
+under `hydra:` that no pattern matches is the person's (and tests/test_config_is_data.py fails on it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nlpexp.config import CONFIG_DIR
+from nlpexp.errors import NlpexpError
+
+
+class Rule(NamedTuple):
+    who: str  # "file": a foreign file may set it; "person": only the person running the command
+    allows: Callable[[str, Any, dict], str | None] | None = None  # for "file": why this value is refused, or None
+    safe: tuple = ()  # for "person": values a file may give it anyway (off, local, none)
+
+
+ROOTS = ("runs_dir", "sweeps_dir", "cache_dir")  # where a file may send what a run writes (see paths/default.yaml)
+_ROOT_REF = re.compile(r"\$\{(paths\.(output_dir|runs_dir|sweeps_dir|cache_dir)|hydra:runtime\.output_dir)\}")
+# harmless parts of a dir name: a date (its format without '/' or '.'), the job's number
+_PER_JOB = re.compile(r"\$\{(now:[%\w :-]*|hydra\.job\.num|hydra\.job\.id)\}")
+
+
+def _confined(key: str, value: Any, roots: dict) -> str | None:
+    """A path inside a run/sweep/cache root (or the run's own dir); None is the project's default place."""
+    if value is None:
+        return None
+    text, tail = str(value), None
+    ref = _ROOT_REF.match(text)
+    if ref:
+        tail = text[ref.end():]
+    for root in filter(None, roots.values()):
+        if tail is None and (text == root or text.startswith(root.rstrip("/") + "/")):
+            tail = text[len(root.rstrip("/")):]
+    if tail is None or not (tail == "" or tail.startswith("/")) or _escapes(tail):
+        return f"a file may only name a folder inside {', '.join(f'paths.{r}' for r in ROOTS)} or the run's dir"
+    return None
+
+
+def _relative(key: str, value: Any, roots: dict) -> str | None:
+    if str(value).startswith("/") or _escapes(str(value)):
+        return "a file may only name a folder below the sweep dir"
+    return None
+
+
+def _escapes(tail: str) -> bool:
+    """`..`, or an interpolation other than a date or the job's number (which could name anything)."""
+    plain = _PER_JOB.sub("x", tail)
+    return "${" in plain or ".." in plain.split("/")
+
+
+def _sweepable(key: str, value: Any, roots: dict) -> str | None:
+    if key == "hydra.sweeper.params":  # null or {} sweep nothing; `${...}` would hide what it sweeps
+        return "a file writes its parameters out, not as an interpolation" if isinstance(value, str) else None
+    swept = key.removeprefix("hydra.sweeper.params.").lstrip("+~")
+    rule = rule_for(swept)
+    if swept.startswith("hydra.") or rule is None or rule.who != "file" or rule.allows is not None:
+        return f"a file may not sweep {swept}: only keys it may set to any value"
+    return None
+
+
+def _name(key: str, value: Any, roots: dict) -> str | None:
+    """A study's name is a folder of the sweep and of the registry: letters, digits, '.', '_', '-' only."""
+    from nlpexp.schema import STUDY_NAME
+
+    return None if value is None or STUDY_NAME.ok(value) else f"a file may only give it {STUDY_NAME}"
+
+
+FILE, PERSON = Rule("file"), Rule("person")
+OFF = Rule("person", safe=(False,))
+NONE = Rule("person", safe=(None,))
+CONFINED = Rule("file", _confined)
+
+FILE_KEYS: dict[str, Rule] = {
+    # -- the job config: every key the schema declares, the groups as a whole ...
+    **{group: FILE for group in ("mode", "seed", "verbose", "optimized_metric", "model", "data", "optimizer",
+                                 "scheduler", "trainer", "loss", "generation", "task", "logger", "debug")},
+    # ... but the places a run writes to, its endpoints and online modes, and the dangerous switches
+    "paths": PERSON,  # the roots themselves: the person's (or the project's own value)
+    "task.cache_dir": CONFINED,
+    "logger.*.log_dir": CONFINED, "logger.*.dir": CONFINED, "logger.*.run_dir": CONFINED,
+    "logger.*.tracking_uri": NONE, "logger.*.registry_uri": NONE,  # credentials go where the URI points
+    "logger.*.mode": Rule("person", safe=("offline", "disabled")),  # online sends the run (and the API key)
+    "logger.*.entity": NONE, "logger.*.base_url": NONE, "logger.*.host": Rule("person", safe=("127.0.0.1",
+                                                                                            "localhost")),
+    "logger.*.serve": OFF,
+    "model.trust_remote_code": OFF, "model.allow_pickle_weights": OFF,  # nlpexp.safety.SWITCHES
+    # -- under hydra: what a sweep varies and how many trials, and where its dirs go ...
+    "hydra.mode": FILE,
+    "hydra.run.dir": CONFINED, "hydra.sweep.dir": CONFINED, "hydra.sweep.subdir": Rule("file", _relative),
+    "hydra.sweeper.params": Rule("file", _sweepable),
+    **{f"hydra.sweeper.{key}": FILE for key in ("n_trials", "n_jobs", "direction", "sampler", "pruner",
+                                                 "failure_budget", "max_failure_rate")},
+    "hydra.sweeper.study_name": Rule("file", _name),
+    "hydra.launcher.n_jobs": FILE,
+    # ... and nothing else: code, environment, logging, storage, where Hydra looks for configs
+    **{f"hydra.{key}": PERSON for key in (
+        "job", "job.env_set", "job.env_copy", "job_logging", "hydra_logging", "callbacks", "searchpath", "env",
+        "sweeper", "sweeper.storage", "sweeper.studies_dir", "sweeper.registry_dir", "sweeper.promote_best",
+        "sweeper.validate_config", "launcher", "run", "sweep", "help", "hydra_help", "output_subdir", "overrides",
+        "runtime", "verbose", "aliases")},
+}
+
+
+def rule_for(key: str) -> Rule | None:
+    """The rule of the longest pattern that matches `key` or one of its parents; outside hydra a file's own key."""
+    parts = key.split(".")
+    best: tuple[int, int, Rule] | None = None
+    for pattern, rule in FILE_KEYS.items():
+        wanted = pattern.split(".")
+        if len(wanted) <= len(parts) and all(w in ("*", p) for w, p in zip(wanted, parts, strict=False)):
+            rank = (len(wanted), -wanted.count("*"), rule)
+            best = rank if best is None or rank[:2] > best[:2] else best
+    if best is None:
+        return None if parts[0] == "hydra" else FILE
+    return best[2]
+
+
+def check_setting(file: str, key: str, value: Any, roots: dict) -> None:
+    """Refuse what `file` (not the project's own) may not set, with one line naming the key and the file."""
+    rule = rule_for(key)
+    held = _restricted_below(key) if isinstance(value, str) and "${" in value else None
+    if held:  # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees
+        why = f"a file may not interpolate a whole node that holds {held}"
+    elif rule is not None and rule.who == "file":
+        why = rule.allows(key, value, roots) if rule.allows else None
+    elif rule is not None and (_same(value, rule.safe) or _same(value, _project_values(key))):
+        why = None
+    else:
+        why = "only the person running the command sets it (on the command line or in their environment)"
+    if why:
+        raise NlpexpError(f"{key} may not be set by a config file or preset: {file} sets it to {value!r}; {why}")
+
+
+def _restricted_below(key: str) -> str | None:
+    """A pattern under `key` that does not let a file set anything (so `key` is more than plain settings)."""
+    parts = key.split(".")
+    for pattern, rule in FILE_KEYS.items():
+        wanted = pattern.split(".")
+        below = len(wanted) > len(parts) and all(w in ("*", p) for w, p in zip(wanted, parts, strict=False))
+        if below and (rule.who != "file" or rule.allows is not None):
+            return pattern
+    return None
+
+
+def _same(value: Any, allowed) -> bool:
+    return any(type(value) is type(a) and value == a for a in allowed)
+
+
+def _project_values(key: str) -> tuple:
+    """The value this project's own conf/ gives `key`, as written and resolved (paths.* and logger.* only)."""
+    parts = key.split(".")
+    file = {"paths": CONFIG_DIR / "paths" / "default.yaml",
+            "logger": CONFIG_DIR / "logger" / f"{parts[1]}.yaml" if parts[1:2] != [""] and len(parts) > 2
+            and parts[1].isidentifier() else None}.get(parts[0])
+    if file is None or not file.is_file():
+        return ()
+    node = root = OmegaConf.create({parts[0]: OmegaConf.load(file)})
+    for part in parts:
+        node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+    if node is None:
+        return ()
+    try:
+        return node._value(), OmegaConf.select(root, key)
+    except OmegaConfBaseException:  # `${paths.output_dir}`: only the run knows it
+        return (node._value(),)
