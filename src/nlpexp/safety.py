@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nlpexp.config import TARGET_ALLOWLIST
+from nlpexp import components
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ SWITCHES = {"model.trust_remote_code": "NLPEXP_TRUST_REMOTE_CODE",
 # (The sweeper itself passes NLPEXP_STUDY_* to its trials this way.)
 _RUNTIME_ENV = re.compile(r".*PATH|LD_.*|DYLD_.*|PYTHON.*|GIT_.*|BASH_ENV|ENV|SHELL|HOME|IFS|PS4|NLPEXP_ROOT|"
                           r".*_OPTIONS|.*TRUST_REMOTE_CODE.*|.*ALLOW_PICKLE.*|TORCH_FORCE_.*|PERL5.*|RUBY.*|NODE_.*|"
-                          r"JAVA_.*|.*_CA_BUNDLE|SSL_CERT_.*", re.IGNORECASE)
+                          r"JAVA_.*|.*_CA_BUNDLE|SSL_CERT_.*|NLPEXP_TRUST_.*", re.IGNORECASE)
 # Keys no sweep may vary: what they name is code or environment, checked once before the sweep.
 _UNSWEEPABLE = re.compile(r"(^|\.)(_target_|\(\)|class|_args_)($|\.)|^hydra\.|env_set")
 
@@ -50,7 +50,7 @@ def env_flag(name: str) -> bool:
 
 
 def allowed_target(target: Any) -> bool:
-    return isinstance(target, str) and target in TARGET_ALLOWLIST
+    return components.is_allowed(target)
 
 
 def _raw(node: Any) -> Any:
@@ -78,8 +78,7 @@ def check_targets(cfg: DictConfig) -> None:
     if a string would become config nodes, and so `_target_`s, only when resolved)."""
     for path, key, value in iter_nodes(cfg):
         if key == "_target_" and not allowed_target(value):
-            raise NlpexpError(f"{path or '<root>'}._target_={value!r} is not allowed: configs may only build "
-                              f"what nlpexp.config.TARGET_ALLOWLIST names (exact names, no interpolation)")
+            raise NlpexpError(components.refusal(path, value))
         if isinstance(value, str) and _BUILDS_CONFIG.search(value):
             raise NlpexpError(f"{path}.{key}: oc.create / oc.decode are not allowed: they build config nodes "
                               f"(and `_target_`s) the check cannot see before they are resolved")
