@@ -1,0 +1,126 @@
+"""A project of its own adds a loss, a model, a dataset and a task to nlpexp with no edit of nlpexp
+(tests/user_project, the walk-through of docs/extending.md): installed with pip, its configs brought in by
+`hydra.searchpath=[pkg://my_lab.conf]`, run through a real `python run.py`. What nobody declared stays refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nlpexp.config import PROJECT_ROOT
+
+USER_PROJECT = Path(__file__).parent / "user_project"
+SEARCH_PATH = "hydra.searchpath=[pkg://my_lab.conf]"
+SMOKE = ("experiment=my_lab_smoke", "debug=smoke", "logger=none")
+
+
+def pip_install(project: Path, site: Path) -> None:
+    """`pip install --target`, offline: the project is built with the setuptools already installed."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "--target", str(site), str(project)], check=True, timeout=300,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """my_lab installed into a folder of its own (a copy of the project is built: the checkout stays clean)."""
+    root = tmp_path_factory.mktemp("user_project")
+    shutil.copytree(USER_PROJECT, root / "project", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    pip_install(root / "project", root / "site")
+    return root / "site"
+
+
+def run_py(args, sites: list[Path], tmp_path: Path, env_extra=None) -> subprocess.CompletedProcess:
+    path = os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), SEARCH_PATH, *args,
+                           f"hydra.run.dir={tmp_path / 'run'}", f"paths.ledger_file={tmp_path / 'ledger.jsonl'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    return errors[0]
+
+
+def test_a_user_task_model_dataset_and_loss_run_with_no_edit_of_nlpexp(site, tmp_path):
+    done = run_py(SMOKE, [site], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    # my_lab's task scored the run with its own evaluator (nlpexp has no retrieval_accuracy)
+    assert {"val/retrieval_accuracy", "start/retrieval_accuracy", "train/loss"} <= set(metrics), metrics
+    assert 0.0 <= metrics["val/retrieval_accuracy"] <= 1.0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["task"]["_target_"] == "my_lab.tasks.PairRetrievalTask"
+    assert config["loss"]["_target_"] == "my_lab.losses.InfoNCELoss"
+    assert config["data"]["_target_"] == "my_lab.data.EntailmentPairs"
+    # my_lab's model added its projection to what was trained and saved
+    modules = json.loads((run / "best_model" / "modules.json").read_text())
+    assert any(m["type"].endswith("Dense") for m in modules), modules
+    record = json.loads((tmp_path / "ledger.jsonl").read_text().splitlines()[-1])
+    assert record["status"] == "ok" and record["task"] == "PairRetrievalTask"
+
+
+def test_a_user_loss_key_is_checked_against_its_own_signature(site, tmp_path):
+    line = one_error_line(run_py([*SMOKE, "+loss.temprature=0.1"], [site], tmp_path))
+    assert "loss.temprature is not a setting; did you mean loss.temperature?" in line
+    line = one_error_line(run_py([*SMOKE, "model.projection_dim=wide"], [site], tmp_path))
+    assert "model.projection_dim must be an integer, got 'wide'" in line
+    # the model subclasses nlpexp's ModelSpec: its rules hold for it too
+    assert "model.pooling must be one of" in one_error_line(run_py([*SMOKE, "model.pooling=sum"], [site], tmp_path))
+
+
+def test_a_component_nobody_declared_is_refused(site, tmp_path):
+    line = one_error_line(run_py([*SMOKE, "optimizer._target_=torch.optim.SGD"], [site], tmp_path))
+    assert line.startswith("error: optimizer._target_='torch.optim.SGD' is not allowed")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_person_running_it_may_trust_more_in_the_environment(site, tmp_path):
+    done = run_py([*SMOKE, "optimizer._target_=torch.optim.SGD", "--cfg", "job"], [site], tmp_path,
+                  env_extra={"NLPEXP_TRUST_TARGETS": "torch.optim.SGD"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "_target_: torch.optim.SGD" in done.stdout
+
+
+def test_a_pattern_over_a_package_the_distribution_does_not_ship_is_refused(site, tmp_path_factory, tmp_path):
+    """A package may declare `my_lab.*` for its own my_lab, not `torch.*` for someone else's code."""
+    project = tmp_path_factory.mktemp("sneaky")
+    (project / "sneaky").mkdir()
+    (project / "sneaky" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "sneaky"\nversion = "0.1"\n'
+        '[project.entry-points."nlpexp.components"]\ntorch = "torch"\n'
+        '[tool.setuptools]\npackages = ["sneaky"]\n')
+    pip_install(project, project / "site")
+    line = one_error_line(run_py([*SMOKE, "optimizer._target_=torch.optim.SGD"], [project / "site", site], tmp_path))
+    assert "sneaky declares the pattern torch.* but does not ship the package torch" in line
+
+
+WIDENING = {
+    "env_set": "hydra:\n  job:\n    env_set:\n      NLPEXP_TRUST_TARGETS: torch.optim.SGD\n",
+    "env_set_and_target": "hydra:\n  job:\n    env_set:\n      NLPEXP_TRUST_TARGETS: torch.optim.SGD\n"
+                          "optimizer:\n  _target_: torch.optim.SGD\n",
+}
+
+
+@pytest.mark.parametrize("case", WIDENING)
+def test_a_config_file_cannot_widen_trust(case, site, tmp_path):
+    presets = tmp_path / "cd" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "widen.yaml").write_text("# @package _global_\n" + WIDENING[case])
+    line = one_error_line(run_py(["--config-dir", str(tmp_path / "cd"), "experiment=widen", "debug=smoke",
+                                  "logger=none"], [site], tmp_path))
+    assert "NLPEXP_TRUST_TARGETS is not allowed" in line or "'torch.optim.SGD' is not allowed" in line, line
+    assert not (tmp_path / "run").exists()
