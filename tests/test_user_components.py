@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,14 +53,25 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-def test_a_user_task_model_dataset_and_loss_run_with_no_edit_of_nlpexp(site, tmp_path):
-    done = run_py(SMOKE, [site], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+def walkthrough() -> str:
+    """The commands of docs/extending.md's walk-through (its ```bash user-project``` block)."""
+    text = (PROJECT_ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```bash user-project\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1, "docs/extending.md has one walk-through block"
+    return blocks[0]
+
+
+def test_the_walkthrough_runs_a_user_task_model_dataset_and_loss_with_no_edit_of_nlpexp(tmp_path, data_root):
+    env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + walkthrough().replace("/tmp/", f"{tmp_path}/")],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     # my_lab's task scored the run with its own evaluator (nlpexp has no retrieval_accuracy)
     assert {"val/retrieval_accuracy", "start/retrieval_accuracy", "train/loss"} <= set(metrics), metrics
-    assert 0.0 <= metrics["val/retrieval_accuracy"] <= 1.0
+    assert done.stdout.strip().splitlines()[-1] == str(metrics["val/retrieval_accuracy"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["task"]["_target_"] == "my_lab.tasks.PairRetrievalTask"
     assert config["loss"]["_target_"] == "my_lab.losses.InfoNCELoss"
@@ -67,8 +79,10 @@ def test_a_user_task_model_dataset_and_loss_run_with_no_edit_of_nlpexp(site, tmp
     # my_lab's model added its projection to what was trained and saved
     modules = json.loads((run / "best_model" / "modules.json").read_text())
     assert any(m["type"].endswith("Dense") for m in modules), modules
-    record = json.loads((tmp_path / "ledger.jsonl").read_text().splitlines()[-1])
-    assert record["status"] == "ok" and record["task"] == "PairRetrievalTask"
+    ledger = Path(os.environ["NLPEXP_LEDGER_DIR"]) / "ledger.jsonl"
+    record = [json.loads(line) for line in ledger.read_text().splitlines()][-1]
+    assert record["status"] == "ok" and record["task"] == "PairRetrievalTask" and record["model"] == "tiny_projected"
+    assert not (USER_PROJECT / "build").exists()  # pip built the copy, not the checkout
 
 
 def test_a_user_loss_key_is_checked_against_its_own_signature(site, tmp_path):
