@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -11,11 +12,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
 
+from nlpexp import components, schema
 from nlpexp.config import PROJECT_ROOT
+from nlpexp.derived import group_of
 
 USER_PROJECT = Path(__file__).parent / "user_project"
 SEARCH_PATH = "hydra.searchpath=[pkg://my_lab.conf]"
@@ -138,3 +142,81 @@ def test_a_config_file_cannot_widen_trust(case, site, tmp_path):
                                   "logger=none"], [site], tmp_path))
     assert "NLPEXP_TRUST_TARGETS is not allowed" in line or "'torch.optim.SGD' is not allowed" in line, line
     assert not (tmp_path / "run").exists()
+
+
+# -- the rules, in-process --------------------------------------------------------------------------------------
+
+
+class ScaledLoss:
+    def __init__(self, model, scale: float, mode: Literal["sum", "mean"] = "mean", note: str = "",
+                 cap: int | None = None, tag: Unresolved = None, normalize: bool = True):  # noqa: F821
+        pass
+
+
+class KeywordsLoss(ScaledLoss):
+    def __init__(self, *, margin: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+
+
+def open_factory(params, size: int = 2, **options):
+    return None
+
+
+@pytest.fixture
+def trusted(monkeypatch):
+    """This module's classes trusted by the person running the tests (the allow-list is computed afresh)."""
+    monkeypatch.setenv("NLPEXP_TRUST_TARGETS", f"{__name__}.*")
+    components.allowlist.cache_clear()
+    components._added.cache_clear()
+    yield
+    monkeypatch.undo()
+    components.allowlist.cache_clear()
+    components._added.cache_clear()
+
+
+def test_a_signature_gives_names_and_rules(trusted):
+    group = group_of(schema.LOSS, {"_target_": f"{__name__}.KeywordsLoss", "scale": 1.0})
+    assert list(group.fields) == ["margin", "scale", "mode", "note", "cap", "tag", "normalize"]  # `model` is bound
+    assert not group.open and group.required == ("scale",)
+    rules = {key: str(rule) for key, rule in group.fields.items()}
+    assert rules == {"margin": "a number", "scale": "a number", "mode": "one of sum, mean", "note": "a string",
+                     "cap": "an integer or null", "tag": "anything", "normalize": "true or false"}
+    assert group.fields["note"].ok("") and not group.fields["cap"].ok(True)
+    partial = group_of(schema.LOSS, {"_target_": f"{__name__}.KeywordsLoss", "_partial_": True})
+    assert partial.required == ()  # the task completes a `_partial_` node
+
+
+def test_kwargs_that_reach_no_class_leave_the_node_open_and_nlpexp_s_own_keys_keep_their_rules(trusted):
+    group = group_of(schema.OPTIMIZER, {"_target_": f"{__name__}.open_factory"})
+    assert group.open and set(group.fields) == {"size", "lr", "head_lr", "weight_decay"}
+    assert str(group.fields["lr"]) == "a positive number" and group.required == ("lr",)
+
+
+def test_nlpexp_s_own_components_keep_the_schema_s_groups():
+    node = {"_target_": "sentence_transformers.sentence_transformer.losses.CosineSimilarityLoss"}
+    assert group_of(schema.LOSS, node) is schema.LOSS.other  # built-in and undescribed: as before, nothing imported
+
+
+def test_what_nobody_trusts_is_not_imported_to_read_its_signature(tmp_path, monkeypatch):
+    (tmp_path / "noisy.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nclass Loss: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert group_of(schema.LOSS, {"_target_": "noisy.Loss"}) is schema.LOSS.other
+    assert not (tmp_path / "imported").exists()
+
+
+def test_an_editable_install_ships_what_its_project_holds(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "src" / "edpkg").mkdir(parents=True)
+    (project / "src" / "edpkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(project / "src"))
+    info = tmp_path / "site" / "edpkg-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: edpkg\nVersion: 0.1\n")
+    (info / "RECORD").write_text("__editable__.edpkg-0.1.pth,,\nedpkg-0.1.dist-info/METADATA,,\n")
+    (info / "direct_url.json").write_text(json.dumps({"url": project.as_uri(), "dir_info": {"editable": True}}))
+    dist = importlib.metadata.PathDistribution(info)
+    assert components._ships(dist, "edpkg")
+    assert not components._ships(dist, "json")  # installed, but not from this project
+    (info / "direct_url.json").write_text(json.dumps({"url": (tmp_path / "other").as_uri(),
+                                                      "dir_info": {"editable": True}}))
+    assert not components._ships(dist, "edpkg")

@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any
 
-from nlpexp.components import BUILTIN_TARGETS
+from nlpexp.components import BUILTIN_TARGETS, is_allowed
 from nlpexp.rules import Anything, Bool, ByTarget, Group, Int, Maybe, Num, OneOf, Rule, Text
 
 _RULES = {int: Int(), float: Num(), bool: Bool(), str: Text(meaning="a string", empty=True)}
@@ -30,8 +30,8 @@ def group_of(rule: ByTarget, node: Any) -> Group:
     """The Group of `node` (a mapping with `_target_`): the schema's own where it describes the target (or the
     target is nlpexp's), else derived from the target's signature."""
     target = node.get("_target_")
-    if not isinstance(target, str) or target in rule.groups or target in BUILTIN_TARGETS:
-        return rule.group(target)
+    if not isinstance(target, str) or target in rule.groups or target in BUILTIN_TARGETS or not is_allowed(target):
+        return rule.group(target)  # nothing is imported that the allow-list does not vouch for (the gate refuses it)
     built = _locate(target)
     if built is None or not callable(built):
         return rule.other  # what cannot be imported is reported when it is built, with Hydra's message
@@ -117,10 +117,20 @@ def _rule_of(annotation: Any) -> Rule:
 
 
 def _hints(function: Any) -> dict:
+    """The annotations resolved, each on its own: one that names a type imported for type checking only leaves the
+    others resolved (it is read as written). The code is installed code's own, which the allow-list vouched for."""
     try:
         return typing.get_type_hints(function)
-    except Exception:  # a forward reference that does not resolve: the annotations as written are used
-        return {}
+    except Exception:  # a name that does not resolve: resolve the others one by one
+        pass
+    hints = {}
+    scope = getattr(function, "__globals__", {})
+    for name, annotation in getattr(function, "__annotations__", {}).items():
+        try:
+            hints[name] = eval(annotation, dict(scope)) if isinstance(annotation, str) else annotation
+        except Exception:  # left as written, read as written by _rule_of
+            hints[name] = annotation
+    return hints
 
 
 def _described(rule: ByTarget, init: Any) -> Group | None:
@@ -139,7 +149,7 @@ def _locate(target: str) -> Any:
     for cut in range(len(parts) - 1, 0, -1):
         try:
             found = importlib.import_module(".".join(parts[:cut]))
-        except Exception:  # noqa: BLE001 (whatever it raises, instantiate reports it when it builds the node)
+        except Exception:  # whatever it raises, instantiate reports it when it builds the node
             continue
         for attribute in parts[cut:]:
             found = getattr(found, attribute, None)
