@@ -197,6 +197,32 @@ def test_nlpexp_s_own_components_keep_the_schema_s_groups():
     assert group_of(schema.LOSS, node) is schema.LOSS.other  # built-in and undescribed: as before, nothing imported
 
 
+@pytest.mark.parametrize("trust", ["exact", "pattern"])
+def test_an_exact_entry_may_name_a_re_export_a_pattern_may_not_launder_one(trust, monkeypatch):
+    """`Linear` here is torch's: trusted by its exact name, it is built (Hydra checks the class it makes by its
+    defining name, which for_building adds); a pattern over this module does not extend to torch's code."""
+    import torch
+
+    from nlpexp.config import instantiate
+    from nlpexp.errors import NlpexpError
+
+    monkeypatch.setattr(sys.modules[__name__], "Linear", torch.nn.Linear, raising=False)
+    monkeypatch.setenv("NLPEXP_TRUST_TARGETS", f"{__name__}.Linear" if trust == "exact" else f"{__name__}.*")
+    for cache in (components.allowlist, components._added):
+        cache.cache_clear()
+    node = {"_target_": f"{__name__}.Linear", "in_features": 2, "out_features": 1}
+    try:
+        if trust == "exact":
+            assert isinstance(instantiate(node), torch.nn.Linear)
+        else:
+            with pytest.raises(NlpexpError, match="torch.nn.modules.linear.Linear"):
+                instantiate(node)
+    finally:
+        monkeypatch.undo()
+        for cache in (components.allowlist, components._added):
+            cache.cache_clear()
+
+
 def test_what_nobody_trusts_is_not_imported_to_read_its_signature(tmp_path, monkeypatch):
     (tmp_path / "noisy.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nclass Loss: pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
