@@ -13,14 +13,16 @@ from omegaconf import DictConfig
 
 from nlpexp.boundary import exit_on_error, job_errors
 from nlpexp.cli import tolerate_closed_stdout
-from nlpexp.config import CONFIG_DIR, TARGET_ALLOWLIST
+from nlpexp.components import allowlist
+from nlpexp.config import CONFIG_DIR
 from nlpexp.gate import check_command_line
 from nlpexp.help import print_help, wants_help
 from nlpexp.redaction import redact_output
 
 
-# Hydra builds launchers, sweepers, callbacks and logging handlers under the same allow-list as nlpexp does.
-@hydra.main(config_path=str(CONFIG_DIR), config_name="config", execution_whitelist=TARGET_ALLOWLIST)
+# Hydra builds launchers, sweepers, callbacks and logging handlers under the same allow-list as nlpexp does
+# (nlpexp's own components, those installed packages declare, those NLPEXP_TRUST_TARGETS names).
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", execution_whitelist=allowlist())
 def main(cfg: DictConfig) -> float:
     from nlpexp.pipeline import objective, run
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp.components import BUILTIN_TARGETS, for_building
 from nlpexp.errors import NlpexpError, first_line
 
 PROJECT_ROOT = Path(os.environ.get("NLPEXP_ROOT", Path(__file__).resolve().parents[2]))
@@ -28,66 +29,9 @@ def group_dir(group: str) -> Path:
     """The folder holding the options of a config group."""
     return PRESETS_DIR if group == "experiment" else CONFIG_DIR / group
 
-# Experiment configs may come from other people: a `_target_` (job config or Hydra config) may only name one of
-# these, exactly. No package-wide wildcard: transformers.* alone holds get_class_from_dynamic_module (runs a
-# model folder's code), and nlpexp.* holds file writers. tests/test_security.py checks every `_target_` in conf/
-# and experiments/ is here.
-TARGET_ALLOWLIST = (
-    # job config: one home per group (conf/<group>/ builds from src/nlpexp/<group>/)
-    "nlpexp.data.DataSpec",
-    "nlpexp.generation.GenerationSettings",
-    "nlpexp.logger.TensorBoardLogger",
-    "nlpexp.logger.WandbLogger",
-    "nlpexp.logger.MlflowLogger",
-    "nlpexp.model.ModelSpec",
-    "nlpexp.scheduler.build_scheduler",
-    "nlpexp.task.augsbert.AugSbertTask",
-    "nlpexp.task.classification.ClassificationTask",
-    "nlpexp.task.embedding.EmbeddingTask",
-    "nlpexp.task.sbert_nli.SbertNliTask",
-    "nlpexp.task.summarization.SummarizationTask",
-    "nlpexp.task.tsdae.TsdaeTask",
-    "nlpexp.trainer.TrainerSettings",
-    "sentence_transformers.sentence_transformer.losses.CachedMultipleNegativesRankingLoss",
-    "sentence_transformers.sentence_transformer.losses.CoSENTLoss",
-    "sentence_transformers.sentence_transformer.losses.CosineSimilarityLoss",
-    "sentence_transformers.sentence_transformer.losses.DenoisingAutoEncoderLoss",
-    "sentence_transformers.sentence_transformer.losses.MultipleNegativesRankingLoss",
-    "sentence_transformers.sentence_transformer.losses.SoftmaxLoss",
-    "torch.optim.Adam",
-    "torch.optim.AdamW",
-    # the same classes by their defining module: Hydra re-checks a `_partial_` target's own name when it is called
-    "sentence_transformers.sentence_transformer.losses.cached_multiple_negatives_ranking."
-    "CachedMultipleNegativesRankingLoss",
-    "sentence_transformers.sentence_transformer.losses.cosent.CoSENTLoss",
-    "sentence_transformers.sentence_transformer.losses.cosine_similarity.CosineSimilarityLoss",
-    "sentence_transformers.sentence_transformer.losses.denoising_auto_encoder.DenoisingAutoEncoderLoss",
-    "sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking.MultipleNegativesRankingLoss",
-    "sentence_transformers.sentence_transformer.losses.softmax.SoftmaxLoss",
-    "torch.optim.adam.Adam",
-    "torch.optim.adamw.AdamW",
-    # Hydra config: launchers, sweepers, and the study's sampler and pruner
-    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
-    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
-    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
-    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
-    "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper",
-    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaii_sampler",
-    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaiii_sampler",
-    "optuna.samplers.CmaEsSampler",
-    "optuna.samplers.GPSampler",
-    "optuna.samplers.GridSampler",
-    "optuna.samplers.QMCSampler",
-    "optuna.samplers.RandomSampler",
-    "optuna.samplers.TPESampler",
-    "optuna.pruners.HyperbandPruner",
-    "optuna.pruners.MedianPruner",
-    "optuna.pruners.NopPruner",
-    "optuna.pruners.PercentilePruner",
-    "optuna.pruners.SuccessiveHalvingPruner",
-    "optuna.pruners.ThresholdPruner",
-)
+# What a config may build: nlpexp's own components (TARGET_ALLOWLIST), what installed packages declare, what the
+# person running the command trusts (nlpexp.components.allowlist()).
+TARGET_ALLOWLIST = BUILTIN_TARGETS
 
 
 def _project_root() -> str:
@@ -167,13 +111,13 @@ def one_line(message: str) -> str:
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate restricted to TARGET_ALLOWLIST."""
+    """hydra.utils.instantiate restricted to what configs may build (nlpexp.components)."""
     from hydra.errors import InstantiationException
     from hydra.utils import execution_whitelist
     from hydra.utils import instantiate as hydra_instantiate
 
     try:
-        with execution_whitelist(TARGET_ALLOWLIST, reset=True):
+        with execution_whitelist(for_building(node), reset=True):
             return hydra_instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__

@@ -89,13 +89,16 @@ class Bool(Rule):
 
 @dataclass(frozen=True)
 class Text(Rule):
-    """A string; `pattern` (a regex the whole string matches) and its `meaning` in words narrow it."""
+    """A string, not empty unless `empty`; `pattern` (a regex the whole string matches) and its `meaning` in words
+    narrow it."""
 
     pattern: str | None = None
     meaning: str = "a non-empty string"
+    empty: bool = False
 
     def ok(self, value) -> bool:
-        return isinstance(value, str) and bool(value) and (self.pattern is None or re.fullmatch(self.pattern, value))
+        return isinstance(value, str) and (self.empty or bool(value)) and \
+            (self.pattern is None or re.fullmatch(self.pattern, value))
 
     def __str__(self) -> str:
         return self.meaning
@@ -179,11 +182,15 @@ class Group:
 
 @dataclass(frozen=True)
 class ByTarget:
-    """A node whose settings depend on the class it builds: the Group of its `_target_`, `other` for the rest."""
+    """A node whose settings depend on the class it builds: the Group of its `_target_`; `other`: the settings every
+    node of the kind has (with their rules) and, open, the node of a class known neither here nor by its signature.
+    A class of one's own is described by its signature (nlpexp.derived), less the `bound` names: what the code
+    passes when it builds the node."""
 
     groups: dict[str, Group]
     other: Group = field(default_factory=lambda: Group({}, open=True))
     nullable: bool = False
+    bound: tuple[str, ...] = ()
 
     def group(self, target: str | None) -> Group:
         return self.groups.get(target or "", self.other)

@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nlpexp.config import TARGET_ALLOWLIST
+from nlpexp import components
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def env_flag(name: str) -> bool:
 
 
 def allowed_target(target: Any) -> bool:
-    return isinstance(target, str) and target in TARGET_ALLOWLIST
+    return components.is_allowed(target)
 
 
 def _raw(node: Any) -> Any:
@@ -69,8 +69,7 @@ def check_targets(cfg: DictConfig) -> None:
     if a string would become config nodes, and so `_target_`s, only when resolved)."""
     for path, key, value in iter_nodes(cfg):
         if key == "_target_" and not allowed_target(value):
-            raise NlpexpError(f"{path or '<root>'}._target_={value!r} is not allowed: configs may only build "
-                              f"what nlpexp.config.TARGET_ALLOWLIST names (exact names, no interpolation)")
+            raise NlpexpError(components.refusal(path, value))
         if isinstance(value, str) and _BUILDS_CONFIG.search(value):
             raise NlpexpError(f"{path}.{key}: oc.create / oc.decode are not allowed: they build config nodes "
                               f"(and `_target_`s) the check cannot see before they are resolved")

@@ -61,18 +61,20 @@ def _check_seq_length(model: dict, path: str) -> None:
                           f"max_position_embeddings), got {length}")
 
 
-MODEL = Group({
+_MODEL = Group({
     "name": NAME, "name_or_path": Maybe(NAME), "tokenizer": Maybe(NAME), "random_init": Maybe(MapOf()),
     "max_seq_length": Int(1, MAX_SEQ_LENGTH), "pooling": OneOf(POOLINGS), "trust_remote_code": Bool(),
     "seed": SEED, "build": OneOf(("auto", "encoder_decoder")), "allow_pickle_weights": Bool(),
 }, required=("name",), checks=(_check_seq_length,))
+MODEL = ByTarget({"nlpexp.model.ModelSpec": _MODEL})  # a ModelSpec subclass of one's own: these and its own keys
 
-DATA = Group({
+_DATA = Group({
     "name": NAME, "root": NAME, "sources": MapOf(Maybe(MapOf())), "splits": MapOf(ListOf(NAME)),
     "columns": Maybe(MapOf(NAME)), "label_names": Maybe(ListOf(NAME)), "unknown_labels": OneOf(("error", "drop")),
     "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
     "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(), "optional_roles": ListOf(NAME),
 }, required=("name", "root", "sources", "splits"))
+DATA = ByTarget({"nlpexp.data.DataSpec": _DATA})
 
 def _check_duration(trainer: dict, path: str) -> None:
     from nlpexp.errors import NlpexpError
@@ -99,10 +101,12 @@ _ADAM = Group({
 }, required=("lr",))
 OPTIMIZER = ByTarget({"torch.optim.Adam": _ADAM, "torch.optim.AdamW": _ADAM},
                      other=Group({"lr": Num(0, lo_open=True), "head_lr": Maybe(Num(0, lo_open=True)),
-                                  "weight_decay": Num(0)}, required=("lr",), open=True))
+                                  "weight_decay": Num(0)}, required=("lr",), open=True),
+                     bound=("params",))  # the trainer passes the model's parameters
 
 SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
-    "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})})
+    "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
+    bound=("optimizer", "num_training_steps"))
 
 GENERATION = Group({
     "num_beams": Int(1), "max_new_tokens": Int(1), "no_repeat_ngram_size": Int(0), "length_penalty": Num(),
@@ -119,7 +123,7 @@ LOSS = ByTarget({
                                     for k in ("rep", "difference", "multiplication")}, open=True),
     _LOSSES + "DenoisingAutoEncoderLoss": Group({"tie_encoder_decoder": Bool(),
                                                  "decoder_name_or_path": Maybe(NAME)}, open=True),
-}, nullable=True)
+}, nullable=True, bound=("model",))  # the task passes its model (and what else its loss needs)
 
 _TASK = {"monitor": Text(r"val/\S+", "'val/<metric>'"), "cache_dir": Maybe(NAME)}
 _STS_TASK = {**_TASK, "sts": DATA, "batch_sampler": OneOf(BATCH_SAMPLERS)}
@@ -145,7 +149,9 @@ TASK = ByTarget({
         **_STS_TASK, "text_columns": ListOf(NAME, min_length=1), "deletion_ratio": Num(0, 1, hi_open=True),
         "pooling": OneOf(POOLINGS),
     }, required=("monitor", "sts", "text_columns")),
-}, other=Group(_TASK, required=("monitor",), open=True))
+}, other=Group(_TASK, required=("monitor",), open=True),
+   # what pipeline.build_task passes every task
+   bound=("model", "data", "trainer", "optimizer", "scheduler", "loss", "run_dir", "mode", "callbacks"))
 
 LOGGER = ByTarget({
     "nlpexp.logger.TensorBoardLogger": Group({"log_dir": NAME, "histograms": Bool(), "seed000_tags": Bool(),

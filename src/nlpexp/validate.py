@@ -9,6 +9,7 @@ from enum import Enum
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nlpexp.derived import group_of
 from nlpexp.errors import NlpexpError, first_line
 from nlpexp.rules import ByTarget, Group, MapOf, Maybe
 from nlpexp.schema import ROOT
@@ -70,7 +71,7 @@ def _check_value(node: DictConfig, key, rule, path: str):
     if isinstance(rule, Group | ByTarget):
         if not isinstance(value, DictConfig):
             raise NlpexpError(f"{path} must be a config node (a mapping of settings), got {_shown(value)}")
-        group = rule.group(value.get("_target_")) if isinstance(rule, ByTarget) else rule
+        group = group_of(rule, value) if isinstance(rule, ByTarget) else rule
         _check_group(value, group, path)
         return None
     if _walked(rule) and isinstance(value, DictConfig):  # a mapping of groups (the loggers)

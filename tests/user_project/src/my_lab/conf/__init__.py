@@ -1,0 +1,1 @@
+"""Config groups for nlpexp: `python run.py hydra.searchpath=[pkg://my_lab.conf] experiment=my_lab_smoke`."""
