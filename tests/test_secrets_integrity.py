@@ -187,3 +187,12 @@ def test_a_symlink_at_any_depth_of_a_registry_version_is_refused(planted, finish
     captured = capsys.readouterr()
     assert len(captured.err.splitlines()) == 1 and captured.err.startswith("error: ") and "PLANTED" not in \
         captured.out + captured.err
+
+
+@pytest.mark.parametrize("group", ["/etc", "../../", "hparams_search/../../..", "nope"])
+def test_the_presets_resolver_names_config_groups_only(group, tmp_path):
+    from omegaconf import OmegaConf
+
+    with pytest.raises(Exception, match="name a config group"):
+        OmegaConf.create({"x": f"${{nlpexp_presets:{group}}}"}).x  # noqa: B018
+    assert "sbert_nli" in OmegaConf.create({"x": "${nlpexp_presets:hparams_search}"}).x

@@ -10,9 +10,16 @@ from pathlib import Path
 
 
 def describe_group(group: str, config_dir: Path | None = None) -> str:
-    """`  name  first comment line` for every option of `group`, aligned, one per line."""
-    from nlpexp.config import group_dir
+    """`  name  first comment line` for every option of `group`, aligned, one per line. `group` is the name of one
+    of the project's config groups, never a path: `${nlpexp_presets:/any/dir}` in a config would otherwise list
+    the files and first comment lines of any folder."""
+    from nlpexp.config import CONFIG_DIR, group_dir
+    from nlpexp.errors import NlpexpError
 
+    known = {"experiment", *(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())}
+    if config_dir is None and (not isinstance(group, str) or group not in known):
+        raise NlpexpError(f"${{nlpexp_presets:{group}}}: name a config group ({', '.join(sorted(known))}), "
+                          f"not a path")
     files = sorted((config_dir.joinpath(group) if config_dir else group_dir(group)).glob("*.yaml"))
     width = max((len(f.stem) for f in files), default=0)
     return "\n".join(f"  {f.stem.ljust(width)}  {_first_comment(f)}".rstrip() for f in files)
