@@ -156,6 +156,23 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_it_used(tmp_path, 
     assert newest_complete(root) is None
 
 
+def test_a_file_added_to_a_sealed_checkpoint_or_a_seal_naming_outside_files_is_refused(tmp_path):
+    from nlpexp.trainer.checkpoints import damage, seal
+
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"w" * 64)
+    seal(folder, 2, 1.0, {"task": "T"})
+    assert damage(folder, read_seal(folder)) is None
+    (folder / "rng_state.pth").write_bytes(b"planted")
+    assert damage(folder, read_seal(folder)) == f"{folder / 'rng_state.pth'} is not in its seal (added after it was " \
+                                                "sealed)"
+    record = json.loads((folder / SEAL).read_text())
+    record["files"]["../outside"] = {"size": 1, "sha256": "0" * 64}
+    (folder / SEAL).write_text(json.dumps(record))
+    assert read_seal(folder) is None
+
+
 def test_a_byte_flip_in_the_last_checkpoint_resumes_from_the_one_before(reference, compose_run, tmp_path, caplog):
     run_dir = tmp_path / "run"
     _killed_run(compose_run(*ARGS, run_dir=run_dir), "evaluate_validation")  # checkpoints 2 and 4 sealed

@@ -64,6 +64,8 @@ def read_seal(folder: Path) -> dict | None:
     try:
         record = json.loads((Path(folder) / SEAL).read_text(encoding="utf-8"))
         for name, entry in record["files"].items():
+            if Path(name).is_absolute() or ".." in Path(name).parts:  # a seal lists its own folder's files only
+                return None
             if (Path(folder) / name).stat().st_size != _size(entry):
                 return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -72,8 +74,12 @@ def read_seal(folder: Path) -> dict | None:
 
 
 def damage(folder: Path, record: dict) -> str | None:
-    """None if every file of a complete checkpoint has the sha256 its seal holds; else what differs, naming the
-    file. Hashes are cached per (path, mtime, size) in this process: checked twice, read once."""
+    """None if the files of a complete checkpoint are those its seal lists, each with the sha256 it holds; else
+    what differs, naming the file. Hashes are cached per (path, mtime, size) in this process: checked twice, read
+    once."""
+    present = {p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file() and p.name != SEAL}
+    if extra := sorted(present - set(record["files"])):
+        return f"{Path(folder) / extra[0]} is not in its seal (added after it was sealed)"
     for name, entry in record["files"].items():
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         if expected is None:
