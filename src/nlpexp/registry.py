@@ -103,7 +103,7 @@ def _model_of(run_dir: Path, config: dict) -> Path:
         raise NlpexpError(f"{run_dir} has no metrics.json: it is not the run dir of a finished run "
                           f"(`nlpexp runs --status failed` says why a run ended)")
     if (run_dir / "best_model").is_dir() or (run_dir / "best_model").is_symlink():
-        return run_dir / "best_model"  # (a symlink is refused by the copy)
+        return run_dir / "best_model"  # (a symlink: register refuses it, with one line)
     model = config.get("model") or {}
     if config.get("mode") not in ("eval", "test"):
         raise NlpexpError(f"{run_dir} has no best_model/: register the run dir of a finished training run")
