@@ -139,3 +139,22 @@ def test_killing_a_parallel_sweep_ends_its_workers_and_their_trials(tmp_path):
         sweep.kill()
         for pid in filter(_alive, workers):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_sweep_interrupt_is_not_lost_in_a_finalizer():
+    """The interrupt may land while the garbage collector runs a `__del__` (the trainer's gc.collect at train start),
+    where Python drops any exception: it is raised again a moment later, outside it."""
+    from nlpexp import sweep
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.05)  # the handler runs here, inside __del__
+
+    previous = signal.signal(signal.SIGUSR2, sweep._interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="the sweep process is gone"):
+            Finalized()  # dropped at once: its __del__ runs
+            time.sleep(3)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

@@ -19,7 +19,7 @@ from nlpexp.errors import NlpexpError
 from nlpexp.ledger import read as read_ledger
 from nlpexp.pipeline import run
 from nlpexp.tb import read_tags
-from nlpexp.trainer.checkpoints import KILL_ENV, SEAL, newest_complete, read_seal
+from nlpexp.trainer.checkpoints import KILL_ENV, SEAL, check_identity, newest_complete, read_seal
 
 ARGS = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=tensorboard", "logger.tensorboard.histograms=false")
 TIMINGS = ("time/", "train/runtime_s", "train/samples_per_second", "train/eval_runtime_s")
@@ -117,8 +117,8 @@ def test_resume_refuses_a_checkpoint_of_another_task(compose_run, tmp_path):
     run(compose_run("task=classification", "model=tiny_bert", "data=imdb", "debug=smoke", "logger=none",
                     run_dir=classification))
     checkpoint = classification / "checkpoints" / "checkpoint-2"
-    with pytest.raises(NlpexpError, match=r"^trainer.resume: .*checkpoint-2 was trained with data=imdb, "
-                                          r"task=ClassificationTask, this run has data=allnli, task=SbertNliTask"):
+    with pytest.raises(NlpexpError, match=r"^trainer.resume: .*checkpoint-2 was trained with "
+                                          r"task=ClassificationTask, .*this run has task=SbertNliTask, "):
         run(compose_run(*ARGS, f"trainer.resume={checkpoint}"))
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert read_ledger(tmp_path / "ledger.jsonl")[-1]["status"] == "failed"
@@ -127,3 +127,99 @@ def test_resume_refuses_a_checkpoint_of_another_task(compose_run, tmp_path):
 def test_resume_refuses_a_folder_that_is_no_checkpoint(compose_run, tmp_path):
     with pytest.raises(NlpexpError, match="is not a complete nlpexp checkpoint"):
         run(compose_run(*ARGS, f"trainer.resume={tmp_path}"))
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_it_used(tmp_path, caplog):
+    """Same-size bytes overwritten (the seal's sizes still match): the sha256 tells; the previous sealed one is
+    taken, and with none left, nothing (the run starts over)."""
+    from nlpexp.trainer.checkpoints import seal
+
+    root = tmp_path / "checkpoints"
+    for step in (2, 4):
+        folder = root / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+        seal(folder, step, 1.0, {"task": "T"})
+    damaged = root / "checkpoint-4" / "model.safetensors"
+    with open(damaged, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 8)
+    assert read_seal(root / "checkpoint-4") is not None  # sizes alone would have taken it
+    with caplog.at_level("WARNING", logger="nlpexp"):
+        assert newest_complete(root) == root / "checkpoint-2"
+    assert f"{damaged} differs from its seal (sha256)" in caplog.text
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-2", "damaged-checkpoint-4"]
+    with pytest.raises(NlpexpError, match=r"trainer.resume: .*damaged-checkpoint-4 is damaged: .*model.safetensors "
+                                          r"differs from its seal"):
+        check_identity(root / "damaged-checkpoint-4", {"task": "T"})
+    (root / "checkpoint-2" / "model.safetensors").write_bytes(bytes(range(256))[::-1] * 4)
+    assert newest_complete(root) is None
+
+
+def test_a_file_added_to_a_sealed_checkpoint_or_a_seal_naming_outside_files_is_refused(tmp_path):
+    from nlpexp.trainer.checkpoints import damage, seal
+
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"w" * 64)
+    seal(folder, 2, 1.0, {"task": "T"})
+    assert damage(folder, read_seal(folder)) is None
+    (folder / "rng_state.pth").write_bytes(b"planted")
+    assert damage(folder, read_seal(folder)) == f"{folder / 'rng_state.pth'} is not in its seal (added after it was " \
+                                                "sealed)"
+    record = json.loads((folder / SEAL).read_text())
+    record["files"]["../outside"] = {"size": 1, "sha256": "0" * 64}
+    (folder / SEAL).write_text(json.dumps(record))
+    assert read_seal(folder) is None
+
+
+def test_a_byte_flip_in_the_last_checkpoint_resumes_from_the_one_before(reference, compose_run, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    _killed_run(compose_run(*ARGS, run_dir=run_dir), "evaluate_validation")  # checkpoints 2 and 4 sealed
+    weights = run_dir / "checkpoints" / "checkpoint-4" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(b ^ 0x55 for b in data[-64:])  # inside the tensors, not the header: it would still load
+    weights.write_bytes(bytes(data))
+    with caplog.at_level("INFO", logger="nlpexp"):
+        metrics = run(compose_run(*ARGS, "trainer.resume=true", run_dir=run_dir))
+    assert f"{weights} differs from its seal (sha256)" in caplog.text
+    assert f"resuming from {run_dir / 'checkpoints' / 'checkpoint-2'}" in caplog.text
+    for key, value in _comparable(reference).items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_root):
+    """checkpoint-4 of one smoke run, shared by the identity cases."""
+    from nlpexp.config import compose
+
+    out = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NLPEXP_DATA_DIR", str(data_root))
+        run(compose([f"paths.output_dir={out / 'run'}", f"paths.ledger_file={out / 'ledger.jsonl'}", *ARGS]))
+    return out / "run" / "checkpoints" / "checkpoint-4"
+
+
+@pytest.mark.parametrize("change,key", [("model.random_init.hidden_size=64", "model.random_init.hidden_size"),
+                                        ("model.pooling=cls", "model.pooling"),
+                                        ("model.max_seq_length=32", "model.max_seq_length")])
+def test_resume_refuses_a_checkpoint_of_another_model_config(change, key, trained, compose_run, tmp_path):
+    """The identity is what shapes the weights, not the model's name: one line naming the setting, nothing run."""
+    with pytest.raises(NlpexpError, match=rf"^trainer.resume: .*checkpoint-4 was trained with {key}=\S+, this run "
+                                          rf"has {key}="):
+        run(compose_run(*ARGS, change, "trainer.max_steps=6", f"trainer.resume={trained}"))
+    assert not list((tmp_path / "run").rglob("checkpoint-*")) and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_other_data_files(trained, compose_run, tmp_path, data_root):
+    """Same data config, same name, other rows in its training file: refused by the file's sha256."""
+    import gzip
+    import shutil
+
+    other = tmp_path / "data"
+    shutil.copytree(data_root, other)
+    train = other / "snli" / "test.jsonl.gz"  # the first training file of data=allnli
+    train.write_bytes(gzip.compress(b"".join(reversed(gzip.decompress(train.read_bytes()).splitlines(True)))))
+    with pytest.raises(NlpexpError, match=r"was trained with data.files.snli/test=[0-9a-f]{64}, this run has "
+                                          r"data.files.snli/test=[0-9a-f]{64}"):
+        run(compose_run(*ARGS, f"data.root={other}", f"trainer.resume={trained}"))

@@ -273,6 +273,7 @@ def test_secret_keys_are_whole_words(key, secret):
 def test_redaction_by_value_url_and_assignment(monkeypatch):
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "s3cr3t-value-42")
     monkeypatch.setenv("SHORT_KEY", "short")  # under 8 characters: too common to redact
+    redaction.take_secrets()  # (values are taken at process start and where a run starts: compose, run.py)
     text = ("got 's3cr3t-value-42' from postgresql://me:pa55word@db/optuna; +extra.my_api_key=abc model=short "
             "pad_token_id=0")
     assert redaction.redact_text(text) == ("got '<redacted>' from postgresql://me:<redacted>@db/optuna; "

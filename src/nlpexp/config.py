@@ -60,6 +60,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from nlpexp.redaction import take_secrets
+
+    take_secrets()  # an in-process run starts here, from the caller's environment (no env_set applied)
     require_config_dir()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):

@@ -2,6 +2,9 @@
 
 By value: the value (8 characters or more) of every environment variable whose name looks secret (*TOKEN*,
 *KEY*, *SECRET*, *PASSWORD*, *CREDENTIAL*), wherever it appears, and the password of a URL (user:pw@host).
+The values are taken when this module is imported (run.py imports it first) and only ever added to (take_secrets,
+at the in-process entries): never re-read from a later os.environ, which `hydra.job.env_set` may have changed
+(`env_set: {COPY: ${oc.env:GITHUB_TOKEN}, GITHUB_TOKEN: harmless}` would otherwise launder the token).
 By key: a mapping key or a `key=value` assignment whose last word is a secret word (`hf_token`, `my_api_key`,
 `db_password`); whole words only, so `tokenizer`, `max_new_tokens`, `pad_token_id` and `eos_token` stay.
 """
@@ -12,6 +15,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +32,23 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)", r
 _ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)=(?P<value>[^\s,'\"]+)")
 
 
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of secret-looking environment variables, longest first (so a value containing another goes whole)."""
+_TAKEN: set[str] = set()
+
+
+def take_secrets(environ: Mapping[str, str] | None = None) -> None:
+    """Remember the secret values of `environ` (default: os.environ now). Called at import and where a process
+    starts a run from its own environment, before any config could change it; a value once taken is never
+    forgotten, so a config that overwrites or renames the variable later cannot take it out of redaction."""
     environ = os.environ if environ is None else environ
-    found = {v for name, v in environ.items() if _SECRET_ENV_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH}
-    return sorted(found, key=len, reverse=True)
+    _TAKEN.update(v for name, v in environ.items() if _SECRET_ENV_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH)
+
+
+def secret_values() -> list[str]:
+    """The values taken so far, longest first (so a value containing another goes whole)."""
+    return sorted(_TAKEN, key=len, reverse=True)
+
+
+take_secrets()  # at process start: run.py imports this module before Hydra composes or applies env_set
 
 
 def is_secret_key(name: str) -> bool:
@@ -99,7 +115,8 @@ class _RedactingStream:
 
 def redact_output() -> None:
     """For the command line (run.py), first thing: the console (before Hydra resolves `ext://sys.stdout` for its
-    handlers) and every log record."""
+    handlers) and every log record; the secrets of the environment the command was started with."""
+    take_secrets()
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if not isinstance(stream, _RedactingStream):

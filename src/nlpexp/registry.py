@@ -8,7 +8,8 @@
 Layout: <registry>/<name>/v<N>/{model/, config.yaml, metrics.json, source.json}, and <registry>/<name>/best, a
 link to the best version (a sweep's best model: models/<study>/best/model). Aliases: `latest`
 (newest version), `best` (best value of the source run's optimized_metric), `v<N>`. A version appears
-only complete: it is copied into a hidden temporary folder and renamed into place.
+only complete: it is copied into a hidden temporary folder and renamed into place. Copies never follow a
+symlink, and a version is resolved only when no part of its path, at any depth, is one (nlpexp.copies).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import yaml
 
 from nlpexp.cli import ArgumentParser, run_cli
 from nlpexp.config import default_paths
+from nlpexp.copies import copy_file, copy_tree, refuse_links
 from nlpexp.errors import NlpexpError
 
 PREFIX = "registry:"
+REGISTER = "registry register"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -47,6 +50,8 @@ def model_folder(name: str, root: Path | None = None) -> Path:
     folder = root / name
     if not folder.resolve().is_relative_to(root.resolve()):
         raise NlpexpError(f"registry name {name!r} leads outside the registry {root}")
+    if folder.is_symlink():
+        raise NlpexpError(f"registry name {name!r}: {folder} is a symlink; the registry holds no links")
     return folder
 
 
@@ -63,15 +68,21 @@ def register(run_dir: Path, name: str, root: Path | None = None, direction: str 
     root = root or registry_dir()
     run_dir = Path(run_dir).resolve()
     folder = model_folder(name, root)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    config_file = run_dir / "config.yaml"
+    has_config = config_file.exists() or config_file.is_symlink()
+    if has_config:
+        refuse_links(config_file, REGISTER)  # before reading it
+    config = yaml.safe_load(config_file.read_text()) if has_config else {}
     model = _model_of(run_dir, config or {})
+    for source in (model, run_dir / "metrics.json"):
+        refuse_links(source, REGISTER)  # all of it checked before anything is created
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
-        shutil.copytree(model, staging / "model")
-        shutil.copy2(run_dir / "metrics.json", staging / "metrics.json")
-        if (run_dir / "config.yaml").is_file():
-            shutil.copy2(run_dir / "config.yaml", staging / "config.yaml")
+        copy_tree(model, staging / "model", REGISTER)
+        copy_file(run_dir / "metrics.json", staging / "metrics.json", REGISTER)
+        if has_config:
+            copy_file(config_file, staging / "config.yaml", REGISTER)
         source = {"run_dir": str(run_dir), "optimized_metric": (config or {}).get("optimized_metric"),
                   "direction": direction or (config or {}).get("direction", "maximize")}
         (staging / "source.json").write_text(json.dumps(source, indent=2))
@@ -91,8 +102,8 @@ def _model_of(run_dir: Path, config: dict) -> Path:
     if not (run_dir / "metrics.json").is_file():
         raise NlpexpError(f"{run_dir} has no metrics.json: it is not the run dir of a finished run "
                           f"(`nlpexp runs --status failed` says why a run ended)")
-    if (run_dir / "best_model").is_dir():
-        return run_dir / "best_model"
+    if (run_dir / "best_model").is_dir() or (run_dir / "best_model").is_symlink():
+        return run_dir / "best_model"  # (a symlink: register refuses it, with one line)
     model = config.get("model") or {}
     if config.get("mode") not in ("eval", "test"):
         raise NlpexpError(f"{run_dir} has no best_model/: register the run dir of a finished training run")
@@ -139,12 +150,15 @@ def resolve(reference: str, root: Path | None = None) -> Path:
     else:
         raise NlpexpError(f"registry model {name!r} has no alias {alias!r}; use latest, best or one of "
                           f"{', '.join(f'v{v}' for v in known)}")
-    return model_folder(name, root) / f"v{version}" / "model"
+    folder = model_folder(name, root) / f"v{version}"
+    refuse_links(folder, f"registry:{name}@{alias}", below=Path(root))
+    return folder / "model"
 
 
 def _best_version(name: str, known: list[int], root: Path) -> int:
     def score(version: int) -> float:
         folder = model_folder(name, root) / f"v{version}"
+        refuse_links(folder, f"registry:{name}@best", below=Path(root))  # before reading what it holds
         source = json.loads((folder / "source.json").read_text())
         metric = source.get("optimized_metric")
         value = json.loads((folder / "metrics.json").read_text()).get(metric)

@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nlpexp.copies import refuse_links, refuse_links_on_the_way
 from nlpexp.errors import NlpexpError, first_line
 
 SCHEME = "mlflow:"
@@ -107,6 +108,7 @@ def resolve(reference: str, root: Path) -> Path:
     try:
         version = _version(client, name, alias or "latest")
         target = root / ".mlflow" / name / f"v{version.version}"
+        refuse_links_on_the_way(target, f"registry:{reference}", below=Path(root))  # nothing downloaded through one
         if not target.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
             path = version.source.removeprefix(client.get_run(version.run_id).info.artifact_uri).strip("/")
@@ -118,6 +120,7 @@ def resolve(reference: str, root: Path) -> Path:
                 shutil.rmtree(staging, ignore_errors=True)
     except MlflowException as err:
         raise NlpexpError(f"registry:{reference}: {first_line(err)}") from err
+    refuse_links(target, f"registry:{reference}", below=Path(root))  # a download has none: one planted is refused
     from nlpexp.logger import mlflow_model
 
     found = target / "model" if (target / "model").is_dir() else \

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.nlpexp_optuna_sweeper import seeding, upstream
 from hydra_plugins.nlpexp_optuna_sweeper.trials import Plan, TrialLoop
+from nlpexp.redaction import redact  # (the storage redacts what it stores: the definition is compared as stored)
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +170,13 @@ class StudySweeper(Sweeper):
         return study
 
     def _definition(self, plan: Plan) -> dict:
-        """What makes a study: overrides and search space, objectives, sampler and pruner (not n_trials)."""
+        """What makes a study (overrides, space, objectives, sampler, pruner; not n_trials), redacted as stored."""
         one = len(plan.directions) == 1
-        return {"arguments": sorted(plan.sweep_args),
-                "direction": plan.directions[0] if one else plan.directions,
-                "metric": plan.metrics[0] if one else plan.metrics,
-                "sampler": OmegaConf.to_container(self.sampler_config, resolve=True),
-                "pruner": OmegaConf.to_container(self.pruner_config, resolve=True)}
+        return redact({"arguments": sorted(plan.sweep_args),
+                       "direction": plan.directions[0] if one else plan.directions,
+                       "metric": plan.metrics[0] if one else plan.metrics,
+                       "sampler": OmegaConf.to_container(self.sampler_config, resolve=True),
+                       "pruner": OmegaConf.to_container(self.pruner_config, resolve=True)})
 
     def _default_name(self, definition: dict) -> str:
         from nlpexp.sweep.study import default_study_name  # (security: the storage is part of a study's identity)
@@ -222,8 +223,7 @@ class StudySweeper(Sweeper):
     # --- the end ----------------------------------------------------------------------------------------
 
     def _finish(self, study, plan: Plan, raising: bool = False) -> None:
-        """optimization_results.yaml and the summary into the sweep dir, the best model into the registry;
-        after an error, without hiding it."""
+        """optimization_results.yaml, the summary, the best model into the registry; after an error, not hiding it."""
         from nlpexp.sweep.promote import promote_best
         from nlpexp.sweep.summary import write_optimization_results, write_summary
 

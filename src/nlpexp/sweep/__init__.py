@@ -74,7 +74,20 @@ def end_with_parent() -> None:
 
 
 def _interrupt(signum, frame):
+    if _in_a_finalizer(frame):  # raised there, it would be printed as "Exception ignored" and lost: a bit later
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR2)).start()
+        return
     raise KeyboardInterrupt("the sweep process is gone")
+
+
+def _in_a_finalizer(frame) -> bool:
+    """Whether the main thread is inside a `__del__` (run by the garbage collector, e.g. during the trainer's
+    gc.collect), where Python drops any exception."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _watch(parent_pid: int) -> None:

@@ -1,4 +1,9 @@
-"""Where a study is stored: an SQL database (SQLite by default, PostgreSQL to share), or a journal file on NFS."""
+"""Where a study is stored: an SQL database (SQLite by default, PostgreSQL to share), or a journal file on NFS.
+
+Every storage this module opens redacts at its boundary (nlpexp.redaction): each study or trial attribute, user
+or system, is redacted as it is written, whoever writes it (the sweeper's study definition, the official
+sweeper's fixed params as trial user attrs, error notes, a trial's own calls).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,42 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         check_readable(url)
     if url.startswith(JOURNAL_SCHEME):
         return _journal_storage(url)
+    return _rdb_storage(url, heartbeat_interval, grace_period, max_retry)
+
+
+class _RedactedAttrs:
+    """Mixed into a storage class: every attribute value is redacted before it is stored (a key that names a
+    secret, `db_password`, keeps its key and loses its value; a secret's value anywhere in it is replaced)."""
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        super().set_study_user_attr(study_id, key, _redacted(key, value))
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        super().set_study_system_attr(study_id, key, _redacted(key, value))
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        super().set_trial_user_attr(trial_id, key, _redacted(key, value))
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        super().set_trial_system_attr(trial_id, key, _redacted(key, value))
+
+
+def _redacted(key: str, value: Any) -> Any:
+    from nlpexp.redaction import redact
+
+    return redact({key: value})[key]
+
+
+class RedactedRDBStorage(_RedactedAttrs, RDBStorage):
+    pass
+
+
+class RedactedJournalStorage(_RedactedAttrs, JournalStorage):
+    pass
+
+
+def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,
+                 max_retry: int | None) -> RDBStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(3):
         try:
@@ -41,7 +82,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                 if heartbeat_interval:
                     heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
                                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry)}
-                return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                return RedactedRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except Exception as err:  # sqlalchemy errors while another process creates the same tables
             if attempt == 2:
                 raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
@@ -54,7 +95,7 @@ def _journal_storage(url: str) -> JournalStorage:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # replays the file: one that is not an Optuna journal fails here
         # The symlink lock (the default) works on NFS, where fcntl locks may not.
-        return JournalStorage(JournalFileBackend(str(path)))
+        return RedactedJournalStorage(JournalFileBackend(str(path)))
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
         raise NlpexpError(f"{path} is not an Optuna journal file ({type(err).__name__}: {first_line(err)}); "
                           f"give the journal a sweep wrote, or a sweep dir") from err

@@ -171,9 +171,11 @@ class Task(ABC):
         return self.trainer_settings.resume_checkpoint(checkpoints_dir, self.checkpoint_identity())
 
     def checkpoint_identity(self) -> dict:
-        """What a checkpoint of this run was trained on; resuming a checkpoint of anything else is refused."""
-        return {"task": type(self).__name__, "model": self.model_spec.name_or_path or self.model_spec.name,
-                "data": self.data.name, "max_train_samples": self.data.max_train_samples}
+        """What a checkpoint of this run was trained on, by content (nlpexp.trainer.identity); resuming a checkpoint
+        of anything else is refused."""
+        from nlpexp.trainer.identity import checkpoint_identity
+
+        return checkpoint_identity(type(self).__name__, self.model_spec, self.data, self.loss_factory)
 
     def remember_train_output(self, output, state) -> None:
         """Keep the trainer's own throughput and mean loss; its runtime includes the in-training evaluations,
