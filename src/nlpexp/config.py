@@ -118,12 +118,16 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from nlpexp.trainer.duration import settle_duration
+
     require_config_dir()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):
-            return hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
+            cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
+    settle_duration(cfg, overrides or [])  # trainer.max_epochs or max_steps: whichever the overrides set
+    return cfg
 
 
 def default_paths() -> dict[str, str]:

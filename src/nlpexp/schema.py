@@ -77,13 +77,14 @@ DATA = Group({
 def _check_duration(trainer: dict, path: str) -> None:
     from nlpexp.errors import NlpexpError
 
-    if trainer.get("max_steps", -1) <= 0 and trainer.get("max_epochs", 1) <= 0:
+    epochs = trainer.get("max_epochs")
+    if trainer.get("max_steps", -1) <= 0 and (epochs is None or epochs <= 0):
         raise NlpexpError(f"{path}.max_epochs must be > 0 when {path}.max_steps is not (one of them bounds training), "
-                          f"got {trainer['max_epochs']}")
+                          f"got {'null' if epochs is None else epochs}")
 
 
 TRAINER = Group({
-    "max_epochs": Num(0), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
+    "max_epochs": Maybe(Num(0)), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
     "gradient_accumulation_steps": Int(1), "precision": OneOf(PRECISIONS), "eval_every_steps": Maybe(Int(1)),
     "logging_steps": Int(1), "save_total_limit": Maybe(Int(1)), "early_stopping_patience": Maybe(Int(1)),
     "resume": Either((Bool(), Text(meaning="a checkpoint folder"))), "dataloader_workers": Int(0, 256),
