@@ -151,9 +151,16 @@ def default_paths() -> dict[str, str]:
 
 
 def hydra_error_line(err: Exception) -> str:
-    """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
+    """A composition error of Hydra (and the OmegaConf error it wraps) as one line: what to type instead where
+    nlpexp.guidance knows it (the nearest option or key, -m for a sweep), else Hydra's own words."""
+    from nlpexp import guidance
+
     cause = first_line(err.__cause__) if err.__cause__ and str(err.__cause__).strip() else ""
-    return one_line(f"{err}\n{cause}")
+    message = f"{err}\n{cause}"
+    for rewrite in (guidance.suggest_option, guidance.suggest_key, guidance.sweep_without_multirun):
+        if line := rewrite(message):
+            return line
+    return one_line(message)
 
 
 def one_line(message: str) -> str:

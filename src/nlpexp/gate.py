@@ -24,7 +24,9 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from omegaconf.errors import OmegaConfBaseException
 
     from nlpexp.config import hydra_error_line, require_config_dir
+    from nlpexp.guidance import check_flags, check_sweep_usage
 
+    check_flags(argv)  # `--epochs 5`: the override to type, not argparse's usage block
     args = get_args_parser().parse_intermixed_args(list(argv))
     if args.config_path is None and args.config_dir is None:
         require_config_dir()
@@ -45,6 +47,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
+        check_sweep_usage(cfg, parsed, mode == RunMode.MULTIRUN, inspecting=bool(args.cfg or args.info or args.help or args.hydra_help))
         check_config(cfg, args.overrides)
         for overrides in _group_sweep_options(cfg, parsed):
             check_config(hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN),
