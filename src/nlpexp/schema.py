@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nlpexp.data.availability import check_data_files
 from nlpexp.paths import check_paths
 from nlpexp.rules import Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS
@@ -73,7 +74,7 @@ DATA = Group({
     "columns": Maybe(MapOf(Maybe(NAME))), "label_names": Maybe(ListOf(NAME)), "unknown_labels": OneOf(("error", "drop")),
     "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
     "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(), "optional_roles": ListOf(NAME),
-}, required=("name", "root", "sources", "splits"))
+}, required=("name", "root", "sources", "splits"), checks=(check_data_files,))
 
 def _check_duration(trainer: dict, path: str) -> None:
     from nlpexp.errors import NlpexpError
