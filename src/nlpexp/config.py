@@ -97,11 +97,13 @@ def _project_root() -> str:
 def register_resolvers() -> None:
     from nlpexp.distributed import is_multiprocess
     from nlpexp.help import describe_group
+    from nlpexp.paths import ledger_dir
 
     OmegaConf.register_resolver("nlpexp_root", _project_root, replace=True)
     OmegaConf.register_resolver("nlpexp_presets", describe_group, replace=True)  # run.py --help
     # true under torchrun / accelerate launch with more than one process (see nlpexp.distributed)
     OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
+    OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
 
 
 register_resolvers()
