@@ -104,6 +104,9 @@ def suggest_key(message: str) -> str | None:
     if not found:
         return None
     key = found.group(1)
+    if schema_knows(key):
+        return (f"{key} is a setting this config does not list: add it with +{key}=<value> (python run.py --cfg job "
+                f"-p {key.rpartition('.')[0]} shows the ones it lists)")
     close = nearest_keys(key)
     if close:
         return f"{key} is not a setting; did you mean {' or '.join(close)}?"
@@ -114,13 +117,31 @@ def suggest_key(message: str) -> str | None:
     return f"{key} is not a setting (a key of your own: +{key}=<value>)"
 
 
+def schema_knows(key: str) -> bool:
+    """Is `key` a setting of nlpexp.schema (for some class of its group) though absent from the composed config?"""
+    from nlpexp import schema
+    from nlpexp.rules import ByTarget, Group, MapOf
+
+    node = schema.ROOT
+    for part in key.split("."):
+        if isinstance(node, MapOf) and isinstance(node.value, Group | ByTarget):
+            node = node.value  # a mapping of groups (the loggers): `part` is a name of one's own
+            continue
+        groups = list(node.groups.values()) + [node.other] if isinstance(node, ByTarget) else [node]
+        found = [g.fields[part] for g in groups if isinstance(g, Group) and part in g.fields]
+        if not found:
+            return False
+        node = getattr(found[0], "rule", found[0])  # Maybe(Group) -> Group
+    return True
+
+
 def nearest_keys(key: str) -> list[str]:
     """The settings `key` most likely means: the same name in another group (trainer.lr -> optimizer.lr), else the
     closest spelling."""
     keys = known_keys()
     leaf = key.rpartition(".")[2]
     same_name = sorted(k for k in keys if k.rpartition(".")[2] == leaf and k != key)
-    return same_name[:3] or difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    return same_name[:3] or difflib.get_close_matches(key, [k for k in keys if k != key], n=1, cutoff=0.8)
 
 
 def group_options(group: str) -> list[str]:
