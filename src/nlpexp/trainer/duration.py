@@ -33,8 +33,11 @@ def settle_duration(cfg: DictConfig, overrides: Sequence[str]) -> None:
     named = keys_set(overrides)
     if trainer is None or not named:
         return
-    by_steps = (trainer.get("max_steps") or -1) > 0
-    by_epochs = trainer.get("max_epochs") is not None
+    steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    if not all(v is None or isinstance(v, int | float) and not isinstance(v, bool) for v in (steps, epochs)):
+        return  # a value that is no number: the schema's one line names it (nlpexp.validate)
+    by_steps = (steps or -1) > 0
+    by_epochs = epochs is not None
     if named == set(KEYS):
         if by_steps and by_epochs:
             raise NlpexpError(f"trainer.max_epochs={trainer.max_epochs} and trainer.max_steps={trainer.max_steps} "
