@@ -214,10 +214,10 @@ def test_habit_errors_are_one_line_on_stderr(tmp_path):
 
 
 def test_a_missing_data_root_names_the_setting_used_and_comes_before_heavy_imports(tmp_path):
-    probe = ("import runpy, sys\nsys.argv = ['run.py', 'data.root=/no/such/dir', 'hydra.run.dir=%s']\n"
-             "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit as end:\n"
-             "    print('exit', end.code, [m for m in ('torch', 'transformers') if m in sys.modules])\n"
-             ) % (tmp_path / "r1", str(PROJECT_ROOT / "run.py"))
+    probe = (f"import runpy, sys\nsys.argv = ['run.py', 'data.root=/no/such/dir', 'hydra.run.dir={tmp_path / 'r1'}']\n"
+             f"try:\n    runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
+             "except SystemExit as end:\n"
+             "    print('exit', end.code, [m for m in ('torch', 'transformers') if m in sys.modules])\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=_env())
     assert done.stdout.strip().splitlines()[-1] == "exit 2 []"  # refused before torch or transformers was imported
     line = [ln for ln in (done.stdout + done.stderr).splitlines() if "error:" in ln][-1]

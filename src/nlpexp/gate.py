@@ -47,7 +47,8 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
-        check_sweep_usage(cfg, parsed, mode == RunMode.MULTIRUN, inspecting=bool(args.cfg or args.info or args.help or args.hydra_help))
+        inspecting = bool(args.cfg or args.info or args.help or args.hydra_help)  # shows the config, runs nothing
+        check_sweep_usage(cfg, parsed, mode == RunMode.MULTIRUN, inspecting)
         check_config(cfg, args.overrides)
         for overrides in _group_sweep_options(cfg, parsed):
             check_config(hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN),

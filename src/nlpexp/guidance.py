@@ -44,7 +44,8 @@ def check_flags(argv: Sequence[str]) -> None:
             raise NlpexpError(f"run.py takes overrides, not flags: use {override.format(value or '<value>')} "
                               f"(instead of {arg}{' ' + value if value and '=' not in arg else ''})")
         raise NlpexpError(f"run.py takes overrides, not flags: {arg.split('=', 1)[0]} is none of Hydra's options; "
-                          f"settings are written group.setting=value, e.g. trainer.batch_size=32 (`python run.py --help` lists them)")
+                          f"settings are written group.setting=value, e.g. trainer.batch_size=32 (`python run.py "
+                          f"--help` lists them)")
 
 
 def check_sweep_usage(cfg, parsed: list, multirun: bool, inspecting: bool) -> None:

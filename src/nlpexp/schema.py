@@ -71,7 +71,8 @@ MODEL = Group({
 DATA = Group({
     "name": NAME, "root": NAME, "sources": MapOf(Maybe(MapOf())), "splits": MapOf(ListOf(NAME)),
     "train": Maybe(NAME), "validation": Maybe(NAME), "test": Maybe(NAME),  # files given by path
-    "columns": Maybe(MapOf(Maybe(NAME))), "label_names": Maybe(ListOf(NAME)), "unknown_labels": OneOf(("error", "drop")),
+    "columns": Maybe(MapOf(Maybe(NAME))), "label_names": Maybe(ListOf(NAME)),
+    "unknown_labels": OneOf(("error", "drop")),
     "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
     "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(), "optional_roles": ListOf(NAME),
 }, required=("name", "root", "sources", "splits"), checks=(check_data_files,))

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
-from nlpexp.data.readers import find_split_file
+from nlpexp.data.readers import find_split_file, local_splits
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_reachable
 
@@ -59,7 +59,10 @@ def check_data_files(data: dict, path: str) -> None:
     if not missing:
         return
     root = Path(data["root"]).expanduser()
-    where = f"data root {root} does not exist" if not root.is_dir() else f"{', '.join(missing)} not found under {root}"
+    folders = sorted({entry.split("/", 1)[0] for entry in missing})
+    present = "; ".join(f"{f}/ has: {', '.join(local_splits(root / f)) or 'no split files'}" for f in folders)
+    where = f"data root {root} does not exist" if not root.is_dir() else \
+        f"{', '.join(missing)} not found under {root} ({present})"
     hub = " and the Hub is unreachable" if any((s or {}).get("hub_id") for s in sources.values()) else ""
     raise NlpexpError(f"{where}{hub}: {_root_setting(data['root'], path)}")
 
