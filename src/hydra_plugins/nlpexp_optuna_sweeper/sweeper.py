@@ -83,7 +83,6 @@ class StudySweeper(Sweeper):
             self._finish(study, plan, raising=True)
             raise
         self._finish(study, plan)
-        _check_some_finished(study, self.sweep_dir)
 
     # --- what the sweep is ------------------------------------------------------------------------------
 
@@ -236,18 +235,6 @@ class StudySweeper(Sweeper):
             log.exception("the sweep summary could not be written")
             return
         log.info("%s", summary)
-
-
-def _check_some_finished(study, sweep_dir: Path) -> None:
-    """A sweep none of whose trials finished is a failure (exit 2), not a result."""
-    from optuna.trial import TrialState
-
-    from nlpexp.errors import NlpexpError
-
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
-        raise NlpexpError(f"no trial of study {study.study_name} finished ({', '.join(states) or 'none ran'}): "
-                          f"nothing to rank; the trials' errors are in {sweep_dir}/<trial>/run.log")
 
 
 def _metric_names(names: Any, count: int) -> list[str]:

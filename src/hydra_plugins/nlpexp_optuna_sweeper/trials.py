@@ -77,7 +77,9 @@ class TrialLoop:
             self._check_budget(trials)
             done = sum(map(counts_toward_n_trials, trials))
             if done >= self.plan.n_trials:
-                return
+                from nlpexp.sweep.promote import check_some_finished
+
+                return check_some_finished(self.study, self.sweeper.sweep_dir)  # none finished: exit 2
             running = sum(t.state == TrialState.RUNNING for t in trials)
             room = min(self.plan.n_trials - done - running, self.sweeper.upstream.n_jobs)
             if room <= 0:

@@ -52,3 +52,13 @@ def best_trial(study: optuna.Study, objective: int = 0) -> optuna.trial.FrozenTr
         return study.best_trial
     sign = -1 if study.directions[objective] == optuna.study.StudyDirection.MAXIMIZE else 1
     return min(study.best_trials, key=lambda t: (sign * t.values[objective], t.number))
+
+
+def check_some_finished(study: optuna.Study, sweep_dir: Path) -> None:
+    """A sweep none of whose trials finished is a failure (the sweeper exits 2), not a result to rank."""
+    from nlpexp.errors import NlpexpError
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
+        raise NlpexpError(f"no trial of study {study.study_name} finished ({', '.join(states) or 'none ran'}): "
+                          f"nothing to rank; the trials' errors are in {sweep_dir}/<trial>/run.log")
