@@ -55,10 +55,11 @@ def best_trial(study: optuna.Study, objective: int = 0) -> optuna.trial.FrozenTr
 
 
 def check_some_finished(study: optuna.Study, sweep_dir: Path) -> None:
-    """A sweep none of whose trials finished is a failure (the sweeper exits 2), not a result to rank."""
+    """A sweep none of whose trials finished is a failure (the sweeper exits 2), not a result to rank. (Trials the
+    pruner stopped did finish, as the pruner meant them to.)"""
     from nlpexp.errors import NlpexpError
 
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
-        raise NlpexpError(f"no trial of study {study.study_name} finished ({', '.join(states) or 'none ran'}): "
-                          f"nothing to rank; the trials' errors are in {sweep_dir}/<trial>/run.log")
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        raise NlpexpError(f"no trial of study {study.study_name} finished ({len(trials)} failed): nothing to rank; "
+                          f"each trial's error is in {sweep_dir}/trials.md and its run.log")
