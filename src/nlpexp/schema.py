@@ -171,6 +171,7 @@ _DIRECTION = OneOf(("minimize", "maximize"))
 _STUDY = Group({
     "direction": Either((_DIRECTION, ListOf(_DIRECTION))), "storage": Maybe(SQLALCHEMY_URL), "n_trials": Int(1),
     "n_jobs": Int(1), "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
+    "fail_without_result": Bool(),
     "heartbeat_interval": Int(1), "grace_period": Int(1), "max_retry": Maybe(Int(0)), "studies_dir": Maybe(NAME),
     "promote_best": Bool(), "plots": Bool(), "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
     "sampler": Group({"_target_": Text(r"optuna\.samplers\.\w+", "optuna.samplers.<Sampler>"),
