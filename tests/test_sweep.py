@@ -38,7 +38,8 @@ def sweep_args(root: Path, preset: str, *overrides: str) -> list[str]:
     model = [] if any(o.startswith("model=") for o in overrides) else ["model=tiny_bert"]
     return [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", f"hparams_search={preset}", *model,
             "debug=smoke", "logger=none", f"hydra.sweeper.studies_dir={root / 'multirun'}",
-            f"hydra.sweeper.registry_dir={root / 'registry'}", f"paths.ledger_file={root / 'ledger.jsonl'}",
+            f"hydra.sweeper.registry_dir={root / 'registry'}", "hydra.sweeper.promote_best=true",
+            f"paths.ledger_file={root / 'ledger.jsonl'}",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", *overrides]
 
 

@@ -40,10 +40,12 @@ def _project_root() -> str:
 
 def register_resolvers() -> None:
     from nlpexp.distributed import is_multiprocess
+    from nlpexp.paths import ledger_dir
 
     OmegaConf.register_resolver("nlpexp_root", _project_root, replace=True)
     # true under torchrun / accelerate launch with more than one process (see nlpexp.distributed)
     OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
+    OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
 
 
 register_resolvers()
@@ -61,14 +63,17 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
     from omegaconf.errors import OmegaConfBaseException
 
     from nlpexp.redaction import take_secrets
+    from nlpexp.trainer.duration import settle_duration
 
     take_secrets()  # an in-process run starts here, from the caller's environment (no env_set applied)
     require_config_dir()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR)):
-            return hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
+            cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
+    settle_duration(cfg, overrides or [])  # trainer.max_epochs or max_steps: whichever the overrides set
+    return cfg
 
 
 def default_paths() -> dict[str, str]:
@@ -92,9 +97,16 @@ def default_paths() -> dict[str, str]:
 
 
 def hydra_error_line(err: Exception) -> str:
-    """A composition error of Hydra (and the OmegaConf error it wraps) as one line."""
+    """A composition error of Hydra (and the OmegaConf error it wraps) as one line: what to type instead where
+    nlpexp.guidance knows it (the nearest option or key, -m for a sweep), else Hydra's own words."""
+    from nlpexp import guidance
+
     cause = first_line(err.__cause__) if err.__cause__ and str(err.__cause__).strip() else ""
-    return one_line(f"{err}\n{cause}")
+    message = f"{err}\n{cause}"
+    for rewrite in (guidance.suggest_option, guidance.suggest_key, guidance.sweep_without_multirun):
+        if line := rewrite(message):
+            return line
+    return one_line(message)
 
 
 def one_line(message: str) -> str:

@@ -43,11 +43,33 @@ def _confined(key: str, value: Any, roots: dict) -> str | None:
     ref = _ROOT_REF.match(text)
     if ref:
         tail = text[ref.end():]
-    for root in filter(None, roots.values()):
+    for root in filter(None, (roots.get(name) for name in ROOTS)):
         if tail is None and (text == root or text.startswith(root.rstrip("/") + "/")):
             tail = text[len(root.rstrip("/")):]
     if tail is None or not (tail == "" or tail.startswith("/")) or _escapes(tail):
         return f"a file may only name a folder inside {', '.join(f'paths.{r}' for r in ROOTS)} or the run's dir"
+    return None
+
+
+def _in_data_root(key: str, value: Any, roots: dict) -> str | None:
+    """Data a file names is read from the data root only (a preset could otherwise train on, and so copy into
+    the run's predictions and model, any file the person can read)."""
+    text = None if value is None else str(value)
+    if text is None or text in ("${paths.data_dir}", roots.get("data_dir")):
+        return None
+    root = (roots.get("data_dir") or "").rstrip("/")
+    tail = text.removeprefix("${paths.data_dir}") if text.startswith("${paths.data_dir}/") else \
+        text[len(root):] if root and text.startswith(root + "/") else None
+    if tail is None or _escapes(tail):
+        return "a file may only name data inside paths.data_dir (give another file on the command line)"
+    return None
+
+
+def _below_data_root(key: str, value: Any, roots: dict) -> str | None:
+    """Split names (`snli/train`) are folders and files below data.root: relative, no `..`, no interpolation."""
+    names = value if isinstance(value, list) else [] if value is None else [value]
+    if any(str(name).startswith("/") or _escapes(str(name)) for name in names):
+        return "a file may only name splits below data.root (relative names, no '..')"
     return None
 
 
@@ -84,6 +106,7 @@ FILE, PERSON = Rule("file"), Rule("person")
 OFF = Rule("person", safe=(False,))
 NONE = Rule("person", safe=(None,))
 CONFINED = Rule("file", _confined)
+IN_DATA = Rule("file", _in_data_root)
 
 FILE_KEYS: dict[str, Rule] = {
     # -- the job config: every key the schema declares, the groups as a whole ...
@@ -92,6 +115,9 @@ FILE_KEYS: dict[str, Rule] = {
     # ... but the places a run writes to, its endpoints and online modes, and the dangerous switches
     "paths": PERSON,  # the roots themselves: the person's (or the project's own value)
     "task.cache_dir": CONFINED,
+    # what a run reads as its data: from the data root (the person may name any file)
+    **{f"{node}.{key}": IN_DATA for node in ("data", "task.sts") for key in ("root", "train", "validation", "test")},
+    "data.splits": Rule("file", _below_data_root), "task.sts.splits": Rule("file", _below_data_root),
     "logger.*.log_dir": CONFINED, "logger.*.dir": CONFINED, "logger.*.run_dir": CONFINED,
     "logger.*.tracking_uri": NONE, "logger.*.registry_uri": NONE,  # credentials go where the URI points
     "logger.*.mode": Rule("person", safe=("offline", "disabled")),  # online sends the run (and the API key)

@@ -27,7 +27,9 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from omegaconf.errors import OmegaConfBaseException
 
     from nlpexp.config import hydra_error_line, require_config_dir
+    from nlpexp.guidance import check_flags, check_sweep_usage
 
+    check_flags(argv)  # `--epochs 5`: the override to type, not argparse's usage block
     args = get_args_parser().parse_intermixed_args(list(argv))
     if args.config_path is None and args.config_dir is None:
         require_config_dir()
@@ -50,6 +52,8 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
         groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
         typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave
+        inspecting = bool(args.cfg or args.info or args.help or args.hydra_help)  # shows the config, runs nothing
+        check_sweep_usage(cfg, parsed, mode == RunMode.MULTIRUN, inspecting)
         _check(cfg, foreign_settings(hydra, name, args.overrides, mode or RunMode.RUN), typed, args.overrides)
         for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
@@ -64,7 +68,7 @@ def _check(cfg: DictConfig, settings: Iterator, typed: set[str], command_line: S
     """Code first (the `_target_`s), then what foreign files set (a key the person typed too is theirs), then
     the dangerous switches."""
     check_targets(cfg)
-    roots = {root: _resolved(cfg, f"paths.{root}") for root in ROOTS}
+    roots = {root: _resolved(cfg, f"paths.{root}") for root in (*ROOTS, "data_dir")}
     for setting in settings:
         if setting.key not in typed:
             check_setting(setting.file, setting.key, setting.value, roots)

@@ -44,3 +44,17 @@ def key_of(filename: str | None, paths: dict[str, str]) -> str | None:
     matches = [(len(p), key) for key, p in paths.items()
                if p and (target == os.path.abspath(p) or target.startswith(os.path.abspath(p).rstrip("/") + "/"))]
     return max(matches)[1] if matches else None
+
+
+def ledger_dir(output_dir: str | None, runs_dir: str, sweeps_dir: str) -> str:
+    """Where a run's ledger line goes (conf/paths/default.yaml): the ledger of paths.runs_dir for a run dir under
+    runs_dir or sweeps_dir (and for the tools, which have no run dir); beside the run dir for one the user pointed
+    elsewhere (hydra.run.dir=/exp/a: /exp/ledger.jsonl), so that nothing of that run is written into the checkout."""
+    if not output_dir:
+        return runs_dir
+    run_dir = os.path.abspath(os.path.expanduser(str(output_dir)))
+    for known in (runs_dir, sweeps_dir):
+        base = os.path.abspath(os.path.expanduser(str(known))).rstrip("/")
+        if run_dir == base or run_dir.startswith(base + "/"):
+            return runs_dir
+    return os.path.dirname(run_dir)

@@ -24,6 +24,7 @@ from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import check_trial_owned, trial_callbacks
 from nlpexp.trainer.checkpoints import kill_point
+from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
 from nlpexp.validate import validate
 
@@ -35,6 +36,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
     redact_logs()
     redact_hydra_files()  # what Hydra wrote before this job started
+    settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set
     if not distributed.is_main_process():
         _check(cfg)
         distributed.log_to_console_only()

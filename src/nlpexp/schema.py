@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nlpexp.data.availability import check_data_files
 from nlpexp.paths import check_paths
 from nlpexp.rules import Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS
@@ -70,22 +71,25 @@ MODEL = ByTarget({"nlpexp.model.ModelSpec": _MODEL})  # a ModelSpec subclass of 
 
 _DATA = Group({
     "name": NAME, "root": NAME, "sources": MapOf(Maybe(MapOf())), "splits": MapOf(ListOf(NAME)),
-    "columns": Maybe(MapOf(NAME)), "label_names": Maybe(ListOf(NAME)), "unknown_labels": OneOf(("error", "drop")),
+    "train": Maybe(NAME), "validation": Maybe(NAME), "test": Maybe(NAME),  # files given by path
+    "columns": Maybe(MapOf(Maybe(NAME))), "label_names": Maybe(ListOf(NAME)),
+    "unknown_labels": OneOf(("error", "drop")),
     "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
     "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(), "optional_roles": ListOf(NAME),
-}, required=("name", "root", "sources", "splits"))
+}, required=("name", "root", "sources", "splits"), checks=(check_data_files,))
 DATA = ByTarget({"nlpexp.data.DataSpec": _DATA})
 
 def _check_duration(trainer: dict, path: str) -> None:
     from nlpexp.errors import NlpexpError
 
-    if trainer.get("max_steps", -1) <= 0 and trainer.get("max_epochs", 1) <= 0:
+    epochs = trainer.get("max_epochs")
+    if trainer.get("max_steps", -1) <= 0 and (epochs is None or epochs <= 0):
         raise NlpexpError(f"{path}.max_epochs must be > 0 when {path}.max_steps is not (one of them bounds training), "
-                          f"got {trainer['max_epochs']}")
+                          f"got {'null' if epochs is None else epochs}")
 
 
 TRAINER = Group({
-    "max_epochs": Num(0), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
+    "max_epochs": Maybe(Num(0)), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
     "gradient_accumulation_steps": Int(1), "precision": OneOf(PRECISIONS), "eval_every_steps": Maybe(Int(1)),
     "logging_steps": Int(1), "save_total_limit": Maybe(Int(1)), "early_stopping_patience": Maybe(Int(1)),
     "resume": Either((Bool(), Text(meaning="a checkpoint folder"))), "dataloader_workers": Int(0, 256),
@@ -174,6 +178,7 @@ _DIRECTION = OneOf(("minimize", "maximize"))
 _STUDY = Group({
     "direction": Either((_DIRECTION, ListOf(_DIRECTION))), "storage": Maybe(SQLALCHEMY_URL), "n_trials": Int(1),
     "n_jobs": Int(1), "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
+    "fail_without_result": Bool(),
     "heartbeat_interval": Int(1), "grace_period": Int(1), "max_retry": Maybe(Int(0)), "studies_dir": Maybe(NAME),
     "promote_best": Bool(), "plots": Bool(), "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
     "sampler": Group({"_target_": Text(r"optuna\.samplers\.\w+", "optuna.samplers.<Sampler>"),

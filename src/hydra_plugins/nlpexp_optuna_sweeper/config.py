@@ -75,6 +75,9 @@ class StudySweeperConf(OptunaSweeperConf):
     # Study-wide failure budget: the sweep stops once more than failure_budget * n_trials trials failed
     # (1.0: never). Unlike max_failure_rate, which is the official per-batch rule.
     failure_budget: float = 1.0
+    # true (nlpexp's presets): a sweep none of whose trials finished (every one failed) exits 2; false: 0, as the
+    # official sweeper does.
+    fail_without_result: bool = False
     # A study trial is alive while its sweep process records a heartbeat every heartbeat_interval seconds;
     # one silent for grace_period seconds (a killed sweep) is failed and queued again with the same params.
     heartbeat_interval: int = 10

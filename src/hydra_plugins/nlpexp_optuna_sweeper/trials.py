@@ -77,6 +77,10 @@ class TrialLoop:
             self._check_budget(trials)
             done = sum(map(counts_toward_n_trials, trials))
             if done >= self.plan.n_trials:
+                from nlpexp.sweep.promote import check_some_finished
+
+                if self.sweeper.keys.fail_without_result:  # none finished: exit 2
+                    check_some_finished(self.study, self.sweeper.sweep_dir)
                 return
             running = sum(t.state == TrialState.RUNNING for t in trials)
             room = min(self.plan.n_trials - done - running, self.sweeper.upstream.n_jobs)

@@ -104,6 +104,24 @@ def _kind(value) -> str:
     return {int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(type(value), "value")
 
 
+def read_given_file(key: str, given: str):
+    """(rows, origin) of a file given by path (data.train=<file>); `key` names the setting in errors."""
+    path = Path(given).expanduser().resolve()
+    if not path.name.endswith(SUFFIXES):
+        raise NlpexpError(f"{key}={given}: not a file type nlpexp reads; use one of {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise NlpexpError(f"{key}={given}: no such file ({path})")
+    stat = path.stat()
+    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+
+
+@functools.cache
+def _read_file(path: Path, mtime_ns: int, size: int):
+    """A given file's rows, read once per version of the file (the roles' loads each ask for them)."""
+    log.info("reading %s", path)
+    return read_split_file(path)
+
+
 @functools.cache
 def read_split(root: Path, folder: str, split: str, source: Source):
     """(rows, origin) of `<folder>/<split>`: the local mirror's file, else the hub dataset of `source`."""

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlpexp.data.cleaning import drop_empty, encode_labels
-from nlpexp.data.readers import read_split
+from nlpexp.data.readers import read_given_file, read_split
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
+GIVEN = "data.<role>"  # the folder name of the files given by path (data.train=...): no folder of the mirror
 POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
 # The files (or hub splits) read during the current run, for provenance to hash: set per run by recording_reads.
 _FILES_READ: ContextVar[set[str] | None] = ContextVar("nlpexp_files_read", default=None)
@@ -60,12 +61,23 @@ class DataSpec:
         split_ratios: Mapping[str, float] | None = None,
         shuffle: bool = False,
         optional_roles: Sequence[str] = (),
+        train: str | None = None,
+        validation: str | None = None,
+        test: str | None = None,
     ):
         self.name = name
         self.root = Path(root).resolve()
         self.sources = {folder: Source.from_config(src) for folder, src in sources.items()}
         self.splits = {role: list(files) for role, files in splits.items()}
-        self.columns = dict(columns or {})
+        # data.train|validation|test=<file>: that role reads the given file instead of the dataset's own
+        self.files = {role: path for role, path in zip(ROLES, (train, validation, test), strict=True) if path}
+        if self.files and split_ratios:
+            raise NlpexpError(f"data '{name}' is cut into roles by data.split_ratios; give your own files with "
+                              f"data=files data.{'=..., data.'.join(self.files)}=...")
+        if self.files:
+            self.sources[GIVEN] = Source()
+            self.splits.update({role: [f"{GIVEN}/{role}"] for role in self.files})
+        self.columns = {task: yours for task, yours in (columns or {}).items() if yours}
         self.label_names = list(label_names) if label_names is not None else None
         self.unknown_labels = unknown_labels
         self.max_train_samples = max_train_samples
@@ -201,7 +213,10 @@ class DataSpec:
         return pooled.select(order[bounds[index]:bounds[index + 1]])
 
     def _read(self, folder: str, split: str):
-        dataset, origin = read_split(self.root, folder, split, self.sources[folder])
+        if folder == GIVEN:
+            dataset, origin = read_given_file(f"data.{split}", self.files[split])
+        else:
+            dataset, origin = read_split(self.root, folder, split, self.sources[folder])
         files = _FILES_READ.get()
         if files is not None:
             files.add(origin)
@@ -211,7 +226,7 @@ class DataSpec:
         wanted = {self.columns.get(c, c): c for c in columns}
         missing = [src for src in wanted if src not in dataset.column_names]
         if missing:
-            hint = ", ".join(f"+data.columns.{wanted[m]}=<column>" for m in missing)
+            hint = " ".join(f"data.columns.{wanted[m]}=<column>" for m in missing)
             raise NlpexpError(
                 f"data '{self.name}' file {entry} lacks column(s) {missing}; its columns are "
                 f"{dataset.column_names}. Map them with {hint}"

@@ -216,9 +216,18 @@ def resolve(name_or_path: str, model_name: str) -> str:
         return cached
     raise NlpexpError(
         f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
-        f"(offline, not cached). Use a bundled model (model=minilm; model=bert2bert_minilm to generate text) "
-        f"or model.name_or_path=<local folder>"
+        f"(offline, not cached). Use {_tiny_twin(model_name)}a bundled model (model=minilm; model=bert2bert_minilm "
+        f"to generate text) or model.name_or_path=<local folder>"
     )
+
+
+def _tiny_twin(model_name: str) -> str:
+    """'model=tiny_<name> (...), ' where conf/model has a tiny random model of the same architecture, else ''."""
+    from nlpexp.config import CONFIG_DIR
+
+    tiny = f"tiny_{model_name}"
+    exists = (CONFIG_DIR / "model" / f"{tiny}.yaml").is_file()
+    return f"model={tiny} (tiny and random: tries the config offline), " if exists else ""
 
 
 def _hub_cache(repo_id: str) -> str | None:

@@ -6,11 +6,13 @@ import atexit
 import functools
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+RANDOM_INIT_PREFIX = "nlpexp-random-init-"  # + <pid of the process that wrote it>-<random>
 
 
 def checkpoint_keys(folder: str) -> set[str] | None:
@@ -52,9 +54,32 @@ def materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = getattr(transformers, auto_class).from_config(config)
-    folder = tempfile.mkdtemp(prefix="nlpexp-random-init-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    remove_orphans()
+    folder = tempfile.mkdtemp(prefix=f"{RANDOM_INIT_PREFIX}{os.getpid()}-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # a process killed before its exit: remove_orphans
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     log.info("random-init %s (%s) written to %s", config.model_type, auto_class, folder)
     return folder
+
+
+def remove_orphans(temp_dir: str | None = None) -> list[Path]:
+    """Remove the random-init folders left in the temp dir by processes that no longer run (killed, or ended
+    without running their exit handlers: a launcher's worker); returns them. A live process's folders stay."""
+    removed = []
+    for folder in Path(temp_dir or tempfile.gettempdir()).glob(f"{RANDOM_INIT_PREFIX}*-*"):
+        pid = folder.name[len(RANDOM_INIT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)  # identity, as before: settings are compared by what they build, never as values
 class TrainerSettings:
     # Types and ranges: nlpexp.schema, checked before this is built.
-    max_epochs: float = 1
-    max_steps: int = -1
+    max_epochs: float | None = None  # one of max_epochs / max_steps bounds training (settle_duration)
+    max_steps: int = 250
     batch_size: int = 16
     eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
@@ -62,7 +62,7 @@ class TrainerSettings:
                    {"eval_strategy": "epoch", "save_strategy": "epoch"}
         arguments = dict(
             output_dir=str(output_dir),
-            num_train_epochs=self.max_epochs,
+            num_train_epochs=1 if self.max_epochs is None else self.max_epochs,  # unused when max_steps > 0
             max_steps=self.max_steps,
             per_device_train_batch_size=self.batch_size,
             per_device_eval_batch_size=self.eval_batch_size,

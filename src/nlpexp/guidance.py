@@ -1,0 +1,185 @@
+"""What to type instead: the seeds' command-line flags mapped to overrides, "did you mean" for misspelled options
+and keys, and a sweep asked for without -m or without a sweeper that can draw it. Each is one NlpexpError line;
+run.py's gate (nlpexp.gate) calls these before Hydra builds anything, nlpexp.config.hydra_error_line rewrites
+Hydra's composition errors with them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Sequence
+from functools import cache
+
+from nlpexp.errors import NlpexpError
+
+# The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).
+SEED_FLAGS = {
+    "epochs": "trainer.max_epochs={}", "num_epochs": "trainer.max_epochs={}", "max_steps": "trainer.max_steps={}",
+    "batch_size": "trainer.batch_size={}", "lr": "optimizer.lr={}", "learning_rate": "optimizer.lr={}",
+    "weight_decay": "optimizer.weight_decay={}", "warmup_ratio": "scheduler.warmup_ratio={}",
+    "warmup_steps": "scheduler.warmup_steps={}", "seed": "seed={}", "mode": "mode={}", "model": "model={}",
+    "model_name": "model.name_or_path={}", "max_len": "model.max_seq_length={}",
+    "max_seq_length": "model.max_seq_length={}", "train_data": "data=files data.train={}",
+    "val_data": "data=files data.validation={}", "valid_data": "data=files data.validation={}",
+    "dev_data": "data=files data.validation={}", "test_data": "data=files data.test={}",
+    "data_dir": "data.root={}", "output_dir": "hydra.run.dir={}", "fp16": "trainer.precision=fp16",
+    "bf16": "trainer.precision=bf16",
+}
+
+
+def check_flags(argv: Sequence[str]) -> None:
+    """A `--flag` Hydra does not know is refused with the override to type (argparse would print its usage)."""
+    from hydra._internal.utils import get_args_parser
+
+    known = {option for action in get_args_parser()._actions for option in action.option_strings}
+    for index, arg in enumerate(argv):
+        if not arg.startswith("--") or arg.split("=", 1)[0] in known:
+            continue
+        name, _, value = arg[2:].partition("=")
+        if not value and index + 1 < len(argv) and not argv[index + 1].startswith("-") and "=" not in argv[index + 1]:
+            value = argv[index + 1]
+        override = SEED_FLAGS.get(name.replace("-", "_"))
+        if override:
+            raise NlpexpError(f"run.py takes overrides, not flags: use {override.format(value or '<value>')} "
+                              f"(instead of {arg}{' ' + value if value and '=' not in arg else ''})")
+        raise NlpexpError(f"run.py takes overrides, not flags: {arg.split('=', 1)[0]} is none of Hydra's options; "
+                          f"settings are written group.setting=value, e.g. trainer.batch_size=32 (`python run.py "
+                          f"--help` lists them)")
+
+
+def check_sweep_usage(cfg, parsed: list, multirun: bool, inspecting: bool) -> None:
+    """A sweep preset or sweep syntax without -m, and a sweep the chosen sweeper cannot draw, as one line."""
+    from hydra.core.override_parser.types import ValueType
+
+    preset = (cfg.hydra.runtime.choices or {}).get("hparams_search")
+    if preset and not multirun and not inspecting:
+        raise NlpexpError(f"hparams_search={preset} is a sweep preset: add -m "
+                          f"(python run.py -m hparams_search={preset} ...); without it nothing would be swept")
+    sweeper = str(cfg.hydra.sweeper.get("_target_", ""))
+    drawn = [o for o in parsed if o.value_type == ValueType.INTERVAL_SWEEP or _tagged_interval(o)]
+    if multirun and drawn and sweeper.endswith("BasicSweeper"):
+        line = drawn[0].input_line
+        raise NlpexpError(f"{line}: interval() is drawn by a study sweeper, not Hydra's basic one: add "
+                          f"hydra/sweeper=nlpexp (python run.py -m hydra/sweeper=nlpexp '{line}'), or pick an "
+                          f"hparams_search preset")
+
+
+def _tagged_interval(override) -> bool:
+    return "interval(" in override.input_line.replace(" ", "")
+
+
+def sweep_without_multirun(message: str) -> str | None:
+    """Hydra's "Ambiguous value" / "requires --multirun" errors, as the override to type."""
+    found = re.search(r"(?:Ambiguous value for argument|Sweep parameters) '([^']+)'", message)
+    if not found:
+        return None
+    override = found.group(1)
+    key, _, value = override.partition("=")
+    if "(" in value:  # choice(...), range(...), interval(...)
+        study = " with a study sweeper (hydra/sweeper=nlpexp)" if "interval(" in value else ""
+        return f"{override} is a sweep: add -m to run it{study}: python run.py -m '{override}'"
+    return (f"{override} is a sweep over {len(value.split(','))} values: add -m to run each "
+            f"(python run.py -m {override}); for one list value write {key}='[{value}]'")
+
+
+def suggest_option(message: str) -> str | None:
+    """Hydra's "Could not find 'group/option'" with the nearest options of the group."""
+    found = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]+)'", message)
+    if not found:
+        return None
+    group, option = found.groups()
+    options = group_options(group)
+    if not options:
+        return None
+    close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
+    if close:
+        return f"{group}={option} is not an option; did you mean {group}={close[0]}?"
+    return f"{group}={option} is not an option; options of {group}: {', '.join(options)}"
+
+
+def suggest_key(message: str) -> str | None:
+    """Hydra's "Could not override 'a.b'" / "Key 'b' is not in struct" with the nearest setting's name."""
+    found = re.search(r"Could not override '([^']+)'", message) or re.search(r"Could not append to config. An item "
+                                                                            r"is already at '([^']+)'", message)
+    if not found:
+        return None
+    key = found.group(1)
+    if schema_knows(key):
+        return (f"{key} is a setting this config does not list: add it with +{key}=<value> (python run.py --cfg job "
+                f"-p {key.rpartition('.')[0]} shows the ones it lists)")
+    close = nearest_keys(key)
+    if close:
+        return f"{key} is not a setting; did you mean {' or '.join(close)}?"
+    parent = key.rpartition(".")[0]
+    siblings = sorted(k.rpartition(".")[2] for k in known_keys() if k.rpartition(".")[0] == parent)
+    if parent and siblings:
+        return f"{key} is not a setting; {parent} has: {', '.join(siblings)}"
+    return f"{key} is not a setting (a key of your own: +{key}=<value>)"
+
+
+def schema_knows(key: str) -> bool:
+    """Is `key` a setting of nlpexp.schema (for some class of its group) though absent from the composed config?"""
+    from nlpexp import schema
+    from nlpexp.rules import ByTarget, Group, MapOf
+
+    node = schema.ROOT
+    for part in key.split("."):
+        if isinstance(node, MapOf) and isinstance(node.value, Group | ByTarget):
+            node = node.value  # a mapping of groups (the loggers): `part` is a name of one's own
+            continue
+        groups = list(node.groups.values()) + [node.other] if isinstance(node, ByTarget) else [node]
+        found = [g.fields[part] for g in groups if isinstance(g, Group) and part in g.fields]
+        if not found:
+            return False
+        node = getattr(found[0], "rule", found[0])  # Maybe(Group) -> Group
+    return True
+
+
+def nearest_keys(key: str) -> list[str]:
+    """The settings `key` most likely means: the same name in another group (trainer.lr -> optimizer.lr), else the
+    closest spelling."""
+    keys = known_keys()
+    leaf = key.rpartition(".")[2]
+    same_name = sorted(k for k in keys if k.rpartition(".")[2] == leaf and k != key)
+    return same_name[:3] or difflib.get_close_matches(key, [k for k in keys if k != key], n=1, cutoff=0.8)
+
+
+def group_options(group: str) -> list[str]:
+    from nlpexp.config import group_dir
+
+    folder = group_dir(group)
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+@cache
+def known_keys() -> tuple[str, ...]:
+    """Every setting's dotted name, read from the options of conf/'s groups (no composition: this runs while a
+    composition failed)."""
+    from omegaconf import OmegaConf
+
+    from nlpexp.config import CONFIG_DIR
+
+    keys: set[str] = set(_leaves(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml")), ""))
+    keys |= {f"data.{k}" for k in _leaves(_load(CONFIG_DIR / "data_defaults.yaml"), "")}
+    for group in ("data", "model", "optimizer", "scheduler", "trainer", "task", "generation", "paths", "loss"):
+        for path in (CONFIG_DIR / group).glob("*.yaml"):
+            keys |= {f"{group}.{k}" for k in _leaves(_load(path), "")}
+    return tuple(sorted(k for k in keys if k and "_target_" not in k and not k.startswith(("defaults", "hydra"))))
+
+
+def _load(path) -> dict:
+    from omegaconf import OmegaConf
+
+    if path.read_text().startswith("# @package _global_"):
+        return {}
+    return OmegaConf.to_container(OmegaConf.load(path)) or {}
+
+
+def _leaves(node, prefix: str) -> Iterator[str]:
+    if not isinstance(node, dict) or not node:
+        yield prefix.rstrip(".")
+        return
+    for name, value in node.items():
+        if name != "defaults":
+            yield from _leaves(value, f"{prefix}{name}.")
