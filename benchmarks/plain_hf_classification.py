@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             per_device_eval_batch_size=max(64, args.batch_size), learning_rate=5e-5, lr_scheduler_type="constant",
             optim="adamw_torch", weight_decay=0.0, seed=42, report_to="none", disable_tqdm=True,
             save_strategy="no", bf16=args.precision == "bf16", fp16=args.precision == "fp16",
-            group_by_length=args.group_by_length,
+            # transformers 5: the sampling strategy replaces the old group_by_length flag
+            train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         )
         trainer = Trainer(model=model, args=training_args, train_dataset=encoded(train),
                           processing_class=tokenizer)

@@ -43,7 +43,8 @@ class SbertNliTask(Task):
     needs_labels = True
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
 
-    def __init__(self, *, sts: DataSpec, trained_layers: int | None = None, **kwargs):
+    def __init__(self, *, sts: DataSpec, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
+        # head_lr: the task's choice of optimizer.head_lr, which reads it from the config; nothing to do here.
         super().__init__(**kwargs)
         self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
         self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone
