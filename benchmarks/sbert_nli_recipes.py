@@ -178,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-pairs", type=int, default=4000, help="--frozen: training pairs embedded")
     parser.add_argument("recipes", nargs="+")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     data = read(args.data_dir, "snli/test") + read(args.data_dir, "mnli/validation")
     random.Random(args.seed).shuffle(data)
     sts = read(args.data_dir, "stsb/validation")
