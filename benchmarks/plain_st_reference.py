@@ -7,6 +7,7 @@ other setting at the library's default; STSb validation scored after training.
     python benchmarks/plain_st_reference.py all_pairs   # every (premise, hypothesis) of the mirror's NLI files
     python benchmarks/plain_st_reference.py triplets    # (premise, entailment, first contradiction), no duplicates
     ... --max-train-samples 320 --max-eval-samples 200   # slices, to try it out
+    ... --batch-size 128 --precision bf16                # GPU sizes (benchmarks/gpu.py)
 
 Prints one JSON line: spearman_cosine, train_samples_per_second, train_runtime_s, examples.
 """
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", choices=("all_pairs", "triplets"))
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     default_data = os.environ.get("NLPEXP_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
     parser.add_argument("--data-dir", default=default_data)
     args = parser.parse_args(argv)
@@ -74,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     model = SentenceTransformer(str(get_model_path()), local_files_only=True)
     with tempfile.TemporaryDirectory(prefix="plain-st-") as output_dir:
         training_args = SentenceTransformerTrainingArguments(
-            output_dir=output_dir, num_train_epochs=1, per_device_train_batch_size=32, warmup_steps=100,
+            output_dir=output_dir, num_train_epochs=1, per_device_train_batch_size=args.batch_size, warmup_steps=100,
             learning_rate=5e-5, seed=42, report_to="none", disable_tqdm=True,
+            bf16=args.precision == "bf16", fp16=args.precision == "fp16",
             batch_sampler=BatchSamplers.NO_DUPLICATES if args.recipe == "triplets" else BatchSamplers.BATCH_SAMPLER,
         )
         trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train,

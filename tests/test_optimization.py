@@ -52,8 +52,8 @@ def test_the_softmax_head_learns_at_head_lr(compose_run, monkeypatch):
 
     monkeypatch.setattr(SbertNliTrainer, "create_optimizer", recording)
     run(compose_run("model=tiny_bert", "debug=smoke", "logger=none"))
-    assert all(seen["lrs"][i] == 2e-3 for i in seen["head"])
-    assert sorted(set(seen["lrs"].values())) == [2e-5, 2e-3]
+    assert all(seen["lrs"][i] == 1e-2 for i in seen["head"])  # task.head_lr of sbert_nli
+    assert sorted(set(seen["lrs"].values())) == [2e-5, 1e-2]
     assert {seen["decay"][i] for i in seen["head"]} == {0.01, 0.0}  # weight on the head decays, its bias does not
 
 

@@ -138,3 +138,45 @@ def test_tensorboard_helpers_list_and_serve_the_run(trained, capsys):
     finally:
         server.kill()
         server.wait()
+
+
+def tiny_sentence_model(layers: int = 2):
+    from nlpexp.model import ModelSpec
+
+    return ModelSpec(name="tiny", tokenizer="bundled:all-MiniLM-L6-v2", max_seq_length=32,
+                     random_init={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": layers,
+                                  "num_attention_heads": 2, "intermediate_size": 64}).sentence_transformer()
+
+
+@pytest.mark.parametrize("trained_layers", [None, 0, 1, 3])
+def test_trained_layers_freezes_the_embeddings_and_the_layers_below(trained_layers):
+    from nlpexp.task.sbert_nli import freeze_lower_layers
+
+    model = tiny_sentence_model(layers=3)
+    freeze_lower_layers(model, trained_layers)
+    bert = model[0].auto_model
+    trains = [all(p.requires_grad for p in layer.parameters()) for layer in bert.encoder.layer]
+    frozen = [not any(p.requires_grad for p in layer.parameters()) for layer in bert.encoder.layer]
+    kept = 3 if trained_layers is None else trained_layers
+    assert trains == [i >= 3 - kept for i in range(3)] and frozen == [i < 3 - kept for i in range(3)]
+    assert all(p.requires_grad for p in bert.embeddings.parameters()) == (trained_layers is None)
+
+
+def test_more_trained_layers_than_the_model_has_is_one_error_line():
+    from nlpexp.errors import NlpexpError
+    from nlpexp.task.sbert_nli import freeze_lower_layers
+
+    with pytest.raises(NlpexpError, match=r"task.trained_layers=3, but the model has 2 layers"):
+        freeze_lower_layers(tiny_sentence_model(), 3)
+
+
+def test_a_frozen_encoder_keeps_its_sts_scores_while_the_head_learns(compose_run, tmp_path):
+    """task.trained_layers=0: the SoftmaxLoss head alone trains; the sentence embeddings, and so every STS
+    figure, stay exactly the starting model's, while the head's accuracy moves off the untrained one."""
+    metrics = run(compose_run(*SMOKE, "logger=none", "task.trained_layers=0", "trainer.max_steps=8"))
+    for name in ("spearman_cosine", "pearson_cosine", "spearman_dot"):
+        assert metrics[f"val/{name}"] == metrics[f"start/{name}"]
+    assert metrics["val/loss"] != metrics["start/loss"]
+    trained_all = run(compose_run(*SMOKE, "logger=none", "task.trained_layers=null", "trainer.max_steps=8",
+                                  run_dir=tmp_path / "all_layers"))
+    assert trained_all["val/pearson_cosine"] != trained_all["start/pearson_cosine"]

@@ -133,7 +133,9 @@ _TASK = {"monitor": Text(r"val/\S+", "'val/<metric>'"), "cache_dir": Maybe(NAME)
 _STS_TASK = {**_TASK, "sts": DATA, "batch_sampler": OneOf(BATCH_SAMPLERS)}
 _SCORES = MapOf(Num())
 TASK = ByTarget({
-    "nlpexp.task.sbert_nli.SbertNliTask": Group({**_TASK, "sts": DATA}, required=("monitor",)),
+    "nlpexp.task.sbert_nli.SbertNliTask": Group({**_TASK, "sts": DATA, "trained_layers": Maybe(Int(0)),
+                                                 "head_lr": Maybe(Num(0, lo_open=True))},
+                                                required=("monitor",)),
     "nlpexp.task.classification.ClassificationTask": Group(
         {**_TASK, "dropout": Num(0, 1, hi_open=True)}, required=("monitor",)),
     "nlpexp.task.summarization.SummarizationTask": Group({

@@ -43,9 +43,11 @@ class SbertNliTask(Task):
     needs_labels = True
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
 
-    def __init__(self, *, sts: DataSpec, **kwargs):
+    def __init__(self, *, sts: DataSpec, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
+        # head_lr: the task's choice of optimizer.head_lr, which reads it from the config; nothing to do here.
         super().__init__(**kwargs)
         self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
+        self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone
         self.head_trained = False
 
     def validate(self) -> None:
@@ -61,6 +63,7 @@ class SbertNliTask(Task):
             num_labels=len(self.data.label_names),
         )
         if self.mode == "train":
+            freeze_lower_layers(self.model, self.trained_layers)
             pairs = self.data.load("train", NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
             # sentence-transformers reads column names as roles (a `hypothesis` column is an anchor).
             self.train_set = pairs.rename_columns({"premise": "sentence1", "hypothesis": "sentence2"})
@@ -152,6 +155,33 @@ class TrainAccuracy:
         correct, total = sum_over_processes([self.correct, self.total])
         self.correct = self.total = 0
         return correct / total if total else None
+
+
+def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) -> None:
+    """Only the top `trained_layers` transformer layers of the encoder train (None: all of them; 0: none, the
+    head alone learns); the embeddings and the layers below keep their weights, and with them what a pretrained
+    sentence encoder already does well (docs/tasks.md has the measurements). Frozen layers build no autograd
+    graph: their backward pass is not computed."""
+    if trained_layers is None:
+        return
+    encoder = model[0].auto_model
+    layers = transformer_layers(encoder)
+    if trained_layers > len(layers):
+        raise NlpexpError(f"task.trained_layers={trained_layers}, but the model has {len(layers)} layers")
+    trained = {id(p) for layer in layers[len(layers) - trained_layers:] for p in layer.parameters()}
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(id(parameter) in trained)
+    log.info("encoder: the top %d of %d layers train, the rest is frozen", trained_layers, len(layers))
+
+
+def transformer_layers(encoder) -> list:
+    """The encoder's stack of transformer layers: its ModuleList of config.num_hidden_layers modules."""
+    count = getattr(encoder.config, "num_hidden_layers", None)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return list(module)
+    raise NlpexpError(f"task.trained_layers: no stack of {count} transformer layers found in "
+                      f"{type(encoder).__name__}; set task.trained_layers=null to train all of it")
 
 
 def save_head(loss: SoftmaxLoss, folder: Path, label_names=None) -> None:
