@@ -81,7 +81,7 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
 
 
-def test_eval_scores_a_given_model_with_its_own_head(tmp_path, monkeypatch, tokenizer):
+def test_eval_scores_a_given_model_with_its_own_head(tmp_path, monkeypatch, tokenizer, capsys):
     import torch
 
     monkeypatch.setenv("NLPEXP_LEDGER_DIR", str(tmp_path))
@@ -98,6 +98,11 @@ def test_eval_scores_a_given_model_with_its_own_head(tmp_path, monkeypatch, toke
     [record] = ledger.read(tmp_path / "ledger.jsonl")
     assert record["model"] == "BertForSequenceClassification" and record["overrides"] == [*MAPPED, "mode=eval"]
     assert record["given"]["test_dataset"] == "list, 8 rows"
+
+    # a rerun in the same run dir says, in the notebook's output, where the earlier results went
+    capsys.readouterr()
+    train([*MAPPED, "mode=eval"], model=model, tokenizer=tokenizer, test_dataset=test_rows, run_dir=tmp_path / "run")
+    assert f"warning: run dir {tmp_path / 'run'} held an earlier attempt" in capsys.readouterr().err
 
 
 def test_training_keeps_a_given_head_unless_told_to_replace_it(tmp_path, tokenizer, capsys):
