@@ -41,7 +41,7 @@ def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
     return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
 
 
-STUDY_DIR = "tensorboard"  # <sweep dir>/tensorboard: the study's HPARAMS config, beside the trials' <N>/tensorboard
+STUDY_DIR = "study_hparams"  # <sweep dir>/study_hparams: the study's HPARAMS config (a run of its own in TensorBoard)
 
 
 def write_study_hparams(study, sweep_dir: Path) -> Path | None:
