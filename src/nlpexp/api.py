@@ -14,14 +14,16 @@ them. Everything else is pipeline.run: the same checks, loggers, checkpoints, me
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from nlpexp.attempt import CALLED_WITH
 from nlpexp.config import compose
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
@@ -31,7 +33,13 @@ from nlpexp.io import write_jsonl_atomic
 class RunResult:
     run_dir: Path
     metrics: dict[str, float]
-    config: DictConfig
+    config: DictConfig = field(repr=False)  # the whole config: result.config, or config.yaml in the run dir
+
+    def __repr__(self) -> str:
+        monitor = self.config.get("optimized_metric")
+        shown = {k: v for k, v in self.metrics.items() if k == monitor or k.startswith("test/")}
+        figures = ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:4])
+        return f"RunResult(run_dir='{self.run_dir}', {len(self.metrics)} metrics{': ' if figures else ''}{figures})"
 
 
 def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = None,
@@ -49,14 +57,21 @@ def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = 
     if cfg.paths.output_dir is None:  # where run.py would put it: <paths.runs_dir>/<date>/<time>
         cfg.paths.output_dir = f"{cfg.paths.runs_dir}/{datetime.now():%Y-%m-%d/%H-%M-%S}"
     run_dir = Path(cfg.paths.output_dir)
+    from nlpexp import console
+
+    console.configure(bool(cfg.get("verbose")))  # before saving the given model: no shard-writing bar
     given = {"train": train_dataset, "validation": eval_dataset, "test": test_dataset}
     with open_dict(cfg):
         if model is not None:
             _use_model(cfg, model, tokenizer, run_dir / "given_model")
         if any(v is not None for v in given.values()):
             _use_data(cfg, {k: v for k, v in given.items() if v is not None}, run_dir / "given_data")
-    with _run_log(run_dir / "run.log"):
-        metrics = run(cfg)
+    called_with = CALLED_WITH.set({"overrides": list(overrides), "given": _given(model, tokenizer, given)})
+    try:
+        with _run_log(run_dir / "run.log"):
+            metrics = run(cfg)
+    finally:
+        CALLED_WITH.reset(called_with)
     return RunResult(run_dir, metrics, cfg)
 
 
@@ -69,9 +84,30 @@ def _use_model(cfg: DictConfig, model: Any, tokenizer: Any, folder: Path) -> Non
         raise NlpexpError(f"model: a transformers model or a SentenceTransformer, got {type(model).__name__}")
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+    cfg.model.name = describe(model)  # what the ledger, the loggers and `nlpexp runs` call it
     cfg.model.name_or_path = str(folder)
     cfg.model.random_init = None
     cfg.model.tokenizer = None
+
+
+def describe(model: Any) -> str:
+    """`BertForSequenceClassification from prajjwal1/bert-tiny`: the object's class and where it was loaded from."""
+    source = getattr(model, "name_or_path", None)
+    if not source and hasattr(model, "model_card_data"):  # a SentenceTransformer
+        source = getattr(model.model_card_data, "base_model", None)
+    return f"{type(model).__name__} from {source}" if source else type(model).__name__
+
+
+def _given(model: Any, tokenizer: Any, datasets: dict[str, Any]) -> dict[str, str]:
+    """The ledger's account of the objects train() was given."""
+    given = {"model": describe(model)} if model is not None else {}
+    if tokenizer is not None:
+        given["tokenizer"] = f"{type(tokenizer).__name__} from {getattr(tokenizer, 'name_or_path', '') or '?'}"
+    for role, rows in datasets.items():
+        if rows is not None:
+            size = f"{len(rows)} rows" if hasattr(rows, "__len__") else "rows"
+            given[f"{role}_dataset"] = f"{type(rows).__name__}, {size}"
+    return given
 
 
 def _use_data(cfg: DictConfig, splits: dict[str, Iterable[dict]], root: Path) -> None:
@@ -91,21 +127,32 @@ class _run_log:
     def __init__(self, path: Path):
         self.path = path
         self.handler: logging.Handler | None = None
+        self.console: logging.Handler | None = None
         self.levels: dict[logging.Logger, int] = {}
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        handlers = [self.handler]
+        if not any(_is_console(h) for h in logging.getLogger().handlers):  # a notebook: no Hydra console logging
+            from nlpexp.console import ConsoleFormatter
+
+            self.console = logging.StreamHandler(sys.stderr)  # the cell's output shows stderr
+            self.console.setLevel(logging.WARNING)  # warnings (a run dir moved aside, a head replaced) and errors
+            self.console.setFormatter(ConsoleFormatter())
+            handlers.append(self.console)
         for logger in self._loggers():
             self.levels[logger] = logger.level
             logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
-            logger.addHandler(self.handler)
+            for handler in handlers:
+                logger.addHandler(handler)
         return self
 
     def __exit__(self, *exc):
         for logger, level in self.levels.items():
             logger.removeHandler(self.handler)
+            logger.removeHandler(self.console)
             logger.setLevel(level)
         self.handler.close()
 
@@ -114,3 +161,8 @@ class _run_log:
         children = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
                     if name.startswith("nlpexp.")]
         return [logging.getLogger("nlpexp"), *(c for c in children if not c.propagate)]
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return not isinstance(handler, logging.FileHandler) and getattr(handler, "stream", None) in (sys.stdout,
+                                                                                                 sys.stderr)

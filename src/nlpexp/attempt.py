@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 RECORD_FILES = ("config.yaml", "metrics.json", "provenance.json")
 RESUMABLE = ("checkpoints", "tensorboard", "wandb_run_id")  # what trainer.resume continues
 PREVIOUS = "previous"
+# What a run started from Python (nlpexp.api.train) was called with: a Hydra run's overrides come from Hydra.
+CALLED_WITH: ContextVar[dict | None] = ContextVar("CALLED_WITH", default=None)
 
 
 def start_record(cfg: DictConfig) -> dict:
@@ -52,6 +55,7 @@ def start_record(cfg: DictConfig) -> dict:
         "run_dir": str(Path(run_dir).resolve()) if isinstance(run_dir, str) else None,
         "sweep_dir": str(Path(sweep_dir).resolve()) if sweep_dir else None,
         "git": provenance.git_state(),
+        **(CALLED_WITH.get() or {}),
     }
 
 

@@ -208,5 +208,8 @@ def close_progress(trainer) -> None:
 
 def use_console_progress(trainer) -> None:
     """Swap the trainer's ProgressCallback (raw dicts with numbers as strings) for ConsoleProgress."""
-    if trainer.pop_callback(ProgressCallback) is not None:
+    from transformers.utils.notebook import NotebookProgressCallback  # the Trainer's choice in a notebook
+
+    popped = [trainer.pop_callback(kind) for kind in (ProgressCallback, NotebookProgressCallback)]
+    if any(callback is not None for callback in popped):
         trainer.add_callback(ConsoleProgress(_settings["verbose"], _settings["quiet"]))

@@ -204,4 +204,17 @@ def _hparams(cfg: DictConfig, settings) -> dict:
             if not key.startswith("_") and isinstance(value, int | float | str | bool):
                 flat[f"{group}.{key}"] = value
     flat["trainer.effective_batch_size"] = settings.effective_batch_size
-    return flat
+    return {**_overridden(cfg), **flat}
+
+
+def _overridden(cfg: DictConfig) -> dict:
+    """The Hydra job's overridden settings (a sweep trial's sampled params: task.dropout, model.pooling...), so that
+    the study's TensorBoard HPARAMS view (nlpexp.tb.write_study_hparams) finds each of its columns in every run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    keys = [key for o in HydraConfig.get().overrides.task if "=" in o
+            and not (key := o.split("=", 1)[0].lstrip("+~")).startswith("paths.")]  # where, not how, it ran
+    values = {key: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False) for key in keys}
+    return {key: value for key, value in values.items() if isinstance(value, int | float | str | bool)}

@@ -137,7 +137,7 @@ TASK = ByTarget({
                                                  "head_lr": Maybe(Num(0, lo_open=True))},
                                                 required=("monitor",)),
     "nlpexp.task.classification.ClassificationTask": Group(
-        {**_TASK, "dropout": Num(0, 1, hi_open=True)}, required=("monitor",)),
+        {**_TASK, "dropout": Num(0, 1, hi_open=True), "replace_head": Bool()}, required=("monitor",)),
     "nlpexp.task.summarization.SummarizationTask": Group({
         **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME, min_length=1),
         "multi_reference": OneOf(("best", "mean")), "use_stemmer": Bool(), "max_target_length": Int(1),

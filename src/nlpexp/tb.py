@@ -40,6 +40,51 @@ def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
     return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
 
 
+STUDY_DIR = "study_hparams"  # <sweep dir>/study_hparams: the study's HPARAMS config (a run of its own in TensorBoard)
+
+
+def write_study_hparams(study, sweep_dir: Path) -> Path | None:
+    """The HPARAMS view of a study (TensorBoard on the sweep dir): its columns the study's swept params and the
+    metric(s) it optimises, as the trials recorded them (`best/val/<metric>`), instead of every setting of every
+    run. Written by the sweep's summary when its trials wrote TensorBoard events; None otherwise."""
+    from tensorboard.plugins.hparams import summary_v2 as hp
+    from torch.utils.tensorboard import SummaryWriter
+
+    from nlpexp.metrics import tracker_summary
+    from nlpexp.sweep.summary import metric_names
+
+    sweep_dir = Path(sweep_dir)
+    if not any(d != sweep_dir / STUDY_DIR for d in event_dirs(sweep_dir)):
+        return None
+    distributions = {name: dist for trial in study.get_trials(deepcopy=False)
+                     for name, dist in trial.distributions.items()}
+    params = [hp.HParam(name, _domain(dist)) for name, dist in sorted(distributions.items())]
+    metrics = [hp.Metric(tag, display_name=f"{tag} (optimised)") for tag in tracker_summary(
+        dict.fromkeys(metric_names(study), 0.0))]
+    folder = sweep_dir / STUDY_DIR
+    for old in folder.glob("events.out.tfevents.*"):  # a rebuilt summary replaces the config, never adds one
+        old.unlink()
+    with SummaryWriter(str(folder)) as writer:
+        writer.file_writer.add_summary(hp.hparams_config_pb(params, metrics))
+    return folder
+
+
+def _domain(distribution):
+    """TensorBoard's domain of an Optuna distribution: the choices, or the interval."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    if isinstance(distribution, CategoricalDistribution):
+        choices = distribution.choices
+        kinds = {bool} if all(isinstance(c, bool) for c in choices) else {type(c) for c in choices}
+        return hp.Discrete(list(choices)) if len(kinds) == 1 and kinds <= {bool, int, float, str} else None
+    if isinstance(distribution, IntDistribution):
+        return hp.IntInterval(distribution.low, distribution.high)
+    if isinstance(distribution, FloatDistribution):
+        return hp.RealInterval(float(distribution.low), float(distribution.high))
+    return None
+
+
 def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
     spec = ",".join(f"{Path(d).name}:{d}" for d in logdirs if Path(d).exists()) or str(logdirs[0])
     return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(port), "--host", host]

@@ -49,6 +49,10 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
         lines += _wrapped([f"{name}={_short(value)}" for name, value in best["best_params"].items()])
     for point in best.get("pareto_front", []):
         lines.append(f"pareto front: trial {point['trial']} {point['values']} {point['params']}")
+    from nlpexp.tb import write_study_hparams
+
+    if write_study_hparams(study, out_dir):
+        lines.append(f"TensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}")
     if plots:
         from nlpexp.sweep.plots import write_plots
 

@@ -3,12 +3,16 @@
 Runs on the transformers Trainer. A checkpoint, and best_model/, is one folder that `load_classifier(folder)`
 reloads: the encoder's config.json, model.safetensors (encoder and head together, as the Trainer saves a
 plain module), `classifier.json` (label names, pooling, dropout) and the tokenizer.
+
+A model that comes with its own classification head (a transformers `*ForSequenceClassification`, e.g. one given
+to nlpexp.api.train) keeps it, in training and in mode=eval, unless `task.replace_head=true` (nlpexp.task.own_head).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -27,9 +31,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from nlpexp.data.cache import cached_map
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import from_trainer_logs, split_name
+from nlpexp.task import own_head
 from nlpexp.task.base import Task
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
 from nlpexp.trainer import ConfiguredOptimization
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("text", "label")
 HEAD_CONFIG = "classifier.json"
@@ -81,6 +88,8 @@ def load_classifier(folder: str | Path, trust_remote_code: bool = False) -> Enco
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    if own_head.has_own_head(folder):
+        return own_head.load(folder, trust_remote_code=trust_remote_code)
     if not (folder / HEAD_CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise NlpexpError(
             f"{folder} holds no trained classifier ({HEAD_CONFIG} + {WEIGHTS}); evaluate a trained one with "
@@ -99,9 +108,10 @@ class ClassificationTask(Task):
     needs_labels = True
     labelled_data = "e.g. data=imdb|nsmc"
 
-    def __init__(self, *, dropout: float = 0.1, **kwargs):
+    def __init__(self, *, dropout: float = 0.1, replace_head: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.dropout = dropout
+        self.replace_head = replace_head  # a model with its own classification head: put nlpexp's on instead
         self._features: dict[str, object] = {}  # tokenised splits, by role: each is tokenised (or read) once
 
     def validate(self) -> None:
@@ -117,6 +127,7 @@ class ClassificationTask(Task):
             train_set, val_set = self._tokenized("train"), self._tokenized("validation")
         else:
             self.model = load_classifier(self.model_spec.path(), self.model_spec.trust_remote_code)
+            own_head.name_default_labels(self.model, self.data.label_names)
             if self.model.label_names != list(self.data.label_names):
                 raise NlpexpError(f"the model was trained on labels {self.model.label_names} but data "
                                   f"'{self.data.name}' has {list(self.data.label_names)}")
@@ -129,6 +140,12 @@ class ClassificationTask(Task):
             compute_metrics=compute_metrics)
 
     def _new_model(self) -> EncoderClassifier:
+        path = self.model_spec.path()
+        if own_head.has_own_head(path) and not self.replace_head:
+            return own_head.keep(path, self.data.label_names, self.model_spec.load_kwargs)
+        if own_head.has_own_head(path):
+            log.warning("task.replace_head=true: the model's own classification head is replaced by a new one "
+                        "(pooling %s, %d labels)", self.model_spec.pooling, len(self.data.label_names))
         encoder = AutoModel.from_pretrained(self.model_spec.path(), **self.model_spec.load_kwargs,
                                             dtype=torch.float32)  # fp32 master weights; precision= sets autocast
         # The head's initial weights depend on the seed alone, not on what was loaded before it.
@@ -136,7 +153,9 @@ class ClassificationTask(Task):
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
 
     def new_parameters(self) -> list:
-        return list(self.model.classifier.parameters()) if self.mode == "train" else []
+        if self.mode != "train" or not isinstance(self.model, EncoderClassifier):
+            return []  # a kept head was trained before: no new parameters
+        return list(self.model.classifier.parameters())
 
     def train(self) -> None:
         self.run_trainer(self.trainer)
@@ -178,7 +197,7 @@ class ClassificationTrainer(ConfiguredOptimization, Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
-        if self.args.should_save:
+        if self.args.should_save and isinstance(self.accelerator.unwrap_model(self.model), EncoderClassifier):
             folder = Path(output_dir or self.args.output_dir)
             model = self.accelerator.unwrap_model(self.model)
             model.encoder.config.save_pretrained(folder)
