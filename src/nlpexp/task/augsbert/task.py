@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +219,8 @@ class AugSbertTask(Task):
                 "max_score": recipe.max_score,
                 "data": {"name": data.name, "splits": data.splits, "columns": data.columns, "shuffle": data.shuffle,
                          "max_train_samples": data.max_train_samples, "seed": data.seed}}
-        training = {"trainer": {k: v for k, v in vars(self.trainer_settings).items() if k != "resume"},
+        trainer = self.trainer_settings  # its declared settings, not the state it keeps (what it has announced)
+        training = {"trainer": {f.name: getattr(trainer, f.name) for f in fields(trainer) if f.name != "resume"},
                     "optimizer": dict(self.optimizer_factory.keywords),
                     "scheduler": dict(self.scheduler_factory.keywords)}
         sampling = {"pair_sampling": recipe.pair_sampling, "pairs_per_sentence": recipe.pairs_per_sentence}
