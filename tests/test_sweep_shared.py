@@ -30,7 +30,9 @@ N_TRIALS = 6
 ARGS = (f"hydra.sweeper.n_trials={N_TRIALS}", "hydra/sweeper/sampler=random", "optimizer.lr=1e-30",
         "trainer.max_steps=8", "trainer.eval_every_steps=4", "hydra/sweeper/pruner=successive_halving",
         "hydra.sweeper.pruner.min_resource=4", "hydra.sweeper.pruner.reduction_factor=2",
-        "hydra.sweeper.pruner.bootstrap_count=1", "hydra.sweeper.promote_best=false")
+        "hydra.sweeper.pruner.bootstrap_count=1", "hydra.sweeper.promote_best=false",
+        # the launcher's `#<n> : <overrides>` lines (off on the console by default) say which process ran a trial
+        "hydra.verbose=[hydra._internal.core_plugins.basic_launcher]")
 
 
 @pytest.fixture(scope="module")
