@@ -105,3 +105,16 @@ _STORE.store(group="hydra/sweeper", name="study", node=StudySweeperConf, provide
 for _name, _node in {"none": NopPrunerConfig, "median": MedianPrunerConfig,
                      "successive_halving": SuccessiveHalvingPrunerConfig, "hyperband": HyperbandPrunerConfig}.items():
     _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="nlpexp")
+
+
+def metric_names(names: Any, count: int) -> list[str]:
+    """The objectives' names: metric_names as given (one name or a list), else value / value_<i>."""
+    from nlpexp.errors import NlpexpError
+
+    if names is None:
+        return ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
+    names = [str(names)] if isinstance(names, str) else [str(n) for n in names]
+    if len(names) != count:
+        raise NlpexpError(f"hydra.sweeper.metric_names names {len(names)} objective(s) ({', '.join(names)}) "
+                          f"but hydra.sweeper.direction has {count}")
+    return names

@@ -29,6 +29,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.nlpexp_optuna_sweeper import seeding, upstream
+from hydra_plugins.nlpexp_optuna_sweeper.config import metric_names
 from hydra_plugins.nlpexp_optuna_sweeper.trials import Plan, TrialLoop
 from nlpexp.redaction import redact  # (the storage redacts what it stores: the definition is compared as stored)
 
@@ -107,7 +108,7 @@ class StudySweeper(Sweeper):
         n_trials = self.upstream.n_trials
         if grid is not None:
             n_trials = min(n_trials, math.prod(len(choices) for choices in grid.values()))
-        metrics = _metric_names(self.keys.metric_names, len(directions))
+        metrics = metric_names(self.keys.metric_names, len(directions))
         return Plan(sweep_args=sweep_args, space=space, fixed=fixed, fixed_overrides=fixed_overrides,
                     directions=directions, metrics=metrics, n_trials=n_trials, grid=grid,
                     promote_objective=self._promote_objective(metrics))
@@ -240,15 +241,3 @@ class StudySweeper(Sweeper):
             return
         log.info("%s", summary)
 
-
-def _metric_names(names: Any, count: int) -> list[str]:
-    """The objectives' names: metric_names as given (one name or a list), else value / value_<i>."""
-    from nlpexp.errors import NlpexpError
-
-    if names is None:
-        return ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
-    names = [str(names)] if isinstance(names, str) else [str(n) for n in names]
-    if len(names) != count:
-        raise NlpexpError(f"hydra.sweeper.metric_names names {len(names)} objective(s) ({', '.join(names)}) "
-                          f"but hydra.sweeper.direction has {count}")
-    return names

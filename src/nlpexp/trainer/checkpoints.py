@@ -28,12 +28,12 @@ from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.provenance import sha256_file
 from nlpexp.redaction import redact
+from nlpexp.trainer.identity import refuse_another_identity
 
 log = logging.getLogger(__name__)
 SEAL = "nlpexp_checkpoint.json"
 DAMAGED = "damaged-"  # prefix of a checkpoint set aside (the trainer's `checkpoint-*` globs never match it)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_IDENTITY_ORDER = {"task": 0, "model": 1, "loss": 2, "data": 3}  # what differs is named in this order
 # Test hook: `NLPEXP_KILL_AT=<point>:<step>` SIGKILLs this process at that point (tests/test_resume.py).
 KILL_ENV = "NLPEXP_KILL_AT"
 
@@ -141,27 +141,8 @@ def check_identity(folder: Path, identity: dict | None) -> dict:
     if problem is not None:
         raise NlpexpError(f"trainer.resume: {folder} is damaged: {problem}; give an earlier checkpoint-N folder, "
                           f"or use trainer.resume=true (which skips damaged ones)")
-    theirs, identity = _flat(record.get("identity") or {}), _flat(redact(identity or {}))  # seals: redacted
-    differ = sorted((k for k in identity.keys() | theirs.keys() if theirs.get(k) != identity.get(k)),
-                    key=lambda k: (_IDENTITY_ORDER.get(k.split(".")[0], len(_IDENTITY_ORDER)), k))
-    if differ:
-        was = ", ".join(f"{k}={theirs.get(k)}" for k in differ[:3])
-        now = ", ".join(f"{k}={identity.get(k)}" for k in differ[:3])
-        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
-        raise NlpexpError(f"trainer.resume: {folder} was trained with {was}, this run has {now}{more}; resume "
-                          f"with the same task, model and data settings, or drop trainer.resume")
+    refuse_another_identity(folder, record.get("identity") or {}, redact(identity or {}))  # seals: redacted
     return record
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """{"model": {"pooling": "mean"}} -> {"model.pooling": "mean"}: what differs is named key by key."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _fsync_dir(folder: Path) -> None:

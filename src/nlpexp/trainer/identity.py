@@ -67,3 +67,32 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+_ORDER = {"task": 0, "model": 1, "loss": 2, "data": 3}  # what differs is named in this order
+
+
+def refuse_another_identity(folder, sealed: dict, identity: dict) -> None:
+    """One error line naming (up to three of) the settings a checkpoint was trained with that this run changes."""
+    from nlpexp.errors import NlpexpError
+
+    theirs, ours = _flat(sealed), _flat(identity)
+    differ = sorted((k for k in ours.keys() | theirs.keys() if theirs.get(k) != ours.get(k)),
+                    key=lambda k: (_ORDER.get(k.split(".")[0], len(_ORDER)), k))
+    if differ:
+        was = ", ".join(f"{k}={theirs.get(k)}" for k in differ[:3])
+        now = ", ".join(f"{k}={ours.get(k)}" for k in differ[:3])
+        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise NlpexpError(f"trainer.resume: {folder} was trained with {was}, this run has {now}{more}; resume "
+                          f"with the same task, model and data settings, or drop trainer.resume")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"model": {"pooling": "mean"}} -> {"model.pooling": "mean"}: what differs is named key by key."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
