@@ -29,7 +29,7 @@ def swept(tmp_path_factory, data_root):
     with mlflow_server(root / "mlflow") as uri:
         command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=sbert_nli", "model=tiny_bert",
                    "debug=smoke", "logger=[mlflow,tensorboard]", "hydra.sweeper.n_trials=2",
-                   "hydra/sweeper/sampler=random", "hydra.sweeper.plots=false",
+                   "hydra/sweeper/sampler=random", "hydra.sweeper.plots=false", "hydra.sweeper.promote_best=true",
                    f"hydra.sweeper.studies_dir={root / 'multirun'}", f"hydra.sweeper.registry_dir={root / 'registry'}",
                    f"paths.ledger_file={root / 'ledger.jsonl'}"]
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1"}
