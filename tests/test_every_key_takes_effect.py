@@ -45,20 +45,21 @@ ALTERNATIVES = {
     "data.columns": "{premise: sentence_a}", "data.label_names": "[a,b,c]", "data.split_ratios": "{train: 1.0}",
     "data.optional_roles": "[validation]", "data.train": "{files}/train.jsonl", "data.validation": "{files}/dev.csv",
     "data.test": "{files}/test.tsv", "model.random_init": "{model_type: bert, hidden_size: 16}",
-    "model.tokenizer": "bundled:all-MiniLM-L12-v2", "model.name_or_path": "bundled:all-MiniLM-L6-v2",
-    "model.build": "encoder_decoder", "optimized_metric": "val/accuracy", "paths.output_dir": "/nonexistent/other",
-    "paths.data_dir": "{files}", "task.sts": "{max_eval_samples: 3}", "task.monitor": "val/pearson_cosine",
-    "task.label_scores": "{entailment: 0.9, neutral: 0.5, contradiction: 0.0}",
-    "task.text_columns": "[premise]", "task.reference_columns": "[summary]", "task.source_prefix": "'summarize: '",
-    "task.head_lr": "0.5", "loss.decoder_name_or_path": "bundled:all-MiniLM-L6-v2",
-    "logger.mlflow.tags": "{team: nlp}", "logger.mlflow.tracking_uri": "sqlite:////nonexistent/other.db",
+    "model.name_or_path": "bundled:all-MiniLM-L6-v2", "model.build": "encoder_decoder",
+    "optimized_metric": "val/accuracy", "paths.output_dir": "/nonexistent/other", "paths.data_dir": "{files}/data",
+    "data.root": "{files}/data", "task.monitor": "val/pearson_cosine",
+    "task.label_scores": "{entailment: 0.9, neutral: 0.5, contradiction: 0.0}", "task.text_columns": "[premise]",
+    "task.reference_columns": "[summary]", "task.source_prefix": "'summarize: '",
+    "task.prompt_separator": "' Summary: '", "task.head_lr": "0.5",
+    "loss.decoder_name_or_path": "bundled:all-MiniLM-L6-v2", "logger.mlflow.tracking_uri": "sqlite:////nonexistent/o.db",
     "logger.wandb.tags": "[a]", "logger.wandb.entity": "someone", "logger.tensorboard.host": "0.0.0.0",
 }
+FULL_OVERRIDES = {"logger.mlflow.tags": "+logger.mlflow.tags.team=nlp",  # a key added to an empty mapping
+                  "task.sts": "task.sts.max_eval_samples=3"}  # a DataSpec as `data`: one of its keys
 # Keys checked another way (or not on this machine), each with where.
 OTHERWISE = {
     "trainer.tf32": "a GPU only: on the CPU a console warning says it is ignored (tests/test_trainer_settings.py)",
     "trainer.resume": "resumes a checkpoint of the run dir: tests/test_resume.py",
-    "trainer.evaluate_start": "scores the start before training: tests/test_first_step.py, tests/test_sbert_nli.py",
     "paths.root_dir": "only the default of the other paths.* (conf/paths/default.yaml)",
     "paths.runs_dir": "hydra.run.dir and the ledger: tests/test_paths.py, test_settings_take_effect.py (ledger)",
     "paths.sweeps_dir": "hydra.sweep.dir and studies_dir: tests/test_paths.py",
@@ -151,7 +152,7 @@ def state(value, depth: int = 4):
     return repr(value)
 
 
-def effect(overrides: list[str], with_sampler: bool = False) -> dict:
+def effect(overrides: list[str], with_setup: bool = False) -> dict:
     """What the run would do, from the objects it builds (nothing trained)."""
     from sentence_transformers import SentenceTransformerTrainingArguments
 
@@ -175,8 +176,11 @@ def effect(overrides: list[str], with_sampler: bool = False) -> dict:
         from transformers import GenerationConfig
 
         built["generation_config"] = GenerationConfig(**task.generation.generate_kwargs()).to_dict()
-    if with_sampler:
+    if with_setup:  # the model and data loaded: the batches of the first epoch, the start's scores
+        task.setup()
         built["sampler"] = _batch_sampler(task)
+        task.evaluate_start()
+        built["start"] = sorted(task.start_metrics)
     return built
 
 
@@ -193,13 +197,12 @@ def _console(verbose: bool) -> int:
 
 
 def _batch_sampler(task) -> tuple:
-    """The batches the sbert_nli trainer would draw in its first epoch (a tiny random model, the test data)."""
+    """The batches the sbert_nli trainer draws in its first epoch (a tiny random model, the test data)."""
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from nlpexp.task.sbert_nli import SbertNliTrainer
     from nlpexp.trainer.lazy import lazy_evaluator
 
-    task.setup()
     args = task.training_arguments(SentenceTransformerTrainingArguments)
     trainer = task.make_trainer(SbertNliTrainer, args, model=task.model, train_dataset=task.train_set,
                                 loss=task.loss, evaluator=lazy_evaluator(True, lambda: None))  # never called
@@ -208,7 +211,8 @@ def _batch_sampler(task) -> tuple:
     return type(sampler).__name__, [list(map(int, b)) for b in sampler]
 
 
-SAMPLER_KEYS = {"trainer.group_by_length", "trainer.max_tokens_per_batch"}  # what they change: the batches
+# What these change is seen once the model and data are loaded: the batches, the scores before training.
+SETUP_KEYS = {"trainer.group_by_length", "trainer.max_tokens_per_batch", "trainer.evaluate_start"}
 
 
 @pytest.fixture(scope="module")
@@ -216,18 +220,19 @@ def baselines(data_root):
     """effect() of each context, computed once."""
     computed: dict = {}
 
-    def baseline(context: tuple[str, ...], with_sampler: bool):
-        if (context, with_sampler) not in computed:
+    def baseline(context: tuple[str, ...], with_setup: bool):
+        if (context, with_setup) not in computed:
             with pytest.MonkeyPatch.context() as env:
                 env.setenv("NLPEXP_DATA_DIR", str(data_root))
-                computed[context, with_sampler] = effect(list(context), with_sampler)
-        return computed[context, with_sampler]
+                computed[context, with_setup] = effect(list(context), with_setup)
+        return computed[context, with_setup]
     return baseline
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> Path:
+def files(tmp_path_factory, data_root) -> Path:
     folder = tmp_path_factory.mktemp("files")
+    (folder / "data").symlink_to(data_root)  # the same data under another name
     rows = [{"premise": "a man plays", "hypothesis": "someone plays", "label": "entailment"}] * 4
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for name, sep in (("dev.csv", ","), ("test.tsv", "\t")):
@@ -243,11 +248,12 @@ def test_changing_a_setting_changes_the_run_or_is_refused(key, rule, target, bas
     absent = object()
     current = OmegaConf.select(compose([f"paths.output_dir={RUN_DIR}", *BASE, *context]), key, default=absent)
     value = str(_alternative(key, rule, None if current is absent else current)).replace("{files}", str(files))
-    override = f"{'+' if current is absent else ''}{key}={value}"  # a setting the config does not list: +key
-    with_sampler = key in SAMPLER_KEYS
-    baseline = baselines(context, with_sampler)
+    # a setting the config does not list, or a key of an empty mapping: +key
+    override = FULL_OVERRIDES.get(key) or f"{'+' if current is absent else ''}{key}={value}"
+    with_setup = key in SETUP_KEYS
+    baseline = baselines(context, with_setup)
     try:
-        changed = effect([*context, override], with_sampler)
+        changed = effect([*context, override], with_setup)
     except NlpexpError:
         return  # refused, with one line
     assert changed != baseline, f"{override} changed nothing the run builds"
