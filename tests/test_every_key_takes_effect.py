@@ -59,11 +59,11 @@ OTHERWISE = {
     "paths.runs_dir": "hydra.run.dir and the ledger: tests/test_paths.py, test_settings_take_effect.py (ledger)",
     "paths.sweeps_dir": "hydra.sweep.dir and studies_dir: tests/test_paths.py",
     "paths.ledger_file": "where attempt.py appends: tests/test_ledger.py, test_settings_take_effect.py (ledger)",
-    "paths.registry_dir": "resolves model.name_or_path=registry:<name>: tests/test_model.py, tests/test_cli.py",
+    "paths.registry_dir": "model.name_or_path=registry:<name> resolves there: tests/test_paths.py",
     "debug": "a config group (debug=smoke), not a value: tests/test_smoke_presets.py",
     "hydra.sweeper": "a study's settings, not a run's: tests/test_sweep*.py, tests/test_sweeper_*.py",
     "optimizer[other]": "another torch optimizer: the same lr/head_lr/weight_decay as AdamW's (cases above)",
-    "task[other]": "a task class of one's own: monitor/cache_dir as every task's: tests/test_user_components.py",
+    "task[other]": "a task class of one's own (tests/user_project): monitor, cache_dir as each task's above",
 }
 LOGGER_NAMES = {"TensorBoardLogger": "tensorboard", "WandbLogger": "wandb", "MlflowLogger": "mlflow"}
 
