@@ -171,7 +171,10 @@ def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) 
     trained = {id(p) for layer in layers[len(layers) - trained_layers:] for p in layer.parameters()}
     for parameter in encoder.parameters():
         parameter.requires_grad_(id(parameter) in trained)
-    log.info("encoder: the top %d of %d layers train, the rest is frozen", trained_layers, len(layers))
+    if trained_layers == 0:
+        log.info("encoder frozen (task.trained_layers=0): only the classifier head trains")
+    else:
+        log.info("encoder: the top %d of %d layers train, the rest is frozen", trained_layers, len(layers))
 
 
 def transformer_layers(encoder) -> list:
