@@ -49,8 +49,8 @@ def test_run_and_sweep_dirs_follow_the_paths_group(elsewhere):
 
 
 def test_the_ledger_value_keeps_its_jsonl_suffix_as_written():
-    """The safety gate checks the raw value of paths.ledger_file ends in .jsonl (no appending to a shell rc file):
-    the variable names a folder, the file name stays in the config."""
+    """NLPEXP_LEDGER_DIR names a folder; the file name stays in the config (a file may not set paths.* at all:
+    nlpexp.file_keys)."""
     cfg = compose(["paths.output_dir=unused"])
     assert cfg.paths._get_node("ledger_file")._value().endswith("/ledger.jsonl")
 

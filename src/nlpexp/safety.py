@@ -1,5 +1,5 @@
 """The gate for code. Threat model: configs, presets and config dirs may come from other people; the person
-typing the command line is trusted. A config must not run code that nlpexp.config.TARGET_ALLOWLIST does not
+typing the command line is trusted. A config must not run code that nlpexp.components.allowlist() does not
 name, and dangerous switches (remote code, pickled weights, launcher shell lines) come from the command line or
 the environment only. (What else a foreign file may set at all: nlpexp.file_keys, checked by nlpexp.gate.)
 
