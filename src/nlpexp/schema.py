@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nlpexp.data.availability import check_data_files
+from nlpexp.data.readers import check_data_files
 from nlpexp.paths import check_paths
 from nlpexp.rules import Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS

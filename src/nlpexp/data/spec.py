@@ -7,11 +7,10 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 
 from nlpexp.data.cleaning import drop_empty, encode_labels
-from nlpexp.data.readers import read_given_file, read_split
+from nlpexp.data.readers import Source, missing_split, read_given_file, read_split
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
@@ -31,18 +30,6 @@ def recording_reads() -> Iterator[set[str]]:
         yield files
     finally:
         _FILES_READ.reset(token)
-
-
-@dataclass(frozen=True)
-class Source:
-    hub_id: str | None = None
-    hub_config: str | None = None
-    hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
-
-    @classmethod
-    def from_config(cls, node: Mapping | None) -> Source:
-        node = dict(node or {})
-        return cls(node.get("hub_id"), node.get("hub_config"), tuple(dict(node.get("hub_splits") or {}).items()))
 
 
 class DataSpec:
@@ -120,12 +107,24 @@ class DataSpec:
     def roles(self) -> list[str]:
         if self.split_ratios is not None:
             return [r for r in ROLES if self._ratio_role(r) or self.splits.get(r)]
-        return [r for r in self.splits if self.splits[r] and not self._unavailable(r)]
+        return [r for r in self.splits if self.splits[r] and not self.unavailable(r)]
 
-    def _unavailable(self, role: str) -> bool:
-        from nlpexp.data.availability import unavailable
-
-        return unavailable(self, role)
+    def unavailable(self, role: str) -> bool:
+        """Is `role` an optional role none of whose files can be read here (a test split the mirror holds out)?
+        Says so once: its metrics are skipped."""
+        if role not in self.optional_roles:
+            return False
+        if role not in self.skipped_roles:
+            entries = [entry.split("/", 1) for entry in self.splits[role]]
+            missing = [m for folder, split in entries if (m := missing_split(self.root, folder, split,
+                                                                               self.sources[folder].hub_id))]
+            self.skipped_roles[role] = "; ".join(missing)
+            if missing:
+                log.info("data '%s' has no %s split: its metrics are skipped (run.log says where it looked)",
+                         self.name, role)
+                logging.getLogger("nlpexp.steps").info("data '%s': no %s split here (%s)", self.name, role,
+                                                       self.skipped_roles[role])  # run.log only: paths are long
+        return bool(self.skipped_roles[role])
 
     def _ratio_role(self, role: str) -> bool:
         """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""
