@@ -80,7 +80,7 @@ def _finished_run(folder):
 
 
 def test_every_tool_defaults_to_the_configured_places(elsewhere, capsys, caplog, monkeypatch):
-    version = registry.register(_finished_run(elsewhere / "run"), "mine")
+    version = registry.register(_finished_run(elsewhere / "run"), "mine", registry.registry_dir())
     assert version == elsewhere / "registry" / "mine" / "v1"
     assert registry.main(["list"]) == 0 and capsys.readouterr().out == "mine: v1\n"
 
