@@ -83,8 +83,7 @@ def test_no_stack_frame_inspection():
     assert not arch.frame_inspections(TREES, MODS, ROOT)
 
 
-@pytest.mark.xfail(strict=False, reason="helpers launch (gate, config_files), sweeps (storage, upstream), "
-                                        "layers (presets plugin, data.cache)")
+@pytest.mark.xfail(strict=False, reason="helpers launch (gate, config_files), sweeps (storage, upstream)")
 def test_private_library_api_only_in_adapters():
     assert not arch.private_uses(TREES, MODS, ROOT, deep=False)
 
