@@ -30,9 +30,9 @@ SEED_FLAGS = {
 
 def check_flags(argv: Sequence[str]) -> None:
     """A `--flag` Hydra does not know is refused with the override to type (argparse would print its usage)."""
-    from hydra._internal.utils import get_args_parser
+    from nlpexp.adapters.hydra import args_parser
 
-    known = {option for action in get_args_parser()._actions for option in action.option_strings}
+    known = {option for action in args_parser()._actions for option in action.option_strings}
     for index, arg in enumerate(argv):
         if not arg.startswith("--") or arg.split("=", 1)[0] in known:
             continue

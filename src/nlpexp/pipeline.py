@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nlpexp import attempt, distributed, provenance
+from nlpexp.adapters.omegaconf import child, raw
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
@@ -187,11 +188,11 @@ def saved_config(cfg: DictConfig) -> dict:
 def _keep_runtime(node, resolved):
     if isinstance(node, DictConfig | ListConfig) and isinstance(resolved, dict | list):
         for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
-            raw = node._get_node(key)._value()
-            if isinstance(raw, str) and ("${hydra:" in raw or "${paths.output_dir}" in raw):
-                resolved[key] = raw
+            value = raw(child(node, key))
+            if isinstance(value, str) and ("${hydra:" in value or "${paths.output_dir}" in value):
+                resolved[key] = value
             else:
-                _keep_runtime(node._get_node(key), resolved[key])
+                _keep_runtime(child(node, key), resolved[key])
     return resolved
 
 
