@@ -17,7 +17,7 @@ from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
-from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, RunObserver, TrialObserver
+from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.observers import saved_config  # noqa: F401 (config.yaml's content, for tests and tools)
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
@@ -31,12 +31,11 @@ log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")
 
 
-def run(cfg: DictConfig, observers: tuple[RunObserver, ...] = ()) -> dict[str, float]:
-    """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json.
-    `observers`: more of them, started first (run.py's launcher: the error line)."""
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
     main, recorders, metrics, ledger = distributed.is_main_process(), Observers(), {}, LedgerObserver()
-    for observer in (*observers, ledger) if main else ():  # before anything can fail: every attempt is recorded
-        recorders.start(observer, cfg)
+    if main:  # before anything can fail: every attempt is recorded
+        recorders.start(ledger, cfg)
     try:
         with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
             redact_logs()
@@ -55,11 +54,13 @@ def run(cfg: DictConfig, observers: tuple[RunObserver, ...] = ()) -> dict[str, f
             if main:
                 check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
     except BaseException as err:
-        recorders.finish(metrics, err)  # ledger line first: a worker interrupted with its sweep has seconds left
+        recorders.finish(metrics, err)  # the ledger line last: the data files' hashes are cached by then
         release_memory(err)  # the next sweep trial in this process starts from the same footprint
         raise
-    recorders.finish(metrics, None)
-    release_memory()
+    try:
+        recorders.finish(metrics, None)  # may still fail the run: a recorder refusing it (see nlpexp.observers)
+    finally:
+        release_memory()
     return metrics
 
 
