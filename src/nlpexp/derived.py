@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import importlib
 import inspect
+import pydoc
 import sys
 import types
 import typing
@@ -149,13 +149,7 @@ def _described(rule: ByTarget, init: Any) -> Group | None:
 
 def _locate(target: str) -> Any:
     """The object `target` names (module path, then attributes), None if it cannot be imported."""
-    parts = target.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            found = importlib.import_module(".".join(parts[:cut]))
-        except Exception:  # whatever it raises, instantiate reports it when it builds the node
-            continue
-        for attribute in parts[cut:]:
-            found = getattr(found, attribute, None)
-        return found
-    return None
+    try:
+        return pydoc.locate(target)
+    except Exception:  # whatever it raises, instantiate reports it when it builds the node
+        return None
