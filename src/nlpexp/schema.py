@@ -17,19 +17,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
-
+from nlpexp import rules
 from nlpexp.data.availability import check_data_files
+from nlpexp.data.pairs import NLI_FORMATS
 from nlpexp.data.spec import DataSpec
 from nlpexp.derived import described
 from nlpexp.generation.settings import GenerationSettings
 from nlpexp.model.spec import POOLINGS, ModelSpec
 from nlpexp.paths import check_paths
-from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
+from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS
 from nlpexp.trainer.settings import TrainerSettings
 
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
-NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")
 PAIR_SAMPLINGS = ("given", "random", "nearest")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
@@ -160,7 +160,7 @@ PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "runs_dir
 _DIRECTION = OneOf(("minimize", "maximize"))
 _STUDY = described(StudySweeperConf)  # the sweeper's own keys, narrowed:
 _STUDY = replace(_STUDY, open=True, fields={**_STUDY.fields, **{  # the official sweeper's keys are theirs
-    "direction": Either((_DIRECTION, ListOf(_DIRECTION))), "n_trials": Int(1), "n_jobs": Int(1),
+    "direction": rules.Either((_DIRECTION, ListOf(_DIRECTION))), "n_trials": Int(1), "n_jobs": Int(1),
     "storage": Maybe(Text(r"[a-z][a-z0-9+._-]*://.*", "an SQLAlchemy URL such as sqlite:///<file> or "
                                                       "postgresql://user:pw@host/db")),
     "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
