@@ -19,17 +19,14 @@ from sentence_transformers import (
 )
 from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+from transformers import TrainerCallback
 
 from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
-from nlpexp.task.evaluators import NliAccuracyEvaluator
-from nlpexp.task.sentence_training import StsScoring
-from nlpexp.trainer import ConfiguredOptimization
-from nlpexp.trainer.batching import LengthAwareBatching
-from nlpexp.trainer.lazy import lazy_evaluator
+from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoring, lazy_evaluator
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
@@ -41,6 +38,8 @@ class SbertNliTask(Task):
     losses = (SoftmaxLoss,)  # the SBERT classification objective; its head also scores NLI accuracy
     loss_choices = "softmax"
     needs_labels = True
+    needs_validation = True  # STS or NLI validation
+    loss_to_score = True  # the NLI accuracy is the head's
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
 
     def __init__(self, *, sts: DataSpec, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
@@ -50,10 +49,8 @@ class SbertNliTask(Task):
         self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone
         self.head_trained = False
 
-    def validate(self) -> None:
-        super().validate()
-        if self.loss_factory is None:  # evaluation too: the NLI accuracy is the head's
-            raise NlpexpError("task=sbert_nli trains with loss=softmax (the SBERT classification objective)")
+    def validation_data(self) -> list[DataSpec]:
+        return [self.sts.data, self.data]
 
     def setup(self) -> None:
         self.model = self.model_spec.sentence_transformer()
@@ -75,7 +72,8 @@ class SbertNliTask(Task):
         evaluator = lazy_evaluator(self.sts.data.has("validation") or self.data.has("validation"),
                                    lambda: self._evaluator("validation"))
         trainer = self.make_trainer(SbertNliTrainer, args, model=self.model, train_dataset=self.train_set,
-                                    loss=self.loss, evaluator=evaluator)
+                                    loss=self.loss, evaluator=evaluator,
+                                    callbacks=[*self.training_callbacks(), HeadWithCheckpoints(self.loss)])
         self.run_trainer(trainer)
         self.head_trained = True
         if is_main_process():
@@ -103,21 +101,32 @@ class SbertNliTask(Task):
             evaluators, main_score_function=lambda scores: scores[0])
 
 
-class SbertNliTrainer(LengthAwareBatching, ConfiguredOptimization, SentenceTransformerTrainer):
-    """Keeps the classifier head with every checkpoint, logs the training accuracy, and trains one head across
-    processes (DDP wraps the model, not the loss that holds the head)."""
+class HeadWithCheckpoints(TrainerCallback):
+    """The classifier head in every checkpoint, loaded with the checkpoint training resumes from or ends with."""
+
+    def __init__(self, loss: SoftmaxLoss):
+        self.loss = loss
+
+    def resume(self, checkpoint: str | None) -> None:  # called by nlpexp.trainer.build.fit
+        if checkpoint is not None:
+            load_head(self.loss, checkpoint)
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            save_head(self.loss, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if args.load_best_model_at_end and state.best_model_checkpoint:
+            load_head(self.loss, state.best_model_checkpoint)
+
+
+class SbertNliTrainer(SentenceTransformerTrainer):
+    """Logs the training accuracy, and trains one head across processes (DDP wraps the model, not the loss that
+    holds the head)."""
 
     def __init__(self, *args, loss: SoftmaxLoss, **kwargs):
         super().__init__(*args, loss=loss, **kwargs)
         self.train_accuracy = TrainAccuracy(loss)
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        save_head(self.loss, Path(output_dir or self.args.output_dir))
-
-    def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
-        super()._load_from_checkpoint(checkpoint_path)
-        load_head(self.loss, checkpoint_path)
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)

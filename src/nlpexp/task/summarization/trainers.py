@@ -12,7 +12,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.task.rouge import Rouge
 from nlpexp.task.summarization.examples import IGNORE_INDEX, Examples, predictions_file
-from nlpexp.trainer import ConfiguredOptimization
 
 
 class PredictionScorer:
@@ -52,29 +51,29 @@ class PredictionsWithCheckpoints(TrainerCallback):
             self.scorer.write(folder / predictions_file(self.scorer.examples.role))
 
 
-class SummarizationTrainer(ConfiguredOptimization, Seq2SeqTrainer):
-    """Seq2SeqTrainer with the configured optimizer and learning-rate schedule."""
+class SummarizationTrainer(Seq2SeqTrainer):
+    """Decoder-only models: the loss over the whole sequence (the labels mask the prompt), predictions generated
+    from the prompt alone (left-padded) and cut after it. Encoder-decoder models: Seq2SeqTrainer's own."""
 
-    def prediction_step(self, *args, **kwargs):
-        output = super().prediction_step(*args, **kwargs)
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        if self.model.config.is_encoder_decoder:
+            output = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys,
+                                             **gen_kwargs)
+        else:
+            output = self._causal_prediction_step(model, inputs, prediction_loss_only, ignore_keys, gen_kwargs)
         # Seq2SeqTrainer leaves max_length=20 in the generation config after generating; every later generate()
         # would then warn that it clashes with max_new_tokens (which wins anyway).
         self.model.generation_config.max_length = None
         return output
 
-
-class CausalLMSummarizationTrainer(SummarizationTrainer):
-    """Decoder-only: the loss over the whole sequence (the labels mask the prompt), predictions generated from the
-    prompt alone (left-padded) and cut after it."""
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+    def _causal_prediction_step(self, model, inputs, prediction_loss_only, ignore_keys, gen_kwargs):
         prompt = {"input_ids": inputs.pop("prompt_ids", None), "attention_mask": inputs.pop("prompt_mask", None)}
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
         if prediction_loss_only or prompt["input_ids"] is None or not self.args.predict_with_generate:
             return loss, None, None
-        prompt = self._prepare_inputs(prompt)
+        prompt = {key: tensor.to(self.args.device) for key, tensor in prompt.items()}
         with torch.no_grad():
-            generated = self.model.generate(**prompt, **(gen_kwargs or getattr(self, "_gen_kwargs", {})))
+            generated = self.model.generate(**prompt, **gen_kwargs)  # decoding: the model's generation config
         # compute_metrics runs only when labels come back; the scores use the reference texts, not these.
         return loss, generated[:, prompt["input_ids"].shape[1]:], inputs["labels"].to(generated.device)
 
