@@ -189,7 +189,7 @@ def _batch_sampler(task) -> tuple:
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from nlpexp.task.sbert_nli import SbertNliTrainer
-    from nlpexp.trainer.lazy import lazy_evaluator
+    from nlpexp.task.evaluators import lazy_evaluator
 
     args = task.training_arguments(SentenceTransformerTrainingArguments)
     trainer = task.make_trainer(SbertNliTrainer, args, model=task.model, train_dataset=task.train_set,

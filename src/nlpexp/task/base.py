@@ -27,6 +27,7 @@ from nlpexp.model import ModelSpec
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
+EVALUATE_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
 
 
 class Task(ABC):
@@ -197,6 +198,8 @@ class Task(ABC):
 
     def training_arguments(self, args_class, checkpoints_dir: Path | None = None, monitor: str | None = None,
                            **task_args):
+        """`args_class` from the trainer settings; outside mode=train a trainer only predicts."""
+        only_predicts = {} if self.mode == "train" else EVALUATE_ONLY
         return self.trainer_settings.training_arguments(
             args_class, checkpoints_dir or self.checkpoints_dir, monitor or self.monitor, self.greater_is_better,
-            self.optimizer_factory, **task_args)
+            self.optimizer_factory, **task_args, **only_predicts)

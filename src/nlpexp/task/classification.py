@@ -43,7 +43,6 @@ HEAD_CONFIG = "classifier.json"
 WEIGHTS = "model.safetensors"  # the name the Trainer gives a plain module's state dict
 POOLINGS = ("mean", "cls", "max")
 ANALYSED_ROLE = "test"  # the split whose confusion matrix and misclassified rows are written
-EVALUATE_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
 
 
 class EncoderClassifier(torch.nn.Module):
@@ -133,7 +132,7 @@ class ClassificationTask(Task):
                 raise NlpexpError(f"the model was trained on labels {self.model.label_names} but data "
                                   f"'{self.data.name}' has {list(self.data.label_names)}")
             train_set = val_set = None
-        args = self.training_arguments(TrainingArguments, **({} if self.mode == "train" else EVALUATE_ONLY))
+        args = self.training_arguments(TrainingArguments)
         # One trainer for training and for every evaluation: in eval mode it only predicts.
         self.trainer = self.make_trainer(
             Trainer, args, model=self.model, train_dataset=train_set, eval_dataset=val_set,

@@ -89,10 +89,10 @@ class SummarizationTask(Task):
         # One trainer for training and for every evaluation: in eval mode it only predicts.
         if self.mode == "train":
             scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
-            self.trainer = self._trainer(
-                scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
-                train_dataset=self._features(self._examples("train"), with_prompt=False),
-                eval_dataset=self._features(scorer.examples, with_prompt=True))
+            self.train_set = self._features(self._examples("train"), with_prompt=False)
+            self.trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
+                                         train_dataset=self.train_set,
+                                         eval_dataset=self._features(scorer.examples, with_prompt=True))
         else:
             self.trainer = self._trainer(None, self.training_callbacks())
 
