@@ -3,7 +3,8 @@ that was never interrupted (to 1e-6, train/loss included); checkpoints are whole
 
 The kills are real SIGKILLs (no finally block, no atexit), placed exactly by _place_kill (a trainer callback and
 two wrapped task methods, nothing in nlpexp itself) in a child process forked from this one (so it pays no second
-import of torch); the resumed runs and the one uninterrupted reference run are in-process. 4 steps, checkpoints at 2 and 4 (debug=smoke).
+import of torch); the resumed runs and the one uninterrupted reference run are in-process. 4 steps, checkpoints
+at 2 and 4 (debug=smoke).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@
 A task declares what it needs (`losses`, `needs_labels`, `needs_validation`, `validation_data()`) and validate()
 checks it, with what a task adds in its own validate(); score() is the one metrics hook: evaluate() adds the reuse
 of the trainer's best validation metrics (where `reuses_validation()`) and the `start/` figures around it. Every
-trainer is built by make_trainer() and trained by run_trainer() (nlpexp.trainer.build). The schema (nlpexp.schema) checked each setting's type and
-range before anything was built; validate() checks how the built components go together.
+trainer is built by make_trainer() and trained by run_trainer() (nlpexp.trainer.build). The schema
+(nlpexp.schema) checked each setting's type and range before anything was built; validate() checks how the
+built components go together.
 """
 
 from __future__ import annotations

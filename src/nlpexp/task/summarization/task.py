@@ -16,19 +16,17 @@ from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
 from nlpexp.task.base import Task
 from nlpexp.task.rouge import Rouge
-from nlpexp.task.summarization.examples import (
+from nlpexp.task.summarization.trainers import (
     IGNORE_INDEX,
+    CausalLMCollator,
     Examples,
+    PredictionScorer,
+    PredictionsWithCheckpoints,
+    SummarizationTrainer,
     causal_features,
     load_examples,
     predictions_file,
     seq2seq_features,
-)
-from nlpexp.task.summarization.trainers import (
-    CausalLMCollator,
-    PredictionScorer,
-    PredictionsWithCheckpoints,
-    SummarizationTrainer,
 )
 
 log = logging.getLogger(__name__)
