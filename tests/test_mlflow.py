@@ -46,11 +46,11 @@ def test_a_run_records_config_metrics_params_tags_and_model_on_the_server(tracke
     assert found.data.tags["team"] == "nlp" and found.data.tags["nlpexp.run_dir"] == str(root / "run")
     assert found.data.tags["note"] == found.data.tags["api_token"] == "<redacted>"  # a secret value, a secret key
     assert found.data.params["optimizer.lr"] and found.data.params["trainer.batch_size"] == "8"
-    assert found.data.metrics["best/val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"])
+    assert found.data.metrics["val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"])
     losses = client.get_metric_history(found.info.run_id, "train/loss")
     assert [m.step for m in losses] == [1, 2, 3, 4]  # every log step (debug=smoke logs each), no final appended
-    evals = [m.step for m in client.get_metric_history(found.info.run_id, "val/spearman_cosine")]
-    assert evals == [2, 4]  # each evaluation; the best checkpoint's is best/val/spearman_cosine
+    evals = [m.step for m in client.get_metric_history(found.info.run_id, "eval/spearman_cosine")]
+    assert evals == [2, 4]  # each evaluation; the best checkpoint's is val/spearman_cosine
 
     config_file = client.download_artifacts(found.info.run_id, "config.yaml", str(tmp_path))
     config = open(config_file).read()
@@ -107,7 +107,7 @@ def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, mon
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
-    assert found.info.status == "FINISHED" and "best/val/spearman_cosine" in found.data.metrics
+    assert found.info.status == "FINISHED" and "val/spearman_cosine" in found.data.metrics
     assert found.info.artifact_uri.startswith((store / "artifacts").as_uri())
     assert (store / "artifacts").is_dir() and any((store / "artifacts").rglob("modules.json"))
     assert {p.name for p in tmp_path.iterdir()} <= {"ledger.jsonl", "registry", "run"}  # no mlruns/ in the cwd

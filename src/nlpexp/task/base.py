@@ -184,7 +184,7 @@ class Task(ABC):
         self.train_metrics = {
             "train/runtime_s": round(float(figures["train_runtime"]), 2),
             "train/samples_per_second": float(figures["train_samples_per_second"]),
-            "train/loss": float(figures["train_loss"]),
+            "train/mean_loss": float(figures["train_loss"]),
             "train/eval_runtime_s": round(sum(e.get("eval_runtime", 0.0) for e in state.log_history), 2),
         }
 
