@@ -102,7 +102,8 @@ def test_an_evaluation_line_fits_and_leads_with_the_monitored_metric():
     assert len(line) <= WIDTH and line.startswith("step 2/4  eval/spearman_cosine -0.0479  eval/loss 1.5  eval/accur")
     assert "runtime" not in line and "epoch" not in line
     full = format_logs(logs, 2, 4)  # run.log: every figure
-    assert len(full) > WIDTH and all(f"eval/{key[5:]} " in full for key in logs if key.startswith("eval_") and key != "eval_runtime")
+    evaluated = [key[5:] for key in logs if key.startswith("eval_") and key != "eval_runtime"]
+    assert len(full) > WIDTH and all(f"eval/{name} " in full for name in evaluated)
     assert "train/epoch 0.25" in full  # the trackers' per-step names
 
 

@@ -26,20 +26,6 @@ def read_tags(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return tags
 
 
-def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
-    """The hparams a run recorded (TensorBoard's hparams plugin) in one event folder."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    acc = EventAccumulator(str(log_dir))
-    acc.Reload()
-    content = acc.PluginTagToContent("hparams").get("_hparams_/session_start_info")
-    if content is None:
-        return {}
-    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
-    return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
-
-
 STUDY_DIR = "study_hparams"  # <sweep dir>/study_hparams: the study's HPARAMS config (a run of its own in TensorBoard)
 
 
