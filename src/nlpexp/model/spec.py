@@ -8,7 +8,6 @@ from pathlib import Path
 
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
-from nlpexp.model import registry
 from nlpexp.model.bundled import PREFIX, bundled_path
 from nlpexp.safety import env_flag
 
@@ -16,6 +15,7 @@ log = logging.getLogger(__name__)
 # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
 # EncoderDecoderModel whose encoder and decoder both start from it (cross-attention added; Rothe et al. 2020).
 BUILDS = ("auto", "encoder_decoder")
+REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX, imported only by a run that names a registry model
 
 
 class ModelSpec:
@@ -77,7 +77,9 @@ class ModelSpec:
         paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
         for key in ("name_or_path", "tokenizer"):
             value = getattr(self, key)
-            if isinstance(value, str) and value.startswith(registry.PREFIX):
+            if isinstance(value, str) and value.startswith(REGISTRY):
+                from nlpexp.model import registry
+
                 setattr(self, key, str(registry.resolve(value, Path(root))))
 
     def check(self) -> None:
@@ -203,7 +205,7 @@ def resolve(name_or_path: str, model_name: str) -> str:
     replaced by its folder when the run was built (use_registry)."""
     if name_or_path.startswith(PREFIX):
         return bundled_path(name_or_path[len(PREFIX):])
-    if name_or_path.startswith(registry.PREFIX):
+    if name_or_path.startswith(REGISTRY):
         raise NlpexpError(f"model '{model_name}': {name_or_path} is looked up in a run's paths.registry_dir "
                           f"(ModelSpec.use_registry), and none was given")
     as_path = Path(name_or_path).expanduser()
