@@ -8,10 +8,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Literal
 
 from nlpexp.data.cleaning import drop_empty, encode_labels
 from nlpexp.data.readers import Source, missing_split, read_given_file, read_split
 from nlpexp.errors import NlpexpError
+from nlpexp.rules import Name, Num, Positive, Seed
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
@@ -33,24 +35,26 @@ def recording_reads() -> Iterator[set[str]]:
 
 
 class DataSpec:
+    """Its settings' types and ranges are its annotations, checked (nlpexp.schema) before anything is built."""
+
     def __init__(
         self,
-        name: str,
-        root: str,
-        sources: Mapping[str, Mapping],
-        splits: Mapping[str, Sequence[str]],
-        columns: Mapping[str, str] | None = None,
-        label_names: Sequence[str] | None = None,
-        unknown_labels: str = "error",
-        max_train_samples: int | None = None,
-        max_eval_samples: int | None = None,
-        seed: int = 42,
-        split_ratios: Mapping[str, float] | None = None,
+        name: Name,
+        root: Name,
+        sources: Mapping[str, Mapping | None],
+        splits: Mapping[str, Sequence[Name]],
+        columns: Mapping[str, Name | None] | None = None,
+        label_names: Sequence[Name] | None = None,
+        unknown_labels: Literal["error", "drop"] = "error",
+        max_train_samples: Positive | None = None,
+        max_eval_samples: Positive | None = None,
+        seed: Seed = 42,
+        split_ratios: Mapping[str, Annotated[float, Num(0, 1)]] | None = None,
         shuffle: bool = False,
-        optional_roles: Sequence[str] = (),
-        train: str | None = None,
-        validation: str | None = None,
-        test: str | None = None,
+        optional_roles: Sequence[Name] = (),
+        train: Name | None = None,
+        validation: Name | None = None,
+        test: Name | None = None,
     ):
         self.name = name
         self.root = Path(root).resolve()
@@ -79,12 +83,6 @@ class DataSpec:
         self._loaded: dict[tuple, object] = {}
 
     def _check(self) -> None:
-        if self.unknown_labels not in ("error", "drop"):
-            raise NlpexpError(f"data.unknown_labels must be 'error' or 'drop', got {self.unknown_labels!r}")
-        for key in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise NlpexpError(f"data.{key} must be a positive integer or null, got {value!r}")
         if self.split_ratios is not None:
             total = sum(self.split_ratios.values())
             if not math.isclose(total, 1.0, abs_tol=1e-6) or min(self.split_ratios.values()) < 0:

@@ -5,35 +5,38 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal
 
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
+from nlpexp.rules import Int, Name, OneOf, Seed
 from nlpexp.safety import env_flag
 
 log = logging.getLogger(__name__)
-# How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
-# EncoderDecoderModel whose encoder and decoder both start from it (cross-attention added; Rothe et al. 2020).
-BUILDS = ("auto", "encoder_decoder")
+MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # sentence-transformers'
 REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX, imported only by a run that names a registry model
 
 
 class ModelSpec:
+    """Its settings' types and ranges are its annotations, checked (nlpexp.schema) before anything is built."""
+
     def __init__(
         self,
-        name: str,
-        name_or_path: str | None = None,
-        tokenizer: str | None = None,
+        name: Name,
+        name_or_path: Name | None = None,
+        tokenizer: Name | None = None,
         random_init: Mapping | None = None,
-        max_seq_length: int = 128,
-        pooling: str = "mean",
+        max_seq_length: Annotated[int, Int(1, MAX_SEQ_LENGTH)] = 128,
+        pooling: Annotated[str, OneOf(POOLINGS)] = "mean",
         trust_remote_code: bool = False,
-        seed: int = 0,
-        build: str = "auto",
+        seed: Seed = 0,
+        # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as
+        # an EncoderDecoderModel whose encoder and decoder both start from it (cross-attention; Rothe et al. 2020).
+        build: Literal["auto", "encoder_decoder"] = "auto",
         allow_pickle_weights: bool = False,
     ):
-        if build not in BUILDS:
-            raise NlpexpError(f"model.build must be one of {BUILDS}, got {build!r}")
         if name_or_path is None and random_init is None:
             raise NlpexpError(f"model '{name}': set model.name_or_path or model.random_init")
         if random_init is not None and not tokenizer:
