@@ -17,6 +17,7 @@ from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
+from nlpexp.model.registry import use_registry
 from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.observers import saved_config  # noqa: F401 (config.yaml's content, for tests and tools)
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
@@ -104,7 +105,7 @@ def data_files(cfg: DictConfig) -> dict[str, list[str]]:
 def model_spec(cfg: DictConfig):
     """The run's ModelSpec, its `registry:` reference looked up in the run's registry, its files checked."""
     model = instantiate(cfg.model)
-    model.use_registry(cfg.paths.get("registry_dir"))
+    use_registry(model, cfg.paths.get("registry_dir"))
     model.check()
     return model
 
