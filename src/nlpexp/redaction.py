@@ -101,8 +101,8 @@ def redact_logs() -> None:
 
 class _ConsoleStream:
     """sys.stdout / sys.stderr of the command line: every write redacted (Hydra's error reports and tracebacks
-    included) unless `redacting` is off (the usage text); once its reader has gone (`python run.py ... | head`),
-    the rest goes to /dev/null instead of raising BrokenPipeError from whatever printed (a run goes on, into run.log)."""
+    included) unless `redacting` is off (the usage text); once its reader has gone (`run.py ... | head`), the
+    rest goes to /dev/null instead of raising BrokenPipeError from whatever printed (a run goes on, in run.log)."""
 
     def __init__(self, stream, redacting: bool):
         self._stream, self.redacting = stream, redacting
