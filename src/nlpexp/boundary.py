@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp.errors import NlpexpError, first_line, omegaconf_error
 
 log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
@@ -146,7 +146,6 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
 
     from nlpexp.config import hydra_error_line
     from nlpexp.paths import key_of
-    from nlpexp.validate import omegaconf_error
 
     if isinstance(err, NlpexpError):
         return first_line(err)

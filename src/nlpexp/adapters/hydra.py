@@ -16,6 +16,11 @@ def args_parser():
     return get_args_parser()
 
 
+def command_line_flags() -> set[str]:
+    """Every option string of Hydra's own command-line parser (-m, --cfg, -cd, ...)."""
+    return {option for action in args_parser()._actions for option in action.option_strings}
+
+
 def main_hydra(calling_file: str, config_path: str, config_dir: str | None):
     """The Hydra object `@hydra.main` would create (hydra._internal.utils._run_hydra): the same search path."""
     from hydra._internal.hydra import Hydra
