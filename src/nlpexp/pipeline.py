@@ -18,8 +18,14 @@ from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
 from nlpexp.model.registry import use_registry
-from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
-from nlpexp.observers import saved_config  # noqa: F401 (config.yaml's content, for tests and tools)
+from nlpexp.observers import (
+    LedgerObserver,
+    LoggerObserver,
+    Observers,
+    RunDirObserver,
+    TrialObserver,
+    saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
+)
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import trial_callbacks
