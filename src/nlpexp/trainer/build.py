@@ -81,9 +81,10 @@ class SealedCheckpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         try:
+            losses = self.loss_before + loss_sum(self.trainer)  # every process: the sum gathers over them
             if args.should_save:
-                seal(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step,
-                     self.loss_before + loss_sum(self.trainer), self.identity)
+                seal(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step, losses,
+                     self.identity)
         finally:
             release_stop_signals()  # a stop signal that came while saving ends the run now
 
