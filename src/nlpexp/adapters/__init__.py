@@ -1,1 +1,2 @@
-"""Each library's private API that nlpexp cannot avoid, one module per library, each pinned by a test."""
+"""The one place per library where nlpexp uses a private API (a name with a leading underscore); each adapter's
+test (tests/test_adapters*.py) exercises every call, so that an upstream change fails there first."""

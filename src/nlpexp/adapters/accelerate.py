@@ -1,4 +1,4 @@
-"""The private member of accelerate that nlpexp uses (tests/test_adapters.py pins it)."""
+"""The private member of accelerate that nlpexp uses (tests/test_adapters_hf.py pins it)."""
 
 from __future__ import annotations
 

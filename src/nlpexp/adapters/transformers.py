@@ -1,4 +1,4 @@
-"""The private members of transformers' Trainer that nlpexp uses, and nowhere else (tests/test_adapters.py fails
+"""The private members of transformers' Trainer that nlpexp uses, and nowhere else (tests/test_adapters_hf.py fails
 when upstream renames or drops one). Everything else goes through callbacks and the Trainer's public methods."""
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def _create_scheduler(trainer, factory: functools.partial, num_training_steps: i
 
 
 def fit(trainer, resume: str | None) -> TrainOutcome:
-    """trainer.train(), resuming from `resume`; a resumed run's `train/loss` is the mean over all its steps."""
+    """trainer.train(), resuming from `resume`; a resumed run's `train/mean_loss` is the mean over all its steps."""
     from nlpexp.console import close_progress
     from nlpexp.metrics import from_trainer_logs
 
@@ -143,6 +143,6 @@ def fit(trainer, resume: str | None) -> TrainOutcome:
     # the trainer's runtime includes the in-training evaluations, whose share is kept as train/eval_runtime_s
     return TrainOutcome({"train/runtime_s": round(float(figures["train_runtime"]), 2),
                          "train/samples_per_second": float(figures["train_samples_per_second"]),
-                         "train/loss": float(loss),
+                         "train/mean_loss": float(loss),
                          "train/eval_runtime_s": round(sum(e.get("eval_runtime", 0.0) for e in state.log_history), 2)},
                         best)

@@ -4,7 +4,7 @@ The HF trainers write `checkpoint-N/` in place, file by file: a kill while savin
 like a checkpoint and is not. `SealedCheckpoints` (nlpexp.trainer.build, a callback of every trainer) writes a
 seal last, `nlpexp_checkpoint.json`, after every file of the checkpoint is on disk (fsynced; files that on_save
 callbacks add, such as the summarization predictions, included: the sealing callback runs last): the names, sizes and
-sha256 of those files, the step, the sum of the per-step training losses so far (so that `train/loss` of a
+sha256 of those files, the step, the sum of the per-step training losses so far (so that `train/mean_loss` of a
 resumed run is the mean over all its steps, not over the resumed part only) and what the checkpoint was trained
 on (Task.checkpoint_identity: the settings that shape the weights and the data files' sha256).
 
