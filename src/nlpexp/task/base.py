@@ -24,7 +24,6 @@ from pathlib import Path
 
 from nlpexp.data import DataSpec
 from nlpexp.errors import NlpexpError
-from nlpexp.model import ModelSpec
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class Task(ABC):
         self,
         *,
         monitor: str,
-        model: ModelSpec,
+        model,  # nlpexp.model.ModelSpec (not imported: the model package reaches back into tasks)
         data: DataSpec,
         trainer: TrainerSettings,
         optimizer: functools.partial,
