@@ -25,9 +25,9 @@ from typing import Any
 
 from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
+from nlpexp.registry_mlflow import RUN_ID_FILE
 
 log = logging.getLogger(__name__)
-RUN_ID_FILE = "mlflow_run_id"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
