@@ -22,7 +22,6 @@ from nlpexp.observers import saved_config  # noqa: F401 (config.yaml's content, 
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import trial_callbacks
-from nlpexp.trainer.checkpoints import kill_point
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
 from nlpexp.validate import validate
@@ -84,12 +83,10 @@ def _train_and_evaluate(cfg: DictConfig, task, metrics: dict[str, float]) -> Non
     """Into `metrics`: what there is so far when it fails."""
     started = time.perf_counter()
     task.setup()
-    kill_point("setup")
     if cfg.mode == "train":
         task.train()
     for role in EVAL_ROLES:
         metrics.update(task.evaluate(role))
-        kill_point(f"evaluate_{role}")
     metrics.update(task.train_metrics)
     metrics["time/total_s"] = round(time.perf_counter() - started, 2)
 
