@@ -51,7 +51,7 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
         lines.append(f"pareto front: trial {point['trial']} {point['values']} {point['params']}")
     from nlpexp.tb import write_study_hparams
 
-    if write_study_hparams(study, out_dir):
+    if write_study_hparams(study, out_dir, metrics):
         lines.append(f"TensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}")
     if plots:
         from nlpexp.sweep.plots import write_plots
