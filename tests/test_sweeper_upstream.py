@@ -78,7 +78,9 @@ def test_configure_trials_draws_params_and_stores_fixed_ones():
         assert study.trials[trial.number].user_attrs == {"c": "5"}
 
 
-def test_job_error_reads_a_failed_job_without_raising():
+def test_job_outcome_reads_a_failed_job_without_raising():
     error = RuntimeError("boom")
-    assert upstream.job_error(JobReturn(status=JobStatus.FAILED, _return_value=error)) is error
-    assert upstream.job_error(JobReturn(status=JobStatus.COMPLETED, _return_value=1.0)) is None
+    assert upstream.job_outcome(JobReturn(status=JobStatus.FAILED, _return_value=error)) == (None, error, None)
+    ran = OmegaConf.create({"hydra": {"runtime": {"output_dir": "/runs/3"}}})
+    assert upstream.job_outcome(JobReturn(status=JobStatus.COMPLETED, _return_value=1.0, hydra_cfg=ran)) == (
+        1.0, None, "/runs/3")

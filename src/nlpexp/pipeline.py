@@ -22,7 +22,7 @@ from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import check_finite
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
-from nlpexp.sweep import check_trial_owned, trial_callbacks
+from nlpexp.sweep import check_trial_owned, run_in_progress, trial_callbacks
 from nlpexp.trainer.checkpoints import kill_point
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         distributed.log_to_console_only()
         return _train_and_evaluate(cfg, *_build(cfg))  # trains alongside rank 0, which records the run
     record = attempt.start_record(cfg)
-    with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
+    with data_spec.recording_reads() as files_read, run_in_progress():  # files_read: what provenance hashes
         metrics = _record_run(cfg, record, files_read)
     attempt.finish(cfg, record, metrics)
     release_memory()

@@ -95,9 +95,6 @@ class StudySweeperConf(OptunaSweeperConf):
     promote_best: bool = False
     promote_objective: Any = None
     registry_dir: str | None = None
-    # Check the config every trial starts from against nlpexp's schema, once before the first trial (a flag, not
-    # a function name: a config must not name code to call).
-    validate_config: bool = False
 
 
 _STORE = ConfigStore.instance()
@@ -106,15 +103,3 @@ for _name, _node in {"none": NopPrunerConfig, "median": MedianPrunerConfig,
                      "successive_halving": SuccessiveHalvingPrunerConfig, "hyperband": HyperbandPrunerConfig}.items():
     _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="nlpexp")
 
-
-def metric_names(names: Any, count: int) -> list[str]:
-    """The objectives' names: metric_names as given (one name or a list), else value / value_<i>."""
-    from nlpexp.errors import NlpexpError
-
-    if names is None:
-        return ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
-    names = [str(names)] if isinstance(names, str) else [str(n) for n in names]
-    if len(names) != count:
-        raise NlpexpError(f"hydra.sweeper.metric_names names {len(names)} objective(s) ({', '.join(names)}) "
-                          f"but hydra.sweeper.direction has {count}")
-    return names

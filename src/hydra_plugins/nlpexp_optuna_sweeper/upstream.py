@@ -81,6 +81,10 @@ def configure_trials(impl: _impl.OptunaSweeperImpl, config: DictConfig, trials: 
     return [list(overrides) for overrides in impl._configure_trials(trials, space, fixed, fixed_overrides)]
 
 
-def job_error(job: JobReturn) -> BaseException | None:
-    """A failed job's exception, without raising it (JobReturn.return_value raises and prints to stderr)."""
-    return None if job.status is JobStatus.COMPLETED else job._return_value
+def job_outcome(job: JobReturn) -> tuple[Any, BaseException | None, str | None]:
+    """(what the job returned, its exception, where it ran), without raising a failed job's exception
+    (JobReturn.return_value raises it and prints to stderr)."""
+    run_dir = str(job.hydra_cfg.hydra.runtime.output_dir) if job.hydra_cfg is not None else None  # (an app's subdir)
+    if job.status is JobStatus.COMPLETED:
+        return job._return_value, None, run_dir
+    return None, job._return_value, run_dir

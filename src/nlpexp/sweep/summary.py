@@ -31,6 +31,25 @@ RESULTS_FILE = "optimization_results.yaml"
 TIMING = ("run_s", "queue_s", "host")  # each trial's own run time, wait before it and machine (_timing)
 
 
+def finish(study: optuna.Study, sweep_dir: Path, plan, raising: bool = False) -> None:
+    """The end of a sweep (nlpexp.sweep.loop): optimization_results.yaml, the summary, the best model into the
+    registry (plan.promote_objective); after an error (`raising`), without hiding that error."""
+    from nlpexp.sweep.promote import promote_best
+
+    try:
+        write_optimization_results(study, sweep_dir)
+        summary = write_summary(study, sweep_dir, plots=plan.plots)
+        if plan.promote_objective is not None:
+            registry_dir = Path(plan.registry_dir) if plan.registry_dir else None
+            promote_best(study, registry_dir, objective=plan.promote_objective)
+    except Exception:
+        if not raising:
+            raise
+        log.exception("the sweep summary could not be written")
+        return
+    log.info("%s", summary)
+
+
 def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
     """Write the summary files into out_dir; returns a few lines for the log."""
     out_dir = Path(out_dir)
