@@ -16,6 +16,7 @@ Outside a sweep none of them is set and a run is untouched.
 """
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -34,6 +35,17 @@ _WATCHER = "sweep-parent-watch"
 _running = threading.Event()  # a run is in progress in this process (run_in_progress)
 _orphaned = threading.Event()  # the sweep process that started this worker is gone
 _swallowed = threading.Event()  # a finalizer dropped the interrupt
+
+
+class SweepGone(KeyboardInterrupt):
+    """The sweep process that started this worker is gone. Pickled without its attributes: the worker sends it to
+    its dead parent at once (Hydra attaches the job's return to it, which holds it again: a long recursion)."""
+
+    def __init__(self) -> None:
+        super().__init__("the sweep process is gone")
+
+    def __reduce__(self):
+        return type(self), ()
 
 
 def trial_callbacks(cfg) -> list:
@@ -69,13 +81,13 @@ def run_in_progress():
 
 def end_with_parent() -> None:
     """In a worker process of a parallel sweep (joblib/loky): once the sweep process is gone, even killed with
-    SIGKILL, interrupt the trial (KeyboardInterrupt: its ledger line says `interrupted`), then end the worker,
+    SIGKILL, interrupt the trial (SweepGone, a KeyboardInterrupt: its ledger says `interrupted`), then end the worker,
     rather than finish a trial that nobody waits for. A trial in the sweep process itself has no such parent.
 
     Called from the main thread. The watcher interrupts with SIGINT sent to the main thread (a signal also wakes a
     main thread blocked in a system call, which `_thread.interrupt_main` does not): the handler set here raises
-    KeyboardInterrupt for the watcher and leaves Ctrl-C to the handler before (a background sweep's workers ignore
-    it). No os._exit: the worker ends by the exception, once its run has recorded its end."""
+    SweepGone for the watcher and leaves Ctrl-C to the handler before (a background sweep's workers ignore it).
+    No os._exit: the worker ends by the exception, once its run has recorded its end."""
     parent = multiprocessing.parent_process()
     if parent is None or any(thread.name == _WATCHER for thread in threading.enumerate()):
         return
@@ -86,7 +98,7 @@ def end_with_parent() -> None:
 
 def _interrupt(before, signum, frame) -> None:
     if _orphaned.is_set():
-        raise KeyboardInterrupt("the sweep process is gone")
+        raise SweepGone
     if callable(before):
         before(signum, frame)
 
@@ -96,6 +108,7 @@ def _watch(parent_pid: int) -> None:
         time.sleep(1)
     log.error("the sweep process %d is gone: interrupting this trial", parent_pid)
     _interrupt_run()
+    gc.freeze()  # the interpreter's last collection at exit would walk the whole heap (the model): seconds
     while True:  # then the worker's own loop: loky's worker ends on an exception while it waits for work
         time.sleep(1)
         _interrupt_main()
