@@ -11,8 +11,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 import yaml
@@ -20,6 +21,7 @@ import yaml
 from nlpexp import components, schema
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.derived import group_of
+from nlpexp.rules import Num
 
 USER_PROJECT = Path(__file__).parent / "user_project"
 SEARCH_PATH = "hydra.searchpath=[pkg://my_lab.conf]"
@@ -160,6 +162,12 @@ class KeywordsLoss(ScaledLoss):
         super().__init__(**kwargs)
 
 
+class RangedLoss:
+    def __init__(self, model, margin: Annotated[float, Num(0, 1)] = 0.5, names: Sequence[str] = (),
+                 weights: Mapping[str, int] | None = None):
+        pass
+
+
 def open_factory(params, size: int = 2, **options):
     return None
 
@@ -186,6 +194,15 @@ def test_a_signature_gives_names_and_rules(trusted):
     assert group.fields["note"].ok("") and not group.fields["cap"].ok(True)
     partial = group_of(schema.LOSS, {"_target_": f"{__name__}.KeywordsLoss", "_partial_": True})
     assert partial.required == ()  # the task completes a `_partial_` node
+
+
+def test_a_range_is_declared_once_on_the_parameter_as_nlpexp_s_own_are(trusted):
+    group = group_of(schema.LOSS, {"_target_": f"{__name__}.RangedLoss"})
+    assert {key: str(rule) for key, rule in group.fields.items()} == {
+        "margin": "a number in [0, 1]", "names": "a list of (a string)",
+        "weights": "a mapping of names to an integer or null"}
+    assert not group.fields["margin"].ok(1.5) and not group.fields["weights"].ok({"a": "x"})
+    assert str(schema.TRAINER.fields["batch_size"]) == "a positive integer"  # TrainerSettings' own annotation
 
 
 def test_kwargs_that_reach_no_class_leave_the_node_open_and_nlpexp_s_own_keys_keep_their_rules(trusted):

@@ -17,16 +17,15 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from nlpexp.attempt import CALLED_WITH
 from nlpexp.config import compose
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
+from nlpexp.observers import CALLED_WITH
 
 
 @dataclass
@@ -53,9 +52,10 @@ def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = 
     """
     from nlpexp.pipeline import run
 
-    cfg = compose([f"paths.output_dir={run_dir or 'null'}", *overrides])
-    if cfg.paths.output_dir is None:  # where run.py would put it: <paths.runs_dir>/<date>/<time>
-        cfg.paths.output_dir = f"{cfg.paths.runs_dir}/{datetime.now():%Y-%m-%d/%H-%M-%S}"
+    cfg = compose([f"paths.output_dir={run_dir or 'null'}", *overrides], with_hydra=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.paths.output_dir or cfg.hydra.run.dir  # where run.py would put it
+        del cfg["hydra"]
     run_dir = Path(cfg.paths.output_dir)
     from nlpexp import console
 

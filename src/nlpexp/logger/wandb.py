@@ -22,7 +22,6 @@ from nlpexp.errors import NlpexpError
 from nlpexp.logger.base import RunLogger
 
 log = logging.getLogger(__name__)
-MODES = ("auto", "online", "offline", "disabled")
 ENV_MODES = {"offline": "offline", "dryrun": "offline", "disabled": "disabled", "online": "online", "run": "online"}
 DEFAULT_SERVER = "https://api.wandb.ai"
 PROBE_TIMEOUT_S = 5.0
@@ -31,8 +30,7 @@ PROBE_TIMEOUT_S = 5.0
 class WandbLogger(RunLogger):
     def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
                  tags: Sequence[str] = (), entity: str | None = None, name: str | None = None):
-        if mode not in MODES:
-            raise NlpexpError(f"logger.wandb.mode must be one of {MODES}, got {mode!r}")
+        # mode: one of nlpexp.schema.WANDB_MODES, checked before this is built
         self.project = project
         self.entity = entity  # a team or user; None: the API key's default entity
         self.name = name  # the run's display name; None: W&B picks one

@@ -50,9 +50,7 @@ class EncoderClassifier(torch.nn.Module):
     """logits = W · dropout(pool(encoder(text))) + b; the loss is cross-entropy when labels are given."""
 
     def __init__(self, encoder, label_names: list[str], dropout: float = 0.1, pooling: str = "mean"):
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise NlpexpError(f"task classification pools with model.pooling in {POOLINGS}, got {pooling!r}")
+        super().__init__()  # pooling: one of POOLINGS (ClassificationTask.validate; classifier.json as it wrote it)
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
         self.classifier = torch.nn.Linear(encoder.config.hidden_size, len(label_names))

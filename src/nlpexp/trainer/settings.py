@@ -5,10 +5,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from nlpexp.distributed import is_multiprocess
 from nlpexp.errors import NlpexpError
+from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
 from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest_complete
 
 log = logging.getLogger(__name__)
@@ -16,25 +17,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)  # identity, as before: settings are compared by what they build, never as values
 class TrainerSettings:
-    # Types and ranges: nlpexp.schema, checked before this is built.
-    max_epochs: float | None = None  # one of max_epochs / max_steps bounds training (settle_duration)
-    max_steps: int = 250
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    precision: str = "32"
-    eval_every_steps: int | None = None
-    logging_steps: int = 10
-    save_total_limit: int | None = 2
-    early_stopping_patience: int | None = None
-    resume: bool | str = False
+    # Types and ranges, checked (nlpexp.schema) before this is built: the annotations.
+    max_epochs: Annotated[float, Num(0)] | None = None  # one of max_epochs / max_steps bounds training
+    max_steps: Annotated[int, Int(-1)] = 250
+    batch_size: Positive = 16
+    eval_batch_size: Positive = 64
+    gradient_accumulation_steps: Positive = 1
+    precision: Literal["32", "bf16", "fp16", "auto"] = "32"  # auto: bf16 or fp16 where the GPU has it, else 32
+    eval_every_steps: Positive | None = None
+    logging_steps: Positive = 10
+    save_total_limit: Positive | None = 2
+    early_stopping_patience: Positive | None = None
+    resume: Annotated[bool | str, Either((Bool(), Text(meaning="a checkpoint folder")))] = False
     evaluate_start: bool = True  # score the starting model on validation first (start/<metric>)
-    dataloader_workers: int = 0
-    seed: int = 42
+    dataloader_workers: Annotated[int, Int(0, 256)] = 0
+    seed: Seed = 42
     auto_find_batch_size: bool = False
     tf32: bool | None = None
     group_by_length: bool = False
-    max_tokens_per_batch: int | None = None
+    max_tokens_per_batch: Positive | None = None
 
     def __post_init__(self) -> None:
         self.precision = str(self.precision)  # YAML reads `precision: 16` as a number
@@ -174,10 +175,7 @@ def _has_cuda() -> bool:
 
 def _hf_metric_name(monitor: str) -> str:
     """`val/spearman_cosine` -> `spearman_cosine` (the trainers prefix `eval_` themselves)."""
-    split, _, name = monitor.partition("/")
-    if split != "val" or not name:
-        raise NlpexpError(f"task.monitor must look like 'val/<metric>', got {monitor!r}")
-    return name
+    return monitor.partition("/")[2]  # nlpexp.schema checked its form
 
 
 class ConfiguredOptimization(SealedCheckpoints):
