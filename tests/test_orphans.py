@@ -19,8 +19,8 @@ from nlpexp.errors import NlpexpError
 from nlpexp.ledger import read as read_ledger
 from nlpexp.pipeline import run
 from nlpexp.sweep import check_trial_owned
+from nlpexp.sweep.env import trial_env
 from nlpexp.sweep.storage import open_storage
-from nlpexp.sweep.study import trial_env
 
 # A sweep process in miniature: trials in loky workers (the backend of hydra/launcher=parallel).
 SWEEP = textwrap.dedent("""

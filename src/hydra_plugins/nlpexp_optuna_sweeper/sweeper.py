@@ -133,8 +133,8 @@ class StudySweeper(Sweeper):
                 batch: list) -> list:
         """Launch a batch of trials as Hydra jobs: each with its params, its dir and how it finds its study
         (nlpexp.sweep); returns their nlpexp.sweep.loop.Outcome."""
+        from nlpexp.sweep.env import trial_env
         from nlpexp.sweep.loop import Outcome
-        from nlpexp.sweep.study import trial_env
 
         own_subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir") == \
             HYDRA_DEFAULT_SUBDIR  # Hydra's default, the job number: the trial number, unique across reruns

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only once a sweep needs it)
@@ -81,10 +81,11 @@ def configure_trials(impl: _impl.OptunaSweeperImpl, config: DictConfig, trials: 
     return [list(overrides) for overrides in impl._configure_trials(trials, space, fixed, fixed_overrides)]
 
 
-def job_outcome(job: JobReturn) -> tuple[Any, BaseException | None, str | None]:
-    """(what the job returned, its exception, where it ran), without raising a failed job's exception
-    (JobReturn.return_value raises it and prints to stderr)."""
+def job_outcome(job: JobReturn) -> tuple[Any, Exception | None, str | None]:
+    """(what the job returned, or the exception it raised, where it ran). A failed job's return_value raises its
+    exception, with its traceback, after a line on stderr naming the job's overrides (as the official sweeper)."""
     run_dir = str(job.hydra_cfg.hydra.runtime.output_dir) if job.hydra_cfg is not None else None  # (an app's subdir)
-    if job.status is JobStatus.COMPLETED:
-        return job._return_value, None, run_dir
-    return None, job._return_value, run_dir
+    try:
+        return job.return_value, None, run_dir
+    except Exception as err:
+        return None, err, run_dir

@@ -3,16 +3,7 @@
 Three layers, each importing only the one below: the Hydra sweeper (`hydra_plugins/nlpexp_optuna_sweeper`, where
 Hydra finds plugins) turns its config into a Plan and its launcher into a `launch(trials)` callable; this package
 runs the study (loop.py, with study.py, storage.py, summary.py, plots.py, promote.py: Optuna, no Hydra); the trials
-report to it (reporter.py, through this module).
-
-How a trial finds its study: the sweeper starts every trial with three environment variables, set
-through `hydra.job.env_set` so that every launcher carries them (in-process, joblib workers, SLURM jobs):
-
-    NLPEXP_STUDY_STORAGE   the storage URL (sqlite:///<sweep dir>/optuna.db by default)
-    NLPEXP_STUDY_NAME      the study name
-    NLPEXP_TRIAL_NUMBER    the trial's number in the study
-
-Outside a sweep none of them is set and a run is untouched.
+find it through their environment (env.py) and report to it (reporter.py, through this module).
 """
 
 import contextlib
@@ -25,11 +16,9 @@ import sys
 import threading
 import time
 
-log = logging.getLogger(__name__)
+from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL  # noqa: F401 (nlpexp.sweep's names)
 
-ENV_STORAGE = "NLPEXP_STUDY_STORAGE"
-ENV_STUDY = "NLPEXP_STUDY_NAME"
-ENV_TRIAL = "NLPEXP_TRIAL_NUMBER"
+log = logging.getLogger(__name__)
 GRACE_S = 30  # at most this long after the interrupt for the run to record its end; then the worker ends
 _WATCHER = "sweep-parent-watch"
 _running = threading.Event()  # a run is in progress in this process (run_in_progress)

@@ -74,8 +74,6 @@ class TrialLoop:
 
     def run(self) -> None:
         """Run trials until the study has n_trials; then, or after an error, its summary (nlpexp.sweep.summary)."""
-        from nlpexp.sweep.summary import finish
-
         done = sum(map(counts_toward_n_trials, self.study.get_trials(deepcopy=False)))
         log.info("study %s: %d of %d trials finished; dir %s%s", self.study.study_name, done, self.plan.n_trials,
                  self.sweep_dir, self.where)
@@ -213,6 +211,36 @@ class TrialLoop:
                 f"{len(failures)} of {self.plan.n_trials} trials failed (failure_budget={budget}); last, trial "
                 f"{failures[-1].number}: {failures[-1].user_attrs[ERROR]}. Fix it and rerun, or raise "
                 f"hydra.sweeper.failure_budget (failures: {self.sweep_dir}/trials.md)")
+
+
+def finish(study: optuna.Study, sweep_dir: Path, plan: Plan, raising: bool = False) -> None:
+    """The end of a sweep: optimization_results.yaml, the summary, the best model into the registry
+    (plan.promote_objective); after an error (`raising`), without hiding that error."""
+    from nlpexp.sweep.promote import promote_best
+    from nlpexp.sweep.summary import write_optimization_results
+
+    try:
+        write_optimization_results(study, sweep_dir)
+        lines = summarise(study, sweep_dir, plots=plan.plots)
+        if plan.promote_objective is not None:
+            promote_best(study, plan.registry_dir and Path(plan.registry_dir), objective=plan.promote_objective)
+    except Exception:
+        if not raising:
+            raise
+        log.exception("the sweep summary could not be written")
+        return
+    log.info("%s", lines)
+
+
+def summarise(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
+    """The summary files (nlpexp.sweep.summary) and TensorBoard's HPARAMS view of the study; lines for the log."""
+    from nlpexp.sweep.summary import write_summary
+    from nlpexp.tb import write_study_hparams
+
+    lines = write_summary(study, out_dir, plots=plots)
+    if write_study_hparams(study, out_dir):
+        lines += f"\nTensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}"
+    return lines
 
 
 _CALL_NUMBER = re.compile(r"^Call #\d+ - ")

@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from nlpexp.adapters.optuna import trial_of, trial_state
-from nlpexp.config import instantiate
 from nlpexp.errors import NlpexpError
-from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
+from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
 from nlpexp.sweep.storage import open_storage
 from nlpexp.sweep.study import trial_id
 
 log = logging.getLogger(__name__)
+PRUNERS = ("optuna.pruners.*",)  # what hydra.sweeper.pruner may build
 
 
 def trial_reporters(cfg: DictConfig) -> list[TrainerCallback]:
@@ -38,9 +38,10 @@ def trial_reporters(cfg: DictConfig) -> list[TrainerCallback]:
 def sweep_pruner() -> optuna.pruners.BasePruner:
     """The pruner of the sweep this run belongs to (`hydra.sweeper.pruner`); none outside a sweep."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
 
     node = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
-    return instantiate(node) if node is not None else optuna.pruners.NopPruner()
+    return instantiate(node, _execution_whitelist_=PRUNERS) if node is not None else optuna.pruners.NopPruner()
 
 
 def trial_from_env(pruner: optuna.pruners.BasePruner) -> optuna.Trial | None:

@@ -25,7 +25,6 @@ from nlpexp.adapters.optuna import has_heartbeat, tell
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.redaction import redact, redact_text
-from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
 from nlpexp.sweep.storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -198,10 +197,6 @@ def note(trial: FrozenTrial) -> str:
     if trial.state == TrialState.FAIL:
         return "interrupted (run again as a new trial)"
     return ""
-
-
-def trial_env(storage_url: str, study_name: str, number: int) -> dict[str, str]:
-    return {ENV_STORAGE: storage_url, ENV_STUDY: study_name, ENV_TRIAL: str(number)}
 
 
 def write_study_file(sweep_dir: Path, study_name: str, storage_url: str) -> None:

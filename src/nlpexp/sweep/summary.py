@@ -1,8 +1,8 @@
 """A study's summary in its sweep dir: trials table (CSV, markdown), best trial or Pareto front (JSON, YAML),
 optimization_results.yaml (the official Optuna sweeper's result file) and plots (nlpexp.sweep.plots).
 
-Written by the sweeper at the end of every sweep, and again from the storage alone by
-`python -m nlpexp.sweep summary <sweep dir | storage URL>`.
+Written at the end of every sweep (nlpexp.sweep.loop.summarise, which adds TensorBoard's HPARAMS view of the
+study), and again from the storage alone by `python -m nlpexp.sweep summary <sweep dir | storage URL>`.
 """
 
 from __future__ import annotations
@@ -31,25 +31,6 @@ RESULTS_FILE = "optimization_results.yaml"
 TIMING = ("run_s", "queue_s", "host")  # each trial's own run time, wait before it and machine (_timing)
 
 
-def finish(study: optuna.Study, sweep_dir: Path, plan, raising: bool = False) -> None:
-    """The end of a sweep (nlpexp.sweep.loop): optimization_results.yaml, the summary, the best model into the
-    registry (plan.promote_objective); after an error (`raising`), without hiding that error."""
-    from nlpexp.sweep.promote import promote_best
-
-    try:
-        write_optimization_results(study, sweep_dir)
-        summary = write_summary(study, sweep_dir, plots=plan.plots)
-        if plan.promote_objective is not None:
-            registry_dir = Path(plan.registry_dir) if plan.registry_dir else None
-            promote_best(study, registry_dir, objective=plan.promote_objective)
-    except Exception:
-        if not raising:
-            raise
-        log.exception("the sweep summary could not be written")
-        return
-    log.info("%s", summary)
-
-
 def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
     """Write the summary files into out_dir; returns a few lines for the log."""
     out_dir = Path(out_dir)
@@ -68,10 +49,6 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
         lines += _wrapped([f"{name}={_short(value)}" for name, value in best["best_params"].items()])
     for point in best.get("pareto_front", []):
         lines.append(f"pareto front: trial {point['trial']} {point['values']} {point['params']}")
-    from nlpexp.tb import write_study_hparams
-
-    if write_study_hparams(study, out_dir):
-        lines.append(f"TensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}")
     if plots:
         from nlpexp.sweep.plots import write_plots
 
