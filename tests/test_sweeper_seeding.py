@@ -40,12 +40,13 @@ def test_a_resumed_study_draws_new_reproducible_points(tmp_path):
 def test_processes_joining_a_study_get_their_own_streams(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study = optuna.create_study(storage=storage, study_name="s")
-    assert sampler_seed(storage, study, 42, keep=False) == (42, "joined the study at trial 0, rank 0")
-    second = sampler_seed(storage, study, 42, keep=False)  # a second process at the same moment
+    random, grid = {"_target_": "optuna.samplers.RandomSampler", "seed": 42}, {"_target_": "x.GridSampler", "seed": 42}
+    assert sampler_seed(storage, study, random) == (42, "joined the study at trial 0, rank 0")
+    second = sampler_seed(storage, study, random)  # a second process at the same moment
     assert second == (stream_seed(42, 0, 1), "joined the study at trial 0, rank 1")
     study.enqueue_trial({})
-    assert sampler_seed(storage, study, 42, keep=False)[1] == "joined the study at trial 1, rank 0"  # a resumed study
-    assert sampler_seed(storage, study, 42, keep=True)[0] == 42  # grid, QMC: the seed orders the grid
+    assert sampler_seed(storage, study, random)[1] == "joined the study at trial 1, rank 0"  # a resumed study
+    assert sampler_seed(storage, study, grid)[0] == 42  # its seed orders the grid
     seeds = {stream_seed(42, 0, 0), stream_seed(42, 0, 1), stream_seed(42, 1, 0), stream_seed(43, 0, 0),
              stream_seed(43, 1, 0), stream_seed(43, 0, 1)}
     assert len(seeds) == 6 and stream_seed(42, 0, 0) == 42  # a fresh study: the seed itself

@@ -1,27 +1,23 @@
 """The `study` sweeper: Hydra's Optuna sweeper with a persistent, resumable, prunable study.
 
-Whatever the official sweeper does it does the same way, through the official code (upstream.py): the
-search-space grammar, `params` in config, every sampler, `custom_search_space`, one or several objectives,
-`optimization_results.yaml` in hydra.sweep.dir, `n_jobs` trials per batch, `max_failure_rate` per batch.
-What it adds, each under its own key (config.py):
-
-- the study lives in a storage (sqlite in its dir unless `storage` names one); rerunning the command
-  loads it and runs trials until `n_trials` of them have finished, whatever ran before and whoever ran
-  it: several sweep processes on one storage share the work;
-- a stable name (`<hparams_search>-<hash of its definition>` unless `study_name` is set) and, with
-  `studies_dir`, a stable dir `<studies_dir>/<study>`; trial N runs in `<dir>/N` (with Hydra's default subdir);
-- heartbeats: a trial whose sweep died (kill -9) is queued again with the same params; a `pruner`;
-- a study-wide `failure_budget`; a summary; promotion of the best model.
-
-This module is the Hydra side: it settles a Plan and makes the launcher a `launch(trials)` callable, with which
-nlpexp.sweep.loop runs the study.
+What the official sweeper does it does through the official code (upstream.py): the search-space grammar,
+`params` in config, every sampler, `custom_search_space`, one or several objectives, optimization_results.yaml,
+`n_jobs` trials per batch, `max_failure_rate` per batch. What it adds (config.py): the study lives in a storage
+(sqlite in its dir unless `storage` names one) and a rerun resumes it until `n_trials` trials have finished, whoever
+ran them; a stable name (`<hparams_search>-<hash of its definition>`) and dir (`<studies_dir>/<study>`, trial N in
+`<dir>/N`); heartbeats (a killed sweep's trial is queued again); a pruner; a failure budget; a summary; promotion.
+This module is the Hydra side: a Plan and a `launch(trials)` callable, with which nlpexp.sweep.loop runs the study.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
+import re
 import sys
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,8 +34,6 @@ from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
 LEAST = {"n_trials": 1, "n_jobs": 1, "heartbeat_interval": 1, "grace_period": 1, "max_retry": 0, "failure_budget": 0}
-KEEP_SEED = ("GridSampler", "QMCSampler")  # the seed orders the grid or scrambles the sequence: kept
-HYDRA_DEFAULT_SUBDIR = "${hydra.job.num}"
 
 
 class StudySweeper(Sweeper):
@@ -50,7 +44,7 @@ class StudySweeper(Sweeper):
             direction=direction, storage=storage, study_name=study_name, n_trials=n_trials, n_jobs=n_jobs,
             max_failure_rate=max_failure_rate, custom_search_space=custom_search_space, params=params)
         self.sampler_config, self.pruner_config = sampler, pruner
-        self.keys = SimpleNamespace(**study_keys)  # metric_names, failure_budget, heartbeats...: see config.py
+        self.keys = SimpleNamespace(**study_keys)  # metric_names, failure_budget, heartbeats...: config.py
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -71,7 +65,9 @@ class StudySweeper(Sweeper):
         sweep_args, space, fixed, deletions = upstream.search_space(impl, arguments)
         self._check(space)
         check_storage_url(impl.storage)
-        grid = {name: upstream.grid_choices(d) for name, d in space.items()} if self._is("GridSampler") else None
+        grid = None
+        if self.sampler_config._target_.endswith("GridSampler"):
+            grid = {name: upstream.grid_choices(distribution) for name, distribution in space.items()}
         directions = upstream.directions(impl)
         metrics, promote = studies.objectives(keys.metric_names, directions, keys.promote_best, keys.promote_objective)
         n_trials = impl.n_trials if grid is None else min(impl.n_trials, math.prod(map(len, grid.values())))
@@ -83,7 +79,7 @@ class StudySweeper(Sweeper):
         storage = open_storage(url, keys.heartbeat_interval, keys.grace_period, keys.max_retry)
         pruner = instantiate(self.pruner_config, _execution_whitelist_=("optuna.pruners.*",))
         study = studies.open_study(storage, name, definition, url, pruner, sys.argv[0], deletions)
-        seed, joined = studies.sampler_seed(storage, study, self.sampler_config.get("seed"), self._is(*KEEP_SEED))
+        seed, joined = studies.sampler_seed(storage, study, self.sampler_config)
         if seed != self.sampler_config.get("seed"):
             log.info("sampler seed %s (%s)", seed, joined)
         sampler = instantiate(self.sampler_config, **({"seed": seed} if "seed" in self.sampler_config else {}),
@@ -94,10 +90,8 @@ class StudySweeper(Sweeper):
         launcher = Plugins.instance().instantiate_launcher(config=self.config, hydra_context=self.hydra_context,
                                                            task_function=self.task_function)
         launch = partial(self._launch, launcher, url, name, sweep_dir, space, fixed, deletions)
-        TrialLoop(study, storage, plan, launch, sweep_dir, "" if str(sweep_dir) in url else f", storage {url}").run()
-
-    def _is(self, *samplers: str) -> bool:
-        return self.sampler_config._target_.endswith(samplers)
+        with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
+            TrialLoop(study, storage, plan, launch, sweep_dir, url).run()
 
     def _check(self, space: dict) -> None:
         """What Hydra's types leave open, and a search-space key the config lacks: once, here, not in every trial."""
@@ -131,13 +125,12 @@ class StudySweeper(Sweeper):
 
     def _launch(self, launcher, url: str, name: str, sweep_dir: Path, space: dict, fixed: dict, deletions: list[str],
                 batch: list) -> list:
-        """Launch a batch of trials as Hydra jobs: each with its params, its dir and how it finds its study
-        (nlpexp.sweep); returns their nlpexp.sweep.loop.Outcome."""
+        """Trials as Hydra jobs, each with its params, its dir and how it finds its study; returns their Outcomes."""
         from nlpexp.sweep.env import trial_env
         from nlpexp.sweep.loop import Outcome
 
-        own_subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir") == \
-            HYDRA_DEFAULT_SUBDIR  # Hydra's default, the job number: the trial number, unique across reruns
+        # Hydra's default subdir, the job number, becomes the trial number: unique across reruns.
+        own_subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}"
         jobs = []
         for trial, overrides in zip(batch, upstream.configure_trials(self.upstream, self.config, batch, space, fixed,
                                                                      deletions), strict=True):
@@ -146,6 +139,31 @@ class StudySweeper(Sweeper):
                          *([f"hydra.sweep.subdir={trial.number}"] if own_subdir else []),
                          *(f"+hydra.job.env_set.{key}={_quoted(value)}" for key, value in env.items())])
         return [Outcome(*upstream.job_outcome(job)) for job in launcher.launch(jobs, initial_job_idx=batch[0].number)]
+
+
+@contextlib.contextmanager
+def library_warnings_once(name: str) -> Iterator[None]:
+    """Within the block, logger `name` sends each distinct warning once, through the root logger's handlers only:
+    submitit logs each failed poll of SLURM's accounting every few seconds (`Call #N - Bypassing sacct error ...`)
+    on its own stdout and stderr handlers and again through the root logger."""
+    with contextlib.suppress(ImportError):  # first: the package adds its handlers when imported (submitit does)
+        importlib.import_module(name)
+    logger, seen = logging.getLogger(name), set()
+    handlers, propagate = list(logger.handlers), logger.propagate
+
+    def once(record: logging.LogRecord) -> bool:  # a warning (or worse) the first time its text is seen
+        key = (record.levelno, re.sub(r"^Call #\d+ - ", "", record.getMessage()))
+        new = record.levelno < logging.WARNING or key not in seen
+        seen.add(key)
+        return new
+
+    logger.handlers, logger.propagate = [], True
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+        logger.handlers, logger.propagate = handlers, propagate
 
 
 def _quoted(value: str) -> str:

@@ -1,10 +1,8 @@
-"""Every use of hydra-optuna-sweeper's internals, in one place (tests/test_sweeper_upstream.py pins them).
-
-The study sweeper does what the official sweeper does the same way by calling its code rather than a copy:
-the search-space grammar (`create_params_from_overrides`), the trial -> overrides mapping with fixed params
-and `custom_search_space` (`OptunaSweeperImpl._configure_trials`), the grid's choices and the directions.
-None of these is public API, which is why pyproject.toml pins hydra-optuna-sweeper exactly; a new release
-is taken by bumping the pin and running tests/test_sweeper_upstream.py, which fails on any change here.
+"""Every use of hydra-optuna-sweeper's internals, in one place: the study sweeper calls the official code rather
+than a copy: the search-space grammar (`create_params_from_overrides`), the trial -> overrides mapping with fixed
+params and `custom_search_space` (`OptunaSweeperImpl._configure_trials`), the grid's choices and the directions.
+None is public API: pyproject.toml pins hydra-optuna-sweeper exactly, and tests/test_sweeper_upstream.py fails on
+any change here; a new release is taken by bumping the pin with UPSTREAM_VERSION and making that test pass.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only
     from optuna.distributions import BaseDistribution
     from optuna.trial import Trial
 
-# The release whose internals this module was written against (and the pin in pyproject.toml).
-UPSTREAM_VERSION = "1.4.0rc3"
+UPSTREAM_VERSION = "1.4.0rc3"  # the release whose internals this module was written against
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 

@@ -9,10 +9,8 @@ The sweeper hands it a Plan and a `launch(trials) -> [Outcome]` callable: it kno
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import math
-import re
 import threading
 import time
 import warnings
@@ -68,9 +66,9 @@ class Outcome(NamedTuple):
 
 class TrialLoop:
     def __init__(self, study: optuna.Study, storage: BaseStorage, plan: Plan,
-                 launch: Callable[[list[optuna.Trial]], list[Outcome]], sweep_dir: Path, where: str = "") -> None:
+                 launch: Callable[[list[optuna.Trial]], list[Outcome]], sweep_dir: Path, url: str = "") -> None:
         self.study, self.storage, self.plan, self.launch, self.sweep_dir = study, storage, plan, launch, sweep_dir
-        self.where = where  # the storage, for the log, when it is not the sweep dir's own
+        self.where = "" if str(sweep_dir) in url else f", storage {url}"  # for the log: a storage of its own
 
     def run(self) -> None:
         """Run trials until the study has n_trials; then, or after an error, its summary (nlpexp.sweep.summary)."""
@@ -78,8 +76,7 @@ class TrialLoop:
         log.info("study %s: %d of %d trials finished; dir %s%s", self.study.study_name, done, self.plan.n_trials,
                  self.sweep_dir, self.where)
         try:
-            with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
-                self._run()
+            self._run()
         except BaseException:
             finish(self.study, self.sweep_dir, self.plan, raising=True)
             raise
@@ -241,46 +238,3 @@ def summarise(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
     if write_study_hparams(study, out_dir):
         lines += f"\nTensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}"
     return lines
-
-
-_CALL_NUMBER = re.compile(r"^Call #\d+ - ")
-
-
-class OncePerSweep(logging.Filter):
-    """Passes a warning (or worse) the first time its text (its call number left out) is seen; lower levels always."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[tuple[int, str]] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key, seen = (record.levelno, _CALL_NUMBER.sub("", record.getMessage())), len(self.seen)
-        self.seen.add(key)
-        return len(self.seen) > seen
-
-
-@contextlib.contextmanager
-def library_warnings_once(name: str = "submitit") -> Iterator[OncePerSweep]:
-    """Within the block, logger `name` sends each distinct warning once, through the root logger's handlers.
-
-    submitit polls SLURM's accounting (sacct) every few seconds and logs each failed poll, `Call #N - Bypassing sacct
-    error ...`, on its own stdout and stderr handlers and again through the root logger: three lines a poll. (What
-    sacct itself prints on stderr bypasses logging and is not affected.)"""
-    with contextlib.suppress(ImportError):  # first: the package adds its handlers when imported (submitit does)
-        importlib.import_module(name)
-    logger = logging.getLogger(name)
-    handlers, propagate = list(logger.handlers), logger.propagate
-    once = OncePerSweep()
-    for handler in handlers:
-        logger.removeHandler(handler)
-    logger.propagate = True
-    logger.addFilter(once)
-    try:
-        yield once
-    finally:
-        logger.removeFilter(once)
-        logger.propagate = propagate
-        for handler in handlers:
-            logger.addHandler(handler)

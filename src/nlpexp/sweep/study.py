@@ -87,13 +87,13 @@ def open_study(storage: BaseStorage, name: str, definition: dict, storage_url: s
     return study
 
 
-def sampler_seed(storage: BaseStorage, study: optuna.Study, seed: int | None, keep: bool) -> tuple[int | None, str]:
+def sampler_seed(storage: BaseStorage, study: optuna.Study, sampler: Any) -> tuple[int | None, str]:
     """This sweep process's sampler seed, and how it was chosen. A fresh study is sampled with the seed itself, as
     the official sweeper does. A process that joins a study with trials in it (a resumed sweep, a second sweep
     process) must not draw the first process's points again: its seed comes from (seed, trials in the study when it
     joined, its rank among the processes that joined at that count), recorded in the study's attributes:
-    reproducible, and independent of every other stream, unlike seed + k. `keep` (grid, QMC): the seed orders
-    the grid or scrambles the sequence, whose position lives in the study, and is kept.
+    reproducible, and independent of every other stream, unlike seed + k. Grid and QMC samplers keep their seed: it
+    orders the grid or scrambles the sequence, whose position lives in the study. (`sampler`: its config.)
     (Two processes writing in the same instant can both count rank 0 and share a stream.)"""
     study_id = storage.get_study_id_from_name(study.study_name)
     joined_at = len(storage.get_all_trials(study_id, deepcopy=False))
@@ -101,6 +101,7 @@ def sampler_seed(storage: BaseStorage, study: optuna.Study, seed: int | None, ke
     rank = sum(key.startswith(prefix) for key in storage.get_study_system_attrs(study_id))
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     storage.set_study_system_attr(study_id, prefix + token, time.time())
+    seed, keep = sampler.get("seed"), str(sampler["_target_"]).endswith(("GridSampler", "QMCSampler"))
     return (seed if keep else stream_seed(seed, joined_at, rank)), f"joined the study at trial {joined_at}, rank {rank}"
 
 
