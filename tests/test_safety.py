@@ -40,7 +40,7 @@ def test_nan_loss_stops_the_run_with_one_line(compose_run, tmp_path):
 def test_guard_sees_infinite_losses():
     from transformers import TrainerControl, TrainerState
 
-    from nlpexp.trainer.callbacks import NonFiniteLossGuard
+    from nlpexp.trainer.build import NonFiniteLossGuard
 
     with pytest.raises(NlpexpError):
         NonFiniteLossGuard().on_log(None, TrainerState(), TrainerControl(), logs={"loss": math.inf})

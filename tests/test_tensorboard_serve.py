@@ -49,7 +49,7 @@ def test_serve_starts_tensorboard_with_the_training_and_notes_each_new_best(comp
     notes = [e.step for e in events.Tensors("best_checkpoint/text_summary")]
     assert notes and notes[0] == 2  # the first evaluation (step 2) is the first best
     text = events.Tensors("best_checkpoint/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert text.startswith("new best checkpoint at step 2: val/spearman_cosine = ")
+    assert text.startswith("new best checkpoint at step 2: eval/spearman_cosine = ")
 
 
 def test_a_busy_port_is_one_line_and_no_server(tmp_path, caplog):

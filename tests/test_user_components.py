@@ -76,7 +76,7 @@ def test_the_walkthrough_runs_a_user_task_model_dataset_and_loss_with_no_edit_of
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     # my_lab's task scored the run with its own evaluator (nlpexp has no retrieval_accuracy)
-    assert {"val/retrieval_accuracy", "start/retrieval_accuracy", "train/loss"} <= set(metrics), metrics
+    assert {"val/retrieval_accuracy", "start/retrieval_accuracy", "train/mean_loss"} <= set(metrics), metrics
     assert done.stdout.strip().splitlines()[-1] == str(metrics["val/retrieval_accuracy"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["task"]["_target_"] == "my_lab.tasks.PairRetrievalTask"

@@ -71,16 +71,9 @@ class WandbLogger(RunLogger):
                               # no metadata: it records the command line as typed, secrets and all
                               settings=wandb.Settings(silent=True, x_disable_meta=True, init_timeout=30))
 
-    def start_scores(self, metrics: Mapping[str, float]) -> None:
+    def record(self, values: Mapping[str, float], step: int) -> None:
         if self.run is not None:
-            self.run.log(metric_names.start_scores(metrics), step=0)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.run is None or not logs:
-            return
-        values = metric_names.from_trainer_log_step(logs)
-        if values:
-            self.run.log(values, step=state.global_step)
+            self.run.log(dict(values), step=step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run is not None:

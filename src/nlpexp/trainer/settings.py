@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from nlpexp.distributed import is_multiprocess
 from nlpexp.errors import NlpexpError
 from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
-from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest_complete
+from nlpexp.trainer.checkpoints import check_identity, newest_complete
 
 log = logging.getLogger(__name__)
 
@@ -176,38 +176,3 @@ def _has_cuda() -> bool:
 def _hf_metric_name(monitor: str) -> str:
     """`val/spearman_cosine` -> `spearman_cosine` (the trainers prefix `eval_` themselves)."""
     return monitor.partition("/")[2]  # nlpexp.schema checked its form
-
-
-class ConfiguredOptimization(SealedCheckpoints):
-    """Mixin for the HF trainers: optimizer and LR schedule come from the config's partials (and, through
-    SealedCheckpoints, checkpoints that are whole or absent: every nlpexp trainer has this mixin).
-
-    Overriding get_optimizer_cls_and_kwargs (not create_optimizer) keeps each trainer's own parameter
-    groups, e.g. the SoftmaxLoss classifier that SentenceTransformerTrainer adds.
-    """
-
-    def __init__(self, *args, optimizer_factory: functools.partial, scheduler_factory: functools.partial,
-                 new_parameters=(), trainer_settings: TrainerSettings | None = None, **kwargs):
-        self.optimizer_factory = optimizer_factory
-        self.scheduler_factory = scheduler_factory
-        self.trainer_settings = trainer_settings  # the config's trainer group (batching reads it)
-        self.new_parameters = list(new_parameters)  # what the task adds untrained: they learn at optimizer.head_lr
-        super().__init__(*args, **kwargs)
-        from nlpexp.console import use_console_progress
-
-        use_console_progress(self)
-
-    def get_optimizer_cls_and_kwargs(self, args, model=None):
-        from nlpexp.trainer.optimization import optimizer_settings, parameter_groups
-
-        _, kwargs = super().get_optimizer_cls_and_kwargs(args, model)
-        groups = parameter_groups(self, kwargs, model)
-        return self.optimizer_factory.func, {**optimizer_settings(self.optimizer_factory), **groups}
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        if self.lr_scheduler is None:
-            self.lr_scheduler = self.scheduler_factory(
-                optimizer=optimizer or self.optimizer, num_training_steps=num_training_steps
-            )
-            self._created_lr_scheduler = True
-        return self.lr_scheduler
