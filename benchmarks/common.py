@@ -94,10 +94,12 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def write_results(name: str, figures: dict, table_md: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(table_md.rstrip() + "\n")
+def write_results(name: str, figures: dict, table_md: str, results: Path | None = None) -> None:
+    """<results>/<name>.json and .md (results: benchmarks/results unless given, e.g. a test's temp dir)."""
+    results = results or RESULTS
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (results / f"{name}.md").write_text(table_md.rstrip() + "\n")
 
 
 def update_docs(name: str, table_md: str) -> None:
@@ -112,9 +114,9 @@ def update_docs(name: str, table_md: str) -> None:
     pages[0].write_text(f"{before}{start}\n{table_md.rstrip()}\n{end}{after}")
 
 
-def publish(name: str, figures: dict, table_md: str, quick: bool) -> None:
+def publish(name: str, figures: dict, table_md: str, quick: bool, results: Path | None = None) -> None:
     """Results files always; the docs table only from a full run (a --quick run's figures are not results)."""
-    write_results(name, figures, table_md)
+    write_results(name, figures, table_md, results)
     if not quick:
         update_docs(name, table_md)
     print(table_md)

@@ -1,0 +1,138 @@
+"""A 16-trial search two ways: as nlpexp sweeps it, and as 16 independent plain runs of the same trials.
+
+(a) `run.py -m hparams_search=sbert_nli hydra.sweeper.n_trials=16` (TPE): the trials run in one process,
+    with the median pruner, length-grouped batches and the tokenised splits cached on disk (a cold cache).
+(b) the same 16 parameter sets, read back from (a)'s trials.csv, each a fresh `python run.py <overrides>`:
+    no pruning (a single run has none), no grouping, no cache (paths.cache_dir=null): nothing shared.
+Everything else (model, data, steps, evaluation) is the same. The figures: wall time of each arm and the best
+val/spearman_cosine of each. Target (issue 30): (a) <= 0.35x (b)'s wall time, best within 0.003 (or better).
+Studies, cache, run dirs, registry and ledger go to a temp dir. Needs a quiet machine: its row is a timing.
+
+    python benchmarks/bench_sweep16.py           # MiniLM, 16 trials x 150 steps on 4,000 NLI pairs
+    python benchmarks/bench_sweep16.py --tiny    # tiny_bert, 4 trials x 4 steps on 64 pairs: checks the script
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from common import ROOT, RUN_PY, StealMeter, bench_parser, machine, publish, run_job, run_script
+
+PRESET = "sbert_nli"
+METRIC = "val/spearman_cosine"
+TARGET_RATIO, TARGET_GAP = 0.35, 0.003
+
+
+def job_overrides(tiny: bool) -> list[str]:
+    """What both arms share: the preset and the size of each trial."""
+    model, steps, every, train, evaluated = ("tiny_bert", 4, 2, 64, 32) if tiny else ("minilm", 150, 50, 4000, 500)
+    return [f"hparams_search={PRESET}", f"model={model}", f"trainer.max_steps={steps}",
+            f"trainer.eval_every_steps={every}", "trainer.save_total_limit=1", "trainer.evaluate_start=false",
+            f"data.max_train_samples={train}", f"data.max_eval_samples={evaluated}"]
+
+
+def preset_settings() -> list[str]:
+    """The preset's own settings outside the sweeper (e.g. trainer.eval_every_steps), as overrides: a plain run
+    cannot name a sweep preset (run.py refuses it without -m), so it gets them one by one."""
+    preset = OmegaConf.load(ROOT / "conf" / "hparams_search" / f"{PRESET}.yaml")
+    flat = OmegaConf.to_container(preset)
+
+    def walk(node: dict, prefix: str) -> list[str]:
+        return [line for key, value in node.items() if key not in ("defaults", "hydra") for line in
+                (walk(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={_value(value)}"])]
+
+    return walk(flat, "")
+
+
+def _value(value: object) -> str:
+    return "null" if value is None else str(value)
+
+
+def environment(temp: Path) -> dict:
+    return {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "NLPEXP_REGISTRY_DIR": str(temp / "registry")}
+
+
+def run_sweep(n_trials: int, tiny: bool, temp: Path) -> dict:
+    study = "bench-sweep16"
+    steal = StealMeter()
+    command = ["-m", *job_overrides(tiny), "logger=none", f"hydra.sweeper.n_trials={n_trials}",
+               "hydra/sweeper/sampler=tpe", "hydra/sweeper/pruner=median",
+               f"hydra.sweeper.pruner.n_startup_trials={2 if tiny else 4}", "trainer.group_by_length=true",
+               f"hydra.sweeper.study_name={study}", f"hydra.sweeper.studies_dir={temp / 'studies'}",
+               f"paths.cache_dir={temp / 'cache'}", f"paths.ledger_file={temp / 'ledger.jsonl'}"]
+    _, wall = run_script(RUN_PY, *command, env=environment(temp))
+    trials = read_trials(temp / "studies" / study / "trials.csv")
+    done = [t["value"] for t in trials if t["state"] == "COMPLETE"]
+    return {"wall_s": round(wall, 1), "steal_pct": steal.percent(), "best_value": max(done) if done else None,
+            "pruned": sum(t["state"] == "PRUNED" for t in trials), "trials": trials}
+
+
+def read_trials(path: Path) -> list[dict]:
+    """Each trial's number, state, value and sampled parameters (the columns between `host` and `run_dir`)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0])
+    names = header[header.index("host") + 1:header.index("run_dir")]
+    return [{"number": int(r["number"]), "state": r["state"], "value": float(r["value"]) if r["value"] else None,
+             "params": {name: r[name] for name in names}} for r in rows]
+
+
+def run_plain(trial: dict, tiny: bool, temp: Path) -> dict:
+    """One trial's parameters in a fresh `python run.py` process; `params` are read back from its config."""
+    run_dir = temp / "plain" / str(trial["number"])
+    overrides = [f"{name}={value}" for name, value in trial["params"].items()]
+    shared = [o for o in job_overrides(tiny) if not o.startswith("hparams_search=")]
+    keys = {o.split("=", 1)[0] for o in shared}
+    preset = [o for o in preset_settings() if o.split("=", 1)[0] not in keys]
+    result = run_job(*preset, *shared, *overrides, "trainer.group_by_length=false", "paths.cache_dir=null",
+                     f"paths.ledger_file={temp / 'ledger.jsonl'}", run_dir=run_dir, env=environment(temp))
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    return {"number": trial["number"], "value": result[METRIC], "wall_s": result["wall_s"],
+            "params": {name: str(OmegaConf.select(config, name)) for name in trial["params"]}}
+
+
+def table(figures: dict) -> str:
+    sweep, plain, where = figures["sweep"], figures["plain"], figures["machine"]
+    n, size = figures["n_trials"], "tiny" if figures["tiny"] else "full size"
+    return "\n".join([
+        f"### One {n}-trial search two ways (`hparams_search={PRESET}`, TPE, {size})", "",
+        f"| arm | wall time | trials pruned | best {METRIC} |", "|---|---|---|---|",
+        f"| nlpexp sweep: one process, median pruner, grouped, cached splits | {sweep['wall_s']:.0f} s | "
+        f"{sweep['pruned']} | {sweep['best_value']:.4f} |",
+        f"| {n} plain `run.py` processes, same parameters, no pruning | {plain['wall_s']:.0f} s | 0 | "
+        f"{plain['best_value']:.4f} |", "",
+        f"Sweep / plain wall time: {figures['wall_ratio']:.2f} (target <= {TARGET_RATIO}); best gap (plain - sweep): "
+        f"{figures['best_gap']:+.4f} (target <= {TARGET_GAP}). Machine: {where['cpu']}, {where['cpu_count']} cores, "
+        f"GPU {where['gpu'] or 'none'}, {where['date']}; CPU steal {sweep['steal_pct']} % / {plain['steal_pct']} %.",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--tiny", action="store_true", help="tiny_bert, a few samples, 4 trials (same as --quick)")
+    parser.add_argument("--results-dir", type=Path, default=None, help="where sweep16.{json,md} go")
+    args = parser.parse_args(argv)
+    tiny = args.tiny or args.quick
+    n_trials = 4 if tiny else 16
+    with tempfile.TemporaryDirectory(prefix="nlpexp-bench-sweep16-") as temp:
+        temp = Path(temp)
+        sweep = run_sweep(n_trials, tiny, temp)
+        steal = StealMeter()
+        runs = [run_plain(trial, tiny, temp) for trial in sweep["trials"]]
+    plain = {"wall_s": round(sum(r["wall_s"] for r in runs), 1), "steal_pct": steal.percent(),
+             "best_value": max(r["value"] for r in runs), "runs": runs}
+    figures = {"tiny": tiny, "n_trials": n_trials, "preset": PRESET, "metric": METRIC, "machine": machine(),
+               "overrides": job_overrides(tiny), "sweep": sweep, "plain": plain,
+               "wall_ratio": round(sweep["wall_s"] / plain["wall_s"], 3),
+               "best_gap": round(plain["best_value"] - sweep["best_value"], 4)}
+    figures["meets_targets"] = figures["wall_ratio"] <= TARGET_RATIO and figures["best_gap"] <= TARGET_GAP
+    publish("sweep16", figures, table(figures), tiny, args.results_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
