@@ -1,0 +1,39 @@
+"""benchmarks/bench_sweep16.py (issue 30, item 2): its --tiny run writes both files, and the plain arm ran the
+very parameter sets the sweep sampled (read back from each plain run's own config, not echoed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nlpexp.config import PROJECT_ROOT
+
+BENCH = PROJECT_ROOT / "benchmarks" / "bench_sweep16.py"
+PARAMS = {"optimizer.lr", "optimizer.weight_decay", "trainer.batch_size", "scheduler.warmup_ratio"}
+
+
+@pytest.mark.slow  # 5 fresh run.py processes: ~35 s on a quiet 2-core machine, minutes on a busy one
+def test_tiny_run_times_both_arms_on_the_same_trials(tmp_path):
+    docs = PROJECT_ROOT / "docs" / "performance.md"
+    before = docs.stat().st_mtime_ns
+    done = subprocess.run([sys.executable, str(BENCH), "--tiny", "--trials", "2", "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep16.json", "sweep16.md"]
+    figures = json.loads((tmp_path / "sweep16.json").read_text())
+    sweep, plain = figures["sweep"], figures["plain"]
+    assert figures["tiny"] and figures["n_trials"] == 2 and figures["machine"]["cpu_count"]
+    assert [t["number"] for t in sweep["trials"]] == [r["number"] for r in plain["runs"]] == [0, 1]
+    for trial, run in zip(sweep["trials"], plain["runs"], strict=True):
+        assert set(trial["params"]) == PARAMS
+        assert {k: float(v) for k, v in run["params"].items()} == {k: float(v) for k, v in trial["params"].items()}
+    assert sweep["trials"][0]["params"] != sweep["trials"][1]["params"]
+    assert plain["best_value"] == max(r["value"] for r in plain["runs"])
+    assert plain["wall_s"] == pytest.approx(sum(r["wall_s"] for r in plain["runs"]), abs=0.2)
+    assert figures["wall_ratio"] == pytest.approx(sweep["wall_s"] / plain["wall_s"], abs=1e-3)
+    table = (tmp_path / "sweep16.md").read_text()
+    assert "nlpexp sweep" in table and "2 plain `run.py` processes" in table and str(figures["machine"]["cpu"]) in table
+    assert docs.stat().st_mtime_ns == before  # a tiny run's figures are not results: the docs table stays
