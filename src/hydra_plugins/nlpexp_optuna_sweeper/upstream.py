@@ -31,7 +31,7 @@ def upstream_version() -> str:
 def make_impl(*, direction: Any, storage: Any, study_name: str | None, n_trials: int, n_jobs: int,
               max_failure_rate: float, custom_search_space: str | None,
               params: DictConfig | None) -> _impl.OptunaSweeperImpl:
-    """The official sweeper's state, without its sampler (the study sweeper seeds its own: nlpexp.sweep.study.sampler_seed).
+    """The official sweeper's state, without its sampler (the study sweeper seeds its own: study.sampler_seed).
 
     Its constructor checks max_failure_rate and resolves `custom_search_space` exactly as the official one."""
     from hydra_plugins.hydra_optuna_sweeper import _impl
