@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-# The checkout this run.py belongs to holds conf/ and experiments/ (nlpexp.config.PROJECT_ROOT): so that a
+# The checkout this run.py belongs to holds conf/ and experiments/ (nlpexp.paths.project_root()): so that a
 # non-editable install (pip install ., a wheel, which carry no conf/) runs this checkout's configs as well.
 os.environ.setdefault("NLPEXP_ROOT", str(Path(__file__).resolve().parent))
 

@@ -149,7 +149,7 @@ def _own_attributes(trees: dict[str, ast.AST]) -> set[str]:
                         out |= {t.id for t in item.targets if isinstance(t, ast.Name)}
             elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                out |= {t.attr for t in targets if isinstance(t, ast.Attribute)}
+                out |= {t.attr for target in targets for t in ast.walk(target) if isinstance(t, ast.Attribute)}
             elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setattr" and len(node.args) > 1:
                 if isinstance(node.args[1], ast.Constant):
                     out.add(str(node.args[1].value))

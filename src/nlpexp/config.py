@@ -66,8 +66,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
 def default_paths() -> dict[str, str]:
     """The `paths` group of the composed config, resolved (its NLPEXP_* variables included): the one source of every
     tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir). Nothing runs; `output_dir`, a run's
-    own, is left out. Inside a Hydra job or sweep (GlobalHydra is initialised there), with the job's overrides; a
-    run resolves `registry:` against its own composed paths (pipeline.build_task)."""
+    own, is left out. For the commands: a run is handed its own paths (its `registry:` model is looked up in its
+    paths.registry_dir, nlpexp.model.registry.use_registry); inside Hydra (a sweep's end), with the job's overrides."""
     from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

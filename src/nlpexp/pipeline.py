@@ -17,8 +17,15 @@ from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
-from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
-from nlpexp.observers import saved_config  # noqa: F401 (config.yaml's content, for tests and tools)
+from nlpexp.model.registry import use_registry
+from nlpexp.observers import (
+    LedgerObserver,
+    LoggerObserver,
+    Observers,
+    RunDirObserver,
+    TrialObserver,
+    saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
+)
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import run_in_progress, trial_callbacks
@@ -105,7 +112,7 @@ def data_files(cfg: DictConfig) -> dict[str, list[str]]:
 def model_spec(cfg: DictConfig):
     """The run's ModelSpec, its `registry:` reference looked up in the run's registry, its files checked."""
     model = instantiate(cfg.model)
-    model.use_registry(cfg.paths.get("registry_dir"))
+    use_registry(model, cfg.paths.get("registry_dir"))
     model.check()
     return model
 

@@ -52,7 +52,3 @@ def sources(hydra: Any, name: str, overrides: Sequence[str]) -> list[str]:
     """The search path entries (`file:///...`, `pkg://...`) a composition reads from."""
     _, repo = hydra.config_loader._parse_overrides_and_create_caching_repo(name, list(overrides))
     return [source.full_path() for source in repo.get_sources()]
-
-
-# -- ConfigSource: the presets plugin's FileConfigSource (hydra_plugins/nlpexp_presets) belongs here (helper
-#    `layers`).

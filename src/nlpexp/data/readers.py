@@ -120,13 +120,18 @@ def _kind(value) -> str:
 
 def read_given_file(key: str, given: str):
     """(rows, origin) of a file given by path (data.train=<file>); `key` names the setting in errors."""
+    path = _given_file(key, given)
+    stat = path.stat()
+    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+
+
+def _given_file(key: str, given: str) -> Path:
     path = Path(given).expanduser().resolve()
     if not path.name.endswith(SUFFIXES):
         raise NlpexpError(f"{key}={given}: not a file type nlpexp reads; use one of {', '.join(SUFFIXES)}")
     if not path.is_file():
         raise NlpexpError(f"{key}={given}: no such file ({path})")
-    stat = path.stat()
-    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+    return path
 
 
 @functools.cache
@@ -180,13 +185,8 @@ def missing_split(root: Path, folder: str, split: str, hub_id: str | None) -> st
 def check_data_files(data: dict, path: str) -> None:
     """The files a data node names exist (or have a Hub copy), checked with the settings before anything heavy is
     imported: a wrong data root is one line in a second, naming the setting it came from."""
-    given = {role: data[role] for role in ("train", "validation", "test") if data.get(role)}
-    for role, file in given.items():
-        file_path = Path(file).expanduser()
-        if not file_path.name.endswith(SUFFIXES):
-            raise NlpexpError(f"{path}.{role}={file}: not a file type nlpexp reads; use one of {', '.join(SUFFIXES)}")
-        if not file_path.is_file():
-            raise NlpexpError(f"{path}.{role}={file}: no such file ({file_path.resolve()})")
+    given = {role: _given_file(f"{path}.{role}", data[role]) for role in ("train", "validation", "test")
+             if data.get(role)}
     optional = set(data.get("optional_roles") or ())
     sources = {folder: (source or {}).get("hub_id") for folder, source in (data.get("sources") or {}).items()}
     root = Path(data["root"]).expanduser()

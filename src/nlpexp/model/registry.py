@@ -151,6 +151,15 @@ def resolve(reference: str, root: Path) -> Path:
     return folder / "model"
 
 
+def use_registry(model, root: str) -> None:
+    """A ModelSpec's `registry:<name>[@alias]` (weights or tokenizer) becomes that version's folder in `root`, the
+    run's paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
+    for key in ("name_or_path", "tokenizer"):
+        value = getattr(model, key)
+        if isinstance(value, str) and value.startswith(PREFIX):
+            setattr(model, key, str(resolve(value, Path(root))))
+
+
 def _best_version(name: str, known: list[int], root: Path) -> int:
     def score(version: int) -> float:
         folder = model_folder(name, root) / f"v{version}"

@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
-from nlpexp.model import registry
 from nlpexp.model.bundled import PREFIX, bundled_path
 from nlpexp.rules import Int, Name, Pooling, Seed
 from nlpexp.safety import env_flag
 
 log = logging.getLogger(__name__)
 MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
+REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
 
 
 class ModelSpec:
@@ -73,14 +73,6 @@ class ModelSpec:
             init = tuple(sorted(self.random_init.items()))
             return materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
-
-    def use_registry(self, root: str) -> None:
-        """`registry:<name>[@alias]` (weights or tokenizer) becomes that version's folder in `root`, the run's
-        paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
-        for key in ("name_or_path", "tokenizer"):
-            value = getattr(self, key)
-            if isinstance(value, str) and value.startswith(registry.PREFIX):
-                setattr(self, key, str(registry.resolve(value, Path(root))))
 
     def check(self) -> None:
         """Fail now, before torch is even imported, if the weights or the tokenizer cannot be found."""
@@ -205,9 +197,9 @@ def resolve(name_or_path: str, model_name: str) -> str:
     replaced by its folder when the run was built (use_registry)."""
     if name_or_path.startswith(PREFIX):
         return bundled_path(name_or_path[len(PREFIX):])
-    if name_or_path.startswith(registry.PREFIX):
+    if name_or_path.startswith(REGISTRY):
         raise NlpexpError(f"model '{model_name}': {name_or_path} is looked up in a run's paths.registry_dir "
-                          f"(ModelSpec.use_registry), and none was given")
+                          f"(nlpexp.model.registry.use_registry), and none was given")
     as_path = Path(name_or_path).expanduser()
     if as_path.is_dir():
         return str(as_path)

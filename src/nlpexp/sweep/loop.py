@@ -231,10 +231,10 @@ def finish(study: optuna.Study, sweep_dir: Path, plan: Plan, raising: bool = Fal
 
 def summarise(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
     """The summary files (nlpexp.sweep.summary) and TensorBoard's HPARAMS view of the study; lines for the log."""
-    from nlpexp.sweep.summary import write_summary
+    from nlpexp.sweep.summary import metric_names, write_summary
     from nlpexp.tb import write_study_hparams
 
     lines = write_summary(study, out_dir, plots=plots)
-    if write_study_hparams(study, out_dir):
+    if write_study_hparams(study, out_dir, metric_names(study)):
         lines += f"\nTensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}"
     return lines
