@@ -7,9 +7,10 @@ PORT ?= 6006
 ARGS ?=
 SWEEP ?=
 PRESETS ?=
-# Test processes: each test file runs whole in one of them (--dist loadfile); one torch thread each.
+# Test processes: each test file runs whole in one of them (--dist loadfile), the longest files first (tests/conftest.py
+# LONGEST_FIRST; --no-loadscope-reorder keeps that order); one torch thread each.
 TEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # The dataset mirror; run.py falls back to ../shared/data beside the checkout as well.
 export NLPEXP_DATA_DIR ?= $(abspath ../shared/data)
 

@@ -142,3 +142,24 @@ def _imports_kept_out_of_gc():
         gc.freeze()
         _modules_when_frozen = len(sys.modules)
     yield
+
+
+# The files that take longest, longest first (wall time of each in one serial run of the suite on the shared 2-core
+# machine, 2026-12-07: their subprocesses, servers and fsyncs included). `make test` hands whole files to its two
+# processes (--dist loadfile) in collection order (--no-loadscope-reorder: xdist would otherwise sort files by their
+# number of tests, which puts these few-but-long ones last, and one of them alone then ends the run while the other
+# process idles). Files not named follow, in their usual order.
+LONGEST_FIRST = (
+    "test_security.py", "test_console.py", "test_stop_paths.py", "test_every_key_takes_effect.py",
+    "test_docs_commands.py", "test_user_components.py", "test_sweeper_official.py", "test_sweep_shared.py",
+    "test_tracking_names.py", "test_settings_take_effect.py", "test_smoke_presets.py", "test_sweep.py",
+    "test_study_tracking.py", "test_config_is_data.py", "test_resume.py", "test_sweeper_seeding.py",
+    "test_secrets_integrity.py", "test_mlflow.py", "test_summarization.py", "test_data_files.py",
+    "test_sweep_trial.py", "test_notebook.py", "test_sbert_nli.py", "test_config.py", "test_embedding.py",
+    "test_regression_metrics.py", "test_bad_settings.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept

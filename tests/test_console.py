@@ -65,7 +65,7 @@ def test_a_smoke_runs_console_is_short_narrow_and_quiet(tmp_path, data_root, tas
     assert "eval:" not in console[console.index("train:"):console.rindex("train: 100%")]
     assert f"val/{monitor}" in console.split("metrics of")[1]  # the final table
     run_log = (run_dir / "run.log").read_text()
-    assert [f"step {n}/4  loss " in run_log for n in (1, 2, 3, 4)] == [True] * 4  # per-step losses, run.log only
+    assert [f"step {n}/4  train/loss " in run_log for n in (1, 2, 3, 4)] == [True] * 4  # per-step losses, run.log only
     assert "  loss " not in console
     assert console.count("\n") < run_log.count("\n")
     if task_name == "summarization":  # the encoder-decoder's FutureWarning: in run.log, not on the console

@@ -48,6 +48,25 @@ def described(built: Any, checks: tuple = ()) -> Group:
     return dataclasses.replace(_derived(built, ByTarget({}), partial=False), checks=checks)
 
 
+class Described(collections.abc.Mapping):
+    """ByTarget.groups of nlpexp's own classes, {target: checks between its keys}: each Group is read from the
+    target's signature when first asked for, the class imported then, as the config naming it imports it."""
+
+    def __init__(self, checks: dict[str, tuple]):
+        self._checks, self._groups = checks, {}
+
+    def __getitem__(self, target: str) -> Group:
+        if target not in self._groups:
+            self._groups[target] = described(_locate(target), self._checks[target])
+        return self._groups[target]
+
+    def __iter__(self):
+        return iter(self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+
 def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
     fields: dict[str, Any] = {}
     required: list[str] = []
@@ -140,10 +159,10 @@ def _hints(function: Any) -> dict:
 def _described(rule: ByTarget, init: Any) -> Group | None:
     """The schema's Group of `init` when it is a class the schema describes; looked up in the modules already
     imported (a subclass imported its bases), so that nothing new is imported."""
-    for target, group in rule.groups.items():
+    for target in rule.groups:
         module, _, name = target.rpartition(".")
         if module in sys.modules and getattr(sys.modules[module], name, None) is init:
-            return group
+            return rule.groups[target]
     return None
 
 

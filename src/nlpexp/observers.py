@@ -1,16 +1,13 @@
-"""What a run leaves behind, as observers of it (pipeline.run): one contract, RunObserver.
+"""What a run leaves behind, recorded by its observers (pipeline.run), under one contract: RunObserver.
 
-start(cfg) when the run reaches the point the observer needs (the ledger first, before anything can fail; the run
-dir once the task is built; the loggers just before setup); finish(metrics, error) once, whatever ends the run,
-in the reverse order (error: None on success). An observer that refuses a success (raises: a sweep trial given
-up, a file that cannot be written) makes it a failure for the observers after it; one that fails while a failed
-run is recorded is logged, and the run's own error stays the one raised.
+start(cfg) once the run reaches what the observer needs (the ledger before anything can fail, the run dir once
+the task is built, the loggers before setup); finish(metrics, error) once whatever ends the run, in reverse order
+(error None: a success). An observer that refuses a success (a sweep trial given up, a file that cannot be
+written) makes it a failure for the observers after it; one that fails while a failure is recorded is logged.
 
-Every attempt gets one ledger line (LedgerObserver), built from the config without resolving anything that could
-fail, so that a broken config is described too. A run dir is never mixed (RunDirObserver): when an attempt starts
-in a dir that an earlier attempt used, the earlier one's config.yaml, metrics.json and provenance.json are moved to
-`previous/<time>/` first (with its checkpoints, TensorBoard events and W&B run id unless the attempt resumes it,
-`trainer.resume`), so that the top of the dir always belongs to the latest attempt.
+Every attempt gets one ledger line, built without resolving what could fail (a broken config is described too).
+A run dir never mixes attempts: an earlier attempt's config.yaml, metrics.json and provenance.json go to
+`previous/<time>/` first (with its checkpoints, TensorBoard events and W&B run id unless `trainer.resume`).
 """
 
 from __future__ import annotations

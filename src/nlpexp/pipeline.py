@@ -18,11 +18,17 @@ from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
 from nlpexp.model.registry import use_registry
-from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
-from nlpexp.observers import saved_config  # noqa: F401 (config.yaml's content, for tests and tools)
+from nlpexp.observers import (
+    LedgerObserver,
+    LoggerObserver,
+    Observers,
+    RunDirObserver,
+    TrialObserver,
+    saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
+)
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
-from nlpexp.sweep import trial_callbacks
+from nlpexp.sweep import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
 from nlpexp.validate import validate
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")
 
 
+@run_in_progress()  # a sweep worker whose sweep is gone lets the run record its end (nlpexp.sweep)
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
     main, recorders, metrics, ledger = distributed.is_main_process(), Observers(), {}, LedgerObserver()

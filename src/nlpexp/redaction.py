@@ -101,30 +101,30 @@ def redact_logs() -> None:
 
 class _ConsoleStream:
     """sys.stdout / sys.stderr of the command line: every write redacted (Hydra's error reports and tracebacks
-    included) unless `redacting` is off (the usage text); once its reader has gone (`python run.py ... | head`),
-    the rest goes to /dev/null instead of raising BrokenPipeError from whatever printed (a run goes on, into run.log)."""
+    included) unless `redacting` is off (the usage text); once its reader has gone (`run.py ... | head`), the
+    rest goes to /dev/null instead of raising BrokenPipeError from whatever printed (a run goes on, in run.log)."""
 
     def __init__(self, stream, redacting: bool):
-        self._stream, self.redacting = stream, redacting
+        self.wrapped, self.redacting = stream, redacting
 
     def write(self, text: str) -> int:
         try:
-            self._stream.write(redact_text(text) if self.redacting else text)
+            self.wrapped.write(redact_text(text) if self.redacting else text)
         except BrokenPipeError:
             self._divert()
         return len(text)
 
     def flush(self) -> None:
         try:
-            self._stream.flush()
+            self.wrapped.flush()
         except BrokenPipeError:
             self._divert()
 
     def _divert(self) -> None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.wrapped.fileno())
 
     def __getattr__(self, name: str):
-        return getattr(self._stream, name)
+        return getattr(self.wrapped, name)
 
 
 def redact_output(redacting: bool = True) -> None:

@@ -26,6 +26,9 @@ from nlpexp.copies import refuse_links, refuse_links_on_the_way
 from nlpexp.errors import NlpexpError, first_line
 
 SCHEME = "mlflow:"
+RUN_ID_FILE = "mlflow_run_id"  # in a run dir: the MLflow run that logger=mlflow recorded it in
+# the data folder of each MLflow model flavor nlpexp writes (nlpexp.logger.mlflow_model): the model's own files
+DATA_DIRS = ("model.sentence_transformer", "artifacts/best_model")  # pyfunc: artifacts/<the folder's name>
 EXPERIMENT = "nlpexp-registry"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -74,8 +77,6 @@ def _training_run(client, version_dir: Path):
     (its logged model `best_model`); (None, None) when there is none."""
     from mlflow.exceptions import MlflowException
 
-    from nlpexp.logger.mlflow import RUN_ID_FILE
-
     with contextlib.suppress(OSError, ValueError, KeyError):
         run_dir = Path(json.loads((version_dir / "source.json").read_text())["run_dir"])
         run_id = (run_dir / RUN_ID_FILE).read_text().strip()
@@ -123,10 +124,9 @@ def resolve(reference: str, root: Path) -> Path:
     except MlflowException as err:
         raise NlpexpError(f"registry:{reference}: {first_line(err)}") from err
     refuse_links(target, f"registry:{reference}", below=Path(root))  # a download has none: one planted is refused
-    from nlpexp.logger import mlflow_model
-
     found = target / "model" if (target / "model").is_dir() else \
-        mlflow_model.model_folder(target) if (target / "MLmodel").is_file() else None
+        next((target / d for d in DATA_DIRS if (target / d).is_dir()), target) if (target / "MLmodel").is_file() \
+        else None
     if found is None:
         raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
     return found

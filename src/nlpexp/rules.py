@@ -196,3 +196,5 @@ Name = Annotated[str, NAME]  # a non-empty string
 SEED = Int(0, 2**32 - 1)  # numpy's seed range
 Seed = Annotated[int, SEED]
 Positive = Annotated[int, Int(1)]
+POOLING = OneOf(("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"))  # sentence-transformers'
+Pooling = Annotated[str, POOLING]

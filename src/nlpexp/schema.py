@@ -18,12 +18,10 @@ from pathlib import Path
 
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import rules
-from nlpexp.data.readers import check_data_files
 from nlpexp.data.pairs import NLI_FORMATS
-from nlpexp.data.spec import DataSpec
-from nlpexp.derived import described
+from nlpexp.data.readers import check_data_files
+from nlpexp.derived import Described, described
 from nlpexp.generation.settings import GenerationSettings
-from nlpexp.model.spec import POOLINGS, ModelSpec
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS
@@ -66,8 +64,8 @@ def _check_seq_length(model: dict, path: str) -> None:
                           f"max_position_embeddings), got {length}")
 
 
-MODEL = ByTarget({"nlpexp.model.ModelSpec": described(ModelSpec, checks=(_check_seq_length,))})
-DATA = ByTarget({"nlpexp.data.DataSpec": described(DataSpec, checks=(check_data_files,))})
+MODEL = ByTarget(Described({"nlpexp.model.ModelSpec": (_check_seq_length,)}))
+DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
 def _check_duration(trainer: dict, path: str) -> None:
@@ -134,7 +132,7 @@ TASK = ByTarget({
     }, required=("monitor", "sts", "gold_size", "label_scores")),
     "nlpexp.task.tsdae.TsdaeTask": Group({
         **_STS_TASK, "text_columns": ListOf(NAME, min_length=1), "deletion_ratio": Num(0, 1, hi_open=True),
-        "pooling": OneOf(POOLINGS),
+        "pooling": rules.POOLING,
     }, required=("monitor", "sts", "text_columns")),
 }, other=Group(_TASK, required=("monitor",), open=True),
    # what pipeline.build_task passes every task

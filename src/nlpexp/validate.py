@@ -47,10 +47,8 @@ def _check_group(node: DictConfig, group: Group, path: str) -> None:
 def _check_value(node: DictConfig, key, rule, path: str):
     """The value of node[key] (resolved) after checking it against `rule`; nested groups are walked."""
     try:
-        if OmegaConf.is_missing(node, key):
-            raise NlpexpError(f"{path} is mandatory (???) and not set: pass {path}=<value>")
         value = node[key]
-    except OmegaConfBaseException as err:
+    except OmegaConfBaseException as err:  # an unset ${oc.env:...}, a `???`
         raise NlpexpError(omegaconf_error(err, path)) from None
     if value is None and (isinstance(rule, Maybe) or getattr(rule, "nullable", False)):
         return None

@@ -25,9 +25,9 @@ from typing import Any
 
 from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
+from nlpexp.registry_mlflow import RUN_ID_FILE
 
 log = logging.getLogger(__name__)
-RUN_ID_FILE = "mlflow_run_id"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
@@ -65,7 +65,10 @@ class MlflowLogger(RunLogger):
         self._resumed = resumed is not None
         self.run_id = resumed or self._new_run(config)
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
-        self._seed = config.get("seed")
+        from nlpexp.data.spec import _FILES_READ
+
+        # the set the run records its data files in: filled while it runs, read when it ends (after the recording)
+        self._seed, self._files_read = config.get("seed"), _FILES_READ.get()
         task, model = config.get("task") or {}, config.get("model") or {}  # what a summariser generates with
         self._model_settings = {k: v for k, v in {"source_prefix": task.get("source_prefix"), "max_source_length":
                                 model.get("max_seq_length"), "prompt_separator": task.get("prompt_separator")}.items()
@@ -139,9 +142,8 @@ class MlflowLogger(RunLogger):
     def _log_provenance(self) -> None:
         """provenance.json as the pipeline writes it into the run dir once the loggers are done."""
         from nlpexp import provenance
-        from nlpexp.data.spec import _FILES_READ
 
-        facts = provenance.collect(self._seed, sorted(_FILES_READ.get() or ()))
+        facts = provenance.collect(self._seed, sorted(self._files_read or ()))
         self.client.log_dict(self.run_id, redact(facts), "provenance.json")
 
     def _log_best_model(self, model: Path) -> None:

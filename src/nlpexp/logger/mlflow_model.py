@@ -17,8 +17,8 @@ from typing import Any
 
 import mlflow.pyfunc
 
-# the MLmodel's data folder of each flavor nlpexp writes: where the model's own files are
-DATA_DIRS = ("model.sentence_transformer", "artifacts/best_model")  # pyfunc: artifacts/<the folder's name>
+from nlpexp.registry_mlflow import DATA_DIRS
+
 PINS = ("mlflow", "transformers", "torch")
 
 
@@ -42,14 +42,6 @@ def save(model_dir: Path, target: Path, settings: dict[str, Any] | None = None) 
         finally:
             pyfunc_log.setLevel(level)
     return kind
-
-
-def model_folder(mlflow_model: Path) -> Path:
-    """The model's own files inside a downloaded MLflow model (what nlpexp loads), or the folder itself."""
-    for name in DATA_DIRS:
-        if (mlflow_model / name).is_dir():
-            return mlflow_model / name
-    return mlflow_model
 
 
 class TextModel(mlflow.pyfunc.PythonModel):

@@ -7,6 +7,7 @@ parameter at each epoch's end (hundreds of cards: off unless asked for).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,6 @@ class TensorBoardLogger(RunLogger):
 
     def start(self, config: Mapping[str, Any]) -> None:
         if self.serve:
-            from nlpexp.tb import start_server
-
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self.server = start_server([self.log_dir], self.port, self.host)
 
@@ -110,6 +109,29 @@ class TensorBoardLogger(RunLogger):
         values = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
         for part in hparams_summary(values, dict(summary)):
             self.writer.file_writer.add_summary(part)
+
+
+def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
+    spec = ",".join(f"{Path(d).name}:{d}" for d in logdirs if Path(d).exists()) or str(logdirs[0])
+    return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(port), "--host", host]
+
+
+def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
+    """TensorBoard in the background for a training run (logger.tensorboard.serve=true); it outlives the run so
+    that the results stay browsable: its pid is logged, `kill <pid>` stops it. A busy port: one line, no server."""
+    import logging
+    import socket
+    import subprocess
+
+    log = logging.getLogger(__name__)
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            log.warning("TensorBoard not started: port %d is in use (logger.tensorboard.port=<free port>)", port)
+            return None
+    server = subprocess.Popen(serve_command(logdirs, port, host), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    log.info("TensorBoard on http://%s:%d (pid %d; `kill %d` stops it)", host, port, server.pid, server.pid)
+    return server
 
 
 def _after_existing_event_files(log_dir: Path) -> None:

@@ -10,12 +10,11 @@ from typing import Annotated, Literal
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
-from nlpexp.rules import Int, Name, OneOf, Seed
+from nlpexp.rules import Int, Name, Pooling, Seed
 from nlpexp.safety import env_flag
 
 log = logging.getLogger(__name__)
 MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
-POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # sentence-transformers'
 REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
 
 
@@ -29,7 +28,7 @@ class ModelSpec:
         tokenizer: Name | None = None,
         random_init: Mapping | None = None,
         max_seq_length: Annotated[int, Int(1, MAX_SEQ_LENGTH)] = 128,
-        pooling: Annotated[str, OneOf(POOLINGS)] = "mean",
+        pooling: Pooling = "mean",
         trust_remote_code: bool = False,
         seed: Seed = 0,
         # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from nlpexp.data import DataSpec
 from nlpexp.errors import NlpexpError
-from nlpexp.model import ModelSpec
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class Task(ABC):
         self,
         *,
         monitor: str,
-        model: ModelSpec,
+        model,  # nlpexp.model.ModelSpec (not imported: the model package reaches back into tasks)
         data: DataSpec,
         trainer: TrainerSettings,
         optimizer: functools.partial,
@@ -65,6 +64,7 @@ class Task(ABC):
         self.scheduler_factory = scheduler
         self.loss_factory = loss
         self.run_dir = Path(run_dir)
+        self.checkpoints_dir, self.best_model_dir = self.run_dir / "checkpoints", self.run_dir / "best_model"
         self.mode = mode
         self.callbacks = list(callbacks)
         # Where tasks that tokenise whole splits keep them for later runs (nlpexp.data.cache); None: nowhere.
@@ -143,14 +143,6 @@ class Task(ABC):
         return []
 
     # -- trainers ----------------------------------------------------------------------------------------------
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    @property
-    def best_model_dir(self) -> Path:
-        return self.run_dir / "best_model"
 
     def make_trainer(self, trainer_class, args, **components):
         """A trainer (nlpexp.trainer.build) with the config's optimizer, schedule and batching, the run's callbacks

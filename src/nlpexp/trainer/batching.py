@@ -156,19 +156,14 @@ def padding_share(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> floa
     return 1.0 - float(sum(int(lengths[b].sum()) for b in batches)) / computed if computed else 0.0
 
 
-def length_grouping(model, max_tokens: int | None, library_choice) -> LengthGrouping:
-    """The `args.batch_sampler` of a sentence-transformers trainer with trainer.group_by_length or
-    trainer.max_tokens_per_batch (`task.batch_sampler=no_duplicates` is kept)."""
-    no_duplicates = library_choice in (BatchSamplers.NO_DUPLICATES, BatchSamplers.NO_DUPLICATES_HASHED)
-    return LengthGrouping(model.tokenizer, model.max_seq_length, max_tokens, no_duplicates)
-
-
 class LengthGrouping:
-    """Builds the LengthGroupedBatchSampler of a dataset, with its lengths by the model's tokenizer."""
+    """The `args.batch_sampler` of a sentence-transformers trainer with trainer.group_by_length or
+    trainer.max_tokens_per_batch: LengthGroupedBatchSampler, lengths by the model's tokenizer
+    (`task.batch_sampler=no_duplicates` is kept)."""
 
-    def __init__(self, tokenizer, max_length: int | None, max_tokens: int | None, no_duplicates: bool):
-        self.tokenizer, self.max_length, self.max_tokens, self.no_duplicates = tokenizer, max_length, max_tokens, \
-            no_duplicates
+    def __init__(self, model, max_tokens: int | None, library_choice):
+        self.tokenizer, self.max_length, self.max_tokens = model.tokenizer, model.max_seq_length, max_tokens
+        self.no_duplicates = library_choice in (BatchSamplers.NO_DUPLICATES, BatchSamplers.NO_DUPLICATES_HASHED)
 
     def __getstate__(self) -> dict:
         return {**vars(self), "tokenizer": None}  # the trainer pickles its args into every checkpoint

@@ -81,9 +81,10 @@ class SealedCheckpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         try:
+            losses = self.loss_before + loss_sum(self.trainer)  # every process: the sum gathers over them
             if args.should_save:
-                seal(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step,
-                     self.loss_before + loss_sum(self.trainer), self.identity)
+                seal(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step, losses,
+                     self.identity)
         finally:
             release_stop_signals()  # a stop signal that came while saving ends the run now
 
@@ -93,10 +94,10 @@ def build_trainer(trainer_class, args, *, optimizer: functools.partial, schedule
     """`trainer_class` (a library trainer) with the config's optimizer, schedule and batching, `callbacks`, and
     sealed checkpoints of what `identity` names; `components` are the trainer's own (model, datasets, loss...)."""
     from nlpexp.console import use_console_progress
-    from nlpexp.trainer.batching import length_grouping
+    from nlpexp.trainer.batching import LengthGrouping
 
     if settings.batches_by_length and hasattr(args, "batch_sampler"):  # the sentence-transformers trainers
-        args.batch_sampler = length_grouping(components["model"], settings.max_tokens_per_batch, args.batch_sampler)
+        args.batch_sampler = LengthGrouping(components["model"], settings.max_tokens_per_batch, args.batch_sampler)
     trainer = trainer_class(args=args, callbacks=list(callbacks), **components)
     trainer.optimizer = make_optimizer(trainer, optimizer, list(new_parameters))
     trainer.create_scheduler = functools.partial(_create_scheduler, trainer, scheduler)

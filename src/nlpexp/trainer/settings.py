@@ -53,7 +53,7 @@ class TrainerSettings:
                            optimizer: functools.partial, **task_args: Any):
         """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr;
         `task_args` add to them or override them."""
-        # once on the console (then run.log only): summarisation builds a trainer per evaluation
+        # once on the console (then run.log only): AugSBERT builds two trainers
         announce = logging.getLogger("nlpexp.steps").info if getattr(self, "_announced", False) else log.info
         announce("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
                  self.gradient_accumulation_steps, self.effective_batch_size)
