@@ -81,15 +81,20 @@ def read_trials(path: Path) -> list[dict]:
              "params": {name: r[name] for name in names}} for r in rows]
 
 
-def run_plain(trial: dict, tiny: bool, temp: Path) -> dict:
-    """One trial's parameters in a fresh `python run.py` process; `params` are read back from its config."""
-    run_dir = temp / "plain" / str(trial["number"])
-    overrides = [f"{name}={value}" for name, value in trial["params"].items()]
+def plain_overrides(params: dict, tiny: bool) -> list[str]:
+    """A plain run of one trial: the preset's settings, the shared job and the trial's parameters."""
     shared = [o for o in job_overrides(tiny) if not o.startswith("hparams_search=")]
     keys = {o.split("=", 1)[0] for o in shared}
     preset = [o for o in preset_settings() if o.split("=", 1)[0] not in keys]
-    result = run_job(*preset, *shared, *overrides, "trainer.group_by_length=false", "paths.cache_dir=null",
-                     f"paths.ledger_file={temp / 'ledger.jsonl'}", run_dir=run_dir, env=environment(temp))
+    return [*preset, *shared, *(f"{name}={value}" for name, value in params.items()),
+            "trainer.group_by_length=false", "paths.cache_dir=null"]
+
+
+def run_plain(trial: dict, tiny: bool, temp: Path) -> dict:
+    """One trial's parameters in a fresh `python run.py` process; `params` are read back from its config."""
+    run_dir = temp / "plain" / str(trial["number"])
+    result = run_job(*plain_overrides(trial["params"], tiny), f"paths.ledger_file={temp / 'ledger.jsonl'}",
+                     run_dir=run_dir, env=environment(temp))
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     return {"number": trial["number"], "value": result[METRIC], "wall_s": result["wall_s"],
             "params": {name: str(OmegaConf.select(config, name)) for name in trial["params"]}}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from nlpexp.config import PROJECT_ROOT
 
@@ -37,3 +38,23 @@ def test_tiny_run_times_both_arms_on_the_same_trials(tmp_path):
     table = (tmp_path / "sweep16.md").read_text()
     assert "nlpexp sweep" in table and "2 plain `run.py` processes" in table and str(figures["machine"]["cpu"]) in table
     assert docs.stat().st_mtime_ns == before  # a tiny run's figures are not results: the docs table stays
+
+
+def test_a_plain_run_composes_the_sweeps_job_with_the_trials_parameters():
+    """The plain arm cannot name the sweep preset (run.py refuses it without -m): it must carry the preset's own
+    settings, or its trials would train another job than the sweep's."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from bench_sweep16 import plain_overrides
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    params = {"optimizer.lr": "3e-05", "optimizer.weight_decay": "0.01", "trainer.batch_size": "32",
+              "scheduler.warmup_ratio": "0.1"}
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *plain_overrides(params, False), "--cfg",
+                           "job"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = yaml.safe_load(done.stdout)
+    assert job["task"]["trained_layers"] is None and job["task"]["head_lr"] == 2e-3  # the preset's, not config's
+    assert job["trainer"]["eval_every_steps"] == 50 and job["trainer"]["max_steps"] == 150
+    assert job["optimizer"]["lr"] == 3e-5 and job["trainer"]["batch_size"] == 32
+    assert job["trainer"]["group_by_length"] is False and job["paths"]["cache_dir"] is None
