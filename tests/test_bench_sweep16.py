@@ -16,7 +16,7 @@ BENCH = PROJECT_ROOT / "benchmarks" / "bench_sweep16.py"
 PARAMS = {"optimizer.lr", "optimizer.weight_decay", "trainer.batch_size", "scheduler.warmup_ratio"}
 
 
-@pytest.mark.slow  # 5 fresh run.py processes: ~35 s on a quiet 2-core machine, minutes on a busy one
+@pytest.mark.slow  # a 2-trial sweep + 2 fresh run.py processes: 78 s (41 s CPU) on the shared 2-core machine
 def test_tiny_run_times_both_arms_on_the_same_trials(tmp_path):
     docs = PROJECT_ROOT / "docs" / "performance.md"
     before = docs.stat().st_mtime_ns
