@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-# The checkout this run.py belongs to holds conf/ and experiments/ (nlpexp.config.PROJECT_ROOT): so that a
+# The checkout this run.py belongs to holds conf/ and experiments/ (nlpexp.paths.project_root()): so that a
 # non-editable install (pip install ., a wheel, which carry no conf/) runs this checkout's configs as well.
 os.environ.setdefault("NLPEXP_ROOT", str(Path(__file__).resolve().parent))
 
@@ -12,7 +12,6 @@ import hydra
 from omegaconf import DictConfig
 
 from nlpexp.boundary import exit_on_error, job_errors
-from nlpexp.cli import tolerate_closed_stdout
 from nlpexp.components import allowlist
 from nlpexp.config import CONFIG_DIR
 from nlpexp.gate import check_command_line
@@ -35,8 +34,9 @@ def _security_gate(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    tolerate_closed_stdout()
-    if wants_help(sys.argv[1:]):  # before the redaction, whose `KEY=value` rule would rewrite the usage line
+    # One console for the process: secrets never reach it (errors included), a closed pipe ends it quietly; the
+    # usage text is not redacted (its `KEY=value` examples would be).
+    redact_output(redacting=not wants_help(sys.argv[1:]))
+    if wants_help(sys.argv[1:]):
         sys.exit(print_help())
-    redact_output()  # secrets never reach the console or a log, errors included
     exit_on_error(main, sys.argv[1:], before=[_security_gate])  # Hydra's own errors as one line too

@@ -65,3 +65,17 @@ def make_data_root(root: Path, seed: int = 0) -> Path:
                     rows[-1].update(summary2=_sentence(rng), summary3=_sentence(rng))
             _write(root / name / f"{split}.jsonl.gz", rows)
     return root
+
+
+def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
+    """The hparams a run recorded (TensorBoard's hparams plugin) in one event folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams").get("_hparams_/session_start_info")
+    if content is None:
+        return {}
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}

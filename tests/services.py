@@ -1,4 +1,5 @@
-"""Real services that tests start for themselves: a throwaway PostgreSQL cluster, an MLflow tracking server.
+"""Real services that tests start for themselves: a throwaway PostgreSQL cluster, an MLflow tracking server (the
+`mlflow_uri` fixture, tests/conftest.py), `mlflow models serve`.
 
 Each listens on loopback only, on a free port, with its files in a temp dir removed afterwards. Where the
 server cannot be started here (no binaries), the test is skipped with the reason.
@@ -7,6 +8,7 @@ server cannot be started here (no binaries), the test is skipped with the reason
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -18,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -123,6 +125,35 @@ def mlflow_server(root: Path) -> Iterator[str]:
         server.wait(timeout=30)
         with contextlib.suppress(ProcessLookupError):  # a worker slower to go than its parent
             os.killpg(server.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def mlflow_serving(model_uri: str, tracking_uri: str, log: Path) -> Iterator[Callable[[list], list]]:
+    """`mlflow models serve` of `model_uri` on 127.0.0.1:<free port> (nlpexp's environment, --env-manager
+    local); yields a function that POSTs inputs to /invocations and returns the predictions."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "-h", "127.0.0.1", "-p",
+               str(port), "--env-manager", "local"]
+    with open(log, "w") as out:
+        serving = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   # the scoring server is the venv's uvicorn, run by name
+                                   env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+                                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+
+    def predict(inputs: list) -> list:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"inputs": inputs}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["predictions"]
+
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/ping", serving, log)
+        yield predict
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # one that failed to start is gone already
+            os.killpg(serving.pid, signal.SIGTERM)
+        serving.wait(timeout=30)
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:

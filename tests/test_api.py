@@ -39,7 +39,7 @@ def test_own_model_and_datasets_get_nlpexps_run(tmp_path, monkeypatch, after_a_h
     for produced in ("best_model/modules.json", "config.yaml", "provenance.json", "tensorboard"):
         assert (run_dir / produced).exists(), produced
     assert list((run_dir / "checkpoints").glob("checkpoint-*"))
-    assert "step 1/2  loss " in (run_dir / "run.log").read_text()
+    assert "step 1/2  train/loss " in (run_dir / "run.log").read_text()
     # the run reads what it was given, and its config says so
     read = json.loads((run_dir / "provenance.json").read_text())["data_files"]
     assert str(run_dir / "given_data" / "given" / "train.jsonl") in read

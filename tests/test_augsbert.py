@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from sentence_transformers import CrossEncoder
+from sentence_transformers import CrossEncoder, CrossEncoderTrainer, SentenceTransformerTrainer
 
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import build_task, run
-from nlpexp.task import augsbert, sentence_training
+from nlpexp.task.augsbert import task as augsbert_task
 
 SMOKE = ("task=augsbert", "model=tiny_bert", "debug=smoke", "logger=none", "task.gold_size=32")
 
@@ -51,9 +51,9 @@ def test_rerun_skips_the_stages_already_done(first_run, compose_run, monkeypatch
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr(augsbert.CrossEncoderStageTrainer, "train", refuse)
-    monkeypatch.setattr(sentence_training.EmbeddingTrainer, "train", refuse)
-    monkeypatch.setattr(augsbert.CrossEncoder, "predict", refuse)
+    monkeypatch.setattr(CrossEncoderTrainer, "train", refuse)
+    monkeypatch.setattr(SentenceTransformerTrainer, "train", refuse)
+    monkeypatch.setattr(CrossEncoder, "predict", refuse)
     again = run(compose_run(*SMOKE, run_dir=run_dir))
     for key in ("val/spearman_cosine", "val/cross_encoder_spearman", "train/silver_pairs"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6)
@@ -68,7 +68,7 @@ def test_rerun_with_other_settings_is_refused(first_run, compose_run):
 def test_an_interrupted_run_resumes_after_its_last_finished_stage(compose_run, tmp_path, monkeypatch):
     """A crash while writing silver.jsonl leaves stages 1-2 done; the rerun reuses them and does 3 and 4."""
     run_dir = tmp_path / "run"
-    write = augsbert.task.write_jsonl_atomic
+    write = augsbert_task.write_jsonl_atomic
 
     def crash_on_silver(path, rows):
         if path.name == "silver.jsonl":
@@ -76,12 +76,12 @@ def test_an_interrupted_run_resumes_after_its_last_finished_stage(compose_run, t
         write(path, rows)
 
     with monkeypatch.context() as patch:
-        patch.setattr(augsbert.task, "write_jsonl_atomic", crash_on_silver)
+        patch.setattr(augsbert_task, "write_jsonl_atomic", crash_on_silver)
         with pytest.raises(RuntimeError, match="crash"):
             run(compose_run(*SMOKE, run_dir=run_dir))
     assert (run_dir / "cross_encoder").is_dir() and (run_dir / "candidates.jsonl").is_file()
     assert not (run_dir / "silver.jsonl").exists()
-    monkeypatch.setattr(augsbert.CrossEncoderStageTrainer, "train", lambda *a, **k: pytest.fail("stage 1 again"))
+    monkeypatch.setattr(CrossEncoderTrainer, "train", lambda *a, **k: pytest.fail("stage 1 again"))
     metrics = run(compose_run(*SMOKE, run_dir=run_dir))
     assert metrics["train/silver_pairs"] == len(_jsonl(run_dir / "candidates.jsonl")) > 0
     assert "val/cross_encoder_spearman" in metrics

@@ -150,7 +150,6 @@ def test_catalogue_is_large_enough():
 
 def _run_cli(tmp_path, data_root, *args, **env_vars):
     env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1", **env_vars}
-    env.pop("NLPEXP_FULL_ERROR", None)
     if "HYDRA_FULL_ERROR" not in env_vars:
         env.pop("HYDRA_FULL_ERROR", None)
     run_dir = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={tmp_path}/D"]

@@ -136,6 +136,7 @@ data.seed=-1 | data.seed | an integer in \\[0, 4294967295\\]
 +data.shuffle=sometimes | data.shuffle | true or false
 +data.split_ratios={train:1.5} | data.split_ratios | a mapping of names to a number in \\[0, 1\\] or null
 task.monitor=accuracy | task.monitor | 'val/<metric>'
+task.head_lr=0 | task.head_lr | a positive number or null
 task.sts.max_eval_samples=0 | task.sts.max_eval_samples | a positive integer or null
 +task.temperature=0.5 | task.temperature | not a setting; known: monitor, cache_dir, sts
 task=embedding loss.scale=-20 | loss.scale | a positive number

@@ -91,3 +91,12 @@ def test_a_damaged_entry_is_rebuilt_with_a_notice(tokenizer, tmp_path, caplog, d
     caplog.clear()
     assert [list(ids) for ids in tokenized(rows(), tokenizer, tmp_path)["input_ids"]] == expected  # whole again
     assert "unreadable" not in caplog.text
+
+
+def test_datasets_fingerprint_still_tells_rows_apart():
+    """nlpexp.adapters.datasets: the private `_fingerprint` the cache key reads; fails when datasets changes it."""
+    from nlpexp.adapters.datasets import fingerprint
+
+    first, same, other = rows("a", "b"), rows("a", "b"), rows("a", "c")
+    assert isinstance(fingerprint(first), str) and fingerprint(first) == fingerprint(same) != fingerprint(other)
+    assert fingerprint(first.map(lambda row: {"n": len(row["text"])})) != fingerprint(first)

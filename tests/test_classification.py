@@ -11,7 +11,7 @@ import pytest
 from nlpexp.config import instantiate
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import objective, run
-from nlpexp.tb import read_hparams
+from tests.fixtures import read_hparams
 
 SMOKE = ("task=classification", "data=imdb", "model=tiny_bert", "debug=smoke")
 SCORES = ("accuracy", "macro_f1", "loss")
@@ -40,7 +40,8 @@ def test_metrics_json_has_accuracy_macro_f1_and_loss_of_both_splits(trained):
     cfg, run_dir, metrics = trained
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == metrics
-    training = {"train/runtime_s", "train/samples_per_second", "train/loss", "train/eval_runtime_s", "time/total_s"}
+    training = {"train/runtime_s", "train/samples_per_second", "train/mean_loss", "train/eval_runtime_s",
+                "time/total_s"}
     assert {f"{split}/{score}" for split in ("val", "test", "start") for score in SCORES} | training == set(written)
     for split in ("val", "test"):
         assert 0.0 <= written[f"{split}/accuracy"] <= 1.0 and 0.0 <= written[f"{split}/macro_f1"] <= 1.0

@@ -79,3 +79,17 @@ def test_a_misspelled_key_in_a_composed_config_is_reported(tmp_path):
                    "+hydra.sweeper.sampler.sed=1", "hydra/sweeper=nlpexp"], with_hydra=True)
     found = {path: unbound_keys(node) for path, node in _target_nodes(cfg) if unbound_keys(node)}
     assert found == {"data": ["colums"], "task.sts": ["sed"], "hydra.sweeper.sampler": ["sed"]}
+
+
+@pytest.mark.parametrize("kind", ["MODEL", "DATA", "SCHEDULER", "TASK", "LOGGER"])
+def test_the_schema_names_exactly_the_parameters_of_nlpexp_s_own_classes(kind):
+    """A group the schema lists by hand (a task's, a logger's: modules too heavy to import for a check) has the keys
+    its class's signature has, no stale one and none missing; the others are derived from it (nlpexp.derived)."""
+    from nlpexp import schema
+    from nlpexp.derived import _derived
+    from nlpexp.rules import ByTarget
+
+    rule = getattr(schema, kind)
+    for target, group in rule.groups.items():
+        from_signature = _derived(get_object(target), ByTarget({}, bound=rule.bound), partial=False)
+        assert (set(group.fields), group.open) == (set(from_signature.fields), from_signature.open), target

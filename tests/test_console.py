@@ -61,11 +61,11 @@ def test_a_smoke_runs_console_is_short_narrow_and_quiet(tmp_path, data_root, tas
         stages = re.findall(r"^stage (\d)/4 (\w+): ", console, re.MULTILINE)
         assert stages == [("1", "cross_encoder"), ("2", "candidates"), ("3", "silver"), ("4", "bi_encoder")], console
     # one bar for training (no nested eval bar), one line per evaluation with the monitored metric first
-    assert re.search(rf"^step 2/4  val/{monitor} ", console, re.MULTILINE), console
+    assert re.search(rf"^step 2/4  eval/{monitor} ", console, re.MULTILINE), console
     assert "eval:" not in console[console.index("train:"):console.rindex("train: 100%")]
     assert f"val/{monitor}" in console.split("metrics of")[1]  # the final table
     run_log = (run_dir / "run.log").read_text()
-    assert [f"step {n}/4  loss " in run_log for n in (1, 2, 3, 4)] == [True] * 4  # per-step losses, run.log only
+    assert [f"step {n}/4  train/loss " in run_log for n in (1, 2, 3, 4)] == [True] * 4  # per-step losses, run.log only
     assert "  loss " not in console
     assert console.count("\n") < run_log.count("\n")
     if task_name == "summarization":  # the encoder-decoder's FutureWarning: in run.log, not on the console
@@ -99,10 +99,12 @@ def test_an_evaluation_line_fits_and_leads_with_the_monitored_metric():
                                                  "spearman_dot", "pearson_max", "spearman_max", "accuracy")}
     logs |= {"eval_loss": 1.5, "eval_spearman_cosine": -0.0479, "eval_runtime": 0.1, "epoch": 0.25}
     line = evaluation_line(logs, 2, 4, "spearman_cosine")
-    assert len(line) <= WIDTH and line.startswith("step 2/4  val/spearman_cosine -0.0479  val/loss 1.5  val/accur")
+    assert len(line) <= WIDTH and line.startswith("step 2/4  eval/spearman_cosine -0.0479  eval/loss 1.5  eval/accur")
     assert "runtime" not in line and "epoch" not in line
     full = format_logs(logs, 2, 4)  # run.log: every figure
-    assert len(full) > WIDTH and all(f"val/{key[5:]}" in full for key in logs if key != "eval_runtime")
+    evaluated = [key[5:] for key in logs if key.startswith("eval_") and key != "eval_runtime"]
+    assert len(full) > WIDTH and all(f"eval/{name} " in full for name in evaluated)
+    assert "train/epoch 0.25" in full  # the trackers' per-step names
 
 
 def test_early_stopping_says_so(tmp_path, caplog):

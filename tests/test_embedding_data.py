@@ -15,7 +15,7 @@ from nlpexp.data.pairs import (
     unordered_unique,
 )
 from nlpexp.errors import NlpexpError
-from nlpexp.task.augsbert import gold_and_silver
+from nlpexp.task.augsbert.stages import gold_and_silver
 from nlpexp.task.tsdae import delete_words
 
 LABELS = ["entailment", "neutral", "contradiction"]

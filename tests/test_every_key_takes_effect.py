@@ -58,7 +58,7 @@ OTHERWISE = {
     "paths.root_dir": "only the default of the other paths.* (conf/paths/default.yaml)",
     "paths.runs_dir": "hydra.run.dir and the ledger: tests/test_paths.py, test_settings_take_effect.py (ledger)",
     "paths.sweeps_dir": "hydra.sweep.dir and studies_dir: tests/test_paths.py",
-    "paths.ledger_file": "where attempt.py appends: tests/test_ledger.py, test_settings_take_effect.py (ledger)",
+    "paths.ledger_file": "where nlpexp.observers.LedgerObserver appends: tests/test_ledger.py, test_settings_take_effect.py (ledger)",
     "paths.registry_dir": "model.name_or_path=registry:<name> resolves there: tests/test_paths.py",
     "debug": "a config group (debug=smoke), not a value: tests/test_smoke_presets.py",
     "hydra.sweeper": "a study's settings, not a run's: tests/test_sweep*.py, tests/test_sweeper_*.py",
@@ -186,13 +186,12 @@ def _console(verbose: bool) -> int:
 
 def _batch_sampler(task) -> tuple:
     """The batches the sbert_nli trainer draws in its first epoch (a tiny random model, the test data)."""
-    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from nlpexp.task.sbert_nli import SbertNliTrainer
-    from nlpexp.trainer.lazy import lazy_evaluator
+    from nlpexp.task.evaluators import lazy_evaluator
 
     args = task.training_arguments(SentenceTransformerTrainingArguments)
-    trainer = task.make_trainer(SbertNliTrainer, args, model=task.model, train_dataset=task.train_set,
+    trainer = task.make_trainer(SentenceTransformerTrainer, args, model=task.model, train_dataset=task.train_set,
                                 loss=task.loss, evaluator=lazy_evaluator(True, lambda: None))  # never called
     sampler = trainer.get_batch_sampler(task.train_set, batch_size=4, drop_last=False,
                                         valid_label_columns=["label"], seed=0)

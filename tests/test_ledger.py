@@ -11,7 +11,6 @@ import textwrap
 import pytest
 
 from nlpexp import ledger
-from nlpexp.attempt import record_failed_attempt
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
 
@@ -97,19 +96,36 @@ def test_an_unwritable_ledger_fails_a_good_run_with_one_line(compose_run, tmp_pa
         run(compose_run(*SMOKE))
 
 
-def test_failures_outside_run_are_recorded_once(compose_run, tmp_path):
-    """record_failed_attempt (for errors raised before pipeline.run) adds nothing when run() recorded it."""
-    cfg = compose_run(*SMOKE, "mode=nope")
-    with pytest.raises(NlpexpError) as caught:
-        run(cfg)
-    record_failed_attempt(cfg, caught.value)
-    try:
-        raise NlpexpError("mode: converted at the boundary") from caught.value
-    except NlpexpError as converted:
-        record_failed_attempt(cfg, converted)  # the same attempt: no second line
-    record_failed_attempt(cfg, NlpexpError("schema: trainer.seed must be an integer"))
-    assert [(r["status"], r["error"][:6]) for r in _lines(tmp_path / "ledger.jsonl")] == \
-        [("failed", "mode m"), ("failed", "schema")]
+def test_a_refused_config_is_recorded_once(compose_run, tmp_path):
+    with pytest.raises(NlpexpError):
+        run(compose_run(*SMOKE, "mode=nope"))
+    assert [(r["status"], r["error"][:6]) for r in _lines(tmp_path / "ledger.jsonl")] == [("failed", "mode m")]
+
+
+def test_an_observer_that_refuses_a_success_fails_the_run_for_the_observers_before_it():
+    """nlpexp.observers: finished in reverse order; a refusal (a sweep trial given up) is what the rest record."""
+    from nlpexp.observers import Observers
+
+    seen = []
+
+    class Records:
+        def start(self, cfg):
+            pass
+
+        def finish(self, metrics, error):
+            seen.append(error)
+
+    class Refuses(Records):
+        def finish(self, metrics, error):
+            raise NlpexpError("given up")
+
+    observers = Observers()
+    for observer in (Records(), Refuses()):
+        observers.start(observer, None)
+    with pytest.raises(NlpexpError, match="given up"):
+        observers.finish({}, None)
+    assert [str(error) for error in seen] == ["given up"]
+    observers.finish({}, KeyboardInterrupt())  # a recorder failing while a failure is recorded: logged, not raised
 
 
 def test_a_rerun_into_a_used_run_dir_moves_the_earlier_attempt_aside(compose_run, tmp_path, monkeypatch):

@@ -7,26 +7,19 @@ import pytest
 from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
-from tests.services import mlflow_server
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=mlflow")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
-        yield uri
-
-
-@pytest.fixture(scope="module")
-def tracked_run(server, tmp_path_factory, data_root):
+def tracked_run(mlflow_uri, tmp_path_factory, data_root):
     """One smoke run logged to the server, with a secret in its environment and a tag of its own."""
     root = tmp_path_factory.mktemp("tracked")
     from nlpexp.config import compose
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        mp.setenv("MLFLOW_TRACKING_URI", server)
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
         mp.setenv("HF_TOKEN", "hf_secret_value_123")
         mp.chdir(root)
         cfg = compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}", *SMOKE,
@@ -35,7 +28,7 @@ def tracked_run(server, tmp_path_factory, data_root):
         metrics = run(cfg)
     from mlflow import MlflowClient
 
-    client = MlflowClient(server)
+    client = MlflowClient(mlflow_uri)
     (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
     return root, metrics, client, found
 
@@ -46,27 +39,29 @@ def test_a_run_records_config_metrics_params_tags_and_model_on_the_server(tracke
     assert found.data.tags["team"] == "nlp" and found.data.tags["nlpexp.run_dir"] == str(root / "run")
     assert found.data.tags["note"] == found.data.tags["api_token"] == "<redacted>"  # a secret value, a secret key
     assert found.data.params["optimizer.lr"] and found.data.params["trainer.batch_size"] == "8"
-    assert found.data.metrics["best/val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"])
+    assert found.data.metrics["val/spearman_cosine"] == pytest.approx(metrics["val/spearman_cosine"])
     losses = client.get_metric_history(found.info.run_id, "train/loss")
     assert [m.step for m in losses] == [1, 2, 3, 4]  # every log step (debug=smoke logs each), no final appended
-    evals = [m.step for m in client.get_metric_history(found.info.run_id, "val/spearman_cosine")]
-    assert evals == [2, 4]  # each evaluation; the best checkpoint's is best/val/spearman_cosine
+    evals = [m.step for m in client.get_metric_history(found.info.run_id, "eval/spearman_cosine")]
+    assert evals == [2, 4]  # each evaluation; the best checkpoint's is val/spearman_cosine
 
     config_file = client.download_artifacts(found.info.run_id, "config.yaml", str(tmp_path))
     config = open(config_file).read()
     assert "hf_secret_value_123" not in config and "<redacted>" in config and "tiny_bert" in config
-    artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "best_model")}
-    assert "best_model/MLmodel" in artifacts  # an MLflow model (sentence_transformers flavor)
+    (model,) = client.search_logged_models([found.info.experiment_id])  # the run's "Logged models" list
+    assert (model.name, model.source_run_id, model.model_type) == ("best_model", found.info.run_id,
+                                                                    "sentence_transformers")
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
     assert not [p for p in root.iterdir() if p.name not in ("run", "ledger.jsonl")]  # nothing in the cwd
     assert not (root / "run" / "mlflow").exists()  # a server: no local store
 
 
-def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(tracked_run, server, tmp_path,
+def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(tracked_run, mlflow_uri, tmp_path,
                                                                             monkeypatch, capsys):
     root, _, client, found = tracked_run
     local = tmp_path / "local"
     registry.register(root / "run", "tiny-nli", local)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     assert registry.main(["--root", str(local), "publish", "tiny-nli@latest", "--alias", "champion"]) == 0
     assert capsys.readouterr().out.strip() == "registry:mlflow:tiny-nli@v1"
     version = client.get_model_version_by_alias("tiny-nli", "champion")
@@ -87,9 +82,9 @@ def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(track
         registry.resolve("registry:mlflow:../../etc@v1", elsewhere)
 
 
-def test_a_registry_mlflow_model_trains_on(tracked_run, server, compose_run, monkeypatch, tmp_path):
+def test_a_registry_mlflow_model_trains_on(tracked_run, mlflow_uri, compose_run, monkeypatch, tmp_path):
     """`model.name_or_path=registry:mlflow:...` loads the published model in a run."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     cfg = compose_run("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none", "mode=eval",
                       "model.name_or_path=registry:mlflow:tiny-nli@champion")
     metrics = run(cfg)
@@ -107,13 +102,13 @@ def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, mon
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
-    assert found.info.status == "FINISHED" and "best/val/spearman_cosine" in found.data.metrics
+    assert found.info.status == "FINISHED" and "val/spearman_cosine" in found.data.metrics
     assert found.info.artifact_uri.startswith((store / "artifacts").as_uri())
     assert (store / "artifacts").is_dir() and any((store / "artifacts").rglob("modules.json"))
     assert {p.name for p in tmp_path.iterdir()} <= {"ledger.jsonl", "registry", "run"}  # no mlruns/ in the cwd
 
 
-def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(server, tmp_path):
+def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(mlflow_uri, tmp_path):
     from types import SimpleNamespace
 
     from mlflow import MlflowClient
@@ -121,7 +116,7 @@ def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(server,
     from nlpexp.logger import MlflowLogger
 
     def attempt(step: int, fail: bool) -> str:
-        logger = MlflowLogger(run_dir=str(tmp_path), experiment="resume", tracking_uri=server)
+        logger = MlflowLogger(run_dir=str(tmp_path), experiment="resume", tracking_uri=mlflow_uri)
         logger.start({"seed": 1})
         run_id = logger.run_id
         logger.on_log(None, SimpleNamespace(global_step=step), None, logs={"loss": float(step)})
@@ -134,7 +129,7 @@ def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(server,
 
     with pytest.raises(RuntimeError):
         attempt(1, fail=True)
-    client = MlflowClient(server)
+    client = MlflowClient(mlflow_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
     assert run.info.status == "FAILED"
     first = run.info.run_id

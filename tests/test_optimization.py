@@ -39,10 +39,10 @@ def test_head_lr_null_trains_everything_at_lr(compose_run):
 
 
 def test_the_softmax_head_learns_at_head_lr(compose_run, monkeypatch):
-    from nlpexp.task.sbert_nli import SbertNliTrainer
+    from sentence_transformers import SentenceTransformerTrainer
 
     seen = {}
-    original = SbertNliTrainer.create_optimizer
+    original = SentenceTransformerTrainer.create_optimizer
 
     def recording(self, *args, **kwargs):
         optimizer = original(self, *args, **kwargs)
@@ -50,7 +50,7 @@ def test_the_softmax_head_learns_at_head_lr(compose_run, monkeypatch):
         seen["decay"] = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
         return optimizer
 
-    monkeypatch.setattr(SbertNliTrainer, "create_optimizer", recording)
+    monkeypatch.setattr(SentenceTransformerTrainer, "create_optimizer", recording)
     run(compose_run("model=tiny_bert", "debug=smoke", "logger=none"))
     assert all(seen["lrs"][i] == 1e-2 for i in seen["head"])  # task.head_lr of sbert_nli
     assert sorted(set(seen["lrs"].values())) == [2e-5, 1e-2]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from nlpexp.errors import NlpexpError
 from nlpexp.ledger import read as read_ledger
 from nlpexp.pipeline import run
 from nlpexp.sweep import check_trial_owned
+from nlpexp.sweep.env import trial_env
 from nlpexp.sweep.storage import open_storage
-from nlpexp.sweep.study import trial_env
 
 # A sweep process in miniature: trials in loky workers (the backend of hydra/launcher=parallel).
 SWEEP = textwrap.dedent("""
@@ -141,20 +142,34 @@ def test_killing_a_parallel_sweep_ends_its_workers_and_their_trials(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_the_sweep_interrupt_is_not_lost_in_a_finalizer():
+def test_the_sweep_interrupt_is_not_lost_in_a_finalizer(monkeypatch):
     """The interrupt may land while the garbage collector runs a `__del__` (the trainer's gc.collect at train start),
-    where Python drops any exception: it is raised again a moment later, outside it."""
+    where Python drops any exception: it is sent again, outside it."""
     from nlpexp import sweep
+
+    inside, dropped = threading.Event(), []
 
     class Finalized:
         def __del__(self):
-            os.kill(os.getpid(), signal.SIGUSR2)
-            time.sleep(0.05)  # the handler runs here, inside __del__
+            inside.set()
+            try:
+                deadline = time.monotonic() + 1
+                while time.monotonic() < deadline:  # the interrupt lands here
+                    pass
+            except KeyboardInterrupt:
+                dropped.append(True)
+                raise
 
-    previous = signal.signal(signal.SIGUSR2, sweep._interrupt)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # (the watcher's, put back after the test)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: sweep._interrupt(before, signum, frame))
     try:
-        with pytest.raises(KeyboardInterrupt, match="the sweep process is gone"):
+        with pytest.raises(KeyboardInterrupt, match="the sweep process is gone"), sweep.run_in_progress():
+            threading.Thread(target=lambda: inside.wait() and sweep._interrupt_run()).start()
             Finalized()  # dropped at once: its __del__ runs
-            time.sleep(3)
+            for _ in range(300):
+                time.sleep(0.01)
+        assert dropped == [True]
     finally:
-        signal.signal(signal.SIGUSR2, previous)
+        signal.signal(signal.SIGINT, before)
+        sweep._orphaned.clear()

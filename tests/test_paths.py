@@ -80,7 +80,7 @@ def _finished_run(folder):
 
 
 def test_every_tool_defaults_to_the_configured_places(elsewhere, capsys, caplog, monkeypatch):
-    version = registry.register(_finished_run(elsewhere / "run"), "mine")
+    version = registry.register(_finished_run(elsewhere / "run"), "mine", registry.registry_dir())
     assert version == elsewhere / "registry" / "mine" / "v1"
     assert registry.main(["list"]) == 0 and capsys.readouterr().out == "mine: v1\n"
 
@@ -141,9 +141,9 @@ def test_an_in_process_run_looks_up_registry_models_in_its_own_paths_registry_di
 @pytest.mark.parametrize("command", [["runs"], ["registry", "list"], ["tb", "list"]])
 def test_without_a_config_every_tool_says_so_in_one_line(command, tmp_path, monkeypatch, capsys):
     """A non-editable install without NLPEXP_ROOT finds no conf/: the tools cannot know their default paths."""
-    from nlpexp import cli, config
+    from nlpexp import cli
 
-    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path / "conf")
+    monkeypatch.setenv("NLPEXP_ROOT", str(tmp_path))
     assert cli.main(command) == 2
     assert capsys.readouterr().err.splitlines() == [f"error: no nlpexp config at {tmp_path / 'conf'}: install the "
                                                     "checkout editable (pip install -e <checkout>) or set "

@@ -1,9 +1,10 @@
 """Exact resume: a run SIGKILLed at any moment, rerun with trainer.resume=true, ends with the metrics of a run
 that was never interrupted (to 1e-6, train/loss included); checkpoints are whole or absent.
 
-The kills are real SIGKILLs (no finally block, no atexit), placed exactly by the NLPEXP_KILL_AT test hook in a
-child process forked from this one (so it pays no second import of torch); the resumed runs and the one
-uninterrupted reference run are in-process. 4 steps, checkpoints at 2 and 4 (debug=smoke).
+The kills are real SIGKILLs (no finally block, no atexit), placed exactly by _place_kill (a trainer callback and
+two wrapped task methods, nothing in nlpexp itself) in a child process forked from this one (so it pays no second
+import of torch); the resumed runs and the one uninterrupted reference run are in-process. 4 steps, checkpoints
+at 2 and 4 (debug=smoke).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from nlpexp.errors import NlpexpError
 from nlpexp.ledger import read as read_ledger
 from nlpexp.pipeline import run
 from nlpexp.tb import read_tags
-from nlpexp.trainer.checkpoints import KILL_ENV, SEAL, check_identity, newest_complete, read_seal
+from nlpexp.trainer.checkpoints import SEAL, check_identity, newest_complete, read_seal
 
 ARGS = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=tensorboard", "logger.tensorboard.histograms=false")
 TIMINGS = ("time/", "train/runtime_s", "train/samples_per_second", "train/eval_runtime_s")
-# Where a kill lands (see nlpexp.trainer.checkpoints.kill_point), and the checkpoint resume then starts from.
+# Where a kill lands (see _place_kill), and the checkpoint resume then starts from.
 KILLS = {
     "setup": None,                    # data and model loaded, no step taken
     "step:2": None,                   # mid-step, before the first checkpoint (step 1 logged)
@@ -50,11 +51,39 @@ def reference(uninterrupted):
     return uninterrupted[1]
 
 
+def _place_kill(point: str) -> None:
+    """SIGKILL this process at `point`: `setup` (done), `step:N` (after its backward pass, before the optimizer
+    step), `save:N` (checkpoint-N's files written, its seal not: the sealing callback comes last) or
+    `evaluate_validation` (done). Only ever called in the forked child, whose patches die with it."""
+    from transformers import TrainerCallback
+
+    from nlpexp.task.base import Task
+    from nlpexp.task.sbert_nli import SbertNliTask
+
+    name, _, step = point.partition(":")
+
+    def kill_if(reached: bool) -> None:
+        if reached:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    class KillAt(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            kill_if(name == "step" and state.global_step + 1 == int(step))
+
+        def on_save(self, args, state, control, **kwargs):
+            kill_if(name == "save" and state.global_step == int(step))
+
+    callbacks, setup, evaluate = Task.training_callbacks, SbertNliTask.setup, Task.evaluate
+    Task.training_callbacks = lambda self: [*callbacks(self), KillAt()]
+    SbertNliTask.setup = lambda self: (setup(self), kill_if(name == "setup"))[0]
+    Task.evaluate = lambda self, role: (evaluate(self, role), kill_if(point == f"evaluate_{role}"))[0]
+
+
 def _killed_run(cfg, point: str) -> None:
     """Run `cfg` in a forked child that SIGKILLs itself at `point`."""
 
     def child():
-        os.environ[KILL_ENV] = point
+        _place_kill(point)
         try:
             run(cfg)
         finally:

@@ -40,7 +40,7 @@ def test_nan_loss_stops_the_run_with_one_line(compose_run, tmp_path):
 def test_guard_sees_infinite_losses():
     from transformers import TrainerControl, TrainerState
 
-    from nlpexp.trainer.callbacks import NonFiniteLossGuard
+    from nlpexp.trainer.build import NonFiniteLossGuard
 
     with pytest.raises(NlpexpError):
         NonFiniteLossGuard().on_log(None, TrainerState(), TrainerControl(), logs={"loss": math.inf})
@@ -71,3 +71,29 @@ def test_configs_cannot_name_code_outside_the_allow_list(compose_run, tmp_path):
         with pytest.raises(NlpexpError, match="is not allowed"):
             run(compose_run(*SMOKE, f"optimizer._target_={target}"))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_job_re_checks_its_code_only_where_no_gate_checked_the_command():
+    """run.py's launcher applies the allow-list once, in its gate (nlpexp.gate): its jobs do not apply it again;
+    a job started without it (from Python, in a launcher's worker process) does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from nlpexp.config import CONFIG_DIR
+    from nlpexp.safety import check_run, gate_passed
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    job = cfg.copy()
+    with open_dict(job):
+        del job["hydra"]
+        job.model._target_ = "os.system"  # what no gate would have let through
+    try:
+        with gate_passed():
+            check_run(job)
+        with pytest.raises(NlpexpError, match="model._target_='os.system' is not allowed"):
+            check_run(job)
+    finally:
+        HydraConfig.instance().cfg = None

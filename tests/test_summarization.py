@@ -12,7 +12,7 @@ import torch
 
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
-from nlpexp.task.summarization import SummarizationTrainer
+from nlpexp.task.summarization.trainers import SummarizationTrainer
 
 # Few, short, greedy generations keep the tiny random models (which never emit EOS) fast.
 FAST = ("task=summarization", "data=dialogsum", "debug=smoke", "logger=none", "data.max_eval_samples=8",

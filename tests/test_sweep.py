@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.sweep.study import ERROR, RUN_DIR, load_study, note
 
-TRIAL_LINE = re.compile(r"\] trial (\d+): val/spearman_cosine = ")
+TRIAL_LINE = re.compile(r"(?:^|\] )trial (\d+): val/spearman_cosine = ", re.M)  # (bare: the sweep console)
 
 
 def sweep_args(root: Path, preset: str, *overrides: str) -> list[str]:

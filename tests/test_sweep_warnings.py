@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from nlpexp.sweep.once import library_warnings_once
+from hydra_plugins.nlpexp_optuna_sweeper.sweeper import library_warnings_once
 
 
 def _poll(times: int) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hydra_plugins.nlpexp_optuna_sweeper.seeding import join_study, seed_for, stream_seed
-from nlpexp.sweep.study import load_study
+from nlpexp.sweep.study import load_study, sampler_seed, stream_seed
 from tests.sweeper_app.runner import sweep
 
 
@@ -41,13 +40,14 @@ def test_a_resumed_study_draws_new_reproducible_points(tmp_path):
 def test_processes_joining_a_study_get_their_own_streams(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     study = optuna.create_study(storage=storage, study_name="s")
-    study_id = storage.get_study_id_from_name("s")
-    assert join_study(storage, study_id) == (0, 0)
-    assert join_study(storage, study_id) == (0, 1)  # a second process at the same moment
+    random, grid = {"_target_": "optuna.samplers.RandomSampler", "seed": 42}, {"_target_": "x.GridSampler", "seed": 42}
+    assert sampler_seed(storage, study, random) == (42, "joined the study at trial 0, rank 0")
+    second = sampler_seed(storage, study, random)  # a second process at the same moment
+    assert second == (stream_seed(42, 0, 1), "joined the study at trial 0, rank 1")
     study.enqueue_trial({})
-    assert join_study(storage, study_id) == (1, 0)  # a resumed study
+    assert sampler_seed(storage, study, random)[1] == "joined the study at trial 1, rank 0"  # a resumed study
+    assert sampler_seed(storage, study, grid)[0] == 42  # its seed orders the grid
     seeds = {stream_seed(42, 0, 0), stream_seed(42, 0, 1), stream_seed(42, 1, 0), stream_seed(43, 0, 0),
              stream_seed(43, 1, 0), stream_seed(43, 0, 1)}
     assert len(seeds) == 6 and stream_seed(42, 0, 0) == 42  # a fresh study: the seed itself
     assert stream_seed(None, 3, 1) is None
-    assert seed_for("optuna.samplers.GridSampler", 42, 5, 1) == 42  # its seed orders the grid

@@ -41,7 +41,6 @@ def test_the_installed_release_is_the_one_the_adapter_was_written_for():
 def test_the_internals_used_keep_their_signatures(name, parameters):
     assert list(inspect.signature(getattr(_impl.OptunaSweeperImpl, name)).parameters) == parameters
     assert list(inspect.signature(_impl.create_params_from_overrides).parameters) == ["arguments"]
-    assert "_return_value" in {f for f in JobReturn.__dataclass_fields__}
 
 
 def impl(**changes):
@@ -78,7 +77,11 @@ def test_configure_trials_draws_params_and_stores_fixed_ones():
         assert study.trials[trial.number].user_attrs == {"c": "5"}
 
 
-def test_job_error_reads_a_failed_job_without_raising():
-    error = RuntimeError("boom")
-    assert upstream.job_error(JobReturn(status=JobStatus.FAILED, _return_value=error)) is error
-    assert upstream.job_error(JobReturn(status=JobStatus.COMPLETED, _return_value=1.0)) is None
+def test_job_outcome_reads_a_failed_job_without_raising():
+    failed, error = JobReturn(status=JobStatus.FAILED), RuntimeError("boom")
+    failed.return_value = error
+    assert upstream.job_outcome(failed) == (None, error, None)
+    ran = OmegaConf.create({"hydra": {"runtime": {"output_dir": "/r"}}})
+    done = JobReturn(status=JobStatus.COMPLETED, hydra_cfg=ran)
+    done.return_value = 1.0
+    assert upstream.job_outcome(done) == (1.0, None, "/r")

@@ -37,7 +37,7 @@ def test_serve_starts_tensorboard_with_the_training_and_notes_each_new_best(comp
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     port = _free_port()
-    caplog.set_level(logging.INFO, logger="nlpexp.tb")
+    caplog.set_level(logging.INFO, logger="nlpexp.logger.tensorboard")
     run(compose_run(*SMOKE, "logger.tensorboard.serve=true", f"logger.tensorboard.port={port}"))
     [pid] = [int(p) for p in re.findall(rf"TensorBoard on http://127.0.0.1:{port} \(pid (\d+);", caplog.text)]
     try:
@@ -49,15 +49,15 @@ def test_serve_starts_tensorboard_with_the_training_and_notes_each_new_best(comp
     notes = [e.step for e in events.Tensors("best_checkpoint/text_summary")]
     assert notes and notes[0] == 2  # the first evaluation (step 2) is the first best
     text = events.Tensors("best_checkpoint/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert text.startswith("new best checkpoint at step 2: val/spearman_cosine = ")
+    assert text.startswith("new best checkpoint at step 2: eval/spearman_cosine = ")
 
 
 def test_a_busy_port_is_one_line_and_no_server(tmp_path, caplog):
-    from nlpexp.tb import start_server
+    from nlpexp.logger.tensorboard import start_server
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        caplog.set_level(logging.INFO, logger="nlpexp.tb")
+        caplog.set_level(logging.INFO, logger="nlpexp.logger.tensorboard")
         assert start_server([tmp_path], busy.getsockname()[1]) is None
     assert "port" in caplog.text and "is in use" in caplog.text

@@ -6,14 +6,9 @@ wrote (the server's API, the event files, the offline .wandb file) and compared 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import struct
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,21 +16,16 @@ import pytest
 from nlpexp import registry
 from nlpexp.metrics import tracker_summary
 from nlpexp.pipeline import run
-from nlpexp.tb import read_hparams, read_tags
-from tests.services import _wait_until_up, free_port, mlflow_server
+from nlpexp.tb import read_tags
+from tests.fixtures import read_hparams
+from tests.services import mlflow_serving
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=[mlflow,tensorboard,wandb]",
          "logger.wandb.mode=offline")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
-        yield uri
-
-
-@pytest.fixture(scope="module")
-def tracked(server, tmp_path_factory, data_root):
+def tracked(mlflow_uri, tmp_path_factory, data_root):
     from mlflow import MlflowClient
 
     from nlpexp.config import compose
@@ -43,11 +33,11 @@ def tracked(server, tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("names")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        mp.setenv("MLFLOW_TRACKING_URI", server)
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
         mp.chdir(root)
         cfg = compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}", *SMOKE])
         metrics = run(cfg)
-    client = MlflowClient(server)
+    client = MlflowClient(mlflow_uri)
     (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
     return root / "run", metrics, client, found
 
@@ -62,14 +52,13 @@ def test_mlflow_draws_each_series_at_its_steps_and_the_finals_under_their_own_na
     series = mlflow_series(client, found)
     assert [step for step, _ in series["train/loss"]] == [1, 2, 3, 4]  # debug=smoke logs every step, nothing after
     assert [step for step, _ in series["train/learning_rate"]] == [1, 2, 3, 4]
-    assert [step for step, _ in series["val/spearman_cosine"]] == [2, 4]  # each evaluation, nothing appended
+    assert [step for step, _ in series["eval/spearman_cosine"]] == [2, 4]  # each evaluation, nothing appended
     assert series["start/spearman_cosine"] == [(0, pytest.approx(metrics["start/spearman_cosine"]))]
-    summary = tracker_summary(metrics)
+    summary = tracker_summary(metrics)  # metrics.json's keys, start/ drawn at step 0 instead
+    assert set(summary) == {k for k in metrics if not k.startswith("start/")} and "train/mean_loss" in summary
     for key, value in summary.items():  # one point each, at the last step, beside (not in) the series
         assert series[key] == [(4, pytest.approx(value))], key
-    assert summary["best/val/spearman_cosine"] == metrics["val/spearman_cosine"]
-    assert summary["train/mean_loss"] == metrics["train/loss"]
-    assert not {k for k in series if k.startswith("start/")} - {f"start/{k[4:]}" for k in series if k[:4] == "val/"}
+    assert not {k for k in series if k.startswith("start/")} - {f"start/{k[5:]}" for k in series if k[:5] == "eval/"}
 
 
 def test_tensorboard_and_wandb_record_the_same_keys_at_the_same_steps(tracked):
@@ -91,7 +80,7 @@ def test_tensorboard_and_wandb_record_the_same_keys_at_the_same_steps(tracked):
         assert summary[key] == pytest.approx(value), key
 
 
-def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(tracked, server, tmp_path):
+def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(tracked, mlflow_uri, tmp_path):
     run_dir, _, client, found = tracked
     tags = found.data.tags
     assert found.info.run_name == "sbert_nli" and found.info.status == "FINISHED"
@@ -100,14 +89,14 @@ def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(
     assert tags["mlflow.source.git.commit"] == commit and tags["nlpexp.git_dirty"] in ("true", "false")
     assert tags["mlflow.user"] and tags["nlpexp.host"] and tags["mlflow.source.name"]
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
-    assert {"config.yaml", "metrics.json", "provenance.json", "best_model"} <= artifacts
+    assert {"config.yaml", "metrics.json", "provenance.json"} <= artifacts  # the model: its logged model
     provenance = json.loads(Path(client.download_artifacts(found.info.run_id, "provenance.json", str(tmp_path)))
                             .read_text())
     assert provenance["git"]["commit"] == commit and provenance["data_files"]
 
     from nlpexp.logger import MlflowLogger
 
-    logger = MlflowLogger(run_dir=str(tmp_path), experiment="params", tracking_uri=server)
+    logger = MlflowLogger(run_dir=str(tmp_path), experiment="params", tracking_uri=mlflow_uri)
     logger.start({"seed": 3, "mode": "train", "task": {"_target_": "x.ClassificationTask"},
                   "optimizer": {"lr": 0.01, "_target_": "torch.optim.AdamW"}})
     running = client.get_run(logger.run_id)  # before any step: the params are there while it runs
@@ -117,17 +106,19 @@ def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(
     assert client.get_run(running.info.run_id).data.params["trainer.max_steps"] == "4"
 
 
-def test_a_published_version_points_at_the_training_run_and_serves(tracked, server, tmp_path, monkeypatch, capsys):
+def test_a_published_version_points_at_the_training_run_and_serves(tracked, mlflow_uri, tmp_path, monkeypatch, capsys):
     import mlflow.pyfunc
 
     run_dir, _, client, found = tracked
     local = tmp_path / "local"
     registry.register(run_dir, "names", local)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     assert registry.main(["--root", str(local), "publish", "names@latest", "--alias", "champion"]) == 0
     assert capsys.readouterr().out.strip() == "registry:mlflow:names@v1"
     version = client.get_model_version_by_alias("names", "champion")
-    assert version.run_id == found.info.run_id and version.source.endswith("/best_model")
+    (logged,) = client.search_logged_models([found.info.experiment_id])
+    assert version.run_id == found.info.run_id and version.source == f"models:/{logged.model_id}"
+    assert logged.source_run_id == found.info.run_id
     assert client.get_experiment_by_name("nlpexp-registry") is None  # no second upload, no empty source run
 
     model = mlflow.pyfunc.load_model("models:/names@champion")
@@ -135,27 +126,9 @@ def test_a_published_version_points_at_the_training_run_and_serves(tracked, serv
     folder = registry.resolve("registry:mlflow:names@champion", tmp_path / "elsewhere")
     assert (folder / "modules.json").is_file() and (folder / "nli_head.json").is_file()  # nlpexp reloads it whole
 
-    port = free_port()
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/names@champion",
-               "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local"]
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        serving = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                   # the scoring server is the venv's uvicorn, run by name
-                                   env={**os.environ, "MLFLOW_TRACKING_URI": server,
-                                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    try:
-        _wait_until_up(f"http://127.0.0.1:{port}/ping", serving, log)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
-                                         data=json.dumps({"inputs": ["a man plays a guitar", "a dog runs"]}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            predictions = json.loads(response.read())["predictions"]
-        assert len(predictions) == 2 and len(predictions[0]) == 32  # tiny_bert's embedding width
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # one that failed to start is gone already
-            os.killpg(serving.pid, signal.SIGTERM)
-        serving.wait(timeout=30)
+    with mlflow_serving("models:/names@champion", mlflow_uri, tmp_path / "serve.log") as predict:
+        predictions = predict(["a man plays a guitar", "a dog runs"])
+    assert len(predictions) == 2 and len(predictions[0]) == 32  # tiny_bert's embedding width
 
 
 def read_wandb(wandb_dir: Path) -> tuple[list[tuple[int, dict]], dict]:

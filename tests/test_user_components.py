@@ -11,8 +11,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 import yaml
@@ -20,6 +21,7 @@ import yaml
 from nlpexp import components, schema
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.derived import group_of
+from nlpexp.rules import Num
 
 USER_PROJECT = Path(__file__).parent / "user_project"
 SEARCH_PATH = "hydra.searchpath=[pkg://my_lab.conf]"
@@ -74,7 +76,7 @@ def test_the_walkthrough_runs_a_user_task_model_dataset_and_loss_with_no_edit_of
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     # my_lab's task scored the run with its own evaluator (nlpexp has no retrieval_accuracy)
-    assert {"val/retrieval_accuracy", "start/retrieval_accuracy", "train/loss"} <= set(metrics), metrics
+    assert {"val/retrieval_accuracy", "start/retrieval_accuracy", "train/mean_loss"} <= set(metrics), metrics
     assert done.stdout.strip().splitlines()[-1] == str(metrics["val/retrieval_accuracy"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["task"]["_target_"] == "my_lab.tasks.PairRetrievalTask"
@@ -160,6 +162,12 @@ class KeywordsLoss(ScaledLoss):
         super().__init__(**kwargs)
 
 
+class RangedLoss:
+    def __init__(self, model, margin: Annotated[float, Num(0, 1)] = 0.5, names: Sequence[str] = (),
+                 weights: Mapping[str, int] | None = None):
+        pass
+
+
 def open_factory(params, size: int = 2, **options):
     return None
 
@@ -186,6 +194,15 @@ def test_a_signature_gives_names_and_rules(trusted):
     assert group.fields["note"].ok("") and not group.fields["cap"].ok(True)
     partial = group_of(schema.LOSS, {"_target_": f"{__name__}.KeywordsLoss", "_partial_": True})
     assert partial.required == ()  # the task completes a `_partial_` node
+
+
+def test_a_range_is_declared_once_on_the_parameter_as_nlpexp_s_own_are(trusted):
+    group = group_of(schema.LOSS, {"_target_": f"{__name__}.RangedLoss"})
+    assert {key: str(rule) for key, rule in group.fields.items()} == {
+        "margin": "a number in [0, 1]", "names": "a list of (a string)",
+        "weights": "a mapping of names to an integer or null"}
+    assert not group.fields["margin"].ok(1.5) and not group.fields["weights"].ok({"a": "x"})
+    assert str(schema.TRAINER.fields["batch_size"]) == "a positive integer"  # TrainerSettings' own annotation
 
 
 def test_kwargs_that_reach_no_class_leave_the_node_open_and_nlpexp_s_own_keys_keep_their_rules(trusted):

@@ -23,7 +23,7 @@ def test_trainer_logs_become_single_prefixed_keys():
                         "epoch": 0.25}) == {"train/loss": 1.2, "train/grad_norm": 3.0, "train/learning_rate": 2e-5,
                                             "train/accuracy": 0.5, "train/epoch": 0.25}
     assert step_values({"eval_spearman_cosine": 0.7, "eval_runtime": 0.1, "epoch": 0.5}) == {
-        "val/spearman_cosine": 0.7}  # an evaluation's epoch is the training log's of the same step
+        "eval/spearman_cosine": 0.7}  # an evaluation's epoch is the training log's of the same step
     # the end-of-training dict: its figures reach the summary through the run's metrics instead
     assert step_values({"train_runtime": 1.0, "train_loss": 1.1, "total_flos": 5.0, "epoch": 1.0}) == {}
 
@@ -48,6 +48,6 @@ def test_an_offline_run_records_its_name_and_clean_keys(compose_run, monkeypatch
     monkeypatch.setenv("WANDB_PROJECT", "newcomer")
     run(compose_run(*SMOKE, "logger=wandb", "logger.wandb.mode=offline", "logger.wandb.name=my-run"))
     keys = {k for entry in logged for k in entry}
-    assert {"train/loss", "train/learning_rate", "val/spearman_cosine"} <= keys
+    assert {"train/loss", "train/learning_rate", "eval/spearman_cosine"} <= keys
     assert not [k for k in keys | seen["summary"] if k.startswith("train/train_")]
     assert (seen["name"], seen["project"]) == ("my-run", "newcomer")

@@ -16,17 +16,17 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from nlpexp.attempt import CALLED_WITH
 from nlpexp.config import compose
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
+from nlpexp.observers import CALLED_WITH
 
 
 @dataclass
@@ -53,9 +53,10 @@ def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = 
     """
     from nlpexp.pipeline import run
 
-    cfg = compose([f"paths.output_dir={run_dir or 'null'}", *overrides])
-    if cfg.paths.output_dir is None:  # where run.py would put it: <paths.runs_dir>/<date>/<time>
-        cfg.paths.output_dir = f"{cfg.paths.runs_dir}/{datetime.now():%Y-%m-%d/%H-%M-%S}"
+    cfg = compose([f"paths.output_dir={run_dir or 'null'}", *overrides], with_hydra=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.paths.output_dir or cfg.hydra.run.dir  # where run.py would put it
+        del cfg["hydra"]
     run_dir = Path(cfg.paths.output_dir)
     from nlpexp import console
 
@@ -119,48 +120,35 @@ def _use_data(cfg: DictConfig, splits: dict[str, Iterable[dict]], root: Path) ->
     cfg.data.split_ratios = None
 
 
-class _run_log:
+@contextmanager
+def _run_log(path: Path):
     """run.log in the run dir, as Hydra's job logging gives run.py (a notebook has no Hydra logging): on the
     `nlpexp` logger and on those of its children that do not propagate to it (a Hydra run in the same process
     left nlpexp.steps and others writing to their own file only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.FileHandler(path, encoding="utf-8")]
+    handlers[0].setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    if not any(_is_console(h) for h in logging.getLogger().handlers):  # a notebook: no Hydra console logging
+        from nlpexp.console import ConsoleFormatter
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.handler: logging.Handler | None = None
-        self.console: logging.Handler | None = None
-        self.levels: dict[logging.Logger, int] = {}
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(self.path, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        handlers = [self.handler]
-        if not any(_is_console(h) for h in logging.getLogger().handlers):  # a notebook: no Hydra console logging
-            from nlpexp.console import ConsoleFormatter
-
-            self.console = logging.StreamHandler(sys.stderr)  # the cell's output shows stderr
-            self.console.setLevel(logging.WARNING)  # warnings (a run dir moved aside, a head replaced) and errors
-            self.console.setFormatter(ConsoleFormatter())
-            handlers.append(self.console)
-        for logger in self._loggers():
-            self.levels[logger] = logger.level
-            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+        handlers.append(logging.StreamHandler(sys.stderr))  # the cell's output shows stderr
+        handlers[1].setLevel(logging.WARNING)  # warnings (a run dir moved aside, a head replaced) and errors
+        handlers[1].setFormatter(ConsoleFormatter())
+    children = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("nlpexp.")]
+    loggers = [logging.getLogger("nlpexp"), *(child for child in children if not child.propagate)]
+    levels = {logger: logger.level for logger in loggers}
+    for logger in levels:
+        logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+        for handler in handlers:
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level in levels.items():
             for handler in handlers:
-                logger.addHandler(handler)
-        return self
-
-    def __exit__(self, *exc):
-        for logger, level in self.levels.items():
-            logger.removeHandler(self.handler)
-            logger.removeHandler(self.console)
+                logger.removeHandler(handler)
             logger.setLevel(level)
-        self.handler.close()
-
-    @staticmethod
-    def _loggers() -> list[logging.Logger]:
-        children = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-                    if name.startswith("nlpexp.")]
-        return [logging.getLogger("nlpexp"), *(c for c in children if not c.propagate)]
+        handlers[0].close()
 
 
 def _is_console(handler: logging.Handler) -> bool:

@@ -12,6 +12,7 @@ SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's preemption) take the same pat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -20,11 +21,12 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp.errors import NlpexpError, first_line, omegaconf_error
 
 log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
-_REPORTED = "_nlpexp_reported"  # set on an exception whose line is already out (a trial's, re-raised to Hydra)
+_reported: set[tuple[int, str]] = set()  # (id, first line) of the errors whose line job_errors printed, re-raised
+_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the person's choice (exit_on_error sets the variable)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The services a run talks to, by the package whose error it is: a server that fails or refuses a key is the
 # environment's problem (exit 2), named by the logger's key, not a bug.
@@ -89,38 +91,39 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
     """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1).
 
     `before`: checks of the command line that must pass before Hydra builds anything (a security gate); each
-    raises NlpexpError.
+    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.safety.check_run).
     """
     from nlpexp.distributed import check_overrides
+    from nlpexp.safety import gate_passed
 
-    full_error = _full_error()
-    saved = {name: os.environ.get(name) for name in ("HYDRA_FULL_ERROR", "NLPEXP_FULL_ERROR")}
-    # Hydra prints its own multi-line report (exit 1) unless HYDRA_FULL_ERROR is set, then it re-raises to us;
-    # the user's own choice is kept in NLPEXP_FULL_ERROR for the job (job_errors).
-    os.environ.update(HYDRA_FULL_ERROR="1", NLPEXP_FULL_ERROR="1" if full_error else "0")
+    global _full_error
+    _full_error, saved = os.environ.get("HYDRA_FULL_ERROR") == "1", os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises to us, instead of printing its own report (exit 1)
     try:
         with stop_signals_raise():
             for check in (check_overrides, *before):
                 check(argv)
-            main()
+            with gate_passed() if before else contextlib.nullcontext():
+                main()
     except (Exception, KeyboardInterrupt) as err:
-        if full_error:
+        if _full_error:
             raise
-        if not getattr(err, _REPORTED, False):
+        if (id(err), first_line(err)) not in _reported:
             print(f"error: {error_line(err, _job_dirs(argv))}", file=sys.stderr)
         raise SystemExit(exit_code(err)) from None
     finally:
-        for name, value in saved.items():  # as it was, for a caller that goes on (a test)
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _reported.clear()
+        if saved is None:  # as it was, for a caller that goes on (a test)
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
 
 
 @contextmanager
 def job_errors(cfg):
-    """Around one run in Hydra's job: its error line goes to the console and run.log; a single run exits,
-    a trial re-raises for the sweeper."""
+    """Around run.py's job (its attempt is recorded by pipeline.run): the error's line on the console and in run.log,
+    naming the run's paths; a single run exits with its code (an exception would reach Hydra, which prints a report
+    of its own), a sweep's trial re-raises for the sweeper, and so does an interrupt."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -129,15 +132,10 @@ def job_errors(cfg):
     except (Exception, KeyboardInterrupt) as err:
         if type(err).__name__ == "TrialPruned":  # stopped by the sweep's pruner: not an error
             raise
-        from nlpexp.attempt import record_failed_attempt
-
-        record_failed_attempt(cfg, err)  # every attempt has its ledger line (none twice: run() may have written it)
         log.error("error: %s", error_line(err, run_paths(cfg)))
-        if _full_error():
+        if _full_error or HydraConfig.get().mode == RunMode.MULTIRUN or isinstance(err, KeyboardInterrupt):
+            _reported.add((id(err), first_line(err)))  # exit_on_error does not print it again
             raise
-        if HydraConfig.get().mode == RunMode.MULTIRUN or isinstance(err, KeyboardInterrupt):
-            setattr(err, _REPORTED, True)
-            raise  # a trial's error goes to the sweeper; an interrupt ends the sweep too
         sys.exit(exit_code(err))
 
 
@@ -148,7 +146,6 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
 
     from nlpexp.config import hydra_error_line
     from nlpexp.paths import key_of
-    from nlpexp.validate import omegaconf_error
 
     if isinstance(err, NlpexpError):
         return first_line(err)
@@ -213,8 +210,3 @@ def _job_dirs(argv: list[str]) -> dict[str, str]:
         if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and value:
             dirs[key] = value.strip("'\"")
     return dirs
-
-
-def _full_error() -> bool:
-    """Did the user ask for tracebacks? (NLPEXP_FULL_ERROR: their choice, kept while HYDRA_FULL_ERROR is ours.)"""
-    return os.environ.get("NLPEXP_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "")) == "1"

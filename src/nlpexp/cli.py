@@ -119,38 +119,5 @@ def run_cli(command: Callable[[list[str] | None], int], argv: list[str] | None =
         return 130
 
 
-class _ClosedPipeTolerant:
-    """sys.stdout that, once its reader has gone (`python run.py --help | head`), sends the rest to /dev/null
-    instead of raising BrokenPipeError from whatever printed: Hydra would report that with a traceback."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._divert()
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._divert()
-
-    def _divert(self) -> None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
-
-
-def tolerate_closed_stdout() -> None:
-    """run.py: a reader that stops early ends the printing quietly (a training run goes on, into run.log)."""
-    if not isinstance(sys.stdout, _ClosedPipeTolerant):
-        sys.stdout = _ClosedPipeTolerant(sys.stdout)
-
-
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,39 +9,27 @@ from omegaconf import DictConfig, OmegaConf
 
 from nlpexp.components import BUILTIN_TARGETS, for_building
 from nlpexp.errors import NlpexpError, first_line
-
-PROJECT_ROOT = Path(os.environ.get("NLPEXP_ROOT", Path(__file__).resolve().parents[2]))
-CONFIG_DIR = PROJECT_ROOT / "conf"
-# The experiment presets: a plain folder beside conf/, Hydra's config group `experiment` through a search path
-# entry (hydra_plugins/nlpexp_presets), not a symlink in conf/. docs/configuration.md: how conf/ is found.
-PRESETS_DIR = PROJECT_ROOT / "experiments"
+from nlpexp.paths import group_dir, ledger_dir, project_root, require_config_dir  # noqa: F401 (group_dir: for callers)
 
 
-def require_config_dir() -> None:
-    """conf/ and experiments/ are read from the checkout, not packaged: a non-editable install cannot find them."""
-    if not (CONFIG_DIR / "config.yaml").is_file():
-        raise NlpexpError(f"no nlpexp config at {CONFIG_DIR}: install the checkout editable "
-                          "(pip install -e <checkout>) or set NLPEXP_ROOT=<checkout>")
+def __getattr__(name: str) -> Path:
+    """PROJECT_ROOT, CONFIG_DIR, PRESETS_DIR: nlpexp.paths.project_root() and its conf/ and experiments/, read when
+    asked (so that NLPEXP_ROOT set after this import still counts)."""
+    folders = {"PROJECT_ROOT": "", "CONFIG_DIR": "conf", "PRESETS_DIR": "experiments"}
+    if name not in folders:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return project_root() / folders[name]
 
-
-def group_dir(group: str) -> Path:
-    """The folder holding the options of a config group."""
-    return PRESETS_DIR if group == "experiment" else CONFIG_DIR / group
 
 # What a config may build: nlpexp's own components (TARGET_ALLOWLIST), what installed packages declare, what the
 # person running the command trusts (nlpexp.components.allowlist()).
 TARGET_ALLOWLIST = BUILTIN_TARGETS
 
 
-def _project_root() -> str:
-    return str(PROJECT_ROOT)
-
-
 def register_resolvers() -> None:
     from nlpexp.distributed import is_multiprocess
-    from nlpexp.paths import ledger_dir
 
-    OmegaConf.register_resolver("nlpexp_root", _project_root, replace=True)
+    OmegaConf.register_resolver("nlpexp_root", lambda: str(project_root()), replace=True)
     # true under torchrun / accelerate launch with more than one process (see nlpexp.distributed)
     OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
     OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
@@ -68,7 +55,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
     take_secrets()  # an in-process run starts here, from the caller's environment (no env_set applied)
     require_config_dir()
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR)):
+        with initialize_config_dir(config_dir=str(project_root() / "conf")):
             cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
@@ -79,8 +66,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
 def default_paths() -> dict[str, str]:
     """The `paths` group of the composed config, resolved (its NLPEXP_* variables included): the one source of every
     tool's default locations (runs_dir, sweeps_dir, ledger_file, registry_dir). Nothing runs; `output_dir`, a run's
-    own, is left out. Inside a Hydra job or sweep (GlobalHydra is initialised there), with the job's overrides; a
-    run resolves `registry:` against its own composed paths (pipeline.build_task)."""
+    own, is left out. For the commands: a run is handed its own paths (its `registry:` model is looked up in its
+    paths.registry_dir, nlpexp.model.registry.use_registry); inside Hydra (a sweep's end), with the job's overrides."""
     from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

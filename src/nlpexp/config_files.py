@@ -1,4 +1,4 @@
-"""Which config file set which key: the one place nlpexp reads Hydra's private composition API.
+"""Which config file set which key (through nlpexp.adapters.hydra, Hydra's own defaults list).
 
 Hydra merges a defaults list of configs, each loaded from a search path entry (conf/, a `-cd` dir, a `-cp` dir, a
 `hydra.searchpath` entry, Hydra's and its plugins' packages). `foreign_settings` walks that same list and yields
@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp.adapters import hydra as hydra_api
+from nlpexp.adapters.omegaconf import child, is_interpolation, is_none, raw
 from nlpexp.config import CONFIG_DIR, PRESETS_DIR
 
 _INSTALLED = ("pkg", "structured")  # configs shipped inside installed packages: code, trusted as code is
@@ -25,25 +27,14 @@ class Setting(NamedTuple):
     value: Any  # as written: an interpolation stays the string `${...}`
 
 
-def foreign_settings(hydra: Any, config_name: str, overrides: Sequence[str], run_mode: Any) -> Iterator[Setting]:
-    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: a hydra._internal.hydra
-    .Hydra with the search path of the command)."""
-    from hydra._internal.defaults_list import create_defaults_list
-    from hydra.types import RunMode
-
-    loader = hydra.config_loader
-    parsed, repo = loader._parse_overrides_and_create_caching_repo(config_name, list(overrides))
-    if not any(_foreign_source(source.full_path()) for source in repo.get_sources()):
+def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[Setting]:
+    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.hydra.main_hydra)."""
+    if not any(_foreign_source(source) for source in hydra_api.sources(hydra, name, overrides)):
         return  # conf/, experiments/ and installed packages only (the usual command): nothing to walk
-    defaults = create_defaults_list(repo=repo, config_name=config_name, overrides_list=parsed, prepend_hydra=True,
-                                    skip_missing=run_mode == RunMode.MULTIRUN)
-    for default in defaults.defaults:
-        if default.config_path is None:
-            continue
-        loaded = loader._load_single_config(default=default, repo=repo)
-        file = _foreign_file(loaded.path, default.config_path)
+    for source, config_path, config in hydra_api.loaded_configs(hydra, name, overrides, multirun):
+        file = _foreign_file(source, config_path)
         if file is not None:
-            for key, value in _leaves(loaded.config, ""):
+            for key, value in _leaves(config, ""):
                 yield Setting(file, key, value)
 
 
@@ -70,10 +61,10 @@ def _foreign_file(source: str, config_path: str) -> str | None:
 
 def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     """(dotted key, value as written) of every leaf: a scalar, a list, an empty or null mapping, an interpolation."""
-    if isinstance(node, DictConfig) and not node._is_none() and not node._is_interpolation() and len(node):
+    if isinstance(node, DictConfig) and not is_none(node) and not is_interpolation(node) and len(node):
         for key in node.keys():
-            yield from _leaves(node._get_node(key), f"{prefix}.{key}" if prefix else str(key))
-    elif OmegaConf.is_config(node) and not node._is_interpolation() and not node._is_none():
+            yield from _leaves(child(node, key), f"{prefix}.{key}" if prefix else str(key))
+    elif OmegaConf.is_config(node) and not is_interpolation(node) and not is_none(node):
         yield prefix, OmegaConf.to_container(node, resolve=False)
     else:
-        yield prefix, node._value() if hasattr(node, "_value") else node
+        yield prefix, raw(node)

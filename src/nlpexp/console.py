@@ -104,12 +104,12 @@ def use_console_formatter() -> None:
 
 
 def format_logs(logs: dict, step: int, max_steps: int) -> str:
-    """`step 2/4  loss 1.158  learning_rate 2e-05  ...`: numbers as numbers, eval_ keys as val/ (run.log)."""
+    """`step 2/4  train/loss 1.158  train/learning_rate 2e-05  ...`: the trackers' per-step names (run.log)."""
     return "  ".join([f"step {step}/{max_steps}", *_figures(logs)])
 
 
 def evaluation_line(logs: dict, step: int, max_steps: int, monitor: str | None, width: int = WIDTH) -> str:
-    """`step 2/4  val/spearman_cosine 0.1235  val/loss 1.19  ...`: the monitored metric, then HEADLINE figures,
+    """`step 2/4  eval/spearman_cosine 0.1235  eval/loss 1.19  ...`: the monitored metric, then HEADLINE figures,
     then the others, as many as fit in `width` columns."""
     figures = dict(zip([k for k in logs if _is_figure(k, logs[k])], _figures(logs), strict=True))
     first = [f"eval_{monitor}"] if monitor else []
@@ -130,7 +130,7 @@ def _figures(logs: dict) -> list[str]:
     parts = []
     for key, value in logs.items():
         if _is_figure(key, value):
-            name = "val/" + key.removeprefix("eval_") if key.startswith("eval_") else key
+            name = "eval/" + key[5:] if key.startswith("eval_") else "train/" + key.removeprefix("train_")
             parts.append(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}")
     return parts
 

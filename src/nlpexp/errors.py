@@ -6,3 +6,15 @@ def first_line(err: BaseException, message: str | None = None) -> str:
     """The message of an error (or `message`, one made from it) as one line; its type when it has none."""
     text = (str(err) if message is None else message).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def omegaconf_error(err: Exception, key: str | None = None) -> str:
+    """An OmegaConf error (unset ${oc.env:...}, ??? value, bad interpolation) as one line naming the key."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    key = getattr(err, "full_key", None) or key or "config"
+    if isinstance(err, MissingMandatoryValue):
+        return f"{key} is mandatory (???) and not set: pass {key}=<value>"
+    message = (getattr(err, "msg", None) or str(err)).replace("KeyError raised while resolving interpolation: ", "")
+    message = first_line(err, message).strip('"')
+    return f"{key}: {message}"

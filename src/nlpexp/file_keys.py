@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nlpexp.adapters.omegaconf import child, raw
 from nlpexp.config import CONFIG_DIR
 from nlpexp.errors import NlpexpError
 
@@ -197,10 +198,10 @@ def _project_values(key: str) -> tuple:
         return ()
     node = root = OmegaConf.create({parts[0]: OmegaConf.load(file)})
     for part in parts:
-        node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
+        node = child(node, part) if isinstance(node, DictConfig) and part in node else None
     if node is None:
         return ()
     try:
-        return node._value(), OmegaConf.select(root, key)
+        return raw(node), OmegaConf.select(root, key)
     except OmegaConfBaseException:  # `${paths.output_dir}`: only the run knows it
-        return (node._value(),)
+        return (raw(node),)

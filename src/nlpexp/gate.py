@@ -1,6 +1,8 @@
 """run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, before Hydra
 builds anything (run, -m, --cfg, -cp/-cd/-cn alike): every `_target_` against the allow-list
-(nlpexp.safety.check_config), and every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS."""
+(nlpexp.safety.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
+sweep parameters and the dangerous switches (nlpexp.safety.check_switches). Once per command: a job run after it
+does not check again (nlpexp.safety.check_run)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,16 @@ from collections.abc import Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp.adapters import hydra as hydra_api
 from nlpexp.config_files import foreign_settings
 from nlpexp.errors import NlpexpError
 from nlpexp.file_keys import ROOTS, check_setting
-from nlpexp.safety import check_config, check_sweep_keys, check_targets
+from nlpexp.safety import check_sweep_keys, check_switches, check_targets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
-    """The same search path, config name, mode and overrides as Hydra's own start (hydra._internal.utils
-    ._run_hydra); for a sweep, also each option of every config group it sweeps."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
-    from hydra.core.config_search_path import SearchPathQuery
+    """The same search path, config name, mode and overrides as Hydra's own start; for a sweep, also each option of
+    every config group it sweeps."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from hydra.types import RunMode
@@ -30,34 +30,31 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from nlpexp.guidance import check_flags, check_sweep_usage
 
     check_flags(argv)  # `--epochs 5`: the override to type, not argparse's usage block
-    args = get_args_parser().parse_intermixed_args(list(argv))
+    args = hydra_api.args_parser().parse_intermixed_args(list(argv))
     if args.config_path is None and args.config_dir is None:
         require_config_dir()
     if args.experimental_rerun is not None:
         raise NlpexpError("--experimental-rerun is not allowed: it unpickles a file (code); re-run a run with "
                           "--config-path <run dir> --config-name config")
-    search_path = create_automatic_config_search_path(calling_file, None, args.config_path or config_path)
-    if args.config_dir is not None:
-        if not os.path.isdir(args.config_dir):
-            raise NlpexpError(f"--config-dir {args.config_dir}: not a directory")
-        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
-                            anchor=SearchPathQuery(provider="schema"))
+    if args.config_dir is not None and not os.path.isdir(args.config_dir):
+        raise NlpexpError(f"--config-dir {args.config_dir}: not a directory")
     name = args.config_name or config_name
     try:
-        hydra = Hydra.create_main_hydra2(task_name="run", config_search_path=search_path)
+        hydra = hydra_api.main_hydra(calling_file, args.config_path or config_path, args.config_dir)
         parsed = hydra.config_loader.parse_overrides(name, args.overrides)
         mode = RunMode.MULTIRUN if args.multirun else hydra.get_mode(name, args.overrides, parsed_overrides=parsed)
+        multirun = mode == RunMode.MULTIRUN
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
         groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
         typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave
         inspecting = bool(args.cfg or args.info or args.help or args.hydra_help)  # shows the config, runs nothing
-        check_sweep_usage(cfg, parsed, mode == RunMode.MULTIRUN, inspecting)
-        _check(cfg, foreign_settings(hydra, name, args.overrides, mode or RunMode.RUN), typed, args.overrides)
+        check_sweep_usage(cfg, parsed, multirun, inspecting)
+        _check(cfg, foreign_settings(hydra, name, args.overrides, multirun), typed, args.overrides)
         for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
-            _check(option, foreign_settings(hydra, name, overrides, RunMode.MULTIRUN), typed, args.overrides)
+            _check(option, foreign_settings(hydra, name, overrides, True), typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
     finally:
@@ -66,13 +63,13 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
 
 def _check(cfg: DictConfig, settings: Iterator, typed: set[str], command_line: Sequence[str]) -> None:
     """Code first (the `_target_`s), then what foreign files set (a key the person typed too is theirs), then
-    the dangerous switches."""
+    the sweep parameters and the dangerous switches."""
     check_targets(cfg)
     roots = {root: _resolved(cfg, f"paths.{root}") for root in (*ROOTS, "data_dir")}
     for setting in settings:
         if setting.key not in typed:
             check_setting(setting.file, setting.key, setting.value, roots)
-    check_config(cfg, command_line)
+    check_switches(cfg, command_line)
 
 
 def _resolved(cfg: DictConfig, key: str) -> str | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 
 from nlpexp.errors import NlpexpError
+from nlpexp.paths import group_dir
 
 # The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).
 SEED_FLAGS = {
@@ -30,9 +31,9 @@ SEED_FLAGS = {
 
 def check_flags(argv: Sequence[str]) -> None:
     """A `--flag` Hydra does not know is refused with the override to type (argparse would print its usage)."""
-    from hydra._internal.utils import get_args_parser
+    from nlpexp.adapters.hydra import command_line_flags
 
-    known = {option for action in get_args_parser()._actions for option in action.option_strings}
+    known = command_line_flags()
     for index, arg in enumerate(argv):
         if not arg.startswith("--") or arg.split("=", 1)[0] in known:
             continue
@@ -146,8 +147,6 @@ def nearest_keys(key: str) -> list[str]:
 
 
 def group_options(group: str) -> list[str]:
-    from nlpexp.config import group_dir
-
     folder = group_dir(group)
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
@@ -158,12 +157,11 @@ def known_keys() -> tuple[str, ...]:
     composition failed)."""
     from omegaconf import OmegaConf
 
-    from nlpexp.config import CONFIG_DIR
-
-    keys: set[str] = set(_leaves(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml")), ""))
-    keys |= {f"data.{k}" for k in _leaves(_load(CONFIG_DIR / "data_defaults.yaml"), "")}
+    conf = group_dir("")
+    keys: set[str] = set(_leaves(OmegaConf.to_container(OmegaConf.load(conf / "config.yaml")), ""))
+    keys |= {f"data.{k}" for k in _leaves(_load(conf / "data_defaults.yaml"), "")}
     for group in ("data", "model", "optimizer", "scheduler", "trainer", "task", "generation", "paths", "loss"):
-        for path in (CONFIG_DIR / group).glob("*.yaml"):
+        for path in group_dir(group).glob("*.yaml"):
             keys |= {f"{group}.{k}" for k in _leaves(_load(path), "")}
     return tuple(sorted(k for k in keys if k and "_target_" not in k and not k.startswith(("defaults", "hydra"))))
 

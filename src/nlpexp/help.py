@@ -35,11 +35,11 @@ def help_text(config_dir: Path | None = None, presets_dir: Path | None = None) -
     """The whole --help text, its template (conf/hydra/help/nlpexp.yaml) filled in."""
     from omegaconf import OmegaConf
 
-    from nlpexp.config import CONFIG_DIR, PRESETS_DIR
+    from nlpexp.paths import group_dir
 
-    config_dir = config_dir or CONFIG_DIR
-    presets_dir = presets_dir or PRESETS_DIR
-    node = OmegaConf.load(CONFIG_DIR / "hydra" / "help" / "nlpexp.yaml")  # its ${hydra.help.*} only
+    config_dir = config_dir or group_dir("")
+    presets_dir = presets_dir or group_dir("experiment")
+    node = OmegaConf.load(group_dir("hydra") / "help" / "nlpexp.yaml")  # its ${hydra.help.*} only
     template = OmegaConf.create({"hydra": {"help": node}}).hydra.help.template
     return string.Template(template).substitute(
         GROUPS=describe_groups(config_dir),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from pathlib import Path
 
 
 @functools.cache
@@ -19,3 +20,13 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def hub_cached(repo_id: str) -> Path | None:
+    """The local snapshot of a Hub model in the Hugging Face cache, if there is one (nothing is downloaded)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (or an invalid id): either way, not usable offline
+        return None

@@ -1,8 +1,9 @@
 """Metric names: one flat dict with keys `<split>/<metric>` (`val/spearman_cosine`, `test/accuracy`).
 
-One scheme for every sink (docs/tracking.md, "Metric names"): trackers draw per-step series `train/<x>` and
-`val/<metric>` at their steps, the starting model's `start/<metric>` at step 0, and the run's final figures
-(metrics.json) under `tracker_summary()`'s names, which never extend a per-step series.
+One scheme for every sink (docs/tracking.md, "Metric names"): the run's figures (metrics.json, the ledger, the
+console table) are `val/<metric>` (the best checkpoint's), `test/<metric>`, `start/<metric>`, `train/mean_loss`,
+..., under the same keys in every tracker; the per-step series are transformers' names (`train/loss`,
+`train/learning_rate` at each log step, `eval/<metric>` at each evaluation), which no final figure extends.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ _END_OF_TRAINING = "train_runtime"
 _BOOKKEEPING = {"runtime", "samples_per_second", "steps_per_second", "epoch", "sequential_score",
                 "model_preparation_time"}
 START = "start"  # the split name of the starting model's validation scores
-BEST = "best"  # trackers' prefix of the best checkpoint's validation scores (metrics.json's `val/<metric>`)
-# metrics.json keys that are also the name of a per-step series, and the name trackers give the final figure
-_FINAL_NAMES = {"train/loss": "train/mean_loss"}
+EVAL = "eval"  # trackers' per-step validation series (transformers' name): `eval/<metric>` at each evaluation
 
 
 def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str, float]:
@@ -33,13 +32,13 @@ def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str
 
 
 def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:
-    """What trackers record at a log step: `eval_x` -> `val/x`, `loss`/`train_accuracy` -> `train/loss`,
-    `train/accuracy` (never `train/train_...`). An evaluation's log gives its `val/` figures only (its `epoch` is
+    """What trackers record at a log step: `eval_x` -> `eval/x`, `loss`/`train_accuracy` -> `train/loss`,
+    `train/accuracy` (never `train/train_...`). An evaluation's log gives its `eval/` figures only (its `epoch` is
     the training log's of the same step: once per step in every sink). The trainer's end-of-training dict gives
     nothing: the run's final metrics go to the tracker's summary at the end."""
     if _END_OF_TRAINING in logs:
         return {}
-    values = from_trainer_logs(logs, "val")
+    values = from_trainer_logs(logs, EVAL)
     if values:
         return values
     values.update({f"train/{k.removeprefix('train_')}": v for k, v in logs.items()
@@ -48,16 +47,9 @@ def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:
 
 
 def tracker_summary(metrics: Mapping[str, float]) -> dict[str, float]:
-    """metrics.json as trackers record it beside the per-step series: `val/x` (the best checkpoint's) ->
-    `best/val/x`, `train/loss` (the mean over training) -> `train/mean_loss`, other keys as they are; `start/x`
-    is left out (trackers draw it at step 0 when training starts, see start_scores)."""
-    summary = {}
-    for key, value in metrics.items():
-        if key.startswith(f"{START}/"):
-            continue
-        name = f"{BEST}/{key}" if key.startswith("val/") else _FINAL_NAMES.get(key, key)
-        summary[name] = float(value)
-    return summary
+    """metrics.json as trackers record it at the end, under the same keys; `start/x` is left out (trackers draw
+    it at step 0 when training starts, see start_scores)."""
+    return {key: float(value) for key, value in metrics.items() if not key.startswith(f"{START}/")}
 
 
 def start_scores(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -1,5 +1,5 @@
-"""The paths a run writes to, checked before the run starts (without creating anything) and named in the error
-line when the file system fails later (a full disk, a folder made read-only mid-run)."""
+"""Where things are: the checkout (its conf/ and experiments/), and the paths a run writes to, checked before the run
+starts (without creating anything) and named in the error line when the file system fails later (a full disk)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,26 @@ import os
 from pathlib import Path
 
 from nlpexp.errors import NlpexpError
+
+
+def project_root() -> Path:
+    """The checkout whose conf/ and experiments/ are read: NLPEXP_ROOT (run.py sets its own folder, so that a
+    non-editable install runs that checkout's configs), else the checkout this package is installed from. Read
+    when asked, never at import."""
+    return Path(os.environ.get("NLPEXP_ROOT") or Path(__file__).resolve().parents[2])
+
+
+def group_dir(group: str) -> Path:
+    """The folder holding the options of a config group (the presets: experiments/, served by
+    hydra_plugins/nlpexp_presets)."""
+    return project_root() / "experiments" if group == "experiment" else project_root() / "conf" / group
+
+
+def require_config_dir() -> None:
+    """conf/ and experiments/ are read from the checkout, not packaged: a non-editable install cannot find them."""
+    if not (project_root() / "conf" / "config.yaml").is_file():
+        raise NlpexpError(f"no nlpexp config at {project_root() / 'conf'}: install the checkout editable "
+                          "(pip install -e <checkout>) or set NLPEXP_ROOT=<checkout>")
 
 # key under paths -> what must be there: a folder (made if absent) or a file (its folder made if absent)
 WRITTEN = {"output_dir": "folder", "cache_dir": "folder", "ledger_file": "file"}

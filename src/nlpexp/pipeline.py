@@ -1,29 +1,34 @@
-"""run(cfg): check the config, build what it names, train and/or evaluate, record the run.
-
-Every run leaves in its run dir: config.yaml (secrets redacted), provenance.json, metrics.json on
-success; and one line in the ledger whatever the outcome (nlpexp.attempt). When several processes train together
-(torchrun, accelerate launch), rank 0 alone writes all of that and runs the loggers.
+"""run(cfg): check the config, build what it names, train and/or evaluate; what it leaves behind is recorded by its
+observers (nlpexp.observers): the ledger line whatever the outcome, the run dir's config.yaml (secrets redacted),
+provenance.json, metrics.json on success, the loggers. When several processes train together (torchrun,
+accelerate launch), rank 0 alone records the run and runs the loggers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import attempt, distributed, provenance
+from nlpexp import distributed
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
-from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import check_finite
+from nlpexp.model.registry import use_registry
+from nlpexp.observers import (
+    LedgerObserver,
+    LoggerObserver,
+    Observers,
+    RunDirObserver,
+    TrialObserver,
+    saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
+)
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
-from nlpexp.sweep import check_trial_owned, trial_callbacks
-from nlpexp.trainer.checkpoints import kill_point
+from nlpexp.sweep import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
 from nlpexp.validate import validate
@@ -32,58 +37,38 @@ log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")
 
 
+@run_in_progress()  # a sweep worker whose sweep is gone lets the run record its end (nlpexp.sweep)
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
-    redact_logs()
-    redact_hydra_files()  # what Hydra wrote before this job started
-    settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set
-    if not distributed.is_main_process():
-        _check(cfg)
-        distributed.log_to_console_only()
-        return _train_and_evaluate(cfg, *_build(cfg))  # trains alongside rank 0, which records the run
-    record = attempt.start_record(cfg)
-    with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
-        metrics = _record_run(cfg, record, files_read)
-    attempt.finish(cfg, record, metrics)
-    release_memory()
-    return metrics
-
-
-def _record_run(cfg: DictConfig, record, files_read: set[str]) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    run_dir = None
+    main, recorders, metrics, ledger = distributed.is_main_process(), Observers(), {}, LedgerObserver()
+    if main:  # before anything can fail: every attempt is recorded
+        recorders.start(ledger, cfg)
     try:
-        _check(cfg)
-        task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
-        run_dir = Path(cfg.paths.output_dir)
-        attempt.prepare_run_dir(run_dir, resume=cfg.trainer.get("resume"))
-        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
-        metrics = _train_and_evaluate(cfg, task, loggers)
-        check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that likely caused it
-        check_trial_owned()  # a sweep trial whose sweep gave it up must not look finished
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        from nlpexp.console import report_metrics  # transformers is loaded by now
-
-        report_metrics(run_dir, metrics, cfg.optimized_metric)
+        with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
+            redact_logs()
+            redact_hydra_files()  # what Hydra wrote before this job started
+            settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set
+            check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
+            validate(cfg)  # every setting against nlpexp.schema before anything is built
+            if not main:
+                distributed.log_to_console_only()
+            task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
+            for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
+                recorders.start(observer, cfg)
+            if loggers:
+                recorders.start(LoggerObserver(loggers, task.trainer_settings), cfg)
+            _train_and_evaluate(cfg, task, metrics)
+            if main:
+                check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
     except BaseException as err:
-        attempt.finish(cfg, record, metrics, err)  # first: a worker interrupted with its sweep has seconds left
-        if run_dir is not None and run_dir.is_dir():
-            with contextlib.suppress(OSError):
-                _write_provenance(cfg, run_dir, files_read, record["start"])
+        recorders.finish(metrics, err)  # the ledger line last: the data files' hashes are cached by then
         release_memory(err)  # the next sweep trial in this process starts from the same footprint
         raise
-    _write_provenance(cfg, run_dir, files_read, record["start"])
+    try:
+        recorders.finish(metrics, None)  # may still fail the run: a recorder refusing it (see nlpexp.observers)
+    finally:
+        release_memory()
     return metrics
-
-
-def _write_provenance(cfg: DictConfig, run_dir: Path, files_read: set[str], started: str) -> None:
-    write_json_atomic(run_dir / "provenance.json", redact(provenance.collect(cfg.seed, files_read, started)))
-
-
-def _check(cfg: DictConfig) -> None:
-    """What can be refused before anything is built (build_task() then refuses what cannot go together)."""
-    check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
-    validate(cfg)  # every setting against nlpexp.schema before anything is built
 
 
 def _build(cfg: DictConfig) -> tuple:
@@ -102,26 +87,16 @@ def _build(cfg: DictConfig) -> tuple:
     return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
 
 
-def _train_and_evaluate(cfg: DictConfig, task, loggers: list) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    config = logged_config(cfg, task.trainer_settings)
-    for logger in loggers:
-        logger.start(config)
-    try:
-        started = time.perf_counter()
-        task.setup()
-        kill_point("setup")
-        if cfg.mode == "train":
-            task.train()
-        for role in EVAL_ROLES:
-            metrics.update(task.evaluate(role))
-            kill_point(f"evaluate_{role}")
-        metrics.update(task.train_metrics)
-        metrics["time/total_s"] = round(time.perf_counter() - started, 2)
-    finally:
-        for logger in loggers:
-            logger.finish(redact(_hparams(cfg, task.trainer_settings)), metrics)
-    return metrics
+def _train_and_evaluate(cfg: DictConfig, task, metrics: dict[str, float]) -> None:
+    """Into `metrics`: what there is so far when it fails."""
+    started = time.perf_counter()
+    task.setup()
+    if cfg.mode == "train":
+        task.train()
+    for role in EVAL_ROLES:
+        metrics.update(task.evaluate(role))
+    metrics.update(task.train_metrics)
+    metrics["time/total_s"] = round(time.perf_counter() - started, 2)
 
 
 def data_files(cfg: DictConfig) -> dict[str, list[str]]:
@@ -137,7 +112,7 @@ def data_files(cfg: DictConfig) -> dict[str, list[str]]:
 def model_spec(cfg: DictConfig):
     """The run's ModelSpec, its `registry:` reference looked up in the run's registry, its files checked."""
     model = instantiate(cfg.model)
-    model.use_registry(cfg.paths.get("registry_dir"))
+    use_registry(model, cfg.paths.get("registry_dir"))
     model.check()
     return model
 
@@ -168,53 +143,3 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:
     if name not in metrics:
         raise NlpexpError(f"optimized_metric '{name}' is not among this run's metrics: {', '.join(sorted(metrics))}")
     return float(metrics[name])
-
-
-def logged_config(cfg: DictConfig, settings) -> dict:
-    """The resolved config the loggers record (secrets redacted), plus what the trainer settings derive from it."""
-    config = redact(to_container(cfg))
-    config["trainer"]["effective_batch_size"] = settings.effective_batch_size
-    return config
-
-
-def saved_config(cfg: DictConfig) -> dict:
-    """config.yaml: the resolved config, redacted, except that what this run's dir decides stays an interpolation
-    (`${hydra:...}`, `${paths.output_dir}`), so that `run.py --config-path <run dir> --config-name config
-    hydra.run.dir=D2` re-runs it into D2."""
-    return _keep_runtime(cfg, redact(to_container(cfg)))
-
-
-def _keep_runtime(node, resolved):
-    if isinstance(node, DictConfig | ListConfig) and isinstance(resolved, dict | list):
-        for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
-            raw = node._get_node(key)._value()
-            if isinstance(raw, str) and ("${hydra:" in raw or "${paths.output_dir}" in raw):
-                resolved[key] = raw
-            else:
-                _keep_runtime(node._get_node(key), resolved[key])
-    return resolved
-
-
-def _hparams(cfg: DictConfig, settings) -> dict:
-    """The settings a run is compared by (TensorBoard hparams)."""
-    flat = {"task": cfg.task._target_.rsplit(".", 1)[-1], "model": cfg.model.name, "data": cfg.data.name,
-            "seed": cfg.seed, "mode": cfg.mode}
-    for group in ("optimizer", "scheduler", "trainer", "generation"):
-        for key, value in (to_container(cfg[group]) if cfg.get(group) else {}).items():
-            if not key.startswith("_") and isinstance(value, int | float | str | bool):
-                flat[f"{group}.{key}"] = value
-    flat["trainer.effective_batch_size"] = settings.effective_batch_size
-    return {**_overridden(cfg), **flat}
-
-
-def _overridden(cfg: DictConfig) -> dict:
-    """The Hydra job's overridden settings (a sweep trial's sampled params: task.dropout, model.pooling...), so that
-    the study's TensorBoard HPARAMS view (nlpexp.tb.write_study_hparams) finds each of its columns in every run."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    keys = [key for o in HydraConfig.get().overrides.task if "=" in o
-            and not (key := o.split("=", 1)[0].lstrip("+~")).startswith("paths.")]  # where, not how, it ran
-    values = {key: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False) for key in keys}
-    return {key: value for key, value in values.items() if isinstance(value, int | float | str | bool)}

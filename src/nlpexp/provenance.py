@@ -12,7 +12,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from nlpexp.config import PROJECT_ROOT
+from nlpexp.paths import project_root
 
 PACKAGES = ("torch", "transformers", "sentence-transformers", "datasets", "accelerate", "hydra-core", "optuna",
             "nlpexp")
@@ -27,7 +27,9 @@ def _git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LD_", "DYLD_"))} | {"PATH": os.defpath}
 
 
-def git_state(root: Path = PROJECT_ROOT) -> dict:
+def git_state(root: Path | None = None) -> dict:
+    root = root or project_root()
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run([GIT, "-C", str(root), *args], capture_output=True, text=True, timeout=10,

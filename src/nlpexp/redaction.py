@@ -99,29 +99,46 @@ def redact_logs() -> None:
         logging.setLogRecordFactory(_redacting_record_factory(current))
 
 
-class _RedactingStream:
-    """sys.stdout / sys.stderr with every write redacted: Hydra's error reports and tracebacks included."""
+class _ConsoleStream:
+    """sys.stdout / sys.stderr of the command line: every write redacted (Hydra's error reports and tracebacks
+    included) unless `redacting` is off (the usage text); once its reader has gone (`run.py ... | head`), the
+    rest goes to /dev/null instead of raising BrokenPipeError from whatever printed (a run goes on, in run.log)."""
 
-    def __init__(self, stream):
-        self._stream = stream
+    def __init__(self, stream, redacting: bool):
+        self.wrapped, self.redacting = stream, redacting
 
     def write(self, text: str) -> int:
-        self._stream.write(redact_text(text))
+        try:
+            self.wrapped.write(redact_text(text) if self.redacting else text)
+        except BrokenPipeError:
+            self._divert()
         return len(text)
 
+    def flush(self) -> None:
+        try:
+            self.wrapped.flush()
+        except BrokenPipeError:
+            self._divert()
+
+    def _divert(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.wrapped.fileno())
+
     def __getattr__(self, name: str):
-        return getattr(self._stream, name)
+        return getattr(self.wrapped, name)
 
 
-def redact_output() -> None:
+def redact_output(redacting: bool = True) -> None:
     """For the command line (run.py), first thing: the console (before Hydra resolves `ext://sys.stdout` for its
     handlers) and every log record; the secrets of the environment the command was started with."""
     take_secrets()
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if not isinstance(stream, _RedactingStream):
-            setattr(sys, name, _RedactingStream(stream))
-    redact_logs()
+        if isinstance(stream, _ConsoleStream):
+            stream.redacting = redacting
+        else:
+            setattr(sys, name, _ConsoleStream(stream, redacting))
+    if redacting:
+        redact_logs()
 
 
 def redact_hydra_files() -> None:

@@ -4,8 +4,8 @@
     python run.py mode=eval model.name_or_path=registry:mlflow:sbert-nli@champion   # or @latest, @v<N>
 
 A published version points at the training run that produced it: where the local version's run was tracked on
-the same server (logger=mlflow), the model version's source is that run's `best_model/` (an MLflow model of its
-flavor, nlpexp.logger.mlflow_model) and nothing is uploaded again. A run tracked elsewhere or not at all is
+the same server (logger=mlflow), the model version's source is that run's logged model `best_model` (an MLflow
+model of its flavor, nlpexp.logger.mlflow_model) and nothing is uploaded again. A run tracked elsewhere or not at all is
 uploaded once as an MLflow run (experiment `nlpexp-registry`) whose artifact `model/` holds the local version's
 folder. Resolving downloads the version's source once into <registry>/.mlflow/<name>/v<N>/ (complete or absent:
 it is downloaded beside and renamed into place) and loads the model from there.
@@ -26,6 +26,9 @@ from nlpexp.copies import refuse_links, refuse_links_on_the_way
 from nlpexp.errors import NlpexpError, first_line
 
 SCHEME = "mlflow:"
+RUN_ID_FILE = "mlflow_run_id"  # in a run dir: the MLflow run that logger=mlflow recorded it in
+# the data folder of each MLflow model flavor nlpexp writes (nlpexp.logger.mlflow_model): the model's own files
+DATA_DIRS = ("model.sentence_transformer", "artifacts/best_model")  # pyfunc: artifacts/<the folder's name>
 EXPERIMENT = "nlpexp-registry"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -53,14 +56,14 @@ def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri
     client = _client(tracking_uri, "set MLFLOW_TRACKING_URI or pass --tracking-uri")
     _check_name(name)
     try:
-        run = _training_run(client, version_dir)
-        source = f"{run.info.artifact_uri}/best_model" if run else None
+        run, model_id = _training_run(client, version_dir)
+        source = f"models:/{model_id}" if run else None
         if run is None:
             run = _upload(client, version_dir, name)
             source = f"{run.info.artifact_uri}/model"
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name)
-        version = client.create_model_version(name, source=source, run_id=run.info.run_id,
+        version = client.create_model_version(name, source=source, run_id=run.info.run_id, model_id=model_id,
                                               tags={"nlpexp.local_version": version_dir.name})
         if alias:
             client.set_registered_model_alias(name, alias, version.version)
@@ -70,21 +73,21 @@ def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri
 
 
 def _training_run(client, version_dir: Path):
-    """The MLflow run, on this server, that trained the version's model and logged it as an MLflow model."""
+    """The MLflow run, on this server, that trained the version's model, and the id of the MLflow model it logged
+    (its logged model `best_model`); (None, None) when there is none."""
     from mlflow.exceptions import MlflowException
-
-    from nlpexp.logger.mlflow import RUN_ID_FILE
 
     with contextlib.suppress(OSError, ValueError, KeyError):
         run_dir = Path(json.loads((version_dir / "source.json").read_text())["run_dir"])
         run_id = (run_dir / RUN_ID_FILE).read_text().strip()
         try:
             run = client.get_run(run_id)
-            logged = {a.path for a in client.list_artifacts(run_id, "best_model")}
+            logged = client.search_logged_models([run.info.experiment_id], filter_string=
+                                                 f"source_run_id = '{run_id}' AND name = 'best_model'")
         except MlflowException:  # tracked on another server, or deleted there
-            return None
-        return run if "best_model/MLmodel" in logged else None
-    return None
+            return None, None
+        return (run, logged[0].model_id) if logged else (None, None)
+    return None, None
 
 
 def _upload(client, version_dir: Path, name: str):
@@ -100,6 +103,7 @@ def _upload(client, version_dir: Path, name: str):
 
 def resolve(reference: str, root: Path) -> Path:
     """`mlflow:<name>[@latest|@v<N>|@<alias>]` -> the downloaded version's model folder."""
+    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     name, _, alias = reference.removeprefix(SCHEME).partition("@")
@@ -111,20 +115,18 @@ def resolve(reference: str, root: Path) -> Path:
         refuse_links_on_the_way(target, f"registry:{reference}", below=Path(root))  # nothing downloaded through one
         if not target.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
-            path = version.source.removeprefix(client.get_run(version.run_id).info.artifact_uri).strip("/")
             staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
             try:
-                client.download_artifacts(version.run_id, path, str(staging))
-                os.rename(staging / path, target)
+                os.rename(mlflow.artifacts.download_artifacts(version.source, dst_path=str(staging),
+                                                              tracking_uri=client.tracking_uri), target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except MlflowException as err:
         raise NlpexpError(f"registry:{reference}: {first_line(err)}") from err
     refuse_links(target, f"registry:{reference}", below=Path(root))  # a download has none: one planted is refused
-    from nlpexp.logger import mlflow_model
-
     found = target / "model" if (target / "model").is_dir() else \
-        mlflow_model.model_folder(target) if (target / "MLmodel").is_file() else None
+        next((target / d for d in DATA_DIRS if (target / d).is_dir()), target) if (target / "MLmodel").is_file() \
+        else None
     if found is None:
         raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
     return found

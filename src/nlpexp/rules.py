@@ -1,5 +1,6 @@
-"""The value rules of the config schema (nlpexp.schema): each says whether a plain value is allowed and, for the
-error line, what is allowed in words ("an integer >= 1")."""
+"""The value rules of the config schema (nlpexp.schema): each says whether a plain value is allowed (`ok`) and, for
+the error line, what is allowed in words (`str`: "an integer >= 1"). A component declares them on its own parameters
+(`batch_size: Annotated[int, Int(1)]`, read by nlpexp.derived); the schema lists them for a library's class."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Annotated
 
 
 class Rule:
-    def ok(self, value) -> bool:
-        raise NotImplementedError
-
-    def __str__(self) -> str:
-        raise NotImplementedError
+    """ok(value) -> bool; str(rule): what it allows, in words."""
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # true is no batch size
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)  # true is no batch size
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,8 @@ class Int(Rule):
     hi: int | None = None
 
     def ok(self, value) -> bool:
-        return _is_int(value) and (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+        return isinstance(value, int) and _is_number(value) and (self.lo is None or value >= self.lo) and \
+            (self.hi is None or value <= self.hi)
 
     def __str__(self) -> str:
         if self.lo is not None and self.hi is not None:
@@ -48,20 +47,17 @@ class Num(Rule):
     hi_open: bool = False
 
     def ok(self, value) -> bool:
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        if not _is_number(value) or not math.isfinite(value):
             return False
-        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
-        below = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
-        return above and below
+        return (self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)) and \
+            (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi))
 
     def __str__(self) -> str:
         if self.lo is not None and self.hi is not None:
             return f"a number in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
         if self.lo == 0 and self.lo_open:
             return "a positive number"
-        if self.lo is not None:
-            return f"a number {'>' if self.lo_open else '>='} {self.lo}"
-        return "a number"
+        return f"a number {'>' if self.lo_open else '>='} {self.lo}" if self.lo is not None else "a number"
 
 
 @dataclass(frozen=True)
@@ -71,8 +67,7 @@ class OneOf(Rule):
     choices: tuple
 
     def ok(self, value) -> bool:
-        return isinstance(value, str | int | float) and not isinstance(value, bool) and \
-            str(value) in map(str, self.choices)
+        return (isinstance(value, str) or _is_number(value)) and str(value) in map(str, self.choices)
 
     def __str__(self) -> str:
         return "one of " + ", ".join(map(str, self.choices))
@@ -98,7 +93,7 @@ class Text(Rule):
 
     def ok(self, value) -> bool:
         return isinstance(value, str) and (self.empty or bool(value)) and \
-            (self.pattern is None or re.fullmatch(self.pattern, value))
+            (self.pattern is None or bool(re.fullmatch(self.pattern, value)))
 
     def __str__(self) -> str:
         return self.meaning
@@ -194,3 +189,12 @@ class ByTarget:
 
     def group(self, target: str | None) -> Group:
         return self.groups.get(target or "", self.other)
+
+
+NAME = Text()
+Name = Annotated[str, NAME]  # a non-empty string
+SEED = Int(0, 2**32 - 1)  # numpy's seed range
+Seed = Annotated[int, SEED]
+Positive = Annotated[int, Int(1)]
+POOLING = OneOf(("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"))  # sentence-transformers'
+Pooling = Annotated[str, POOLING]

@@ -3,11 +3,10 @@ typing the command line is trusted. A config must not run code that nlpexp.compo
 name, and dangerous switches (remote code, pickled weights, launcher shell lines) come from the command line or
 the environment only. (What else a foreign file may set at all: nlpexp.file_keys, checked by nlpexp.gate.)
 
-check_config() sees the composed config *with* its hydra node, before anything is imported or built: every
-`_target_` (exact names, no interpolation), sweep parameters and the dangerous switches. run.py calls it
-(nlpexp.gate) before Hydra starts (every mode: run, -m, --cfg, -cp/-cd/-cn); pipeline.run() calls check_run()
-again inside the job (each sweep trial too), and Hydra itself instantiates under its execution allow-list
-(run.py's @hydra.main) as a second line.
+run.py's gate (nlpexp.gate) sees the composed config *with* its hydra node once, before Hydra starts (every mode:
+run, -m, --cfg, -cp/-cd/-cn): every `_target_` (exact names, no interpolation), the sweep parameters and the
+dangerous switches. A job started without that gate (from Python: tests, nlpexp.api) checks its config itself
+(check_run); Hydra instantiates under its execution allow-list (run.py's @hydra.main) as a second line.
 """
 
 from __future__ import annotations
@@ -17,11 +16,13 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nlpexp import components
+from nlpexp.adapters.omegaconf import child, raw
 from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
@@ -40,25 +41,15 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def allowed_target(target: Any) -> bool:
-    return components.is_allowed(target)
-
-
-def _raw(node: Any) -> Any:
-    """A node's value as written: an interpolation stays the string `${...}`."""
-    return node._value() if hasattr(node, "_value") else node
-
-
 def iter_nodes(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
     """(parent path, key, raw value) of every key of every mapping, lists included."""
     if isinstance(node, DictConfig):
         for key in node.keys():
-            child = node._get_node(key)
-            yield path, str(key), _raw(child)
-            yield from iter_nodes(child, f"{path}.{key}" if path else str(key))
+            yield path, str(key), raw(child(node, key))
+            yield from iter_nodes(child(node, key), f"{path}.{key}" if path else str(key))
     elif isinstance(node, ListConfig):
         for i in range(len(node)):
-            yield from iter_nodes(node._get_node(i), f"{path}[{i}]")
+            yield from iter_nodes(child(node, i), f"{path}[{i}]")
 
 
 _BUILDS_CONFIG = re.compile(r"\$\{\s*oc\.(create|decode)\s*:")  # resolvers that turn a string into config nodes
@@ -68,7 +59,7 @@ def check_targets(cfg: DictConfig) -> None:
     """Refuse the whole config if one `_target_` anywhere is not on the allow-list, exactly as written (and
     if a string would become config nodes, and so `_target_`s, only when resolved)."""
     for path, key, value in iter_nodes(cfg):
-        if key == "_target_" and not allowed_target(value):
+        if key == "_target_" and not components.is_allowed(value):
             raise NlpexpError(components.refusal(path, value))
         if isinstance(value, str) and _BUILDS_CONFIG.search(value):
             raise NlpexpError(f"{path}.{key}: oc.create / oc.decode are not allowed: they build config nodes "
@@ -88,7 +79,10 @@ def _override_key(override: str) -> str:
 
 
 def check_switches(cfg: DictConfig, command_line: Sequence[str]) -> list[str]:
-    """The dangerous switches that are on; each must be set on the command line (or by its env variable)."""
+    """The keys hydra.sweeper.params sweeps, and the dangerous switches: returns those that are on; each must be
+    set on the command line (or by its env variable)."""
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
+    check_sweep_keys(list(params.keys()) if isinstance(params, DictConfig) else [], "hydra.sweeper.params")
     typed = {_override_key(o) for o in command_line}
     on = []
     for key, env in SWITCHES.items():
@@ -110,16 +104,26 @@ def check_config(cfg: DictConfig, command_line: Sequence[str] = ()) -> list[str]
     """The gate: `cfg` composed with its hydra node; `command_line` the overrides the user typed.
     Returns the dangerous switches that are on."""
     check_targets(cfg)
-    hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) else None
-    if hydra is not None:
-        params = OmegaConf.select(hydra, "sweeper.params", default=None)
-        check_sweep_keys(list(params.keys()) if isinstance(params, DictConfig) else [], "hydra.sweeper.params")
     return check_switches(cfg, command_line)
 
 
+_gated: list[bool] = []  # not empty while run.py's gate has passed the command that runs this process's jobs
+
+
+@contextmanager
+def gate_passed():
+    """Around the jobs of a command that nlpexp.gate let through (run.py's launcher, nlpexp.boundary)."""
+    _gated.append(True)
+    try:
+        yield
+    finally:
+        _gated.pop()
+
+
 def check_run(cfg: DictConfig) -> None:
-    """Inside the job (single run or sweep trial): the job config and, under Hydra, its hydra config with the
-    overrides of this job as the command line (a sweep's own parameters cannot name switches: see above)."""
+    """Inside the job (single run or sweep trial) that no gate checked (started from Python, or in a launcher's
+    worker process): the job config and, under Hydra, its hydra config with the overrides of this job as the
+    command line (a sweep's own parameters cannot name switches: see above). Gated: which switches are on."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -128,5 +132,6 @@ def check_run(cfg: DictConfig) -> None:
     combined = copy.deepcopy(cfg)
     with open_dict(combined):
         combined["hydra"] = HydraConfig.get()
-    for key in check_config(combined, list(HydraConfig.get().overrides.task)):
+    check = check_switches if _gated else check_config
+    for key in check(combined, list(HydraConfig.get().overrides.task)):
         log.warning("%s is on (set on the command line): code from outside nlpexp may run in this process", key)

@@ -1,7 +1,11 @@
-"""One schema for every setting of the composed config: the type and range of each key, declared once here and
-checked (nlpexp.validate) before anything is built. A value outside its rule, an unknown key (`+trainer.fp16=true`),
-a missing `???` or an unresolvable `${...}` ends as one NlpexpError line that names the key and what it allows.
+"""One schema for every setting of the composed config, checked (nlpexp.validate) before anything is built. A value
+outside its rule, an unknown key (`+trainer.fp16=true`), a missing `???` or an unresolvable `${...}` ends as one
+NlpexpError line that names the key and what it allows.
 
+nlpexp's own settings classes (ModelSpec, DataSpec, TrainerSettings, GenerationSettings, the study sweeper's config)
+declare their keys, types and ranges on their own parameters, read by nlpexp.derived as a user's component is; what
+is listed here is what no signature of nlpexp's says: library classes (a torch optimizer, a sentence-transformers
+loss), the tasks and loggers (whose modules are too heavy to import for a check), and the rules between keys.
 Nodes that build a class are described per `_target_` (ByTarget); a class nlpexp does not describe in full (another
 torch optimizer, a loss's extra options) is an open group: its listed keys are checked, the rest go to the class.
 """
@@ -9,26 +13,24 @@ torch optimizer, a loss's extra options) is an open group: its listed keys are c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from nlpexp.data.availability import check_data_files
+from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
+from nlpexp import rules
+from nlpexp.data.pairs import NLI_FORMATS
+from nlpexp.data.readers import check_data_files
+from nlpexp.derived import Described, described
+from nlpexp.generation.settings import GenerationSettings
 from nlpexp.paths import check_paths
-from nlpexp.rules import Anything, Bool, ByTarget, Either, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
+from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import NAMES as SCHEDULERS
+from nlpexp.trainer.settings import TrainerSettings
 
-# Where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more tokens than this.
-MAX_SEQ_LENGTH = 32768
-POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # sentence-transformers'
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
-NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")
 PAIR_SAMPLINGS = ("given", "random", "nearest")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-PRECISIONS = ("32", "bf16", "fp16", "auto")  # auto: bf16 or fp16 where the GPU has it, else 32
 MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
-SEED = Int(0, 2**32 - 1)  # numpy's seed range
-NAME = Text()
-SQLALCHEMY_URL = Text(r"[a-z][a-z0-9+._-]*://.*", "an SQLAlchemy URL such as sqlite:///<file> or "
-                      "postgresql://user:pw@host/db")
 STUDY_NAME = Text(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_' and '-'")
 
 
@@ -62,22 +64,9 @@ def _check_seq_length(model: dict, path: str) -> None:
                           f"max_position_embeddings), got {length}")
 
 
-_MODEL = Group({
-    "name": NAME, "name_or_path": Maybe(NAME), "tokenizer": Maybe(NAME), "random_init": Maybe(MapOf()),
-    "max_seq_length": Int(1, MAX_SEQ_LENGTH), "pooling": OneOf(POOLINGS), "trust_remote_code": Bool(),
-    "seed": SEED, "build": OneOf(("auto", "encoder_decoder")), "allow_pickle_weights": Bool(),
-}, required=("name",), checks=(_check_seq_length,))
-MODEL = ByTarget({"nlpexp.model.ModelSpec": _MODEL})  # a ModelSpec subclass of one's own: these and its own keys
+MODEL = ByTarget(Described({"nlpexp.model.ModelSpec": (_check_seq_length,)}))
+DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
-_DATA = Group({
-    "name": NAME, "root": NAME, "sources": MapOf(Maybe(MapOf())), "splits": MapOf(ListOf(NAME)),
-    "train": Maybe(NAME), "validation": Maybe(NAME), "test": Maybe(NAME),  # files given by path
-    "columns": Maybe(MapOf(Maybe(NAME))), "label_names": Maybe(ListOf(NAME)),
-    "unknown_labels": OneOf(("error", "drop")),
-    "max_train_samples": Maybe(Int(1)), "max_eval_samples": Maybe(Int(1)), "seed": SEED,
-    "split_ratios": Maybe(MapOf(Num(0, 1))), "shuffle": Bool(), "optional_roles": ListOf(NAME),
-}, required=("name", "root", "sources", "splits"), checks=(check_data_files,))
-DATA = ByTarget({"nlpexp.data.DataSpec": _DATA})
 
 def _check_duration(trainer: dict, path: str) -> None:
     from nlpexp.errors import NlpexpError
@@ -88,14 +77,7 @@ def _check_duration(trainer: dict, path: str) -> None:
                           f"got {'null' if epochs is None else epochs}")
 
 
-TRAINER = Group({
-    "max_epochs": Maybe(Num(0)), "max_steps": Int(-1), "batch_size": Int(1), "eval_batch_size": Int(1),
-    "gradient_accumulation_steps": Int(1), "precision": OneOf(PRECISIONS), "eval_every_steps": Maybe(Int(1)),
-    "logging_steps": Int(1), "save_total_limit": Maybe(Int(1)), "early_stopping_patience": Maybe(Int(1)),
-    "resume": Either((Bool(), Text(meaning="a checkpoint folder"))), "dataloader_workers": Int(0, 256),
-    "seed": SEED, "auto_find_batch_size": Bool(), "tf32": Maybe(Bool()), "group_by_length": Bool(),
-    "max_tokens_per_batch": Maybe(Int(1)), "evaluate_start": Bool(),
-}, checks=(_check_duration,))
+TRAINER = described(TrainerSettings, checks=(_check_duration,))
 
 _ADAM = Group({
     "lr": Num(0, lo_open=True), "head_lr": Maybe(Num(0, lo_open=True)), "weight_decay": Num(0),
@@ -112,10 +94,7 @@ SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 
-GENERATION = Group({
-    "num_beams": Int(1), "max_new_tokens": Int(1), "no_repeat_ngram_size": Int(0), "length_penalty": Num(),
-    "early_stopping": Bool(),
-})
+GENERATION = described(GenerationSettings)
 
 _LOSSES = "sentence_transformers.sentence_transformer.losses."
 _SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
@@ -153,7 +132,7 @@ TASK = ByTarget({
     }, required=("monitor", "sts", "gold_size", "label_scores")),
     "nlpexp.task.tsdae.TsdaeTask": Group({
         **_STS_TASK, "text_columns": ListOf(NAME, min_length=1), "deletion_ratio": Num(0, 1, hi_open=True),
-        "pooling": OneOf(POOLINGS),
+        "pooling": rules.POOLING,
     }, required=("monitor", "sts", "text_columns")),
 }, other=Group(_TASK, required=("monitor",), open=True),
    # what pipeline.build_task passes every task
@@ -177,26 +156,28 @@ PATHS = Group({"root_dir": NAME, "data_dir": NAME, "output_dir": NAME, "runs_dir
               required=("output_dir", "ledger_file"), checks=(check_paths,))
 
 _DIRECTION = OneOf(("minimize", "maximize"))
-_STUDY = Group({
-    "direction": Either((_DIRECTION, ListOf(_DIRECTION))), "storage": Maybe(SQLALCHEMY_URL), "n_trials": Int(1),
-    "n_jobs": Int(1), "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
-    "fail_without_result": Bool(),
+_STUDY = described(StudySweeperConf)  # the sweeper's own keys, narrowed:
+_STUDY = replace(_STUDY, open=True, fields={**_STUDY.fields, **{  # the official sweeper's keys are theirs
+    "direction": rules.Either((_DIRECTION, ListOf(_DIRECTION))), "n_trials": Int(1), "n_jobs": Int(1),
+    "storage": Maybe(Text(r"[a-z][a-z0-9+._-]*://.*", "an SQLAlchemy URL such as sqlite:///<file> or "
+                                                      "postgresql://user:pw@host/db")),
+    "study_name": Maybe(STUDY_NAME), "max_failure_rate": Num(0, 1), "failure_budget": Num(0, 1),
     "heartbeat_interval": Int(1), "grace_period": Int(1), "max_retry": Maybe(Int(0)), "studies_dir": Maybe(NAME),
-    "promote_best": Bool(), "plots": Bool(), "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
+    "registry_dir": Maybe(NAME), "params": Maybe(MapOf()),
     "sampler": Group({"_target_": Text(r"optuna\.samplers\.\w+", "optuna.samplers.<Sampler>"),
                       "seed": Maybe(SEED)}, open=True),
     "pruner": Group({"_target_": Text(r"optuna\.pruners\.\w+", "optuna.pruners.<Pruner>")}, open=True),
-}, open=True)
+}})
 SWEEPER = ByTarget({"hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper": _STUDY,
                     "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": _STUDY})
 HYDRA = Group({"sweeper": SWEEPER}, open=True)  # Hydra's own structured configs type the rest
 
-# In this order, so that a bad value is named where it is set, before the keys that interpolate it (task.sts...).
+# In this order, so that a bad value is named where it is set, before the keys that interpolate it.
 ROOT = Group({
     "paths": PATHS, "mode": OneOf(MODES), "seed": SEED, "optimized_metric": NAME, "verbose": Bool(),
-    "model": MODEL, "data": DATA,
-    "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "trainer": TRAINER, "loss": LOSS, "generation": Maybe(GENERATION),
-    "task": TASK, "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
+    "model": MODEL, "data": DATA, "generation": Maybe(GENERATION), "task": TASK,  # optimizer.head_lr reads task's
+    "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "trainer": TRAINER, "loss": LOSS,
+    "logger": Maybe(MapOf(LOGGER)), "hydra": HYDRA,
     "debug": Anything(),
 }, required=("mode", "seed", "optimized_metric", "task", "model", "data", "optimizer", "scheduler", "trainer",
              "paths"), open=True)  # top-level keys of one's own (a note, a value to interpolate) are fine

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nlpexp.cli import ArgumentParser, existing_dir, port, run_cli
 from nlpexp.config import default_paths
+from nlpexp.logger.tensorboard import serve_command
 
 
 def event_dirs(root: Path) -> list[Path]:
@@ -26,32 +27,15 @@ def read_tags(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return tags
 
 
-def read_hparams(log_dir: Path) -> dict[str, float | str | bool]:
-    """The hparams a run recorded (TensorBoard's hparams plugin) in one event folder."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    acc = EventAccumulator(str(log_dir))
-    acc.Reload()
-    content = acc.PluginTagToContent("hparams").get("_hparams_/session_start_info")
-    if content is None:
-        return {}
-    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
-    return {key: getattr(value, value.WhichOneof("kind")) for key, value in hparams.items()}
-
-
 STUDY_DIR = "study_hparams"  # <sweep dir>/study_hparams: the study's HPARAMS config (a run of its own in TensorBoard)
 
 
-def write_study_hparams(study, sweep_dir: Path) -> Path | None:
+def write_study_hparams(study, sweep_dir: Path, metric_names: list[str]) -> Path | None:
     """The HPARAMS view of a study (TensorBoard on the sweep dir): its columns the study's swept params and the
-    metric(s) it optimises, as the trials recorded them (`best/val/<metric>`), instead of every setting of every
-    run. Written by the sweep's summary when its trials wrote TensorBoard events; None otherwise."""
+    metric(s) it optimises, as the trials recorded them (metrics.json's `val/<metric>`), instead of every setting
+    of every run. Written by the sweep's summary when its trials wrote TensorBoard events; None otherwise."""
     from tensorboard.plugins.hparams import summary_v2 as hp
     from torch.utils.tensorboard import SummaryWriter
-
-    from nlpexp.metrics import tracker_summary
-    from nlpexp.sweep.summary import metric_names
 
     sweep_dir = Path(sweep_dir)
     if not any(d != sweep_dir / STUDY_DIR for d in event_dirs(sweep_dir)):
@@ -59,8 +43,7 @@ def write_study_hparams(study, sweep_dir: Path) -> Path | None:
     distributions = {name: dist for trial in study.get_trials(deepcopy=False)
                      for name, dist in trial.distributions.items()}
     params = [hp.HParam(name, _domain(dist)) for name, dist in sorted(distributions.items())]
-    metrics = [hp.Metric(tag, display_name=f"{tag} (optimised)") for tag in tracker_summary(
-        dict.fromkeys(metric_names(study), 0.0))]
+    metrics = [hp.Metric(tag, display_name=f"{tag} (optimised)") for tag in metric_names]
     folder = sweep_dir / STUDY_DIR
     for old in folder.glob("events.out.tfevents.*"):  # a rebuilt summary replaces the config, never adds one
         old.unlink()
@@ -83,29 +66,6 @@ def _domain(distribution):
     if isinstance(distribution, FloatDistribution):
         return hp.RealInterval(float(distribution.low), float(distribution.high))
     return None
-
-
-def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
-    spec = ",".join(f"{Path(d).name}:{d}" for d in logdirs if Path(d).exists()) or str(logdirs[0])
-    return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(port), "--host", host]
-
-
-def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
-    """TensorBoard in the background for a training run (logger.tensorboard.serve=true); it outlives the run so
-    that the results stay browsable: its pid is logged, `kill <pid>` stops it. A busy port: one line, no server."""
-    import logging
-    import socket
-    import subprocess
-
-    log = logging.getLogger(__name__)
-    with socket.socket() as probe:
-        if probe.connect_ex((host, port)) == 0:
-            log.warning("TensorBoard not started: port %d is in use (logger.tensorboard.port=<free port>)", port)
-            return None
-    server = subprocess.Popen(serve_command(logdirs, port, host), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    log.info("TensorBoard on http://%s:%d (pid %d; `kill %d` stops it)", host, port, server.pid, server.pid)
-    return server
 
 
 def main(argv: list[str] | None = None) -> int:

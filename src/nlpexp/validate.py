@@ -10,7 +10,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nlpexp.derived import group_of
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp.errors import NlpexpError, omegaconf_error
 from nlpexp.rules import ByTarget, Group, MapOf, Maybe
 from nlpexp.schema import ROOT
 
@@ -24,18 +24,6 @@ def validate(cfg: DictConfig) -> None:
     """
     # (The security gate, nlpexp.safety, has run before: on the command line, and first in pipeline._check.)
     _check_group(cfg, ROOT, "")
-
-
-def omegaconf_error(err: OmegaConfBaseException, key: str | None = None) -> str:
-    """An OmegaConf error (unset ${oc.env:...}, ??? value, bad interpolation) as one line naming the key."""
-    from omegaconf.errors import MissingMandatoryValue
-
-    key = getattr(err, "full_key", None) or key or "config"
-    if isinstance(err, MissingMandatoryValue):
-        return f"{key} is mandatory (???) and not set: pass {key}=<value>"
-    message = (getattr(err, "msg", None) or str(err)).replace("KeyError raised while resolving interpolation: ", "")
-    message = first_line(err, message).strip('"')
-    return f"{key}: {message}"
 
 
 def _check_group(node: DictConfig, group: Group, path: str) -> None:
@@ -59,10 +47,8 @@ def _check_group(node: DictConfig, group: Group, path: str) -> None:
 def _check_value(node: DictConfig, key, rule, path: str):
     """The value of node[key] (resolved) after checking it against `rule`; nested groups are walked."""
     try:
-        if OmegaConf.is_missing(node, key):
-            raise NlpexpError(f"{path} is mandatory (???) and not set: pass {path}=<value>")
         value = node[key]
-    except OmegaConfBaseException as err:
+    except OmegaConfBaseException as err:  # an unset ${oc.env:...}, a `???`
         raise NlpexpError(omegaconf_error(err, path)) from None
     if value is None and (isinstance(rule, Maybe) or getattr(rule, "nullable", False)):
         return None

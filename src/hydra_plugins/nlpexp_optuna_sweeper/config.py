@@ -1,8 +1,6 @@
 """Config of the study sweeper, `hydra/sweeper=study` in any Hydra app (nlpexp's presets use
-conf/hydra/sweeper/nlpexp.yaml, which adds nlpexp's settings on top).
-
-It is the official Optuna sweeper's config plus the settings of a persistent study. `pruner` is a group like
-`sampler`: `hydra/sweeper/pruner=median|successive_halving|hyperband|none`.
+conf/hydra/sweeper/nlpexp.yaml, which adds nlpexp's settings on top): the official Optuna sweeper's config plus
+the settings of a persistent study. `pruner` is a group like `sampler`: `hydra/sweeper/pruner=median|...|none`.
 """
 
 from dataclasses import dataclass, field
@@ -19,16 +17,12 @@ class PrunerConfig:
 
 
 @dataclass
-class NopPrunerConfig(PrunerConfig):
-    """Every trial runs to its end."""
-
+class NopPrunerConfig(PrunerConfig):  # every trial runs to its end
     _target_: str = "optuna.pruners.NopPruner"
 
 
 @dataclass
-class MedianPrunerConfig(PrunerConfig):
-    """Stop a trial whose best value so far is worse than the median of the others at the same step."""
-
+class MedianPrunerConfig(PrunerConfig):  # stops a trial whose best is worse than the others' median at its step
     _target_: str = "optuna.pruners.MedianPruner"
     n_startup_trials: int = 4
     n_warmup_steps: int = 0
@@ -38,25 +32,19 @@ class MedianPrunerConfig(PrunerConfig):
 
 @dataclass
 class HalvingPrunerConfig(PrunerConfig):
-    """The keys successive halving and Hyperband share; each adds its own resource keys."""
-
     reduction_factor: int = 3
     bootstrap_count: int = 0
 
 
 @dataclass
-class SuccessiveHalvingPrunerConfig(HalvingPrunerConfig):
-    """Asynchronous successive halving: only the best 1/reduction_factor of the trials at a rung go on."""
-
+class SuccessiveHalvingPrunerConfig(HalvingPrunerConfig):  # only the best 1/reduction_factor at a rung go on
     _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
     min_resource: Any = "auto"
     min_early_stopping_rate: int = 0
 
 
 @dataclass
-class HyperbandPrunerConfig(HalvingPrunerConfig):
-    """Several successive-halving brackets with different aggressiveness."""
-
+class HyperbandPrunerConfig(HalvingPrunerConfig):  # several successive-halving brackets
     _target_: str = "optuna.pruners.HyperbandPruner"
     min_resource: int = 1
     max_resource: Any = "auto"
@@ -68,36 +56,26 @@ class StudySweeperConf(OptunaSweeperConf):
 
     _target_: str = "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
-
     pruner: PrunerConfig = MISSING
-    # Names of the objectives, in `direction`'s order (summary, plots, dashboard); null: value / value_<i>.
-    metric_names: Any = None
-    # Study-wide failure budget: the sweep stops once more than failure_budget * n_trials trials failed
-    # (1.0: never). Unlike max_failure_rate, which is the official per-batch rule.
+    metric_names: Any = None  # the objectives' names, in `direction`'s order; null: value / value_<i>
+    # The study stops once more than failure_budget * n_trials trials failed (1.0: never); max_failure_rate is
+    # the official per-batch rule.
     failure_budget: float = 1.0
-    # true (nlpexp's presets): a sweep none of whose trials finished (every one failed) exits 2; false: 0, as the
-    # official sweeper does.
-    fail_without_result: bool = False
-    # A study trial is alive while its sweep process records a heartbeat every heartbeat_interval seconds;
-    # one silent for grace_period seconds (a killed sweep) is failed and queued again with the same params.
+    fail_without_result: bool = False  # true: a sweep none of whose trials finished exits 2 (false: 0, as upstream)
+    # A trial is alive while its sweep records a heartbeat every heartbeat_interval seconds; one silent for
+    # grace_period seconds (a killed sweep) is failed and queued again with the same params, max_retry times.
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retry: int = 3
-    # null: the study lives in hydra.sweep.dir (as with the official sweeper). Set: in <studies_dir>/<study>,
-    # stable across reruns, unless hydra.sweep.dir is given on the command line.
+    # null: the study lives in hydra.sweep.dir (as upstream); set: in <studies_dir>/<study>, stable across reruns,
+    # unless hydra.sweep.dir is given on the command line.
     studies_dir: str | None = None
-    # Summary plots (PNG, and HTML with plotly) at the end of a sweep, off by default: they take seconds (matplotlib,
-    # sklearn for the importances), more than a trivial sweep. The tables are always written.
-    plots: bool = False
-    # Register the best trial's model (its run dir's best_model/) as registry:<study_name>; registry_dir
-    # null: the registry's own. With several objectives promote_objective (a name or an index) says which
-    # one picks the best trial on the Pareto front; without it nothing is promoted.
+    plots: bool = False  # summary plots (PNG; HTML with plotly): seconds, more than a trivial sweep
+    # Register the best trial's best_model/ as registry:<study_name> (registry_dir null: the registry's own); with
+    # several objectives promote_objective (a name or an index) picks the best trial on the Pareto front.
     promote_best: bool = False
     promote_objective: Any = None
     registry_dir: str | None = None
-    # Check the config every trial starts from against nlpexp's schema, once before the first trial (a flag, not
-    # a function name: a config must not name code to call).
-    validate_config: bool = False
 
 
 _STORE = ConfigStore.instance()
@@ -105,16 +83,3 @@ _STORE.store(group="hydra/sweeper", name="study", node=StudySweeperConf, provide
 for _name, _node in {"none": NopPrunerConfig, "median": MedianPrunerConfig,
                      "successive_halving": SuccessiveHalvingPrunerConfig, "hyperband": HyperbandPrunerConfig}.items():
     _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="nlpexp")
-
-
-def metric_names(names: Any, count: int) -> list[str]:
-    """The objectives' names: metric_names as given (one name or a list), else value / value_<i>."""
-    from nlpexp.errors import NlpexpError
-
-    if names is None:
-        return ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
-    names = [str(names)] if isinstance(names, str) else [str(n) for n in names]
-    if len(names) != count:
-        raise NlpexpError(f"hydra.sweeper.metric_names names {len(names)} objective(s) ({', '.join(names)}) "
-                          f"but hydra.sweeper.direction has {count}")
-    return names

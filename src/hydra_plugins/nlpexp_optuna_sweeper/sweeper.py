@@ -1,24 +1,24 @@
 """The `study` sweeper: Hydra's Optuna sweeper with a persistent, resumable, prunable study.
 
-Whatever the official sweeper does it does the same way, through the official code (upstream.py): the
-search-space grammar, `params` in config, every sampler, `custom_search_space`, one or several objectives,
-`optimization_results.yaml` in hydra.sweep.dir, `n_jobs` trials per batch, `max_failure_rate` per batch.
-What it adds, each under its own key (config.py):
-
-- the study lives in an RDB storage (sqlite in its dir unless `storage` names one); rerunning the command
-  loads it and runs trials until `n_trials` of them have finished, whatever ran before and whoever ran
-  it: several sweep processes on one storage share the work (trials.py);
-- a stable name (`<hparams_search>-<hash of its definition>` unless `study_name` is set) and, with
-  `studies_dir`, a stable dir `<studies_dir>/<study>`; trial N runs in `<dir>/N` (with Hydra's default subdir);
-- heartbeats: a trial whose sweep died (kill -9) is queued again with the same params; a `pruner`;
-- a study-wide `failure_budget`; a summary (nlpexp.sweep.summary); promotion of the best model.
+What the official sweeper does it does through the official code (upstream.py): the search-space grammar,
+`params` in config, every sampler, `custom_search_space`, one or several objectives, optimization_results.yaml,
+`n_jobs` trials per batch, `max_failure_rate` per batch. What it adds (config.py): the study lives in a storage
+(sqlite in its dir unless `storage` names one) and a rerun resumes it until `n_trials` trials have finished, whoever
+ran them; a stable name (`<hparams_search>-<hash of its definition>`) and dir (`<studies_dir>/<study>`, trial N in
+`<dir>/N`); heartbeats (a killed sweep's trial is queued again); a pruner; a failure budget; a summary; promotion.
+This module is the Hydra side: a Plan and a `launch(trials)` callable, with which nlpexp.sweep.loop runs the study.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
+import re
 import sys
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,14 +26,14 @@ from typing import Any
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hydra_plugins.nlpexp_optuna_sweeper import seeding, upstream
-from hydra_plugins.nlpexp_optuna_sweeper.config import metric_names
-from hydra_plugins.nlpexp_optuna_sweeper.trials import Plan, TrialLoop
-from nlpexp.redaction import redact  # (the storage redacts what it stores: the definition is compared as stored)
+from hydra_plugins.nlpexp_optuna_sweeper import upstream
+from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
+LEAST = {"n_trials": 1, "n_jobs": 1, "heartbeat_interval": 1, "grace_period": 1, "max_retry": 0, "failure_budget": 0}
 
 
 class StudySweeper(Sweeper):
@@ -43,80 +43,62 @@ class StudySweeper(Sweeper):
         self.upstream = upstream.make_impl(
             direction=direction, storage=storage, study_name=study_name, n_trials=n_trials, n_jobs=n_jobs,
             max_failure_rate=max_failure_rate, custom_search_space=custom_search_space, params=params)
-        self.sampler_config = sampler
-        self.pruner_config = pruner
-        # metric_names, failure_budget, heartbeats, studies_dir, plots, promotion: see config.py
-        self.keys = SimpleNamespace(**study_keys)
+        self.sampler_config, self.pruner_config = sampler, pruner
+        self.keys = SimpleNamespace(**study_keys)  # metric_names, failure_budget, heartbeats...: config.py
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function)
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def sweep(self, arguments: list[str]) -> None:
-        from nlpexp.errors import NlpexpError
-
         try:
-            self._validate()
             self._sweep(arguments)
         except NlpexpError as err:
             log.error("error: %s", err)
             sys.exit(2)
 
-    def _validate(self) -> None:
-        """The config every trial starts from, checked once before any trial (`validate_config`)."""
-        from nlpexp.validate import validate
-
-        if self.keys.validate_config:
-            config = self.config.copy()
-            with read_write(config), open_dict(config):
-                config.paths.output_dir = str(config.hydra.sweep.dir)  # the trials' dirs go under it
-            validate(config)
-
     def _sweep(self, arguments: list[str]) -> None:
-        plan = self._plan(arguments)
-        study = self._open_study(plan)
-        loop = TrialLoop(self, study, plan)
-        storage = "" if str(self.sweep_dir) in self.storage_url else f", storage {self.storage_url}"  # not its default
-        log.info("study %s: %d of %d trials finished; dir %s%s", study.study_name, loop.finished(), plan.n_trials,
-                 self.sweep_dir, storage)
-        try:
-            from nlpexp.sweep.once import library_warnings_once
+        from nlpexp.sweep import study as studies  # (optuna: once a sweep runs, not at every Hydra start-up)
+        from nlpexp.sweep.loop import Plan, TrialLoop
+        from nlpexp.sweep.storage import check_storage_url, open_storage, sqlite_url
 
-            with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
-                loop.run()
-        except BaseException:
-            self._finish(study, plan, raising=True)
-            raise
-        self._finish(study, plan)
-
-    # --- what the sweep is ------------------------------------------------------------------------------
-
-    def _plan(self, arguments: list[str]) -> Plan:
-        from nlpexp.errors import NlpexpError
-        from nlpexp.sweep.storage import check_storage_url
-
-        sweep_args, space, fixed, fixed_overrides = upstream.search_space(self.upstream, arguments)
-        directions = upstream.directions(self.upstream)
-        if self.upstream.n_jobs < 1:
-            raise NlpexpError(f"hydra.sweeper.n_jobs must be >= 1 (trials at once), got {self.upstream.n_jobs}")
-        self._check_space(space)
-        check_storage_url(self.upstream.storage)
+        impl, keys = self.upstream, self.keys
+        sweep_args, space, fixed, deletions = upstream.search_space(impl, arguments)
+        self._check(space)
+        check_storage_url(impl.storage)
         grid = None
         if self.sampler_config._target_.endswith("GridSampler"):
-            grid = {name: upstream.grid_choices(dist) for name, dist in space.items()}
-        n_trials = self.upstream.n_trials
-        if grid is not None:
-            n_trials = min(n_trials, math.prod(len(choices) for choices in grid.values()))
-        metrics = metric_names(self.keys.metric_names, len(directions))
-        return Plan(sweep_args=sweep_args, space=space, fixed=fixed, fixed_overrides=fixed_overrides,
-                    directions=directions, metrics=metrics, n_trials=n_trials, grid=grid,
-                    promote_objective=self._promote_objective(metrics))
+            grid = {name: upstream.grid_choices(distribution) for name, distribution in space.items()}
+        directions = upstream.directions(impl)
+        metrics, promote = studies.objectives(keys.metric_names, directions, keys.promote_best, keys.promote_objective)
+        n_trials = impl.n_trials if grid is None else min(impl.n_trials, math.prod(map(len, grid.values())))
+        plan = Plan(directions, metrics, n_trials, impl.n_jobs, impl.max_failure_rate, keys.failure_budget,
+                    keys.fail_without_result, keys.heartbeat_interval, promote, keys.registry_dir, keys.plots)
+        definition = studies.definition(sweep_args, directions, metrics, self.sampler_config, self.pruner_config)
+        name, sweep_dir = self._study_dir(definition)
+        url = impl.storage or sqlite_url(sweep_dir)
+        storage = open_storage(url, keys.heartbeat_interval, keys.grace_period, keys.max_retry)
+        pruner = instantiate(self.pruner_config, _execution_whitelist_=("optuna.pruners.*",))
+        study = studies.open_study(storage, name, definition, url, pruner, sys.argv[0], deletions)
+        seed, joined = studies.sampler_seed(storage, study, self.sampler_config)
+        if seed != self.sampler_config.get("seed"):
+            log.info("sampler seed %s (%s)", seed, joined)
+        sampler = instantiate(self.sampler_config, **({"seed": seed} if "seed" in self.sampler_config else {}),
+                              _execution_whitelist_=upstream.SAMPLER_WHITELIST)
+        study.sampler = sampler(grid) if grid is not None else sampler
+        studies.write_study_file(sweep_dir, name, url)
+        # The launcher is made now: its settings may name the study's dir (submitit's folder, <dir>/.submitit).
+        launcher = Plugins.instance().instantiate_launcher(config=self.config, hydra_context=self.hydra_context,
+                                                           task_function=self.task_function)
+        launch = partial(self._launch, launcher, url, name, sweep_dir, space, fixed, deletions)
+        with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
+            TrialLoop(study, storage, plan, launch, sweep_dir, url).run()
 
-    def _check_space(self, space: dict) -> None:
-        """A search-space key the config lacks fails once, here, rather than in every trial."""
-        from nlpexp.errors import NlpexpError
-
+    def _check(self, space: dict) -> None:
+        """What Hydra's types leave open, and a search-space key the config lacks: once, here, not in every trial."""
+        counts = {**vars(self.keys), "n_trials": self.upstream.n_trials, "n_jobs": self.upstream.n_jobs}
+        for key, least in LEAST.items():
+            if counts[key] is not None and counts[key] < least:
+                raise NlpexpError(f"hydra.sweeper.{key} must be >= {least}, got {counts[key]}")
         absent = object()
         missing = [key for key in space if key[0] not in "+~" and not any(c in key for c in "@/")
                    and OmegaConf.select(self.config, key, default=absent) is absent]
@@ -124,120 +106,66 @@ class StudySweeper(Sweeper):
             raise NlpexpError(f"search space key(s) not in the config: {', '.join(missing)} "
                               f"(a typo? to add a new key write +{missing[0]}=...)")
 
-    def _promote_objective(self, metrics: list[str]) -> int | None:
-        """The objective that picks the model to promote: the only one, or the one promote_objective names."""
-        from nlpexp.errors import NlpexpError
-
-        chosen = self.keys.promote_objective
-        if not self.keys.promote_best:
-            return None
-        if chosen is None:
-            if len(metrics) == 1:
-                return 0
-            raise NlpexpError(f"hydra.sweeper.promote_objective must say which of the {len(metrics)} objectives "
-                              f"({', '.join(metrics)}) picks the model to promote (a name or an index), or set "
-                              f"hydra.sweeper.promote_best=false")
-        if isinstance(chosen, int) and 0 <= chosen < len(metrics):
-            return chosen
-        if chosen in metrics:
-            return metrics.index(chosen)
-        raise NlpexpError(f"hydra.sweeper.promote_objective={chosen} is not an objective: {', '.join(metrics)} "
-                          f"or an index below {len(metrics)}")
-
-    # --- the study --------------------------------------------------------------------------------------
-
-    def _open_study(self, plan: Plan):
-        """Create the study, or load it when this command ran before; its dir, storage and sampler."""
-        import optuna
-
-        from nlpexp.config import instantiate
-        from nlpexp.sweep import study as studies
-        from nlpexp.sweep.storage import open_storage, sqlite_url
-
-        definition = self._definition(plan)
-        study_name = self.upstream.study_name or self._default_name(definition)
-        self.sweep_dir = self._pin_sweep_dir(study_name)
-        self.storage_url = self.upstream.storage or sqlite_url(self.sweep_dir)
-        self.storage = open_storage(self.storage_url, self.keys.heartbeat_interval, self.keys.grace_period,
-                                    self.keys.max_retry)
-        study = optuna.create_study(study_name=study_name, storage=self.storage, directions=plan.directions,
-                                    sampler=optuna.samplers.RandomSampler(),  # (replaced below, before any draw)
-                                    pruner=instantiate(self.pruner_config), load_if_exists=True)
-        studies.check_definition(study, definition, self.storage_url)
-        studies.set_program(study, sys.argv[0], plan.fixed_overrides)
-        joined_at, rank = seeding.join_study(self.storage, self.storage.get_study_id_from_name(study_name))
-        study.sampler = self._sampler(plan, joined_at, rank)
-        studies.write_study_file(self.sweep_dir, study.study_name, self.storage_url)
-        return study
-
-    def _definition(self, plan: Plan) -> dict:
-        """What makes a study (overrides, space, objectives, sampler, pruner; not n_trials), redacted as stored."""
-        one = len(plan.directions) == 1
-        return redact({"arguments": sorted(plan.sweep_args),
-                       "direction": plan.directions[0] if one else plan.directions,
-                       "metric": plan.metrics[0] if one else plan.metrics,
-                       "sampler": OmegaConf.to_container(self.sampler_config, resolve=True),
-                       "pruner": OmegaConf.to_container(self.pruner_config, resolve=True)})
-
-    def _default_name(self, definition: dict) -> str:
+    def _study_dir(self, definition: dict) -> tuple[str, Path]:
+        """The study's name and dir, written into the sweep config so that optimization_results.yaml and the jobs
+        use it: hydra.sweep.dir as configured anywhere, or <studies_dir>/<study> unless given on the command line."""
         from nlpexp.sweep.study import default_study_name  # (security: the storage is part of a study's identity)
 
         hydra, studies_dir = self.config.hydra, self.keys.studies_dir
-        own_dir = self._given_on_command_line("hydra.sweep.dir") or studies_dir is None
-        return default_study_name(hydra.runtime.choices.get("hparams_search") or "sweep", definition,
-                                  self.upstream.storage, hydra.sweep.dir if own_dir else None, studies_dir)
-
-    def _pin_sweep_dir(self, study_name: str) -> Path:
-        """The study's dir, written into the sweep config so that optimization_results.yaml and the jobs use it:
-        hydra.sweep.dir as configured anywhere, or <studies_dir>/<study> unless it is given on the command line."""
-        hydra_cfg, studies_dir = self.config.hydra, self.keys.studies_dir
-        own_dir = self._given_on_command_line("hydra.sweep.dir") or studies_dir is None
-        sweep_dir = Path(hydra_cfg.sweep.dir if own_dir else Path(studies_dir) / study_name).resolve()
-        with read_write(hydra_cfg), open_dict(hydra_cfg):
-            hydra_cfg.sweep.dir = str(sweep_dir)  # (hydra.sweeper must stay as composed: Hydra compares it per job)
+        own_dir = studies_dir is None or any(o.lstrip("+~").split("=", 1)[0] == "hydra.sweep.dir"
+                                             for o in hydra.overrides.hydra)
+        name = self.upstream.study_name or default_study_name(
+            hydra.runtime.choices.get("hparams_search") or "sweep", definition, self.upstream.storage,
+            hydra.sweep.dir if own_dir else None, studies_dir)
+        sweep_dir = Path(hydra.sweep.dir if own_dir else Path(studies_dir) / name).resolve()
+        with read_write(hydra), open_dict(hydra):
+            hydra.sweep.dir = str(sweep_dir)  # (hydra.sweeper must stay as composed: Hydra compares it per job)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self._pin_submitit_folder(sweep_dir)
-        return sweep_dir
+        return name, sweep_dir
 
-    def _pin_submitit_folder(self, sweep_dir: Path) -> None:
-        """submitit's job scripts and logs into <study dir>/.submitit: the launcher resolved its folder from the
-        sweep dir of before the study was named (a new dated dir per invocation), unless it was given."""
-        params = getattr(self.launcher, "params", None)
-        if (isinstance(params, dict) and "submitit_folder" in params
-                and not self._given_on_command_line("hydra.launcher.submitit_folder")):
-            params["submitit_folder"] = str(sweep_dir / ".submitit" / "%j")
+    def _launch(self, launcher, url: str, name: str, sweep_dir: Path, space: dict, fixed: dict, deletions: list[str],
+                batch: list) -> list:
+        """Trials as Hydra jobs, each with its params, its dir and how it finds its study; returns their Outcomes."""
+        from nlpexp.sweep.env import trial_env
+        from nlpexp.sweep.loop import Outcome
 
-    def _given_on_command_line(self, key: str) -> bool:
-        return any(o.lstrip("+~").split("=", 1)[0] == key for o in self.config.hydra.overrides.hydra)
+        # Hydra's default subdir, the job number, becomes the trial number: unique across reruns.
+        own_subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir") == "${hydra.job.num}"
+        jobs = []
+        for trial, overrides in zip(batch, upstream.configure_trials(self.upstream, self.config, batch, space, fixed,
+                                                                     deletions), strict=True):
+            env = trial_env(url, name, trial.number)
+            jobs.append([*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}",
+                         *([f"hydra.sweep.subdir={trial.number}"] if own_subdir else []),
+                         *(f"+hydra.job.env_set.{key}={_quoted(value)}" for key, value in env.items())])
+        return [Outcome(*upstream.job_outcome(job)) for job in launcher.launch(jobs, initial_job_idx=batch[0].number)]
 
-    def _sampler(self, plan: Plan, joined_at: int, rank: int):
-        """This process's sampler for the study, seeded once (see seeding.py)."""
-        from hydra.utils import instantiate
 
-        seed = seeding.seed_for(self.sampler_config._target_, self.sampler_config.get("seed"), joined_at, rank)
-        kwargs = {"seed": seed} if "seed" in self.sampler_config else {}
-        sampler = instantiate(self.sampler_config, **kwargs, _execution_whitelist_=upstream.SAMPLER_WHITELIST)
-        if seed != self.sampler_config.get("seed"):
-            log.info("sampler seed %s (joined the study at trial %d, rank %d)", seed, joined_at, rank)
-        return sampler(plan.grid) if plan.grid is not None else sampler
+@contextlib.contextmanager
+def library_warnings_once(name: str) -> Iterator[None]:
+    """Within the block, logger `name` sends each distinct warning once, through the root logger's handlers only:
+    submitit logs each failed poll of SLURM's accounting every few seconds (`Call #N - Bypassing sacct error ...`)
+    on its own stdout and stderr handlers and again through the root logger."""
+    with contextlib.suppress(ImportError):  # first: the package adds its handlers when imported (submitit does)
+        importlib.import_module(name)
+    logger, seen = logging.getLogger(name), set()
+    handlers, propagate = list(logger.handlers), logger.propagate
 
-    # --- the end ----------------------------------------------------------------------------------------
+    def once(record: logging.LogRecord) -> bool:  # a warning (or worse) the first time its text is seen
+        key = (record.levelno, re.sub(r"^Call #\d+ - ", "", record.getMessage()))
+        new = record.levelno < logging.WARNING or key not in seen
+        seen.add(key)
+        return new
 
-    def _finish(self, study, plan: Plan, raising: bool = False) -> None:
-        """optimization_results.yaml, the summary, the best model into the registry; after an error, not hiding it."""
-        from nlpexp.sweep.promote import promote_best
-        from nlpexp.sweep.summary import write_optimization_results, write_summary
+    logger.handlers, logger.propagate = [], True
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+        logger.handlers, logger.propagate = handlers, propagate
 
-        try:
-            write_optimization_results(study, self.sweep_dir)
-            summary = write_summary(study, self.sweep_dir, plots=self.keys.plots)
-            if plan.promote_objective is not None:
-                registry_dir = Path(self.keys.registry_dir) if self.keys.registry_dir else None
-                promote_best(study, registry_dir, objective=plan.promote_objective)
-        except Exception:
-            if not raising:
-                raise
-            log.exception("the sweep summary could not be written")
-            return
-        log.info("%s", summary)
 
+def _quoted(value: str) -> str:
+    """A Hydra override value that stays one string whatever characters it holds."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,10 +1,8 @@
-"""Every use of hydra-optuna-sweeper's internals, in one place (tests/test_sweeper_upstream.py pins them).
-
-The study sweeper does what the official sweeper does the same way by calling its code rather than a copy:
-the search-space grammar (`create_params_from_overrides`), the trial -> overrides mapping with fixed params
-and `custom_search_space` (`OptunaSweeperImpl._configure_trials`), the grid's choices and the directions.
-None of these is public API, which is why pyproject.toml pins hydra-optuna-sweeper exactly; a new release
-is taken by bumping the pin and running tests/test_sweeper_upstream.py, which fails on any change here.
+"""Every use of hydra-optuna-sweeper's internals, in one place: the study sweeper calls the official code rather
+than a copy: the search-space grammar (`create_params_from_overrides`), the trial -> overrides mapping with fixed
+params and `custom_search_space` (`OptunaSweeperImpl._configure_trials`), the grid's choices and the directions.
+None is public API: pyproject.toml pins hydra-optuna-sweeper exactly, and tests/test_sweeper_upstream.py fails on
+any change here; a new release is taken by bumping the pin with UPSTREAM_VERSION and making that test pass.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only once a sweep needs it)
@@ -20,8 +18,7 @@ if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only
     from optuna.distributions import BaseDistribution
     from optuna.trial import Trial
 
-# The release whose internals this module was written against (and the pin in pyproject.toml).
-UPSTREAM_VERSION = "1.4.0rc3"
+UPSTREAM_VERSION = "1.4.0rc3"  # the release whose internals this module was written against
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
@@ -34,7 +31,7 @@ def upstream_version() -> str:
 def make_impl(*, direction: Any, storage: Any, study_name: str | None, n_trials: int, n_jobs: int,
               max_failure_rate: float, custom_search_space: str | None,
               params: DictConfig | None) -> _impl.OptunaSweeperImpl:
-    """The official sweeper's state, without its sampler (the study sweeper seeds its own, see seeding.py).
+    """The official sweeper's state, without its sampler (the study sweeper seeds its own: nlpexp.sweep.study.sampler_seed).
 
     Its constructor checks max_failure_rate and resolves `custom_search_space` exactly as the official one."""
     from hydra_plugins.hydra_optuna_sweeper import _impl
@@ -81,6 +78,11 @@ def configure_trials(impl: _impl.OptunaSweeperImpl, config: DictConfig, trials: 
     return [list(overrides) for overrides in impl._configure_trials(trials, space, fixed, fixed_overrides)]
 
 
-def job_error(job: JobReturn) -> BaseException | None:
-    """A failed job's exception, without raising it (JobReturn.return_value raises and prints to stderr)."""
-    return None if job.status is JobStatus.COMPLETED else job._return_value
+def job_outcome(job: JobReturn) -> tuple[Any, Exception | None, str | None]:
+    """(what the job returned, or the exception it raised, where it ran). A failed job's return_value raises its
+    exception, with its traceback, after a line on stderr naming the job's overrides (as the official sweeper)."""
+    run_dir = str(job.hydra_cfg.hydra.runtime.output_dir) if job.hydra_cfg is not None else None  # (an app's subdir)
+    try:
+        return job.return_value, None, run_dir
+    except Exception as err:
+        return None, err, run_dir

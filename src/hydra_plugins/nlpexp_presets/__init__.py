@@ -1,11 +1,37 @@
-"""The `experiment` config group read from a plain folder: `nlpexp-presets://<folder>` in a search path.
+"""The `experiment` config group (the presets) read from the checkout's plain experiments/ folder.
 
-Wherever nlpexp's conf/ is the primary config dir, PresetsSearchPath appends
-`nlpexp-presets://<checkout>/experiments` to the search path, so that the presets live in the user-facing
-experiments/ and `experiment=<name>` finds `experiments/<name>.yaml`, with no symlink from conf/ (none on Windows,
-none in an sdist). Hydra discovers both plugins under the `hydra_plugins` namespace.
+Wherever nlpexp's conf/ is the primary config dir, PresetsSearchPath stores each `experiments/<name>.yaml` as the
+option `experiment=<name>` in Hydra's ConfigStore (its `# @package` line kept), so that the presets live in the
+user-facing experiments/ with no symlink from conf/ (none on Windows, none in an sdist) and only Hydra's public API
+(a search path plugin, the config store). Other Hydra apps get no `experiment` group. Hydra discovers the plugin
+under the `hydra_plugins` namespace.
 """
 
-from hydra_plugins.nlpexp_presets.source import PresetsConfigSource, PresetsSearchPath
+import os
+import re
 
-__all__ = ["PresetsConfigSource", "PresetsSearchPath"]
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from omegaconf import OmegaConf
+
+GROUP = "experiment"
+
+
+class PresetsSearchPath(SearchPathPlugin):
+    """Run by Hydra whenever it builds a search path: run.py, its security gate, nlpexp.config.compose, --help."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        from nlpexp.paths import group_dir
+
+        store = ConfigStore.instance()
+        store.repo.pop(GROUP, None)  # read afresh each time, and for nlpexp only
+        primary = {os.path.realpath(e.path.split("://", 1)[-1]) for e in search_path.get_path() if e.provider == "main"}
+        if os.path.realpath(group_dir("")) not in primary:
+            return
+        folder = group_dir(GROUP)
+        for path in sorted(folder.rglob("*.yaml")):
+            header = re.match(r"(?:\s*#\s*@.*\n)*?\s*#\s*@package\s+(\S+)", path.read_text(encoding="utf-8"))
+            group = "/".join([GROUP, *path.relative_to(folder).parent.parts])
+            store.store(name=path.stem, node=OmegaConf.load(path), group=group, package=header and header[1],
+                        provider="nlpexp", replace=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from nlpexp.adapters.datasets import fingerprint
 from nlpexp.errors import first_line
 from nlpexp.provenance import sha256_file
 
@@ -65,10 +66,7 @@ def cached_map(rows, function: Callable, tokenizer, *, cache_dir: str | Path | N
 
 def cache_key(rows, function: Callable, tokenizer, settings: Mapping, remove_columns: Sequence[str] = ()) -> str:
     what = {
-        # datasets fingerprints an in-memory dataset by hashing its table, and updates the fingerprint with
-        # every transform's arguments since (checked stable across processes with datasets 5.2). Where it
-        # cannot hash a transform it picks a random fingerprint: the cache then misses, it is never wrong.
-        "rows": rows._fingerprint,
+        "rows": fingerprint(rows),
         "function": f"{function.__module__}.{function.__qualname__}",
         "source": _sha256(inspect.getsource(function)),
         "settings": dict(settings),

@@ -1,4 +1,5 @@
-"""Read one split file of the local mirror into a `datasets.Dataset`, with one-line errors for bad files."""
+"""Find and read the split files of the local mirror (or their Hub copy) into `datasets.Dataset`s, with one-line
+errors for bad or missing files."""
 
 from __future__ import annotations
 
@@ -6,19 +7,32 @@ import functools
 import gzip
 import json
 import logging
+import os
 import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nlpexp.errors import NlpexpError, first_line
 from nlpexp.hub import hub_reachable
-
-if TYPE_CHECKING:
-    from nlpexp.data.spec import Source
+from nlpexp.paths import project_root
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".tsv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a folder of the mirror also lives on the Hub (data.sources.<folder>)."""
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
+
+    @classmethod
+    def from_config(cls, node: Mapping | None) -> Source:
+        node = dict(node or {})
+        return cls(node.get("hub_id"), node.get("hub_config"), tuple(dict(node.get("hub_splits") or {}).items()))
 
 
 def find_split_file(folder: Path, split: str) -> Path | None:
@@ -106,13 +120,18 @@ def _kind(value) -> str:
 
 def read_given_file(key: str, given: str):
     """(rows, origin) of a file given by path (data.train=<file>); `key` names the setting in errors."""
+    path = _given_file(key, given)
+    stat = path.stat()
+    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+
+
+def _given_file(key: str, given: str) -> Path:
     path = Path(given).expanduser().resolve()
     if not path.name.endswith(SUFFIXES):
         raise NlpexpError(f"{key}={given}: not a file type nlpexp reads; use one of {', '.join(SUFFIXES)}")
     if not path.is_file():
         raise NlpexpError(f"{key}={given}: no such file ({path})")
-    stat = path.stat()
-    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+    return path
 
 
 @functools.cache
@@ -152,3 +171,44 @@ def _read_hub(source: Source, split: str):
         return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
     except Exception as err:  # the hub raises a zoo of types; the user needs the message
         raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {first_line(err)}") from err
+
+
+def missing_split(root: Path, folder: str, split: str, hub_id: str | None) -> str | None:
+    """Why `folder/split` cannot be read here (None when it can): not in the mirror and no reachable Hub copy."""
+    directory = Path(root) / folder
+    if find_split_file(directory, split) is not None or (hub_id and hub_reachable()):
+        return None
+    hub = f"Hub dataset '{hub_id}' unreachable" if hub_id else "no Hub copy configured"
+    return f"{folder}/{split} is not in {directory}, {hub}"
+
+
+def check_data_files(data: dict, path: str) -> None:
+    """The files a data node names exist (or have a Hub copy), checked with the settings before anything heavy is
+    imported: a wrong data root is one line in a second, naming the setting it came from."""
+    given = {role: _given_file(f"{path}.{role}", data[role]) for role in ("train", "validation", "test")
+             if data.get(role)}
+    optional = set(data.get("optional_roles") or ())
+    sources = {folder: (source or {}).get("hub_id") for folder, source in (data.get("sources") or {}).items()}
+    root = Path(data["root"]).expanduser()
+    missing = [entry for role, files in (data.get("splits") or {}).items() if role not in given and role not in optional
+               for entry in files or () if "/" in entry and entry.split("/", 1)[0] in sources
+               and missing_split(root, *entry.split("/", 1), sources[entry.split("/", 1)[0]])]
+    if not missing:
+        return
+    folders = sorted({entry.split("/", 1)[0] for entry in missing})
+    present = "; ".join(f"{f}/ has: {', '.join(local_splits(root / f)) or 'no split files'}" for f in folders)
+    where = f"data root {root} does not exist" if not root.is_dir() else \
+        f"{', '.join(missing)} not found under {root} ({present})"
+    hub = " and the Hub is unreachable" if any(sources.values()) else ""
+    raise NlpexpError(f"{where}{hub}: {_root_setting(data['root'], path)}")
+
+
+def _root_setting(root: str, path: str) -> str:
+    """Which setting gave a data node its root: the user's data.root, NLPEXP_DATA_DIR, or the default."""
+    env = os.environ.get("NLPEXP_DATA_DIR")
+    if env and Path(env).expanduser().resolve() == Path(root).expanduser().resolve():
+        return f"the root comes from NLPEXP_DATA_DIR={env}; point it (or {path}.root) at the dataset mirror"
+    if Path(root).resolve() == (project_root() / ".." / "shared" / "data").resolve():
+        return (f"the root is the default, ../shared/data beside the checkout; set NLPEXP_DATA_DIR or {path}.root "
+                f"to the dataset mirror")
+    return f"the root comes from {path}.root={root} (or paths.data_dir); point it at the dataset mirror"

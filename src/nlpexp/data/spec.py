@@ -7,12 +7,13 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 from nlpexp.data.cleaning import drop_empty, encode_labels
-from nlpexp.data.readers import read_given_file, read_split
+from nlpexp.data.readers import Source, missing_split, read_given_file, read_split
 from nlpexp.errors import NlpexpError
+from nlpexp.rules import Name, Num, Positive, Seed
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "validation", "test")
@@ -33,37 +34,27 @@ def recording_reads() -> Iterator[set[str]]:
         _FILES_READ.reset(token)
 
 
-@dataclass(frozen=True)
-class Source:
-    hub_id: str | None = None
-    hub_config: str | None = None
-    hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
-
-    @classmethod
-    def from_config(cls, node: Mapping | None) -> Source:
-        node = dict(node or {})
-        return cls(node.get("hub_id"), node.get("hub_config"), tuple(dict(node.get("hub_splits") or {}).items()))
-
-
 class DataSpec:
+    """Its settings' types and ranges are its annotations, checked (nlpexp.schema) before anything is built."""
+
     def __init__(
         self,
-        name: str,
-        root: str,
-        sources: Mapping[str, Mapping],
-        splits: Mapping[str, Sequence[str]],
-        columns: Mapping[str, str] | None = None,
-        label_names: Sequence[str] | None = None,
-        unknown_labels: str = "error",
-        max_train_samples: int | None = None,
-        max_eval_samples: int | None = None,
-        seed: int = 42,
-        split_ratios: Mapping[str, float] | None = None,
+        name: Name,
+        root: Name,
+        sources: Mapping[str, Mapping | None],
+        splits: Mapping[str, Sequence[Name]],
+        columns: Mapping[str, Name | None] | None = None,
+        label_names: Sequence[Name] | None = None,
+        unknown_labels: Literal["error", "drop"] = "error",
+        max_train_samples: Positive | None = None,
+        max_eval_samples: Positive | None = None,
+        seed: Seed = 42,
+        split_ratios: Mapping[str, Annotated[float, Num(0, 1)]] | None = None,
         shuffle: bool = False,
-        optional_roles: Sequence[str] = (),
-        train: str | None = None,
-        validation: str | None = None,
-        test: str | None = None,
+        optional_roles: Sequence[Name] = (),
+        train: Name | None = None,
+        validation: Name | None = None,
+        test: Name | None = None,
     ):
         self.name = name
         self.root = Path(root).resolve()
@@ -92,12 +83,6 @@ class DataSpec:
         self._loaded: dict[tuple, object] = {}
 
     def _check(self) -> None:
-        if self.unknown_labels not in ("error", "drop"):
-            raise NlpexpError(f"data.unknown_labels must be 'error' or 'drop', got {self.unknown_labels!r}")
-        for key in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise NlpexpError(f"data.{key} must be a positive integer or null, got {value!r}")
         if self.split_ratios is not None:
             total = sum(self.split_ratios.values())
             if not math.isclose(total, 1.0, abs_tol=1e-6) or min(self.split_ratios.values()) < 0:
@@ -120,12 +105,24 @@ class DataSpec:
     def roles(self) -> list[str]:
         if self.split_ratios is not None:
             return [r for r in ROLES if self._ratio_role(r) or self.splits.get(r)]
-        return [r for r in self.splits if self.splits[r] and not self._unavailable(r)]
+        return [r for r in self.splits if self.splits[r] and not self.unavailable(r)]
 
-    def _unavailable(self, role: str) -> bool:
-        from nlpexp.data.availability import unavailable
-
-        return unavailable(self, role)
+    def unavailable(self, role: str) -> bool:
+        """Is `role` an optional role none of whose files can be read here (a test split the mirror holds out)?
+        Says so once: its metrics are skipped."""
+        if role not in self.optional_roles:
+            return False
+        if role not in self.skipped_roles:
+            entries = [entry.split("/", 1) for entry in self.splits[role]]
+            missing = [m for folder, split in entries if (m := missing_split(self.root, folder, split,
+                                                                               self.sources[folder].hub_id))]
+            self.skipped_roles[role] = "; ".join(missing)
+            if missing:
+                log.info("data '%s' has no %s split: its metrics are skipped (run.log says where it looked)",
+                         self.name, role)
+                logging.getLogger("nlpexp.steps").info("data '%s': no %s split here (%s)", self.name, role,
+                                                       self.skipped_roles[role])  # run.log only: paths are long
+        return bool(self.skipped_roles[role])
 
     def _ratio_role(self, role: str) -> bool:
         """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""

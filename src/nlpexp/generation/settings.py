@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
+
+from nlpexp.rules import Int, Positive
 
 log = logging.getLogger(__name__)
 
@@ -14,13 +17,12 @@ class GenerationSettings:
 
     def __init__(
         self,
-        num_beams: int = 4,
-        max_new_tokens: int = 100,
-        no_repeat_ngram_size: int = 0,
+        num_beams: Positive = 4,
+        max_new_tokens: Positive = 100,
+        no_repeat_ngram_size: Annotated[int, Int(0)] = 0,
         length_penalty: float = 1.0,
         early_stopping: bool = True,
-    ):
-        # Types and ranges: nlpexp.schema, checked before this is built.
+    ):  # types and ranges, checked (nlpexp.schema) before this is built: the annotations
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.no_repeat_ngram_size = no_repeat_ngram_size

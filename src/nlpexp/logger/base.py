@@ -5,19 +5,44 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from nlpexp import metrics as metric_names
+
 
 class RunLogger(TrainerCallback):
     """Receives the trainer's logs during training (TrainerCallback) and the run's start and end.
 
-    Every sink records the same names (nlpexp.metrics): per-step series from the trainer's logs, the starting
-    model's `start/` scores at step 0 (start_scores), the run's final figures under tracker_summary()'s names.
+    Every sink records the same names (nlpexp.metrics), each through its record(): per-step series from the
+    trainer's logs, the starting model's `start/` scores at step 0 (start_scores), the run's figures under
+    metrics.json's keys at the last step (record_results).
     """
+
+    _last_step = 0
+    _start_drawn = False
+    _resumed = False  # continues the log of an interrupted run, which drew the start already
 
     def start(self, config: Mapping[str, Any]) -> None:
         """Called before the task is set up, with the composed config (resolved)."""
 
+    def record(self, values: Mapping[str, float], step: int) -> None:
+        """Write `values` at `step` to the tracker (nothing before it started)."""
+
     def start_scores(self, metrics: Mapping[str, float]) -> None:
         """Called with the starting model's `start/<metric>` scores before training starts (not on a resume)."""
+        if not self._resumed:
+            self.record(metric_names.start_scores(metrics), 0)
+            self._start_drawn = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self._last_step = state.global_step
+        if values := metric_names.from_trainer_log_step(logs or {}):
+            self.record(values, state.global_step)
+
+    def record_results(self, metrics: Mapping[str, float]) -> None:
+        """The run's figures beside (never in) the per-step series, and the start of a task that trains without
+        run_trainer."""
+        if not self._start_drawn:
+            self.start_scores(metrics)
+        self.record(metric_names.tracker_summary(metrics), self._last_step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """Called once with the final metrics (also after a failed run, with what there is)."""

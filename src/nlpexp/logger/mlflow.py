@@ -23,12 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
+from nlpexp.registry_mlflow import RUN_ID_FILE
 
 log = logging.getLogger(__name__)
-RUN_ID_FILE = "mlflow_run_id"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
@@ -44,11 +43,8 @@ class MlflowLogger(RunLogger):
         self.log_model = log_model
         self.client = None
         self.run_id: str | None = None
-        self._resumed = False
         self._params: dict[str, str] = {}
-        self._last_step = 0
         self._seed: int | None = None
-        self._start_drawn = False
 
     def resolved_tracking_uri(self) -> str:
         """Given, else MLFLOW_TRACKING_URI, else an sqlite store in the run dir (never the working directory)."""
@@ -69,7 +65,14 @@ class MlflowLogger(RunLogger):
         self._resumed = resumed is not None
         self.run_id = resumed or self._new_run(config)
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
-        self._seed = config.get("seed")
+        from nlpexp.data.spec import _FILES_READ
+
+        # the set the run records its data files in: filled while it runs, read when it ends (after the recording)
+        self._seed, self._files_read = config.get("seed"), _FILES_READ.get()
+        task, model = config.get("task") or {}, config.get("model") or {}  # what a summariser generates with
+        self._model_settings = {k: v for k, v in {"source_prefix": task.get("source_prefix"), "max_source_length":
+                                model.get("max_seq_length"), "prompt_separator": task.get("prompt_separator")}.items()
+                                if v is not None}
         self.client.log_dict(self.run_id, dict(config), "config.yaml")  # already redacted by the pipeline
         self._log_params(hparams_of(config))  # from the start: a running run is compared by its settings
         log.info("MLflow run %s in %s", self.run_id, re.sub(r"//[^/@]*@", "//<redacted>@", uri))  # no credentials
@@ -109,20 +112,11 @@ class MlflowLogger(RunLogger):
             self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in new.items()])
             self._params.update(new)
 
-    def start_scores(self, metrics: Mapping[str, float]) -> None:
-        if self.run_id is not None and not self._resumed:
-            self._log_metrics(metric_names.start_scores(metrics), 0)
-            self._start_drawn = True
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.run_id is None or not logs:
-            return
-        self._last_step = state.global_step
-        self._log_metrics(metric_names.from_trainer_log_step(logs), state.global_step)
-
-    def _log_metrics(self, values: Mapping[str, float], step: int) -> None:
+    def record(self, values: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
+        if self.run_id is None:
+            return
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for key, value in values.items()]
         for start in range(0, len(batch), MAX_BATCH):
@@ -134,10 +128,8 @@ class MlflowLogger(RunLogger):
         failure = sys.exc_info()[1]  # finish runs in the pipeline's `finally`: the error it unwinds, if any
         try:
             self._log_params(hparams)
-            if metrics:  # under names of their own: the per-step series end where training ended
-                if not self._start_drawn and not self._resumed:  # a task that trains without run_trainer
-                    self.start_scores(metrics)
-                self._log_metrics(metric_names.tracker_summary(metrics), self._last_step)
+            if metrics:
+                self.record_results(metrics)
                 self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
             self._log_provenance()
             model = self.run_dir / "best_model"
@@ -150,19 +142,28 @@ class MlflowLogger(RunLogger):
     def _log_provenance(self) -> None:
         """provenance.json as the pipeline writes it into the run dir once the loggers are done."""
         from nlpexp import provenance
-        from nlpexp.data.spec import _FILES_READ
 
-        facts = provenance.collect(self._seed, sorted(_FILES_READ.get() or ()))
+        facts = provenance.collect(self._seed, sorted(self._files_read or ()))
         self.client.log_dict(self.run_id, redact(facts), "provenance.json")
 
     def _log_best_model(self, model: Path) -> None:
-        """best_model/ as an MLflow model of its flavor where nlpexp knows one, else its files as they are."""
+        """best_model/ as an MLflow model of its flavor, MLflow 3's logged model `best_model` of this run (its
+        "Logged models" list), where nlpexp knows a flavor; else its files as they are, as the run's artifact."""
+        from mlflow.entities import LoggedModelOutput
+
         from nlpexp.logger import mlflow_model
 
         staging = Path(tempfile.mkdtemp(prefix=".mlflow-model-", dir=self.run_dir))
         try:
-            flavored = mlflow_model.save(model, staging / "best_model")
-            self.client.log_artifacts(self.run_id, str(staging / "best_model" if flavored else model), "best_model")
+            flavor = mlflow_model.save(model, staging / "best_model", self._model_settings)
+            if flavor is None:
+                self.client.log_artifacts(self.run_id, str(model), "best_model")
+                return
+            experiment = self.client.get_run(self.run_id).info.experiment_id
+            logged = self.client.create_logged_model(experiment, "best_model", self.run_id, model_type=flavor)
+            self.client.log_model_artifacts(logged.model_id, str(staging / "best_model"))
+            self.client.finalize_logged_model(logged.model_id, "READY")
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, self._last_step)])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -1,30 +1,90 @@
 """The best model as an MLflow model of its own flavor: `mlflow.pyfunc.load_model` and `mlflow models serve` work
-on what a run logs under `best_model/`, and a registry version can point at it (nlpexp.registry_mlflow)."""
+on what a run logs (MLflow 3's logged model `best_model`), and a registry version points at it
+(nlpexp.registry_mlflow). A sentence-transformers model is of the `sentence_transformers` flavor (sentences in,
+embeddings out); a classifier (task=classification) and a summariser (task=summarization) are `python_function`
+models whose predict takes texts and returns labels or summaries (they load with nlpexp's own code: serve them
+from nlpexp's environment, `mlflow models serve --env-manager local`).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-# the MLmodel's data folder of each flavor nlpexp writes: where the model's own files are
-DATA_DIRS = ("model.sentence_transformer",)
+import mlflow.pyfunc
+
+from nlpexp.registry_mlflow import DATA_DIRS
+
+PINS = ("mlflow", "transformers", "torch")
 
 
-def save(model_dir: Path, target: Path) -> bool:
-    """Write `model_dir` as an MLflow model in `target` (absent); False when nlpexp has no flavor for it."""
+def save(model_dir: Path, target: Path, settings: dict[str, Any] | None = None) -> str | None:
+    """Write `model_dir` as an MLflow model in `target` (absent): its kind, or None when nlpexp knows no flavor
+    for it. `settings`: the run's task settings a summariser generates with (source_prefix, ...)."""
+    from nlpexp.task import own_head
+
     if (model_dir / "modules.json").is_file():
         _sentence_transformers(model_dir, target)
-        return True
-    return False
+        return "sentence_transformers"
+    kind = "classifier" if (model_dir / "classifier.json").is_file() or own_head.has_own_head(model_dir) else \
+        "summarizer" if (model_dir / "generation_config.json").is_file() else None
+    if kind is not None:
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")  # its warning on every pickled python_model: ours is
+        level = pyfunc_log.level
+        pyfunc_log.setLevel(logging.ERROR)
+        try:
+            mlflow.pyfunc.save_model(str(target), python_model=TextModel(), artifacts={"model": str(model_dir)},
+                                     model_config={**(settings or {}), "kind": kind}, pip_requirements=_pins(*PINS))
+        finally:
+            pyfunc_log.setLevel(level)
+    return kind
 
 
-def model_folder(mlflow_model: Path) -> Path:
-    """The model's own files inside a downloaded MLflow model (what nlpexp loads), or the folder itself."""
-    for name in DATA_DIRS:
-        if (mlflow_model / name).is_dir():
-            return mlflow_model / name
-    return mlflow_model
+class TextModel(mlflow.pyfunc.PythonModel):
+    """texts -> their predicted label names (kind classifier: nlpexp.task.classification.load_classifier's model)
+    or their summaries (kind summarizer: with the generation settings saved beside the weights, the run's
+    source_prefix and, decoder-only, its prompt_separator)."""
+
+    def load_context(self, context):
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        from nlpexp.task.classification import load_classifier
+
+        folder, self.settings = context.artifacts["model"], context.model_config
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.causal = not json.loads((Path(folder) / "config.json").read_text()).get("is_encoder_decoder", False)
+        auto = AutoModelForCausalLM if self.causal else AutoModelForSeq2SeqLM
+        self.model = (load_classifier(folder) if self.settings["kind"] == "classifier" else
+                      auto.from_pretrained(folder)).eval()
+
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        import torch
+
+        with torch.no_grad():
+            if self.settings["kind"] != "classifier":
+                return [self._summary(text) for text in model_input]
+            logits = self.model(**self.tokenizer(list(model_input), truncation=True, padding=True,
+                                                 return_tensors="pt")).logits
+        return [self.model.label_names[i] for i in logits.argmax(-1).tolist()]
+
+    def _summary(self, text: str) -> str:
+        """One at a time: no padding side to get right for either kind of model."""
+        import torch
+
+        tasks = getattr(self.model.config, "task_specific_params", None) or {}  # e.g. t5's "summarize: "
+        prefix = self.settings.get("source_prefix", (tasks.get("summarization") or {}).get("prefix", ""))
+        length = self.settings.get("max_source_length")
+        ids = self.tokenizer(prefix + text, truncation=length is not None, max_length=length,
+                             add_special_tokens=not self.causal)["input_ids"]
+        if self.causal:
+            separator = self.settings.get("prompt_separator", " TL;DR: ")
+            ids += self.tokenizer(separator, add_special_tokens=False)["input_ids"]
+        out = self.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+        return self.tokenizer.decode(out[0][len(ids):] if self.causal else out[0], skip_special_tokens=True).strip()
 
 
 def _sentence_transformers(model_dir: Path, target: Path) -> None:
@@ -33,8 +93,7 @@ def _sentence_transformers(model_dir: Path, target: Path) -> None:
 
     model = SentenceTransformer(str(model_dir), device="cpu")
     # Pinned to what trained it: no requirement inference (it would load the model again in a subprocess).
-    mlflow.sentence_transformers.save_model(model, str(target), pip_requirements=_pins(
-        "mlflow", "sentence-transformers", "transformers", "torch"))
+    mlflow.sentence_transformers.save_model(model, str(target), pip_requirements=_pins(*PINS, "sentence-transformers"))
     data = target / DATA_DIRS[0]
     for extra in model_dir.iterdir():  # the task's own files (e.g. sbert_nli's nli_head): nlpexp reloads them
         if not (data / extra.name).exists():

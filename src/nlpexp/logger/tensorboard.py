@@ -7,6 +7,7 @@ parameter at each epoch's end (hundreds of cards: off unless asked for).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger
 
-# task metric -> seed 000's tag for it
-SEED_000_TAGS = {"val/loss": "Loss/Val_Epoch", "val/accuracy": "Accuracy/Val_Epoch"}
+# trainer log key -> seed 000's tag for it at the step, and for its mean over the epoch at the epoch's end
+SEED_000_TAGS = {"loss": "Loss/Train_Batch", "learning_rate": "Learning_Rate", "eval_loss": "Loss/Val_Epoch",
+                 "eval_accuracy": "Accuracy/Val_Epoch"}
+SEED_000_EPOCH_TAGS = {"loss": "Loss/Train_Epoch", "train_accuracy": "Accuracy/Train_Epoch"}
 
 
 class TensorBoardLogger(RunLogger):
@@ -29,10 +32,7 @@ class TensorBoardLogger(RunLogger):
         self._best_checkpoint: str | None = None
         self._writer = None
         self._purge_step: int | None = None
-        self._last_step = 0
-        self._start_drawn = False
-        self._epoch_losses: list[float] = []
-        self._epoch_accuracies: list[float] = []
+        self._epoch: dict[str, list[float]] = {}  # SEED_000_EPOCH_TAGS' values over the epoch so far
 
     @property
     def writer(self):
@@ -46,15 +46,13 @@ class TensorBoardLogger(RunLogger):
 
     def start(self, config: Mapping[str, Any]) -> None:
         if self.serve:
-            from nlpexp.tb import start_server
-
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self.server = start_server([self.log_dir], self.port, self.host)
 
-    def start_scores(self, metrics: Mapping[str, float]) -> None:
-        self._scalars(metric_names.start_scores(metrics), 0)
+    def record(self, values: Mapping[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
         self.writer.flush()
-        self._start_drawn = True
 
     def on_save(self, args, state, control, **kwargs):
         """A text note (tab TEXT, tag best_checkpoint) each time the trainer's best checkpoint changes."""
@@ -63,58 +61,42 @@ class TensorBoardLogger(RunLogger):
             self._best_checkpoint = best
             metric = args.metric_for_best_model
             self.writer.add_text("best_checkpoint", f"new best checkpoint at step {state.global_step}: "
-                                 f"val/{metric} = {state.best_metric:.4f} ({Path(best).name})", state.global_step)
+                                 f"eval/{metric} = {state.best_metric:.4f} ({Path(best).name})", state.global_step)
             self.writer.flush()
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step > 0 and self._writer is None:
             # Resumed from checkpoint T: drop what the interrupted run logged after T, keep one continuous log.
-            self._purge_step = state.global_step + 1
+            self._purge_step, self._resumed = state.global_step + 1, True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        step = self._last_step = state.global_step
-        self._scalars(metric_names.from_trainer_log_step(logs), step)
+        super().on_log(args, state, control, logs)
         if self.seed000_tags:
-            self._seed000_step(logs, step)
+            self._seed000_step(logs or {}, state.global_step)
 
     def _seed000_step(self, logs: Mapping[str, float], step: int) -> None:
-        if "loss" in logs and "train_runtime" not in logs:
-            self.writer.add_scalar("Loss/Train_Batch", logs["loss"], step)
-            self._epoch_losses.append(logs["loss"])
-        if "train_accuracy" in logs:
-            self._epoch_accuracies.append(logs["train_accuracy"])
-        if "learning_rate" in logs:
-            self.writer.add_scalar("Learning_Rate", logs["learning_rate"], step)
-        for key, value in metric_names.from_trainer_logs(logs, "val").items():
-            if key in SEED_000_TAGS:
-                self.writer.add_scalar(SEED_000_TAGS[key], value, step)
+        if "train_runtime" in logs:  # the end-of-training dict: the run's figures, not a step's
+            return
+        for key in logs.keys() & SEED_000_TAGS.keys():
+            self.writer.add_scalar(SEED_000_TAGS[key], logs[key], step)
+        for key in logs.keys() & SEED_000_EPOCH_TAGS.keys():
+            self._epoch.setdefault(key, []).append(logs[key])
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
-        if self._epoch_losses:
-            self.writer.add_scalar("Loss/Train_Epoch", sum(self._epoch_losses) / len(self._epoch_losses), step)
-        if self._epoch_accuracies:
-            mean = sum(self._epoch_accuracies) / len(self._epoch_accuracies)
-            self.writer.add_scalar("Accuracy/Train_Epoch", mean, step)
-        self._epoch_losses, self._epoch_accuracies = [], []
+        for key, values in self._epoch.items():
+            self.writer.add_scalar(SEED_000_EPOCH_TAGS[key], sum(values) / len(values), step)
+        self._epoch = {}
         if self.histograms and model is not None:
             for name, param in model.named_parameters():
                 self.writer.add_histogram(f"Parameters/{name}", param.detach().float().cpu(), step)
         if self._writer is not None:
             self.writer.flush()
 
-    def _scalars(self, metrics: Mapping[str, float], step: int) -> None:
-        for key, value in metrics.items():
-            self.writer.add_scalar(key, value, step)
-
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if metrics:
-            summary = metric_names.tracker_summary(metrics)
-            if not self._start_drawn and self._purge_step is None:  # a task that trains without run_trainer
-                self.start_scores(metrics)
-            self._scalars(summary, self._last_step)
-            self._hparams(hparams, summary)
+            self.record_results(metrics)
+            self._hparams(hparams, metric_names.tracker_summary(metrics))
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -127,6 +109,29 @@ class TensorBoardLogger(RunLogger):
         values = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
         for part in hparams_summary(values, dict(summary)):
             self.writer.file_writer.add_summary(part)
+
+
+def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
+    spec = ",".join(f"{Path(d).name}:{d}" for d in logdirs if Path(d).exists()) or str(logdirs[0])
+    return [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--port", str(port), "--host", host]
+
+
+def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
+    """TensorBoard in the background for a training run (logger.tensorboard.serve=true); it outlives the run so
+    that the results stay browsable: its pid is logged, `kill <pid>` stops it. A busy port: one line, no server."""
+    import logging
+    import socket
+    import subprocess
+
+    log = logging.getLogger(__name__)
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            log.warning("TensorBoard not started: port %d is in use (logger.tensorboard.port=<free port>)", port)
+            return None
+    server = subprocess.Popen(serve_command(logdirs, port, host), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    log.info("TensorBoard on http://%s:%d (pid %d; `kill %d` stops it)", host, port, server.pid, server.pid)
+    return server
 
 
 def _after_existing_event_files(log_dir: Path) -> None:

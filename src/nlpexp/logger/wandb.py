@@ -22,7 +22,6 @@ from nlpexp.errors import NlpexpError
 from nlpexp.logger.base import RunLogger
 
 log = logging.getLogger(__name__)
-MODES = ("auto", "online", "offline", "disabled")
 ENV_MODES = {"offline": "offline", "dryrun": "offline", "disabled": "disabled", "online": "online", "run": "online"}
 DEFAULT_SERVER = "https://api.wandb.ai"
 PROBE_TIMEOUT_S = 5.0
@@ -31,8 +30,7 @@ PROBE_TIMEOUT_S = 5.0
 class WandbLogger(RunLogger):
     def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
                  tags: Sequence[str] = (), entity: str | None = None, name: str | None = None):
-        if mode not in MODES:
-            raise NlpexpError(f"logger.wandb.mode must be one of {MODES}, got {mode!r}")
+        # mode: one of nlpexp.schema.WANDB_MODES, checked before this is built
         self.project = project
         self.entity = entity  # a team or user; None: the API key's default entity
         self.name = name  # the run's display name; None: W&B picks one
@@ -73,16 +71,9 @@ class WandbLogger(RunLogger):
                               # no metadata: it records the command line as typed, secrets and all
                               settings=wandb.Settings(silent=True, x_disable_meta=True, init_timeout=30))
 
-    def start_scores(self, metrics: Mapping[str, float]) -> None:
+    def record(self, values: Mapping[str, float], step: int) -> None:
         if self.run is not None:
-            self.run.log(metric_names.start_scores(metrics), step=0)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.run is None or not logs:
-            return
-        values = metric_names.from_trainer_log_step(logs)
-        if values:
-            self.run.log(values, step=state.global_step)
+            self.run.log(dict(values), step=step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         if self.run is not None:

@@ -5,35 +5,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal
 
-from nlpexp import registry
 from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_reachable
+from nlpexp.hub import hub_cached, hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
+from nlpexp.rules import Int, Name, Pooling, Seed
 from nlpexp.safety import env_flag
 
 log = logging.getLogger(__name__)
-# How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as an
-# EncoderDecoderModel whose encoder and decoder both start from it (cross-attention added; Rothe et al. 2020).
-BUILDS = ("auto", "encoder_decoder")
+MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
+REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
 
 
 class ModelSpec:
+    """Its settings' types and ranges are its annotations, checked (nlpexp.schema) before anything is built."""
+
     def __init__(
         self,
-        name: str,
-        name_or_path: str | None = None,
-        tokenizer: str | None = None,
+        name: Name,
+        name_or_path: Name | None = None,
+        tokenizer: Name | None = None,
         random_init: Mapping | None = None,
-        max_seq_length: int = 128,
-        pooling: str = "mean",
+        max_seq_length: Annotated[int, Int(1, MAX_SEQ_LENGTH)] = 128,
+        pooling: Pooling = "mean",
         trust_remote_code: bool = False,
-        seed: int = 0,
-        build: str = "auto",
+        seed: Seed = 0,
+        # How a text generator is built from the checkpoint: as it is (its config says seq2seq or causal LM), or as
+        # an EncoderDecoderModel whose encoder and decoder both start from it (cross-attention; Rothe et al. 2020).
+        build: Literal["auto", "encoder_decoder"] = "auto",
         allow_pickle_weights: bool = False,
     ):
-        if build not in BUILDS:
-            raise NlpexpError(f"model.build must be one of {BUILDS}, got {build!r}")
         if name_or_path is None and random_init is None:
             raise NlpexpError(f"model '{name}': set model.name_or_path or model.random_init")
         if random_init is not None and not tokenizer:
@@ -71,14 +73,6 @@ class ModelSpec:
             init = tuple(sorted(self.random_init.items()))
             return materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
         return resolve(self.name_or_path, self.name)
-
-    def use_registry(self, root: str | None) -> None:
-        """`registry:<name>[@alias]` (weights or tokenizer) becomes that version's folder in `root`, the run's
-        paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
-        for key in ("name_or_path", "tokenizer"):
-            value = getattr(self, key)
-            if isinstance(value, str) and value.startswith(registry.PREFIX):
-                setattr(self, key, str(registry.resolve(value, Path(root) if root else None)))
 
     def check(self) -> None:
         """Fail now, before torch is even imported, if the weights or the tokenizer cannot be found."""
@@ -199,11 +193,13 @@ def _first_set(*values):
 
 
 def resolve(name_or_path: str, model_name: str) -> str:
-    """bundled:<name> | registry:<name>@<alias> | local folder | hub id (offline: one clear error, fast)."""
+    """bundled:<name> | local folder | hub id (offline: one clear error, fast); registry:<name>@<alias> was
+    replaced by its folder when the run was built (use_registry)."""
     if name_or_path.startswith(PREFIX):
         return bundled_path(name_or_path[len(PREFIX):])
-    if name_or_path.startswith(registry.PREFIX):
-        return str(registry.resolve(name_or_path))
+    if name_or_path.startswith(REGISTRY):
+        raise NlpexpError(f"model '{model_name}': {name_or_path} is looked up in a run's paths.registry_dir "
+                          f"(nlpexp.model.registry.use_registry), and none was given")
     as_path = Path(name_or_path).expanduser()
     if as_path.is_dir():
         return str(as_path)
@@ -211,9 +207,9 @@ def resolve(name_or_path: str, model_name: str) -> str:
         raise NlpexpError(f"model '{model_name}': no such folder {name_or_path}")
     if hub_reachable():
         return name_or_path
-    cached = _hub_cache(name_or_path)
+    cached = hub_cached(name_or_path)
     if cached:
-        return cached
+        return str(cached)
     raise NlpexpError(
         f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
         f"(offline, not cached). Use {_tiny_twin(model_name)}a bundled model (model=minilm; model=bert2bert_minilm "
@@ -223,17 +219,8 @@ def resolve(name_or_path: str, model_name: str) -> str:
 
 def _tiny_twin(model_name: str) -> str:
     """'model=tiny_<name> (...), ' where conf/model has a tiny random model of the same architecture, else ''."""
-    from nlpexp.config import CONFIG_DIR
+    from nlpexp.paths import group_dir
 
     tiny = f"tiny_{model_name}"
-    exists = (CONFIG_DIR / "model" / f"{tiny}.yaml").is_file()
+    exists = (group_dir("model") / f"{tiny}.yaml").is_file()
     return f"model={tiny} (tiny and random: tries the config offline), " if exists else ""
-
-
-def _hub_cache(repo_id: str) -> str | None:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(repo_id, local_files_only=True)
-    except Exception:  # not cached (or an invalid id): either way, not usable offline
-        return None

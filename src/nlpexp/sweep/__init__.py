@@ -1,23 +1,13 @@
-"""Optuna studies behind `python run.py -m hparams_search=<preset>`.
+"""Optuna studies behind `python run.py -m hparams_search=<preset>`: resumable, prunable, summarised.
 
-The sweeper (`hydra_plugins/nlpexp_optuna_sweeper`, Hydra finds plugins only there) extends Hydra's Optuna
-sweeper: the study lives in an RDB storage and is resumed by rerunning the command, trials can be pruned,
-failures are recorded, and the sweep dir gets a summary. This package holds the parts a trial, the
-summary command and the tests use as well.
-
-How a trial finds its study: the sweeper starts every trial with three environment variables, set
-through `hydra.job.env_set` so that every launcher carries them (in-process, joblib workers, SLURM jobs):
-
-    NLPEXP_STUDY_STORAGE   the storage URL (sqlite:///<sweep dir>/optuna.db by default)
-    NLPEXP_STUDY_NAME      the study name
-    NLPEXP_TRIAL_NUMBER    the trial's number in the study
-
-`trial_callbacks(cfg)` (called by the pipeline) makes a trial in a worker process end with its sweep
-(`end_with_parent`), and turns them into a trainer callback that reports the validation
-metric at every evaluation and asks the pruner (`hydra.sweeper.pruner` of the trial's Hydra config)
-whether to stop. Outside a sweep none of them is set and a run is untouched.
+Three layers, each importing only the one below: the Hydra sweeper (`hydra_plugins/nlpexp_optuna_sweeper`, where
+Hydra finds plugins) turns its config into a Plan and its launcher into a `launch(trials)` callable; this package
+runs the study (loop.py, with study.py, storage.py, summary.py, plots.py, promote.py: Optuna, no Hydra); the trials
+find it through their environment (env.py) and report to it (reporter.py, through this module).
 """
 
+import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -26,15 +16,31 @@ import sys
 import threading
 import time
 
-log = logging.getLogger(__name__)
+from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL  # noqa: F401 (nlpexp.sweep's names)
 
-ENV_STORAGE = "NLPEXP_STUDY_STORAGE"
-ENV_STUDY = "NLPEXP_STUDY_NAME"
-ENV_TRIAL = "NLPEXP_TRIAL_NUMBER"
+log = logging.getLogger(__name__)
+GRACE_S = 30  # at most this long after the interrupt for the run to record its end; then the worker ends
+_WATCHER = "sweep-parent-watch"
+_running = threading.Event()  # a run is in progress in this process (run_in_progress)
+_orphaned = threading.Event()  # the sweep process that started this worker is gone
+_swallowed = threading.Event()  # a finalizer dropped the interrupt
+
+
+class SweepGone(KeyboardInterrupt):
+    """The sweep process that started this worker is gone. Pickled without its attributes: the worker sends it to
+    its dead parent at once (Hydra attaches the job's return to it, which holds it again: a long recursion)."""
+
+    def __init__(self) -> None:
+        super().__init__("the sweep process is gone")
+
+    def __reduce__(self):
+        return type(self), ()
 
 
 def trial_callbacks(cfg) -> list:
-    """The trainer callbacks of a sweep trial ([TrialReporter]); [] outside a sweep, without importing optuna."""
+    """The trainer callbacks of a sweep trial: [TrialReporter], which reports the validation metric at every
+    evaluation and asks the pruner whether to stop; [] outside a sweep, without importing optuna. A trial in a
+    worker process also ends with its sweep (end_with_parent)."""
     if ENV_TRIAL not in os.environ:
         return []
     from nlpexp.sweep.reporter import trial_reporters
@@ -52,60 +58,66 @@ def check_trial_owned() -> None:
         check_trial_running()
 
 
-_watched_parent: int | None = None
-GRACE_S = 30  # at most this long after the interrupt for the trial to record its end; then the worker ends
+@contextlib.contextmanager
+def run_in_progress():
+    """Around a run (nlpexp.pipeline): a worker whose sweep is gone lets the run record its end before it ends."""
+    _running.set()
+    try:
+        yield
+    finally:
+        _running.clear()
 
 
 def end_with_parent() -> None:
     """In a worker process of a parallel sweep (joblib/loky): once the sweep process is gone, even killed with
-    SIGKILL, interrupt this trial (its ledger line says `interrupted`) and end the worker, rather than finish
-    a trial that nobody waits for. A trial running in the sweep process itself has no such parent.
+    SIGKILL, interrupt the trial (SweepGone, a KeyboardInterrupt: its ledger says `interrupted`), then end the worker,
+    rather than finish a trial that nobody waits for. A trial in the sweep process itself has no such parent.
 
-    Called from the main thread. loky workers ignore SIGINT (Ctrl-C is the sweep process's to handle), so the
-    interrupt comes as SIGUSR2, whose handler raises KeyboardInterrupt in the main thread."""
-    global _watched_parent
+    Called from the main thread. The watcher interrupts with SIGINT sent to the main thread (a signal also wakes a
+    main thread blocked in a system call, which `_thread.interrupt_main` does not): the handler set here raises
+    SweepGone for the watcher and leaves Ctrl-C to the handler before (a background sweep's workers ignore it).
+    No os._exit: the worker ends by the exception, once its run has recorded its end."""
     parent = multiprocessing.parent_process()
-    if parent is None or _watched_parent == parent.pid:
+    if parent is None or any(thread.name == _WATCHER for thread in threading.enumerate()):
         return
-    _watched_parent = parent.pid
-    if signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL:
-        signal.signal(signal.SIGUSR2, _interrupt)
-    threading.Thread(target=_watch, args=(parent.pid,), name="sweep-parent-watch", daemon=True).start()
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: _interrupt(before, signum, frame))
+    threading.Thread(target=_watch, args=(parent.pid,), name=_WATCHER, daemon=True).start()
 
 
-def _interrupt(signum, frame):
-    if _in_a_finalizer(frame):  # raised there, it would be printed as "Exception ignored" and lost: a bit later
-        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR2)).start()
-        return
-    raise KeyboardInterrupt("the sweep process is gone")
-
-
-def _in_a_finalizer(frame) -> bool:
-    """Whether the main thread is inside a `__del__` (run by the garbage collector, e.g. during the trainer's
-    gc.collect), where Python drops any exception."""
-    while frame is not None:
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
+def _interrupt(before, signum, frame) -> None:
+    if _orphaned.is_set():
+        raise SweepGone
+    if callable(before):
+        before(signum, frame)
 
 
 def _watch(parent_pid: int) -> None:
     while os.getppid() == parent_pid:  # an orphan is adopted by another process
         time.sleep(1)
     log.error("the sweep process %d is gone: interrupting this trial", parent_pid)
-    os.kill(os.getpid(), signal.SIGUSR2)
+    _interrupt_run()
+    gc.freeze()  # the interpreter's last collection at exit would walk the whole heap (the model): seconds
+    while True:  # then the worker's own loop: loky's worker ends on an exception while it waits for work
+        time.sleep(1)
+        _interrupt_main()
+
+
+def _interrupt_run() -> None:
+    """Interrupt the main thread and give a run in progress GRACE_S to record its end. An exception raised in a
+    `__del__` (the garbage collector runs them, the trainer's gc.collect among others) is dropped: the interrupt
+    is sent again."""
+    _orphaned.set()
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: (_swallowed.set() if isinstance(unraisable.exc_value, KeyboardInterrupt)
+                                             else hook(unraisable))
+    _interrupt_main()
     deadline = time.monotonic() + GRACE_S
-    while _in_a_trial() and time.monotonic() < deadline:  # recording the trial's end
-        time.sleep(0.2)
-    os._exit(1)
+    while _running.is_set() and time.monotonic() < deadline:
+        if _swallowed.wait(0.2):
+            _swallowed.clear()
+            _interrupt_main()
 
 
-def _in_a_trial() -> bool:
-    """Whether the main thread is still inside nlpexp.pipeline (the trial), rather than back in the worker loop."""
-    frame = sys._current_frames().get(threading.main_thread().ident)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == "nlpexp.pipeline":
-            return True
-        frame = frame.f_back
-    return False
+def _interrupt_main() -> None:
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)

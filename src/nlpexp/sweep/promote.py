@@ -54,13 +54,3 @@ def best_trial(study: optuna.Study, objective: int = 0) -> optuna.trial.FrozenTr
     sign = -1 if study.directions[objective] == optuna.study.StudyDirection.MAXIMIZE else 1
     return min(study.best_trials, key=lambda t: (sign * t.values[objective], t.number))
 
-
-def check_some_finished(study: optuna.Study, sweep_dir: Path) -> None:
-    """A sweep none of whose trials finished is a failure (the sweeper exits 2), not a result to rank. (Trials the
-    pruner stopped did finish, as the pruner meant them to.)"""
-    from nlpexp.errors import NlpexpError
-
-    trials = study.get_trials(deepcopy=False)
-    if not any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
-        raise NlpexpError(f"no trial of study {study.study_name} finished ({len(trials)} failed): nothing to rank; "
-                          f"each trial's error is in {sweep_dir}/trials.md and its run.log")

@@ -10,13 +10,14 @@ import optuna
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from nlpexp.config import instantiate
+from nlpexp.adapters.optuna import trial_of, trial_state
 from nlpexp.errors import NlpexpError
-from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
+from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
 from nlpexp.sweep.storage import open_storage
-from nlpexp.sweep.study import trial_from_env, trial_id
+from nlpexp.sweep.study import trial_id
 
 log = logging.getLogger(__name__)
+PRUNERS = ("optuna.pruners.*",)  # what hydra.sweeper.pruner may build
 
 
 def trial_reporters(cfg: DictConfig) -> list[TrainerCallback]:
@@ -37,24 +38,32 @@ def trial_reporters(cfg: DictConfig) -> list[TrainerCallback]:
 def sweep_pruner() -> optuna.pruners.BasePruner:
     """The pruner of the sweep this run belongs to (`hydra.sweeper.pruner`); none outside a sweep."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
 
     node = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
-    return instantiate(node) if node is not None else optuna.pruners.NopPruner()
+    return instantiate(node, _execution_whitelist_=PRUNERS) if node is not None else optuna.pruners.NopPruner()
+
+
+def trial_from_env(pruner: optuna.pruners.BasePruner) -> optuna.Trial | None:
+    """The running trial named by the environment (see nlpexp.sweep), or None outside a sweep."""
+    if ENV_TRIAL not in os.environ:
+        return None
+    storage = open_storage(os.environ[ENV_STORAGE])
+    study_name, number = os.environ[ENV_STUDY], int(os.environ[ENV_TRIAL])
+    # The pruner decides should_prune(); no sampler runs here (the sweeper samples): a random one is the cheapest.
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner,
+                              sampler=optuna.samplers.RandomSampler())
+    return trial_of(study, trial_id(storage, study_name, number))
 
 
 def check_trial_running(trial: optuna.Trial | None = None) -> None:
     """Refuse to go on with a trial (the environment's, or `trial`) that its study no longer counts as running:
     its sweep stopped, failed it and queued its params again; what this run finds must not be told as its."""
-    from optuna.trial import TrialState
-
-    if trial is not None:
-        state, number = trial.study._storage.get_trial(trial._trial_id).state, trial.number
-    else:
-        storage, number = open_storage(os.environ[ENV_STORAGE]), int(os.environ[ENV_TRIAL])
-        state = storage.get_trial(trial_id(storage, os.environ[ENV_STUDY], number)).state
-    if state != TrialState.RUNNING:
-        raise NlpexpError(f"trial {number} is already {state.name} in its study (its sweep stopped and gave it up); "
-                          f"this run's result is not the trial's")
+    trial = trial or trial_from_env(optuna.pruners.NopPruner())
+    state = trial_state(trial)
+    if state != optuna.trial.TrialState.RUNNING:
+        raise NlpexpError(f"trial {trial.number} is already {state.name} in its study (its sweep stopped and gave "
+                          f"it up); this run's result is not the trial's")
 
 
 class TrialReporter(TrainerCallback):

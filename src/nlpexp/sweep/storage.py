@@ -14,7 +14,6 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 
 from nlpexp.errors import NlpexpError, first_line
@@ -36,8 +35,26 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     if read_only:
         check_readable(url)
     if url.startswith(JOURNAL_SCHEME):
-        return _journal_storage(url)
-    return _rdb_storage(url, heartbeat_interval, grace_period, max_retry)
+        path = _journal_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # replays the file: one that is not an Optuna journal fails here
+            return RedactedJournalStorage(JournalFileBackend(str(path)))  # (its symlink lock works on NFS)
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+            raise NlpexpError(f"{path} is not an Optuna journal file ({type(err).__name__}: {first_line(err)}); "
+                              f"give the journal a sweep wrote, or a sweep dir") from err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry)}
+        for attempt in range(3):
+            try:
+                return RedactedRDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith(
+                    "sqlite") else {}, **(heartbeat if heartbeat_interval else {}))
+            except Exception as err:  # sqlalchemy errors while another process creates the same tables
+                if attempt == 2:
+                    raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
+                time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 class _RedactedAttrs:
@@ -71,36 +88,6 @@ class RedactedJournalStorage(_RedactedAttrs, JournalStorage):
     pass
 
 
-def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,
-                 max_retry: int | None) -> RDBStorage:
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                heartbeat: dict[str, Any] = {}
-                if heartbeat_interval:
-                    heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry)}
-                return RedactedRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-        except Exception as err:  # sqlalchemy errors while another process creates the same tables
-            if attempt == 2:
-                raise NlpexpError(f"cannot open the study storage {url}: {first_line(err)}") from err
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
-
-
-def _journal_storage(url: str) -> JournalStorage:
-    path = _journal_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # replays the file: one that is not an Optuna journal fails here
-        # The symlink lock (the default) works on NFS, where fcntl locks may not.
-        return RedactedJournalStorage(JournalFileBackend(str(path)))
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-        raise NlpexpError(f"{path} is not an Optuna journal file ({type(err).__name__}: {first_line(err)}); "
-                          f"give the journal a sweep wrote, or a sweep dir") from err
-
-
 def _journal_path(url: str) -> Path:
     path = Path(url.removeprefix(JOURNAL_SCHEME))
     if not path.is_absolute():
@@ -111,16 +98,10 @@ def _journal_path(url: str) -> Path:
 def check_readable(url: str) -> None:
     """A storage to read from exists: its journal or SQLite file is there (opening would create an empty one, and
     a journal's folders); other databases are the server's to report."""
-    from sqlalchemy.engine import make_url
-
     if url.startswith(JOURNAL_SCHEME):
         path = _journal_path(url)
     else:
-        try:
-            parsed = make_url(url)
-        except Exception as err:  # noqa: BLE001 (sqlalchemy's ArgumentError and kin: not a URL at all)
-            raise NlpexpError(f"{url} is not a storage URL (sqlite:///<file>, journal:///<file>, "
-                              f"postgresql://...): {first_line(err)}") from err
+        parsed = _parsed(url, f"{url} is not a storage URL")
         if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
             return
         path = Path(parsed.database)
@@ -130,21 +111,24 @@ def check_readable(url: str) -> None:
 
 
 def check_storage_url(url: str | None) -> None:
-    """A password in `hydra.sweeper.storage` would be written to study.json and to every trial's .hydra/ files."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        password = make_url(url).password if url else None
-    except Exception:  # not an SQLAlchemy URL (journal://...): open_storage says what is wrong with it
+    """hydra.sweeper.storage: a URL, and none with a password, which would be written to study.json and to every
+    trial's .hydra/ files."""
+    if url is None or url.startswith(JOURNAL_SCHEME):
         return
-    if password:
+    if _parsed(url, f"hydra.sweeper.storage must be an SQLAlchemy URL or a journal, got '{url}'").password:
         raise NlpexpError("hydra.sweeper.storage holds a password, which would be written to study.json and every "
                           "trial's config: leave it out of the URL and export it (PGPASSWORD for PostgreSQL) or "
                           "put it in ~/.pgpass")
 
 
-def has_heartbeat(storage: BaseStorage) -> bool:
-    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+def _parsed(url: str, problem: str):
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url)
+    except Exception as err:  # noqa: BLE001 (sqlalchemy's ArgumentError and kin: not a URL at all)
+        raise NlpexpError(f"{problem} (sqlite:///<file>, journal:///<file>, postgresql://...): "
+                          f"{first_line(err)}") from err
 
 
 def sqlite_url(sweep_dir: Path) -> str:

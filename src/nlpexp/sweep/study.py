@@ -1,5 +1,5 @@
-"""What the sweeper, the trials and the summary agree on: trial bookkeeping, where a study lives (its storage:
-nlpexp.sweep.storage)."""
+"""What the sweeper, the trials and the summary agree on: trial bookkeeping, a study's identity, where it lives
+(its storage: nlpexp.sweep.storage), and how each sweep process seeds its sampler."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ import json
 import logging
 import math
 import os
+import socket
+import time
+import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from nlpexp.adapters.optuna import has_heartbeat, tell
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
-from nlpexp.redaction import redact_text
-from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
-from nlpexp.sweep.storage import has_heartbeat, open_storage
+from nlpexp.redaction import redact, redact_text
+from nlpexp.sweep.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ DEFINITION = "definition"
 PROGRAM = "program"  # sys.argv[0] of the sweep and its deletion overrides (~key): the rerun command
 # The file in a sweep dir that names its study, for `python -m nlpexp.sweep summary|dashboard <sweep dir>`.
 STUDY_FILE = "study.json"
+STREAM_ATTR = "nlpexp:sampler_stream"
 
 
 def default_study_name(preset: str, definition: dict, storage: str | None, sweep_dir: str | None,
@@ -44,6 +49,92 @@ def default_study_name(preset: str, definition: dict, storage: str | None, sweep
     where = redact_text(storage) if storage else str(Path(sweep_dir or studies_dir).resolve())  # no password
     text = json.dumps({**definition, "stored_in": where}, sort_keys=True)
     return f"{preset}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def definition(arguments: list[str], directions: list[str], metrics: list[str], sampler: Any, pruner: Any) -> dict:
+    """What makes a study (overrides, space, objectives, sampler, pruner; not n_trials), redacted as it is stored."""
+    from omegaconf import OmegaConf
+
+    one = len(directions) == 1
+    return redact({"arguments": sorted(arguments), "direction": directions[0] if one else directions,
+                   "metric": metrics[0] if one else metrics, "sampler": OmegaConf.to_container(sampler, resolve=True),
+                   "pruner": OmegaConf.to_container(pruner, resolve=True)})
+
+
+def open_study(storage: BaseStorage, name: str, definition: dict, storage_url: str, pruner: Any,
+               program: str, deletions: list[str]) -> optuna.Study:
+    """Create the study, or load it when its command ran before: then it must have been started the same way
+    (its definition: overrides, space, objectives, sampler, pruner). Its sampler is set before any draw."""
+    directions = definition["direction"] if isinstance(definition["direction"], list) else [definition["direction"]]
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, pruner=pruner,
+                                sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != directions:
+        raise NlpexpError(f"study '{name}' in {storage_url} optimises {stored_directions}, not "
+                          f"{directions}; name another with hydra.sweeper.study_name=<name>")
+    stored = study.user_attrs.get(DEFINITION)
+    if stored is None:
+        study.set_user_attr(DEFINITION, definition)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental"
+            study.set_metric_names(definition["metric"] if len(directions) > 1 else [definition["metric"]])
+    elif stored != definition:
+        changed = ", ".join(key for key in definition if stored.get(key) != definition[key])
+        raise NlpexpError(f"study '{name}' in {storage_url} was started with other settings ({changed}); rerun "
+                          f"its command to resume it, or name a new study with hydra.sweeper.study_name=<name>")
+    if study.user_attrs.get(PROGRAM) != {"program": program, "deletions": deletions}:  # how to rerun a trial
+        study.set_user_attr(PROGRAM, {"program": program, "deletions": deletions})
+    return study
+
+
+def sampler_seed(storage: BaseStorage, study: optuna.Study, sampler: Any) -> tuple[int | None, str]:
+    """This sweep process's sampler seed, and how it was chosen. A fresh study is sampled with the seed itself, as
+    the official sweeper does. A process that joins a study with trials in it (a resumed sweep, a second sweep
+    process) must not draw the first process's points again: its seed comes from (seed, trials in the study when it
+    joined, its rank among the processes that joined at that count), recorded in the study's attributes:
+    reproducible, and independent of every other stream, unlike seed + k. Grid and QMC samplers keep their seed: it
+    orders the grid or scrambles the sequence, whose position lives in the study. (`sampler`: its config.)
+    (Two processes writing in the same instant can both count rank 0 and share a stream.)"""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    joined_at = len(storage.get_all_trials(study_id, deepcopy=False))
+    prefix = f"{STREAM_ATTR}:{joined_at}:"
+    rank = sum(key.startswith(prefix) for key in storage.get_study_system_attrs(study_id))
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    storage.set_study_system_attr(study_id, prefix + token, time.time())
+    seed, keep = sampler.get("seed"), str(sampler["_target_"]).endswith(("GridSampler", "QMCSampler"))
+    return (seed if keep else stream_seed(seed, joined_at, rank)), f"joined the study at trial {joined_at}, rank {rank}"
+
+
+def stream_seed(seed: int | None, joined_at: int, rank: int) -> int | None:
+    """The seed of the stream (joined_at, rank) of `seed`; the seed itself for the first stream."""
+    if seed is None or (joined_at, rank) == (0, 0):
+        return seed
+    return int(np.random.SeedSequence([seed, joined_at, rank]).generate_state(1)[0])
+
+
+def objectives(names: Any, directions: list[str], promote_best: bool, promote_objective: Any) -> tuple[
+        list[str], int | None]:
+    """The objectives' names (metric_names as given, else value / value_<i>) and the index of the one that picks
+    the model to promote: the only one, or the one promote_objective names (None without promote_best)."""
+    count = len(directions)
+    metrics = ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
+    if names is not None:
+        metrics = [str(names)] if isinstance(names, str) else [str(n) for n in names]
+    if len(metrics) != count:
+        raise NlpexpError(f"hydra.sweeper.metric_names names {len(metrics)} objective(s) ({', '.join(metrics)}) "
+                          f"but hydra.sweeper.direction has {count}")
+    if not promote_best:
+        return metrics, None
+    if promote_objective is None and count > 1:
+        raise NlpexpError(f"hydra.sweeper.promote_objective must say which of the {count} objectives "
+                          f"({', '.join(metrics)}) picks the model to promote (a name or an index), or set "
+                          f"hydra.sweeper.promote_best=false")
+    if promote_objective is None or promote_objective in metrics:
+        return metrics, metrics.index(promote_objective) if promote_objective is not None else 0
+    if isinstance(promote_objective, int) and 0 <= promote_objective < count:
+        return metrics, promote_objective
+    raise NlpexpError(f"hydra.sweeper.promote_objective={promote_objective} is not an objective: "
+                      f"{', '.join(metrics)} or an index below {count}")
 
 
 def counts_toward_n_trials(trial: FrozenTrial) -> bool:
@@ -72,16 +163,6 @@ def trial_values(value: Any, metrics: list[str]) -> tuple[list[float], str | Non
     return (numbers, None) if not bad else ([], "; ".join(bad))
 
 
-def tell(study: optuna.Study, trial: optuna.Trial | int, **result: Any) -> None:
-    """study.tell; GridSampler calls study.stop() once its grid is done, which only works inside
-    study.optimize: the trial is stored before that, and the sweeper counts trials itself."""
-    try:
-        study.tell(trial, **result)
-    except RuntimeError as err:
-        if "Study.stop" not in str(err):
-            raise
-
-
 def record_failure(study: optuna.Study, trial: optuna.Trial, error: str) -> None:
     trial.set_user_attr(ERROR, error)
     tell(study, trial, state=TrialState.FAIL)
@@ -98,42 +179,13 @@ def requeue(study: optuna.Study, storage: BaseStorage, numbers: Iterable[int]) -
     retry = (has_heartbeat(storage) and storage.get_heartbeat_stale_trial_callback()) or \
         RetryHeartbeatStaleTrialCallback()
     for number in numbers:
-        frozen = storage.get_trial(trial_id(storage, study.study_name, number))
-        if frozen.state != TrialState.RUNNING:
+        if storage.get_trial(trial_id(storage, study.study_name, number)).state != TrialState.RUNNING:
             continue
         tell(study, number, state=TrialState.FAIL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry(study, storage.get_trial(trial_id(storage, study.study_name, number)))
         log.warning("trial %d interrupted: queued to run again", number)
-
-
-def check_definition(study: optuna.Study, definition: dict, storage_url: str) -> None:
-    """Record a new study's definition; refuse to resume one that was started with other settings."""
-    directions = definition["direction"] if isinstance(definition["direction"], list) else [definition["direction"]]
-    stored_directions = [d.name.lower() for d in study.directions]
-    if stored_directions != directions:
-        raise NlpexpError(f"study '{study.study_name}' in {storage_url} optimises {stored_directions}, not "
-                          f"{directions}; name another with hydra.sweeper.study_name=<name>")
-    stored = study.user_attrs.get(DEFINITION)
-    if stored is None:
-        study.set_user_attr(DEFINITION, definition)
-        metrics = definition["metric"] if isinstance(definition["metric"], list) else [definition["metric"]]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "experimental"
-            study.set_metric_names(metrics)  # names the values in plots and the dashboard
-    elif stored != definition:
-        changed = ", ".join(key for key in definition if stored.get(key) != definition[key])
-        raise NlpexpError(f"study '{study.study_name}' in {storage_url} was started with other settings "
-                          f"({changed}); rerun its command to resume it, or name a new study with "
-                          f"hydra.sweeper.study_name=<name>")
-
-
-def set_program(study: optuna.Study, program: str, deletions: list[str]) -> None:
-    """How to rerun a trial: the program that swept (sys.argv[0]) and its deletion overrides."""
-    record = {"program": program, "deletions": list(deletions)}
-    if study.user_attrs.get(PROGRAM) != record:
-        study.set_user_attr(PROGRAM, record)
 
 
 def note(trial: FrozenTrial) -> str:
@@ -146,22 +198,6 @@ def note(trial: FrozenTrial) -> str:
     if trial.state == TrialState.FAIL:
         return "interrupted (run again as a new trial)"
     return ""
-
-
-def trial_env(storage_url: str, study_name: str, number: int) -> dict[str, str]:
-    return {ENV_STORAGE: storage_url, ENV_STUDY: study_name, ENV_TRIAL: str(number)}
-
-
-def trial_from_env(pruner: optuna.pruners.BasePruner) -> optuna.Trial | None:
-    """The running trial named by the environment (see nlpexp.sweep), or None outside a sweep."""
-    if ENV_TRIAL not in os.environ:
-        return None
-    storage = open_storage(os.environ[ENV_STORAGE])
-    study_name, number = os.environ[ENV_STUDY], int(os.environ[ENV_TRIAL])
-    # The sampler never runs here (the sweeper samples); a random one is the cheapest to set up.
-    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner,
-                              sampler=optuna.samplers.RandomSampler())
-    return optuna.Trial(study, trial_id(storage, study_name, number))
 
 
 def write_study_file(sweep_dir: Path, study_name: str, storage_url: str) -> None:

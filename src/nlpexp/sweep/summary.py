@@ -1,8 +1,8 @@
 """A study's summary in its sweep dir: trials table (CSV, markdown), best trial or Pareto front (JSON, YAML),
 optimization_results.yaml (the official Optuna sweeper's result file) and plots (nlpexp.sweep.plots).
 
-Written by the sweeper at the end of every sweep, and again from the storage alone by
-`python -m nlpexp.sweep summary <sweep dir | storage URL>`.
+Written at the end of every sweep (nlpexp.sweep.loop.summarise, which adds TensorBoard's HPARAMS view of the
+study), and again from the storage alone by `python -m nlpexp.sweep summary <sweep dir | storage URL>`.
 """
 
 from __future__ import annotations
@@ -49,10 +49,6 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
         lines += _wrapped([f"{name}={_short(value)}" for name, value in best["best_params"].items()])
     for point in best.get("pareto_front", []):
         lines.append(f"pareto front: trial {point['trial']} {point['values']} {point['params']}")
-    from nlpexp.tb import write_study_hparams
-
-    if write_study_hparams(study, out_dir):
-        lines.append(f"TensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}")
     if plots:
         from nlpexp.sweep.plots import write_plots
 
@@ -109,7 +105,7 @@ def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str]) ->
         duration = round(t.duration.total_seconds(), 1) if t.duration else ""
         values = t.values if t.values is not None else [""] * len(value_columns)
         run_dir = t.user_attrs.get(RUN_DIR, "") if t.state != TrialState.WAITING else ""  # (a retry's is its origin's)
-        start = [_run_metric(run_dir, start_key)] if start_key else []
+        start = [_run_file(run_dir, "metrics.json").get(start_key, "")] if start_key else []
         timing = _timing(t, run_dir)
         if run_dir and Path(run_dir).is_relative_to(out_dir.resolve()):
             run_dir = str(Path(run_dir).relative_to(out_dir.resolve()))
@@ -122,10 +118,7 @@ def _timing(trial: FrozenTrial, run_dir: str) -> list[Any]:
     """run_s, queue_s, host of a trial from its run's provenance.json: duration_s is Optuna's, from the sweeper's
     ask to its tell, which on SLURM is the whole batch's wall time; run_s is the run's own (start to end), queue_s
     the wait from the ask to the run's start (queue, job start-up, the trials run before it in its process)."""
-    try:
-        facts = json.loads((Path(run_dir) / "provenance.json").read_text()) if run_dir else {}
-    except (OSError, ValueError):
-        facts = {}
+    facts = _run_file(run_dir, "provenance.json")
     timing = facts.get("timing") or {}
     if not timing.get("start") or not timing.get("end"):
         return ["", "", facts.get("host", "")]
@@ -135,12 +128,12 @@ def _timing(trial: FrozenTrial, run_dir: str) -> list[Any]:
     return [round((end - start).total_seconds(), 1), queue, facts.get("host", "")]
 
 
-def _run_metric(run_dir: str, key: str) -> Any:
-    """`key` of a trial run's metrics.json; "" where the run wrote none (failed, pruned) or has no such metric."""
+def _run_file(run_dir: str, name: str) -> dict:
+    """A JSON file of a trial's run (metrics.json, provenance.json); {} where the run wrote none (failed, pruned)."""
     try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text()).get(key, "") if run_dir else ""
+        return json.loads((Path(run_dir) / name).read_text()) if run_dir else {}
     except (OSError, ValueError):
-        return ""
+        return {}
 
 
 def best_summary(study: optuna.Study, trials: list[FrozenTrial], metrics: list[str]) -> dict[str, Any]:
@@ -194,9 +187,7 @@ def _counts_line(trials: list[FrozenTrial]) -> str:
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buffer).writerows([header, *rows])
     return buffer.getvalue()
 
 

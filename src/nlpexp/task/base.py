@@ -6,10 +6,12 @@
                     goes to best_model/
     evaluate(role)  {"<split>/<metric>": value} for validation and test, from score(role)
 
-A task declares what it needs (`losses`, `needs_labels`, `needs_validation`) and validate() checks it, with what a
-task adds in its own validate(); score() is the one metrics hook: evaluate() adds the reuse of the trainer's best
-validation metrics and the `start/` figures around it. The schema (nlpexp.schema) checked each setting's type and
-range before anything was built; validate() checks how the built components go together.
+A task declares what it needs (`losses`, `needs_labels`, `needs_validation`, `validation_data()`) and validate()
+checks it, with what a task adds in its own validate(); score() is the one metrics hook: evaluate() adds the reuse
+of the trainer's best validation metrics (where `reuses_validation()`) and the `start/` figures around it. Every
+trainer is built by make_trainer() and trained by run_trainer() (nlpexp.trainer.build). The schema
+(nlpexp.schema) checked each setting's type and range before anything was built; validate() checks how the
+built components go together.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from pathlib import Path
 
 from nlpexp.data import DataSpec
 from nlpexp.errors import NlpexpError
-from nlpexp.model import ModelSpec
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
+EVALUATE_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
 
 
 class Task(ABC):
@@ -35,14 +37,15 @@ class Task(ABC):
     losses: tuple[type, ...] | None = None
     loss_choices = ""               # the `loss=` options to suggest when refusing one
     needs_labels = False            # labelled data (data.label_names), e.g. data=allnli|imdb
-    needs_validation = False        # training picks the best checkpoint on the validation split of `data`
+    needs_validation = False        # training picks the best checkpoint on a validation split (validation_data())
+    loss_to_score = False           # the loss takes part in scoring too (its head): needed in every mode
     labelled_data = "e.g. data=allnli|imdb|nsmc"  # what to suggest when the data has no labels
 
     def __init__(
         self,
         *,
         monitor: str,
-        model: ModelSpec,
+        model,  # nlpexp.model.ModelSpec (not imported: the model package reaches back into tasks)
         data: DataSpec,
         trainer: TrainerSettings,
         optimizer: functools.partial,
@@ -61,6 +64,7 @@ class Task(ABC):
         self.scheduler_factory = scheduler
         self.loss_factory = loss
         self.run_dir = Path(run_dir)
+        self.checkpoints_dir, self.best_model_dir = self.run_dir / "checkpoints", self.run_dir / "best_model"
         self.mode = mode
         self.callbacks = list(callbacks)
         # Where tasks that tokenise whole splits keep them for later runs (nlpexp.data.cache); None: nowhere.
@@ -69,27 +73,32 @@ class Task(ABC):
         self.train_metrics: dict[str, float] = {}
         # `start/<metric>`: the model as training got it, scored on validation (trainer.evaluate_start).
         self.start_metrics: dict[str, float] = {}
-        self._best_val_metrics: dict[str, float] | None = None
+        # The validation metrics training computed for the model it ended with (run_trainer): evaluate() reuses them.
+        self.best_val_metrics: dict[str, float] | None = None
 
     # -- the contract ------------------------------------------------------------------------------------------
 
     def validate(self) -> None:
         """Refuse, before anything is loaded, a task x model x data x loss combination that cannot work: what the
         class declares, here; a task with more to check extends this (and calls it first)."""
+        train, loss, name = self.mode == "train", self.loss_factory, self.name
         if self.needs_labels and not self.data.label_names:
-            raise NlpexpError(f"task={self.name} needs labelled data with data.label_names ({self.labelled_data}); "
+            raise NlpexpError(f"task={name} needs labelled data with data.label_names ({self.labelled_data}); "
                               f"data={self.data.name} has none")
-        if self.losses is None and self.loss_factory is not None:
-            raise NlpexpError(f"task={self.name} trains with a loss of its own and takes no loss; drop loss=")
-        if self.losses is not None and self.mode == "train" and self.loss_factory is None:
-            raise NlpexpError(f"task={self.name} trains with a loss: set loss={self.loss_choices}")
-        if self.losses is not None and self.loss_factory is not None \
-                and not issubclass(self.loss_factory.func, self.losses):
-            raise NlpexpError(f"task={self.name} cannot feed {self.loss_factory.func.__name__}; use "
-                              f"loss={self.loss_choices}")
-        if self.needs_validation and self.mode == "train" and not self.data.has("validation"):
-            raise NlpexpError(f"task={self.name} picks the best checkpoint by {self.monitor}, but data "
-                              f"'{self.data.name}' has no validation split; add data.splits.validation=[...]")
+        if self.losses is None and loss is not None:
+            raise NlpexpError(f"task={name} trains with a loss of its own and takes no loss; drop loss=")
+        if self.losses is not None and (train or self.loss_to_score) and loss is None:
+            raise NlpexpError(f"task={name} trains with a loss: set loss={self.loss_choices}")
+        if self.losses is not None and loss is not None and not issubclass(loss.func, self.losses):
+            raise NlpexpError(f"task={name} cannot feed {loss.func.__name__}; use loss={self.loss_choices}")
+        if self.needs_validation and train and not any(d.has("validation") for d in self.validation_data()):
+            names = " or ".join(f"'{d.name}'" for d in self.validation_data())
+            raise NlpexpError(f"task={name} picks the best checkpoint by {self.monitor}, but data {names} has no "
+                              f"validation split; add data.splits.validation=[...] (for task.sts: data@task.sts=stsb)")
+
+    def validation_data(self) -> list[DataSpec]:
+        """The data whose validation split picks the best checkpoint (one of them must have it)."""
+        return [self.data]
 
     @abstractmethod
     def setup(self) -> None:
@@ -105,11 +114,15 @@ class Task(ABC):
         has no such split. The one place a task computes its metrics (during training too, where its trainer
         evaluates with it)."""
 
+    def reuses_validation(self) -> bool:
+        """Whether evaluate() may take training's best validation metrics for score("validation")."""
+        return True
+
     def evaluate(self, role: str) -> dict[str, float]:
         """score(role), except that after training the best checkpoint's validation metrics, which the trainer
         computed on the same model and data, are reused; validation also carries the `start/` figures."""
-        if role == "validation" and self._best_val_metrics:
-            metrics = dict(self._best_val_metrics)
+        if role == "validation" and self.best_val_metrics and self.reuses_validation():
+            metrics = dict(self.best_val_metrics)
         else:
             log.info("evaluating on %s", role)  # an encoder's evaluation can take minutes without a bar
             metrics = self.score(role)
@@ -131,44 +144,33 @@ class Task(ABC):
 
     # -- trainers ----------------------------------------------------------------------------------------------
 
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    @property
-    def best_model_dir(self) -> Path:
-        return self.run_dir / "best_model"
-
     def make_trainer(self, trainer_class, args, **components):
-        """Every trainer of every task is built here, with the config's optimizer, schedule and batching, the run's
-        callbacks and the task's new parameters (at optimizer.head_lr); `components` are the trainer's own
-        (model, datasets, loss, evaluator...) and may replace `callbacks` or `new_parameters`."""
+        """A trainer (nlpexp.trainer.build) with the config's optimizer, schedule and batching, the run's callbacks
+        and the task's new parameters (at optimizer.head_lr); `components` are the trainer's own (model, datasets,
+        loss, evaluator...) and may replace `callbacks` or `new_parameters`."""
+        from nlpexp.trainer.build import build_trainer
+
         components.setdefault("callbacks", self.training_callbacks())
         components.setdefault("new_parameters", self.new_parameters())
-        return trainer_class(args=args, optimizer_factory=self.optimizer_factory,
-                             scheduler_factory=self.scheduler_factory, trainer_settings=self.trainer_settings,
-                             **components)
+        return build_trainer(trainer_class, args, optimizer=self.optimizer_factory, scheduler=self.scheduler_factory,
+                             settings=self.trainer_settings, identity=self.checkpoint_identity(), **components)
 
-    def run_trainer(self, trainer):
-        """trainer.train() (resuming as trainer.resume says), then keep its figures and best metrics."""
-        self.evaluate_start()
-        resume = self.resume_from(self.checkpoints_dir)
-        if self.start_metrics and resume is None:  # a resumed run drew them at step 0 the first time
+    def run_trainer(self, trainer, checkpoints_dir: Path | None = None, figures: bool = True, resume: bool = True):
+        """Train (resuming from `checkpoints_dir` as trainer.resume says); with `figures`, the run's own training:
+        `start/` scored first, its `train/` figures and best validation metrics kept. Returns the TrainOutcome."""
+        from nlpexp.trainer.build import fit
+
+        if figures:
+            self.evaluate_start()
+        resume = self.trainer_settings.resume_checkpoint(checkpoints_dir or self.checkpoints_dir,
+                                                         self.checkpoint_identity()) if resume else None
+        if figures and self.start_metrics and resume is None:  # a resumed run drew them at step 0 the first time
             for logger in (c for c in self.callbacks if hasattr(c, "start_scores")):
                 logger.start_scores(self.start_metrics)
-        try:
-            output = trainer.train(resume_from_checkpoint=resume)
-        except BaseException:
-            from nlpexp.console import close_progress
-
-            close_progress(trainer)
-            raise
-        self.remember_train_output(output, trainer.state)
-        self.remember_best_metrics(trainer.state)
-        return output
-
-    def resume_from(self, checkpoints_dir: Path) -> str | None:
-        return self.trainer_settings.resume_checkpoint(checkpoints_dir, self.checkpoint_identity())
+        outcome = fit(trainer, resume)
+        if figures:
+            self.train_metrics, self.best_val_metrics = outcome.train_metrics, outcome.best_val_metrics
+        return outcome
 
     def checkpoint_identity(self) -> dict:
         """What a checkpoint of this run was trained on, by content (nlpexp.trainer.identity); resuming a checkpoint
@@ -177,40 +179,20 @@ class Task(ABC):
 
         return checkpoint_identity(type(self).__name__, self.model_spec, self.data, self.loss_factory)
 
-    def remember_train_output(self, output, state) -> None:
-        """Keep the trainer's own throughput and mean loss; its runtime includes the in-training evaluations,
-        whose share is kept as `train/eval_runtime_s`."""
-        figures = output.metrics
-        self.train_metrics = {
-            "train/runtime_s": round(float(figures["train_runtime"]), 2),
-            "train/samples_per_second": float(figures["train_samples_per_second"]),
-            "train/loss": float(figures["train_loss"]),
-            "train/eval_runtime_s": round(sum(e.get("eval_runtime", 0.0) for e in state.log_history), 2),
-        }
-
-    def remember_best_metrics(self, state) -> None:
-        """Keep the validation metrics the trainer logged for the checkpoint it restored as best."""
-        from nlpexp.metrics import from_trainer_logs
-
-        if not state.best_model_checkpoint:
-            return
-        best_step = int(state.best_model_checkpoint.rsplit("-", 1)[-1])
-        for entry in state.log_history:
-            if entry.get("step") == best_step and any(k.startswith("eval_") for k in entry):
-                self._best_val_metrics = from_trainer_logs(entry, "val")
-
     def training_callbacks(self) -> list:
+        """The run's callbacks (the loggers), NonFiniteLossGuard and early stopping."""
         from transformers import EarlyStoppingCallback
 
-        from nlpexp.trainer.callbacks import CheckpointIdentity, NonFiniteLossGuard
+        from nlpexp.trainer.build import NonFiniteLossGuard
 
         patience = self.trainer_settings.early_stopping_patience
         early_stopping = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
-        return [NonFiniteLossGuard(), CheckpointIdentity(self.checkpoint_identity()), *self.callbacks,
-                *early_stopping]
+        return [NonFiniteLossGuard(), *self.callbacks, *early_stopping]
 
-    def training_arguments(self, args_class, **task_args):
+    def training_arguments(self, args_class, checkpoints_dir: Path | None = None, monitor: str | None = None,
+                           **task_args):
+        """`args_class` from the trainer settings; outside mode=train a trainer only predicts."""
+        only_predicts = {} if self.mode == "train" else EVALUATE_ONLY
         return self.trainer_settings.training_arguments(
-            args_class, self.checkpoints_dir, self.monitor, self.greater_is_better, self.optimizer_factory,
-            **task_args,
-        )
+            args_class, checkpoints_dir or self.checkpoints_dir, monitor or self.monitor, self.greater_is_better,
+            self.optimizer_factory, **task_args, **only_predicts)

@@ -23,6 +23,7 @@ from transformers import (
     DataCollatorWithPadding,
     EvalPrediction,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -34,7 +35,6 @@ from nlpexp.metrics import from_trainer_logs, split_name
 from nlpexp.task import own_head
 from nlpexp.task.base import Task
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
-from nlpexp.trainer import ConfiguredOptimization
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,13 @@ HEAD_CONFIG = "classifier.json"
 WEIGHTS = "model.safetensors"  # the name the Trainer gives a plain module's state dict
 POOLINGS = ("mean", "cls", "max")
 ANALYSED_ROLE = "test"  # the split whose confusion matrix and misclassified rows are written
-EVALUATE_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
 
 
 class EncoderClassifier(torch.nn.Module):
     """logits = W · dropout(pool(encoder(text))) + b; the loss is cross-entropy when labels are given."""
 
     def __init__(self, encoder, label_names: list[str], dropout: float = 0.1, pooling: str = "mean"):
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise NlpexpError(f"task classification pools with model.pooling in {POOLINGS}, got {pooling!r}")
+        super().__init__()  # pooling: one of POOLINGS (ClassificationTask.validate; classifier.json as it wrote it)
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
         self.classifier = torch.nn.Linear(encoder.config.hidden_size, len(label_names))
@@ -106,6 +103,7 @@ def load_classifier(folder: str | Path, trust_remote_code: bool = False) -> Enco
 class ClassificationTask(Task):
     name = "classification"
     needs_labels = True
+    needs_validation = True
     labelled_data = "e.g. data=imdb|nsmc"
 
     def __init__(self, *, dropout: float = 0.1, replace_head: bool = False, **kwargs):
@@ -132,12 +130,12 @@ class ClassificationTask(Task):
                 raise NlpexpError(f"the model was trained on labels {self.model.label_names} but data "
                                   f"'{self.data.name}' has {list(self.data.label_names)}")
             train_set = val_set = None
-        args = self.training_arguments(TrainingArguments, **({} if self.mode == "train" else EVALUATE_ONLY))
+        args = self.training_arguments(TrainingArguments)
         # One trainer for training and for every evaluation: in eval mode it only predicts.
         self.trainer = self.make_trainer(
-            ClassificationTrainer, args, model=self.model, train_dataset=train_set, eval_dataset=val_set,
+            Trainer, args, model=self.model, train_dataset=train_set, eval_dataset=val_set,
             processing_class=self.tokenizer, data_collator=DataCollatorWithPadding(self.tokenizer),
-            compute_metrics=compute_metrics)
+            compute_metrics=compute_metrics, callbacks=[*self.training_callbacks(), HeadConfigWithCheckpoints()])
 
     def _new_model(self) -> EncoderClassifier:
         path = self.model_spec.path()
@@ -160,6 +158,8 @@ class ClassificationTask(Task):
     def train(self) -> None:
         self.run_trainer(self.trainer)
         self.trainer.save_model(str(self.best_model_dir))
+        if self.trainer.args.should_save:
+            save_head_config(self.model, self.best_model_dir)
 
     def score(self, role: str) -> dict[str, float]:
         if not self.data.has(role):
@@ -192,14 +192,16 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return classification_scores(prediction.label_ids, prediction.predictions)
 
 
-class ClassificationTrainer(ConfiguredOptimization, Trainer):
-    """Saves, next to the weights the Trainer writes, what it takes to rebuild the model from the folder."""
+def save_head_config(model, folder: Path) -> None:
+    """Next to the weights the Trainer writes, what it takes to rebuild nlpexp's classifier from the folder."""
+    if isinstance(model, EncoderClassifier):
+        model.encoder.config.save_pretrained(folder)
+        (folder / HEAD_CONFIG).write_text(json.dumps(model.head_config(), indent=2, ensure_ascii=False) + "\n")
 
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        if self.args.should_save and isinstance(self.accelerator.unwrap_model(self.model), EncoderClassifier):
-            folder = Path(output_dir or self.args.output_dir)
-            model = self.accelerator.unwrap_model(self.model)
-            model.encoder.config.save_pretrained(folder)
-            (folder / HEAD_CONFIG).write_text(json.dumps(model.head_config(), indent=2, ensure_ascii=False) + "\n")
 
+class HeadConfigWithCheckpoints(TrainerCallback):
+    """Every checkpoint a folder load_classifier() reloads."""
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if args.should_save:
+            save_head_config(model, Path(args.output_dir) / f"checkpoint-{state.global_step}")

@@ -1,7 +1,7 @@
 """Sentence-embedding fine-tuning (seed 004): a SentenceTransformer trained with the `loss` group, scored on STS.
 
 NLI rows become (anchor, positive[, negative]) for the in-batch-negative losses or scored pairs for cosine/CoSENT;
-STS rows become scored pairs. The STS scoring and the trainer run are composed from nlpexp.task.sentence_training.
+STS rows become scored pairs. The STS scoring and the trainer run are composed from nlpexp.task.evaluators.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from nlpexp.data import DataSpec
 from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
 from nlpexp.errors import NlpexpError
 from nlpexp.task.base import Task
-from nlpexp.task.sentence_training import (
-    IN_BATCH_NEGATIVE_LOSSES,
-    SCORED_PAIR_LOSSES,
-    StsScoring,
-    fit_bi_encoder,
-)
+from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +23,7 @@ class EmbeddingTask(Task):
     name = "embedding"
     losses = IN_BATCH_NEGATIVE_LOSSES + SCORED_PAIR_LOSSES
     loss_choices = "mnrl, cached_mnrl, cosine or cosent"
+    needs_validation = True  # on task.sts
 
     def __init__(self, *, sts: DataSpec, batch_sampler: str = "batch_sampler", nli_format: str = "all_pairs",
                  label_scores: dict[str, float] | None = None, max_score: float = 5.0, **kwargs):
@@ -40,7 +36,6 @@ class EmbeddingTask(Task):
 
     def validate(self) -> None:
         super().validate()
-        self.sts.check(self.mode)
         if self.mode != "train":
             return
         in_batch = issubclass(self.loss_factory.func, IN_BATCH_NEGATIVE_LOSSES)
@@ -71,6 +66,9 @@ class EmbeddingTask(Task):
 
     def score(self, role: str) -> dict[str, float]:
         return self.sts.score(self.model, role)
+
+    def validation_data(self) -> list[DataSpec]:
+        return [self.sts.data]
 
 
 def warn_if_accumulating(loss_class, settings) -> None:

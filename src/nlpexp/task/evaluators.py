@@ -1,10 +1,84 @@
-"""Evaluators shared by the embedding tasks."""
+"""What the sentence-embedding tasks compose: their evaluators, the STS data they are scored on (StsScoring) and
+one SentenceTransformerTrainer run of a task's examples (fit_bi_encoder)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.evaluation import BaseEvaluator
+from sentence_transformers.sentence_transformer import losses
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+from nlpexp.data import DataSpec
+from nlpexp.data.pairs import STS_COLUMNS
+from nlpexp.distributed import is_main_process
+from nlpexp.metrics import prefixed, split_name
+
+# Losses that contrast each anchor with the other examples of its batch: (anchor, positive[, negative]).
+IN_BATCH_NEGATIVE_LOSSES = (
+    losses.MultipleNegativesRankingLoss,
+    losses.CachedMultipleNegativesRankingLoss,
+    losses.MultipleNegativesSymmetricRankingLoss,
+    losses.CachedMultipleNegativesSymmetricRankingLoss,
+)
+# Losses that regress or rank a similarity score: (sentence1, sentence2, score in [0, 1]).
+SCORED_PAIR_LOSSES = (losses.CosineSimilarityLoss, losses.CoSENTLoss, losses.AnglELoss)
+
+
+class StsScoring:
+    """A model's spearman (and pearson) of cosine, euclidean, manhattan and dot similarity against the gold scores
+    of an STS dataset (`task.sts`): how the embedding tasks score, and pick their best checkpoint."""
+
+    def __init__(self, sts: DataSpec, batch_size: int):
+        self.data = sts
+        self.batch_size = batch_size
+
+    def evaluator(self, role: str):
+        """The evaluator of `role`, None when the STS data has no such split."""
+        if not self.data.has(role):
+            return None
+        pairs = self.data.load(role, STS_COLUMNS, text_columns=STS_COLUMNS[:2])
+        return sts_evaluator(pairs, self.batch_size)
+
+    def score(self, model, role: str) -> dict[str, float]:
+        evaluator = self.evaluator(role)
+        return {} if evaluator is None else prefixed(evaluator(model), split_name(role))
+
+
+def fit_bi_encoder(task, train_set, batch_sampler: str) -> None:
+    """One SentenceTransformerTrainer run of `train_set` with task.loss, the best checkpoint by task.sts
+    validation; the best model stays in task.model and goes to best_model/."""
+    args = task.training_arguments(SentenceTransformerTrainingArguments, batch_sampler=batch_sampler)
+    evaluator = lazy_evaluator(task.sts.data.has("validation"), lambda: task.sts.evaluator("validation"))
+    task.run_trainer(task.make_trainer(SentenceTransformerTrainer, args, model=task.model, train_dataset=train_set,
+                                       loss=task.loss, evaluator=evaluator))
+    task.train_metrics["train/examples"] = float(len(train_set))
+    if is_main_process():
+        task.model.save(str(task.best_model_dir))
+
+
+class LazyEvaluator(BaseEvaluator):
+    """Stands in for the evaluator `build()` returns, building it at the first evaluation, so that a run's first
+    training step does not wait for the validation data to be read and encoded (issue 20: time to first step)."""
+
+    def __init__(self, build: Callable[[], BaseEvaluator]):
+        super().__init__()
+        self.build = build
+        self.evaluator: BaseEvaluator | None = None
+
+    def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        self.evaluator = self.evaluator or self.build()
+        metrics = self.evaluator(model, output_path, epoch, steps)
+        self.primary_metric, self.greater_is_better = self.evaluator.primary_metric, self.evaluator.greater_is_better
+        return metrics
+
+
+def lazy_evaluator(available: bool, build: Callable[[], BaseEvaluator]) -> LazyEvaluator | None:
+    """A LazyEvaluator of `build`, or None where there is nothing to evaluate on (decided now, from the config,
+    since the trainer refuses a run that evaluates without an evaluator before it starts)."""
+    return LazyEvaluator(build) if available else None
 
 
 def sts_evaluator(pairs, batch_size: int) -> DistinctSentencesSimilarityEvaluator:

@@ -19,17 +19,14 @@ from sentence_transformers import (
 )
 from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+from transformers import TrainerCallback
 
 from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
-from nlpexp.task.evaluators import NliAccuracyEvaluator
-from nlpexp.task.sentence_training import StsScoring
-from nlpexp.trainer import ConfiguredOptimization
-from nlpexp.trainer.batching import LengthAwareBatching
-from nlpexp.trainer.lazy import lazy_evaluator
+from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoring, lazy_evaluator
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
@@ -41,6 +38,8 @@ class SbertNliTask(Task):
     losses = (SoftmaxLoss,)  # the SBERT classification objective; its head also scores NLI accuracy
     loss_choices = "softmax"
     needs_labels = True
+    needs_validation = True  # STS or NLI validation
+    loss_to_score = True  # the NLI accuracy is the head's
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
 
     def __init__(self, *, sts: DataSpec, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
@@ -50,10 +49,8 @@ class SbertNliTask(Task):
         self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone
         self.head_trained = False
 
-    def validate(self) -> None:
-        super().validate()
-        if self.loss_factory is None:  # evaluation too: the NLI accuracy is the head's
-            raise NlpexpError("task=sbert_nli trains with loss=softmax (the SBERT classification objective)")
+    def validation_data(self) -> list[DataSpec]:
+        return [self.sts.data, self.data]
 
     def setup(self) -> None:
         self.model = self.model_spec.sentence_transformer()
@@ -74,8 +71,9 @@ class SbertNliTask(Task):
         args = self.training_arguments(SentenceTransformerTrainingArguments)
         evaluator = lazy_evaluator(self.sts.data.has("validation") or self.data.has("validation"),
                                    lambda: self._evaluator("validation"))
-        trainer = self.make_trainer(SbertNliTrainer, args, model=self.model, train_dataset=self.train_set,
-                                    loss=self.loss, evaluator=evaluator)
+        trainer = self.make_trainer(SentenceTransformerTrainer, args, model=self.model, train_dataset=self.train_set,
+                                    loss=self.loss, evaluator=evaluator,
+                                    callbacks=[NliHead(self.loss), *self.training_callbacks()])
         self.run_trainer(trainer)
         self.head_trained = True
         if is_main_process():
@@ -103,58 +101,44 @@ class SbertNliTask(Task):
             evaluators, main_score_function=lambda scores: scores[0])
 
 
-class SbertNliTrainer(LengthAwareBatching, ConfiguredOptimization, SentenceTransformerTrainer):
-    """Keeps the classifier head with every checkpoint, logs the training accuracy, and trains one head across
-    processes (DDP wraps the model, not the loss that holds the head)."""
-
-    def __init__(self, *args, loss: SoftmaxLoss, **kwargs):
-        super().__init__(*args, loss=loss, **kwargs)
-        self.train_accuracy = TrainAccuracy(loss)
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        save_head(self.loss, Path(output_dir or self.args.output_dir))
-
-    def _load_from_checkpoint(self, checkpoint_path: str, model=None) -> None:
-        super()._load_from_checkpoint(checkpoint_path)
-        load_head(self.loss, checkpoint_path)
-
-    def training_step(self, *args, **kwargs):
-        loss = super().training_step(*args, **kwargs)
-        # After the backward pass, so after DDP's own exchange: the two never interleave. Averaging the running
-        # sum at every accumulation step gives the average of the sums, since what was added before already agrees.
-        average_gradients(self.loss.classifier)
-        return loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and (accuracy := self.train_accuracy.pop()) is not None:
-            logs["train_accuracy"] = accuracy
-        super().log(logs, start_time)
-
-
-class TrainAccuracy:
-    """Counts correct classifier predictions during training from the logits SoftmaxLoss computes anyway."""
+class NliHead(TrainerCallback):
+    """What the trainer does not do for the SoftmaxLoss classifier, which lives in the loss, not in the model: keep
+    it in every checkpoint (loaded with the one training resumes from or ends with), train one head across
+    processes (DDP averages the model's gradients only) and log its training accuracy, counted from the logits
+    the loss computes anyway. First among the callbacks: the loggers see the accuracy."""
 
     def __init__(self, loss: SoftmaxLoss):
-        self.correct = self.total = 0
-        self._logits = None
-        loss.classifier.register_forward_hook(self._keep_logits)
+        self.loss, self.logits, self.correct, self.total = loss, None, 0, 0
+        loss.classifier.register_forward_hook(lambda module, args, output: setattr(self, "logits", output))
         loss.register_forward_hook(self._count)
-
-    def _keep_logits(self, module, args, output) -> None:
-        self._logits = output
 
     def _count(self, module, args, output) -> None:
         labels = args[1] if len(args) > 1 else None
-        if labels is not None and self._logits is not None and torch.is_grad_enabled():
-            self.correct += (self._logits.argmax(-1) == labels.view(-1)).sum().item()
+        if labels is not None and self.logits is not None and torch.is_grad_enabled():
+            self.correct += (self.logits.argmax(-1) == labels.view(-1)).sum().item()
             self.total += labels.numel()
 
-    def pop(self) -> float | None:
-        """The accuracy since the last pop, over the batches of every process (all of them call it at each log)."""
-        correct, total = sum_over_processes([self.correct, self.total])
-        self.correct = self.total = 0
-        return correct / total if total else None
+    def resume(self, checkpoint: str | None) -> None:  # called by nlpexp.trainer.build.fit
+        if checkpoint is not None:
+            load_head(self.loss, checkpoint)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        average_gradients(self.loss.classifier)  # the head is outside the model: never clipped, so exact here
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "loss" in logs:  # every process logs: the counts are summed over them all
+            correct, total = sum_over_processes([self.correct, self.total])
+            self.correct = self.total = 0
+            if total:
+                logs["train_accuracy"] = correct / total
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            save_head(self.loss, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if args.load_best_model_at_end and state.best_model_checkpoint:
+            load_head(self.loss, state.best_model_checkpoint)
 
 
 def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) -> None:

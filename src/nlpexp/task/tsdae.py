@@ -17,13 +17,14 @@ from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncod
 from nlpexp.data import DataSpec
 from nlpexp.data.pairs import unique_texts
 from nlpexp.task.base import Task
-from nlpexp.task.sentence_training import StsScoring, fit_bi_encoder
+from nlpexp.task.evaluators import StsScoring, fit_bi_encoder
 
 
 class TsdaeTask(Task):
     name = "tsdae"
     losses = (DenoisingAutoEncoderLoss,)
     loss_choices = "denoising"
+    needs_validation = True  # on task.sts
 
     def __init__(self, *, sts: DataSpec, text_columns: Sequence[str], deletion_ratio: float = 0.6,
                  pooling: str = "cls", batch_sampler: str = "batch_sampler", **kwargs):
@@ -34,9 +35,8 @@ class TsdaeTask(Task):
         self.pooling = pooling
         self.batch_sampler = batch_sampler
 
-    def validate(self) -> None:
-        super().validate()
-        self.sts.check(self.mode)
+    def validation_data(self) -> list[DataSpec]:
+        return [self.sts.data]
 
     def setup(self) -> None:
         spec = copy.copy(self.model_spec)

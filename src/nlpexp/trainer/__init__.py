@@ -1,7 +1,7 @@
-"""The trainer group: run settings mapped onto the HF TrainingArguments family, plus the optimizer hook."""
+"""The trainer group: run settings mapped onto the HF TrainingArguments family (nlpexp.trainer.build builds and
+trains every trainer; it imports transformers, which this package does not, so that config errors come back in a
+second)."""
 
-from nlpexp.trainer.settings import ConfiguredOptimization, TrainerSettings
+from nlpexp.trainer.settings import TrainerSettings
 
-# NonFiniteLossGuard (nlpexp.trainer.callbacks) is not re-exported: it imports transformers, and the
-# pipeline imports this package before anything heavy so that config errors come back in a second.
-__all__ = ["ConfiguredOptimization", "TrainerSettings"]
+__all__ = ["TrainerSettings"]

@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-from datasets import Dataset
 from sentence_transformers.base.sampler import BatchSamplers, DefaultBatchSampler
 
 log = logging.getLogger(__name__)
@@ -157,20 +156,23 @@ def padding_share(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> floa
     return 1.0 - float(sum(int(lengths[b].sum()) for b in batches)) / computed if computed else 0.0
 
 
-class LengthAwareBatching:
-    """Mixin for the sentence-transformers trainers: with `trainer.group_by_length` or `trainer.max_tokens_per_batch`
-    set in `trainer_settings`, LengthGroupedBatchSampler replaces the library's batch sampler
-    (`task.batch_sampler=no_duplicates` is kept); otherwise the library chooses as usual."""
+class LengthGrouping:
+    """The `args.batch_sampler` of a sentence-transformers trainer with trainer.group_by_length or
+    trainer.max_tokens_per_batch: LengthGroupedBatchSampler, lengths by the model's tokenizer
+    (`task.batch_sampler=no_duplicates` is kept)."""
 
-    def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
-        settings = self.trainer_settings
-        if settings is None or not settings.batches_by_length or not isinstance(dataset, Dataset):  # not streamed
-            return super().get_batch_sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        lengths = token_lengths(dataset, self.model.tokenizer, self.model.max_seq_length, valid_label_columns)
-        no_duplicates = self.args.batch_sampler in (BatchSamplers.NO_DUPLICATES, BatchSamplers.NO_DUPLICATES_HASHED)
+    def __init__(self, model, max_tokens: int | None, library_choice):
+        self.tokenizer, self.max_length, self.max_tokens = model.tokenizer, model.max_seq_length, max_tokens
+        self.no_duplicates = library_choice in (BatchSamplers.NO_DUPLICATES, BatchSamplers.NO_DUPLICATES_HASHED)
+
+    def __getstate__(self) -> dict:
+        return {**vars(self), "tokenizer": None}  # the trainer pickles its args into every checkpoint
+
+    def __call__(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+        lengths = token_lengths(dataset, self.tokenizer, self.max_length, valid_label_columns)
         sampler = LengthGroupedBatchSampler(
             dataset, batch_size, drop_last, valid_label_columns, generator, seed, lengths=lengths,
-            max_tokens=settings.max_tokens_per_batch, no_duplicates=no_duplicates)
+            max_tokens=self.max_tokens, no_duplicates=self.no_duplicates)
         log.info("length-grouped batches: %d per epoch, %.0f %% padding (random batches: %.0f %%)", len(sampler),
                  100 * padding_share(sampler.batches(), lengths), 100 * random_padding_share(lengths, batch_size, seed))
         return sampler

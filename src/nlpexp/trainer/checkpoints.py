@@ -1,10 +1,10 @@
 """Checkpoints that are whole or absent, and the resume that trusts only those.
 
 The HF trainers write `checkpoint-N/` in place, file by file: a kill while saving leaves a folder that looks
-like a checkpoint and is not. `SealedCheckpoints` (mixed into every nlpexp trainer) writes a seal last,
-`nlpexp_checkpoint.json`, after every file of the checkpoint is on disk (fsynced; files that on_save callbacks
-add, such as the summarization predictions, included: the sealing callback runs last): the names, sizes and
-sha256 of those files, the step, the sum of the per-step training losses so far (so that `train/loss` of a
+like a checkpoint and is not. `SealedCheckpoints` (nlpexp.trainer.build, a callback of every trainer) writes a
+seal last, `nlpexp_checkpoint.json`, after every file of the checkpoint is on disk (fsynced; files that on_save
+callbacks add, such as the summarization predictions, included: the sealing callback runs last): the names, sizes and
+sha256 of those files, the step, the sum of the per-step training losses so far (so that `train/mean_loss` of a
 resumed run is the mean over all its steps, not over the resumed part only) and what the checkpoint was trained
 on (Task.checkpoint_identity: the settings that shape the weights and the data files' sha256).
 
@@ -20,10 +20,8 @@ import logging
 import os
 import re
 import shutil
-import signal
 from pathlib import Path
 
-from nlpexp.boundary import hold_stop_signals, release_stop_signals
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.provenance import sha256_file
@@ -34,16 +32,6 @@ log = logging.getLogger(__name__)
 SEAL = "nlpexp_checkpoint.json"
 DAMAGED = "damaged-"  # prefix of a checkpoint set aside (the trainer's `checkpoint-*` globs never match it)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# Test hook: `NLPEXP_KILL_AT=<point>:<step>` SIGKILLs this process at that point (tests/test_resume.py).
-KILL_ENV = "NLPEXP_KILL_AT"
-
-
-def kill_point(point: str, step: int | None = None) -> None:
-    """SIGKILL this process if NLPEXP_KILL_AT names this point (and step): a crash a test can place exactly."""
-    wanted = os.environ.get(KILL_ENV)
-    if wanted and wanted == (point if step is None else f"{point}:{step}"):
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 def seal(folder: Path, step: int, loss_sum: float, identity: dict | None) -> None:
     """Mark `folder` complete: fsync what it holds, then write the seal listing it (atomically, last)."""
@@ -151,84 +139,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class SealedCheckpoints:
-    """Mixin for the HF trainers: sealed checkpoints, and `train_loss` over every step of a resumed run."""
-
-    _loss_before_resume = 0.0
-    _resumed = False
-
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        from nlpexp.trainer.callbacks import SealAfterSave
-
-        record = read_seal(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str | Path) else None
-        self._resumed = record is not None
-        self._loss_before_resume = float(record["loss_sum"]) if record else 0.0
-        if not any(isinstance(cb, SealAfterSave) for cb in self.callback_handler.callbacks):
-            self.add_callback(SealAfterSave(self))  # last: after the callbacks that add files to a checkpoint
-        try:
-            return super().train(resume_from_checkpoint, *args, **kwargs)
-        finally:
-            release_stop_signals()  # a save that failed before its seal holds them no longer
-
-    def _run_epoch(self, *args, **kwargs):
-        # Resumed from the checkpoint that ended the training (its last step, or early stopping): the library
-        # would take one more step before checking; an uninterrupted run took none.
-        if self._resumed and self._training_had_ended():
-            return None
-        return super()._run_epoch(*args, **kwargs)
-
-    def _training_had_ended(self) -> bool:
-        from transformers import EarlyStoppingCallback
-
-        stopped_early = any(isinstance(cb, EarlyStoppingCallback) and
-                            cb.early_stopping_patience_counter >= cb.early_stopping_patience
-                            for cb in self.callback_handler.callbacks)
-        return self.state.global_step >= self.state.max_steps or stopped_early
-
-    def training_step(self, *args, **kwargs):
-        loss = super().training_step(*args, **kwargs)
-        kill_point("step", self.state.global_step + 1)  # after the backward pass, before the optimizer step
-        return loss
-
-    _pending_seal: tuple[Path, int, float] | None = None
-
-    def _save_checkpoint(self, model, trial) -> None:
-        folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
-        if self.args.should_save and folder.exists():
-            shutil.rmtree(folder)  # a leftover of a killed save: never mix its files into this one
-        self._pending_seal = (folder, self.state.global_step, self._loss_sum())
-        hold_stop_signals()  # SIGINT/SIGTERM wait until this checkpoint is sealed: the stop leaves it whole
-        super()._save_checkpoint(model, trial)
-        kill_point("save", self.state.global_step)
-
-    def seal_saved_checkpoint(self) -> None:
-        """Seal the checkpoint just saved (called by SealAfterSave once every on_save callback has run)."""
-        pending, self._pending_seal = self._pending_seal, None
-        try:
-            if pending is not None and self.args.should_save:
-                folder, step, loss_sum = pending
-                seal(folder, step, loss_sum, self._identity())
-        finally:
-            release_stop_signals()  # a stop signal that came while saving ends the run now
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "train_loss" in logs and self._resumed:
-            # The library averages over the steps of this train() call; a resumed run's mean covers them all.
-            logs["train_loss"] = (self._loss_before_resume + self._total_loss_scalar) / max(self.state.global_step, 1)
-        super().log(logs, *args, **kwargs)
-
-    def _loss_sum(self) -> float:
-        """Sum of the per-step losses so far: logged ones, plus those since the last log (averaged over processes
-        as the trainer does when it logs)."""
-        from transformers.trainer_pt_utils import nested_gather
-
-        pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()
-        return self._loss_before_resume + self._total_loss_scalar + pending
-
-    def _identity(self) -> dict | None:
-        from nlpexp.trainer.callbacks import CheckpointIdentity
-
-        return next((cb.identity for cb in self.callback_handler.callbacks if isinstance(cb, CheckpointIdentity)),
-                    None)

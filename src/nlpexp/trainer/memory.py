@@ -36,10 +36,9 @@ def _release_torch() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()  # blocks the caching allocator kept for tensors that are gone
         torch.cuda.ipc_collect()
-    accelerate_state = sys.modules.get("accelerate.state")
-    if accelerate_state is not None:
-        # The next run's TrainingArguments would reset it too; the process group (partial state) is kept.
-        accelerate_state.AcceleratorState._reset_state(reset_partial_state=False)
+    from nlpexp.adapters.accelerate import reset_accelerator_state
+
+    reset_accelerator_state()
 
 
 def _trim_c_heap() -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
-GROUP_KEYS = ("params", "optimizer_dict")  # where the HF trainers hand over parameter groups
+GROUP_KEYS = ("optimizer_dict", "params")  # where the HF trainers hand over parameter groups
 # Keys of the optimizer group that are not arguments of the optimizer class.
 OWN_KEYS = ("weight_decay", "head_lr")  # weight decay goes per group (none on biases and norms), as in HF
 
@@ -27,18 +27,17 @@ def optimizer_settings(factory: functools.partial) -> dict:
     return settings
 
 
-def parameter_groups(trainer, kwargs: dict, model) -> dict:
-    """The parameter groups for the optimizer, from what the HF trainer's get_optimizer_cls_and_kwargs returned
-    (`kwargs`): as they are, or with the trainer's `new_parameters` moved to `optimizer.head_lr`."""
-    groups = {k: v for k, v in kwargs.items() if k in (*GROUP_KEYS, "model")}
-    head_lr = trainer.optimizer_factory.keywords.get("head_lr")
-    if head_lr is None or not trainer.new_parameters or "model" in groups:
-        return groups
-    found = next(iter(groups.values())) if groups else default_groups(trainer, model)
-    new = trainer.new_parameters
-    log.info("optimizer: %d new parameter tensor(s) (%d values) at lr %g, the others at lr %g", len(new),
-             sum(p.numel() for p in new), head_lr, trainer.optimizer_factory.keywords["lr"])
-    return {"optimizer_dict": with_head_lr(found, new, head_lr)}
+def make_optimizer(trainer, factory: functools.partial, new_parameters: Sequence):
+    """The config's optimizer over the parameter groups the trainer would build itself (a sentence-transformers
+    trainer adds its loss's own parameters, e.g. the SoftmaxLoss head), the new parameters moved to head_lr."""
+    _, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    groups = next((kwargs[k] for k in GROUP_KEYS if k in kwargs), None) or default_groups(trainer, trainer.model)
+    head_lr = factory.keywords.get("head_lr")
+    if head_lr is not None and new_parameters:
+        log.info("optimizer: %d new parameter tensor(s) (%d values) at lr %g, the others at lr %g",
+                 len(new_parameters), sum(p.numel() for p in new_parameters), head_lr, factory.keywords["lr"])
+        groups = with_head_lr(groups, new_parameters, head_lr)
+    return factory.func(groups, **optimizer_settings(factory))
 
 
 def default_groups(trainer, model) -> list[dict]:

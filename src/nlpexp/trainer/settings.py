@@ -5,36 +5,37 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from nlpexp.distributed import is_multiprocess
 from nlpexp.errors import NlpexpError
-from nlpexp.trainer.checkpoints import SealedCheckpoints, check_identity, newest_complete
+from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
+from nlpexp.trainer.checkpoints import check_identity, newest_complete
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)  # identity, as before: settings are compared by what they build, never as values
 class TrainerSettings:
-    # Types and ranges: nlpexp.schema, checked before this is built.
-    max_epochs: float | None = None  # one of max_epochs / max_steps bounds training (settle_duration)
-    max_steps: int = 250
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    precision: str = "32"
-    eval_every_steps: int | None = None
-    logging_steps: int = 10
-    save_total_limit: int | None = 2
-    early_stopping_patience: int | None = None
-    resume: bool | str = False
+    # Types and ranges, checked (nlpexp.schema) before this is built: the annotations.
+    max_epochs: Annotated[float, Num(0)] | None = None  # one of max_epochs / max_steps bounds training
+    max_steps: Annotated[int, Int(-1)] = 250
+    batch_size: Positive = 16
+    eval_batch_size: Positive = 64
+    gradient_accumulation_steps: Positive = 1
+    precision: Literal["32", "bf16", "fp16", "auto"] = "32"  # auto: bf16 or fp16 where the GPU has it, else 32
+    eval_every_steps: Positive | None = None
+    logging_steps: Positive = 10
+    save_total_limit: Positive | None = 2
+    early_stopping_patience: Positive | None = None
+    resume: Annotated[bool | str, Either((Bool(), Text(meaning="a checkpoint folder")))] = False
     evaluate_start: bool = True  # score the starting model on validation first (start/<metric>)
-    dataloader_workers: int = 0
-    seed: int = 42
+    dataloader_workers: Annotated[int, Int(0, 256)] = 0
+    seed: Seed = 42
     auto_find_batch_size: bool = False
     tf32: bool | None = None
     group_by_length: bool = False
-    max_tokens_per_batch: int | None = None
+    max_tokens_per_batch: Positive | None = None
 
     def __post_init__(self) -> None:
         self.precision = str(self.precision)  # YAML reads `precision: 16` as a number
@@ -52,7 +53,7 @@ class TrainerSettings:
                            optimizer: functools.partial, **task_args: Any):
         """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr;
         `task_args` add to them or override them."""
-        # once on the console (then run.log only): summarisation builds a trainer per evaluation
+        # once on the console (then run.log only): AugSBERT builds two trainers
         announce = logging.getLogger("nlpexp.steps").info if getattr(self, "_announced", False) else log.info
         announce("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
                  self.gradient_accumulation_steps, self.effective_batch_size)
@@ -174,42 +175,4 @@ def _has_cuda() -> bool:
 
 def _hf_metric_name(monitor: str) -> str:
     """`val/spearman_cosine` -> `spearman_cosine` (the trainers prefix `eval_` themselves)."""
-    split, _, name = monitor.partition("/")
-    if split != "val" or not name:
-        raise NlpexpError(f"task.monitor must look like 'val/<metric>', got {monitor!r}")
-    return name
-
-
-class ConfiguredOptimization(SealedCheckpoints):
-    """Mixin for the HF trainers: optimizer and LR schedule come from the config's partials (and, through
-    SealedCheckpoints, checkpoints that are whole or absent: every nlpexp trainer has this mixin).
-
-    Overriding get_optimizer_cls_and_kwargs (not create_optimizer) keeps each trainer's own parameter
-    groups, e.g. the SoftmaxLoss classifier that SentenceTransformerTrainer adds.
-    """
-
-    def __init__(self, *args, optimizer_factory: functools.partial, scheduler_factory: functools.partial,
-                 new_parameters=(), trainer_settings: TrainerSettings | None = None, **kwargs):
-        self.optimizer_factory = optimizer_factory
-        self.scheduler_factory = scheduler_factory
-        self.trainer_settings = trainer_settings  # the config's trainer group (batching reads it)
-        self.new_parameters = list(new_parameters)  # what the task adds untrained: they learn at optimizer.head_lr
-        super().__init__(*args, **kwargs)
-        from nlpexp.console import use_console_progress
-
-        use_console_progress(self)
-
-    def get_optimizer_cls_and_kwargs(self, args, model=None):
-        from nlpexp.trainer.optimization import optimizer_settings, parameter_groups
-
-        _, kwargs = super().get_optimizer_cls_and_kwargs(args, model)
-        groups = parameter_groups(self, kwargs, model)
-        return self.optimizer_factory.func, {**optimizer_settings(self.optimizer_factory), **groups}
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        if self.lr_scheduler is None:
-            self.lr_scheduler = self.scheduler_factory(
-                optimizer=optimizer or self.optimizer, num_training_steps=num_training_steps
-            )
-            self._created_lr_scheduler = True
-        return self.lr_scheduler
+    return monitor.partition("/")[2]  # nlpexp.schema checked its form

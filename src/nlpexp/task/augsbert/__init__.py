@@ -14,10 +14,6 @@ stages 1-3 (the baseline). With several processes (torchrun), each computes ever
 the artifacts.
 """
 
-from sentence_transformers import CrossEncoder
+from nlpexp.task.augsbert.task import AugSbertTask
 
-from nlpexp.task.augsbert import task
-from nlpexp.task.augsbert.artifacts import StageLedger, gold_and_silver
-from nlpexp.task.augsbert.task import AugSbertTask, CrossEncoderStageTrainer
-
-__all__ = ["AugSbertTask", "CrossEncoder", "CrossEncoderStageTrainer", "StageLedger", "gold_and_silver", "task"]
+__all__ = ["AugSbertTask"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments, SentenceTransformer
@@ -26,7 +25,7 @@ from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.model.weights import parameters_not_in
-from nlpexp.task.augsbert.artifacts import (
+from nlpexp.task.augsbert.stages import (
     StageLedger,
     gold_and_silver,
     plain,
@@ -34,9 +33,7 @@ from nlpexp.task.augsbert.artifacts import (
     save_folder_atomically,
 )
 from nlpexp.task.base import Task
-from nlpexp.task.sentence_training import SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
-from nlpexp.trainer import ConfiguredOptimization
-from nlpexp.trainer.batching import LengthAwareBatching
+from nlpexp.task.evaluators import SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
 
 log = logging.getLogger(__name__)
 CROSS_ENCODER_MONITOR = "val/spearman"  # its score against the STS gold scores
@@ -58,6 +55,7 @@ class AugSbertTask(Task):
     name = "augsbert"
     losses = SCORED_PAIR_LOSSES  # the bi-encoder learns scored pairs, gold and silver
     loss_choices = "cosine or cosent"
+    needs_validation = True  # on task.sts
 
     def __init__(self, *, sts: DataSpec, gold_size: int, label_scores: Mapping[str, float], gold_only: bool = False,
                  pair_sampling: str = "given", pairs_per_sentence: int = 3, silver_threshold: float | None = None,
@@ -69,10 +67,13 @@ class AugSbertTask(Task):
         self.batch_sampler = batch_sampler
         self.stages = StageLedger(self.run_dir)
         self.cross_encoder_metrics: dict[str, float] = {}
+        self.trained = False
 
-    def validate(self) -> None:
-        super().validate()
-        self.sts.check(self.mode)
+    def validation_data(self) -> list[DataSpec]:
+        return [self.sts.data]
+
+    def reuses_validation(self) -> bool:
+        return False  # validation also scores the cross-encoder of stage 1
 
     def setup(self) -> None:
         self.model = self.model_spec.sentence_transformer()
@@ -81,7 +82,9 @@ class AugSbertTask(Task):
             self.prepare_training()
 
     def score(self, role: str) -> dict[str, float]:
-        return self.sts.score(self.model, role)
+        """STS of the bi-encoder; after training, validation also holds the cross-encoder's (stage 1) spearman."""
+        stage_one = self.cross_encoder_metrics if role == "validation" and self.trained else {}
+        return {**self.sts.score(self.model, role), **stage_one}
 
     @property
     def text_columns(self) -> tuple[str, str]:
@@ -114,16 +117,9 @@ class AugSbertTask(Task):
                      len(train_set) - len(self.gold))
             fit_bi_encoder(self, train_set, self.batch_sampler)
             self.stages.record("bi_encoder", settings)
-        # The teacher's validation score is a figure of this training run, reported beside the bi-encoder's.
         self.train_metrics.update({"train/gold_pairs": float(len(self.gold)),
-                                   "train/silver_pairs": float(len(train_set) - len(self.gold)),
-                                   **self.cross_encoder_metrics})
-
-    def resume_from(self, checkpoints_dir: Path) -> str | None:
-        # trainer.resume=true continues whichever stage was interrupted; the stages after it start afresh.
-        if self.trainer_settings.resume is True and not any(Path(checkpoints_dir).glob("checkpoint-*")):
-            return None
-        return super().resume_from(checkpoints_dir)
+                                   "train/silver_pairs": float(len(train_set) - len(self.gold))})
+        self.trained = True
 
     # -- stages ---------------------------------------------------------------------------------------------
 
@@ -158,20 +154,19 @@ class AugSbertTask(Task):
         model = CrossEncoder(spec.path(), num_labels=1, max_length=spec.max_seq_length,
                              trust_remote_code=spec.trust_remote_code)
         checkpoints = self.run_dir / "cross_encoder_checkpoints"
-        args = self.trainer_settings.training_arguments(CrossEncoderTrainingArguments, checkpoints,
-                                                        CROSS_ENCODER_MONITOR, True, self.optimizer_factory)
+        args = self.training_arguments(CrossEncoderTrainingArguments, checkpoints, CROSS_ENCODER_MONITOR)
         sts = self.sts.data.load("validation", STS_COLUMNS, text_columns=STS_COLUMNS[:2])
         evaluator = CrossEncoderCorrelationEvaluator(list(zip(sts["sentence1"], sts["sentence2"], strict=True)),
                                                      list(sts["score"]), name="", write_csv=False,
                                                      batch_size=self.trainer_settings.eval_batch_size)
         trainer = self.make_trainer(
-            CrossEncoderStageTrainer, args, model=model, train_dataset=self.gold, loss=BinaryCrossEntropyLoss(model),
+            CrossEncoderTrainer, args, model=model, train_dataset=self.gold, loss=BinaryCrossEntropyLoss(model),
             evaluator=evaluator, new_parameters=parameters_not_in(model[0].model, spec.path()),  # an untrained head
             # The run's loggers follow the bi-encoder; the cross-encoder's figures go to metrics.json.
             callbacks=[c for c in self.training_callbacks() if c not in self.callbacks],
         )
-        resume = None if isinstance(self.trainer_settings.resume, str) else self.resume_from(checkpoints)
-        trainer.train(resume_from_checkpoint=resume)
+        # trainer.resume=true continues whichever stage was interrupted; a checkpoint folder is the bi-encoder's.
+        self.run_trainer(trainer, checkpoints, figures=False, resume=not isinstance(self.trainer_settings.resume, str))
         self.cross_encoder_metrics = {"val/cross_encoder_spearman": float(trainer.state.best_metric)}
         if is_main_process():
             save_folder_atomically(model, folder)
@@ -233,6 +228,3 @@ class AugSbertTask(Task):
                                   "loss_args": dict(self.loss_factory.keywords)}
         return plain(by_stage[stage])
 
-
-class CrossEncoderStageTrainer(LengthAwareBatching, ConfiguredOptimization, CrossEncoderTrainer):
-    """CrossEncoderTrainer with the optimizer and schedule of the config."""

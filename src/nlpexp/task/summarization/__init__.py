@@ -12,8 +12,6 @@ predictions of each evaluation are kept in the checkpoint saved at the same step
 is the best checkpoint's, and the reported val/ metrics are its metrics.
 """
 
-from nlpexp.task.summarization.examples import Examples, load_examples, predictions_file
 from nlpexp.task.summarization.task import SummarizationTask
-from nlpexp.task.summarization.trainers import SummarizationTrainer
 
-__all__ = ["Examples", "SummarizationTask", "SummarizationTrainer", "load_examples", "predictions_file"]
+__all__ = ["SummarizationTask"]

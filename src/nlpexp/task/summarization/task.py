@@ -16,20 +16,17 @@ from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
 from nlpexp.task.base import Task
 from nlpexp.task.rouge import Rouge
-from nlpexp.task.summarization.examples import (
+from nlpexp.task.summarization.trainers import (
     IGNORE_INDEX,
+    CausalLMCollator,
     Examples,
+    PredictionScorer,
+    PredictionsWithCheckpoints,
+    SummarizationTrainer,
     causal_features,
     load_examples,
     predictions_file,
     seq2seq_features,
-)
-from nlpexp.task.summarization.trainers import (
-    CausalLMCollator,
-    CausalLMSummarizationTrainer,
-    PredictionScorer,
-    PredictionsWithCheckpoints,
-    SummarizationTrainer,
 )
 
 log = logging.getLogger(__name__)
@@ -86,8 +83,16 @@ class SummarizationTask(Task):
             self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model, label_pad_token_id=IGNORE_INDEX)
         if self.source_prefix is None:
             self.source_prefix = _checkpoint_prefix(self.model.config)
+        self.kept_predictions = False  # training left the best checkpoint's validation predictions in the run dir
+        # One trainer for training and for every evaluation: in eval mode it only predicts.
         if self.mode == "train":
+            scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
             self.train_set = self._features(self._examples("train"), with_prompt=False)
+            self.trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
+                                         train_dataset=self.train_set,
+                                         eval_dataset=self._features(scorer.examples, with_prompt=True))
+        else:
+            self.trainer = self._trainer(None, self.training_callbacks())
 
     def new_parameters(self) -> list:
         return self.model_spec.new_parameters(self.model) if self.mode == "train" else []
@@ -115,33 +120,33 @@ class SummarizationTask(Task):
     # -- train and evaluate --------------------------------------------------------------------------------------
 
     def train(self) -> None:
-        scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
-        trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
-                                train_dataset=self.train_set)
-        self.run_trainer(trainer)
-        trainer.save_model(str(self.best_model_dir))
-        best = trainer.state.best_model_checkpoint
+        self.run_trainer(self.trainer)
+        self.trainer.save_model(str(self.best_model_dir))
+        best = self.trainer.state.best_model_checkpoint
         kept = Path(best) / predictions_file("validation") if best else None
         if kept is not None and kept.is_file():
             write_text_atomic(self.run_dir / predictions_file("validation"), kept.read_text(encoding="utf-8"))
-        else:  # nothing to reuse: evaluate() generates the validation predictions again
-            self._best_val_metrics = None
+            self.kept_predictions = True
+
+    def reuses_validation(self) -> bool:
+        return self.kept_predictions  # else evaluate() generates the validation predictions again
 
     def score(self, role: str) -> dict[str, float]:
         if not self.data.has(role):
             return {}
         scorer = PredictionScorer(self._examples(role), self.decode, self.rouge)
-        trainer = self._trainer(scorer)
-        output = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+        training_scorer, self.trainer.compute_metrics = self.trainer.compute_metrics, scorer
+        try:
+            output = self.trainer.predict(self._features(scorer.examples, with_prompt=True), metric_key_prefix="eval")
+        finally:
+            self.trainer.compute_metrics = training_scorer
         scorer.write(self.run_dir / predictions_file(role))
         return from_trainer_logs(output.metrics, split_name(role))
 
-    def _trainer(self, scorer: PredictionScorer, callbacks: Sequence = (), **datasets) -> SummarizationTrainer:
+    def _trainer(self, scorer: PredictionScorer | None, callbacks: Sequence, **datasets) -> SummarizationTrainer:
         args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
                                        remove_unused_columns=False)  # keeps the prompts of decoder-only models
-        trainer_class = CausalLMSummarizationTrainer if self.causal else SummarizationTrainer
-        return self.make_trainer(trainer_class, args, model=self.model, data_collator=self.collator,
-                                 eval_dataset=self._features(scorer.examples, with_prompt=True),
+        return self.make_trainer(SummarizationTrainer, args, model=self.model, data_collator=self.collator,
                                  processing_class=self.tokenizer, compute_metrics=scorer, callbacks=list(callbacks),
                                  **datasets)
 

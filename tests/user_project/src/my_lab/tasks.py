@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from sentence_transformers import SentenceTransformerTrainingArguments
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from my_lab.data import EntailmentPairs
@@ -12,7 +12,6 @@ from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
-from nlpexp.task.sentence_training import EmbeddingTrainer
 
 
 class PairRetrievalTask(Task):
@@ -41,7 +40,7 @@ class PairRetrievalTask(Task):
 
     def train(self) -> None:
         args = self.training_arguments(SentenceTransformerTrainingArguments)
-        trainer = self.make_trainer(EmbeddingTrainer, args, model=self.model, train_dataset=self.train_set,
+        trainer = self.make_trainer(SentenceTransformerTrainer, args, model=self.model, train_dataset=self.train_set,
                                     loss=self.loss, evaluator=self._evaluator("validation"))
         self.run_trainer(trainer)
         if is_main_process():

@@ -1,4 +1,4 @@
-"""The artifacts of the AugSBERT stages: their ledger (stages.json), atomic writes, the gold + silver set."""
+"""The AugSBERT stages' artifacts: their ledger (stages.json), atomic writes, the gold + silver set."""
 
 from __future__ import annotations
 

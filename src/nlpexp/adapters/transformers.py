@@ -1,0 +1,29 @@
+"""The private members of transformers' Trainer that nlpexp uses, and nowhere else (tests/test_adapters_hf.py fails
+when upstream renames or drops one). Everything else goes through callbacks and the Trainer's public methods."""
+
+from __future__ import annotations
+
+
+def loss_sum(trainer) -> float:
+    """Sum of the per-step training losses of this train() call so far: logged ones plus those since the last log
+    (averaged over processes, as the trainer does when it logs)."""
+    from transformers.trainer_pt_utils import nested_gather
+
+    pending = nested_gather(trainer._tr_loss, trainer.args.parallel_mode).mean().item()
+    return trainer._total_loss_scalar + pending
+
+
+def scheduler_created(trainer) -> None:
+    """Tell the trainer it built the schedule itself, so that a retry (auto_find_batch_size) builds it again."""
+    trainer._created_lr_scheduler = True
+
+
+def skip_epochs_when(trainer, ended) -> None:
+    """No epoch runs while `ended()`: a run resumed from the checkpoint that ended its training takes no step
+    (the library would take one more before checking)."""
+    run_epoch = trainer._run_epoch
+
+    def guarded(*args, **kwargs):
+        return None if ended() else run_epoch(*args, **kwargs)
+
+    trainer._run_epoch = guarded
