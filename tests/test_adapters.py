@@ -32,3 +32,11 @@ def test_hydra_start_up_and_defaults_list(tmp_path):
         GlobalHydra.instance().clear()
     model = [(source, config) for source, path, config in loaded if path == "model/tiny_bert"]
     assert model and model[0][0] == f"file://{CONFIG_DIR}" and model[0][1].model.name == "tiny_bert"
+
+
+def test_a_failed_jobs_error_without_hydras_stderr_line(capfd):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("boom"))
+    assert isinstance(hydra_api.job_error(failed), ValueError) and "Error executing" not in capfd.readouterr().err
+    assert hydra_api.job_error(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)) is None

@@ -33,7 +33,7 @@ OWNERS = {
     "sweeps": ("nlpexp.sweep", "hydra_plugins.nlpexp_optuna_sweeper"),
     "tracking": ("nlpexp.logger", "nlpexp.metrics", "nlpexp.console", "nlpexp.tb", "nlpexp.registry_mlflow"),
 }
-PENDING = {"sweeps"}  # whose modules still have an import cycle among them: flip as each lands
+PENDING: set[str] = set()  # whose modules still have an import cycle among them: flip as each lands
 OPS_IMPORTS: dict[str, tuple[str, str]] = {}  # area -> (owner, why) of a pending core -> ops import
 
 
@@ -73,8 +73,6 @@ def test_no_import_cycle_among_an_owners_modules(owner):
     assert not found, "import cycles (every import, lazy ones included):\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.xfail(strict=False, reason="helpers sweeps (sweep <-> reporter <-> study, sweeper <-> trials), "
-                                        "tracking (tb <-> sweep.summary)")
 def test_no_import_cycle_at_all():
     assert not CYCLES, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in CYCLES)
 
@@ -86,12 +84,10 @@ def test_core_never_imports_ops_code(area):
     assert not found, "core imports ops code:\n" + "\n".join(f"{m}: {' ; '.join(p)}" for m, p in found.items())
 
 
-@pytest.mark.xfail(strict=False, reason="helper sweeps: sweep._in_a_trial walks sys._current_frames")
 def test_no_stack_frame_inspection():
     assert not arch.frame_inspections(TREES, MODS, ROOT)
 
 
-@pytest.mark.xfail(strict=False, reason="helper sweeps: sweep/storage.py imports optuna.storages._heartbeat")
 def test_private_library_api_only_in_adapters():
     assert not arch.private_uses(TREES, MODS, ROOT, deep=False)
 

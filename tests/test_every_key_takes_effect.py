@@ -58,7 +58,7 @@ OTHERWISE = {
     "paths.root_dir": "only the default of the other paths.* (conf/paths/default.yaml)",
     "paths.runs_dir": "hydra.run.dir and the ledger: tests/test_paths.py, test_settings_take_effect.py (ledger)",
     "paths.sweeps_dir": "hydra.sweep.dir and studies_dir: tests/test_paths.py",
-    "paths.ledger_file": "where nlpexp.observers.LedgerObserver appends: tests/test_ledger.py, test_settings_take_effect.py (ledger)",
+    "paths.ledger_file": "LedgerObserver appends: tests/test_ledger.py, test_settings_take_effect.py (ledger)",
     "paths.registry_dir": "model.name_or_path=registry:<name> resolves there: tests/test_paths.py",
     "debug": "a config group (debug=smoke), not a value: tests/test_smoke_presets.py",
     "hydra.sweeper": "a study's settings, not a run's: tests/test_sweep*.py, tests/test_sweeper_*.py",

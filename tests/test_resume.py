@@ -1,5 +1,5 @@
 """Exact resume: a run SIGKILLed at any moment, rerun with trainer.resume=true, ends with the metrics of a run
-that was never interrupted (to 1e-6, train/loss included); checkpoints are whole or absent.
+that was never interrupted (to 1e-6, train/mean_loss included); checkpoints are whole or absent.
 
 The kills are real SIGKILLs (no finally block, no atexit), placed exactly by _place_kill (a trainer callback and
 two wrapped task methods, nothing in nlpexp itself) in a child process forked from this one (so it pays no second

@@ -410,7 +410,7 @@ def test_a_saved_config_re_runs_to_the_same_metrics(secret_run):
 
     def quality(run: str) -> dict:
         metrics = json.loads((tmp / run / "metrics.json").read_text())
-        return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) or k == "train/loss"}
+        return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) or k == "train/mean_loss"}
 
     assert quality("again") == quality("run") and quality("run")
     assert (tmp / "again" / "run.log").is_file() and not _leaks(tmp / "again")

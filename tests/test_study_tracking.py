@@ -56,7 +56,7 @@ def test_the_published_best_trial_points_at_its_mlflow_run(swept, monkeypatch, c
     [version] = client.search_model_versions(f"name='{study.study_name}'")
     best = runs[f"{study.study_name}/{study.best_trial.number}"]
     assert version.run_id == best.info.run_id  # the trial's own run: no second upload, no empty source run
-    assert best.data.metrics[f"best/{METRIC}"] == pytest.approx(study.best_value)
+    assert best.data.metrics[METRIC] == pytest.approx(study.best_value)
     assert best.data.tags["nlpexp.trial"] == str(study.best_trial.number)
 
 
@@ -71,15 +71,15 @@ def test_tensorboard_hparams_of_the_study_open_on_the_swept_params_and_the_metri
         _wait_until_up(f"http://127.0.0.1:{port}/data/runs", server, log)
         experiment = _post(port, "experiment", {"experimentName": ""}, until="hparamInfos")
         assert [h["name"] for h in experiment["hparamInfos"]] == sorted(SWEPT) == sorted(study.best_params)
-        assert [m["name"]["tag"] for m in experiment["metricInfos"]] == [f"best/{METRIC}"]
+        assert [m["name"]["tag"] for m in experiment["metricInfos"]] == [METRIC]
 
-        columns = [{"hparam": name} for name in sorted(SWEPT)] + [{"metric": {"group": "", "tag": f"best/{METRIC}"}}]
+        columns = [{"hparam": name} for name in sorted(SWEPT)] + [{"metric": {"group": "", "tag": METRIC}}]
         request = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
                    "colParams": columns, "startIndex": 0, "sliceSize": 10}
         groups = _post(port, "session_groups", request, until="sessionGroups")["sessionGroups"]
         shown = []
         for group in groups:  # one session per trial: its params and its optimised metric
-            metric = [m["value"] for m in group["metricValues"] if m["name"]["tag"] == f"best/{METRIC}"]
+            metric = [m["value"] for m in group["metricValues"] if m["name"]["tag"] == METRIC]
             shown.append(([group["hparams"][name] for name in SWEPT], metric))
         trials = sorted(study.trials, key=lambda t: t.params[SWEPT[0]])
         expected = [([pytest.approx(t.params[name]) for name in SWEPT], [pytest.approx(t.value)]) for t in trials]

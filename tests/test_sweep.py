@@ -243,6 +243,18 @@ def test_a_search_space_key_the_config_lacks_fails_before_any_trial(tmp_path, ca
     assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").iterdir())
 
 
+def test_a_bad_base_setting_is_refused_by_the_gate_before_a_study_exists(tmp_path):
+    """run.py's gate checks the config every trial starts from (in-process run_sweep calls skip the gate)."""
+    from nlpexp.errors import NlpexpError
+    from nlpexp.gate import check_command_line
+
+    argv = sweep_args(tmp_path, "sbert_nli", "trainer.batch_size=0")[2:]
+    with pytest.raises(NlpexpError, match="trainer.batch_size must be a positive integer, got 0"):
+        check_command_line(argv, str(PROJECT_ROOT / "run.py"), str(PROJECT_ROOT / "conf"), "config")
+    check_command_line(argv[:-1], str(PROJECT_ROOT / "run.py"), str(PROJECT_ROOT / "conf"), "config")  # fine
+    assert not (tmp_path / "multirun").exists()
+
+
 @pytest.mark.slow
 def test_ablation_grid_sweep(tmp_path):
     assert run_sweep(tmp_path, "sbert_nli_ablation", "hydra.sweeper.n_trials=2") == 0

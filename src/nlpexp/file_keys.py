@@ -138,7 +138,7 @@ FILE_KEYS: dict[str, Rule] = {
     **{f"hydra.{key}": PERSON for key in (
         "job", "job.env_set", "job.env_copy", "job_logging", "hydra_logging", "callbacks", "searchpath", "env",
         "sweeper", "sweeper.storage", "sweeper.studies_dir", "sweeper.registry_dir", "sweeper.promote_best",
-        "sweeper.validate_config", "launcher", "run", "sweep", "help", "hydra_help", "output_subdir", "overrides",
+        "launcher", "run", "sweep", "help", "hydra_help", "output_subdir", "overrides",
         "runtime", "verbose", "aliases")},
 }
 

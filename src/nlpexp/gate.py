@@ -52,6 +52,8 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         inspecting = bool(args.cfg or args.info or args.help or args.hydra_help)  # shows the config, runs nothing
         check_sweep_usage(cfg, parsed, multirun, inspecting)
         _check(cfg, foreign_settings(hydra, name, args.overrides, multirun), typed, args.overrides)
+        if multirun and not inspecting:
+            _validate_sweep_base(cfg)
         for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
             _check(option, foreign_settings(hydra, name, overrides, True), typed, args.overrides)
@@ -70,6 +72,19 @@ def _check(cfg: DictConfig, settings: Iterator, typed: set[str], command_line: S
         if setting.key not in typed:
             check_setting(setting.file, setting.key, setting.value, roots)
     check_switches(cfg, command_line)
+
+
+def _validate_sweep_base(cfg: DictConfig) -> None:
+    """The config every trial of a sweep starts from, against the schema, before a study or a trial exists: a bad
+    base setting is one error line, not a failed first trial (each trial checks its own config again)."""
+    from omegaconf import open_dict, read_write
+
+    from nlpexp.validate import validate
+
+    base = cfg.copy()
+    with read_write(base), open_dict(base):
+        base.paths.output_dir = str(base.hydra.sweep.dir)  # ${hydra:runtime.output_dir} has no job yet
+    validate(base)
 
 
 def _resolved(cfg: DictConfig, key: str) -> str | None:

@@ -31,7 +31,7 @@ def upstream_version() -> str:
 def make_impl(*, direction: Any, storage: Any, study_name: str | None, n_trials: int, n_jobs: int,
               max_failure_rate: float, custom_search_space: str | None,
               params: DictConfig | None) -> _impl.OptunaSweeperImpl:
-    """The official sweeper's state, without its sampler (the study sweeper seeds its own: nlpexp.sweep.study.sampler_seed).
+    """The official sweeper's state, without its sampler (the study sweeper seeds its own: study.sampler_seed).
 
     Its constructor checks max_failure_rate and resolves `custom_search_space` exactly as the official one."""
     from hydra_plugins.hydra_optuna_sweeper import _impl
@@ -79,10 +79,9 @@ def configure_trials(impl: _impl.OptunaSweeperImpl, config: DictConfig, trials: 
 
 
 def job_outcome(job: JobReturn) -> tuple[Any, Exception | None, str | None]:
-    """(what the job returned, or the exception it raised, where it ran). A failed job's return_value raises its
-    exception, with its traceback, after a line on stderr naming the job's overrides (as the official sweeper)."""
+    """(what the job returned, or the exception it raised, where it ran), without Hydra's extra stderr line."""
+    from nlpexp.adapters.hydra import job_error
+
     run_dir = str(job.hydra_cfg.hydra.runtime.output_dir) if job.hydra_cfg is not None else None  # (an app's subdir)
-    try:
-        return job.return_value, None, run_dir
-    except Exception as err:
-        return None, err, run_dir
+    error = job_error(job)
+    return (None, error, run_dir) if error is not None else (job.return_value, None, run_dir)

@@ -16,6 +16,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
 GROUP = "experiment"
+PROVIDER = "nlpexp-presets"
 
 
 class PresetsSearchPath(SearchPathPlugin):
@@ -25,7 +26,7 @@ class PresetsSearchPath(SearchPathPlugin):
         from nlpexp.paths import group_dir
 
         store = ConfigStore.instance()
-        store.repo.pop(GROUP, None)  # read afresh each time, and for nlpexp only
+        _forget(store.repo, GROUP)  # read afresh each time, and for nlpexp only (another package's stay)
         primary = {os.path.realpath(e.path.split("://", 1)[-1]) for e in search_path.get_path() if e.provider == "main"}
         if os.path.realpath(group_dir("")) not in primary:
             return
@@ -34,4 +35,16 @@ class PresetsSearchPath(SearchPathPlugin):
             header = re.match(r"(?:\s*#\s*@.*\n)*?\s*#\s*@package\s+(\S+)", path.read_text(encoding="utf-8"))
             group = "/".join([GROUP, *path.relative_to(folder).parent.parts])
             store.store(name=path.stem, node=OmegaConf.load(path), group=group, package=header and header[1],
-                        provider="nlpexp", replace=True)
+                        provider=PROVIDER, replace=True)
+
+
+def _forget(parent: dict, name: str) -> None:
+    """Remove what this plugin stored under parent[name] (a group: a dict of configs and subgroups)."""
+    group = parent.get(name, {})
+    for key, entry in list(group.items()):
+        if isinstance(entry, dict):
+            _forget(group, key)
+        elif entry.provider == PROVIDER:
+            del group[key]
+    if name in parent and not group:
+        del parent[name]

@@ -52,3 +52,11 @@ def sources(hydra: Any, name: str, overrides: Sequence[str]) -> list[str]:
     """The search path entries (`file:///...`, `pkg://...`) a composition reads from."""
     _, repo = hydra.config_loader._parse_overrides_and_create_caching_repo(name, list(overrides))
     return [source.full_path() for source in repo.get_sources()]
+
+
+def job_error(job) -> BaseException | None:
+    """A failed Hydra job's exception, without raising it: JobReturn.return_value raises it after printing
+    "Error executing job with overrides ..." on stderr, a second error line beside nlpexp's own."""
+    from hydra.core.utils import JobStatus
+
+    return None if job.status is JobStatus.COMPLETED else job._return_value

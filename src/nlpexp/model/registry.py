@@ -20,7 +20,6 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp.copies import copy_file, copy_tree, refuse_links
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached
 from nlpexp.model.bundled import PREFIX as BUNDLED
@@ -55,6 +54,8 @@ def versions(name: str, root: Path) -> list[int]:
 def register(run_dir: Path, name: str, root: Path, direction: str | None = None) -> Path:
     """Copy `run_dir/best_model` with the run's config and metrics into the next version of `name` in the registry
     `root` (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's)."""
+    from nlpexp.copies import copy_file, copy_tree, refuse_links  # (here: a run that only looks up loads none)
+
     run_dir = Path(run_dir).resolve()
     folder = model_folder(name, root)
     config_file = run_dir / "config.yaml"
@@ -128,6 +129,8 @@ def link_best(name: str, root: Path) -> Path:
 def resolve(reference: str, root: Path) -> Path:
     """`registry:<name>[@latest|@best|@v<N>]` -> the version's model folder in the registry `root` (the run's
     paths.registry_dir; `registry:mlflow:...`: MLflow's)."""
+    from nlpexp.copies import refuse_links
+
     if reference.removeprefix(PREFIX).startswith("mlflow:"):
         from nlpexp import registry_mlflow
 
@@ -161,6 +164,8 @@ def use_registry(model, root: str) -> None:
 
 
 def _best_version(name: str, known: list[int], root: Path) -> int:
+    from nlpexp.copies import refuse_links
+
     def score(version: int) -> float:
         folder = model_folder(name, root) / f"v{version}"
         refuse_links(folder, f"registry:{name}@best", below=Path(root))  # before reading what it holds
