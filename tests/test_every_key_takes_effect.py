@@ -220,6 +220,12 @@ def baselines(data_root):
 
 
 @pytest.fixture(scope="module")
+def composed():
+    """The config of each context, composed once: read only (OmegaConf.select resolves at each read)."""
+    return functools.cache(lambda context: compose([f"paths.output_dir={RUN_DIR}", *BASE, *context]))
+
+
+@pytest.fixture(scope="module")
 def files(tmp_path_factory, data_root) -> Path:
     folder = tmp_path_factory.mktemp("files")
     (folder / "data").symlink_to(data_root)  # the same data under another name
@@ -231,12 +237,12 @@ def files(tmp_path_factory, data_root) -> Path:
 
 
 @pytest.mark.parametrize("key, rule, target", _cases())
-def test_changing_a_setting_changes_the_run_or_is_refused(key, rule, target, baselines, files):
+def test_changing_a_setting_changes_the_run_or_is_refused(key, rule, target, baselines, composed, files):
     if (why := _otherwise(key, target)) is not None:
         pytest.skip(why)
     context = _context(key, target)
     absent = object()
-    current = OmegaConf.select(compose([f"paths.output_dir={RUN_DIR}", *BASE, *context]), key, default=absent)
+    current = OmegaConf.select(composed(context), key, default=absent)
     value = str(_alternative(key, rule, None if current is absent else current)).replace("{files}", str(files))
     # a setting the config does not list, or a key of an empty mapping: +key
     override = FULL_OVERRIDES.get(key) or f"{'+' if current is absent else ''}{key}={value}"

@@ -35,14 +35,20 @@ KILLS = {
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_root):
-    """The uninterrupted run, shared by every case."""
+def uninterrupted(tmp_path_factory, data_root):
+    """The uninterrupted run (its dir, its metrics), shared by every case."""
     from nlpexp.config import compose
 
     out = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        return run(compose([f"paths.output_dir={out / 'run'}", f"paths.ledger_file={out / 'ledger.jsonl'}", *ARGS]))
+        return out / "run", run(compose([f"paths.output_dir={out / 'run'}", f"paths.ledger_file={out / 'ledger.jsonl'}",
+                                         *ARGS]))
+
+
+@pytest.fixture(scope="module")
+def reference(uninterrupted):
+    return uninterrupted[1]
 
 
 def _place_kill(point: str) -> None:
@@ -218,15 +224,9 @@ def test_a_byte_flip_in_the_last_checkpoint_resumes_from_the_one_before(referenc
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_root):
-    """checkpoint-4 of one smoke run, shared by the identity cases."""
-    from nlpexp.config import compose
-
-    out = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        run(compose([f"paths.output_dir={out / 'run'}", f"paths.ledger_file={out / 'ledger.jsonl'}", *ARGS]))
-    return out / "run" / "checkpoints" / "checkpoint-4"
+def trained(uninterrupted):
+    """checkpoint-4 of the uninterrupted smoke run, shared by the identity cases (which resume nothing from it)."""
+    return uninterrupted[0] / "checkpoints" / "checkpoint-4"
 
 
 @pytest.mark.parametrize("change,key", [("model.random_init.hidden_size=64", "model.random_init.hidden_size"),
