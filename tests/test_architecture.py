@@ -1,7 +1,5 @@
-"""Issue 27's structure rules, read from the source (scripts/architecture.py; nothing of nlpexp is imported).
-
-Rules that other helpers' work must make pass are xfail(strict=False) naming who: flip them as that work lands.
-"""
+"""The structure rules, read from the source (scripts/architecture.py; nothing of nlpexp is imported): no import
+cycle, core never imports ops code, no stack-frame inspection, libraries' private API only in nlpexp.adapters."""
 
 import ast
 import importlib.util
@@ -22,27 +20,10 @@ CORE = ("nlpexp.config", "nlpexp.pipeline", "nlpexp.task", "nlpexp.model", "nlpe
         "nlpexp.logger")  # nlpexp.model.registry: the registry's store
 OPS = ("nlpexp.cli", "nlpexp.runs", "nlpexp.registry", "nlpexp.tb", "nlpexp.sweep.summary", "nlpexp.sweep.__main__",
        "nlpexp.sweep.plots", "nlpexp.sweep.promote", "nlpexp.help")  # nlpexp.registry: `nlpexp registry`
-# Whose modules are whose (session 8's helpers): a group passes when none of its modules is in an import cycle.
-OWNERS = {
-    "layers": ("nlpexp.config", "nlpexp.paths", "nlpexp.registry", "nlpexp.runs", "nlpexp.help", "nlpexp.guidance",
-               "nlpexp.hub", "nlpexp.distributed", "nlpexp.copies", "nlpexp.io", "nlpexp.model", "nlpexp.data"),
-    "launch": ("nlpexp.pipeline", "nlpexp.gate", "nlpexp.boundary", "nlpexp.attempt", "nlpexp.safety", "nlpexp.cli",
-               "nlpexp.redaction", "nlpexp.config_files"),
-    "schema": ("nlpexp.schema", "nlpexp.rules", "nlpexp.derived", "nlpexp.validate", "nlpexp.components"),
-    "trainers": ("nlpexp.trainer", "nlpexp.task"),
-    "sweeps": ("nlpexp.sweep", "hydra_plugins.nlpexp_optuna_sweeper"),
-    "tracking": ("nlpexp.logger", "nlpexp.metrics", "nlpexp.console", "nlpexp.tb", "nlpexp.registry_mlflow"),
-}
-PENDING: set[str] = set()  # whose modules still have an import cycle among them: flip as each lands
-OPS_IMPORTS: dict[str, tuple[str, str]] = {}  # area -> (owner, why) of a pending core -> ops import
 
 
 def _inside(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
-
-
-def _pending(owner: str, what: str, pending: bool = True):
-    return pytest.mark.xfail(strict=False, reason=f"helper {owner}: {what}") if pending else ()
 
 
 def _path_to_ops(start: str) -> list[str] | None:
@@ -65,20 +46,11 @@ def _path_to_ops(start: str) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("owner", [pytest.param(o, marks=_pending(o, "import cycle", o in PENDING)) for o in OWNERS])
-def test_no_import_cycle_among_an_owners_modules(owner):
-    mine = {m: {n: line for n, line in GRAPH[m].items() if _inside(n, OWNERS[owner])}
-            for m in GRAPH if _inside(m, OWNERS[owner])}
-    found = arch.cycles(mine)
-    assert not found, "import cycles (every import, lazy ones included):\n" + "\n".join(" <-> ".join(c) for c in found)
-
-
 def test_no_import_cycle_at_all():
     assert not CYCLES, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in CYCLES)
 
 
-@pytest.mark.parametrize("area", [pytest.param(a, marks=_pending(*OPS_IMPORTS[a]) if a in OPS_IMPORTS else ())
-                                  for a in CORE])
+@pytest.mark.parametrize("area", CORE)
 def test_core_never_imports_ops_code(area):
     found = {m: p for m in MODS if _inside(m, (area,)) and not _inside(m, OPS) and (p := _path_to_ops(m))}
     assert not found, "core imports ops code:\n" + "\n".join(f"{m}: {' ; '.join(p)}" for m, p in found.items())
