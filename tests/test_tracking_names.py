@@ -163,3 +163,21 @@ def read_wandb(wandb_dir: Path) -> tuple[list[tuple[int, dict]], dict]:
         elif kind == "summary":
             summary.update(values)
     return history, summary
+
+
+def test_where_a_run_was_recorded_is_no_param(tmp_path):
+    """The overridden settings a run is compared by (a trial's sampled params) leave out where it ran and where
+    it was recorded: paths.*, logger.* (a tracking URI is no hyperparameter)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nlpexp.config import compose
+    from nlpexp.observers import _overridden
+
+    overrides = [f"paths.output_dir={tmp_path}", "optimizer.lr=0.01", "logger=mlflow",
+                 "logger.mlflow.tracking_uri=http://127.0.0.1:1"]
+    cfg = compose(overrides, with_hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert _overridden(cfg) == {"optimizer.lr": 0.01}
+    finally:
+        HydraConfig.instance().cfg = None

@@ -235,6 +235,6 @@ def _overridden(cfg: DictConfig) -> dict:
     if not HydraConfig.initialized():
         return {}
     keys = [key for o in HydraConfig.get().overrides.task if "=" in o
-            and not (key := o.split("=", 1)[0].lstrip("+~")).startswith("paths.")]  # where, not how, it ran
+            and not (key := o.split("=", 1)[0].lstrip("+~")).startswith(("paths.", "logger."))]  # where, not how
     values = {key: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False) for key in keys}
     return {key: value for key, value in values.items() if isinstance(value, int | float | str | bool)}
