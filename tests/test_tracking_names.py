@@ -48,24 +48,34 @@ def mlflow_series(client, found) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_mlflow_draws_each_series_at_its_steps_and_the_finals_under_their_own_names(tracked):
-    _, metrics, client, found = tracked
+    run_dir, metrics, client, found = tracked
     series = mlflow_series(client, found)
     assert [step for step, _ in series["train/loss"]] == [1, 2, 3, 4]  # debug=smoke logs every step, nothing after
     assert [step for step, _ in series["train/learning_rate"]] == [1, 2, 3, 4]
-    assert [step for step, _ in series["eval/spearman_cosine"]] == [2, 4]  # each evaluation, nothing appended
+    assert [step for step, _ in series["eval/spearman_cosine"]] == [0, 2, 4]  # the start, each evaluation
     assert series["start/spearman_cosine"] == [(0, pytest.approx(metrics["start/spearman_cosine"]))]
+    for key in (k for k in metrics if k.startswith("start/")):  # every eval/ curve starts at the starting model
+        assert series[f"eval/{key[6:]}"][0] == (0, pytest.approx(metrics[key])), key
     summary = tracker_summary(metrics)  # metrics.json's keys, start/ drawn at step 0 instead
     assert set(summary) == {k for k in metrics if not k.startswith("start/")} and "train/mean_loss" in summary
-    for key, value in summary.items():  # one point each, at the last step, beside (not in) the series
-        assert series[key] == [(4, pytest.approx(value))], key
+    best = int(Path(json.loads(next((run_dir / "checkpoints").rglob("trainer_state.json")).read_text())
+                    ["best_model_checkpoint"]).name.rsplit("-", 1)[-1])
+    assert best == 2  # the smoke run's best checkpoint is not its last step: the steps below tell them apart
+    for key, value in summary.items():  # one point each beside (not in) the series: val/, test/ at the best step
+        assert series[key] == [(best if key[:4] in ("val/", "test") else 4, pytest.approx(value))], key
+        if key.startswith("val/"):  # the best checkpoint's scores are its evaluation's, at its step
+            assert (best, pytest.approx(value)) in series[f"eval/{key[4:]}"], key
     assert not {k for k in series if k.startswith("start/")} - {f"start/{k[5:]}" for k in series if k[:5] == "eval/"}
 
 
 def test_tensorboard_and_wandb_record_the_same_keys_at_the_same_steps(tracked):
     run_dir, metrics, client, found = tracked
-    series = {key: [step for step, _ in points] for key, points in mlflow_series(client, found).items()}
+    points = mlflow_series(client, found)
+    series = {key: [step for step, _ in values] for key, values in points.items()}
     tags = read_tags(run_dir / "tensorboard")
-    assert {key: [step for step, _ in points] for key, points in tags.items()} == series
+    assert {key: [step for step, _ in values] for key, values in tags.items()} == series
+    for key, values in tags.items():  # the same values too (TensorBoard keeps float32)
+        assert [v for _, v in values] == pytest.approx([v for _, v in points[key]], rel=1e-6), key
     assert not [t for t in tags if t.startswith(("hparam/", "Parameters/", "Loss/"))]  # no repeats, no histograms
     assert read_hparams(run_dir / "tensorboard")["optimizer.lr"] == float(found.data.params["optimizer.lr"])
 
@@ -76,6 +86,9 @@ def test_tensorboard_and_wandb_record_the_same_keys_at_the_same_steps(tracked):
             steps.setdefault(key, []).append(step)
     finals = tracker_summary(metrics)
     assert steps == {key: value for key, value in series.items() if key not in finals}
+    starts = {k[6:]: v for k, v in metrics.items() if k.startswith("start/")}
+    assert starts and dict(history)[0] == pytest.approx({**{f"start/{k}": v for k, v in starts.items()},
+                                                          **{f"eval/{k}": v for k, v in starts.items()}})
     for key, value in finals.items():
         assert summary[key] == pytest.approx(value), key
 

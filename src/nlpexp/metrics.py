@@ -2,8 +2,9 @@
 
 One scheme for every sink (docs/tracking.md, "Metric names"): the run's figures (metrics.json, the ledger, the
 console table) are `val/<metric>` (the best checkpoint's), `test/<metric>`, `start/<metric>`, `train/mean_loss`,
-..., under the same keys in every tracker; the per-step series are transformers' names (`train/loss`,
-`train/learning_rate` at each log step, `eval/<metric>` at each evaluation), which no final figure extends.
+..., under the same keys in every tracker (`val/` and `test/` at the best checkpoint's step, the rest at the last);
+the per-step series are transformers' names (`train/loss`, `train/learning_rate` at each log step, `eval/<metric>`
+at step 0, the starting model's, and at each evaluation), which no final figure extends.
 """
 
 from __future__ import annotations
@@ -52,9 +53,17 @@ def tracker_summary(metrics: Mapping[str, float]) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items() if not key.startswith(f"{START}/")}
 
 
+def of_best_checkpoint(summary: Mapping[str, float]) -> dict[str, float]:
+    """The figures a tracker records at the best checkpoint's step: its validation scores and the test scores of
+    the model restored from it (the rest, training's figures and times, belong to the last step)."""
+    return {key: value for key, value in summary.items() if key.partition("/")[0] in ("val", "test")}
+
+
 def start_scores(metrics: Mapping[str, float]) -> dict[str, float]:
-    """The `start/` figures of a run's metrics: what trackers draw at step 0."""
-    return {key: float(value) for key, value in metrics.items() if key.startswith(f"{START}/")}
+    """The `start/` figures of a run's metrics and their `eval/` twins: what trackers draw at step 0 (every
+    `eval/<metric>` curve starts from the starting model)."""
+    start = {key: float(value) for key, value in metrics.items() if key.startswith(f"{START}/")}
+    return {**start, **{f"{EVAL}/{key.partition('/')[2]}": value for key, value in start.items()}}
 
 
 def prefixed(metrics: Mapping[str, float], split: str) -> dict[str, float]:

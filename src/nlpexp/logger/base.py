@@ -12,11 +12,13 @@ class RunLogger(TrainerCallback):
     """Receives the trainer's logs during training (TrainerCallback) and the run's start and end.
 
     Every sink records the same names (nlpexp.metrics), each through its record(): per-step series from the
-    trainer's logs, the starting model's `start/` scores at step 0 (start_scores), the run's figures under
-    metrics.json's keys at the last step (record_results).
+    trainer's logs, the starting model's `start/` scores (and `eval/` twins) at step 0 (start_scores), the run's
+    figures under metrics.json's keys (record_results): `val/`, `test/` at the best checkpoint's step, the rest at
+    the last step.
     """
 
     _last_step = 0
+    _best_step: int | None = None  # the best checkpoint's global step, once training ended with one
     _start_drawn = False
     _resumed = False  # continues the log of an interrupted run, which drew the start already
 
@@ -37,12 +39,20 @@ class RunLogger(TrainerCallback):
         if values := metric_names.from_trainer_log_step(logs or {}):
             self.record(values, state.global_step)
 
+    def on_train_end(self, args, state, control, **kwargs):
+        best = state.best_model_checkpoint  # `.../checkpoint-N`, as trainer.build.fit reads the best val scores
+        self._best_step = int(best.rsplit("-", 1)[-1]) if best else None  # the last training's (augsbert: 2)
+
     def record_results(self, metrics: Mapping[str, float]) -> None:
         """The run's figures beside (never in) the per-step series, and the start of a task that trains without
-        run_trainer."""
+        run_trainer. Without a best checkpoint (eval mode, no evaluation while training) all at the last step."""
         if not self._start_drawn:
             self.start_scores(metrics)
-        self.record(metric_names.tracker_summary(metrics), self._last_step)
+        summary = metric_names.tracker_summary(metrics)
+        best = metric_names.of_best_checkpoint(summary) if self._best_step is not None else {}
+        if best:
+            self.record(best, self._best_step)
+        self.record({key: value for key, value in summary.items() if key not in best}, self._last_step)
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """Called once with the final metrics (also after a failed run, with what there is)."""
