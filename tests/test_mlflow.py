@@ -43,7 +43,7 @@ def test_a_run_records_config_metrics_params_tags_and_model_on_the_server(tracke
     losses = client.get_metric_history(found.info.run_id, "train/loss")
     assert [m.step for m in losses] == [1, 2, 3, 4]  # every log step (debug=smoke logs each), no final appended
     evals = [m.step for m in client.get_metric_history(found.info.run_id, "eval/spearman_cosine")]
-    assert evals == [2, 4]  # each evaluation; the best checkpoint's is val/spearman_cosine
+    assert evals == [0, 2, 4]  # the starting model, each evaluation; the best checkpoint's is val/spearman_cosine
 
     config_file = client.download_artifacts(found.info.run_id, "config.yaml", str(tmp_path))
     config = open(config_file).read()
