@@ -44,22 +44,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if main:  # before anything can fail: every attempt is recorded
         recorders.start(ledger, cfg)
     try:
-        with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
-            redact_logs()
-            redact_hydra_files()  # what Hydra wrote before this job started
-            settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set
-            check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
-            validate(cfg)  # every setting against nlpexp.schema before anything is built
-            if not main:
-                distributed.log_to_console_only()
-            task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
-            for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
-                recorders.start(observer, cfg)
-            if loggers:
-                recorders.start(LoggerObserver(loggers, task.trainer_settings), cfg)
-            _train_and_evaluate(cfg, task, metrics)
-            if main:
-                check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
+        _attempt(cfg, main, recorders, ledger, metrics)
     except BaseException as err:
         recorders.finish(metrics, err)  # the ledger line last: the data files' hashes are cached by then
         release_memory(err)  # the next sweep trial in this process starts from the same footprint
@@ -69,6 +54,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
     finally:
         release_memory()
     return metrics
+
+
+def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerObserver, metrics: dict) -> None:
+    """Build, train and evaluate into `metrics`. Its own frame, so that a failed run's task (model, trainer) goes
+    with the frames release_memory clears, not with run()'s, which a kept exception would hold."""
+    with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
+        redact_logs()
+        redact_hydra_files()  # what Hydra wrote before this job started
+        settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set
+        check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
+        validate(cfg)  # every setting against nlpexp.schema before anything is built
+        if not main:
+            distributed.log_to_console_only()
+        task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
+        for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
+            recorders.start(observer, cfg)
+        if loggers:
+            recorders.start(LoggerObserver(loggers, task.trainer_settings), cfg)
+        _train_and_evaluate(cfg, task, metrics)
+        if main:
+            check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
 
 
 def _build(cfg: DictConfig) -> tuple:

@@ -20,10 +20,15 @@ def scheduler_created(trainer) -> None:
 
 def skip_epochs_when(trainer, ended) -> None:
     """No epoch runs while `ended()`: a run resumed from the checkpoint that ended its training takes no step
-    (the library would take one more before checking)."""
-    run_epoch = trainer._run_epoch
+    (the library would take one more before checking). The guard holds the trainer weakly: a failed run's kept
+    traceback holds the guard's frame and function, and must not keep the trainer and its model alive with them."""
+    import inspect
+    import weakref
+
+    run_epoch = weakref.WeakMethod(trainer._run_epoch)
+    has_ended = weakref.WeakMethod(ended) if inspect.ismethod(ended) else (lambda: ended)
 
     def guarded(*args, **kwargs):
-        return None if ended() else run_epoch(*args, **kwargs)
+        return None if has_ended()() else run_epoch()(*args, **kwargs)
 
     trainer._run_epoch = guarded
