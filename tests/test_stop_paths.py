@@ -44,6 +44,12 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "NLPEXP_LEDGER_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **extra}
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child takes SIGINT as a person's terminal delivers it: a suite started in the background (`make test &`)
+    passes SIGINT on ignored, and nlpexp rightly keeps a signal ignored that its process was started ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_a_sealed_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float = 300) -> None:
     """Training is under way once a checkpoint is sealed (debug=smoke saves every 2 steps): data-independent."""
     deadline = time.monotonic() + timeout
@@ -64,7 +70,7 @@ def test_a_signal_mid_training_ends_like_a_failure_and_resumes(signum, tmp_path)
     args = [*SMOKE, "trainer.max_steps=2000", f"hydra.run.dir={run_dir}"]
     with open(console, "wb") as out:
         process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "run.py"), *args], stdout=out,
-                                   stderr=subprocess.STDOUT, env=_env(tmp_path))
+                                   stderr=subprocess.STDOUT, env=_env(tmp_path), preexec_fn=_ctrl_c_as_in_a_terminal)
         try:
             _wait_for_a_sealed_checkpoint(run_dir, process)
             before = console.stat().st_size
