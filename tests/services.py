@@ -168,3 +168,24 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.5)
+
+
+def run_logged_to_mlflow(mlflow_uri: str, root, data_root, overrides, env: dict[str, str] | None = None):
+    """One in-process run logged to the MLflow server at `mlflow_uri` (outputs under `root`): (metrics, client,
+    the server's one run of experiment `nlpexp`)."""
+    import pytest
+    from mlflow import MlflowClient
+
+    from nlpexp.config import compose
+    from nlpexp.pipeline import run
+
+    with pytest.MonkeyPatch.context() as mp:
+        environment = {"NLPEXP_DATA_DIR": str(data_root), "MLFLOW_TRACKING_URI": mlflow_uri, **(env or {})}
+        for name, value in environment.items():
+            mp.setenv(name, value)
+        mp.chdir(root)
+        metrics = run(compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}",
+                               *overrides]))
+    client = MlflowClient(mlflow_uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
+    return metrics, client, found

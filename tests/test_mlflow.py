@@ -7,6 +7,7 @@ import pytest
 from nlpexp import registry
 from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
+from tests.services import run_logged_to_mlflow
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=mlflow")
 
@@ -15,21 +16,10 @@ SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=mlflow")
 def tracked_run(mlflow_uri, tmp_path_factory, data_root):
     """One smoke run logged to the server, with a secret in its environment and a tag of its own."""
     root = tmp_path_factory.mktemp("tracked")
-    from nlpexp.config import compose
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        mp.setenv("HF_TOKEN", "hf_secret_value_123")
-        mp.chdir(root)
-        cfg = compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}", *SMOKE,
-                       "+logger.mlflow.tags.team=nlp", "+logger.mlflow.tags.note=hf_secret_value_123",
-                       "+logger.mlflow.tags.api_token=abc"])
-        metrics = run(cfg)
-    from mlflow import MlflowClient
-
-    client = MlflowClient(mlflow_uri)
-    (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
+    tags = ["+logger.mlflow.tags.team=nlp", "+logger.mlflow.tags.note=hf_secret_value_123",
+            "+logger.mlflow.tags.api_token=abc"]
+    metrics, client, found = run_logged_to_mlflow(mlflow_uri, root, data_root, [*SMOKE, *tags],
+                                                  env={"HF_TOKEN": "hf_secret_value_123"})
     return root, metrics, client, found
 
 

@@ -15,10 +15,9 @@ import pytest
 
 from nlpexp import registry
 from nlpexp.metrics import tracker_summary
-from nlpexp.pipeline import run
 from nlpexp.tb import read_tags
 from tests.fixtures import read_hparams
-from tests.services import mlflow_serving
+from tests.services import mlflow_serving, run_logged_to_mlflow
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=[mlflow,tensorboard,wandb]",
          "logger.wandb.mode=offline")
@@ -26,19 +25,8 @@ SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=[mlflow,ten
 
 @pytest.fixture(scope="module")
 def tracked(mlflow_uri, tmp_path_factory, data_root):
-    from mlflow import MlflowClient
-
-    from nlpexp.config import compose
-
     root = tmp_path_factory.mktemp("names")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        mp.chdir(root)
-        cfg = compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}", *SMOKE])
-        metrics = run(cfg)
-    client = MlflowClient(mlflow_uri)
-    (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
+    metrics, client, found = run_logged_to_mlflow(mlflow_uri, root, data_root, SMOKE)
     return root / "run", metrics, client, found
 
 
