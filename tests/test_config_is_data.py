@@ -241,12 +241,8 @@ def test_what_a_file_names_stays_inside_the_roots(key, value, ok, tmp_path, monk
         node = node.setdefault(part, {})
     node[last] = value
     _preset(tmp_path / "cd" / "experiment", "p", body)
-    argv = ["-cd", str(tmp_path / "cd"), "experiment=p"]
-    if ok:
-        check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
-    else:
-        with pytest.raises(NlpexpError, match=rf"^{re.escape(key)} may not be set by a config file or preset: "):
-            check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+    _gate_passes_or_refuses(["-cd", str(tmp_path / "cd"), "experiment=p"], ok,
+                            rf"^{re.escape(key)} may not be set by a config file or preset: ")
 
 
 def test_a_saved_config_may_repeat_the_projects_paths_but_not_change_them(tmp_path):
@@ -339,12 +335,8 @@ def test_every_key_of_the_composed_hydra_node_is_classified(overrides):
 def test_a_study_name_from_a_file_is_a_plain_name(name, ok, tmp_path):
     _preset(tmp_path / "cd" / "hparams_search", "p", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
                                                       "hydra": {"sweeper": {"study_name": name}}})
-    argv = ["-m", "-cd", str(tmp_path / "cd"), "hparams_search=p"]
-    if ok:
-        check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
-    else:
-        with pytest.raises(NlpexpError, match=r"^hydra\.sweeper\.study_name may not be set .* a name of letters"):
-            check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+    _gate_passes_or_refuses(["-m", "-cd", str(tmp_path / "cd"), "hparams_search=p"], ok,
+                            r"^hydra\.sweeper\.study_name may not be set .* a name of letters")
 
 
 def test_files_found_through_a_search_path_are_foreign_and_a_foreign_primary_cannot_add_one(tmp_path):
@@ -398,3 +390,12 @@ def test_every_option_of_a_glob_sweep_is_checked_before_the_sweep(where, tmp_pat
     argv = ["-m", "-cd", str(cd), sweep]
     with pytest.raises(NlpexpError, match=rf"^model\.trust_remote_code may not be set .*{cd}/model/zz_evil\.yaml"):
         check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+
+
+def _gate_passes_or_refuses(argv: list[str], ok: bool, refusal: str) -> None:
+    """run.py's gate accepts `argv` (ok) or refuses it with one line matching `refusal`."""
+    if ok:
+        check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
+    else:
+        with pytest.raises(NlpexpError, match=refusal):
+            check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
