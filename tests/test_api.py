@@ -76,7 +76,7 @@ MAPPED = ["task=classification", "data=imdb", "+data.columns.text=review", "+dat
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from nlpexp.model.bundled import bundled_path
+    from nlpexp.model.weights import bundled_path
 
     return AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
 

@@ -76,7 +76,7 @@ def test_a_korean_summary_decoded_by_the_bundled_tokenizer_scores_by_hand():
 
     from transformers import AutoTokenizer
 
-    from nlpexp.model.bundled import bundled_path
+    from nlpexp.model.weights import bundled_path
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
     decoded = tokenizer.decode(tokenizer(KO_REFERENCE)["input_ids"], skip_special_tokens=True)

@@ -106,7 +106,7 @@ class RunDirObserver:
     figures on success, provenance.json (the files this run read) whatever the outcome (finish)."""
 
     def __init__(self, started: str, files_read: set[str]):
-        self.started, self.files_read = started, files_read  # files_read: nlpexp.data.spec.recording_reads
+        self.started, self.files_read = started, files_read  # files_read: nlpexp.data.recording_reads
 
     def start(self, cfg: DictConfig) -> None:
         self.cfg, self.dir = cfg, Path(cfg.paths.output_dir)

@@ -41,7 +41,7 @@ def _max_positions(model: dict) -> int | None:
         return init.get("max_position_embeddings") or init.get("n_positions")
     source = str(model.get("name_or_path") or "")
     if source.startswith("bundled:"):
-        from nlpexp.model.bundled import BUNDLED, bundled_path
+        from nlpexp.model.weights import BUNDLED, bundled_path
 
         source = bundled_path(source.removeprefix("bundled:")) if source[8:] in BUNDLED else ""
     config = Path(source).expanduser() / "config.json"

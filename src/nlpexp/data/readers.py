@@ -20,6 +20,9 @@ from nlpexp.paths import project_root
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".tsv", ".parquet")
+# A JSON value's type as messages name it (exact types: a bool is no number here)
+JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+              dict: "object"}
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
                 if line.strip():
                     row = json.loads(line)
                     if not isinstance(row, dict):
-                        raise NlpexpError(f"{path} line {line_no} is a JSON {_kind(row)}, not an object; each line "
-                                          f"must be one row like {{\"text\": ..., \"label\": ...}}")
+                        raise NlpexpError(f"{path} line {line_no} is a JSON {JSON_TYPES[type(row)]}, not an object; "
+                                          f"each line must be one row like {{\"text\": ..., \"label\": ...}}")
                     rows.append((line_no, row))
     except json.JSONDecodeError as err:
         raise NlpexpError(f"{path} line {line_no} is not valid JSON ({err.msg}); fix or regenerate the file") from err
@@ -101,21 +104,13 @@ def _uniform_rows(rows: list[tuple[int, dict]], path: Path) -> list[dict]:
             names.setdefault(key)
             if value is None:
                 continue
-            kind = _kind(value)
+            kind = JSON_TYPES.get(type(value), "value")
             seen = kinds.setdefault(key, (kind, line_no))
             if seen[0] != kind:
                 raise NlpexpError(f"{path} line {line_no}: column '{key}' holds a {kind} ({value!r:.40}) but a "
                                   f"{seen[0]} on line {seen[1]}; one type per column (quote the numbers, or fix "
                                   f"the row)")
     return [{name: row.get(name) for name in names} for _, row in rows]
-
-
-def _kind(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(type(value), "value")
 
 
 def read_given_file(key: str, given: str):
@@ -145,30 +140,19 @@ def _read_file(path: Path, mtime_ns: int, size: int):
 def read_split(root: Path, folder: str, split: str, source: Source):
     """(rows, origin) of `<folder>/<split>`: the local mirror's file, else the hub dataset of `source`."""
     directory = root / folder
-    path = find_split_file(directory, split)
-    if path is not None:
+    if (path := find_split_file(directory, split)) is not None:
         log.info("reading %s", path)
         return read_split_file(path), str(path)
-    if source.hub_id and hub_reachable():
-        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
-    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
-    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
-    if not root.is_dir():
-        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
-    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
-    present = local_splits(directory)
-    raise NlpexpError(
-        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
-        f"Splits present in {directory}: {', '.join(present) or 'none'}"
-    )
-
-
-def _read_hub(source: Source, split: str):
+    if why := missing_split(root, folder, split, source.hub_id):
+        if not root.is_dir():
+            raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
+        raise NlpexpError(f"split '{folder}/{split}' not found: {why}. Splits present in {directory}: "
+                          f"{', '.join(local_splits(directory)) or 'none'}")
     import datasets
 
     hub_split = dict(source.hub_splits).get(split, split)
     try:
-        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split), f"hub:{source.hub_id}/{split}"
     except Exception as err:  # the hub raises a zoo of types; the user needs the message
         raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {first_line(err)}") from err
 

@@ -65,7 +65,7 @@ class MlflowLogger(RunLogger):
         self._resumed = resumed is not None
         self.run_id = resumed or self._new_run(config)
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
-        from nlpexp.data.spec import _FILES_READ
+        from nlpexp.data import _FILES_READ
 
         # the set the run records its data files in: filled while it runs, read when it ends (after the recording)
         self._seed, self._files_read = config.get("seed"), _FILES_READ.get()

@@ -22,8 +22,7 @@ import yaml
 
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached
-from nlpexp.model.bundled import PREFIX as BUNDLED
-from nlpexp.model.bundled import bundled_path
+from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path
 
 PREFIX = "registry:"
 REGISTER = "registry register"
@@ -108,8 +107,8 @@ def _model_of(run_dir: Path, config: dict, root: Path) -> Path:
 
 def _local_folder(source: str, root: Path) -> Path | None:
     """The folder a model.name_or_path names (bundled:, registry:, a folder, a cached Hub id), if any."""
-    if source.startswith(BUNDLED):
-        return Path(bundled_path(source.removeprefix(BUNDLED)))
+    if source.startswith(BUNDLED_PREFIX):
+        return Path(bundled_path(source.removeprefix(BUNDLED_PREFIX)))
     if source.startswith(PREFIX):
         return resolve(source, Path(root))
     return Path(source).expanduser() if Path(source).expanduser().is_dir() else hub_cached(source)
@@ -152,15 +151,6 @@ def resolve(reference: str, root: Path) -> Path:
     folder = model_folder(name, root) / f"v{version}"
     refuse_links(folder, f"registry:{name}@{alias}", below=Path(root))
     return folder / "model"
-
-
-def use_registry(model, root: str) -> None:
-    """A ModelSpec's `registry:<name>[@alias]` (weights or tokenizer) becomes that version's folder in `root`, the
-    run's paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
-    for key in ("name_or_path", "tokenizer"):
-        value = getattr(model, key)
-        if isinstance(value, str) and value.startswith(PREFIX):
-            setattr(model, key, str(resolve(value, Path(root))))
 
 
 def _best_version(name: str, known: list[int], root: Path) -> int:

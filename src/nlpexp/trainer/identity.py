@@ -34,8 +34,8 @@ def training_files(data) -> dict[str, str]:
     """{"<folder>/<split>": sha256} of the files the training rows come from (the pooled ones under
     split_ratios); a split read from the Hub is named by its dataset id. Keyed by entry, not by path: a data
     mirror moved elsewhere is the same data."""
+    from nlpexp.data import POOLED
     from nlpexp.data.readers import find_split_file
-    from nlpexp.data.spec import POOLED
     from nlpexp.provenance import data_hashes
 
     role = POOLED if data.split_ratios else "train"
