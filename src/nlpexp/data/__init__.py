@@ -3,6 +3,7 @@ test) and how their rows are cleaned."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -108,13 +109,12 @@ class DataSpec:
         return role in self.roles
 
     def unavailable(self, role: str) -> bool:
-        """Is `role` an optional role none of whose files can be read here (a test split the mirror holds out)?
-        Says so once: its metrics are skipped."""
+        """Is `role` an optional role whose files cannot be read here (a test split the mirror holds out)? Says so
+        once: its metrics are skipped."""
         if role not in self.optional_roles:
             return False
         if role not in self.skipped_roles:
-            entries = [entry.split("/", 1) for entry in self.splits[role]]
-            missing = [m for folder, split in entries
+            missing = [m for folder, split in (entry.split("/", 1) for entry in self.splits[role])
                        if (m := missing_split(self.root, folder, split, self.sources[folder].hub_id))]
             self.skipped_roles[role] = "; ".join(missing)
             if missing:  # run.log only (the paths are long), as every step of a run
@@ -128,18 +128,14 @@ class DataSpec:
 
     def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = (),
              optional_columns: Sequence[str] = ()):
-        """Rows of `role` with the task's `columns` (renamed from the files' names), cleaned and limited; read once.
-
-        `optional_columns` are kept where the files have them (e.g. the extra reference summaries of a test set).
-        """
+        """Rows of `role` with the task's `columns` (renamed from the files' names) and the `optional_columns` the
+        files have (e.g. a test set's extra reference summaries), cleaned and limited; read once."""
         key = (role, tuple(columns), tuple(text_columns), tuple(optional_columns))
         if key in self._loaded:
             return self._loaded[key]
         if not self.has(role):
-            raise NlpexpError(
-                f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
-                f"Name its files with data.splits.{role}=[<folder>/<split>]"
-            )
+            raise NlpexpError(f"data '{self.name}' has no '{role}' split; it has: {', '.join(self.roles) or 'none'}. "
+                              f"Name its files with data.splits.{role}=[<folder>/<split>]")
         limit = self.max_train_samples if role == "train" else self.max_eval_samples
         shuffled = self.shuffle and role == "train"
         if self._cut_by_ratio(role):
@@ -167,12 +163,8 @@ class DataSpec:
 
     def _files_holding(self, entries: Sequence[str], rows: int) -> list[str]:
         """The leading entries whose files have at least `rows` rows together (all of them if they have fewer)."""
-        total = 0
-        for count, entry in enumerate(entries, start=1):
-            total += len(self._read(entry))
-            if total >= rows:
-                return list(entries[:count])
-        return list(entries)
+        totals = itertools.accumulate(len(self._read(entry)) for entry in entries)  # lazily: reads stop there
+        return list(entries[:next((n for n, total in enumerate(totals, 1) if total >= rows), len(entries))])
 
     def _concat(self, entries: Sequence[str], columns: Sequence[str], optional_columns: Sequence[str]):
         import datasets
@@ -198,10 +190,8 @@ class DataSpec:
 
     def _read(self, entry: str):
         folder, split = entry.split("/", 1)
-        if folder == GIVEN:
-            dataset, origin = read_given_file(f"data.{split}", self.files[split])
-        else:
-            dataset, origin = read_split(self.root, folder, split, self.sources[folder])
+        dataset, origin = read_given_file(f"data.{split}", self.files[split]) if folder == GIVEN \
+            else read_split(self.root, folder, split, self.sources[folder])
         if (files := _FILES_READ.get()) is not None:
             files.add(origin)
         return dataset
@@ -217,8 +207,7 @@ class DataSpec:
         return dataset.rename_columns(renames) if renames else dataset
 
 
-def drop_empty(dataset, text_columns: Sequence[str], where: str):
-    """The rows whose `text_columns` all hold a non-blank text; `where` names the split in messages."""
+def drop_empty(dataset, text_columns: Sequence[str], where: str):  # where: the split, in messages
     if not text_columns:
         return dataset
 

@@ -39,16 +39,11 @@ class Source:
 
 
 def find_split_file(folder: Path, split: str) -> Path | None:
-    for suffix in SUFFIXES:
-        path = folder / f"{split}{suffix}"
-        if path.is_file():
-            return path
-    return None
+    return next((path for suffix in SUFFIXES if (path := folder / f"{split}{suffix}").is_file()), None)
 
 
 def local_splits(folder: Path) -> list[str]:
-    names = {p.name[: -len(s)] for s in SUFFIXES for p in folder.glob(f"*{s}")} if folder.is_dir() else set()
-    return sorted(names)
+    return sorted({p.name[: -len(s)] for s in SUFFIXES for p in folder.glob(f"*{s}")})
 
 
 def read_split_file(path: Path):
@@ -116,8 +111,7 @@ def _uniform_rows(rows: list[tuple[int, dict]], path: Path) -> list[dict]:
 def read_given_file(key: str, given: str):
     """(rows, origin) of a file given by path (data.train=<file>); `key` names the setting in errors."""
     path = _given_file(key, given)
-    stat = path.stat()
-    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+    return _read_file(path, path.stat().st_mtime_ns, path.stat().st_size), str(path)
 
 
 def _given_file(key: str, given: str) -> Path:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path, materialize_random, parameters_not_in
+from nlpexp.paths import group_dir
 from nlpexp.rules import Int, Name, Pooling, Seed
 from nlpexp.safety import env_flag
 
@@ -53,19 +54,13 @@ class ModelSpec:
 
     @property
     def load_kwargs(self) -> dict:
-        """from_pretrained settings of every weight load: no remote code, safetensors only, unless opted in.
-
-        Pickled (.bin) weights can run code when unpickled; with allow_pickle_weights=true transformers
-        still reads them with torch.load(weights_only=True).
-        """
+        """from_pretrained settings of every weight load: no remote code, safetensors only, unless opted in (pickled
+        .bin weights can run code when unpickled; transformers still reads them with torch.load(weights_only=True))."""
         return {"trust_remote_code": self.trust_remote_code, "use_safetensors": not self.allow_pickle_weights}
 
     def path(self, auto_class: str = "AutoModel") -> str:
-        """A loadable folder or hub id; random-init models are written once to a temporary folder.
-
-        A given name_or_path wins over random_init, so `model.name_or_path=<run>/best_model` reloads a trained
-        tiny model without also clearing its random_init.
-        """
+        """A loadable folder or hub id; random-init models are written once to a temporary folder. A given
+        name_or_path wins over random_init: `model.name_or_path=<run>/best_model` reloads a trained tiny model."""
         if self.random_init is not None and self.name_or_path is None:
             init = tuple(sorted(self.random_init.items()))
             return materialize_random(self.tokenizer_path(), init, auto_class, self.seed)
@@ -107,18 +102,14 @@ class ModelSpec:
                 model_kwargs=self.load_kwargs,
                 processor_kwargs={"trust_remote_code": self.trust_remote_code},
                 config_kwargs={"trust_remote_code": self.trust_remote_code},
-                tokenizer_name_or_path=self._separate_tokenizer(path),
+                # The configured tokenizer only where the folder has none (a random-init folder and a trained
+                # best_model carry theirs): sentence-transformers deprecates loading a model with another's.
+                tokenizer_name_or_path=self.tokenizer_path() if self.tokenizer
+                and not (Path(path) / "tokenizer_config.json").is_file() else None,
             )
         transformer.max_seq_length = self.max_seq_length
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
         return SentenceTransformer(modules=[transformer, pooling])
-
-    def _separate_tokenizer(self, model_path: str) -> str | None:
-        """The configured tokenizer, only when the model folder has none of its own (a random-init folder and a
-        trained best_model carry theirs): sentence-transformers deprecates loading a model with another's."""
-        if not self.tokenizer or (Path(model_path) / "tokenizer_config.json").is_file():
-            return None
-        return self.tokenizer_path()
 
     def generative_model(self):
         """A text generator: a seq2seq model or a causal LM, whichever the checkpoint is; with
@@ -213,20 +204,14 @@ def resolve(name_or_path: str, model_name: str) -> str:
         raise NlpexpError(f"model '{model_name}': no such folder {name_or_path}")
     if hub_reachable():
         return name_or_path
-    cached = hub_cached(name_or_path)
-    if cached:
+    if cached := hub_cached(name_or_path):
         return str(cached)
+    # conf/model may have a tiny random model of the same architecture
+    tiny = f"tiny_{model_name}"
+    twin = f"model={tiny} (tiny and random: tries the config offline), " if \
+        (group_dir("model") / f"{tiny}.yaml").is_file() else ""
     raise NlpexpError(
         f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
-        f"(offline, not cached). Use {_tiny_twin(model_name)}a bundled model (model=minilm; model=bert2bert_minilm "
+        f"(offline, not cached). Use {twin}a bundled model (model=minilm; model=bert2bert_minilm "
         f"to generate text) or model.name_or_path=<local folder>"
     )
-
-
-def _tiny_twin(model_name: str) -> str:
-    """'model=tiny_<name> (...), ' where conf/model has a tiny random model of the same architecture, else ''."""
-    from nlpexp.paths import group_dir
-
-    tiny = f"tiny_{model_name}"
-    exists = (group_dir("model") / f"{tiny}.yaml").is_file()
-    return f"model={tiny} (tiny and random: tries the config offline), " if exists else ""

@@ -44,10 +44,7 @@ def model_folder(name: str, root: Path) -> Path:
 
 
 def versions(name: str, root: Path) -> list[int]:
-    folder = model_folder(name, root)
-    found = [int(p.name[1:]) for p in folder.glob("v*") if p.is_dir() and p.name[1:].isdigit()] if folder.is_dir() \
-        else []
-    return sorted(found)
+    return sorted(int(p.name[1:]) for p in model_folder(name, root).glob("v*") if p.is_dir() and p.name[1:].isdigit())
 
 
 def register(run_dir: Path, name: str, root: Path, direction: str | None = None) -> Path:
@@ -61,8 +58,8 @@ def register(run_dir: Path, name: str, root: Path, direction: str | None = None)
     has_config = config_file.exists() or config_file.is_symlink()
     if has_config:
         refuse_links(config_file, REGISTER)  # before reading it
-    config = yaml.safe_load(config_file.read_text()) if has_config else {}
-    model = _model_of(run_dir, config or {}, root)
+    config = (yaml.safe_load(config_file.read_text()) if has_config else None) or {}
+    model = _model_of(run_dir, config, root)
     for source in (model, run_dir / "metrics.json"):
         refuse_links(source, REGISTER)  # all of it checked before anything is created
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,8 +69,8 @@ def register(run_dir: Path, name: str, root: Path, direction: str | None = None)
         copy_file(run_dir / "metrics.json", staging / "metrics.json", REGISTER)
         if has_config:
             copy_file(config_file, staging / "config.yaml", REGISTER)
-        source = {"run_dir": str(run_dir), "optimized_metric": (config or {}).get("optimized_metric"),
-                  "direction": direction or (config or {}).get("direction", "maximize")}
+        source = {"run_dir": str(run_dir), "optimized_metric": config.get("optimized_metric"),
+                  "direction": direction or config.get("direction", "maximize")}
         (staging / "source.json").write_text(json.dumps(source, indent=2))
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
