@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from nlpexp import registry_mlflow
+from nlpexp.copies import copy_file, copy_tree, refuse_links
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path
@@ -50,8 +52,6 @@ def versions(name: str, root: Path) -> list[int]:
 def register(run_dir: Path, name: str, root: Path, direction: str | None = None) -> Path:
     """Copy `run_dir/best_model` with the run's config and metrics into the next version of `name` in the registry
     `root` (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's)."""
-    from nlpexp.copies import copy_file, copy_tree, refuse_links  # (here: a run that only looks up loads none)
-
     run_dir = Path(run_dir).resolve()
     folder = model_folder(name, root)
     config_file = run_dir / "config.yaml"
@@ -125,16 +125,11 @@ def link_best(name: str, root: Path) -> Path:
 def resolve(reference: str, root: Path) -> Path:
     """`registry:<name>[@latest|@best|@v<N>]` -> the version's model folder in the registry `root` (the run's
     paths.registry_dir; `registry:mlflow:...`: MLflow's)."""
-    from nlpexp.copies import refuse_links
-
     if reference.removeprefix(PREFIX).startswith("mlflow:"):
-        from nlpexp import registry_mlflow
-
         return registry_mlflow.resolve(reference.removeprefix(PREFIX), root)
     name, _, alias = reference.removeprefix(PREFIX).partition("@")
     alias = alias or "latest"
-    known = versions(name, root)
-    if not known:
+    if not (known := versions(name, root)):
         raise NlpexpError(f"registry has no model {name!r} in {root}; see `nlpexp registry list`")
     if alias == "latest":
         version = known[-1]
@@ -151,14 +146,11 @@ def resolve(reference: str, root: Path) -> Path:
 
 
 def _best_version(name: str, known: list[int], root: Path) -> int:
-    from nlpexp.copies import refuse_links
-
     def score(version: int) -> float:
         folder = model_folder(name, root) / f"v{version}"
         refuse_links(folder, f"registry:{name}@best", below=Path(root))  # before reading what it holds
         source = json.loads((folder / "source.json").read_text())
-        metric = source.get("optimized_metric")
-        value = json.loads((folder / "metrics.json").read_text()).get(metric)
+        value = json.loads((folder / "metrics.json").read_text()).get(source.get("optimized_metric"))
         if value is None:
             return float("-inf")
         return value if source.get("direction", "maximize") == "maximize" else -value
