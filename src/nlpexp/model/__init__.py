@@ -96,17 +96,13 @@ class ModelSpec:
                 return model
             transformer = model[0]
         else:
-            transformer = Transformer(
-                path,
-                max_seq_length=self.max_seq_length,
-                model_kwargs=self.load_kwargs,
-                processor_kwargs={"trust_remote_code": self.trust_remote_code},
-                config_kwargs={"trust_remote_code": self.trust_remote_code},
-                # The configured tokenizer only where the folder has none (a random-init folder and a trained
-                # best_model carry theirs): sentence-transformers deprecates loading a model with another's.
-                tokenizer_name_or_path=self.tokenizer_path() if self.tokenizer
-                and not (Path(path) / "tokenizer_config.json").is_file() else None,
-            )
+            # The configured tokenizer only where the folder has none (a random-init folder and a trained best_model
+            # carry theirs): sentence-transformers deprecates loading a model with another's.
+            separate = self.tokenizer and not (Path(path) / "tokenizer_config.json").is_file()
+            remote = {"trust_remote_code": self.trust_remote_code}
+            transformer = Transformer(path, max_seq_length=self.max_seq_length, model_kwargs=self.load_kwargs,
+                                      processor_kwargs=remote, config_kwargs=remote,
+                                      tokenizer_name_or_path=self.tokenizer_path() if separate else None)
         transformer.max_seq_length = self.max_seq_length
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=self.pooling)
         return SentenceTransformer(modules=[transformer, pooling])
@@ -160,11 +156,9 @@ class ModelSpec:
             path, path, encoder_use_safetensors=safe, decoder_use_safetensors=safe)
         tokenizer = self.load_tokenizer()
         # BERT vocabularies have no BOS/EOS: [CLS] starts the summary and [SEP] ends it.
-        special = {
-            "decoder_start_token_id": _first_set(tokenizer.cls_token_id, tokenizer.bos_token_id),
-            "eos_token_id": _first_set(tokenizer.sep_token_id, tokenizer.eos_token_id),
-            "pad_token_id": tokenizer.pad_token_id,
-        }
+        special = {"decoder_start_token_id": _first_set(tokenizer.cls_token_id, tokenizer.bos_token_id),
+                   "eos_token_id": _first_set(tokenizer.sep_token_id, tokenizer.eos_token_id),
+                   "pad_token_id": tokenizer.pad_token_id}
         if None in special.values():
             raise NlpexpError(f"model '{self.name}': build=encoder_decoder needs a tokenizer with start, end and "
                               f"pad tokens ([CLS]/[SEP]/[PAD] or <s>/</s>/<pad>); got {special}")

@@ -41,25 +41,19 @@ def bundled_path(name: str) -> str:
     return str(path)
 
 
-def checkpoint_keys(folder: str) -> set[str] | None:
-    """The tensor names of a local folder's safetensors weights (one file or an index of shards); None without."""
-    from safetensors import safe_open
-
-    folder = Path(folder)
-    if (folder / "model.safetensors.index.json").is_file():
-        return set(json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"])
-    if not (folder / "model.safetensors").is_file():
-        return None
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
-        return set(weights.keys())
-
-
 def parameters_not_in(model, folder: str) -> list:
     """The parameters of a transformers model that the checkpoint in `folder` does not hold (initialised at random
     when the model was built from it: a new head, a decoder's cross-attention); [] when the folder has no local
-    safetensors weights to compare with."""
-    held = checkpoint_keys(folder)
-    if held is None:
+    safetensors weights (one file or an index of shards) to compare with."""
+    from safetensors import safe_open
+
+    index, weights = Path(folder) / "model.safetensors.index.json", Path(folder) / "model.safetensors"
+    if index.is_file():
+        held = set(json.loads(index.read_text())["weight_map"])
+    elif weights.is_file():
+        with safe_open(str(weights), framework="pt") as tensors:
+            held = set(tensors.keys())
+    else:
         log.warning("%s: no local safetensors weights to tell new parameters from loaded ones; optimizer.head_lr "
                     "does not apply", folder)
         return []
