@@ -71,11 +71,8 @@ def cache_key(rows, function: Callable, tokenizer, settings: Mapping, remove_col
 
 
 def tokenizer_identity(tokenizer) -> dict:
-    """The hashes of the files a tokenizer was read from; a tokenizer not read from a folder (a hub id) is
-    known by its name and vocabulary.
-
-    Not a hash of the tokenizer object: calling it with truncation changes its state, hence such a hash.
-    """
+    """The hashes of the files a tokenizer was read from, or for one not read from a folder (a hub id) its name and
+    vocabulary. Not a hash of the tokenizer object: calling it with truncation changes its state, hence its hash."""
     folder = Path(tokenizer.name_or_path)
     names = sorted({*getattr(tokenizer, "vocab_files_names", {}).values(), *TOKENIZER_CONFIGS})
     identity = {"class": type(tokenizer).__name__, "size": len(tokenizer)}

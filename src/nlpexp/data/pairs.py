@@ -43,11 +43,8 @@ def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: str):
     kept = [i for i in entailed if premises[i] in first_contradiction]
     if not kept:
         raise NlpexpError("task.nli_format=triplets: no premise has both an entailment and a contradiction")
-    return datasets.Dataset.from_dict({
-        "anchor": [premises[i] for i in kept],
-        "positive": [hypotheses[i] for i in kept],
-        "negative": [first_contradiction[premises[i]] for i in kept],
-    })
+    return datasets.Dataset.from_dict({"anchor": [premises[i] for i in kept], "positive": [hypotheses[i] for i in kept],
+                                       "negative": [first_contradiction[premises[i]] for i in kept]})
 
 
 def nli_scored_pairs(rows, label_names: Sequence[str], label_scores: Mapping[str, float]):
@@ -71,10 +68,7 @@ def sts_scored_pairs(rows, max_score: float):
 
 def unique_texts(rows, columns: Sequence[str]) -> list[str]:
     """Every distinct text of `columns`, in first-seen order (row by row)."""
-    texts: dict[str, None] = {}
-    for values in zip(*(rows[c] for c in columns), strict=True):
-        texts.update(dict.fromkeys(values))
-    return list(texts)
+    return list(dict.fromkeys(text for values in zip(*(rows[c] for c in columns), strict=True) for text in values))
 
 
 def random_pairs(sentences: Sequence[str], per_sentence: int, rng) -> list[tuple[str, str]]:
