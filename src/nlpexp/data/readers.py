@@ -54,10 +54,8 @@ def read_split_file(path: Path):
     import pandas as pd
 
     try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" \
+            else pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
     except Exception as err:  # pandas raises many types for a malformed file
         raise NlpexpError(f"cannot read {path}: {first_line(err)}") from err
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
