@@ -7,10 +7,9 @@ import logging
 
 import pytest
 
-from nlpexp import ledger
+from nlpexp import NlpexpError, ledger
 from nlpexp.api import train
 from nlpexp.config import compose, instantiate
-from nlpexp.errors import NlpexpError
 from tests.fixtures import nli_rows
 
 

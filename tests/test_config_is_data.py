@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nlpexp import NlpexpError
 from nlpexp.config import CONFIG_DIR, PRESETS_DIR, PROJECT_ROOT
-from nlpexp.errors import NlpexpError
 from nlpexp.file_keys import FILE_KEYS, rule_for
 from nlpexp.gate import check_command_line
 

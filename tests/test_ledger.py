@@ -10,8 +10,7 @@ import textwrap
 
 import pytest
 
-from nlpexp import ledger
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError, ledger
 from nlpexp.pipeline import run
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")

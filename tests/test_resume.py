@@ -16,7 +16,7 @@ import signal
 
 import pytest
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.ledger import read as read_ledger
 from nlpexp.pipeline import run
 from nlpexp.tb import read_tags

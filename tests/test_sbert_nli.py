@@ -101,7 +101,7 @@ def test_same_seed_same_metrics(trained, compose_run, tmp_path):
 
 
 def test_missing_optimized_metric_lists_the_existing_ones(trained):
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     cfg, _, metrics = trained
     cfg = cfg.copy()
@@ -163,7 +163,7 @@ def test_trained_layers_freezes_the_embeddings_and_the_layers_below(trained_laye
 
 
 def test_more_trained_layers_than_the_model_has_is_one_error_line():
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
     from nlpexp.task.sbert_nli import freeze_lower_layers
 
     with pytest.raises(NlpexpError, match=r"task.trained_layers=3, but the model has 2 layers"):

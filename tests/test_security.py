@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlpexp import redaction, registry
+from nlpexp import NlpexpError, redaction, registry
 from nlpexp.boundary import exit_on_error
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
-from nlpexp.errors import NlpexpError
 from nlpexp.gate import check_command_line
 
 RUN_PY = str(PROJECT_ROOT / "run.py")

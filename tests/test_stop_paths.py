@@ -129,8 +129,7 @@ def test_a_nan_metric_fails_the_run_in_one_line_and_every_json_is_strict(tmp_pat
 
 
 def test_the_json_writers_refuse_nan_naming_the_key(tmp_path):
-    from nlpexp import ledger
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError, ledger
     from nlpexp.io import write_json_atomic
 
     with pytest.raises(NlpexpError, match=r"metrics.json: val/x is not a finite number"):

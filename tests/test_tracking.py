@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from nlpexp import ledger, registry, runs
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError, ledger, registry, runs
 from nlpexp.pipeline import run
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")

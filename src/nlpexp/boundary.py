@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from nlpexp.errors import NlpexpError, first_line, omegaconf_error
+from nlpexp import NlpexpError, first_line, omegaconf_error
 
 log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)

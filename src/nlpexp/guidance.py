@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Sequence
 from functools import cache
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.paths import group_dir
 
 # The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).

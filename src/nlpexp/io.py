@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 
 def _umask() -> int:

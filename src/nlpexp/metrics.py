@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 # The key only the trainer's end-of-training log has.
 _END_OF_TRAINING = "train_runtime"

@@ -23,10 +23,9 @@ from typing import Protocol
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp import ledger, provenance
+from nlpexp import NlpexpError, first_line, ledger, provenance
 from nlpexp.adapters.omegaconf import child, raw
 from nlpexp.config import to_container
-from nlpexp.errors import NlpexpError, first_line
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.redaction import redact
 

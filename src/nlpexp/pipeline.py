@@ -12,10 +12,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import distributed
+from nlpexp import NlpexpError, distributed
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
-from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
 from nlpexp.model.registry import use_registry
 from nlpexp.observers import (

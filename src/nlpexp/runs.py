@@ -17,10 +17,9 @@ import io
 import sys
 from pathlib import Path
 
-from nlpexp import ledger
+from nlpexp import NlpexpError, ledger
 from nlpexp.cli import ArgumentParser, existing_file, new_file, run_cli
 from nlpexp.config import CONFIG_DIR, default_paths
-from nlpexp.errors import NlpexpError
 
 STATUSES = ("ok", "failed", "interrupted", "pruned", "running")
 BASE_COLUMNS = ("run_id", "status", "mode", "task", "model", "data", "start")

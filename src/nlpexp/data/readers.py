@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp import NlpexpError, first_line
 from nlpexp.hub import hub_reachable
 from nlpexp.paths import project_root
 

@@ -6,7 +6,7 @@ import functools
 import importlib.util
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.provenance import sha256_file
 
 # name -> (package, folder inside it, sha256 of model.safetensors)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.hub import hub_cached
 from nlpexp.model.bundled import PREFIX as BUNDLED
 from nlpexp.model.bundled import bundled_path

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
 from nlpexp.rules import Int, Name, Pooling, Seed

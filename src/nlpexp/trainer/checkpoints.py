@@ -22,7 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.provenance import sha256_file
 from nlpexp.redaction import redact

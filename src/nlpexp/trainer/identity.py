@@ -74,7 +74,7 @@ _ORDER = {"task": 0, "model": 1, "loss": 2, "data": 3}  # what differs is named 
 
 def refuse_another_identity(folder, sealed: dict, identity: dict) -> None:
     """One error line naming (up to three of) the settings a checkpoint was trained with that this run changes."""
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     theirs, ours = _flat(sealed), _flat(identity)
     differ = sorted((k for k in ours.keys() | theirs.keys() if theirs.get(k) != ours.get(k)),
