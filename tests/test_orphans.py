@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from nlpexp import NlpexpError
-from nlpexp.ledger import read as read_ledger
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 from nlpexp.sweep import check_trial_owned
 from nlpexp.sweep.env import trial_env

@@ -17,7 +17,7 @@ import signal
 import pytest
 
 from nlpexp import NlpexpError
-from nlpexp.ledger import read as read_ledger
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 from nlpexp.tb import read_tags
 from nlpexp.trainer.checkpoints import SEAL, check_identity, newest_complete, read_seal

@@ -20,17 +20,6 @@ _INDENT = "  "
 _SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)\.\s+(?=[A-Z0-9`(])")
 
 
-def wants_help(argv: list[str]) -> bool:
-    """`--help` / `-h` among the arguments (an override is `key=value`, never one of them). Not argparse: its
-    errors would echo the arguments to the console before run.py installs the secret redaction."""
-    return any(arg in ("-h", "--help") for arg in argv)
-
-
-def print_help() -> int:
-    print(help_text())
-    return 0
-
-
 def help_text(config_dir: Path | None = None, presets_dir: Path | None = None) -> str:
     """The whole --help text, its template (conf/hydra/help/nlpexp.yaml) filled in."""
     from omegaconf import OmegaConf

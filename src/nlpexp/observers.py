@@ -23,10 +23,10 @@ from typing import Protocol
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp import NlpexpError, first_line, ledger, provenance
+from nlpexp import NlpexpError, first_line, provenance
 from nlpexp.adapters.omegaconf import child, raw
 from nlpexp.config import to_container
-from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.io import append_to_ledger, write_json_atomic, write_text_atomic
 from nlpexp.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class LedgerObserver:
         try:
             if not isinstance(self.path, str):
                 raise NlpexpError("paths.ledger_file does not resolve to a path")
-            ledger.append(Path(self.path), redact(self.record))
+            append_to_ledger(Path(self.path), redact(self.record))
         except (OSError, NlpexpError) as write_error:
             raise NlpexpError(f"paths.ledger_file: no ledger line written to {self.path}: "
                               f"{first_line(write_error)}") from write_error

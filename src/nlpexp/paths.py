@@ -1,9 +1,12 @@
-"""Where things are: the checkout (its conf/ and experiments/), and the paths a run writes to, checked before the run
-starts (without creating anything) and named in the error line when the file system fails later (a full disk)."""
+"""Where things are: the checkout (its conf/ and experiments/), the paths a run writes to, checked before the run
+starts (without creating anything) and named in the error line when the file system fails later (a full disk),
+and the Hugging Face Hub: asked once per process whether it is reachable (an offline lookup would retry for ~30 s)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 from pathlib import Path
 
 from nlpexp import NlpexpError
@@ -78,3 +81,24 @@ def ledger_dir(output_dir: str | None, runs_dir: str, sweeps_dir: str) -> str:
         if run_dir == base or run_dir.startswith(base + "/"):
             return runs_dir
     return os.path.dirname(run_dir)
+
+
+@functools.cache
+def hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> Path | None:
+    """The local snapshot of a Hub model in the Hugging Face cache, if there is one (nothing is downloaded)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (or an invalid id): either way, not usable offline
+        return None
