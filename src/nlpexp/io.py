@@ -1,8 +1,10 @@
-"""Files other tools read are written atomically: a reader sees the old file or the new one, never half.
+"""The files nlpexp writes for other tools to read: run dirs' files, the ledger, provenance.json (what made a run:
+code, library versions, data file hashes, seed, device).
 
-Every JSON nlpexp writes is strict JSON (`strict_dumps`): NaN and Infinity, which Python's json would write as
-bare words that other parsers refuse, raise instead, with the key that holds one; `finite_or_null` turns them
-into null where a record must be written whatever it holds (the ledger line of a failed run).
+Each is written atomically: a reader sees the old file or the new one, never half. Every JSON is strict
+(`strict_dumps`): NaN and Infinity, which Python's json would write as bare words that other parsers refuse, raise
+instead, naming the key; `finite_or_null` turns them into null where a record must be written whatever it holds
+(the ledger line of a failed run).
 
 The run ledger: one JSON line per run attempt (single runs and sweep trials), appended by parallel trials under an
 exclusive lock. A line is written whole or not at all: short writes are continued, and when the disk is full (or
@@ -14,16 +16,23 @@ its file:line and still reads the record glued after it.
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import json
 import logging
 import math
 import os
+import platform
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from nlpexp import NlpexpError
+from nlpexp.paths import git_state
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +107,63 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping]) -> int:
     lines = [strict_dumps(dict(row), path) + "\n" for row in rows]
     write_text_atomic(path, "".join(lines))
     return len(lines)
+
+
+@functools.cache
+def sha256_file(path: str, mtime_ns: int, size: int) -> str:
+    """Cached per (path, mtime, size): a sweep's trials hash each file once per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_hashes(paths) -> dict[str, str]:
+    hashes = {}
+    for path in sorted({str(p) for p in paths}):
+        if path.startswith("hub:"):
+            hashes[path] = "hub dataset (fingerprint not recorded)"
+            continue
+        stat = Path(path).stat()
+        hashes[path] = sha256_file(path, stat.st_mtime_ns, stat.st_size)
+    return hashes
+
+
+# The libraries provenance.json records the versions of.
+PACKAGES = ("torch", "transformers", "sentence-transformers", "datasets", "accelerate", "hydra-core", "optuna",
+            "nlpexp")
+
+
+def collect_provenance(seed: int, data_files, started: str | None = None) -> dict:
+    """provenance.json. `started`: when the run began (ISO, UTC); with it, `timing` holds it and now, the run's end
+    (a sweep's trials.md shows each trial's run time and queue wait from them, nlpexp.sweep.summary)."""
+    versions = {"python": platform.python_version(), **{package: _version(package) for package in PACKAGES}}
+    facts = {"git": git_state(), "versions": versions, "seed": seed, "device": _device(), "host": platform.node(),
+             "data_files": data_hashes(data_files)}
+    if started:
+        facts["timing"] = {"start": started, "end": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    return facts
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _device() -> dict:
+    info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
+    if "torch" in sys.modules:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        # The processes that trained together (torchrun, accelerate launch), as the trainer's process group has it.
+        group = torch.distributed.is_available() and torch.distributed.is_initialized()
+        info["world_size"] = torch.distributed.get_world_size() if group else 1
+    return info
 
 
 def append_to_ledger(path: Path, record: dict) -> None:

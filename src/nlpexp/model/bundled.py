@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from nlpexp import NlpexpError
-from nlpexp.provenance import sha256_file
+from nlpexp.io import sha256_file
 
 # name -> (package, folder inside it, sha256 of model.safetensors)
 BUNDLED = {
