@@ -17,14 +17,7 @@ from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.metrics import check_finite
 from nlpexp.model.registry import use_registry
-from nlpexp.observers import (
-    LedgerObserver,
-    LoggerObserver,
-    Observers,
-    RunDirObserver,
-    TrialObserver,
-    saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
-)
+from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import run_in_progress, trial_callbacks
@@ -124,20 +117,10 @@ def model_spec(cfg: DictConfig):
 
 def build_task(cfg: DictConfig, callbacks=(), model=None):
     """The task the config names, given every component it names, validated (Task.validate); nothing loaded yet."""
-    model = model or model_spec(cfg)
-    optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    task = instantiate(
-        cfg.task,
-        model=model,
-        data=instantiate(cfg.data),
-        trainer=instantiate(cfg.trainer),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
-        run_dir=Path(cfg.paths.output_dir),
-        mode=cfg.mode,
-        callbacks=list(callbacks),
-    )
+    task = instantiate(cfg.task, model=model or model_spec(cfg), optimizer=instantiate(cfg.optimizer),
+                       scheduler=instantiate(cfg.scheduler), data=instantiate(cfg.data),
+                       trainer=instantiate(cfg.trainer), loss=instantiate(cfg.loss) if cfg.get("loss") else None,
+                       run_dir=Path(cfg.paths.output_dir), mode=cfg.mode, callbacks=list(callbacks))
     task.validate()
     return task
 
