@@ -124,9 +124,8 @@ def data_hashes(paths) -> dict[str, str]:
     for path in sorted({str(p) for p in paths}):
         if path.startswith("hub:"):
             hashes[path] = "hub dataset (fingerprint not recorded)"
-            continue
-        stat = Path(path).stat()
-        hashes[path] = sha256_file(path, stat.st_mtime_ns, stat.st_size)
+        else:
+            hashes[path] = sha256_file(path, (stat := Path(path).stat()).st_mtime_ns, stat.st_size)
     return hashes
 
 
@@ -201,33 +200,25 @@ def read_ledger(path: Path) -> list[dict]:
     records = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            if isinstance(record, dict):
+            start, record = _first_record(line)
+            if line[:start].strip():
+                log.warning("%s:%d: torn line (a write cut short)%s", path, number,
+                            "; skipped" if record is None else "; read the record glued after it")
+            if record is not None:
                 records.append(record)
-                continue
-            glued = _glued_record(line)
-            log.warning("%s:%d: torn line (a write cut short)%s", path, number,
-                        "; read the record glued after it" if glued else "; skipped")
-            if glued is not None:
-                records.append(glued)
     return records
 
 
-def _glued_record(line: str) -> dict | None:
-    """The whole record that follows a torn one on the same line, if any: the first '{' from which the rest of
-    the line parses as an object (a suffix starting inside the torn part cannot parse: it ends abruptly)."""
-    start = line.find("{", 1)
+def _first_record(line: str) -> tuple[int, dict | None]:
+    """The first '{' from which the rest of the line parses as an object, and the object: a record glued after a
+    torn one is found too (a suffix starting inside the torn part cannot parse: it ends abruptly)."""
+    start = line.find("{")
     while start != -1:
         try:
             record = json.loads(line[start:])
-            if isinstance(record, dict):
-                return record
         except json.JSONDecodeError:
-            pass
+            record = None
+        if isinstance(record, dict):
+            return start, record
         start = line.find("{", start + 1)
-    return None
+    return len(line), None

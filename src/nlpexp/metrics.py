@@ -25,11 +25,8 @@ EVAL = "eval"  # trackers' per-step validation series (transformers' name): `eva
 
 def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str, float]:
     """`eval_spearman_cosine` -> `val/spearman_cosine`."""
-    return {
-        f"{split}/{key[5:]}": float(value)
-        for key, value in logs.items()
-        if key.startswith("eval_") and key[5:] not in _BOOKKEEPING and isinstance(value, int | float)
-    }
+    return prefixed({key[5:]: value for key, value in logs.items()
+                     if key.startswith("eval_") and isinstance(value, int | float)}, split)
 
 
 def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:
