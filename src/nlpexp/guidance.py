@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterator
 from functools import cache
 
+from omegaconf import OmegaConf
+
 from nlpexp.paths import group_dir
 
 
@@ -31,7 +33,7 @@ def suggest_option(message: str) -> str | None:
     if not found:
         return None
     group, option = found.groups()
-    options = group_options(group)
+    options = sorted(p.stem for p in group_dir(group).glob("*.yaml"))
     if not options:
         return None
     close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
@@ -87,20 +89,12 @@ def nearest_keys(key: str) -> list[str]:
     return same_name[:3] or difflib.get_close_matches(key, [k for k in keys if k != key], n=1, cutoff=0.8)
 
 
-def group_options(group: str) -> list[str]:
-    folder = group_dir(group)
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
-
 @cache
 def known_keys() -> tuple[str, ...]:
     """Every setting's dotted name, read from the options of conf/'s groups (no composition: this runs while a
     composition failed)."""
-    from omegaconf import OmegaConf
-
-    conf = group_dir("")
-    keys: set[str] = set(_leaves(OmegaConf.to_container(OmegaConf.load(conf / "config.yaml")), ""))
-    keys |= {f"data.{k}" for k in _leaves(_load(conf / "data_defaults.yaml"), "")}
+    keys = set(_leaves(_load(group_dir("") / "config.yaml"), ""))
+    keys |= {f"data.{k}" for k in _leaves(_load(group_dir("") / "data_defaults.yaml"), "")}
     for group in ("data", "model", "optimizer", "scheduler", "trainer", "task", "generation", "paths", "loss"):
         for path in group_dir(group).glob("*.yaml"):
             keys |= {f"{group}.{k}" for k in _leaves(_load(path), "")}
@@ -108,8 +102,6 @@ def known_keys() -> tuple[str, ...]:
 
 
 def _load(path) -> dict:
-    from omegaconf import OmegaConf
-
     if path.read_text().startswith("# @package _global_"):
         return {}
     return OmegaConf.to_container(OmegaConf.load(path)) or {}

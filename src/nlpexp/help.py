@@ -30,22 +30,16 @@ def help_text(config_dir: Path | None = None, presets_dir: Path | None = None) -
     presets_dir = presets_dir or group_dir("experiment")
     node = OmegaConf.load(group_dir("hydra") / "help" / "nlpexp.yaml")  # its ${hydra.help.*} only
     template = OmegaConf.create({"hydra": {"help": node}}).hydra.help.template
-    return string.Template(template).substitute(
-        GROUPS=describe_groups(config_dir),
-        EXPERIMENTS=describe_presets(sorted(presets_dir.glob("*.yaml"))),
-        SWEEPS=describe_presets(sorted((config_dir / "hparams_search").glob("*.yaml"))),
-    )
+    sweeps = sorted((config_dir / "hparams_search").glob("*.yaml"))
+    return string.Template(template).substitute(GROUPS=describe_groups(config_dir), SWEEPS=describe_presets(sweeps),
+                                                EXPERIMENTS=describe_presets(sorted(presets_dir.glob("*.yaml"))))
 
 
 def describe_groups(config_dir: Path) -> str:
     """`  group: option option ...` for each top-level group of conf/, packed several to a line where they fit."""
-    entries = []
-    for folder in sorted(p for p in config_dir.iterdir() if p.is_dir()):
-        if folder.name == "hydra" or folder.name in PRESET_GROUPS:
-            continue
-        options = sorted(f.stem for f in folder.glob("*.yaml"))
-        if options:
-            entries.append(f"{folder.name}: {' '.join(options)}")
+    groups = sorted(p for p in config_dir.iterdir() if p.is_dir() and p.name not in ("hydra", *PRESET_GROUPS))
+    entries = [f"{group.name}: {' '.join(options)}" for group in groups
+               if (options := sorted(f.stem for f in group.glob("*.yaml")))]
     return "\n".join(_pack(entries))
 
 
