@@ -36,11 +36,12 @@ def configure(verbose: bool) -> None:
     import datasets
     import huggingface_hub.utils
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from sentence_transformers.base import model_card
 
     _settings["verbose"] = bool(verbose)
     # a sweep's trial: its sweeper prints one line for it; the trial's own lines go to its run.log
-    _settings["quiet"] = not verbose and HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+    _settings["quiet"] = not verbose and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     level = logging.WARNING if verbose else logging.ERROR
     hf_logging.set_verbosity(level)
     for name in _LIBRARY_LOGGERS:
