@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+import textwrap
 from pathlib import Path
 
 WIDTH = 100
@@ -56,18 +57,9 @@ def _pack(entries: list[str]) -> list[str]:
             shared.append(len(lines))
             lines.append(_INDENT + entry)
         else:
-            lines += _wrap(entry)
+            lines += textwrap.wrap(entry, WIDTH, initial_indent=_INDENT, subsequent_indent=_INDENT * 3,
+                                   break_long_words=False, break_on_hyphens=False)
     return lines
-
-
-def _wrap(entry: str) -> list[str]:
-    lines, line = [], _INDENT
-    for word in entry.split(" "):
-        if len(line) + 1 + len(word) > WIDTH and line.strip():
-            lines.append(line)
-            line = _INDENT * 3
-        line += word if line.isspace() else " " + word
-    return [*lines, line]
 
 
 def describe_presets(files: list[Path]) -> str:
