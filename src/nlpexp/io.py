@@ -37,13 +37,9 @@ from nlpexp.paths import git_state
 log = logging.getLogger(__name__)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it; put back at once (at import, single-threaded)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
+_UMASK = os.umask(0o022)  # the only way to read it is to set it; put back at once (at import, single-threaded)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -64,7 +64,14 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
             recorders.start(observer, cfg)
         if loggers:
             recorders.start(LoggerObserver(loggers, task.trainer_settings), cfg)
-        _train_and_evaluate(cfg, task, metrics)
+        started = time.perf_counter()
+        task.setup()
+        if cfg.mode == "train":
+            task.train()
+        for role in EVAL_ROLES:  # into `metrics`: what there is so far when it fails
+            metrics.update(task.evaluate(role))
+        metrics.update(task.train_metrics)
+        metrics["time/total_s"] = round(time.perf_counter() - started, 2)
         if main:
             check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
 
@@ -83,18 +90,6 @@ def _build(cfg: DictConfig) -> tuple:
     nodes = (cfg.get("logger") or {}).values() if distributed.is_main_process() else []
     loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
     return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
-
-
-def _train_and_evaluate(cfg: DictConfig, task, metrics: dict[str, float]) -> None:
-    """Into `metrics`: what there is so far when it fails."""
-    started = time.perf_counter()
-    task.setup()
-    if cfg.mode == "train":
-        task.train()
-    for role in EVAL_ROLES:
-        metrics.update(task.evaluate(role))
-    metrics.update(task.train_metrics)
-    metrics["time/total_s"] = round(time.perf_counter() - started, 2)
 
 
 def data_files(cfg: DictConfig) -> dict[str, list[str]]:
