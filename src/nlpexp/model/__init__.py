@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_cached, hub_reachable
+from nlpexp import NlpexpError
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path, materialize_random, parameters_not_in
-from nlpexp.paths import group_dir
+from nlpexp.paths import group_dir, hub_cached, hub_reachable
 from nlpexp.rules import Int, Name, Pooling, Seed
 from nlpexp.safety import env_flag
 

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp import registry_mlflow
+from nlpexp import NlpexpError, registry_mlflow
 from nlpexp.copies import copy_file, copy_tree, refuse_links
-from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_cached
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path
+from nlpexp.paths import hub_cached
 
 PREFIX = "registry:"
 REGISTER = "registry register"

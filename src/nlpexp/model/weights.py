@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
-from nlpexp.provenance import sha256_file
+from nlpexp import NlpexpError
+from nlpexp.io import sha256_file
 
 log = logging.getLogger(__name__)
 RANDOM_INIT_PREFIX = "nlpexp-random-init-"  # + <pid of the process that wrote it>-<random>
