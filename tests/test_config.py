@@ -8,7 +8,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nlpexp.config import CONFIG_DIR, PRESETS_DIR, TARGET_ALLOWLIST, compose, group_dir
 from nlpexp.errors import NlpexpError
-from nlpexp.validate import validate
+from nlpexp.schema import validate
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 

@@ -79,7 +79,7 @@ def _validate_sweep_base(cfg: DictConfig) -> None:
     base setting is one error line, not a failed first trial (each trial checks its own config again)."""
     from omegaconf import open_dict, read_write
 
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     base = cfg.copy()
     with read_write(base), open_dict(base):

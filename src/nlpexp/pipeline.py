@@ -28,10 +28,10 @@ from nlpexp.observers import (
 )
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
+from nlpexp.schema import validate
 from nlpexp.sweep import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
-from nlpexp.validate import validate
 
 log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")
