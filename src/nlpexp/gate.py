@@ -12,9 +12,8 @@ from collections.abc import Iterator, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from nlpexp.adapters import hydra as hydra_api
-from nlpexp.config_files import foreign_settings
 from nlpexp.errors import NlpexpError
-from nlpexp.file_keys import ROOTS, check_setting
+from nlpexp.file_keys import ROOTS, check_setting, foreign_settings
 from nlpexp.safety import check_sweep_keys, check_switches, check_targets
 
 
