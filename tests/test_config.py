@@ -6,7 +6,8 @@ import pytest
 from hydra.utils import execution_whitelist, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp.config import CONFIG_DIR, PRESETS_DIR, TARGET_ALLOWLIST, compose, group_dir
+from nlpexp.components import BUILTIN_TARGETS as TARGET_ALLOWLIST
+from nlpexp.config import CONFIG_DIR, PRESETS_DIR, compose, group_dir
 from nlpexp.errors import NlpexpError
 from nlpexp.schema import validate
 

@@ -165,7 +165,7 @@ FILE_KEYS: dict[str, Rule] = {
     "logger.*.entity": NONE, "logger.*.base_url": NONE, "logger.*.host": Rule("person", safe=("127.0.0.1",
                                                                                             "localhost")),
     "logger.*.serve": OFF,
-    "model.trust_remote_code": OFF, "model.allow_pickle_weights": OFF,  # nlpexp.safety.SWITCHES
+    "model.trust_remote_code": OFF, "model.allow_pickle_weights": OFF,  # nlpexp.config.SWITCHES
     # -- under hydra: what a sweep varies and how many trials, and where its dirs go ...
     "hydra.mode": FILE,
     "hydra.run.dir": CONFINED, "hydra.sweep.dir": CONFINED, "hydra.sweep.subdir": Rule("file", _relative),

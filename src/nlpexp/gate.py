@@ -1,8 +1,8 @@
 """run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, before Hydra
 builds anything (run, -m, --cfg, -cp/-cd/-cn alike): every `_target_` against the allow-list
-(nlpexp.safety.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
-sweep parameters and the dangerous switches (nlpexp.safety.check_switches). Once per command: a job run after it
-does not check again (nlpexp.safety.check_run)."""
+(nlpexp.config.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
+sweep parameters and the dangerous switches (nlpexp.config.check_switches). Once per command: a job run after it
+does not check again (nlpexp.config.check_run)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from nlpexp.adapters import hydra as hydra_api
+from nlpexp.config import check_sweep_keys, check_switches, check_targets
 from nlpexp.errors import NlpexpError
 from nlpexp.file_keys import ROOTS, check_setting, foreign_settings
-from nlpexp.safety import check_sweep_keys, check_switches, check_targets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nlpexp import distributed
-from nlpexp.config import instantiate, to_container
+from nlpexp.config import check_run, instantiate, to_container
 from nlpexp.data import spec as data_spec
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import check_finite
@@ -27,7 +27,6 @@ from nlpexp.observers import (
     saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
 )
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
-from nlpexp.safety import check_run
 from nlpexp.schema import validate
 from nlpexp.sweep import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration

@@ -187,5 +187,5 @@ ROOT = Group({
 
 def validate(cfg: DictConfig) -> None:
     """Every setting of `cfg` (and of `cfg.hydra` where a sweep passes it) against ROOT: in pipeline.run (each run,
-    each trial) and in the gate (a sweep's base config, once). The security gate (nlpexp.safety) has run before."""
+    each trial) and in the gate (a sweep's base config, once). The security gate (nlpexp.config) has run before."""
     check_group(cfg, ROOT, "")

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
+from nlpexp.config import env_flag
 from nlpexp.errors import NlpexpError
 from nlpexp.hub import hub_cached, hub_reachable
 from nlpexp.model.bundled import PREFIX, bundled_path
 from nlpexp.rules import Int, Name, Pooling, Seed
-from nlpexp.safety import env_flag
 
 log = logging.getLogger(__name__)
 MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
@@ -46,7 +46,7 @@ class ModelSpec:
         self.random_init = dict(random_init) if random_init is not None else None
         self.max_seq_length = max_seq_length
         self.pooling = pooling
-        # Dangerous switches (nlpexp.safety.SWITCHES): the gate lets only the command line set them; or the env.
+        # Dangerous switches (nlpexp.config.SWITCHES): the gate lets only the command line set them; or the env.
         self.trust_remote_code = trust_remote_code or env_flag("NLPEXP_TRUST_REMOTE_CODE")
         self.seed = seed  # of random_init weights
         self.allow_pickle_weights = allow_pickle_weights or env_flag("NLPEXP_ALLOW_PICKLE_WEIGHTS")
