@@ -25,7 +25,8 @@ class Int(Rule):
     hi: int | None = None
 
     def ok(self, value) -> bool:
-        return isinstance(value, int) and Num(self.lo, self.hi).ok(value)
+        return isinstance(value, int) and _is_number(value) and (self.lo is None or value >= self.lo) and \
+            (self.hi is None or value <= self.hi)
 
     def __str__(self) -> str:
         if self.lo is not None and self.hi is not None:
