@@ -199,7 +199,7 @@ def test_columns_come_from_every_row(tmp_path):
     ("ledger-under-a-file", r"^paths.ledger_file: cannot use .*: cannot be created: .* is a file"),
 ])
 def test_paths_that_cannot_be_written_are_refused_before_the_run(kind, pattern, tmp_path):
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     a_file = tmp_path / "a_file"
     a_file.write_text("")

@@ -12,7 +12,7 @@ import pytest
 
 from nlpexp import NlpexpError
 from nlpexp.config import compose
-from nlpexp.validate import validate
+from nlpexp.schema import validate
 
 SUMMARIZE = "task=summarization model=tiny_t5 data=dialogsum"
 CLASSIFY = "task=classification data=imdb"

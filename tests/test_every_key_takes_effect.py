@@ -145,7 +145,7 @@ def effect(overrides: list[str], with_setup: bool = False) -> dict:
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from nlpexp.pipeline import build_task, objective
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     cfg = compose([f"paths.output_dir={RUN_DIR}", *BASE, *overrides])
     validate(cfg)

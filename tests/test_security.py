@@ -19,7 +19,8 @@ import yaml
 
 from nlpexp import NlpexpError, redaction, registry
 from nlpexp.boundary import exit_on_error
-from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
+from nlpexp.components import BUILTIN_TARGETS as TARGET_ALLOWLIST
+from nlpexp.config import CONFIG_DIR, PROJECT_ROOT
 from nlpexp.gate import check_command_line
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
@@ -241,8 +242,8 @@ def test_switches_from_the_environment_and_the_run_log_says_so(monkeypatch, capl
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from nlpexp.config import check_run
     from nlpexp.model import ModelSpec
-    from nlpexp.safety import check_run
 
     monkeypatch.setenv("NLPEXP_TRUST_REMOTE_CODE", "1")
     assert ModelSpec(name="m", name_or_path="x").trust_remote_code

@@ -1,8 +1,8 @@
 """run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, before Hydra
 builds anything (run, -m, --cfg, -cp/-cd/-cn alike): every `_target_` against the allow-list
-(nlpexp.safety.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
-sweep parameters and the dangerous switches (nlpexp.safety.check_switches). Once per command: a job run after it
-does not check again (nlpexp.safety.check_run). A seed project's `--flag` and a sweep that cannot run as typed
+(nlpexp.config.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
+sweep parameters and the dangerous switches (nlpexp.config.check_switches). Once per command: a job run after it
+does not check again (nlpexp.config.check_run). A seed project's `--flag` and a sweep that cannot run as typed
 are refused with what to type instead."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nlpexp import NlpexpError
 from nlpexp.adapters import hydra as hydra_api
-from nlpexp.config_files import foreign_settings
-from nlpexp.file_keys import ROOTS, check_setting
-from nlpexp.safety import check_sweep_keys, check_switches, check_targets
+from nlpexp.config import check_sweep_keys, check_switches, check_targets
+from nlpexp.file_keys import ROOTS, check_setting, foreign_settings
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -79,7 +78,7 @@ def _validate_sweep_base(cfg: DictConfig) -> None:
     base setting is one error line, not a failed first trial (each trial checks its own config again)."""
     from omegaconf import open_dict, read_write
 
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     base = cfg.copy()
     with read_write(base), open_dict(base):

@@ -35,7 +35,7 @@ def require_config_dir() -> None:
 
 
 # git by absolute path from the system's default PATH, with no GIT_* / LD_* variables: neither the PATH a config
-# could set (hydra.job.env_set, refused by nlpexp.safety anyway) nor GIT_CONFIG_* can choose what runs here.
+# could set (hydra.job.env_set, refused by nlpexp.config anyway) nor GIT_CONFIG_* can choose what runs here.
 GIT = shutil.which("git", path=os.defpath) or "/usr/bin/git"
 
 

@@ -14,16 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from nlpexp import NlpexpError, distributed
 from nlpexp import data as data_spec
-from nlpexp.config import instantiate, to_container
+from nlpexp.config import check_run, instantiate, to_container
 from nlpexp.metrics import check_finite
 from nlpexp.model import use_registry
 from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
-from nlpexp.safety import check_run
+from nlpexp.schema import validate
 from nlpexp.sweep import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
-from nlpexp.validate import validate
 
 log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")

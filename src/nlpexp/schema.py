@@ -1,4 +1,4 @@
-"""One schema for every setting of the composed config, checked (nlpexp.validate) before anything is built. A value
+"""One schema for every setting of the composed config, checked by validate() before anything is built. A value
 outside its rule, an unknown key (`+trainer.fp16=true`), a missing `???` or an unresolvable `${...}` ends as one
 NlpexpError line that names the key and what it allows.
 
@@ -16,11 +16,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import rules
 from nlpexp.data.pairs import NLI_FORMATS
 from nlpexp.data.readers import check_data_files
-from nlpexp.derived import Described, described
+from nlpexp.derived import Described, check_group, described
 from nlpexp.generation.settings import GenerationSettings
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
@@ -181,3 +183,9 @@ ROOT = Group({
     "debug": Anything(),
 }, required=("mode", "seed", "optimized_metric", "task", "model", "data", "optimizer", "scheduler", "trainer",
              "paths"), open=True)  # top-level keys of one's own (a note, a value to interpolate) are fine
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every setting of `cfg` (and of `cfg.hydra` where a sweep passes it) against ROOT: in pipeline.run (each run,
+    each trial) and in the gate (a sweep's base config, once). The security gate (nlpexp.config) has run before."""
+    check_group(cfg, ROOT, "")

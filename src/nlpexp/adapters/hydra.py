@@ -1,5 +1,6 @@
 """Hydra's private API: its command-line parser, its start-up (search path, the main Hydra object) and the
-defaults list of a composition (which file a config came from), for nlpexp.gate and nlpexp.config_files."""
+defaults list of a composition (which file a config came from). nlpexp.gate and nlpexp.file_keys call these.
+"""
 
 from __future__ import annotations
 

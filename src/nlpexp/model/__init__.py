@@ -11,7 +11,7 @@ from nlpexp import NlpexpError
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path, materialize_random, parameters_not_in
 from nlpexp.paths import group_dir, hub_cached, hub_reachable
 from nlpexp.rules import Int, Name, Pooling, Seed
-from nlpexp.safety import env_flag
+from nlpexp.config import env_flag
 
 MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
 REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
@@ -45,7 +45,7 @@ class ModelSpec:
         self.random_init = dict(random_init) if random_init is not None else None
         self.max_seq_length = max_seq_length
         self.pooling = pooling
-        # Dangerous switches (nlpexp.safety.SWITCHES): the gate lets only the command line set them; or the env.
+        # Dangerous switches (nlpexp.config.SWITCHES): the gate lets only the command line set them; or the env.
         self.trust_remote_code = trust_remote_code or env_flag("NLPEXP_TRUST_REMOTE_CODE")
         self.seed = seed  # of random_init weights
         self.allow_pickle_weights = allow_pickle_weights or env_flag("NLPEXP_ALLOW_PICKLE_WEIGHTS")

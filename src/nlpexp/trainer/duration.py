@@ -35,7 +35,7 @@ def settle_duration(cfg: DictConfig, overrides: Sequence[str]) -> None:
         return
     steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
     if not all(v is None or isinstance(v, int | float) and not isinstance(v, bool) for v in (steps, epochs)):
-        return  # a value that is no number: the schema's one line names it (nlpexp.validate)
+        return  # a value that is no number: the schema's one line names it (nlpexp.schema)
     by_steps = (steps or -1) > 0
     by_epochs = epochs is not None
     if named == set(KEYS):
