@@ -6,6 +6,7 @@ import pytest
 from hydra.utils import execution_whitelist, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nlpexp import NlpexpError
 from nlpexp.components import BUILTIN_TARGETS as TARGET_ALLOWLIST
 from nlpexp.config import CONFIG_DIR, PRESETS_DIR, compose, group_dir
 from nlpexp.schema import validate

@@ -25,8 +25,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nlpexp import NlpexpError, omegaconf_error
 from nlpexp.components import BUILTIN_TARGETS, is_allowed
-from nlpexp.errors import NlpexpError, omegaconf_error
 from nlpexp.rules import Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Rule, Text
 
 _INTERNAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from nlpexp import NlpexpError
+from nlpexp.config import env_flag
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path, materialize_random, parameters_not_in
 from nlpexp.paths import group_dir, hub_cached, hub_reachable
 from nlpexp.rules import Int, Name, Pooling, Seed
-from nlpexp.config import env_flag
 
 MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
 REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
