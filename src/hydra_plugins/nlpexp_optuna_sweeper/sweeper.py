@@ -126,7 +126,7 @@ class StudySweeper(Sweeper):
     def _launch(self, launcher, url: str, name: str, sweep_dir: Path, space: dict, fixed: dict, deletions: list[str],
                 batch: list) -> list:
         """Trials as Hydra jobs, each with its params, its dir and how it finds its study; returns their Outcomes."""
-        from nlpexp.sweep.env import trial_env
+        from hydra_plugins.nlpexp_optuna_sweeper import trial_env
         from nlpexp.sweep.loop import Outcome
 
         # Hydra's default subdir, the job number, becomes the trial number: unique across reruns.
