@@ -9,10 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hydra_plugins.nlpexp_optuna_sweeper import upstream
+from hydra_plugins.nlpexp_optuna_sweeper import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks, upstream
 from nlpexp.config import CONFIG_DIR, instantiate
 from nlpexp.pipeline import run
-from hydra_plugins.nlpexp_optuna_sweeper import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks
 from nlpexp.sweep.reporter import TrialReporter
 from nlpexp.sweep.storage import open_storage, sqlite_url
 

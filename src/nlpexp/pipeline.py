@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.nlpexp_optuna_sweeper import run_in_progress, trial_callbacks
 from nlpexp import distributed
 from nlpexp.config import instantiate, to_container
 from nlpexp.data import spec as data_spec
@@ -28,7 +29,6 @@ from nlpexp.observers import (
 )
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
-from hydra_plugins.nlpexp_optuna_sweeper import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
 from nlpexp.validate import validate

@@ -31,8 +31,8 @@ from nlpexp.sweep.study import (
     SKIPPED,
     counts_toward_n_trials,
     failed,
-    record_failure,
     requeue,
+    trial_id,
     trial_values,
 )
 
@@ -160,8 +160,7 @@ class TrialLoop:
         if not has_heartbeat(self.storage):  # a journal file: nobody would read the beats
             yield
             return
-        study_id = self.storage.get_study_id_from_name(self.study.study_name)
-        ids = [self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in batch]
+        ids = [trial_id(self.storage, self.study.study_name, t.number) for t in batch]
         stop = threading.Event()
 
         def beat() -> None:
@@ -192,8 +191,10 @@ class TrialLoop:
             return False
         values, problem = trial_values(outcome.value, self.plan.metrics)
         if outcome.error is not None or problem:
-            error = outcome.error
-            record_failure(self.study, trial, f"{type(error).__name__}: {first_line(error)}" if error else problem)
+            error = f"{type(outcome.error).__name__}: {first_line(outcome.error)}" if outcome.error else problem
+            trial.set_user_attr(ERROR, error)
+            tell(self.study, trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, error)
             return True
         tell(self.study, trial, values=values)
         log.info("trial %d: %s", trial.number,
