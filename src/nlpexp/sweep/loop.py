@@ -1,9 +1,8 @@
 """The trial loop of a study: ask, launch a batch, tell, until n_trials trials of the study have finished.
 
-The official sweeper counts trials per invocation and numbers jobs from 0; this loop counts the study's finished
-trials (complete, pruned, or failed while running), so that a rerun resumes and several sweep processes on one
-storage share the work. Trials that were running when their sweep died are queued again (heartbeats).
-The sweeper hands it a Plan and a `launch(trials) -> [Outcome]` callable: it knows nothing of Hydra.
+Unlike the official sweeper (trials counted per invocation), it counts the study's finished trials, so that a rerun
+resumes and several sweep processes on one storage share the work; a dead sweep's running trials are queued again
+(heartbeats). The sweeper hands it a Plan and a `launch(trials) -> [Outcome]` callable: it knows nothing of Hydra.
 """
 
 from __future__ import annotations
@@ -116,12 +115,8 @@ class TrialLoop:
 
     def _claim(self, count: int, known: int) -> list[optuna.Trial]:
         """Ask for `count` trials and keep those within n_trials (`known`: trials in the study when room was
-        counted).
-
-        Processes sharing the study may ask at the same moment; trial numbers order them, so a new trial is
-        kept only when fewer than n_trials finished or running trials have a smaller number. When the asked
-        trials are the next `count` numbers, nobody else asked in between and all are within n_trials.
-        """
+        counted). Processes sharing the study may ask at the same moment; trial numbers order them: a new trial is
+        kept only when fewer than n_trials finished or running trials have a smaller number."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
             asked = [self.study.ask() for _ in range(count)]

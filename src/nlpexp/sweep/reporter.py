@@ -22,8 +22,7 @@ def trial_reporters(cfg: DictConfig, storage_url: str, study_name: str, number: 
     """[TrialReporter] of trial `number` (hydra_plugins.nlpexp_optuna_sweeper.trial_callbacks: a sweep's trials)."""
     pruner = sweep_pruner()
     trial = open_trial(storage_url, study_name, number, pruner)
-    split, _, name = cfg.optimized_metric.partition("/")
-    if split != "val":
+    if cfg.optimized_metric.partition("/")[0] != "val":
         if not isinstance(pruner, optuna.pruners.NopPruner):
             raise NlpexpError(f"pruning needs a validation metric to report, but optimized_metric is "
                               f"'{cfg.optimized_metric}'; optimise a 'val/...' metric or use hydra/sweeper/pruner=none")

@@ -221,7 +221,7 @@ def load_study(target: str, study_name: str | None = None) -> tuple[optuna.Study
     """A study from a sweep dir or a storage URL (the only study there unless named); also its sweep dir."""
     url, named, sweep_dir = locate(target)
     study_name = study_name or named
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)  # a study to read: never a new storage or folder
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:
