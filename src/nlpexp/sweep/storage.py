@@ -14,6 +14,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 
 from nlpexp.errors import NlpexpError, first_line
+from nlpexp.redaction import redact
 
 SQLITE_FILE = "optuna.db"
 JOURNAL_SCHEME = "journal://"
@@ -68,8 +69,6 @@ class _RedactedAttrs:
 
 
 def _redacted(key: str, value: Any) -> Any:
-    from nlpexp.redaction import redact
-
     return redact({key: value})[key]
 
 
