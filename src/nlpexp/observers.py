@@ -134,7 +134,7 @@ class TrialObserver:
         pass
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
-        from nlpexp.sweep import check_trial_owned
+        from hydra_plugins.nlpexp_optuna_sweeper import check_trial_owned
 
         if error is None:
             check_trial_owned()

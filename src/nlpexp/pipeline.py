@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.nlpexp_optuna_sweeper import run_in_progress, trial_callbacks
 from nlpexp import NlpexpError, distributed
 from nlpexp import data as data_spec
 from nlpexp.config import check_run, instantiate, to_container
@@ -20,7 +21,6 @@ from nlpexp.model import use_registry
 from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.schema import validate
-from nlpexp.sweep import run_in_progress, trial_callbacks
 from nlpexp.trainer.duration import settle_job_duration
 from nlpexp.trainer.memory import release_memory
 

@@ -170,7 +170,7 @@ class MlflowLogger(RunLogger):
 
 def _run_name(config: Mapping[str, Any]) -> str:
     """`<study>/<trial>` in a sweep, else the task preset's name (`SbertNliTask` -> `sbert_nli`)."""
-    from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
+    from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
 
     if ENV_STUDY in os.environ:
         return f"{os.environ[ENV_STUDY]}/{os.environ.get(ENV_TRIAL, '')}"
@@ -181,8 +181,8 @@ def _run_name(config: Mapping[str, Any]) -> str:
 def _automatic_tags(run_dir: Path) -> dict[str, str]:
     """Where, by whom and from which code the run is, and, in a sweep, which study and trial (see nlpexp.sweep);
     `mlflow.*` are MLflow's own system tags, which its UI shows on the run page."""
+    from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
     from nlpexp.paths import git_state
-    from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
 
     tags = {"nlpexp.run_dir": str(run_dir.resolve()), "nlpexp.host": socket.gethostname(),
             "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
