@@ -38,12 +38,12 @@ _TRUSTED = re.compile(rf"{_DOTTED}(\.\*)?")
 BUILTIN_TARGETS = (
     # job config: one home per group (conf/<group>/ builds from src/nlpexp/<group>/)
     "nlpexp.data.DataSpec",
-    "nlpexp.generation.GenerationSettings",
+    "nlpexp.trainer.settings.GenerationSettings",
     "nlpexp.logger.TensorBoardLogger",
     "nlpexp.logger.WandbLogger",
     "nlpexp.logger.MlflowLogger",
     "nlpexp.model.ModelSpec",
-    "nlpexp.scheduler.build_scheduler",
+    "nlpexp.trainer.settings.build_scheduler",
     "nlpexp.task.augsbert.AugSbertTask",
     "nlpexp.task.classification.ClassificationTask",
     "nlpexp.task.embedding.EmbeddingTask",

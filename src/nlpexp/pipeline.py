@@ -29,8 +29,8 @@ from nlpexp.observers import (
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.safety import check_run
 from nlpexp.sweep import run_in_progress, trial_callbacks
-from nlpexp.trainer.duration import settle_job_duration
-from nlpexp.trainer.memory import release_memory
+from nlpexp.trainer import release_memory
+from nlpexp.trainer.settings import settle_job_duration
 from nlpexp.validate import validate
 
 log = logging.getLogger(__name__)

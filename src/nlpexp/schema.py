@@ -21,11 +21,9 @@ from nlpexp import rules
 from nlpexp.data.pairs import NLI_FORMATS
 from nlpexp.data.readers import check_data_files
 from nlpexp.derived import Described, described
-from nlpexp.generation.settings import GenerationSettings
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
-from nlpexp.scheduler import NAMES as SCHEDULERS
-from nlpexp.trainer.settings import TrainerSettings
+from nlpexp.trainer.settings import SCHEDULERS, GenerationSettings, TrainerSettings
 
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
 PAIR_SAMPLINGS = ("given", "random", "nearest")
@@ -90,7 +88,7 @@ OPTIMIZER = ByTarget({"torch.optim.Adam": _ADAM, "torch.optim.AdamW": _ADAM},
                                   "weight_decay": Num(0)}, required=("lr",), open=True),
                      bound=("params",))  # the trainer passes the model's parameters
 
-SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
+SCHEDULER = ByTarget({"nlpexp.trainer.settings.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 

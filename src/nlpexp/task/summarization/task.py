@@ -11,7 +11,6 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from nlpexp.data.cache import cached_map
 from nlpexp.errors import NlpexpError
-from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
 from nlpexp.task.base import Task
@@ -28,6 +27,7 @@ from nlpexp.task.summarization.trainers import (
     predictions_file,
     seq2seq_features,
 )
+from nlpexp.trainer.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
