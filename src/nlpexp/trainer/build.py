@@ -32,23 +32,20 @@ from nlpexp.trainer.checkpoints import read_seal, seal
 
 log = logging.getLogger(__name__)  # run.log only (conf/hydra/default.yaml): which parameters learn at head_lr
 GROUP_KEYS = ("optimizer_dict", "params")  # where the HF trainers hand over parameter groups
-# Keys of the optimizer group that are not arguments of the optimizer class.
-OWN_KEYS = ("weight_decay", "head_lr")  # weight decay goes per group (none on biases and norms), as in HF
+# Keys of the optimizer group that are no arguments of the optimizer class: weight decay goes per group (none on
+# biases and norms, as in HF), head_lr to the new parameters' groups.
+OWN_KEYS = ("weight_decay", "head_lr")
 
 
 class NonFiniteLossGuard(TrainerCallback):
-    """Stop the run with one clear line when the training loss becomes NaN or infinite.
-
-    Needs `logging_nan_inf_filter=False` (set by TrainerSettings), or the trainer hides such losses.
-    """
+    """Stop the run with one clear line when the training loss becomes NaN or infinite (TrainerSettings sets
+    `logging_nan_inf_filter=False`, or the trainer would hide such losses)."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            raise NlpexpError(
-                f"training loss became {loss} at step {state.global_step}; lower optimizer.lr, check the data "
-                f"for broken rows, or use trainer.precision=32"
-            )
+            raise NlpexpError(f"training loss became {loss} at step {state.global_step}; lower optimizer.lr, check "
+                              f"the data for broken rows, or use trainer.precision=32")
 
 
 @dataclass
@@ -60,7 +57,7 @@ class TrainOutcome:
 
 
 class SealedCheckpoints(TrainerCallback):
-    """Added last by nlpexp.trainer.build: seals each checkpoint once the trainer and every callback before this
+    """Added last by build_trainer: seals each checkpoint once the trainer and every callback before this
     one (e.g. the summarization predictions) have written into it; a stop signal waits for the seal."""
 
     def __init__(self, trainer, identity: dict | None):

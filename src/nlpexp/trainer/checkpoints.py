@@ -1,11 +1,10 @@
 """Checkpoints that are whole or absent, and the resume that trusts only those.
 
-The HF trainers write `checkpoint-N/` in place, file by file: a kill while saving leaves a folder that looks
-like a checkpoint and is not. `SealedCheckpoints` (nlpexp.trainer.build, the last callback of every trainer) writes
-a seal last, `nlpexp_checkpoint.json`, once every file of the checkpoint is on disk (fsynced, those that on_save
-callbacks add included): the names, sizes and sha256 of those files, the step, the sum of the per-step training
-losses so far (so that `train/mean_loss` of a resumed run is the mean over all its steps) and the checkpoint's
-identity (checkpoint_identity).
+The HF trainers write `checkpoint-N/` in place, file by file: a kill while saving leaves a folder that looks like a
+checkpoint and is not. `SealedCheckpoints` (nlpexp.trainer.build, the last callback of every trainer) writes a seal
+last, `nlpexp_checkpoint.json`, once every file of the checkpoint is on disk (fsynced): the files' names, sizes and
+sha256, the step, the sum of the per-step training losses so far (a resumed run's `train/mean_loss` is the mean
+over all its steps) and what the checkpoint was trained on (checkpoint_identity).
 
 A folder whose seal is missing, or whose files are missing or of another size, is incomplete (a kill while
 saving): removed. A complete one whose content differs from its seal is damaged (bit rot, an overwrite): it is
