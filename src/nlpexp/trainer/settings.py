@@ -167,8 +167,8 @@ def settle_duration(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Make trainer.max_steps or trainer.max_epochs, whichever the overrides set, bound training (in place).
 
     A config file that bounds training by one of them unsets the other (max_steps: -1, max_epochs: null; checked
-    for every preset by tests/test_settings_take_effect.py); the command line and a sweep's trial parameters cannot,
-    so naming one key (`+`/`++` too, not `~`) unsets the other here; naming both, each bounding training, is refused.
+    for every preset by tests/test_settings_take_effect.py). An override names one key only, so naming one (`+`/`++`
+    too, not `~`) unsets the other here; naming both, each bounding training, is refused.
     """
     trainer = cfg.get("trainer")
     named = {key.lstrip("+") for key, assigned, _ in (o.partition("=") for o in overrides) if assigned}
