@@ -21,8 +21,8 @@ from nlpexp.model import use_registry
 from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
 from nlpexp.schema import validate
-from nlpexp.trainer.duration import settle_job_duration
-from nlpexp.trainer.memory import release_memory
+from nlpexp.trainer import release_memory
+from nlpexp.trainer.settings import settle_job_duration
 
 log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")

@@ -173,9 +173,9 @@ class Task(ABC):
         return outcome
 
     def checkpoint_identity(self) -> dict:
-        """What a checkpoint of this run was trained on, by content (nlpexp.trainer.identity); resuming a checkpoint
+        """What a checkpoint of this run was trained on, by content (nlpexp.trainer.checkpoints); resuming a checkpoint
         of anything else is refused."""
-        from nlpexp.trainer.identity import checkpoint_identity
+        from nlpexp.trainer.checkpoints import checkpoint_identity
 
         return checkpoint_identity(type(self).__name__, self.model_spec, self.data, self.loss_factory)
 
