@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from nlpexp.cli import ArgumentParser, existing_dir, port, run_cli
+from nlpexp.cli import ArgumentParser, command, existing_dir, port
 from nlpexp.config import default_paths
 from nlpexp.logger.tensorboard import serve_command
 
@@ -68,6 +68,7 @@ def _domain(distribution):
     return None
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="nlpexp tb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())
