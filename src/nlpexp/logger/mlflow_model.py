@@ -28,12 +28,12 @@ def save(model_dir: Path, target: Path, settings: dict[str, Any] | None = None) 
     from nlpexp.task import own_head
 
     if (model_dir / "modules.json").is_file():
-        import mlflow.sentence_transformers
+        from mlflow.sentence_transformers import save_model as save_sentence_transformer
         from sentence_transformers import SentenceTransformer
 
         # Pinned to what trained it: no requirement inference (it would load the model again in a subprocess).
-        mlflow.sentence_transformers.save_model(SentenceTransformer(str(model_dir), device="cpu"), str(target),
-                                                pip_requirements=_pins(*PINS, "sentence-transformers"))
+        save_sentence_transformer(SentenceTransformer(str(model_dir), device="cpu"), str(target),
+                                  pip_requirements=_pins(*PINS, "sentence-transformers"))
         for extra in model_dir.iterdir():  # the task's own files (e.g. sbert_nli's nli_head): nlpexp reloads them
             if not (target / DATA_DIRS[0] / extra.name).exists():
                 (shutil.copytree if extra.is_dir() else shutil.copy2)(extra, target / DATA_DIRS[0] / extra.name)
