@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp import NlpexpError, first_line
 
 COMMANDS = {  # command -> its module, and what `nlpexp --help` says it does
     "runs": ("nlpexp.runs", "the ledger: every run so far, filtered, sorted by a metric (--sort val/accuracy)"),

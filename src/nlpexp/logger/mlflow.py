@@ -105,7 +105,7 @@ class MlflowLogger(RunLogger):
             self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-        from nlpexp import provenance
+        from nlpexp.io import collect_provenance
 
         if self.run_id is None:
             return
@@ -115,7 +115,7 @@ class MlflowLogger(RunLogger):
             if metrics:
                 self.record_results(metrics)
                 self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
-            facts = provenance.collect(self._seed, sorted(self._files_read or ()))  # as the run dir gets it
+            facts = collect_provenance(self._seed, sorted(self._files_read or ()))  # as the run dir gets it
             self.client.log_dict(self.run_id, redact(facts), "provenance.json")
             model = self.run_dir / "best_model"
             if self.log_model and failure is None and model.is_dir():
@@ -159,7 +159,7 @@ def _run_name(config: Mapping[str, Any]) -> str:
 def _automatic_tags(run_dir: Path) -> dict[str, str]:
     """Where, by whom and from which code the run is, and, in a sweep, which study and trial (see nlpexp.sweep);
     `mlflow.*` are MLflow's own system tags, which its UI shows on the run page."""
-    from nlpexp.provenance import git_state
+    from nlpexp.paths import git_state
     from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
 
     tags = {"nlpexp.run_dir": str(run_dir.resolve()), "nlpexp.host": socket.gethostname(),

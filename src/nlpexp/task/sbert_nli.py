@@ -21,9 +21,9 @@ from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 from transformers import TrainerCallback
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
-from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task.base import Task
 from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoring, lazy_evaluator
