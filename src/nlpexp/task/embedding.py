@@ -13,7 +13,7 @@ from sentence_transformers.sentence_transformer import losses
 from nlpexp.data import DataSpec
 from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
 from nlpexp.errors import NlpexpError
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
 
 log = logging.getLogger(__name__)

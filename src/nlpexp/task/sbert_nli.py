@@ -25,7 +25,7 @@ from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
 from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoring, lazy_evaluator
 
 log = logging.getLogger(__name__)

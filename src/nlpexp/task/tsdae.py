@@ -16,7 +16,7 @@ from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncod
 
 from nlpexp.data import DataSpec
 from nlpexp.data.pairs import unique_texts
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 from nlpexp.task.evaluators import StsScoring, fit_bi_encoder
 
 

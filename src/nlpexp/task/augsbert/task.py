@@ -25,6 +25,7 @@ from nlpexp.distributed import is_main_process
 from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.model.weights import parameters_not_in
+from nlpexp.task import Task
 from nlpexp.task.augsbert.stages import (
     StageLedger,
     gold_and_silver,
@@ -32,7 +33,6 @@ from nlpexp.task.augsbert.stages import (
     read_jsonl,
     save_folder_atomically,
 )
-from nlpexp.task.base import Task
 from nlpexp.task.evaluators import SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from nlpexp.errors import NlpexpError
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 from nlpexp.task.rouge import Rouge
 from nlpexp.task.summarization.trainers import (
     IGNORE_INDEX,
