@@ -99,8 +99,8 @@ class Task(ABC):
 
     @abstractmethod
     def score(self, role: str) -> dict[str, float]:
-        """The metrics of the current model on `role` (validation/test), keys `<split>/<metric>`; {} if the data
-        has no such split. The one place a task computes its metrics (its trainer evaluates with it too)."""
+        """The metrics of the current model on `role` (validation/test, a split has_split() finds), keys
+        `<split>/<metric>`. The one place a task computes its metrics (its trainer evaluates with it too)."""
 
     def reuses_validation(self) -> bool:
         """Whether evaluate() may take training's best validation metrics for score("validation")."""
@@ -182,6 +182,6 @@ class Task(ABC):
         before -> after that metrics.json, the ledger and the console table show."""
         from nlpexp.metrics import as_start
 
-        if self.trainer_settings.evaluate_start and not self.start_metrics:
+        if self.trainer_settings.evaluate_start and not self.start_metrics and self.has_split("validation"):
             log.info("evaluating the starting model on validation (trainer.evaluate_start=false skips it)")
             self.start_metrics = as_start(self.score("validation"))

@@ -161,15 +161,12 @@ class ClassificationTask(Task):
             save_head_config(self.model, self.best_model_dir)
 
     def score(self, role: str) -> dict[str, float]:
-        if not self.data.has(role):
-            return {}
         output = self.trainer.predict(self._tokenized(role), metric_key_prefix="eval")
         if role == ANALYSED_ROLE:
-            rows = self._rows(role)
             write_confusion_matrix(self.run_dir, output.label_ids, output.predictions, self.model.label_names,
                                    split_name(role))
-            write_misclassified(self.run_dir / "misclassified.jsonl", list(rows["text"]), output.label_ids,
-                                output.predictions, self.model.label_names)
+            write_misclassified(self.run_dir / "misclassified.jsonl", list(self._rows(role)["text"]),
+                                output.label_ids, output.predictions, self.model.label_names)
         return from_trainer_logs(output.metrics, split_name(role))
 
     def _rows(self, role: str):

@@ -154,7 +154,7 @@ def save_head(loss: SoftmaxLoss, folder: Path, label_names=None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in loss.classifier.state_dict().items()}, str(folder / HEAD_WEIGHTS))
-    config = {**loss.get_config_dict(), "embedding_dimension": loss.classifier.in_features // _n_vectors(loss)}
+    config = {**loss.get_config_dict(), "embedding_dimension": loss.model.get_embedding_dimension()}
     if label_names is not None:
         config["label_names"] = list(label_names)
     elif (folder / HEAD_CONFIG).is_file():
@@ -182,7 +182,3 @@ def load_nli_classifier(folder: str | Path) -> tuple[SentenceTransformer, Softma
     loss = SoftmaxLoss(model, model.get_embedding_dimension(), **config)
     load_head(loss, folder)
     return model, loss, label_names
-
-
-def _n_vectors(loss: SoftmaxLoss) -> int:
-    return 2 * loss.concatenation_sent_rep + loss.concatenation_sent_difference + loss.concatenation_sent_multiplication

@@ -132,8 +132,6 @@ class SummarizationTask(Task):
         return self.kept_predictions  # else evaluate() generates the validation predictions again
 
     def score(self, role: str) -> dict[str, float]:
-        if not self.data.has(role):
-            return {}
         scorer = PredictionScorer(self._examples(role), self.decode, self.rouge)
         training_scorer, self.trainer.compute_metrics = self.trainer.compute_metrics, scorer
         try:
