@@ -85,14 +85,17 @@ class SummarizationTask(Task):
             self.source_prefix = _checkpoint_prefix(self.model.config)
         self.kept_predictions = False  # training left the best checkpoint's validation predictions in the run dir
         # One trainer for training and for every evaluation: in eval mode it only predicts.
+        training = {}
         if self.mode == "train":
             scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
             self.train_set = self._features(self._examples("train"), with_prompt=False)
-            self.trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
-                                         train_dataset=self.train_set,
-                                         eval_dataset=self._features(scorer.examples, with_prompt=True))
-        else:
-            self.trainer = self._trainer(None, self.training_callbacks())
+            training = {"train_dataset": self.train_set, "compute_metrics": scorer,
+                        "eval_dataset": self._features(scorer.examples, with_prompt=True),
+                        "callbacks": [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)]}
+        args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
+                                       remove_unused_columns=False)  # keeps the prompts of decoder-only models
+        self.trainer = self.make_trainer(SummarizationTrainer, args, model=self.model, data_collator=self.collator,
+                                         processing_class=self.tokenizer, **training)
 
     def new_parameters(self) -> list:
         return self.model_spec.new_parameters(self.model) if self.mode == "train" else []
@@ -140,13 +143,6 @@ class SummarizationTask(Task):
             self.trainer.compute_metrics = training_scorer
         scorer.write(self.run_dir / predictions_file(role))
         return from_trainer_logs(output.metrics, split_name(role))
-
-    def _trainer(self, scorer: PredictionScorer | None, callbacks: Sequence, **datasets) -> SummarizationTrainer:
-        args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
-                                       remove_unused_columns=False)  # keeps the prompts of decoder-only models
-        return self.make_trainer(SummarizationTrainer, args, model=self.model, data_collator=self.collator,
-                                 processing_class=self.tokenizer, compute_metrics=scorer, callbacks=list(callbacks),
-                                 **datasets)
 
     def decode(self, generated: np.ndarray) -> list[str]:
         """Summaries from generated ids: without the decoder start token (seq2seq), cut at EOS, no padding."""
