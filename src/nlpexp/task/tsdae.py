@@ -47,26 +47,20 @@ class TsdaeTask(StsScoredTask):
 
 def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:
     """Drop each word with probability `ratio`, keeping at least one (TSDAE's deletion noise)."""
-    words = _word_tokenizer().tokenize(text)
+    tokenizer, detokenizer = _nltk_words()
+    words = tokenizer.tokenize(text)
     if not words:
         return text
     keep = rng.random(len(words)) >= ratio
     if not keep.any():
         keep[rng.integers(len(words))] = True
-    return _detokenizer().detokenize([w for w, kept in zip(words, keep, strict=True) if kept])
+    return detokenizer.detokenize([w for w, kept in zip(words, keep, strict=True) if kept])
 
 
 @functools.cache
-def _word_tokenizer():
+def _nltk_words():
     # word_tokenize would first split sentences with punkt, a download; its word-level part needs none.
     from nltk.tokenize import NLTKWordTokenizer
-
-    return NLTKWordTokenizer()
-
-
-@functools.cache
-def _detokenizer():
     from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-    return TreebankWordDetokenizer()
-
+    return NLTKWordTokenizer(), TreebankWordDetokenizer()
