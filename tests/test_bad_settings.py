@@ -10,8 +10,8 @@ import re
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import compose
-from nlpexp.errors import NlpexpError
 from nlpexp.validate import validate
 
 SUMMARIZE = "task=summarization model=tiny_t5 data=dialogsum"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
-from nlpexp.errors import NlpexpError
 
 NLI = ("premise", "hypothesis", "label")
 LABELS = ["entailment", "neutral", "contradiction"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, instantiate
-from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
 from tests.fixtures import _sentence, nli_rows, sts_rows
 

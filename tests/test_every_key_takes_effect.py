@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from nlpexp import NlpexpError
 from nlpexp.config import compose, instantiate
-from nlpexp.errors import NlpexpError
 from nlpexp.rules import Bool, ByTarget, Group, Int, MapOf, Maybe, Num, OneOf
 from nlpexp.schema import ROOT
 

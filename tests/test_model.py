@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.model import ModelSpec, bundled
 
 

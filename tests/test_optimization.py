@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.model import ModelSpec
 from nlpexp.pipeline import build_task, run
 from nlpexp.trainer.optimization import with_head_lr

@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nlpexp.errors import NlpexpError
-from nlpexp.ledger import read as read_ledger
+from nlpexp import NlpexpError
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 from nlpexp.sweep import check_trial_owned
 from nlpexp.sweep.env import trial_env

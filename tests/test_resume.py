@@ -16,8 +16,8 @@ import signal
 
 import pytest
 
-from nlpexp.errors import NlpexpError
-from nlpexp.ledger import read as read_ledger
+from nlpexp import NlpexpError
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 from nlpexp.tb import read_tags
 from nlpexp.trainer.checkpoints import SEAL, check_identity, newest_complete, read_seal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rouge_score import rouge_scorer
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.task.rouge import Rouge, WordTokenizer
 
 KO_PREDICTION = "철수가 학교에 갔다."

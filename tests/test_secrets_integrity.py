@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from nlpexp import registry
+from nlpexp import NlpexpError, registry
 from nlpexp.config import PROJECT_ROOT
-from nlpexp.errors import NlpexpError
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
 TOKEN = "ghp_planted_launder_0123456789abcdef"

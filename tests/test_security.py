@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlpexp import redaction, registry
+from nlpexp import NlpexpError, redaction, registry
 from nlpexp.boundary import exit_on_error
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
-from nlpexp.errors import NlpexpError
 from nlpexp.gate import check_command_line
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
@@ -326,15 +325,15 @@ def test_a_studys_identity_includes_its_storage(tmp_path):
 
 
 def test_git_is_called_by_absolute_path(tmp_path, monkeypatch):
-    from nlpexp import provenance
+    from nlpexp.paths import GIT, git_state
 
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "git").write_text(f"#!/bin/sh\ntouch {tmp_path / 'MARKER'}\n")
     (fake / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    provenance.git_state()
-    assert Path(provenance.GIT).is_absolute() and not (tmp_path / "MARKER").exists()
+    git_state()
+    assert Path(GIT).is_absolute() and not (tmp_path / "MARKER").exists()
 
 
 # ---- secrets: planted in the environment, interpolated into every kind of field, grepped for afterwards ----

@@ -109,7 +109,7 @@ def test_the_reporter_stops_a_trial_the_pruner_gives_up(tmp_path):
 
 
 def test_the_reporter_names_a_metric_the_evaluation_lacks(tmp_path):
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path)))
     reporter = TrialReporter(study.ask(), "val/accuracy")

@@ -23,8 +23,8 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from nlpexp import NlpexpError
 from nlpexp.config import compose
-from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.observers import CALLED_WITH
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp import NlpexpError, first_line
 
 COMMANDS = {"runs": "nlpexp.runs", "registry": "nlpexp.registry", "tb": "nlpexp.tb"}
 SUMMARIES = {

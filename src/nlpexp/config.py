@@ -7,8 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp import NlpexpError, first_line
 from nlpexp.components import BUILTIN_TARGETS, for_building
-from nlpexp.errors import NlpexpError, first_line
 from nlpexp.paths import group_dir, ledger_dir, project_root, require_config_dir  # noqa: F401 (group_dir: for callers)
 
 

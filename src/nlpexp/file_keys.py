@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nlpexp import NlpexpError
 from nlpexp.adapters.omegaconf import child, raw
 from nlpexp.config import CONFIG_DIR
-from nlpexp.errors import NlpexpError
 
 
 class Rule(NamedTuple):

@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from nlpexp import NlpexpError
 from nlpexp.cli import ArgumentParser, run_cli
 from nlpexp.config import default_paths
-from nlpexp.errors import NlpexpError
 from nlpexp.model.registry import PREFIX, describe, model_folder, register, resolve, versions  # noqa: F401
 
 

@@ -22,8 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nlpexp import NlpexpError, first_line
 from nlpexp.copies import refuse_links, refuse_links_on_the_way
-from nlpexp.errors import NlpexpError, first_line
 
 SCHEME = "mlflow:"
 RUN_ID_FILE = "mlflow_run_id"  # in a run dir: the MLflow run that logger=mlflow recorded it in

@@ -17,10 +17,10 @@ import io
 import sys
 from pathlib import Path
 
-from nlpexp import ledger
+from nlpexp import NlpexpError
 from nlpexp.cli import ArgumentParser, existing_file, new_file, run_cli
 from nlpexp.config import CONFIG_DIR, default_paths
-from nlpexp.errors import NlpexpError
+from nlpexp.io import read_ledger
 
 STATUSES = ("ok", "failed", "interrupted", "pruned", "running")
 BASE_COLUMNS = ("run_id", "status", "mode", "task", "model", "data", "start")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=new_file, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
 
-    records = select(ledger.read(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
+    records = select(read_ledger(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
                      args.data, args.status, args.sweep)
     if args.sweep and not records and not Path(args.sweep).is_dir():  # a deleted sweep's trials are still listed
         raise NlpexpError(f"--sweep: {args.sweep} is no sweep dir, and no run in the ledger was a trial of it")

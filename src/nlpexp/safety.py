@@ -21,9 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nlpexp import components
+from nlpexp import NlpexpError, components
 from nlpexp.adapters.omegaconf import child, raw
-from nlpexp.errors import NlpexpError
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def _max_positions(model: dict) -> int | None:
 
 
 def _check_seq_length(model: dict, path: str) -> None:
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     limit = _max_positions(model)
     length = model.get("max_seq_length")
@@ -69,7 +69,7 @@ DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
 def _check_duration(trainer: dict, path: str) -> None:
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     epochs = trainer.get("max_epochs")
     if trainer.get("max_steps", -1) <= 0 and (epochs is None or epochs <= 0):

@@ -9,8 +9,8 @@ from enum import Enum
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nlpexp import NlpexpError, omegaconf_error
 from nlpexp.derived import group_of
-from nlpexp.errors import NlpexpError, omegaconf_error
 from nlpexp.rules import ByTarget, Group, MapOf, Maybe
 from nlpexp.schema import ROOT
 

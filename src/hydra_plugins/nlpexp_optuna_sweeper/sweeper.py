@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.nlpexp_optuna_sweeper import upstream
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 log = logging.getLogger(__name__)
 LEAST = {"n_trials": 1, "n_jobs": 1, "heartbeat_interval": 1, "grace_period": 1, "max_retry": 0, "failure_budget": 0}

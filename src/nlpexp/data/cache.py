@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from nlpexp import first_line
 from nlpexp.adapters.datasets import fingerprint
-from nlpexp.errors import first_line
-from nlpexp.provenance import sha256_file
+from nlpexp.io import sha256_file
 
 log = logging.getLogger(__name__)
 # Libraries whose upgrade may change what a tokenizer produces or how the cache file is written.

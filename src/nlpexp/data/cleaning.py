@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 log = logging.getLogger(__name__)
 

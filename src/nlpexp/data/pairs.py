@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 NLI_COLUMNS = ("premise", "hypothesis", "label")
 STS_COLUMNS = ("sentence1", "sentence2", "score")

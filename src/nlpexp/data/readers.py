@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError, first_line
-from nlpexp.hub import hub_reachable
-from nlpexp.paths import project_root
+from nlpexp import NlpexpError, first_line
+from nlpexp.paths import hub_reachable, project_root
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
+from nlpexp import NlpexpError
 from nlpexp.data.cleaning import drop_empty, encode_labels
 from nlpexp.data.readers import Source, missing_split, read_given_file, read_split
-from nlpexp.errors import NlpexpError
 from nlpexp.rules import Name, Num, Positive, Seed
 
 log = logging.getLogger(__name__)

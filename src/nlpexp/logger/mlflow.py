@@ -141,9 +141,9 @@ class MlflowLogger(RunLogger):
 
     def _log_provenance(self) -> None:
         """provenance.json as the pipeline writes it into the run dir once the loggers are done."""
-        from nlpexp import provenance
+        from nlpexp.io import collect_provenance
 
-        facts = provenance.collect(self._seed, sorted(self._files_read or ()))
+        facts = collect_provenance(self._seed, sorted(self._files_read or ()))
         self.client.log_dict(self.run_id, redact(facts), "provenance.json")
 
     def _log_best_model(self, model: Path) -> None:
@@ -181,7 +181,7 @@ def _run_name(config: Mapping[str, Any]) -> str:
 def _automatic_tags(run_dir: Path) -> dict[str, str]:
     """Where, by whom and from which code the run is, and, in a sweep, which study and trial (see nlpexp.sweep);
     `mlflow.*` are MLflow's own system tags, which its UI shows on the run page."""
-    from nlpexp.provenance import git_state
+    from nlpexp.paths import git_state
     from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
 
     tags = {"nlpexp.run_dir": str(run_dir.resolve()), "nlpexp.host": socket.gethostname(),

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nlpexp import NlpexpError
 from nlpexp import metrics as metric_names
-from nlpexp.errors import NlpexpError
 from nlpexp.logger.base import RunLogger
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import functools
 import importlib.util
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
-from nlpexp.provenance import sha256_file
+from nlpexp import NlpexpError
+from nlpexp.io import sha256_file
 
 # name -> (package, folder inside it, sha256 of model.safetensors)
 BUNDLED = {

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_cached
+from nlpexp import NlpexpError
 from nlpexp.model.bundled import PREFIX as BUNDLED
 from nlpexp.model.bundled import bundled_path
+from nlpexp.paths import hub_cached
 
 PREFIX = "registry:"
 REGISTER = "registry register"

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_cached, hub_reachable
+from nlpexp import NlpexpError
 from nlpexp.model.bundled import PREFIX, bundled_path
+from nlpexp.paths import hub_cached, hub_reachable
 from nlpexp.rules import Int, Name, Pooling, Seed
 from nlpexp.safety import env_flag
 

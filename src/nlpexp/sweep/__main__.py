@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from nlpexp import NlpexpError
 from nlpexp.cli import ArgumentParser, port
 from nlpexp.config import default_paths
-from nlpexp.errors import NlpexpError
 
 log = logging.getLogger("nlpexp")
 

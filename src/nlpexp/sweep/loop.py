@@ -23,8 +23,8 @@ import optuna
 from optuna.storages import BaseStorage, fail_stale_trials
 from optuna.trial import TrialState
 
+from nlpexp import NlpexpError, first_line
 from nlpexp.adapters.optuna import has_heartbeat, tell
-from nlpexp.errors import NlpexpError, first_line
 from nlpexp.sweep.study import (
     ERROR,
     RUN_DIR,

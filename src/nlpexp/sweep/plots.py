@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from nlpexp.errors import first_line
+from nlpexp import first_line
 from nlpexp.io import write_text_atomic
 
 # plot name -> optuna.visualization function (the matplotlib twin has the same name)

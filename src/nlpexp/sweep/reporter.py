@@ -10,8 +10,8 @@ import optuna
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from nlpexp import NlpexpError
 from nlpexp.adapters.optuna import trial_of, trial_state
-from nlpexp.errors import NlpexpError
 from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
 from nlpexp.sweep.storage import open_storage
 from nlpexp.sweep.study import trial_id

@@ -16,7 +16,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp import NlpexpError, first_line
 
 SQLITE_FILE = "optuna.db"
 JOURNAL_SCHEME = "journal://"

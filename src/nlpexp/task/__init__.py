@@ -19,8 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
-from nlpexp.errors import NlpexpError
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)

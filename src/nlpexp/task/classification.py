@@ -29,8 +29,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
-from nlpexp.errors import NlpexpError
 from nlpexp.metrics import from_trainer_logs, split_name
 from nlpexp.task import Task, own_head
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified

@@ -10,8 +10,8 @@ import logging
 
 from sentence_transformers.sentence_transformer import losses
 
+from nlpexp import NlpexpError
 from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
-from nlpexp.errors import NlpexpError
 from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoredTask
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 from transformers import TrainerCallback
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
-from nlpexp.errors import NlpexpError
 from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoredTask
 
 log = logging.getLogger(__name__)

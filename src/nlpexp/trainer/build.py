@@ -17,9 +17,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from nlpexp import NlpexpError
 from nlpexp.adapters.transformers import loss_sum, scheduler_created, skip_epochs_when
 from nlpexp.boundary import hold_stop_signals, release_stop_signals
-from nlpexp.errors import NlpexpError
 from nlpexp.trainer.checkpoints import read_seal, seal
 from nlpexp.trainer.optimization import make_optimizer
 

@@ -22,9 +22,8 @@ import re
 import shutil
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
-from nlpexp.io import write_json_atomic
-from nlpexp.provenance import sha256_file
+from nlpexp import NlpexpError
+from nlpexp.io import sha256_file, write_json_atomic
 from nlpexp.redaction import redact
 from nlpexp.trainer.identity import refuse_another_identity
 

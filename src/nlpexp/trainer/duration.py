@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, open_dict
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 KEYS = ("max_epochs", "max_steps")
 

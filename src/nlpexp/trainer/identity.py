@@ -5,7 +5,7 @@ the task, the model as built (where it comes from, its tokenizer, random_init ar
 max_seq_length, build), the loss and its settings, and the training rows (the sha256 of the training role's
 files, and the settings that pick and label rows). Labels that only name things (model.name, data.name) are left
 out: renaming a config is no other run, and a config of the same name with other settings is no longer the
-same one. File hashes are cached per (path, mtime, size) in the process (nlpexp.provenance), which hashes the
+same one. File hashes are cached per (path, mtime, size) in the process (nlpexp.io), which hashes the
 same files for provenance.json anyway.
 """
 
@@ -36,7 +36,7 @@ def training_files(data) -> dict[str, str]:
     mirror moved elsewhere is the same data."""
     from nlpexp.data.readers import find_split_file
     from nlpexp.data.spec import POOLED
-    from nlpexp.provenance import data_hashes
+    from nlpexp.io import data_hashes
 
     role = POOLED if data.split_ratios else "train"
     found = {}
@@ -74,7 +74,7 @@ _ORDER = {"task": 0, "model": 1, "loss": 2, "data": 3}  # what differs is named 
 
 def refuse_another_identity(folder, sealed: dict, identity: dict) -> None:
     """One error line naming (up to three of) the settings a checkpoint was trained with that this run changes."""
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     theirs, ours = _flat(sealed), _flat(identity)
     differ = sorted((k for k in ours.keys() | theirs.keys() if theirs.get(k) != ours.get(k)),

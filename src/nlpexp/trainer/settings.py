@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from nlpexp import NlpexpError
 from nlpexp.distributed import is_multiprocess
-from nlpexp.errors import NlpexpError
 from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
 from nlpexp.trainer.checkpoints import check_identity, newest_complete
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
+from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
-from nlpexp.errors import NlpexpError
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
