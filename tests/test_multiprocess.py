@@ -23,7 +23,7 @@ WEIGHTS_REPORTER = """
 import os, runpy, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 
 REPORT = Path(__file__).with_name(f"weights-{os.environ['RANK']}.txt")
 

@@ -57,7 +57,7 @@ def _place_kill(point: str) -> None:
     `evaluate_validation` (done). Only ever called in the forked child, whose patches die with it."""
     from transformers import TrainerCallback
 
-    from nlpexp.task.base import Task
+    from nlpexp.task import Task
     from nlpexp.task.sbert_nli import SbertNliTask
 
     name, _, step = point.partition(":")

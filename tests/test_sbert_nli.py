@@ -180,3 +180,31 @@ def test_a_frozen_encoder_keeps_its_sts_scores_while_the_head_learns(compose_run
     trained_all = run(compose_run(*SMOKE, "logger=none", "task.trained_layers=null", "trainer.max_steps=8",
                                   run_dir=tmp_path / "all_layers"))
     assert trained_all["val/pearson_cosine"] != trained_all["start/pearson_cosine"]
+
+
+def test_evaluate_skips_a_role_that_no_data_of_the_run_has(caplog, tmp_path):
+    """The main job's SNLI has no test split and STSb's is held out: nothing says "evaluating on test"."""
+    import logging
+
+    from nlpexp.task import Task
+
+    class ValidationOnly:
+        name = "nli"
+
+        def has(self, role: str) -> bool:
+            return role == "validation"
+
+    class Scored(Task):
+        def setup(self) -> None: ...
+
+        def train(self) -> None: ...
+
+        def score(self, role: str) -> dict[str, float]:
+            return {f"{role}/accuracy": 1.0} if self.data.has(role) else {}
+
+    task = Scored(monitor="val/accuracy", model=None, data=ValidationOnly(), trainer=None, optimizer=None,
+                  scheduler=None, run_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="nlpexp.task"):
+        assert task.evaluate("test") == {}
+        assert task.evaluate("validation") == {"validation/accuracy": 1.0}
+    assert [r.getMessage() for r in caplog.records] == ["evaluating on validation"]

@@ -11,7 +11,7 @@ from my_lab.losses import InfoNCELoss
 from nlpexp import NlpexpError
 from nlpexp.distributed import is_main_process
 from nlpexp.metrics import prefixed, split_name
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 
 
 class PairRetrievalTask(Task):
