@@ -56,9 +56,7 @@ def test_triplets_without_any_contradiction_is_an_error():
         nli_ranking_examples(nli(("p", "h", E), ("q", "h", N)), LABELS, "triplets")
 
 
-def test_unknown_format_and_missing_label():
-    with pytest.raises(NlpexpError, match="nli_format"):
-        nli_ranking_examples(ROWS, LABELS, "quads")
+def test_missing_label():  # an unknown task.nli_format: the schema's (tests/test_bad_settings.py)
     with pytest.raises(NlpexpError, match="'contradiction' label"):
         nli_ranking_examples(ROWS, ["entailment", "neutral", "other"], "triplets")
 

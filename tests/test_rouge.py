@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from rouge_score import rouge_scorer
 
-from nlpexp import NlpexpError
 from nlpexp.task.rouge import Rouge, WordTokenizer
 
 KO_PREDICTION = "철수가 학교에 갔다."
@@ -59,11 +58,6 @@ def test_rouge_lsum_scores_sentence_by_sentence():
     scores = Rouge(use_stemmer=False).corpus(["b b. a a."], [["a a. b b."]])
     assert scores["rougeLsum"] == pytest.approx(1.0)
     assert scores["rougeL"] == pytest.approx(0.5)
-
-
-def test_unknown_multi_reference_mode():
-    with pytest.raises(NlpexpError, match="best"):
-        Rouge("max")
 
 
 def test_a_korean_summary_decoded_by_the_bundled_tokenizer_scores_by_hand():

@@ -7,6 +7,7 @@ in-batch-negative losses, (sentence1, sentence2, score) for scored-pair losses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -16,15 +17,13 @@ NLI_COLUMNS = ("premise", "hypothesis", "label")
 STS_COLUMNS = ("sentence1", "sentence2", "score")
 # all_pairs: every (premise, hypothesis) whatever its label (what seed 004 did);
 # entailment_pairs: entailed hypotheses only; triplets: (premise, entailment, that premise's first contradiction).
-NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")
+NliFormat = Literal["all_pairs", "entailment_pairs", "triplets"]  # task.nli_format
 
 
-def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: str):
+def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: NliFormat):
     """(anchor, positive) pairs or (anchor, positive, negative) triplets from NLI rows with label ids."""
     import datasets
 
-    if nli_format not in NLI_FORMATS:
-        raise NlpexpError(f"task.nli_format must be one of {NLI_FORMATS}, got {nli_format!r}")
     # Columns read in one go: a Dataset column indexed row by row costs an Arrow lookup per row (seconds on NLI data)
     premises, hypotheses, labels = (list(rows[c][:]) for c in NLI_COLUMNS)
     if nli_format == "all_pairs":

@@ -26,13 +26,14 @@ from typing import Any
 from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
 from nlpexp.registry_mlflow import RUN_ID_FILE
+from nlpexp.rules import Name
 
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
 class MlflowLogger(RunLogger):
-    def __init__(self, run_dir: str, experiment: str, tracking_uri: str | None = None, run_name: str | None = None,
+    def __init__(self, run_dir: Name, experiment: Name, tracking_uri: Name | None = None, run_name: Name | None = None,
                  tags: Mapping[str, Any] | None = None, log_model: bool = True):
         self.run_dir = Path(run_dir)
         self.experiment = experiment

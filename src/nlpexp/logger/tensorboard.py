@@ -14,10 +14,11 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger
+from nlpexp.rules import Int, Name
 
 log = logging.getLogger(__name__)
 # trainer log key -> seed 000's tag for it at the step, and for its mean over the epoch at the epoch's end
@@ -27,8 +28,8 @@ SEED_000_EPOCH_TAGS = {"loss": "Loss/Train_Epoch", "train_accuracy": "Accuracy/T
 
 
 class TensorBoardLogger(RunLogger):
-    def __init__(self, log_dir: str, histograms: bool = False, serve: bool = False, port: int = 6006,
-                 host: str = "127.0.0.1", seed000_tags: bool = False):
+    def __init__(self, log_dir: Name, histograms: bool = False, serve: bool = False,
+                 port: Annotated[int, Int(1, 65535)] = 6006, host: Name = "127.0.0.1", seed000_tags: bool = False):
         self.log_dir = Path(log_dir)
         self.histograms = histograms
         self.seed000_tags = seed000_tags

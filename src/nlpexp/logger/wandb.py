@@ -14,22 +14,23 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from nlpexp import NlpexpError
 from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger
+from nlpexp.rules import Name
 
 log = logging.getLogger(__name__)
 ENV_MODES = {"offline": "offline", "dryrun": "offline", "disabled": "disabled", "online": "online", "run": "online"}
 
 
 class WandbLogger(RunLogger):
-    def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
-                 tags: Sequence[str] = (), entity: str | None = None, name: str | None = None):
-        # mode: one of nlpexp.schema.WANDB_MODES; entity: a team or user (None: the API key's default one);
-        # name: the run's display name (None: W&B picks one)
+    def __init__(self, project: Name, dir: Name, mode: Literal["auto", "online", "offline", "disabled"] = "auto",
+                 group: Name | None = None, tags: Sequence[Name] = (), entity: Name | None = None,
+                 name: Name | None = None):
+        # entity: a team or user (None: the API key's default one); name: the run's display name (None: W&B picks one)
         self.dir = Path(dir)
         self.mode = mode
         self.init = {"project": project, "entity": entity, "name": name, "group": group, "tags": list(tags)}

@@ -18,14 +18,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from typing import Literal
 
 from nltk.stem.porter import PorterStemmer
 from rouge_score import rouge_scorer, tokenizers
 
-from nlpexp import NlpexpError
-
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-MULTI_REFERENCE = ("best", "mean")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
@@ -44,9 +42,7 @@ class WordTokenizer(tokenizers.Tokenizer):
 
 
 class Rouge:
-    def __init__(self, multi_reference: str = "best", use_stemmer: bool = True):
-        if multi_reference not in MULTI_REFERENCE:
-            raise NlpexpError(f"task.multi_reference must be one of {MULTI_REFERENCE}, got {multi_reference!r}")
+    def __init__(self, multi_reference: Literal["best", "mean"] = "best", use_stemmer: bool = True):
         self.multi_reference = multi_reference
         self._scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=WordTokenizer(use_stemmer))
 
