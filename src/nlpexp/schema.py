@@ -61,7 +61,17 @@ def _check_seq_length(model: dict, path: str) -> None:
                           f"max_position_embeddings), got {length}")
 
 
-MODEL = ByTarget(Described({"nlpexp.model.ModelSpec": (_check_seq_length,)}))
+def _check_found(model: dict, path: str) -> None:
+    """A missing model fails here, in a second, before a task's or logger's rules are read from their classes
+    (whose modules import transformers); a `registry:` name is looked up when the run is built."""
+    from nlpexp.model.weights import REGISTRY, resolve
+
+    for source in (model.get("name_or_path"), model.get("tokenizer")):
+        if isinstance(source, str) and not source.startswith(REGISTRY):
+            resolve(source, model["name"])
+
+
+MODEL = ByTarget(Described({"nlpexp.model.ModelSpec": (_check_found, _check_seq_length)}))
 DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
