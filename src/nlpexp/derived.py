@@ -116,24 +116,21 @@ def group_of(rule: ByTarget, node: Any) -> Group:
     return _derived(built, rule, partial=node.get("_partial_") is True)
 
 
-def described(built: Any, checks: tuple = (), bound: tuple[str, ...] = ()) -> Group:
-    """The Group of one of nlpexp's own classes, from its signature less `bound`, with `checks` between its keys."""
-    return dataclasses.replace(_derived(built, ByTarget({}, bound=bound), partial=False), checks=checks)
+def described(built: Any, checks: tuple = ()) -> Group:
+    """The Group of one of nlpexp's own classes, from its signature, with `checks` between its keys."""
+    return dataclasses.replace(_derived(built, ByTarget({}), partial=False), checks=checks)
 
 
 class Described(collections.abc.Mapping):
     """ByTarget.groups of nlpexp's own classes, {target: checks between its keys}: each Group is read from the
-    target's signature when first asked for, the class imported then, as the config naming it imports it.
-    `nodes`: the parameters that are config nodes of their own, with their rule (a task's `sts` is a data node)."""
+    target's signature when first asked for, the class imported then, as the config naming it imports it."""
 
-    def __init__(self, checks: dict[str, tuple], bound: tuple[str, ...] = (), nodes: dict | None = None):
-        self._checks, self._bound, self._nodes, self._groups = checks, bound, nodes or {}, {}
+    def __init__(self, checks: dict[str, tuple]):
+        self._checks, self._groups = checks, {}
 
     def __getitem__(self, target: str) -> Group:
         if target not in self._groups:
-            group = described(_locate(target), self._checks[target], self._bound)
-            nodes = {name: rule for name, rule in self._nodes.items() if name in group.fields}
-            self._groups[target] = dataclasses.replace(group, fields={**group.fields, **nodes})
+            self._groups[target] = described(_locate(target), self._checks[target])
         return self._groups[target]
 
     def __iter__(self):
@@ -145,7 +142,7 @@ class Described(collections.abc.Mapping):
 
 def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
     """`built`'s settings: its signature's and, through **kwargs, its bases' (the MRO; object accepts none), then
-    those every node of the kind has (rule.other). A base's come first (a task's monitor, then its own)."""
+    those every node of the kind has (rule.other)."""
     fields: dict[str, Any] = {}
     required: list[str] = []
     base, is_open = Group({}), True
@@ -153,12 +150,7 @@ def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
         if (found := _described(rule, init)) is not None:
             base, is_open = found, found.open
             break
-        if init is object:
-            is_open = False
-            break
-        own, own_required, closed = _parameters(init, rule.bound, fields)
-        fields, required = {**own, **fields}, [*own_required, *required]  # a base's settings before its subclass's
-        if closed:
+        if init is object or _add_parameters(init, rule.bound, fields, required):
             is_open = False
             break
     common = rule.other
@@ -167,18 +159,16 @@ def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
                  open=is_open, checks=(*common.checks, *base.checks))
 
 
-def _parameters(init: Any, bound: tuple[str, ...], seen: dict) -> tuple[dict, list, bool]:
-    """The settings of one signature not `seen` (a subclass's) and the required ones among them; True when it takes
-    no **kwargs (the chain ends here)."""
+def _add_parameters(init: Any, bound: tuple[str, ...], fields: dict, required: list) -> bool:
+    """Add the settings of one signature; True when it takes no **kwargs (the chain ends here)."""
     function = init.__init__ if isinstance(init, type) else init
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature: nothing known, nothing refused
-        return {}, [], False
+        return False
     hints = _hints(function)
-    fields, required = {}, []
     for index, parameter in enumerate(parameters):
-        if (index == 0 and isinstance(init, type)) or parameter.name in bound or parameter.name in seen or \
+        if (index == 0 and isinstance(init, type)) or parameter.name in bound or parameter.name in fields or \
                 parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         rule = _rule_of(hints.get(parameter.name, parameter.annotation))
@@ -186,7 +176,7 @@ def _parameters(init: Any, bound: tuple[str, ...], seen: dict) -> tuple[dict, li
         fields[parameter.name] = Maybe(rule) if nullable else rule
         if parameter.default is parameter.empty:
             required.append(parameter.name)
-    return fields, required, not any(p.kind is p.VAR_KEYWORD for p in parameters)
+    return not any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _rule_of(annotation: Any) -> Rule:

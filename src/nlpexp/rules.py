@@ -194,8 +194,5 @@ Name = Annotated[str, NAME]  # a non-empty string
 SEED = Int(0, 2**32 - 1)  # numpy's seed range
 Seed = Annotated[int, SEED]
 Positive = Annotated[int, Int(1)]
-MONITOR = Text(r"val/\S+", "'val/<metric>'")  # a task's: the metric that picks its best checkpoint
-Monitor = Annotated[str, MONITOR]
-PositiveNumber = Annotated[float, Num(0, lo_open=True)]
 POOLING = OneOf(("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"))  # sentence-transformers'
 Pooling = Annotated[str, POOLING]

@@ -7,7 +7,6 @@ in-batch-negative losses, (sentence1, sentence2, score) for scored-pair losses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 
@@ -17,10 +16,10 @@ NLI_COLUMNS = ("premise", "hypothesis", "label")
 STS_COLUMNS = ("sentence1", "sentence2", "score")
 # all_pairs: every (premise, hypothesis) whatever its label (what seed 004 did);
 # entailment_pairs: entailed hypotheses only; triplets: (premise, entailment, that premise's first contradiction).
-NliFormat = Literal["all_pairs", "entailment_pairs", "triplets"]  # task.nli_format
+NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")  # task.nli_format: the schema refuses any other
 
 
-def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: NliFormat):
+def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: str):
     """(anchor, positive) pairs or (anchor, positive, negative) triplets from NLI rows with label ids."""
     import datasets
 

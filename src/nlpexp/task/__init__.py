@@ -21,7 +21,6 @@ from pathlib import Path
 
 from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
-from nlpexp.rules import Monitor, Name
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,9 @@ class Task(ABC):
     loss_to_score = False           # the loss takes part in scoring too (its head): needed in every mode
     labelled_data = "e.g. data=allnli|imdb|nsmc"  # what to suggest when the data has no labels
 
-    def __init__(self, *, monitor: Monitor, model, data: DataSpec, trainer: TrainerSettings,
+    def __init__(self, *, monitor: str, model, data: DataSpec, trainer: TrainerSettings,
                  optimizer: functools.partial, scheduler: functools.partial, run_dir: Path, mode: str = "train",
-                 loss: functools.partial | None = None, callbacks: Sequence = (), cache_dir: Name | None = None):
+                 loss: functools.partial | None = None, callbacks: Sequence = (), cache_dir: str | None = None):
         self.monitor = monitor
         self.model_spec = model  # nlpexp.model.ModelSpec (not imported: the model package reaches back into tasks)
         self.data = data

@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,6 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
 from nlpexp.metrics import from_trainer_logs, split_name
-from nlpexp.rules import Num
 from nlpexp.task import Task, own_head
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
 
@@ -107,8 +105,7 @@ class ClassificationTask(Task):
     needs_validation = True
     labelled_data = "e.g. data=imdb|nsmc"
 
-    def __init__(self, *, dropout: Annotated[float, Num(0, 1, hi_open=True)] = 0.1, replace_head: bool = False,
-                 **kwargs):
+    def __init__(self, *, dropout: float = 0.1, replace_head: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.dropout = dropout
         self.replace_head = replace_head  # a model with its own classification head: put nlpexp's on instead

@@ -11,15 +11,7 @@ import logging
 from sentence_transformers.sentence_transformer import losses
 
 from nlpexp import NlpexpError
-from nlpexp.data.pairs import (
-    NLI_COLUMNS,
-    STS_COLUMNS,
-    NliFormat,
-    nli_ranking_examples,
-    nli_scored_pairs,
-    sts_scored_pairs,
-)
-from nlpexp.rules import PositiveNumber
+from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
 from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoredTask
 
 log = logging.getLogger(__name__)
@@ -30,8 +22,8 @@ class EmbeddingTask(StsScoredTask):
     losses = IN_BATCH_NEGATIVE_LOSSES + SCORED_PAIR_LOSSES
     loss_choices = "mnrl, cached_mnrl, cosine or cosent"
 
-    def __init__(self, *, nli_format: NliFormat = "all_pairs", label_scores: dict[str, float] | None = None,
-                 max_score: PositiveNumber = 5.0, **kwargs):
+    def __init__(self, *, nli_format: str = "all_pairs", label_scores: dict[str, float] | None = None,
+                 max_score: float = 5.0, **kwargs):
         super().__init__(**kwargs)
         self.nli_format = nli_format
         self.label_scores = dict(label_scores or {})

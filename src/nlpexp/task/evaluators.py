@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -35,8 +34,7 @@ class StsScoredTask(Task):
 
     needs_validation = True  # on task.sts
 
-    def __init__(self, *, sts: DataSpec, batch_sampler: Literal["batch_sampler", "no_duplicates"] = "batch_sampler",
-                 **kwargs):
+    def __init__(self, *, sts: DataSpec, batch_sampler: str = "batch_sampler", **kwargs):
         super().__init__(**kwargs)
         self.sts = sts
         self.batch_sampler = batch_sampler

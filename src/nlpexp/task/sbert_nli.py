@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
 
 import torch
 from sentence_transformers import SentenceTransformer
@@ -21,7 +20,6 @@ from transformers import TrainerCallback
 from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
-from nlpexp.rules import Int, PositiveNumber
 from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoredTask
 
 log = logging.getLogger(__name__)
@@ -37,8 +35,7 @@ class SbertNliTask(StsScoredTask):
     loss_to_score = True  # the NLI accuracy is the head's
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
 
-    def __init__(self, *, trained_layers: Annotated[int, Int(0)] | None = None, head_lr: PositiveNumber | None = None,
-                 **kwargs):
+    def __init__(self, *, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
         # head_lr: the task's choice of optimizer.head_lr, which reads it from the config; nothing to do here.
         super().__init__(**kwargs)
         self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Annotated, Literal
 
 import numpy as np
 from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments, SentenceTransformer
@@ -25,7 +24,6 @@ from nlpexp.data.pairs import (
 from nlpexp.distributed import is_main_process
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.model.weights import parameters_not_in
-from nlpexp.rules import Num, Positive, PositiveNumber
 from nlpexp.task.augsbert.stages import (
     StageLedger,
     gold_and_silver,
@@ -56,10 +54,9 @@ class AugSbertTask(StsScoredTask):
     losses = SCORED_PAIR_LOSSES  # the bi-encoder learns scored pairs, gold and silver
     loss_choices = "cosine or cosent"
 
-    def __init__(self, *, gold_size: Positive, label_scores: Mapping[str, float], gold_only: bool = False,
-                 pair_sampling: Literal["given", "random", "nearest"] = "given", pairs_per_sentence: Positive = 3,
-                 silver_threshold: Annotated[float, Num(0, 1)] | None = None, max_score: PositiveNumber = 5.0,
-                 **kwargs):
+    def __init__(self, *, gold_size: int, label_scores: Mapping[str, float], gold_only: bool = False,
+                 pair_sampling: str = "given", pairs_per_sentence: int = 3, silver_threshold: float | None = None,
+                 max_score: float = 5.0, **kwargs):
         super().__init__(**kwargs)
         self.recipe = Recipe(gold_size, dict(label_scores), gold_only, pair_sampling, pairs_per_sentence,
                              silver_threshold, max_score)

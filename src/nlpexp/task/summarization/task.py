@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
@@ -15,7 +14,6 @@ from nlpexp.data.cache import cached_map
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
-from nlpexp.rules import NAME, ListOf, Name, Positive, Text
 from nlpexp.task import Task
 from nlpexp.task.rouge import Rouge
 from nlpexp.task.summarization.trainers import (
@@ -42,12 +40,12 @@ class SummarizationTask(Task):
         self,
         *,
         generation: GenerationSettings,
-        reference_columns: Annotated[Sequence[str], ListOf(NAME, min_length=1)] = ("summary",),
-        multi_reference: Literal["best", "mean"] = "best",  # how several references combine (nlpexp.task.rouge)
+        reference_columns: Sequence[str] = ("summary",),
+        multi_reference: str = "best",
         use_stemmer: bool = True,
-        max_target_length: Positive = 128,
-        source_prefix: Annotated[str, Text(meaning="a string")] | None = None,
-        prompt_separator: Name = " TL;DR: ",
+        max_target_length: int = 128,
+        source_prefix: str | None = None,
+        prompt_separator: str = " TL;DR: ",
         **kwargs,
     ):
         super().__init__(**kwargs)
