@@ -303,7 +303,7 @@ def _become(request: dict, fds: list[int]) -> None:
         old = getattr(sys, name)
         buffer = open(fd, "wb" if fd else "rb", buffering=0 if unbuffered and fd else -1, closefd=False)
         new = __import__("io").TextIOWrapper(buffer, encoding=old.encoding, errors=old.errors, newline="\n",
-                                             line_buffering=fd == 2 or (fd == 1 and os.isatty(fd)),
+                                             line_buffering=fd > 0 and not unbuffered and (fd == 2 or os.isatty(fd)),
                                              write_through=unbuffered and fd > 0)
         setattr(sys, name, new)
         setattr(sys, f"__{name}__", new)
