@@ -45,7 +45,7 @@ _STATUS = struct.Struct("qqd")  # pid (or 0 then the exit status), wait status, 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 forked_cpu_s = 0.0  # user+sys seconds of the forked children that ended (RUSAGE_CHILDREN does not see them)
-MAX_SERVERS = 3  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...); then subprocesses
+MAX_SERVERS = 3  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
 _servers: dict[frozenset, dict] = {}
 
 
@@ -103,8 +103,8 @@ def _server(env) -> str | None:
     None where there is none and no more may start, or it could not start."""
     key = frozenset((k, v) for k, v in env.items() if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK)
     if key not in _servers:
-        if len(_servers) == MAX_SERVERS:
-            return None
+        if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
+            _stop(_servers.pop(next(iter(_servers))))
         folder = tempfile.mkdtemp(prefix="nlpexp-forkserver-")
         path = os.path.join(folder, "socket")
         with open(os.path.join(folder, "server.log"), "wb") as log:
@@ -115,17 +115,17 @@ def _server(env) -> str | None:
         if len(_servers) == 1:
             import atexit
 
-            atexit.register(_stop)
+            atexit.register(lambda: [_stop(server) for server in _servers.values()])
+    _servers[key] = _servers.pop(key)  # the most recently used last
     return _servers[key]["path"]
 
 
-def _stop() -> None:
-    """A server ends at the end of its input; waiting for it counts its CPU time in this process's children."""
-    for server in _servers.values():
-        server["process"].stdin.close()
-    for server in _servers.values():
-        server["process"].wait(timeout=60)
-        shutil.rmtree(server["folder"], ignore_errors=True)
+def _stop(server: dict) -> None:
+    """A server ends at the end of its input (its children go on); waiting for it counts its CPU time in this
+    process's children."""
+    server["process"].stdin.close()
+    server["process"].wait(timeout=60)
+    shutil.rmtree(server["folder"], ignore_errors=True)
 
 
 class _Forked(subprocess.Popen):

@@ -56,11 +56,13 @@ def test_signals_and_an_uncaught_interrupt_end_it_as_they_end_a_fresh_process(pr
     assert "KeyboardInterrupt" in interrupted.stderr
 
 
-def test_an_import_time_setting_no_server_has_gets_a_real_subprocess(probe, monkeypatch):
-    """A server imports with one set of CONTROLLED_ENV values; past MAX_SERVERS, other values get a subprocess."""
-    monkeypatch.setattr(forkserver, "MAX_SERVERS", len(forkserver._servers))
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    for kwargs in ({"env": {**os.environ, "HF_HOME": "/elsewhere"}}, {"env": {**os.environ, "PYTHONHASHSEED": "1"}},
-                   {"preexec_fn": os.getpid}):
-        with forkserver.popen(probe, **kwargs, **quiet) as process:
-            assert not isinstance(process, forkserver._Forked)
+def test_an_import_time_setting_gets_its_own_server_and_preexec_fn_a_real_subprocess(probe):
+    """A server imports with one set of CONTROLLED_ENV values: other values are another server's."""
+    env = {**os.environ, "HF_HOME": "/elsewhere"}
+    key = frozenset((k, v) for k, v in env.items()
+                    if k.startswith(forkserver.CONTROLLED_ENV) and k not in forkserver._HANDLED_AT_FORK)
+    forked = forkserver.run([*probe], env=env, capture_output=True, text=True, timeout=120)
+    assert '"HF_HOME": "/elsewhere"' in forked.stdout and key in forkserver._servers
+    assert next(reversed(forkserver._servers)) == key  # the most recently used
+    with forkserver.popen(probe, preexec_fn=os.getpid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        assert not isinstance(process, forkserver._Forked)
