@@ -22,11 +22,11 @@ help: ## list the targets
 
 install: .venv/.installed ## create .venv and install nlpexp (torch CPU wheel first)
 
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml constraints.txt
 	test -d .venv || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" -c constraints.txt
 	touch $@
 
 run: install ## the main job: SBERT-NLI on the bundled MiniLM (ARGS="..." adds overrides)

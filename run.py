@@ -15,7 +15,6 @@ from nlpexp.boundary import exit_on_error, job_errors
 from nlpexp.components import allowlist
 from nlpexp.config import CONFIG_DIR
 from nlpexp.gate import check_command_line
-from nlpexp.help import print_help, wants_help
 from nlpexp.redaction import redact_output
 
 
@@ -34,9 +33,15 @@ def _security_gate(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # `--help` / `-h` (an override is `key=value`, never one of them); not argparse, whose errors would echo the
+    # arguments to the console before the redaction below is installed.
+    wants_help = any(arg in ("-h", "--help") for arg in sys.argv[1:])
     # One console for the process: secrets never reach it (errors included), a closed pipe ends it quietly; the
     # usage text is not redacted (its `KEY=value` examples would be).
-    redact_output(redacting=not wants_help(sys.argv[1:]))
-    if wants_help(sys.argv[1:]):
-        sys.exit(print_help())
+    redact_output(redacting=not wants_help)
+    if wants_help:
+        from nlpexp.help import help_text
+
+        print(help_text())
+        sys.exit(0)
     exit_on_error(main, sys.argv[1:], before=[_security_gate])  # Hydra's own errors as one line too

@@ -129,7 +129,7 @@ _modules_when_frozen = 0
 
 @pytest.fixture(autouse=True)
 def _imports_kept_out_of_gc():
-    """Every run calls gc.collect (the trainers at each train, nlpexp.trainer.memory at each end), and a full
+    """Every run calls gc.collect (the trainers at each train, nlpexp.trainer.release_memory at each end), and a full
     collection walks every tracked object: once torch and transformers are imported, about a quarter of a second
     each time. Imported modules live as long as the test process, so whenever a test finds many new ones (torch,
     transformers, ... loaded by the tests before it), what exists is moved out of the collector's sight

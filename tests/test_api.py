@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from nlpexp import ledger
+from nlpexp import NlpexpError
 from nlpexp.api import train
 from nlpexp.config import compose, instantiate
-from nlpexp.errors import NlpexpError
+from nlpexp.io import read_ledger
 from tests.fixtures import nli_rows
 
 
@@ -44,7 +44,7 @@ def test_own_model_and_datasets_get_nlpexps_run(tmp_path, monkeypatch, after_a_h
     read = json.loads((run_dir / "provenance.json").read_text())["data_files"]
     assert str(run_dir / "given_data" / "given" / "train.jsonl") in read
     assert result.config.model.name_or_path == str(run_dir / "given_model")
-    [record] = ledger.read(tmp_path / "ledger.jsonl")
+    [record] = read_ledger(tmp_path / "ledger.jsonl")
     assert record["status"] == "ok" and record["run_dir"] == str(run_dir)
 
 
@@ -76,7 +76,7 @@ MAPPED = ["task=classification", "data=imdb", "+data.columns.text=review", "+dat
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from nlpexp.model.bundled import bundled_path
+    from nlpexp.model.weights import bundled_path
 
     return AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
 
@@ -95,7 +95,7 @@ def test_eval_scores_a_given_model_with_its_own_head(tmp_path, monkeypatch, toke
     with torch.no_grad():
         own = model.eval()(**batch, labels=torch.tensor([r["stars"] for r in test_rows])).loss.item()
     assert result.metrics["test/loss"] == pytest.approx(own, rel=1e-4)
-    [record] = ledger.read(tmp_path / "ledger.jsonl")
+    [record] = read_ledger(tmp_path / "ledger.jsonl")
     assert record["model"] == "BertForSequenceClassification" and record["overrides"] == [*MAPPED, "mode=eval"]
     assert record["given"]["test_dataset"] == "list, 8 rows"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from sentence_transformers import CrossEncoder, CrossEncoderTrainer, SentenceTransformerTrainer
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import build_task, run
 from nlpexp.task.augsbert import task as augsbert_task
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, compose
-from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import objective, run
 from tests import forkserver
 
@@ -180,7 +180,7 @@ def test_cli_prints_a_single_error_line(args, pattern, tmp_path, data_root):
 def test_hydra_full_error_shows_the_traceback(tmp_path, data_root):
     done = _run_cli(tmp_path, data_root, "model=tiny_bert", "trainer.max_steps=abc", HYDRA_FULL_ERROR="1")
     assert done.returncode != 0 and "Traceback" in done.stderr
-    assert "nlpexp.errors.NlpexpError: trainer.max_steps must be an integer >= -1" in done.stderr
+    assert "nlpexp.NlpexpError: trainer.max_steps must be an integer >= -1" in done.stderr
 
 
 def test_columns_come_from_every_row(tmp_path):
@@ -200,7 +200,7 @@ def test_columns_come_from_every_row(tmp_path):
     ("ledger-under-a-file", r"^paths.ledger_file: cannot use .*: cannot be created: .* is a file"),
 ])
 def test_paths_that_cannot_be_written_are_refused_before_the_run(kind, pattern, tmp_path):
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     a_file = tmp_path / "a_file"
     a_file.write_text("")
@@ -247,7 +247,7 @@ def test_library_errors_become_one_line_naming_the_key(tmp_path):
 
 def test_a_missing_model_is_refused_before_transformers_is_imported(tmp_path):
     """The model's files are checked first: a typo in model.name_or_path costs a second, not the library imports."""
-    code = ("import sys\nfrom nlpexp.config import compose\nfrom nlpexp.errors import NlpexpError\n"
+    code = ("import sys\nfrom nlpexp.config import compose\nfrom nlpexp import NlpexpError\n"
             "from nlpexp.pipeline import run\n"
             f"cfg = compose(['model.name_or_path=/no/such/model', 'paths.output_dir={tmp_path}/run', "
             f"'paths.ledger_file={tmp_path}/ledger.jsonl', 'logger=none'])\n"

@@ -10,9 +10,9 @@ import re
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import compose
-from nlpexp.errors import NlpexpError
-from nlpexp.validate import validate
+from nlpexp.schema import validate
 
 SUMMARIZE = "task=summarization model=tiny_t5 data=dialogsum"
 CLASSIFY = "task=classification data=imdb"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import run
 from nlpexp.trainer import batching
 from nlpexp.trainer.batching import (

@@ -20,7 +20,7 @@ def tokenize(batch: dict, tokenizer, max_length: int) -> dict:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from nlpexp.model.bundled import bundled_path
+    from nlpexp.model.weights import bundled_path
 
     return AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
 

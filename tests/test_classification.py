@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import instantiate
-from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import objective, run
 from tests.fixtures import read_hparams
 

@@ -6,9 +6,10 @@ import pytest
 from hydra.utils import execution_whitelist, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nlpexp.config import CONFIG_DIR, PRESETS_DIR, TARGET_ALLOWLIST, compose, group_dir
-from nlpexp.errors import NlpexpError
-from nlpexp.validate import validate
+from nlpexp import NlpexpError
+from nlpexp.components import BUILTIN_TARGETS as TARGET_ALLOWLIST
+from nlpexp.config import CONFIG_DIR, PRESETS_DIR, compose, group_dir
+from nlpexp.schema import validate
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nlpexp import NlpexpError
 from nlpexp.config import CONFIG_DIR, PRESETS_DIR, PROJECT_ROOT
-from nlpexp.errors import NlpexpError
 from nlpexp.file_keys import FILE_KEYS, rule_for
 from nlpexp.gate import check_command_line
 
@@ -248,7 +248,7 @@ def test_what_a_file_names_stays_inside_the_roots(key, value, ok, tmp_path, monk
 def test_a_saved_config_may_repeat_the_projects_paths_but_not_change_them(tmp_path):
 
     from nlpexp.config import compose
-    from nlpexp.pipeline import saved_config
+    from nlpexp.observers import saved_config
 
     body = saved_config(compose(["paths.output_dir=null"]))  # what a run writes as its config.yaml
     body["paths"]["output_dir"] = "${hydra:runtime.output_dir}"  # (a run has its dir: that stays as written)
@@ -322,7 +322,7 @@ def test_every_schema_key_is_classified_and_no_place_or_endpoint_is_free():
 def test_every_key_of_the_composed_hydra_node_is_classified(overrides):
     from hydra import compose, initialize_config_dir
 
-    from nlpexp.config_files import _leaves
+    from nlpexp.file_keys import _leaves
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR)):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)

@@ -47,7 +47,7 @@ def _target_nodes(node, path: str = ""):
 def unbound_keys(node: DictConfig) -> list[str]:
     """The keys of `node` that its target's signature has no parameter for ([] when it takes **kwargs), less the
     keys nlpexp takes off the node itself before it calls the target (optimizer.head_lr: parameter groups)."""
-    from nlpexp.trainer.optimization import OWN_KEYS
+    from nlpexp.trainer.build import OWN_KEYS
 
     parameters = inspect.signature(get_object(node._target_)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):

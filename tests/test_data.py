@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
-from nlpexp.errors import NlpexpError
 
 NLI = ("premise", "hypothesis", "label")
 LABELS = ["entailment", "neutral", "contradiction"]
@@ -51,7 +51,7 @@ def test_limits_are_first_rows_unless_shuffled(data_root):
 
 
 def test_a_limit_reads_only_the_files_holding_its_rows(tmp_path):
-    from nlpexp.data import spec as data_spec
+    from nlpexp import data as data_spec
 
     row = {"premise": "p", "hypothesis": "h", "label": "neutral"}
     write(tmp_path / "a" / "train.jsonl.gz", [row] * 2 + [{**row, "premise": ""}] * 2)
@@ -69,7 +69,7 @@ def test_a_limit_reads_only_the_files_holding_its_rows(tmp_path):
 
 def test_reads_are_recorded_per_run_not_across_runs(tmp_path):
     """A run's provenance lists the files that run read: nothing leaks in from an earlier run or outside one."""
-    from nlpexp.data import spec as data_spec
+    from nlpexp import data as data_spec
 
     write(tmp_path / "a" / "train.jsonl.gz", [{"premise": "p", "hypothesis": "h", "label": "neutral"}] * 2)
     with data_spec.recording_reads() as first:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, instantiate
-from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import run
 from tests import forkserver
 from tests.fixtures import _sentence, nli_rows, sts_rows
@@ -66,7 +66,7 @@ def test_a_file_replaces_one_role_of_a_dataset(compose_run, tmp_path):
     ("notes.txt", r"data.train=.*notes.txt: not a file type nlpexp reads; use one of .jsonl.gz, .jsonl, .csv"),
 ])
 def test_a_bad_file_is_one_line_naming_the_setting(bad, message, compose_run, tmp_path):
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     (tmp_path / "notes.txt").write_text("x\n")
     with pytest.raises(NlpexpError, match=message):

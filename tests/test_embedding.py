@@ -9,7 +9,7 @@ import logging
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import build_task, run
 
 SMOKE = ("task=embedding", "model=tiny_bert", "debug=smoke", "logger=none")

@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.data.pairs import (
     nli_ranking_examples,
     nli_scored_pairs,
@@ -14,7 +15,6 @@ from nlpexp.data.pairs import (
     unique_texts,
     unordered_unique,
 )
-from nlpexp.errors import NlpexpError
 from nlpexp.task.augsbert.stages import gold_and_silver
 from nlpexp.task.tsdae import delete_words
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from nlpexp import NlpexpError
 from nlpexp.config import compose, instantiate
-from nlpexp.errors import NlpexpError
 from nlpexp.rules import Bool, ByTarget, Group, Int, MapOf, Maybe, Num, OneOf
 from nlpexp.schema import ROOT
 
@@ -145,7 +145,7 @@ def effect(overrides: list[str], with_setup: bool = False) -> dict:
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from nlpexp.pipeline import build_task, objective
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     cfg = compose([f"paths.output_dir={RUN_DIR}", *BASE, *overrides])
     validate(cfg)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from transformers import TrainerCallback
 
-from nlpexp.data.spec import DataSpec
+from nlpexp.data import DataSpec
 from nlpexp.pipeline import run
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 
 
 @pytest.mark.parametrize("task", ["sbert_nli", "embedding"])

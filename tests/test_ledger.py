@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from nlpexp import ledger
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
+from nlpexp.io import append_to_ledger, read_ledger
 from nlpexp.pipeline import run
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
@@ -20,13 +20,13 @@ SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
 FULL_DISK_WRITER = textwrap.dedent("""
     import resource, signal, sys
     from pathlib import Path
-    from nlpexp import ledger
+    from nlpexp.io import append_to_ledger, read_ledger
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing write()
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
     path = Path(sys.argv[1])
     for i in range(1000):
         try:
-            ledger.append(path, {"run_id": str(i), "status": "ok", "pad": "x" * (37 + i % 11)})
+            append_to_ledger(path, {"run_id": str(i), "status": "ok", "pad": "x" * (37 + i % 11)})
         except OSError as err:
             print(f"{i} {err.errno}")
             sys.exit(0)
@@ -49,15 +49,15 @@ def test_a_full_disk_leaves_only_whole_lines(tmp_path):
     records = [json.loads(line) for line in text.splitlines()]  # every line parses
     assert [r["run_id"] for r in records] == ["before", *map(str, range(failed_at))]
     # Room again (the limit was the writer's only): the next record is whole and readable.
-    ledger.append(path, {"run_id": "after"})
-    assert [r["run_id"] for r in ledger.read(path)][-1] == "after"
+    append_to_ledger(path, {"run_id": "after"})
+    assert [r["run_id"] for r in read_ledger(path)][-1] == "after"
 
 
 def test_a_torn_line_is_reported_and_the_record_glued_to_it_kept(tmp_path, caplog):
     path = tmp_path / "ledger.jsonl"
     whole = json.dumps({"run_id": "b", "status": "ok"})
     path.write_text(json.dumps({"run_id": "a"}) + "\n" + '{"run_id": "torn", "metr' + whole + "\n" + "null\n")
-    records = ledger.read(path)
+    records = read_ledger(path)
     assert [r["run_id"] for r in records] == ["a", "b"]
     assert f"{path}:2: torn line" in caplog.text and f"{path}:3: torn line" in caplog.text
 
@@ -65,9 +65,9 @@ def test_a_torn_line_is_reported_and_the_record_glued_to_it_kept(tmp_path, caplo
 def test_a_record_after_a_torn_last_line_starts_its_own(tmp_path):
     path = tmp_path / "ledger.jsonl"
     path.write_text('{"run_id": "a"}\n{"run_id": "torn", "st')
-    ledger.append(path, {"run_id": "b"})
+    append_to_ledger(path, {"run_id": "b"})
     assert path.read_text().splitlines()[-1] == '{"run_id": "b"}'
-    assert [r["run_id"] for r in ledger.read(path)] == ["a", "b"]
+    assert [r["run_id"] for r in read_ledger(path)] == ["a", "b"]
 
 
 def _lines(path):

@@ -6,7 +6,7 @@ import traceback
 
 import psutil
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import run
 
 # Wide enough that a trial's model, gradients and Adam state (about 140 MB) dwarf the allocator's noise.

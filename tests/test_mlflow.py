@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nlpexp import registry
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError, registry
 from nlpexp.pipeline import run
 from tests.services import run_logged_to_mlflow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nlpexp.errors import NlpexpError
-from nlpexp.model import ModelSpec, bundled
+from nlpexp import NlpexpError
+from nlpexp.model import ModelSpec, weights
 
 
 def test_bundled_minilm_resolves_offline_with_its_hash():
@@ -14,12 +14,12 @@ def test_bundled_minilm_resolves_offline_with_its_hash():
 
 
 def test_bundled_hash_mismatch_is_refused(monkeypatch):
-    bundled.bundled_path.cache_clear()
-    package, folder, _ = bundled.BUNDLED["all-MiniLM-L6-v2"]
-    monkeypatch.setitem(bundled.BUNDLED, "all-MiniLM-L6-v2", (package, folder, "0" * 64))
+    weights.bundled_path.cache_clear()
+    package, folder, _ = weights.BUNDLED["all-MiniLM-L6-v2"]
+    monkeypatch.setitem(weights.BUNDLED, "all-MiniLM-L6-v2", (package, folder, "0" * 64))
     with pytest.raises(NlpexpError, match="sha256"):
-        bundled.bundled_path("all-MiniLM-L6-v2")
-    bundled.bundled_path.cache_clear()
+        weights.bundled_path("all-MiniLM-L6-v2")
+    weights.bundled_path.cache_clear()
 
 
 def test_hub_id_offline_is_one_line_naming_the_way_out():

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from nlpexp import ledger
 from nlpexp.boundary import exit_on_error
 from nlpexp.config import PROJECT_ROOT
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 
 # Wraps run.py: after every optimizer step each process appends to weights-<rank>.txt beside this script a
@@ -23,7 +23,7 @@ WEIGHTS_REPORTER = """
 import os, runpy, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 
 REPORT = Path(__file__).with_name(f"weights-{os.environ['RANK']}.txt")
 
@@ -99,7 +99,7 @@ def test_two_processes_train_one_run_that_rank_0_records(tmp_path, task):
     assert json.loads((run_dir / "provenance.json").read_text())["device"]["world_size"] == 2
 
     # recorded once, by rank 0
-    records = ledger.read(ledger_file)
+    records = read_ledger(ledger_file)
     assert len(records) == 1 and records[0]["status"] == "ok" and records[0]["run_dir"] == str(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics == records[0]["metrics"] and "val/spearman_cosine" in metrics

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.model import ModelSpec
 from nlpexp.pipeline import build_task, run
-from nlpexp.trainer.optimization import with_head_lr
+from nlpexp.trainer.build import with_head_lr
 
 TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
              "intermediate_size": 64}

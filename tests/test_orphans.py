@@ -15,11 +15,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nlpexp.errors import NlpexpError
-from nlpexp.ledger import read as read_ledger
+from hydra_plugins.nlpexp_optuna_sweeper import check_trial_owned, trial_env
+from nlpexp import NlpexpError
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
-from nlpexp.sweep import check_trial_owned
-from nlpexp.sweep.env import trial_env
 from nlpexp.sweep.storage import open_storage
 
 # A sweep process in miniature: trials in loky workers (the backend of hydra/launcher=parallel).

@@ -11,10 +11,9 @@ import sys
 
 import pytest
 
-from nlpexp import registry, runs, tb
+from nlpexp import NlpexpError, registry, runs, tb
 from nlpexp.api import train
 from nlpexp.config import PROJECT_ROOT, compose, default_paths
-from nlpexp.errors import NlpexpError
 from nlpexp.pipeline import build_task, run
 from nlpexp.sweep.__main__ import main as sweep_main
 from tests import forkserver

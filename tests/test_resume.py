@@ -16,8 +16,8 @@ import signal
 
 import pytest
 
-from nlpexp.errors import NlpexpError
-from nlpexp.ledger import read as read_ledger
+from nlpexp import NlpexpError
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 from nlpexp.tb import read_tags
 from nlpexp.trainer.checkpoints import SEAL, check_identity, newest_complete, read_seal
@@ -57,7 +57,7 @@ def _place_kill(point: str) -> None:
     `evaluate_validation` (done). Only ever called in the forked child, whose patches die with it."""
     from transformers import TrainerCallback
 
-    from nlpexp.task.base import Task
+    from nlpexp.task import Task
     from nlpexp.task.sbert_nli import SbertNliTask
 
     name, _, step = point.partition(":")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rouge_score import rouge_scorer
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.task.rouge import Rouge, WordTokenizer
 
 KO_PREDICTION = "철수가 학교에 갔다."
@@ -76,7 +76,7 @@ def test_a_korean_summary_decoded_by_the_bundled_tokenizer_scores_by_hand():
 
     from transformers import AutoTokenizer
 
-    from nlpexp.model.bundled import bundled_path
+    from nlpexp.model.weights import bundled_path
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_path("all-MiniLM-L6-v2"))
     decoded = tokenizer.decode(tokenizer(KO_REFERENCE)["input_ids"], skip_special_tokens=True)

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from nlpexp import ledger, registry, runs
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError, registry, runs
+from nlpexp.io import append_to_ledger
 from nlpexp.pipeline import run
 
 SMOKE = ["task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none"]
@@ -29,7 +29,7 @@ def ledger_file(tmp_path):
     for record in (_record("a1", str(sweeps / "A")), _record("a2", str(sweeps / "A2")),
                    _record("c1", task="ClassificationTask", status="failed", error="data.name: no such file"),
                    _record("s1")):
-        ledger.append(path, record)
+        append_to_ledger(path, record)
     return path
 
 
@@ -66,7 +66,7 @@ def test_an_unknown_sort_metric_is_one_error_line_listing_the_metrics(ledger_fil
 
 def test_the_default_ledger_is_the_configured_one(tmp_path, monkeypatch, capsys):
     path = tmp_path / "elsewhere" / "ledger.jsonl"
-    ledger.append(path, _record("e1"))
+    append_to_ledger(path, _record("e1"))
     monkeypatch.setenv("NLPEXP_LEDGER_DIR", str(path.parent))
     runs.main([])
     assert _ids(capsys) == ["e1"]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import run
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke")
@@ -80,8 +80,7 @@ def test_a_job_re_checks_its_code_only_where_no_gate_checked_the_command():
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from nlpexp.config import CONFIG_DIR
-    from nlpexp.safety import check_run, gate_passed
+    from nlpexp.config import CONFIG_DIR, check_run, gate_passed
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR)):
         cfg = compose("config", return_hydra_config=True)

@@ -44,14 +44,14 @@ def test_metrics_json_has_the_flat_split_keys(trained):
 def test_the_starting_model_is_scored_before_training(trained, capsys):
     """start/<metric>: the model as training got it (the head untrained), in metrics.json, the ledger and the
     console table with the change."""
-    from nlpexp import ledger
+    from nlpexp.io import read_ledger
     from nlpexp.metrics import format_table
 
     _, run_dir, metrics = trained
     for name in ("spearman_cosine", "pearson_cosine", "accuracy", "loss"):
         assert f"start/{name}" in metrics
     assert metrics["start/pearson_cosine"] != metrics["val/pearson_cosine"]  # (4 steps may keep the ranks)
-    assert ledger.read(run_dir / "ledger.jsonl")[-1]["metrics"] == metrics
+    assert read_ledger(run_dir / "ledger.jsonl")[-1]["metrics"] == metrics
     row = next(line for line in format_table(metrics).splitlines() if line.startswith("val/spearman_cosine "))
     change = metrics["val/spearman_cosine"] - metrics["start/spearman_cosine"]
     assert row.split()[1:] == [f"{metrics['val/spearman_cosine']:.4f}", f"{metrics['start/spearman_cosine']:.4f}",
@@ -101,7 +101,7 @@ def test_same_seed_same_metrics(trained, compose_run, tmp_path):
 
 
 def test_missing_optimized_metric_lists_the_existing_ones(trained):
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     cfg, _, metrics = trained
     cfg = cfg.copy()
@@ -163,7 +163,7 @@ def test_trained_layers_freezes_the_embeddings_and_the_layers_below(trained_laye
 
 
 def test_more_trained_layers_than_the_model_has_is_one_error_line():
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
     from nlpexp.task.sbert_nli import freeze_lower_layers
 
     with pytest.raises(NlpexpError, match=r"task.trained_layers=3, but the model has 2 layers"):
@@ -180,3 +180,31 @@ def test_a_frozen_encoder_keeps_its_sts_scores_while_the_head_learns(compose_run
     trained_all = run(compose_run(*SMOKE, "logger=none", "task.trained_layers=null", "trainer.max_steps=8",
                                   run_dir=tmp_path / "all_layers"))
     assert trained_all["val/pearson_cosine"] != trained_all["start/pearson_cosine"]
+
+
+def test_evaluate_skips_a_role_that_no_data_of_the_run_has(caplog, tmp_path):
+    """The main job's SNLI has no test split and STSb's is held out: nothing says "evaluating on test"."""
+    import logging
+
+    from nlpexp.task import Task
+
+    class ValidationOnly:
+        name = "nli"
+
+        def has(self, role: str) -> bool:
+            return role == "validation"
+
+    class Scored(Task):
+        def setup(self) -> None: ...
+
+        def train(self) -> None: ...
+
+        def score(self, role: str) -> dict[str, float]:
+            return {f"{role}/accuracy": 1.0} if self.data.has(role) else {}
+
+    task = Scored(monitor="val/accuracy", model=None, data=ValidationOnly(), trainer=None, optimizer=None,
+                  scheduler=None, run_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="nlpexp.task"):
+        assert task.evaluate("test") == {}
+        assert task.evaluate("validation") == {"validation/accuracy": 1.0}
+    assert [r.getMessage() for r in caplog.records] == ["evaluating on validation"]

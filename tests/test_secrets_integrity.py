@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from nlpexp import registry
+from nlpexp import NlpexpError, registry
 from nlpexp.config import PROJECT_ROOT
-from nlpexp.errors import NlpexpError
 from tests import forkserver
 
 RUN_PY = str(PROJECT_ROOT / "run.py")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlpexp import redaction, registry
+from nlpexp import NlpexpError, redaction, registry
 from nlpexp.boundary import exit_on_error
-from nlpexp.config import CONFIG_DIR, PROJECT_ROOT, TARGET_ALLOWLIST
-from nlpexp.errors import NlpexpError
+from nlpexp.components import BUILTIN_TARGETS as TARGET_ALLOWLIST
+from nlpexp.config import CONFIG_DIR, PROJECT_ROOT
 from nlpexp.gate import check_command_line
 from tests import forkserver
 
@@ -243,8 +243,8 @@ def test_switches_from_the_environment_and_the_run_log_says_so(monkeypatch, capl
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from nlpexp.config import check_run
     from nlpexp.model import ModelSpec
-    from nlpexp.safety import check_run
 
     monkeypatch.setenv("NLPEXP_TRUST_REMOTE_CODE", "1")
     assert ModelSpec(name="m", name_or_path="x").trust_remote_code
@@ -327,15 +327,15 @@ def test_a_studys_identity_includes_its_storage(tmp_path):
 
 
 def test_git_is_called_by_absolute_path(tmp_path, monkeypatch):
-    from nlpexp import provenance
+    from nlpexp.paths import GIT, git_state
 
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "git").write_text(f"#!/bin/sh\ntouch {tmp_path / 'MARKER'}\n")
     (fake / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    provenance.git_state()
-    assert Path(provenance.GIT).is_absolute() and not (tmp_path / "MARKER").exists()
+    git_state()
+    assert Path(GIT).is_absolute() and not (tmp_path / "MARKER").exists()
 
 
 # ---- secrets: planted in the environment, interpolated into every kind of field, grepped for afterwards ----

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, compose
-from nlpexp.errors import NlpexpError
 from tests import forkserver
 
 # --- 1. epochs vs steps -------------------------------------------------------------------------------------------

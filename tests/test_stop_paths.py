@@ -127,14 +127,13 @@ def test_a_nan_metric_fails_the_run_in_one_line_and_every_json_is_strict(tmp_pat
 
 
 def test_the_json_writers_refuse_nan_naming_the_key(tmp_path):
-    from nlpexp import ledger
-    from nlpexp.errors import NlpexpError
-    from nlpexp.io import write_json_atomic
+    from nlpexp import NlpexpError
+    from nlpexp.io import append_to_ledger, write_json_atomic
 
     with pytest.raises(NlpexpError, match=r"metrics.json: val/x is not a finite number"):
         write_json_atomic(tmp_path / "metrics.json", {"val/ok": 1.0, "val/x": float("inf")})
     assert not (tmp_path / "metrics.json").exists()
-    ledger.append(tmp_path / "ledger.jsonl", {"metrics": {"a": float("nan"), "b": [float("-inf"), 1.5]}})
+    append_to_ledger(tmp_path / "ledger.jsonl", {"metrics": {"a": float("nan"), "b": [float("-inf"), 1.5]}})
     assert _ledger(tmp_path / "ledger.jsonl") == [{"metrics": {"a": None, "b": [None, 1.5]}}]
 
 

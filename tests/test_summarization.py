@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import run
 from nlpexp.task.summarization.trainers import SummarizationTrainer
 

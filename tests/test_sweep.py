@@ -245,7 +245,7 @@ def test_a_search_space_key_the_config_lacks_fails_before_any_trial(tmp_path, ca
 
 def test_a_bad_base_setting_is_refused_by_the_gate_before_a_study_exists(tmp_path):
     """run.py's gate checks the config every trial starts from (in-process run_sweep calls skip the gate)."""
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
     from nlpexp.gate import check_command_line
 
     argv = sweep_args(tmp_path, "sbert_nli", "trainer.batch_size=0")[2:]

@@ -111,7 +111,7 @@ def test_a_password_in_the_storage_url_fails_before_anything_is_written(tmp_path
 
 @pytest.mark.parametrize("url", ["journal://relative/study.log", "journal://"])
 def test_a_journal_needs_an_absolute_path(url):
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
     from nlpexp.sweep.storage import open_storage
 
     with pytest.raises(NlpexpError, match="absolute path"):

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hydra_plugins.nlpexp_optuna_sweeper import upstream
+from hydra_plugins.nlpexp_optuna_sweeper import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks, upstream
 from nlpexp.config import CONFIG_DIR, instantiate
 from nlpexp.pipeline import run
-from nlpexp.sweep import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, trial_callbacks
 from nlpexp.sweep.reporter import TrialReporter
 from nlpexp.sweep.storage import open_storage, sqlite_url
 
@@ -77,6 +79,16 @@ def test_outside_a_sweep_a_run_gets_no_trial_callback(compose_run):
     assert trial_callbacks(compose_run()) == []
 
 
+def test_outside_a_sweep_a_run_imports_no_sweep_code():
+    """The trial hooks a run calls (pipeline, observers) import nlpexp.sweep (and optuna) in a sweep's trials only."""
+    code = ("import sys; from hydra_plugins.nlpexp_optuna_sweeper import check_trial_owned, run_in_progress\n"
+            "import nlpexp.pipeline\nwith run_in_progress(): check_trial_owned()\n"
+            "print(sorted(m for m in sys.modules if m.startswith('nlpexp.sweep') or m == 'optuna'))")
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_STORAGE, ENV_STUDY, ENV_TRIAL)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.fixture
 def study_trial(tmp_path, monkeypatch):
     """A running trial of a sqlite study, announced to the run the way the sweeper does it."""
@@ -109,7 +121,7 @@ def test_the_reporter_stops_a_trial_the_pruner_gives_up(tmp_path):
 
 
 def test_the_reporter_names_a_metric_the_evaluation_lacks(tmp_path):
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path)))
     reporter = TrialReporter(study.ask(), "val/accuracy")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.logger import wandb as wandb_logger
 from nlpexp.logger.wandb import WandbLogger
 from nlpexp.pipeline import run

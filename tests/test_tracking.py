@@ -9,21 +9,21 @@ import sys
 
 import pytest
 
-from nlpexp import ledger, registry, runs
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError, registry, runs
+from nlpexp.io import read_ledger
 from nlpexp.pipeline import run
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
 
 
-# A bare interpreter per writer (importing only nlpexp.ledger), so that four start in well under a second.
+# A bare interpreter per writer (importing only nlpexp.io), so that four start in well under a second.
 APPEND_MANY = """
 import sys
 from pathlib import Path
-from nlpexp import ledger
+from nlpexp.io import append_to_ledger, read_ledger
 path, worker = Path(sys.argv[1]), sys.argv[2]
 for i in range(200):
-    ledger.append(path, {"run_id": f"{worker}-{i}", "metrics": {"val/x": i}, "pad": "x" * 5000})
+    append_to_ledger(path, {"run_id": f"{worker}-{i}", "metrics": {"val/x": i}, "pad": "x" * 5000})
 """
 
 
@@ -31,7 +31,7 @@ def test_ledger_survives_concurrent_writers(tmp_path):
     path = tmp_path / "ledger.jsonl"
     writers = [subprocess.Popen([sys.executable, "-c", APPEND_MANY, str(path), str(w)]) for w in range(4)]
     assert [w.wait(timeout=120) for w in writers] == [0] * 4
-    records = ledger.read(path)
+    records = read_ledger(path)
     assert len(records) == 800 == len(path.read_text().splitlines())
     assert len({r["run_id"] for r in records}) == 800
 
@@ -55,7 +55,7 @@ def two_runs(tmp_path_factory, data_root):
 
 def test_every_run_appends_one_complete_record(two_runs):
     root, out = two_runs
-    records = ledger.read(root / "ledger.jsonl")
+    records = read_ledger(root / "ledger.jsonl")
     assert [r["run_dir"] for r in records] == [str(d) for d, _ in out]
     for record, (_, metrics) in zip(records, out, strict=True):
         assert record["status"] == "ok" and record["metrics"] == metrics

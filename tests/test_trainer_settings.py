@@ -12,7 +12,7 @@ import transformers
 from sentence_transformers import SentenceTransformerTrainingArguments
 from transformers import TrainingArguments
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import run
 from nlpexp.trainer import TrainerSettings
 from nlpexp.trainer.settings import auto_precision

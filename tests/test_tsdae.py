@@ -8,7 +8,7 @@ import json
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 from nlpexp.pipeline import build_task, run
 
 SMOKE = ("task=tsdae", "model=tiny_bert", "debug=smoke", "logger=none")

@@ -222,8 +222,8 @@ def test_an_exact_entry_may_name_a_re_export_a_pattern_may_not_launder_one(trust
     defining name, which for_building adds); a pattern over this module does not extend to torch's code."""
     import torch
 
+    from nlpexp import NlpexpError
     from nlpexp.config import instantiate
-    from nlpexp.errors import NlpexpError
 
     monkeypatch.setattr(sys.modules[__name__], "Linear", torch.nn.Linear, raising=False)
     monkeypatch.setenv("NLPEXP_TRUST_TARGETS", f"{__name__}.Linear" if trust == "exact" else f"{__name__}.*")

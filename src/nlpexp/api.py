@@ -5,10 +5,9 @@
                    model=my_model, tokenizer=my_tokenizer, train_dataset=my_train, eval_dataset=my_val)
     result.metrics, result.run_dir
 
-It is `python run.py <overrides>` with two differences, both written into the run dir so that the run stays
-reproducible: the given model (and tokenizer) are saved to <run_dir>/given_model and the config's model points
-there; the given datasets are saved to <run_dir>/given_data/given/<split>.jsonl and the config's data reads
-them. Everything else is pipeline.run: the same checks, loggers, checkpoints, metrics.json, ledger line.
+It is `python run.py <overrides>` (pipeline.run: the same checks, loggers, checkpoints, metrics.json, ledger
+line), the given objects saved into the run dir so that it stays reproducible: the model (and tokenizer) to
+<run_dir>/given_model, the datasets to <run_dir>/given_data/given/<split>.jsonl, and the config reads them there.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from nlpexp import NlpexpError
 from nlpexp.config import compose
-from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.observers import CALLED_WITH
 
@@ -51,22 +50,24 @@ def train(overrides: Sequence[str] = (), *, model: Any = None, tokenizer: Any = 
     with data.columns.<task column>=<your column> among the overrides. `mode=eval` in the overrides evaluates
     the given model without training. Returns the run dir, its metrics and the config it ran.
     """
+    from nlpexp import console
     from nlpexp.pipeline import run
 
     cfg = compose([f"paths.output_dir={run_dir or 'null'}", *overrides], with_hydra=True)
+    given = {"train": train_dataset, "validation": eval_dataset, "test": test_dataset}
+    given = {split: rows for split, rows in given.items() if rows is not None}
     with open_dict(cfg):
         cfg.paths.output_dir = cfg.paths.output_dir or cfg.hydra.run.dir  # where run.py would put it
         del cfg["hydra"]
-    run_dir = Path(cfg.paths.output_dir)
-    from nlpexp import console
-
-    console.configure(bool(cfg.get("verbose")))  # before saving the given model: no shard-writing bar
-    given = {"train": train_dataset, "validation": eval_dataset, "test": test_dataset}
-    with open_dict(cfg):
+        run_dir = Path(cfg.paths.output_dir)
+        console.configure(bool(cfg.get("verbose")))  # before saving the given model: no shard-writing bar
         if model is not None:
             _use_model(cfg, model, tokenizer, run_dir / "given_model")
-        if any(v is not None for v in given.values()):
-            _use_data(cfg, {k: v for k, v in given.items() if v is not None}, run_dir / "given_data")
+        for split, rows in given.items():
+            write_jsonl_atomic(run_dir / "given_data" / "given" / f"{split}.jsonl", rows)
+        if given:
+            cfg.data.update(root=str(run_dir / "given_data"), sources={"given": {}}, split_ratios=None,
+                            splits={split: [f"given/{split}"] for split in given})
     called_with = CALLED_WITH.set({"overrides": list(overrides), "given": _given(model, tokenizer, given)})
     try:
         with _run_log(run_dir / "run.log"):
@@ -105,19 +106,9 @@ def _given(model: Any, tokenizer: Any, datasets: dict[str, Any]) -> dict[str, st
     if tokenizer is not None:
         given["tokenizer"] = f"{type(tokenizer).__name__} from {getattr(tokenizer, 'name_or_path', '') or '?'}"
     for role, rows in datasets.items():
-        if rows is not None:
-            size = f"{len(rows)} rows" if hasattr(rows, "__len__") else "rows"
-            given[f"{role}_dataset"] = f"{type(rows).__name__}, {size}"
+        size = f"{len(rows)} rows" if hasattr(rows, "__len__") else "rows"
+        given[f"{role}_dataset"] = f"{type(rows).__name__}, {size}"
     return given
-
-
-def _use_data(cfg: DictConfig, splits: dict[str, Iterable[dict]], root: Path) -> None:
-    for role, rows in splits.items():
-        write_jsonl_atomic(root / "given" / f"{role}.jsonl", rows)
-    cfg.data.root = str(root)
-    cfg.data.sources = {"given": {}}
-    cfg.data.splits = {role: [f"given/{role}"] for role in splits}
-    cfg.data.split_ratios = None
 
 
 @contextmanager
@@ -125,15 +116,17 @@ def _run_log(path: Path):
     """run.log in the run dir, as Hydra's job logging gives run.py (a notebook has no Hydra logging): on the
     `nlpexp` logger and on those of its children that do not propagate to it (a Hydra run in the same process
     left nlpexp.steps and others writing to their own file only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handlers = [logging.FileHandler(path, encoding="utf-8")]
-    handlers[0].setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    if not any(_is_console(h) for h in logging.getLogger().handlers):  # a notebook: no Hydra console logging
-        from nlpexp.console import ConsoleFormatter
+    from nlpexp.console import ConsoleFormatter
 
-        handlers.append(logging.StreamHandler(sys.stderr))  # the cell's output shows stderr
-        handlers[1].setLevel(logging.WARNING)  # warnings (a run dir moved aside, a head replaced) and errors
-        handlers[1].setFormatter(ConsoleFormatter())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = logging.FileHandler(path, encoding="utf-8")
+    file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    console = logging.StreamHandler(sys.stderr)  # a notebook's cell shows stderr
+    console.setLevel(logging.WARNING)  # warnings (a run dir moved aside, a head replaced) and errors
+    console.setFormatter(ConsoleFormatter())
+    has_console = any(not isinstance(h, logging.FileHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+                      for h in logging.getLogger().handlers)  # Hydra's, or a notebook's own
+    handlers = [file] if has_console else [file, console]
     children = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("nlpexp.")]
     loggers = [logging.getLogger("nlpexp"), *(child for child in children if not child.propagate)]
     levels = {logger: logger.level for logger in loggers}
@@ -148,9 +141,4 @@ def _run_log(path: Path):
             for handler in handlers:
                 logger.removeHandler(handler)
             logger.setLevel(level)
-        handlers[0].close()
-
-
-def _is_console(handler: logging.Handler) -> bool:
-    return not isinstance(handler, logging.FileHandler) and getattr(handler, "stream", None) in (sys.stdout,
-                                                                                                 sys.stderr)
+        file.close()

@@ -1,13 +1,11 @@
 """Where exceptions become the user's one `error:` line (run.py): inside the job (`job_errors`, logged into run.log
-too) and around Hydra itself (`exit_on_error`: composition, the run dir, the sweeper).
+too) and around Hydra itself (`exit_on_error`: composition, the run dir, the sweeper). Exit code 2 for a problem
+with the config, the data or the environment, 1 for a bug; HYDRA_FULL_ERROR=1 shows the traceback instead. A
+sweep's failing trial is re-raised, so that the sweeper records it and goes on.
 
-Exit code 2 for a problem with the config, the data or the environment, 1 for anything unexpected (a bug); both
-as one line. HYDRA_FULL_ERROR=1 shows the traceback instead. In a sweep a failing trial is re-raised, so that the
-sweeper records it and goes on.
-
-SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's preemption) take the same path: `exit_on_error` makes both raise
-`Interrupted` (a KeyboardInterrupt) in the main thread, so that every `finally` and the run's ledger line
-(`interrupted`) happen as for any failure; then one line and exit 128 + the signal's number (130, 143).
+SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's preemption) raise `Interrupted` (a KeyboardInterrupt) in the
+main thread, so that every `finally` and the ledger line (`interrupted`) happen as for any failure; then one line
+and exit 128 + the signal's number (130, 143).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from nlpexp.errors import NlpexpError, first_line, omegaconf_error
+from nlpexp import NlpexpError, first_line, omegaconf_error
 
 log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
@@ -52,9 +50,8 @@ def _raise_interrupted(signum, frame):
 
 
 def hold_stop_signals() -> None:
-    """From here to release_stop_signals() a stop signal waits: a checkpoint being written is finished and sealed
-    first (trainer.checkpoints), so that the stop leaves the checkpoint that was due. Only signals that
-    exit_on_error turned into Interrupted are held; without its handlers this changes nothing."""
+    """Until release_stop_signals() a stop signal waits, so that it leaves the checkpoint being written whole
+    (trainer.checkpoints). Only the signals exit_on_error turned into Interrupted are held."""
     global _held
     if _held is None:
         _held = []
@@ -91,13 +88,14 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
     """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1).
 
     `before`: checks of the command line that must pass before Hydra builds anything (a security gate); each
-    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.safety.check_run).
+    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.config.check_run).
     """
+    from nlpexp.config import gate_passed
     from nlpexp.distributed import check_overrides
-    from nlpexp.safety import gate_passed
 
     global _full_error
-    _full_error, saved = os.environ.get("HYDRA_FULL_ERROR") == "1", os.environ.get("HYDRA_FULL_ERROR")
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    _full_error = saved == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises to us, instead of printing its own report (exit 1)
     try:
         with stop_signals_raise():
@@ -113,17 +111,15 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
         raise SystemExit(exit_code(err)) from None
     finally:
         _reported.clear()
-        if saved is None:  # as it was, for a caller that goes on (a test)
-            del os.environ["HYDRA_FULL_ERROR"]
-        else:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        if saved is not None:  # as it was, for a caller that goes on (a test)
             os.environ["HYDRA_FULL_ERROR"] = saved
 
 
 @contextmanager
 def job_errors(cfg):
-    """Around run.py's job (its attempt is recorded by pipeline.run): the error's line on the console and in run.log,
-    naming the run's paths; a single run exits with its code (an exception would reach Hydra, which prints a report
-    of its own), a sweep's trial re-raises for the sweeper, and so does an interrupt."""
+    """Around run.py's job: the error's line on the console and in run.log, naming the run's paths; a single run
+    exits with its code (Hydra would print a report of its own), a sweep's trial and an interrupt re-raise."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -1,75 +1,65 @@
 """`nlpexp <command>`: runs (the ledger), registry (versioned models), tb (TensorBoard helpers).
 
-Every command reads its default paths from the composed config's `paths` group (conf/paths/default.yaml and the
-NLPEXP_* variables it honours), the same values a run uses; `nlpexp ... | head` ends quietly.
-
-One mechanism for what a user can get wrong, in every command (`nlpexp runs|registry|tb`, `python -m nlpexp.sweep`):
-their parsers are `ArgumentParser`, whose error() raises NlpexpError, and `run_cli` turns an NlpexpError or an
-OSError into one `error:` line and exit 2 (the usage text only on --help). Paths and ports are checked by the
-argument types below as they are parsed, so that a command never starts on a path it cannot use.
+Every command reads its default paths from the composed config's `paths` group, the same values a run uses.
+What a user can get wrong is one `error:` line and exit 2 in every command (`nlpexp runs|registry|tb`,
+`python -m nlpexp.sweep`): their parsers are `ArgumentParser`, whose error() raises NlpexpError, which `run_cli`
+prints; the argument types below check paths and ports as they are parsed, so that no command starts on a path
+it cannot use. `nlpexp ... | head` ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp import NlpexpError, first_line
 
-COMMANDS = {"runs": "nlpexp.runs", "registry": "nlpexp.registry", "tb": "nlpexp.tb"}
-SUMMARIES = {
-    "runs": "the ledger: every run so far, filtered, sorted by a metric (--sort val/accuracy)",
-    "registry": "versioned models: register a run's best model, list, show, publish to MLflow (name@best)",
-    "tb": "TensorBoard: list the runs with event files and their tags, serve a run or a tree",
+COMMANDS = {  # command -> its module, and what `nlpexp --help` says it does
+    "runs": ("nlpexp.runs", "the ledger: every run so far, filtered, sorted by a metric (--sort val/accuracy)"),
+    "registry": ("nlpexp.registry",
+                 "versioned models: register a run's best model, list, show, publish to MLflow (name@best)"),
+    "tb": ("nlpexp.tb", "TensorBoard: list the runs with event files and their tags, serve a run or a tree"),
 }
-
-
-def usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name.ljust(width)}  {SUMMARIES[name]}" for name in COMMANDS]
-    return "\n".join([f"usage: nlpexp {{{','.join(COMMANDS)}}} ... (nlpexp COMMAND --help: its options)", *lines,
-                      "Runs and sweeps: python run.py --help"])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
-        print(usage())
+        width = max(map(len, COMMANDS))
+        print(f"usage: nlpexp {{{','.join(COMMANDS)}}} ... (nlpexp COMMAND --help: its options)",
+              *(f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()),
+              "Runs and sweeps: python run.py --help", sep="\n")
         return 0
     if not argv or argv[0] not in COMMANDS:
         given = f"unknown command {argv[0]!r}" if argv else "no command given"
         print(f"error: nlpexp: {given}; choose one of {', '.join(COMMANDS)} (nlpexp --help says what each does)",
               file=sys.stderr)
         return 2
-    module = __import__(COMMANDS[argv[0]], fromlist=["main"])
-    return run_cli(module.main, argv[1:])
+    return __import__(COMMANDS[argv[0]][0], fromlist=["main"]).main(argv[1:])
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors (a bad or missing argument, an unknown option, a type's check) raise NlpexpError:
-    one `error:` line, exit 2, from run_cli; subcommands' parsers are of this class too."""
+    """argparse whose errors (a bad or missing argument, an unknown option, a type's check) raise NlpexpError;
+    subcommands' parsers are of this class too."""
 
     def error(self, message: str):
         raise NlpexpError(f"{self.prog}: {message}")
 
 
-def existing_dir(text: str) -> Path:
-    """An argument type: a folder that exists."""
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is {_what(path)}; give an existing folder")
-    return path
+def existing_dir(text: str) -> Path:  # the argument types: what a command's parser checks as it reads
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is {_what(Path(text))}; give an existing folder")
+    return Path(text)
 
 
 def existing_file(text: str) -> Path:
-    """An argument type: a file that exists."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text} is {_what(path)}; give an existing file")
-    return path
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text} is {_what(Path(text))}; give an existing file")
+    return Path(text)
 
 
 def new_file(text: str) -> Path:
@@ -83,13 +73,9 @@ def new_file(text: str) -> Path:
 
 def port(text: str) -> int:
     """An argument type: a TCP port, 1-65535."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= 65535:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not a port; give a number in [1, 65535]")
-    return number
+    return int(text)
 
 
 def _what(path: Path) -> str:
@@ -117,6 +103,11 @@ def run_cli(command: Callable[[list[str] | None], int], argv: list[str] | None =
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def command(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """A command's main as the shell and its callers (nlpexp, tests) run it: through run_cli."""
+    return functools.wraps(main)(functools.partial(run_cli, main))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 person running the command trusts; computed once per process. A config file can only name what is here, never add
 to it (nothing here reads a config).
 
-- BUILTIN_TARGETS (nlpexp.config.TARGET_ALLOWLIST): nlpexp's own, exact names.
+- BUILTIN_TARGETS: nlpexp's own, exact names.
 - Installed packages (installed code is trusted: it runs whenever it is imported) declare theirs as entry points of
   the group `nlpexp.components`: `my_loss = "my_lab.losses:ContrastiveLoss"` allows `my_lab.losses.ContrastiveLoss`
   exactly; `my_lab = "my_lab"` allows the pattern `my_lab.*`, only when the declaring distribution ships that package

@@ -1,11 +1,9 @@
-"""What a run prints: a `train` bar, one line per evaluation during training (at most 100 columns), an `eval` bar
-for an evaluation outside training, a short final table; a sweep's trial prints nothing of that (run.log has it).
-
-An evaluation line holds the monitored metric first, then the loss and the task's headline figures while they
-fit; every figure goes to run.log (the `nlpexp.steps` logger, file only) and metrics.json. Library chatter
-(weight-loading and shard-writing bars, datasets' Filter/Map bars, sentence-transformers' model-card widget bar,
-the trainers' raw log dicts, their informational logs and Python warnings such as transformers'
-FutureWarnings) stays off the console unless `verbose=true`: the warnings go to run.log.
+"""What a run prints: a `train` bar, one line per evaluation during training (at most 100 columns: the monitored
+metric first, then the loss and the task's headline figures while they fit), an `eval` bar for an evaluation
+outside training, a short final table; a sweep's trial prints nothing of that. Every figure goes to run.log (the
+`nlpexp.steps` logger, file only) and metrics.json. Library chatter (progress bars, the trainers' raw log dicts,
+informational logs, Python warnings such as transformers' FutureWarnings) stays off the console unless
+`verbose=true`: the warnings go to run.log.
 """
 
 from __future__ import annotations
@@ -37,34 +35,29 @@ def configure(verbose: bool) -> None:
     default: warnings go to run.log). Process-wide, as the libraries' own switches are."""
     import datasets
     import huggingface_hub.utils
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from sentence_transformers.base import model_card
 
     _settings["verbose"] = bool(verbose)
     # a sweep's trial: its sweeper prints one line for it; the trial's own lines go to its run.log
-    _settings["quiet"] = not verbose and _in_sweep()
+    _settings["quiet"] = not verbose and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    level = logging.WARNING if verbose else logging.ERROR
+    hf_logging.set_verbosity(level)
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     if verbose:
-        hf_logging.set_verbosity_warning()
-        hf_logging.enable_progress_bar()
-        datasets.enable_progress_bars()
-        huggingface_hub.utils.enable_progress_bars()
+        switches = (hf_logging.enable_progress_bar, datasets.enable_progress_bars,
+                    huggingface_hub.utils.enable_progress_bars)
     else:
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        datasets.disable_progress_bars()
-        huggingface_hub.utils.disable_progress_bars()
+        switches = (hf_logging.disable_progress_bar, datasets.disable_progress_bars,
+                    huggingface_hub.utils.disable_progress_bars)
+    for switch in switches:
+        switch()
     # sentence-transformers draws its model card's "Computing widget examples" bar with no switch of its own
     model_card.tqdm = tqdm if verbose else partial(tqdm, disable=True)
-    for name in _LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
     _route_warnings(to_console=verbose)
     use_console_formatter()
-
-
-def _in_sweep() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _route_warnings(to_console: bool) -> None:
@@ -105,13 +98,13 @@ def use_console_formatter() -> None:
 
 def format_logs(logs: dict, step: int, max_steps: int) -> str:
     """`step 2/4  train/loss 1.158  train/learning_rate 2e-05  ...`: the trackers' per-step names (run.log)."""
-    return "  ".join([f"step {step}/{max_steps}", *_figures(logs)])
+    return "  ".join([f"step {step}/{max_steps}", *_figures(logs).values()])
 
 
 def evaluation_line(logs: dict, step: int, max_steps: int, monitor: str | None, width: int = WIDTH) -> str:
     """`step 2/4  eval/spearman_cosine 0.1235  eval/loss 1.19  ...`: the monitored metric, then HEADLINE figures,
     then the others, as many as fit in `width` columns."""
-    figures = dict(zip([k for k in logs if _is_figure(k, logs[k])], _figures(logs), strict=True))
+    figures = _figures(logs)
     first = [f"eval_{monitor}"] if monitor else []
     order = [*first, *(f"eval_{name}" for name in HEADLINE), *figures]
     line = f"step {step}/{max_steps}"
@@ -122,17 +115,14 @@ def evaluation_line(logs: dict, step: int, max_steps: int, monitor: str | None, 
     return line
 
 
-def _is_figure(key: str, value) -> bool:
-    return key not in _SUMMARY_KEYS and key not in _TIMING_KEYS and isinstance(value, int | float)
-
-
-def _figures(logs: dict) -> list[str]:
-    parts = []
+def _figures(logs: dict) -> dict[str, str]:
+    """Log key -> `eval/x 0.1235`, `train/loss 1.158` for each figure (not the trainer's timings and summary)."""
+    figures = {}
     for key, value in logs.items():
-        if _is_figure(key, value):
+        if key not in _SUMMARY_KEYS and key not in _TIMING_KEYS and isinstance(value, int | float):
             name = "eval/" + key[5:] if key.startswith("eval_") else "train/" + key.removeprefix("train_")
-            parts.append(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}")
-    return parts
+            figures[key] = f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
+    return figures
 
 
 def report_metrics(run_dir, metrics: dict[str, float], monitor: str) -> None:
@@ -156,8 +146,7 @@ class ConsoleProgress(ProgressCallback):
 
     def __init__(self, verbose: bool = False, quiet: bool = False):
         super().__init__()
-        self.verbose = verbose
-        self.quiet = quiet  # a sweep's trial: no bars, its lines in run.log
+        self.verbose, self.quiet = verbose, quiet  # quiet: a sweep's trial, no bars, its lines in run.log
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -183,8 +172,7 @@ class ConsoleProgress(ProgressCallback):
     def on_train_end(self, args, state, control, **kwargs):
         super().on_train_end(args, state, control, **kwargs)
         if state.is_world_process_zero and 0 < state.global_step < state.max_steps:
-            best = f"; best {args.metric_for_best_model} {state.best_metric:.4g}" if state.best_metric is not None \
-                else ""
+            best = "" if state.best_metric is None else f"; best {args.metric_for_best_model} {state.best_metric:.4g}"
             log.info("stopped early at step %d/%d: %s did not improve for trainer.early_stopping_patience "
                      "evaluations%s", state.global_step, state.max_steps, args.metric_for_best_model, best)
 

@@ -13,7 +13,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 
 def refuse_links(path: Path, what: str, below: Path | None = None) -> None:

@@ -1,39 +1,112 @@
-"""The settings of a component read from its own signature: nlpexp's (ModelSpec, DataSpec, TrainerSettings,
-GenerationSettings: nlpexp.schema derives their groups here) and a user's own loss, model, dataset or task, which
-so needs no edit of nlpexp to be validated like nlpexp's.
+"""A config node checked against its settings (a Group of nlpexp.rules): those the schema lists, or those read from
+the signature of the class it builds, nlpexp's own (ModelSpec, TrainerSettings, ...) and a user's alike, so that a
+user's own loss, model, dataset or task is validated like nlpexp's with no edit of nlpexp.
 
 A class's settings are the parameters of its `__init__` and, where that passes `**kwargs` on, of its bases' (the
 MRO), up to a base the schema describes (a ModelSpec subclass keeps every rule of `model`) or one without `**kwargs`
-(closed: an unknown key is refused with a did-you-mean). The parameters the code passes when it builds the node
-(ByTarget.bound: a task's model and data, a loss's model) are not settings; those without a default are required,
-except in a `_partial_` node, which the code completes. The rule of a parameter is its annotation's: a Rule in
-`Annotated[int, Int(1)]` (the one place a range lives), else int/float/bool/str, `X | None`, Literal[...], a Mapping
-or Sequence of those; anything else accepts anything. ByTarget.other's keys (such as a task's monitor) keep theirs.
+(closed: an unknown key is refused with a did-you-mean). A parameter's rule is the Rule in its `Annotated[...]` (the
+one place a range lives), else read from int/float/bool/str, `X | None`, Literal[...], a Mapping or Sequence of
+those; anything else accepts anything. ByTarget.other's keys (such as a task's monitor) keep their rules.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import difflib
 import inspect
 import pydoc
 import sys
 import types
 import typing
+from enum import Enum
 from typing import Any
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nlpexp import NlpexpError, omegaconf_error
 from nlpexp.components import BUILTIN_TARGETS, is_allowed
 from nlpexp.rules import Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Rule, Text
 
+_INTERNAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def check_group(node: DictConfig, group: Group, path: str) -> None:
+    """Every setting of `node` against `group`; the first problem is raised as one NlpexpError line naming the key
+    and what it allows."""
+    plain: dict = {}
+    order = list(group.fields)  # the schema's order: paths (which others interpolate) before the groups
+    for key in sorted(node, key=lambda k: order.index(k) if k in order else len(order)):
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in group.fields:
+            if not group.open and key not in _INTERNAL:
+                raise NlpexpError(_unknown_key(key_path, str(key), group))
+            continue
+        plain[key] = _check_value(node, key, group.fields[key], key_path)
+    absent = [k for k in group.required if k not in node]
+    if absent:
+        raise NlpexpError(f"{path}.{absent[0]} is missing; it is required (e.g. {path}.{absent[0]}=<value>)"
+                          if path else f"{absent[0]} is missing from the config; it is required")
+    for check in group.checks:
+        check(plain, path)
+
+
+def _check_value(node: DictConfig, key, rule, path: str):
+    """The value of node[key] (resolved) after checking it against `rule`; nested groups are walked."""
+    try:
+        value = node[key]
+    except OmegaConfBaseException as err:  # an unset ${oc.env:...}, a `???`
+        raise NlpexpError(omegaconf_error(err, path)) from None
+    if value is None and (isinstance(rule, Maybe) or getattr(rule, "nullable", False)):
+        return None
+    if isinstance(rule, Maybe) and _walked(rule.rule):
+        rule = rule.rule
+    if isinstance(rule, Group | ByTarget):
+        if not isinstance(value, DictConfig):
+            raise NlpexpError(f"{path} must be a config node (a mapping of settings), got {_shown(value)}")
+        check_group(value, group_of(rule, value) if isinstance(rule, ByTarget) else rule, path)
+        return None
+    if _walked(rule) and isinstance(value, DictConfig):  # a mapping of groups (the loggers)
+        for name in value:
+            _check_value(value, name, rule.value, f"{path}.{name}")
+        return None
+    if isinstance(value, DictConfig | ListConfig):
+        try:
+            value = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+        except OmegaConfBaseException as err:
+            raise NlpexpError(omegaconf_error(err, path)) from None
+    plain = value.name if isinstance(value, Enum) else value
+    if not rule.ok(plain):
+        raise NlpexpError(f"{path} must be {rule}, got {_shown(plain)}")
+    return plain
+
+
+def _walked(rule) -> bool:
+    """Is `rule` a node walked key by key (a group, or a mapping of groups) rather than checked as one value?"""
+    return isinstance(rule, Group | ByTarget) or (isinstance(rule, MapOf) and isinstance(rule.value, Group | ByTarget))
+
+
+def _shown(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else \
+        "null" if value is None else str(value)
+
+
+def _unknown_key(path: str, key: str, group: Group) -> str:
+    known = [k for k in group.fields if not k.startswith("_")]
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {path.rsplit('.', 1)[0]}.{close[0]}? " if close and "." in path else \
+        f"did you mean {close[0]}? " if close else ""
+    return f"{path} is not a setting; {hint}known: {', '.join(known)}"
+
+
 _RULES = {int: Int(), float: Num(), bool: Bool(), str: Text(meaning="a string", empty=True)}
 _NAMED = {t.__name__: rule for t, rule in _RULES.items()}
-_MAPS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-_LISTS = (list, tuple, collections.abc.Sequence)
 
 
 def group_of(rule: ByTarget, node: Any) -> Group:
     """The Group of `node` (a mapping with `_target_`): the schema's own where it describes the target (or the
-    target is nlpexp's), else derived from the target's signature."""
+    target is nlpexp's), else read from the target's signature."""
     target = node.get("_target_")
     if not isinstance(target, str) or target in rule.groups or target in BUILTIN_TARGETS or not is_allowed(target):
         return rule.group(target)  # nothing is imported that the allow-list does not vouch for (the gate refuses it)
@@ -68,14 +141,16 @@ class Described(collections.abc.Mapping):
 
 
 def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
+    """`built`'s settings: its signature's and, through **kwargs, its bases' (the MRO; object accepts none), then
+    those every node of the kind has (rule.other)."""
     fields: dict[str, Any] = {}
     required: list[str] = []
     base, is_open = Group({}), True
-    for init in _inits(built):
+    for init in [built] if not isinstance(built, type) else [c for c in built.__mro__ if "__init__" in vars(c)]:
         if (found := _described(rule, init)) is not None:
             base, is_open = found, found.open
             break
-        if _add_parameters(init, rule.bound, fields, required):
+        if init is object or _add_parameters(init, rule.bound, fields, required):
             is_open = False
             break
     common = rule.other
@@ -84,19 +159,8 @@ def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
                  open=is_open, checks=(*common.checks, *base.checks))
 
 
-def _inits(built: Any):
-    """What builds the object: a function itself; for a class, the classes of its MRO that define __init__ (object
-    accepts no settings: the end of the chain)."""
-    if not isinstance(built, type):
-        yield built
-        return
-    yield from (cls for cls in built.__mro__ if cls is object or "__init__" in vars(cls))
-
-
 def _add_parameters(init: Any, bound: tuple[str, ...], fields: dict, required: list) -> bool:
     """Add the settings of one signature; True when it takes no **kwargs (the chain ends here)."""
-    if init is object:
-        return True
     function = init.__init__ if isinstance(init, type) else init
     try:
         parameters = list(inspect.signature(function).parameters.values())
@@ -127,10 +191,10 @@ def _rule_of(annotation: Any) -> Rule:
         return next((m for m in annotation.__metadata__ if isinstance(m, Rule)), None) or _rule_of(args[0])
     if origin is typing.Literal:
         return OneOf(tuple(args))
-    if origin in _MAPS:
+    if origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
         value = _rule_of(args[1]) if len(args) == 2 else Anything()
         return MapOf(None if isinstance(value, Anything) else value)
-    if origin in _LISTS and len(args) < 2:
+    if origin in (list, tuple, collections.abc.Sequence) and len(args) < 2:
         return ListOf(_rule_of(args[0]) if args else Anything())
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]

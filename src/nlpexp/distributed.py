@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 
 def world_size() -> int:

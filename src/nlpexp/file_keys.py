@@ -1,10 +1,14 @@
-"""What a config file from someone else may set: ONE table (FILE_KEYS), by key pattern.
+"""What a config file from someone else sets (Hydra's own defaults list, through nlpexp.adapters.hydra) and what it
+may set: ONE table (FILE_KEYS), by key pattern.
 
-A config file is data. It may set the job's settings (the schema's keys, keys of one's own at the top level) and,
-under `hydra:`, only what shapes a sweep and names its run dirs. Everything else that decides where things go or
-what runs (env_set, logging, callbacks, search path, storage URLs, launchers, endpoints and online modes, path
-roots, the dangerous switches) is the person's: set on the command line or in their environment. A foreign file
-may repeat the project's own value of a person's key (a saved run config does) but not change it.
+Hydra merges a defaults list of configs, each loaded from a search path entry (conf/, a `-cd` dir, a `-cp` dir, a
+`hydra.searchpath` entry, Hydra's and its plugins' packages). A file that is neither the project's own (conf/ and
+experiments/ of this checkout) nor installed code (pkg://, structured configs) may come from other people
+(docs/security.md), and is data. It may set the job's settings (the schema's keys, keys of one's own at the top
+level) and, under `hydra:`, only what shapes a sweep and names its run dirs. Everything else that decides where
+things go or what runs (env_set, logging, callbacks, search path, storage URLs, launchers, endpoints and online
+modes, path roots, the dangerous switches) is the person's: set on the command line or in their environment. A
+foreign file may repeat the project's own value of a person's key (a saved run config does) but not change it.
 
 Patterns are dotted keys; `*` stands for one part (a logger's name). The longest matching pattern decides; a key
 under `hydra:` that no pattern matches is the person's (and tests/test_config_is_data.py fails on it).
@@ -12,16 +16,52 @@ under `hydra:` that no pattern matches is the person's (and tests/test_config_is
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nlpexp.adapters.omegaconf import child, raw
-from nlpexp.config import CONFIG_DIR
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
+from nlpexp.adapters import hydra as hydra_api
+from nlpexp.adapters.omegaconf import child, is_interpolation, is_none, raw
+from nlpexp.config import CONFIG_DIR, PRESETS_DIR
+
+_INSTALLED = ("pkg", "structured")  # configs shipped inside installed packages: code, trusted as code is
+
+
+class Setting(NamedTuple):
+    file: str  # the file that set it
+    key: str  # full dotted key
+    value: Any  # as written: an interpolation stays the string `${...}`
+
+
+def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[Setting]:
+    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.hydra.main_hydra)."""
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    sources = (source.partition("://") for source in hydra_api.sources(hydra, name, overrides))
+    if all(scheme in _INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources):
+        return  # conf/, experiments/ and installed packages only (the usual command): nothing to walk
+    for source, config_path, config in hydra_api.loaded_configs(hydra, name, overrides, multirun):
+        scheme, _, folder = source.partition("://")
+        inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
+        file = os.path.realpath(os.path.join(folder, f"{inner}.yaml"))
+        if scheme not in _INSTALLED and not any(file.startswith(d + os.sep) for d in own):
+            for key, value in _leaves(config, ""):
+                yield Setting(file, key, value)
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value as written) of every leaf: a scalar, a list, an empty or null mapping, an interpolation."""
+    if isinstance(node, DictConfig) and not is_none(node) and not is_interpolation(node) and len(node):
+        for key in node.keys():
+            yield from _leaves(child(node, key), f"{prefix}.{key}" if prefix else str(key))
+    elif OmegaConf.is_config(node) and not is_interpolation(node) and not is_none(node):
+        yield prefix, OmegaConf.to_container(node, resolve=False)
+    else:
+        yield prefix, raw(node)
 
 
 class Rule(NamedTuple):
@@ -125,7 +165,7 @@ FILE_KEYS: dict[str, Rule] = {
     "logger.*.entity": NONE, "logger.*.base_url": NONE, "logger.*.host": Rule("person", safe=("127.0.0.1",
                                                                                             "localhost")),
     "logger.*.serve": OFF,
-    "model.trust_remote_code": OFF, "model.allow_pickle_weights": OFF,  # nlpexp.safety.SWITCHES
+    "model.trust_remote_code": OFF, "model.allow_pickle_weights": OFF,  # nlpexp.config.SWITCHES
     # -- under hydra: what a sweep varies and how many trials, and where its dirs go ...
     "hydra.mode": FILE,
     "hydra.run.dir": CONFINED, "hydra.sweep.dir": CONFINED, "hydra.sweep.subdir": Rule("file", _relative),

@@ -1,8 +1,9 @@
 """run.py's security gate: compose exactly what `python run.py ARGV` would run, the hydra node included, before Hydra
 builds anything (run, -m, --cfg, -cp/-cd/-cn alike): every `_target_` against the allow-list
-(nlpexp.safety.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
-sweep parameters and the dangerous switches (nlpexp.safety.check_switches). Once per command: a job run after it
-does not check again (nlpexp.safety.check_run)."""
+(nlpexp.config.check_targets), every key a foreign config file sets against nlpexp.file_keys.FILE_KEYS, then the
+sweep parameters and the dangerous switches (nlpexp.config.check_switches). Once per command: a job run after it
+does not check again (nlpexp.config.check_run). A seed project's `--flag` and a sweep that cannot run as typed
+are refused with what to type instead."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from collections.abc import Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from nlpexp import NlpexpError
 from nlpexp.adapters import hydra as hydra_api
-from nlpexp.config_files import foreign_settings
-from nlpexp.errors import NlpexpError
-from nlpexp.file_keys import ROOTS, check_setting
-from nlpexp.safety import check_sweep_keys, check_switches, check_targets
+from nlpexp.config import check_sweep_keys, check_switches, check_targets
+from nlpexp.file_keys import ROOTS, check_setting, foreign_settings
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -27,7 +27,6 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from omegaconf.errors import OmegaConfBaseException
 
     from nlpexp.config import hydra_error_line, require_config_dir
-    from nlpexp.guidance import check_flags, check_sweep_usage
 
     check_flags(argv)  # `--epochs 5`: the override to type, not argparse's usage block
     args = hydra_api.args_parser().parse_intermixed_args(list(argv))
@@ -79,7 +78,7 @@ def _validate_sweep_base(cfg: DictConfig) -> None:
     base setting is one error line, not a failed first trial (each trial checks its own config again)."""
     from omegaconf import open_dict, read_write
 
-    from nlpexp.validate import validate
+    from nlpexp.schema import validate
 
     base = cfg.copy()
     with read_write(base), open_dict(base):
@@ -112,3 +111,54 @@ def _group_sweep_options(cfg: DictConfig, parsed: list, loader) -> Iterator[list
         if sweep.key_or_group in groups and sweep.is_choice_sweep():
             for option in sweep.sweep_string_iterator():
                 yield [*fixed, f"{sweep.key_or_group}={option}"]
+
+
+# The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).
+SEED_FLAGS = {
+    "epochs": "trainer.max_epochs={}", "num_epochs": "trainer.max_epochs={}", "max_steps": "trainer.max_steps={}",
+    "batch_size": "trainer.batch_size={}", "lr": "optimizer.lr={}", "learning_rate": "optimizer.lr={}",
+    "weight_decay": "optimizer.weight_decay={}", "warmup_ratio": "scheduler.warmup_ratio={}",
+    "warmup_steps": "scheduler.warmup_steps={}", "seed": "seed={}", "mode": "mode={}", "model": "model={}",
+    "model_name": "model.name_or_path={}", "max_len": "model.max_seq_length={}",
+    "max_seq_length": "model.max_seq_length={}", "train_data": "data=files data.train={}",
+    "val_data": "data=files data.validation={}", "valid_data": "data=files data.validation={}",
+    "dev_data": "data=files data.validation={}", "test_data": "data=files data.test={}",
+    "data_dir": "data.root={}", "output_dir": "hydra.run.dir={}", "fp16": "trainer.precision=fp16",
+    "bf16": "trainer.precision=bf16",
+}
+
+
+def check_flags(argv: Sequence[str]) -> None:
+    """A `--flag` Hydra does not know is refused with the override to type (argparse would print its usage)."""
+    known = hydra_api.command_line_flags()
+    for index, arg in enumerate(argv):
+        if not arg.startswith("--") or arg.split("=", 1)[0] in known:
+            continue
+        name, _, value = arg[2:].partition("=")
+        if not value and index + 1 < len(argv) and not argv[index + 1].startswith("-") and "=" not in argv[index + 1]:
+            value = argv[index + 1]
+        override = SEED_FLAGS.get(name.replace("-", "_"))
+        if override:
+            raise NlpexpError(f"run.py takes overrides, not flags: use {override.format(value or '<value>')} "
+                              f"(instead of {arg}{' ' + value if value and '=' not in arg else ''})")
+        raise NlpexpError(f"run.py takes overrides, not flags: {arg.split('=', 1)[0]} is none of Hydra's options; "
+                          f"settings are written group.setting=value, e.g. trainer.batch_size=32 (`python run.py "
+                          f"--help` lists them)")
+
+
+def check_sweep_usage(cfg, parsed: list, multirun: bool, inspecting: bool) -> None:
+    """A sweep preset or sweep syntax without -m, and a sweep the chosen sweeper cannot draw, as one line."""
+    from hydra.core.override_parser.types import ValueType
+
+    preset = (cfg.hydra.runtime.choices or {}).get("hparams_search")
+    if preset and not multirun and not inspecting:
+        raise NlpexpError(f"hparams_search={preset} is a sweep preset: add -m "
+                          f"(python run.py -m hparams_search={preset} ...); without it nothing would be swept")
+    sweeper = str(cfg.hydra.sweeper.get("_target_", ""))
+    drawn = [o for o in parsed
+             if o.value_type == ValueType.INTERVAL_SWEEP or "interval(" in o.input_line.replace(" ", "")]
+    if multirun and drawn and sweeper.endswith("BasicSweeper"):
+        line = drawn[0].input_line
+        raise NlpexpError(f"{line}: interval() is drawn by a study sweeper, not Hydra's basic one: add "
+                          f"hydra/sweeper=nlpexp (python run.py -m hydra/sweeper=nlpexp '{line}'), or pick an "
+                          f"hparams_search preset")

@@ -1,73 +1,16 @@
-"""What to type instead: the seeds' command-line flags mapped to overrides, "did you mean" for misspelled options
-and keys, and a sweep asked for without -m or without a sweeper that can draw it. Each is one NlpexpError line;
-run.py's gate (nlpexp.gate) calls these before Hydra builds anything, nlpexp.config.hydra_error_line rewrites
-Hydra's composition errors with them.
-"""
+"""What to type instead of what Hydra refused: "did you mean" for misspelled options and keys, -m for a sweep.
+nlpexp.config.hydra_error_line rewrites Hydra's composition errors with these (loaded only then)."""
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import cache
 
-from nlpexp.errors import NlpexpError
+from omegaconf import OmegaConf
+
 from nlpexp.paths import group_dir
-
-# The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).
-SEED_FLAGS = {
-    "epochs": "trainer.max_epochs={}", "num_epochs": "trainer.max_epochs={}", "max_steps": "trainer.max_steps={}",
-    "batch_size": "trainer.batch_size={}", "lr": "optimizer.lr={}", "learning_rate": "optimizer.lr={}",
-    "weight_decay": "optimizer.weight_decay={}", "warmup_ratio": "scheduler.warmup_ratio={}",
-    "warmup_steps": "scheduler.warmup_steps={}", "seed": "seed={}", "mode": "mode={}", "model": "model={}",
-    "model_name": "model.name_or_path={}", "max_len": "model.max_seq_length={}",
-    "max_seq_length": "model.max_seq_length={}", "train_data": "data=files data.train={}",
-    "val_data": "data=files data.validation={}", "valid_data": "data=files data.validation={}",
-    "dev_data": "data=files data.validation={}", "test_data": "data=files data.test={}",
-    "data_dir": "data.root={}", "output_dir": "hydra.run.dir={}", "fp16": "trainer.precision=fp16",
-    "bf16": "trainer.precision=bf16",
-}
-
-
-def check_flags(argv: Sequence[str]) -> None:
-    """A `--flag` Hydra does not know is refused with the override to type (argparse would print its usage)."""
-    from nlpexp.adapters.hydra import command_line_flags
-
-    known = command_line_flags()
-    for index, arg in enumerate(argv):
-        if not arg.startswith("--") or arg.split("=", 1)[0] in known:
-            continue
-        name, _, value = arg[2:].partition("=")
-        if not value and index + 1 < len(argv) and not argv[index + 1].startswith("-") and "=" not in argv[index + 1]:
-            value = argv[index + 1]
-        override = SEED_FLAGS.get(name.replace("-", "_"))
-        if override:
-            raise NlpexpError(f"run.py takes overrides, not flags: use {override.format(value or '<value>')} "
-                              f"(instead of {arg}{' ' + value if value and '=' not in arg else ''})")
-        raise NlpexpError(f"run.py takes overrides, not flags: {arg.split('=', 1)[0]} is none of Hydra's options; "
-                          f"settings are written group.setting=value, e.g. trainer.batch_size=32 (`python run.py "
-                          f"--help` lists them)")
-
-
-def check_sweep_usage(cfg, parsed: list, multirun: bool, inspecting: bool) -> None:
-    """A sweep preset or sweep syntax without -m, and a sweep the chosen sweeper cannot draw, as one line."""
-    from hydra.core.override_parser.types import ValueType
-
-    preset = (cfg.hydra.runtime.choices or {}).get("hparams_search")
-    if preset and not multirun and not inspecting:
-        raise NlpexpError(f"hparams_search={preset} is a sweep preset: add -m "
-                          f"(python run.py -m hparams_search={preset} ...); without it nothing would be swept")
-    sweeper = str(cfg.hydra.sweeper.get("_target_", ""))
-    drawn = [o for o in parsed if o.value_type == ValueType.INTERVAL_SWEEP or _tagged_interval(o)]
-    if multirun and drawn and sweeper.endswith("BasicSweeper"):
-        line = drawn[0].input_line
-        raise NlpexpError(f"{line}: interval() is drawn by a study sweeper, not Hydra's basic one: add "
-                          f"hydra/sweeper=nlpexp (python run.py -m hydra/sweeper=nlpexp '{line}'), or pick an "
-                          f"hparams_search preset")
-
-
-def _tagged_interval(override) -> bool:
-    return "interval(" in override.input_line.replace(" ", "")
 
 
 def sweep_without_multirun(message: str) -> str | None:
@@ -90,7 +33,7 @@ def suggest_option(message: str) -> str | None:
     if not found:
         return None
     group, option = found.groups()
-    options = group_options(group)
+    options = sorted(p.stem for p in group_dir(group).glob("*.yaml"))
     if not options:
         return None
     close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
@@ -146,20 +89,12 @@ def nearest_keys(key: str) -> list[str]:
     return same_name[:3] or difflib.get_close_matches(key, [k for k in keys if k != key], n=1, cutoff=0.8)
 
 
-def group_options(group: str) -> list[str]:
-    folder = group_dir(group)
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
-
 @cache
 def known_keys() -> tuple[str, ...]:
     """Every setting's dotted name, read from the options of conf/'s groups (no composition: this runs while a
     composition failed)."""
-    from omegaconf import OmegaConf
-
-    conf = group_dir("")
-    keys: set[str] = set(_leaves(OmegaConf.to_container(OmegaConf.load(conf / "config.yaml")), ""))
-    keys |= {f"data.{k}" for k in _leaves(_load(conf / "data_defaults.yaml"), "")}
+    keys = set(_leaves(_load(group_dir("") / "config.yaml"), ""))
+    keys |= {f"data.{k}" for k in _leaves(_load(group_dir("") / "data_defaults.yaml"), "")}
     for group in ("data", "model", "optimizer", "scheduler", "trainer", "task", "generation", "paths", "loss"):
         for path in group_dir(group).glob("*.yaml"):
             keys |= {f"{group}.{k}" for k in _leaves(_load(path), "")}
@@ -167,8 +102,6 @@ def known_keys() -> tuple[str, ...]:
 
 
 def _load(path) -> dict:
-    from omegaconf import OmegaConf
-
     if path.read_text().startswith("# @package _global_"):
         return {}
     return OmegaConf.to_container(OmegaConf.load(path)) or {}

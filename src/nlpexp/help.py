@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+import textwrap
 from pathlib import Path
 
 WIDTH = 100
@@ -18,17 +19,6 @@ PRESET_GROUPS = ("experiment", "hparams_search")  # listed with a line each, not
 _INDENT = "  "
 # A sentence ends at ". " before a capital, not after an abbreviation ("Thakur et al. 2021", "e.g. MNLI").
 _SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)\.\s+(?=[A-Z0-9`(])")
-
-
-def wants_help(argv: list[str]) -> bool:
-    """`--help` / `-h` among the arguments (an override is `key=value`, never one of them). Not argparse: its
-    errors would echo the arguments to the console before run.py installs the secret redaction."""
-    return any(arg in ("-h", "--help") for arg in argv)
-
-
-def print_help() -> int:
-    print(help_text())
-    return 0
 
 
 def help_text(config_dir: Path | None = None, presets_dir: Path | None = None) -> str:
@@ -41,22 +31,16 @@ def help_text(config_dir: Path | None = None, presets_dir: Path | None = None) -
     presets_dir = presets_dir or group_dir("experiment")
     node = OmegaConf.load(group_dir("hydra") / "help" / "nlpexp.yaml")  # its ${hydra.help.*} only
     template = OmegaConf.create({"hydra": {"help": node}}).hydra.help.template
-    return string.Template(template).substitute(
-        GROUPS=describe_groups(config_dir),
-        EXPERIMENTS=describe_presets(sorted(presets_dir.glob("*.yaml"))),
-        SWEEPS=describe_presets(sorted((config_dir / "hparams_search").glob("*.yaml"))),
-    )
+    sweeps = sorted((config_dir / "hparams_search").glob("*.yaml"))
+    return string.Template(template).substitute(GROUPS=describe_groups(config_dir), SWEEPS=describe_presets(sweeps),
+                                                EXPERIMENTS=describe_presets(sorted(presets_dir.glob("*.yaml"))))
 
 
 def describe_groups(config_dir: Path) -> str:
     """`  group: option option ...` for each top-level group of conf/, packed several to a line where they fit."""
-    entries = []
-    for folder in sorted(p for p in config_dir.iterdir() if p.is_dir()):
-        if folder.name == "hydra" or folder.name in PRESET_GROUPS:
-            continue
-        options = sorted(f.stem for f in folder.glob("*.yaml"))
-        if options:
-            entries.append(f"{folder.name}: {' '.join(options)}")
+    groups = sorted(p for p in config_dir.iterdir() if p.is_dir() and p.name not in ("hydra", *PRESET_GROUPS))
+    entries = [f"{group.name}: {' '.join(options)}" for group in groups
+               if (options := sorted(f.stem for f in group.glob("*.yaml")))]
     return "\n".join(_pack(entries))
 
 
@@ -73,18 +57,9 @@ def _pack(entries: list[str]) -> list[str]:
             shared.append(len(lines))
             lines.append(_INDENT + entry)
         else:
-            lines += _wrap(entry)
+            lines += textwrap.wrap(entry, WIDTH, initial_indent=_INDENT, subsequent_indent=_INDENT * 3,
+                                   break_long_words=False, break_on_hyphens=False)
     return lines
-
-
-def _wrap(entry: str) -> list[str]:
-    lines, line = [], _INDENT
-    for word in entry.split(" "):
-        if len(line) + 1 + len(word) > WIDTH and line.strip():
-            lines.append(line)
-            line = _INDENT * 3
-        line += word if line.isspace() else " " + word
-    return [*lines, line]
 
 
 def describe_presets(files: list[Path]) -> str:

@@ -1,30 +1,45 @@
-"""Files other tools read are written atomically: a reader sees the old file or the new one, never half.
+"""The files nlpexp writes for other tools to read: run dirs' files, the ledger, provenance.json (what made a run:
+code, library versions, data file hashes, seed, device).
 
-Every JSON nlpexp writes is strict JSON (`strict_dumps`): NaN and Infinity, which Python's json would write as
-bare words that other parsers refuse, raise instead, with the key that holds one; `finite_or_null` turns them
-into null where a record must be written whatever it holds (the ledger line of a failed run).
+Each is written atomically: a reader sees the old file or the new one, never half. Every JSON is strict
+(`strict_dumps`): NaN and Infinity, which Python's json would write as bare words that other parsers refuse, raise
+instead, naming the key; `finite_or_null` turns them into null where a record must be written whatever it holds
+(the ledger line of a failed run).
+
+The run ledger: one JSON line per run attempt (single runs and sweep trials), appended by parallel trials under an
+exclusive lock. A line is written whole or not at all: short writes are continued, and when the disk is full (or
+the file size limit is hit) the file is cut back to its size before the write and the error raised, so no half
+line stays to swallow the next record. A reader reports a torn line (an older writer's, or a machine's crash) with
+its file:line and still reads the record glued after it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import hashlib
 import json
+import logging
 import math
 import os
+import platform
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
+from nlpexp.paths import git_state
+
+log = logging.getLogger(__name__)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it; put back at once (at import, single-threaded)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
+_UMASK = os.umask(0o022)  # the only way to read it is to set it; put back at once (at import, single-threaded)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -88,3 +103,118 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping]) -> int:
     lines = [strict_dumps(dict(row), path) + "\n" for row in rows]
     write_text_atomic(path, "".join(lines))
     return len(lines)
+
+
+@functools.cache
+def sha256_file(path: str, mtime_ns: int, size: int) -> str:
+    """Cached per (path, mtime, size): a sweep's trials hash each file once per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_hashes(paths) -> dict[str, str]:
+    hashes = {}
+    for path in sorted({str(p) for p in paths}):
+        if path.startswith("hub:"):
+            hashes[path] = "hub dataset (fingerprint not recorded)"
+        else:
+            hashes[path] = sha256_file(path, (stat := Path(path).stat()).st_mtime_ns, stat.st_size)
+    return hashes
+
+
+# The libraries provenance.json records the versions of.
+PACKAGES = ("torch", "transformers", "sentence-transformers", "datasets", "accelerate", "hydra-core", "optuna",
+            "nlpexp")
+
+
+def collect_provenance(seed: int, data_files, started: str | None = None) -> dict:
+    """provenance.json. `started`: when the run began (ISO, UTC); with it, `timing` holds it and now, the run's end
+    (a sweep's trials.md shows each trial's run time and queue wait from them, nlpexp.sweep.summary)."""
+    versions = {"python": platform.python_version(), **{package: _version(package) for package in PACKAGES}}
+    facts = {"git": git_state(), "versions": versions, "seed": seed, "device": _device(), "host": platform.node(),
+             "data_files": data_hashes(data_files)}
+    if started:
+        facts["timing"] = {"start": started, "end": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    return facts
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _device() -> dict:
+    info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
+    if "torch" in sys.modules:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        # The processes that trained together (torchrun, accelerate launch), as the trainer's process group has it.
+        group = torch.distributed.is_available() and torch.distributed.is_initialized()
+        info["world_size"] = torch.distributed.get_world_size() if group else 1
+    return info
+
+
+def append_to_ledger(path: Path, record: dict) -> None:
+    """Append `record` as one line; raises OSError (the file unchanged) if it cannot be written whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (strict_dumps(finite_or_null(record), path, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # a torn last line: never glue this record to it
+        try:
+            _write_all(fd, line)
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # no partial line left behind
+            raise
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"write returned {written}")
+        view = view[written:]
+
+
+def read_ledger(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            start, record = _first_record(line)
+            if line[:start].strip():
+                log.warning("%s:%d: torn line (a write cut short)%s", path, number,
+                            "; skipped" if record is None else "; read the record glued after it")
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def _first_record(line: str) -> tuple[int, dict | None]:
+    """The first '{' from which the rest of the line parses as an object, and the object: a record glued after a
+    torn one is found too (a suffix starting inside the torn part cannot parse: it ends abruptly)."""
+    start = line.find("{")
+    while start != -1:
+        try:
+            record = json.loads(line[start:])
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            return start, record
+        start = line.find("{", start + 1)
+    return len(line), None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 # The key only the trainer's end-of-training log has.
 _END_OF_TRAINING = "train_runtime"
@@ -25,11 +25,8 @@ EVAL = "eval"  # trackers' per-step validation series (transformers' name): `eva
 
 def from_trainer_logs(logs: Mapping[str, float], split: str = "val") -> dict[str, float]:
     """`eval_spearman_cosine` -> `val/spearman_cosine`."""
-    return {
-        f"{split}/{key[5:]}": float(value)
-        for key, value in logs.items()
-        if key.startswith("eval_") and key[5:] not in _BOOKKEEPING and isinstance(value, int | float)
-    }
+    return prefixed({key[5:]: value for key, value in logs.items()
+                     if key.startswith("eval_") and isinstance(value, int | float)}, split)
 
 
 def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:

@@ -1,33 +1,31 @@
-"""What a run leaves behind, recorded by its observers (pipeline.run), under one contract: RunObserver.
-
-start(cfg) once the run reaches what the observer needs (the ledger before anything can fail, the run dir once
-the task is built, the loggers before setup); finish(metrics, error) once whatever ends the run, in reverse order
-(error None: a success). An observer that refuses a success (a sweep trial given up, a file that cannot be
-written) makes it a failure for the observers after it; one that fails while a failure is recorded is logged.
+"""What a run leaves behind, recorded by its observers (pipeline.run): start(cfg) once the run reaches what the
+observer needs (the ledger before anything can fail, the run dir once the task is built, the loggers before setup);
+finish(metrics, error) once whatever ends the run, in reverse order (error None: a success). An observer that
+refuses a success (a sweep trial given up, a file that cannot be written) makes it a failure for the observers
+after it; one that fails while a failure is recorded is logged.
 
 Every attempt gets one ledger line, built without resolving what could fail (a broken config is described too).
-A run dir never mixes attempts: an earlier attempt's config.yaml, metrics.json and provenance.json go to
-`previous/<time>/` first (with its checkpoints, TensorBoard events and W&B run id unless `trainer.resume`).
+A run dir never mixes attempts: an earlier attempt's config.yaml, metrics.json and provenance.json (what made the
+run: code, library versions, data file hashes, seed, device) go to `previous/<time>/` first (with its
+checkpoints, TensorBoard events and W&B run id unless `trainer.resume`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import ledger, provenance
-from nlpexp.adapters.omegaconf import child, raw
+from nlpexp import NlpexpError, first_line
 from nlpexp.config import to_container
-from nlpexp.errors import NlpexpError, first_line
-from nlpexp.io import write_json_atomic, write_text_atomic
+from nlpexp.io import append_to_ledger, collect_provenance, write_json_atomic, write_text_atomic
+from nlpexp.paths import git_state
 from nlpexp.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -85,7 +83,7 @@ class LedgerObserver:
             "overrides": list(hydra.overrides.task) if hydra is not None else None,
             "run_dir": str(Path(run_dir).resolve()) if isinstance(run_dir, str) else None,
             "sweep_dir": str(Path(sweep_dir).resolve()) if sweep_dir else None,
-            "git": provenance.git_state(), **(CALLED_WITH.get() or {}),
+            "git": git_state(), **(CALLED_WITH.get() or {}),
         }
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
@@ -95,7 +93,7 @@ class LedgerObserver:
         try:
             if not isinstance(self.path, str):
                 raise NlpexpError("paths.ledger_file does not resolve to a path")
-            ledger.append(Path(self.path), redact(self.record))
+            append_to_ledger(Path(self.path), redact(self.record))
         except (OSError, NlpexpError) as write_error:
             raise NlpexpError(f"paths.ledger_file: no ledger line written to {self.path}: "
                               f"{first_line(write_error)}") from write_error
@@ -106,7 +104,7 @@ class RunDirObserver:
     figures on success, provenance.json (the files this run read) whatever the outcome (finish)."""
 
     def __init__(self, started: str, files_read: set[str]):
-        self.started, self.files_read = started, files_read  # files_read: nlpexp.data.spec.recording_reads
+        self.started, self.files_read = started, files_read  # files_read: nlpexp.data.recording_reads
 
     def start(self, cfg: DictConfig) -> None:
         self.cfg, self.dir = cfg, Path(cfg.paths.output_dir)
@@ -125,7 +123,7 @@ class RunDirObserver:
         self._write_provenance()
 
     def _write_provenance(self) -> None:
-        facts = provenance.collect(self.cfg.seed, self.files_read, self.started)
+        facts = collect_provenance(self.cfg.seed, self.files_read, self.started)
         write_json_atomic(self.dir / "provenance.json", redact(facts))
 
 
@@ -136,7 +134,7 @@ class TrialObserver:
         pass
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
-        from nlpexp.sweep import check_trial_owned
+        from hydra_plugins.nlpexp_optuna_sweeper import check_trial_owned
 
         if error is None:
             check_trial_owned()
@@ -166,10 +164,7 @@ class LoggerObserver:
 def status_of(err: BaseException) -> str:
     if isinstance(err, KeyboardInterrupt):
         return "interrupted"
-    optuna = sys.modules.get("optuna")  # imported by sweeps only; a run outside one cannot be pruned
-    if optuna is not None and isinstance(err, optuna.TrialPruned):
-        return "pruned"  # stopped on purpose by the sweep's pruner
-    return "failed"
+    return "pruned" if type(err).__name__ == "TrialPruned" else "failed"  # pruned: stopped on purpose by a sweep
 
 
 def prepare_run_dir(run_dir: Path, resume: bool | str | None) -> None:
@@ -213,17 +208,17 @@ def saved_config(cfg: DictConfig) -> dict:
     """config.yaml: the resolved config, redacted, except that what this run's dir decides stays an interpolation
     (`${hydra:...}`, `${paths.output_dir}`), so that `run.py --config-path <run dir> --config-name config
     hydra.run.dir=D2` re-runs it into D2."""
-    return _keep_runtime(cfg, redact(to_container(cfg)))
+    return _keep_runtime(OmegaConf.to_container(cfg, resolve=False), redact(to_container(cfg)))
 
 
-def _keep_runtime(node, resolved):
-    if isinstance(node, DictConfig | ListConfig) and isinstance(resolved, dict | list):
-        for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
-            value = raw(child(node, key))
+def _keep_runtime(written, resolved):
+    """`resolved`, with the values `written` as a run dir interpolation put back as written."""
+    if isinstance(resolved, dict | list):
+        for key, value in written.items() if isinstance(written, dict) else enumerate(written):
             if isinstance(value, str) and ("${hydra:" in value or "${paths.output_dir}" in value):
                 resolved[key] = value
-            else:
-                _keep_runtime(child(node, key), resolved[key])
+            elif isinstance(value, dict | list):
+                _keep_runtime(value, resolved[key])
     return resolved
 
 

@@ -1,12 +1,17 @@
-"""Where things are: the checkout (its conf/ and experiments/), and the paths a run writes to, checked before the run
-starts (without creating anything) and named in the error line when the file system fails later (a full disk)."""
+"""Where things are: the checkout (its conf/ and experiments/, its git state); the paths a run writes to, checked
+before the run starts (without creating anything) and named in the error line when the file system fails later (a
+full disk); the Hugging Face Hub, asked once per process whether it is reachable (else a lookup retries ~30 s)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 
 def project_root() -> Path:
@@ -27,6 +32,27 @@ def require_config_dir() -> None:
     if not (project_root() / "conf" / "config.yaml").is_file():
         raise NlpexpError(f"no nlpexp config at {project_root() / 'conf'}: install the checkout editable "
                           "(pip install -e <checkout>) or set NLPEXP_ROOT=<checkout>")
+
+
+# git by absolute path from the system's default PATH, with no GIT_* / LD_* variables: neither the PATH a config
+# could set (hydra.job.env_set, refused by nlpexp.config anyway) nor GIT_CONFIG_* can choose what runs here.
+GIT = shutil.which("git", path=os.defpath) or "/usr/bin/git"
+
+
+def git_state() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LD_", "DYLD_"))} | {"PATH": os.defpath}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run([GIT, "-C", str(project_root()), *args], capture_output=True, text=True,
+                                  timeout=10, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
 
 # key under paths -> what must be there: a folder (made if absent) or a file (its folder made if absent)
 WRITTEN = {"output_dir": "folder", "cache_dir": "folder", "ledger_file": "file"}
@@ -58,11 +84,7 @@ def write_problem(path: Path, kind: str) -> str | None:
 
 def key_of(filename: str | None, paths: dict[str, str]) -> str | None:
     """The config key whose path holds `filename` (the longest match), e.g. for the OSError of a full disk."""
-    if not filename:
-        return None
-    target = os.path.abspath(str(filename))
-    matches = [(len(p), key) for key, p in paths.items()
-               if p and (target == os.path.abspath(p) or target.startswith(os.path.abspath(p).rstrip("/") + "/"))]
+    matches = [(len(path), key) for key, path in paths.items() if filename and path and _inside(filename, path)]
     return max(matches)[1] if matches else None
 
 
@@ -70,11 +92,32 @@ def ledger_dir(output_dir: str | None, runs_dir: str, sweeps_dir: str) -> str:
     """Where a run's ledger line goes (conf/paths/default.yaml): the ledger of paths.runs_dir for a run dir under
     runs_dir or sweeps_dir (and for the tools, which have no run dir); beside the run dir for one the user pointed
     elsewhere (hydra.run.dir=/exp/a: /exp/ledger.jsonl), so that nothing of that run is written into the checkout."""
-    if not output_dir:
+    if not output_dir or _inside(output_dir, runs_dir) or _inside(output_dir, sweeps_dir):
         return runs_dir
-    run_dir = os.path.abspath(os.path.expanduser(str(output_dir)))
-    for known in (runs_dir, sweeps_dir):
-        base = os.path.abspath(os.path.expanduser(str(known))).rstrip("/")
-        if run_dir == base or run_dir.startswith(base + "/"):
-            return runs_dir
-    return os.path.dirname(run_dir)
+    return os.path.dirname(os.path.abspath(os.path.expanduser(str(output_dir))))
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = (os.path.abspath(os.path.expanduser(str(p))).rstrip("/") for p in (path, folder))
+    return path == folder or path.startswith(folder + "/")
+
+
+@functools.cache
+def hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> Path | None:
+    """The local snapshot of a Hub model in the Hugging Face cache, if there is one (nothing is downloaded)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (or an invalid id): either way, not usable offline
+        return None

@@ -12,26 +12,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import distributed
-from nlpexp.config import instantiate, to_container
-from nlpexp.data import spec as data_spec
-from nlpexp.errors import NlpexpError
+from hydra_plugins.nlpexp_optuna_sweeper import run_in_progress, trial_callbacks
+from nlpexp import NlpexpError, distributed
+from nlpexp import data as data_spec
+from nlpexp.config import check_run, instantiate, to_container
 from nlpexp.metrics import check_finite
-from nlpexp.model.registry import use_registry
-from nlpexp.observers import (
-    LedgerObserver,
-    LoggerObserver,
-    Observers,
-    RunDirObserver,
-    TrialObserver,
-    saved_config,  # noqa: F401 (config.yaml's content, for tests and tools)
-)
+from nlpexp.model import use_registry
+from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
 from nlpexp.redaction import redact, redact_hydra_files, redact_logs
-from nlpexp.safety import check_run
-from nlpexp.sweep import run_in_progress, trial_callbacks
-from nlpexp.trainer.duration import settle_job_duration
-from nlpexp.trainer.memory import release_memory
-from nlpexp.validate import validate
+from nlpexp.schema import validate
+from nlpexp.trainer import release_memory
+from nlpexp.trainer.settings import settle_job_duration
 
 log = logging.getLogger(__name__)
 EVAL_ROLES = ("validation", "test")
@@ -72,7 +63,14 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
             recorders.start(observer, cfg)
         if loggers:
             recorders.start(LoggerObserver(loggers, task.trainer_settings), cfg)
-        _train_and_evaluate(cfg, task, metrics)
+        started = time.perf_counter()
+        task.setup()
+        if cfg.mode == "train":
+            task.train()
+        for role in EVAL_ROLES:  # into `metrics`: what there is so far when it fails
+            metrics.update(task.evaluate(role))
+        metrics.update(task.train_metrics)
+        metrics["time/total_s"] = round(time.perf_counter() - started, 2)
         if main:
             check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
 
@@ -91,18 +89,6 @@ def _build(cfg: DictConfig) -> tuple:
     nodes = (cfg.get("logger") or {}).values() if distributed.is_main_process() else []
     loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
     return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
-
-
-def _train_and_evaluate(cfg: DictConfig, task, metrics: dict[str, float]) -> None:
-    """Into `metrics`: what there is so far when it fails."""
-    started = time.perf_counter()
-    task.setup()
-    if cfg.mode == "train":
-        task.train()
-    for role in EVAL_ROLES:
-        metrics.update(task.evaluate(role))
-    metrics.update(task.train_metrics)
-    metrics["time/total_s"] = round(time.perf_counter() - started, 2)
 
 
 def data_files(cfg: DictConfig) -> dict[str, list[str]]:
@@ -125,20 +111,10 @@ def model_spec(cfg: DictConfig):
 
 def build_task(cfg: DictConfig, callbacks=(), model=None):
     """The task the config names, given every component it names, validated (Task.validate); nothing loaded yet."""
-    model = model or model_spec(cfg)
-    optimizer, scheduler = instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    task = instantiate(
-        cfg.task,
-        model=model,
-        data=instantiate(cfg.data),
-        trainer=instantiate(cfg.trainer),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
-        run_dir=Path(cfg.paths.output_dir),
-        mode=cfg.mode,
-        callbacks=list(callbacks),
-    )
+    task = instantiate(cfg.task, model=model or model_spec(cfg), optimizer=instantiate(cfg.optimizer),
+                       scheduler=instantiate(cfg.scheduler), data=instantiate(cfg.data),
+                       trainer=instantiate(cfg.trainer), loss=instantiate(cfg.loss) if cfg.get("loss") else None,
+                       run_dir=Path(cfg.paths.output_dir), mode=cfg.mode, callbacks=list(callbacks))
     task.validate()
     return task
 

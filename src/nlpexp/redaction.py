@@ -77,7 +77,12 @@ def redact(obj: Any, secrets: list[str] | None = None) -> Any:
     return obj
 
 
-def _redacting_record_factory(base):
+def redact_logs() -> None:
+    """Every log record of this process (run.log, console, whatever handler Hydra configures) redacted at creation."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, "redacting", False):
+        return
+
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = base(*args, **kwargs)
         message = record.getMessage()
@@ -89,14 +94,7 @@ def _redacting_record_factory(base):
         return record
 
     factory.redacting = True
-    return factory
-
-
-def redact_logs() -> None:
-    """Every log record of this process (run.log, console, whatever handler Hydra configures) redacted at creation."""
-    current = logging.getLogRecordFactory()
-    if not getattr(current, "redacting", False):
-        logging.setLogRecordFactory(_redacting_record_factory(current))
+    logging.setLogRecordFactory(factory)
 
 
 class _ConsoleStream:

@@ -12,13 +12,13 @@ Aliases: `latest` (newest version), `best` (best value of the source run's optim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
-from nlpexp.cli import ArgumentParser, run_cli
+from nlpexp.cli import ArgumentParser, command
 from nlpexp.config import default_paths
-from nlpexp.errors import NlpexpError
 from nlpexp.model.registry import PREFIX, describe, model_folder, register, resolve, versions  # noqa: F401
 
 
@@ -27,9 +27,8 @@ def registry_dir() -> Path:
     return Path(default_paths()["registry_dir"])
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    from nlpexp import registry_mlflow
-
     parser = ArgumentParser(prog="nlpexp registry", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=None,
@@ -39,28 +38,33 @@ def main(argv: list[str] | None = None) -> int:
     reg.add_argument("run_dir", type=Path)
     reg.add_argument("--name", required=True)
     sub.add_parser("list", help="every model and its versions")
-    show = sub.add_parser("show", help="one version: NAME[@latest|@best|@vN]")
-    show.add_argument("reference")
-    registry_mlflow.add_parser(sub)
+    sub.add_parser("show", help="one version: NAME[@latest|@best|@vN]").add_argument("reference")
+    publish = sub.add_parser("publish", help="publish a version to the MLflow Model Registry "
+                                             "(MLFLOW_TRACKING_URI): NAME[@latest|@best|@vN]")
+    publish.add_argument("reference")
+    publish.add_argument("--as", dest="mlflow_name", help="the MLflow model's name (default: NAME)")
+    publish.add_argument("--alias", help="an MLflow alias for the new version, e.g. champion")
+    publish.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI")
     args = parser.parse_args(argv)
     root = args.root or registry_dir()
-    try:
-        if args.command == "register":
-            print(register(args.run_dir, args.name, root))
-        elif args.command == "publish":
-            print(registry_mlflow.run_publish(args, resolve(args.reference, root)))
-        elif args.command == "list":
-            for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
-                print(f"{folder.name}: {', '.join(f'v{v}' for v in versions(folder.name, root))}")
-        else:
-            path = resolve(args.reference, root)
-            name, version = path.parent.parent.name, int(path.parent.name[1:])
-            print(json.dumps(describe(name, version, root), indent=2))
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "register":
+        print(register(args.run_dir, args.name, root))
+    elif args.command == "list":
+        for folder in sorted(p for p in root.glob("*") if p.is_dir()):
+            print(f"{folder.name}: {', '.join(f'v{v}' for v in versions(folder.name, root))}")
+    elif args.command == "show":
+        model = resolve(args.reference, root)
+        print(json.dumps(describe(model.parent.parent.name, int(model.parent.name[1:]), root), indent=2))
+    else:
+        from nlpexp import registry_mlflow
+
+        version = resolve(args.reference, root).parent
+        name = args.mlflow_name or version.parent.name
+        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints the run's URL: stdout keeps the one answer
+            number = registry_mlflow.publish(version, name, args.alias, args.tracking_uri)
+        print(f"registry:{registry_mlflow.SCHEME}{name}@v{number}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

@@ -3,12 +3,11 @@
     nlpexp registry publish sbert-nli@best [--as NAME] [--alias champion]   # MLFLOW_TRACKING_URI names the server
     python run.py mode=eval model.name_or_path=registry:mlflow:sbert-nli@champion   # or @latest, @v<N>
 
-A published version points at the training run that produced it: where the local version's run was tracked on
-the same server (logger=mlflow), the model version's source is that run's logged model `best_model` (an MLflow
-model of its flavor, nlpexp.logger.mlflow_model) and nothing is uploaded again. A run tracked elsewhere or not at all is
-uploaded once as an MLflow run (experiment `nlpexp-registry`) whose artifact `model/` holds the local version's
-folder. Resolving downloads the version's source once into <registry>/.mlflow/<name>/v<N>/ (complete or absent:
-it is downloaded beside and renamed into place) and loads the model from there.
+A published version's source is the run that trained it, where that run was tracked on the same server
+(logger=mlflow): its logged model `best_model` (nlpexp.logger.mlflow_model), nothing uploaded again. Else the
+local version's folder is uploaded once, as the artifact `model/` of a run of experiment `nlpexp-registry`.
+Resolving downloads the version's source once into <registry>/.mlflow/<name>/v<N>/ (complete or absent: it is
+downloaded beside and renamed into place) and loads the model from there.
 """
 
 from __future__ import annotations
@@ -18,43 +17,36 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+from nlpexp import NlpexpError, first_line
 from nlpexp.copies import refuse_links, refuse_links_on_the_way
-from nlpexp.errors import NlpexpError, first_line
 
 SCHEME = "mlflow:"
 RUN_ID_FILE = "mlflow_run_id"  # in a run dir: the MLflow run that logger=mlflow recorded it in
 # the data folder of each MLflow model flavor nlpexp writes (nlpexp.logger.mlflow_model): the model's own files
 DATA_DIRS = ("model.sentence_transformer", "artifacts/best_model")  # pyfunc: artifacts/<the folder's name>
 EXPERIMENT = "nlpexp-registry"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _client(tracking_uri: str | None = None, how: str = "set MLFLOW_TRACKING_URI to its URL"):
+def _client(name: str, tracking_uri: str | None, how: str):
+    """A client of the server (the given one, else MLFLOW_TRACKING_URI's), once `name` is a valid model name."""
     from mlflow import MlflowClient
 
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise NlpexpError(f"MLflow model name {name!r}: use letters, digits, '.', '_' or '-'")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise NlpexpError(f"the MLflow Model Registry needs a tracking server: {how}")
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise NlpexpError(f"MLflow model name {name!r}: use letters, digits, '.', '_' or '-'")
-    return name
-
-
 def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri: str | None = None) -> int:
-    """A local registry version (<registry>/<name>/v<N>/) as a new version of MLflow model `name`, its source
-    the training run's logged best model where the server holds it, else an upload of the version's folder."""
+    """A local registry version (<registry>/<name>/v<N>/) as the next version of MLflow model `name`."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri, "set MLFLOW_TRACKING_URI or pass --tracking-uri")
-    _check_name(name)
+    client = _client(name, tracking_uri, "set MLFLOW_TRACKING_URI or pass --tracking-uri")
     try:
         run, model_id = _training_run(client, version_dir)
         source = f"models:/{model_id}" if run else None
@@ -73,20 +65,17 @@ def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri
 
 
 def _training_run(client, version_dir: Path):
-    """The MLflow run, on this server, that trained the version's model, and the id of the MLflow model it logged
-    (its logged model `best_model`); (None, None) when there is none."""
+    """The run on this server that trained the version's model and the id of its logged model `best_model`;
+    (None, None) when there is none."""
     from mlflow.exceptions import MlflowException
 
-    with contextlib.suppress(OSError, ValueError, KeyError):
+    with contextlib.suppress(OSError, ValueError, KeyError, MlflowException):  # MlflowException: another server's
         run_dir = Path(json.loads((version_dir / "source.json").read_text())["run_dir"])
-        run_id = (run_dir / RUN_ID_FILE).read_text().strip()
-        try:
-            run = client.get_run(run_id)
-            logged = client.search_logged_models([run.info.experiment_id], filter_string=
-                                                 f"source_run_id = '{run_id}' AND name = 'best_model'")
-        except MlflowException:  # tracked on another server, or deleted there
-            return None, None
-        return (run, logged[0].model_id) if logged else (None, None)
+        run = client.get_run((run_dir / RUN_ID_FILE).read_text().strip())
+        logged = client.search_logged_models([run.info.experiment_id], filter_string=
+                                             f"source_run_id = '{run.info.run_id}' AND name = 'best_model'")
+        if logged:
+            return run, logged[0].model_id
     return None, None
 
 
@@ -107,8 +96,7 @@ def resolve(reference: str, root: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     name, _, alias = reference.removeprefix(SCHEME).partition("@")
-    _check_name(name)
-    client = _client(how=f"set MLFLOW_TRACKING_URI to the server that holds registry:{reference}")
+    client = _client(name, None, f"set MLFLOW_TRACKING_URI to the server that holds registry:{reference}")
     try:
         version = _version(client, name, alias or "latest")
         target = root / ".mlflow" / name / f"v{version.version}"
@@ -124,12 +112,11 @@ def resolve(reference: str, root: Path) -> Path:
     except MlflowException as err:
         raise NlpexpError(f"registry:{reference}: {first_line(err)}") from err
     refuse_links(target, f"registry:{reference}", below=Path(root))  # a download has none: one planted is refused
-    found = target / "model" if (target / "model").is_dir() else \
-        next((target / d for d in DATA_DIRS if (target / d).is_dir()), target) if (target / "MLmodel").is_file() \
-        else None
-    if found is None:
-        raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
-    return found
+    if (target / "model").is_dir():  # an uploaded version's folder
+        return target / "model"
+    if (target / "MLmodel").is_file():  # a logged model: its flavor's data folder
+        return next((target / d for d in DATA_DIRS if (target / d).is_dir()), target)
+    raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
 
 
 def _version(client, name: str, alias: str):
@@ -141,21 +128,3 @@ def _version(client, name: str, alias: str):
     if re.fullmatch(r"v\d+", alias):
         return client.get_model_version(name, alias[1:])
     return client.get_model_version_by_alias(name, alias)
-
-
-def add_parser(sub) -> None:
-    """`nlpexp registry publish`."""
-    publish_cmd = sub.add_parser("publish", help="publish a version to the MLflow Model Registry "
-                                                  "(MLFLOW_TRACKING_URI): NAME[@latest|@best|@vN]")
-    publish_cmd.add_argument("reference")
-    publish_cmd.add_argument("--as", dest="mlflow_name", help="the MLflow model's name (default: NAME)")
-    publish_cmd.add_argument("--alias", help="an MLflow alias for the new version, e.g. champion")
-    publish_cmd.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI")
-
-
-def run_publish(args, model_dir: Path) -> str:
-    """Publish the local version whose model folder is `model_dir`; the line to print."""
-    name = args.mlflow_name or model_dir.parent.parent.name
-    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints the run's URL: stdout keeps the one answer
-        number = publish(model_dir.parent, name, args.alias, args.tracking_uri)
-    return f"registry:{SCHEME}{name}@v{number}"

@@ -84,8 +84,7 @@ class Bool(Rule):
 
 @dataclass(frozen=True)
 class Text(Rule):
-    """A string, not empty unless `empty`; `pattern` (a regex the whole string matches) and its `meaning` in words
-    narrow it."""
+    """A string, not empty unless `empty`, matching `pattern` (whole) if given; `meaning`: what it is in words."""
 
     pattern: str | None = None
     meaning: str = "a non-empty string"
@@ -163,11 +162,9 @@ class Anything(Rule):
 
 @dataclass(frozen=True)
 class Group:
-    """The settings of one config node: a rule (or a nested Group) per key.
-
-    `required` keys must be present; `open` groups (a library class nlpexp does not describe in full) accept
-    keys beyond `fields`; `checks` see the whole node (a plain dict) for rules between keys.
-    """
+    """The settings of one config node: a rule (or a nested Group) per key. `required` keys must be present; an
+    `open` group (a library class nlpexp does not describe in full) accepts keys beyond `fields`; `checks` see the
+    whole node (a plain dict) for rules between keys."""
 
     fields: Mapping[str, Rule | Group | ByTarget]
     required: tuple[str, ...] = ()
@@ -180,7 +177,8 @@ class ByTarget:
     """A node whose settings depend on the class it builds: the Group of its `_target_`; `other`: the settings every
     node of the kind has (with their rules) and, open, the node of a class known neither here nor by its signature.
     A class of one's own is described by its signature (nlpexp.derived), less the `bound` names: what the code
-    passes when it builds the node."""
+    passes when it builds the node (a task's model and data, a loss's model); those without a default are
+    required, except in a `_partial_` node, which the code completes."""
 
     groups: dict[str, Group]
     other: Group = field(default_factory=lambda: Group({}, open=True))

@@ -17,10 +17,10 @@ import io
 import sys
 from pathlib import Path
 
-from nlpexp import ledger
-from nlpexp.cli import ArgumentParser, existing_file, new_file, run_cli
+from nlpexp import NlpexpError
+from nlpexp.cli import ArgumentParser, command, existing_file, new_file
 from nlpexp.config import CONFIG_DIR, default_paths
-from nlpexp.errors import NlpexpError
+from nlpexp.io import read_ledger
 
 STATUSES = ("ok", "failed", "interrupted", "pruned", "running")
 BASE_COLUMNS = ("run_id", "status", "mode", "task", "model", "data", "start")
@@ -52,12 +52,6 @@ def task_class_name(option: str) -> str | None:
     return target.rsplit(".", 1)[-1] or None
 
 
-def check_metric(records: list[dict], metric: str) -> None:
-    known = sorted({m for r in records for m in r.get("metrics") or {}})
-    if records and metric not in known:
-        raise NlpexpError(f"no run here has the metric {metric!r}; metrics: {', '.join(known) or 'none'}")
-
-
 def sort_by(records: list[dict], metric: str, ascending: bool = False) -> list[dict]:
     """Runs that have the metric first, best first; the rest keep their order after them."""
     having = [r for r in records if metric in (r.get("metrics") or {})]
@@ -65,17 +59,12 @@ def sort_by(records: list[dict], metric: str, ascending: bool = False) -> list[d
     return sorted(having, key=lambda r: r["metrics"][metric], reverse=not ascending) + missing
 
 
-def table_rows(records: list[dict], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+def render(records: list[dict], metrics: list[str], fmt: str) -> str:
+    """A table of the records (a column per metric): aligned text, markdown or csv."""
     header = [*BASE_COLUMNS, *metrics, *END_COLUMNS]
-    rows = []
-    for r in records:
-        values = [str(r.get(c) or "") for c in BASE_COLUMNS]
-        values += [f"{r['metrics'][m]:.4f}" if m in (r.get("metrics") or {}) else "" for m in metrics]
-        rows.append([*values, *(str(r.get(c) or "") for c in END_COLUMNS)])
-    return header, rows
-
-
-def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
+    rows = [[*(str(r.get(c) or "") for c in BASE_COLUMNS),
+             *(f"{r['metrics'][m]:.4f}" if m in (r.get("metrics") or {}) else "" for m in metrics),
+             *(str(r.get(c) or "") for c in END_COLUMNS)] for r in records]
     if fmt == "csv":
         out = io.StringIO()
         csv.writer(out).writerows([header, *rows])
@@ -88,6 +77,7 @@ def render(header: list[str], rows: list[list[str]], fmt: str) -> str:
                      for line in [header, *rows]) + "\n"
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="nlpexp runs", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,29 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=new_file, help="write to this file instead of stdout")
     args = parser.parse_args(argv)
 
-    records = select(ledger.read(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
+    records = select(read_ledger(args.ledger or Path(default_paths()["ledger_file"])), args.task, args.model,
                      args.data, args.status, args.sweep)
     if args.sweep and not records and not Path(args.sweep).is_dir():  # a deleted sweep's trials are still listed
         raise NlpexpError(f"--sweep: {args.sweep} is no sweep dir, and no run in the ledger was a trial of it")
     metrics = [m for m in args.metrics.split(",") if m] or ([args.sort] if args.sort else [])
-    try:
-        for metric in metrics:
-            check_metric(records, metric)
-    except NlpexpError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    known = sorted({m for r in records for m in r.get("metrics") or {}})
+    if records and (unknown := [m for m in metrics if m not in known]):
+        raise NlpexpError(f"no run here has the metric {unknown[0]!r}; metrics: {', '.join(known) or 'none'}")
     if args.sort:
         records = sort_by(records, args.sort, args.ascending)
-    text = render(*table_rows(records, metrics), args.format)
+    text = render(records, metrics, args.format)
     if args.output:
-        try:
-            args.output.write_text(text)
-        except OSError as err:
-            raise NlpexpError(f"--output: cannot write {args.output}: {err.strerror or err}") from err
+        args.output.write_text(text)  # an OSError: one `error: cannot use <file>` line (nlpexp.cli.run_cli)
     else:
         sys.stdout.write(text)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""One schema for every setting of the composed config, checked (nlpexp.validate) before anything is built. A value
+"""One schema for every setting of the composed config, checked by validate() before anything is built. A value
 outside its rule, an unknown key (`+trainer.fp16=true`), a missing `???` or an unresolvable `${...}` ends as one
 NlpexpError line that names the key and what it allows.
 
@@ -16,15 +16,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import rules
 from nlpexp.data.pairs import NLI_FORMATS
 from nlpexp.data.readers import check_data_files
-from nlpexp.derived import Described, described
-from nlpexp.generation.settings import GenerationSettings
+from nlpexp.derived import Described, check_group, described
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
-from nlpexp.scheduler import NAMES as SCHEDULERS
+from nlpexp.scheduler import SCHEDULERS
 from nlpexp.trainer.settings import TrainerSettings
 
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
@@ -41,7 +42,7 @@ def _max_positions(model: dict) -> int | None:
         return init.get("max_position_embeddings") or init.get("n_positions")
     source = str(model.get("name_or_path") or "")
     if source.startswith("bundled:"):
-        from nlpexp.model.bundled import BUNDLED, bundled_path
+        from nlpexp.model.weights import BUNDLED, bundled_path
 
         source = bundled_path(source.removeprefix("bundled:")) if source[8:] in BUNDLED else ""
     config = Path(source).expanduser() / "config.json"
@@ -55,7 +56,7 @@ def _max_positions(model: dict) -> int | None:
 
 
 def _check_seq_length(model: dict, path: str) -> None:
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     limit = _max_positions(model)
     length = model.get("max_seq_length")
@@ -69,7 +70,7 @@ DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
 def _check_duration(trainer: dict, path: str) -> None:
-    from nlpexp.errors import NlpexpError
+    from nlpexp import NlpexpError
 
     epochs = trainer.get("max_epochs")
     if trainer.get("max_steps", -1) <= 0 and (epochs is None or epochs <= 0):
@@ -94,7 +95,7 @@ SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 
-GENERATION = described(GenerationSettings)
+GENERATION = ByTarget(Described({"nlpexp.generation.GenerationSettings": ()}))  # imported when a config names it
 
 _LOSSES = "sentence_transformers.sentence_transformer.losses."
 _SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
@@ -181,3 +182,9 @@ ROOT = Group({
     "debug": Anything(),
 }, required=("mode", "seed", "optimized_metric", "task", "model", "data", "optimizer", "scheduler", "trainer",
              "paths"), open=True)  # top-level keys of one's own (a note, a value to interpolate) are fine
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every setting of `cfg` (and of `cfg.hydra` where a sweep passes it) against ROOT: in pipeline.run (each run,
+    each trial) and in the gate (a sweep's base config, once). The security gate (nlpexp.config) has run before."""
+    check_group(cfg, ROOT, "")

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from nlpexp.cli import ArgumentParser, existing_dir, port, run_cli
+from nlpexp.cli import ArgumentParser, command, existing_dir, port
 from nlpexp.config import default_paths
 from nlpexp.logger.tensorboard import serve_command
 
@@ -32,8 +32,8 @@ STUDY_DIR = "study_hparams"  # <sweep dir>/study_hparams: the study's HPARAMS co
 
 def write_study_hparams(study, sweep_dir: Path, metric_names: list[str]) -> Path | None:
     """The HPARAMS view of a study (TensorBoard on the sweep dir): its columns the study's swept params and the
-    metric(s) it optimises, as the trials recorded them (metrics.json's `val/<metric>`), instead of every setting
-    of every run. Written by the sweep's summary when its trials wrote TensorBoard events; None otherwise."""
+    metric(s) it optimises, as the trials recorded them (metrics.json's `val/<metric>`), not every setting of every
+    run. Written by the sweep's summary where its trials wrote TensorBoard events (else None)."""
     from tensorboard.plugins.hparams import summary_v2 as hp
     from torch.utils.tensorboard import SummaryWriter
 
@@ -44,12 +44,11 @@ def write_study_hparams(study, sweep_dir: Path, metric_names: list[str]) -> Path
                      for name, dist in trial.distributions.items()}
     params = [hp.HParam(name, _domain(dist)) for name, dist in sorted(distributions.items())]
     metrics = [hp.Metric(tag, display_name=f"{tag} (optimised)") for tag in metric_names]
-    folder = sweep_dir / STUDY_DIR
-    for old in folder.glob("events.out.tfevents.*"):  # a rebuilt summary replaces the config, never adds one
+    for old in (sweep_dir / STUDY_DIR).glob("events.out.tfevents.*"):  # a rebuilt summary replaces the config
         old.unlink()
-    with SummaryWriter(str(folder)) as writer:
+    with SummaryWriter(str(sweep_dir / STUDY_DIR)) as writer:
         writer.file_writer.add_summary(hp.hparams_config_pb(params, metrics))
-    return folder
+    return sweep_dir / STUDY_DIR
 
 
 def _domain(distribution):
@@ -68,6 +67,7 @@ def _domain(distribution):
     return None
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="nlpexp tb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Config of the study sweeper, `hydra/sweeper=study` in any Hydra app (nlpexp's presets use
-conf/hydra/sweeper/nlpexp.yaml, which adds nlpexp's settings on top): the official Optuna sweeper's config plus
-the settings of a persistent study. `pruner` is a group like `sampler`: `hydra/sweeper/pruner=median|...|none`.
+"""Config of the study sweeper, `hydra/sweeper=study` in any Hydra app (nlpexp's presets add conf/hydra/sweeper/
+nlpexp.yaml): the official sweeper's keys (same meaning, same defaults) plus those of a persistent study.
+`pruner` is a group like `sampler`: `hydra/sweeper/pruner=median|...|none`.
 """
 
 from dataclasses import dataclass, field
@@ -52,8 +52,6 @@ class HyperbandPrunerConfig(HalvingPrunerConfig):  # several successive-halving 
 
 @dataclass
 class StudySweeperConf(OptunaSweeperConf):
-    """The official sweeper's keys (same meaning, same defaults) plus those of a persistent study."""
-
     _target_: str = "hydra_plugins.nlpexp_optuna_sweeper.sweeper.StudySweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
     pruner: PrunerConfig = MISSING

@@ -1,12 +1,7 @@
-"""The `study` sweeper: Hydra's Optuna sweeper with a persistent, resumable, prunable study.
-
-What the official sweeper does it does through the official code (upstream.py): the search-space grammar,
-`params` in config, every sampler, `custom_search_space`, one or several objectives, optimization_results.yaml,
-`n_jobs` trials per batch, `max_failure_rate` per batch. What it adds (config.py): the study lives in a storage
-(sqlite in its dir unless `storage` names one) and a rerun resumes it until `n_trials` trials have finished, whoever
-ran them; a stable name (`<hparams_search>-<hash of its definition>`) and dir (`<studies_dir>/<study>`, trial N in
-`<dir>/N`); heartbeats (a killed sweep's trial is queued again); a pruner; a failure budget; a summary; promotion.
-This module is the Hydra side: a Plan and a `launch(trials)` callable, with which nlpexp.sweep.loop runs the study.
+"""The `study` sweeper: Hydra's Optuna sweeper (through its own code, upstream.py) with a persistent study (config.py):
+stored and resumed until `n_trials` trials have finished, whoever ran them; a stable name and dir; heartbeats; a
+pruner; a failure budget; a summary; promotion. This module is the Hydra side: a Plan and a `launch(trials)`
+callable, with which nlpexp.sweep.loop runs the study.
 """
 
 from __future__ import annotations
@@ -29,22 +24,18 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hydra_plugins.nlpexp_optuna_sweeper import upstream
-from nlpexp.errors import NlpexpError
+from hydra_plugins.nlpexp_optuna_sweeper import trial_env, upstream
+from nlpexp import NlpexpError
 
 log = logging.getLogger(__name__)
 LEAST = {"n_trials": 1, "n_jobs": 1, "heartbeat_interval": 1, "grace_period": 1, "max_retry": 0, "failure_budget": 0}
 
 
 class StudySweeper(Sweeper):
-    def __init__(self, *, sampler: DictConfig, direction: Any, storage: str | None, study_name: str | None,
-                 n_trials: int, n_jobs: int, max_failure_rate: float, custom_search_space: str | None,
-                 params: DictConfig | None, pruner: DictConfig, **study_keys: Any) -> None:
-        self.upstream = upstream.make_impl(
-            direction=direction, storage=storage, study_name=study_name, n_trials=n_trials, n_jobs=n_jobs,
-            max_failure_rate=max_failure_rate, custom_search_space=custom_search_space, params=params)
+    def __init__(self, *, sampler: DictConfig, pruner: DictConfig, **keys: Any) -> None:
+        self.upstream = upstream.make_impl(**{key: keys.pop(key) for key in upstream.KEYS})
         self.sampler_config, self.pruner_config = sampler, pruner
-        self.keys = SimpleNamespace(**study_keys)  # metric_names, failure_budget, heartbeats...: config.py
+        self.keys = SimpleNamespace(**keys)  # metric_names, failure_budget, heartbeats...: config.py
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -126,7 +117,6 @@ class StudySweeper(Sweeper):
     def _launch(self, launcher, url: str, name: str, sweep_dir: Path, space: dict, fixed: dict, deletions: list[str],
                 batch: list) -> list:
         """Trials as Hydra jobs, each with its params, its dir and how it finds its study; returns their Outcomes."""
-        from nlpexp.sweep.env import trial_env
         from nlpexp.sweep.loop import Outcome
 
         # Hydra's default subdir, the job number, becomes the trial number: unique across reruns.

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # (Hydra imports every plugin module at start-up: optuna only
 
 UPSTREAM_VERSION = "1.4.0rc3"  # the release whose internals this module was written against
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
+# The official sweeper's keys of hydra.sweeper (StudySweeperConf adds the study's)
+KEYS = ("direction", "storage", "study_name", "n_trials", "n_jobs", "max_failure_rate", "custom_search_space", "params")
 
 
 def upstream_version() -> str:
@@ -28,16 +30,12 @@ def upstream_version() -> str:
     return version("hydra-optuna-sweeper")
 
 
-def make_impl(*, direction: Any, storage: Any, study_name: str | None, n_trials: int, n_jobs: int,
-              max_failure_rate: float, custom_search_space: str | None,
-              params: DictConfig | None) -> _impl.OptunaSweeperImpl:
-    """The official sweeper's state, without its sampler (the study sweeper seeds its own: study.sampler_seed).
-
-    Its constructor checks max_failure_rate and resolves `custom_search_space` exactly as the official one."""
+def make_impl(**settings: Any) -> _impl.OptunaSweeperImpl:
+    """The official sweeper's state from its config keys (checks max_failure_rate, resolves custom_search_space),
+    without its sampler: the study sweeper seeds its own (study.sampler_seed)."""
     from hydra_plugins.hydra_optuna_sweeper import _impl
 
-    return _impl.OptunaSweeperImpl(None, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
-                                   custom_search_space, params)
+    return _impl.OptunaSweeperImpl(sampler=None, **settings)
 
 
 def search_space(impl: _impl.OptunaSweeperImpl, arguments: Sequence[str]) -> tuple[

@@ -1,10 +1,7 @@
-"""The `experiment` config group (the presets) read from the checkout's plain experiments/ folder.
-
-Wherever nlpexp's conf/ is the primary config dir, PresetsSearchPath stores each `experiments/<name>.yaml` as the
-option `experiment=<name>` in Hydra's ConfigStore (its `# @package` line kept), so that the presets live in the
-user-facing experiments/ with no symlink from conf/ (none on Windows, none in an sdist) and only Hydra's public API
-(a search path plugin, the config store). Other Hydra apps get no `experiment` group. Hydra discovers the plugin
-under the `hydra_plugins` namespace.
+"""The `experiment` config group (the presets) read from the checkout's plain experiments/ folder: wherever
+nlpexp's conf/ is the primary config dir, each `experiments/<name>.yaml` is stored as the option `experiment=<name>`
+in Hydra's ConfigStore (its `# @package` line kept): no symlink from conf/ (none on Windows, none in an sdist),
+only Hydra's public API. Other Hydra apps get no `experiment` group.
 """
 
 import os

@@ -1,5 +1,5 @@
 """Hydra's private API: its command-line parser, its start-up (search path, the main Hydra object) and the
-defaults list of a composition (which file a config came from). nlpexp.gate and nlpexp.config_files call these.
+defaults list of a composition (which file a config came from). nlpexp.gate and nlpexp.file_keys call these.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ def args_parser():
 
 
 def command_line_flags() -> set[str]:
-    """Every option string of Hydra's own command-line parser (-m, --cfg, -cd, ...)."""
     return {option for action in args_parser()._actions for option in action.option_strings}
 
 

@@ -1,12 +1,5 @@
-"""Every use of Optuna beyond its documented API, in one place (tests/test_adapter_optuna.py fails when one changes).
-
-- whether a storage records heartbeats: the `BaseHeartbeat` mixin lives in the private `optuna.storages._heartbeat`;
-- a trial of a study that another process asked for: `Trial(study, trial_id)`, as `Study.optimize` builds it, and
-  its state in the storage (`trial.study._storage`, `trial._trial_id`);
-- `Study.tell` under GridSampler calls `study.stop()` after the grid's last point, which raises outside
-  `Study.optimize` once the trial is stored.
-A new Optuna is taken by bumping the pin in pyproject.toml with OPTUNA_VERSION, then making that test pass.
-"""
+"""Every use of Optuna beyond its documented API (tests/test_adapter_optuna.py fails when one changes). A new Optuna
+is taken by bumping the pin in pyproject.toml with OPTUNA_VERSION, then making that test pass."""
 
 from __future__ import annotations
 
@@ -21,11 +14,13 @@ OPTUNA_VERSION = "5.0.0"
 
 
 def has_heartbeat(storage: BaseStorage) -> bool:
-    """Whether trials of this storage beat (an RDB storage opened with a heartbeat_interval; a journal: never)."""
+    """Whether trials of this storage beat (an RDB storage opened with a heartbeat_interval; a journal: never); the
+    `BaseHeartbeat` mixin lives in the private `optuna.storages._heartbeat`."""
     return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
 
 
 def trial_of(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """A trial of a study that another process asked for, as `Study.optimize` builds it."""
     return optuna.Trial(study, trial_id)
 
 
@@ -35,7 +30,8 @@ def trial_state(trial: optuna.Trial) -> TrialState:
 
 
 def tell(study: optuna.Study, trial: optuna.Trial | int, **result: Any) -> None:
-    """study.tell; the sweeper counts trials itself, so GridSampler's stop after its last point is ignored."""
+    """study.tell; the sweeper counts trials itself, so GridSampler's `study.stop()` after its last point (which
+    raises outside `Study.optimize`, once the trial is stored) is ignored."""
     try:
         study.tell(trial, **result)
     except RuntimeError as err:

@@ -1,5 +1,5 @@
-"""The private members of transformers' Trainer that nlpexp uses, and nowhere else (tests/test_adapters_hf.py fails
-when upstream renames or drops one). Everything else goes through callbacks and the Trainer's public methods."""
+"""The private members of transformers' Trainer that nlpexp uses (tests/test_adapters_hf.py fails when upstream
+renames or drops one); everything else goes through callbacks and the Trainer's public methods."""
 
 from __future__ import annotations
 

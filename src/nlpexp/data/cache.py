@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from nlpexp import first_line
 from nlpexp.adapters.datasets import fingerprint
-from nlpexp.errors import first_line
-from nlpexp.provenance import sha256_file
+from nlpexp.io import sha256_file
 
 log = logging.getLogger(__name__)
 # Libraries whose upgrade may change what a tokenizer produces or how the cache file is written.
@@ -31,36 +31,29 @@ def cached_map(rows, function: Callable, tokenizer, *, cache_dir: str | Path | N
                settings: Mapping | None = None, remove_columns: Sequence[str] = ()):
     """`rows.map(function, batched=True)` with fn_kwargs tokenizer + `settings`; read back from `cache_dir`
     when the same map ran before, in this process or another. `cache_dir=None` maps without a cache."""
-    fn_kwargs = {"tokenizer": tokenizer, **(settings or {})}
-    map_kwargs = {"batched": True, "remove_columns": list(remove_columns), "fn_kwargs": fn_kwargs}
+    map_kwargs = {"batched": True, "remove_columns": list(remove_columns),
+                  "fn_kwargs": {"tokenizer": tokenizer, **(settings or {})}}
     if cache_dir is None:
         return rows.map(function, **map_kwargs)
     key = cache_key(rows, function, tokenizer, settings or {}, remove_columns)
     path = Path(cache_dir).expanduser() / f"{key}.arrow"
-    reused = path.is_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     # datasets writes the file under a temporary name and renames it: parallel trials cannot read half a file.
-    def mapped_via_cache():
-        return rows.map(function, cache_file_name=str(path), load_from_cache_file=True, new_fingerprint=key,
-                        **map_kwargs)
-
-    try:
-        mapped = mapped_via_cache()
-        if reused and len(mapped) != len(rows):  # a cut Arrow stream still opens, with the rows before the cut
-            raise ValueError(f"{len(mapped)} rows instead of {len(rows)}")
-    except Exception as err:  # pyarrow and datasets raise many types for a damaged file
-        if not reused:
-            raise
-        # A damaged entry (a disk error, a copy cut short) would otherwise break every later run with this key.
-        log.warning("tokenised %s: cache entry %s is unreadable (%s: %s); rebuilding it", label, path,
-                    type(err).__name__, first_line(err))
-        path.unlink(missing_ok=True)
-        reused = False
-        mapped = mapped_via_cache()
-    if reused:
-        log.info("tokenised %s: reused cache %s", label, path)
-    else:
-        log.info("tokenised %s and cached it in %s", label, path)
+    map_kwargs.update(cache_file_name=str(path), load_from_cache_file=True, new_fingerprint=key)
+    if path.is_file():
+        try:
+            mapped = rows.map(function, **map_kwargs)
+            if len(mapped) != len(rows):  # a cut Arrow stream still opens, with the rows before the cut
+                raise ValueError(f"{len(mapped)} rows instead of {len(rows)}")
+            log.info("tokenised %s: reused cache %s", label, path)
+            return mapped
+        except Exception as err:  # pyarrow and datasets raise many types for a damaged file
+            # A damaged entry (a disk error, a copy cut short) would otherwise break every later run with this key.
+            log.warning("tokenised %s: cache entry %s is unreadable (%s: %s); rebuilding it", label, path,
+                        type(err).__name__, first_line(err))
+            path.unlink(missing_ok=True)
+    mapped = rows.map(function, **map_kwargs)
+    log.info("tokenised %s and cached it in %s", label, path)
     return mapped
 
 
@@ -78,11 +71,8 @@ def cache_key(rows, function: Callable, tokenizer, settings: Mapping, remove_col
 
 
 def tokenizer_identity(tokenizer) -> dict:
-    """The hashes of the files a tokenizer was read from; a tokenizer not read from a folder (a hub id) is
-    known by its name and vocabulary.
-
-    Not a hash of the tokenizer object: calling it with truncation changes its state, hence such a hash.
-    """
+    """The hashes of the files a tokenizer was read from, or for one not read from a folder (a hub id) its name and
+    vocabulary. Not a hash of the tokenizer object: calling it with truncation changes its state, hence its hash."""
     folder = Path(tokenizer.name_or_path)
     names = sorted({*getattr(tokenizer, "vocab_files_names", {}).values(), *TOKENIZER_CONFIGS})
     identity = {"class": type(tokenizer).__name__, "size": len(tokenizer)}

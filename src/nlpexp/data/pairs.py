@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 NLI_COLUMNS = ("premise", "hypothesis", "label")
 STS_COLUMNS = ("sentence1", "sentence2", "score")
@@ -25,10 +25,13 @@ def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: str):
 
     if nli_format not in NLI_FORMATS:
         raise NlpexpError(f"task.nli_format must be one of {NLI_FORMATS}, got {nli_format!r}")
-    premises, hypotheses, labels = as_lists(rows, NLI_COLUMNS)
+    # Columns read in one go: a Dataset column indexed row by row costs an Arrow lookup per row (seconds on NLI data)
+    premises, hypotheses, labels = (list(rows[c][:]) for c in NLI_COLUMNS)
     if nli_format == "all_pairs":
         return datasets.Dataset.from_dict({"anchor": premises, "positive": hypotheses})
-    entailment, contradiction = _label_id(label_names, "entailment"), _label_id(label_names, "contradiction")
+    if missing := [name for name in ("entailment", "contradiction") if name not in label_names]:
+        raise NlpexpError(f"NLI data needs a '{missing[0]}' label; its labels are {list(label_names)}")
+    entailment, contradiction = list(label_names).index("entailment"), list(label_names).index("contradiction")
     entailed = [i for i, label in enumerate(labels) if label == entailment]
     if nli_format == "entailment_pairs":
         return datasets.Dataset.from_dict({"anchor": [premises[i] for i in entailed],
@@ -40,19 +43,15 @@ def nli_ranking_examples(rows, label_names: Sequence[str], nli_format: str):
     kept = [i for i in entailed if premises[i] in first_contradiction]
     if not kept:
         raise NlpexpError("task.nli_format=triplets: no premise has both an entailment and a contradiction")
-    return datasets.Dataset.from_dict({
-        "anchor": [premises[i] for i in kept],
-        "positive": [hypotheses[i] for i in kept],
-        "negative": [first_contradiction[premises[i]] for i in kept],
-    })
+    return datasets.Dataset.from_dict({"anchor": [premises[i] for i in kept], "positive": [hypotheses[i] for i in kept],
+                                       "negative": [first_contradiction[premises[i]] for i in kept]})
 
 
 def nli_scored_pairs(rows, label_names: Sequence[str], label_scores: Mapping[str, float]):
     """(sentence1, sentence2, score) with each NLI label mapped to a similarity by `label_scores`."""
     import datasets
 
-    missing = [name for name in label_names if name not in label_scores]
-    if missing:
+    if missing := [name for name in label_names if name not in label_scores]:
         raise NlpexpError(f"task.label_scores lacks a score for label(s) {missing}; give one per label")
     scores = [float(label_scores[label_names[label]]) for label in rows["label"]]
     return datasets.Dataset.from_dict({"sentence1": rows["premise"], "sentence2": rows["hypothesis"],
@@ -69,10 +68,7 @@ def sts_scored_pairs(rows, max_score: float):
 
 def unique_texts(rows, columns: Sequence[str]) -> list[str]:
     """Every distinct text of `columns`, in first-seen order (row by row)."""
-    texts: dict[str, None] = {}
-    for values in zip(*(rows[c] for c in columns), strict=True):
-        texts.update(dict.fromkeys(values))
-    return list(texts)
+    return list(dict.fromkeys(text for values in zip(*(rows[c] for c in columns), strict=True) for text in values))
 
 
 def random_pairs(sentences: Sequence[str], per_sentence: int, rng) -> list[tuple[str, str]]:
@@ -94,15 +90,3 @@ def unordered_unique(pairs) -> list[tuple[str, str]]:
             seen.add(key)
             kept.append((a, b))
     return kept
-
-
-def as_lists(rows, columns: Sequence[str]) -> list[list]:
-    """Columns of a Dataset (or a dict) as Python lists, read in one go: a Dataset column indexed row by row
-    costs an Arrow lookup per row (seconds on NLI-sized data)."""
-    return [list(rows[c][:]) for c in columns]
-
-
-def _label_id(label_names: Sequence[str], name: str) -> int:
-    if name not in label_names:
-        raise NlpexpError(f"NLI data needs a '{name}' label; its labels are {list(label_names)}")
-    return list(label_names).index(name)

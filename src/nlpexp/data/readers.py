@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError, first_line
-from nlpexp.hub import hub_reachable
-from nlpexp.paths import project_root
+from nlpexp import NlpexpError, first_line
+from nlpexp.paths import hub_reachable, project_root
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".tsv", ".parquet")
+# A JSON value's type as messages name it (exact types: a bool is no number here)
+JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+              dict: "object"}
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,11 @@ class Source:
 
 
 def find_split_file(folder: Path, split: str) -> Path | None:
-    for suffix in SUFFIXES:
-        path = folder / f"{split}{suffix}"
-        if path.is_file():
-            return path
-    return None
+    return next((path for suffix in SUFFIXES if (path := folder / f"{split}{suffix}").is_file()), None)
 
 
 def local_splits(folder: Path) -> list[str]:
-    names = {p.name[: -len(s)] for s in SUFFIXES for p in folder.glob(f"*{s}")} if folder.is_dir() else set()
-    return sorted(names)
+    return sorted({p.name[: -len(s)] for s in SUFFIXES for p in folder.glob(f"*{s}")})
 
 
 def read_split_file(path: Path):
@@ -56,10 +53,8 @@ def read_split_file(path: Path):
     import pandas as pd
 
     try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" \
+            else pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
     except Exception as err:  # pandas raises many types for a malformed file
         raise NlpexpError(f"cannot read {path}: {first_line(err)}") from err
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
@@ -76,8 +71,8 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
                 if line.strip():
                     row = json.loads(line)
                     if not isinstance(row, dict):
-                        raise NlpexpError(f"{path} line {line_no} is a JSON {_kind(row)}, not an object; each line "
-                                          f"must be one row like {{\"text\": ..., \"label\": ...}}")
+                        raise NlpexpError(f"{path} line {line_no} is a JSON {JSON_TYPES[type(row)]}, not an object; "
+                                          f"each line must be one row like {{\"text\": ..., \"label\": ...}}")
                     rows.append((line_no, row))
     except json.JSONDecodeError as err:
         raise NlpexpError(f"{path} line {line_no} is not valid JSON ({err.msg}); fix or regenerate the file") from err
@@ -101,7 +96,7 @@ def _uniform_rows(rows: list[tuple[int, dict]], path: Path) -> list[dict]:
             names.setdefault(key)
             if value is None:
                 continue
-            kind = _kind(value)
+            kind = JSON_TYPES.get(type(value), "value")
             seen = kinds.setdefault(key, (kind, line_no))
             if seen[0] != kind:
                 raise NlpexpError(f"{path} line {line_no}: column '{key}' holds a {kind} ({value!r:.40}) but a "
@@ -110,19 +105,10 @@ def _uniform_rows(rows: list[tuple[int, dict]], path: Path) -> list[dict]:
     return [{name: row.get(name) for name in names} for _, row in rows]
 
 
-def _kind(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(type(value), "value")
-
-
 def read_given_file(key: str, given: str):
     """(rows, origin) of a file given by path (data.train=<file>); `key` names the setting in errors."""
     path = _given_file(key, given)
-    stat = path.stat()
-    return _read_file(path, stat.st_mtime_ns, stat.st_size), str(path)
+    return _read_file(path, path.stat().st_mtime_ns, path.stat().st_size), str(path)
 
 
 def _given_file(key: str, given: str) -> Path:
@@ -145,30 +131,19 @@ def _read_file(path: Path, mtime_ns: int, size: int):
 def read_split(root: Path, folder: str, split: str, source: Source):
     """(rows, origin) of `<folder>/<split>`: the local mirror's file, else the hub dataset of `source`."""
     directory = root / folder
-    path = find_split_file(directory, split)
-    if path is not None:
+    if (path := find_split_file(directory, split)) is not None:
         log.info("reading %s", path)
         return read_split_file(path), str(path)
-    if source.hub_id and hub_reachable():
-        return _read_hub(source, split), f"hub:{source.hub_id}/{split}"
-    hub = f"hub dataset '{source.hub_id}'" + ("" if hub_reachable() else " (hub unreachable: offline)")
-    where = f"{directory}/{split}{{{','.join(SUFFIXES)}}}"
-    if not root.is_dir():
-        raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
-    elsewhere = f" nor the {hub}" if source.hub_id else " (no hub fallback configured)"
-    present = local_splits(directory)
-    raise NlpexpError(
-        f"split '{folder}/{split}' not found: neither {where}{elsewhere}. "
-        f"Splits present in {directory}: {', '.join(present) or 'none'}"
-    )
-
-
-def _read_hub(source: Source, split: str):
+    if why := missing_split(root, folder, split, source.hub_id):
+        if not root.is_dir():
+            raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
+        raise NlpexpError(f"split '{folder}/{split}' not found: {why}. Splits present in {directory}: "
+                          f"{', '.join(local_splits(directory)) or 'none'}")
     import datasets
 
     hub_split = dict(source.hub_splits).get(split, split)
     try:
-        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split)
+        return datasets.load_dataset(source.hub_id, source.hub_config, split=hub_split), f"hub:{source.hub_id}/{split}"
     except Exception as err:  # the hub raises a zoo of types; the user needs the message
         raise NlpexpError(f"hub dataset '{source.hub_id}' split '{hub_split}': {first_line(err)}") from err
 

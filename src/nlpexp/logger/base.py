@@ -9,12 +9,11 @@ from nlpexp import metrics as metric_names
 
 
 class RunLogger(TrainerCallback):
-    """Receives the trainer's logs during training (TrainerCallback) and the run's start and end.
+    """The trainer's logs during training (a TrainerCallback), the run's start and end around it.
 
-    Every sink records the same names (nlpexp.metrics), each through its record(): per-step series from the
-    trainer's logs, the starting model's `start/` scores (and `eval/` twins) at step 0 (start_scores), the run's
-    figures under metrics.json's keys (record_results): `val/`, `test/` at the best checkpoint's step, the rest at
-    the last step.
+    Every sink records the same names (nlpexp.metrics) through its record(): per-step series from the trainer's
+    logs, the starting model's `start/` scores (and `eval/` twins) at step 0, the run's figures under metrics.json's
+    keys (record_results): `val/`, `test/` at the best checkpoint's step, the rest at the last step.
     """
 
     _last_step = 0
@@ -23,10 +22,10 @@ class RunLogger(TrainerCallback):
     _resumed = False  # continues the log of an interrupted run, which drew the start already
 
     def start(self, config: Mapping[str, Any]) -> None:
-        """Called before the task is set up, with the composed config (resolved)."""
+        """Before the task is set up, with the resolved config."""
 
     def record(self, values: Mapping[str, float], step: int) -> None:
-        """Write `values` at `step` to the tracker (nothing before it started)."""
+        """`values` at `step` to the tracker (nothing before it started)."""
 
     def start_scores(self, metrics: Mapping[str, float]) -> None:
         """Called with the starting model's `start/<metric>` scores before training starts (not on a resume)."""

@@ -29,7 +29,6 @@ from nlpexp.registry_mlflow import RUN_ID_FILE
 
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
-MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
 
 class MlflowLogger(RunLogger):
@@ -43,68 +42,54 @@ class MlflowLogger(RunLogger):
         self.log_model = log_model
         self.client = None
         self.run_id: str | None = None
-        self._params: dict[str, str] = {}
-        self._seed: int | None = None
-
-    def resolved_tracking_uri(self) -> str:
-        """Given, else MLFLOW_TRACKING_URI, else an sqlite store in the run dir (never the working directory)."""
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-            f"sqlite:///{(self.run_dir / 'mlflow' / 'mlflow.db').resolve()}"
-
-    def _local_store(self) -> bool:
-        return not (self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        self._params: dict[str, str] = {}  # those logged: MLflow refuses to change a param's value
 
     def start(self, config: Mapping[str, Any]) -> None:
         from mlflow import MlflowClient
 
-        uri = self.resolved_tracking_uri()
-        if self._local_store():
-            (self.run_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
+        from nlpexp.data import _FILES_READ
+
+        server = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        store = self.run_dir / "mlflow"  # without a server: a local store in the run dir, never the working dir
+        if not server:
+            store.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=server or f"sqlite:///{(store / 'mlflow.db').resolve()}")
         resumed = self._resumed_run()
         self._resumed = resumed is not None
-        self.run_id = resumed or self._new_run(config)
+        # A local store keeps its artifacts beside it; a server decides where its own go.
+        self.run_id = resumed or self._new_run(config, None if server else (store / "artifacts").resolve().as_uri())
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
-        from nlpexp.data.spec import _FILES_READ
-
         # the set the run records its data files in: filled while it runs, read when it ends (after the recording)
         self._seed, self._files_read = config.get("seed"), _FILES_READ.get()
         task, model = config.get("task") or {}, config.get("model") or {}  # what a summariser generates with
-        self._model_settings = {k: v for k, v in {"source_prefix": task.get("source_prefix"), "max_source_length":
-                                model.get("max_seq_length"), "prompt_separator": task.get("prompt_separator")}.items()
-                                if v is not None}
+        settings = {"source_prefix": task.get("source_prefix"), "max_source_length": model.get("max_seq_length"),
+                    "prompt_separator": task.get("prompt_separator")}
+        self._model_settings = {key: value for key, value in settings.items() if value is not None}
         self.client.log_dict(self.run_id, dict(config), "config.yaml")  # already redacted by the pipeline
         self._log_params(hparams_of(config))  # from the start: a running run is compared by its settings
-        log.info("MLflow run %s in %s", self.run_id, re.sub(r"//[^/@]*@", "//<redacted>@", uri))  # no credentials
+        log.info("MLflow run %s in %s", self.run_id, re.sub(r"//[^/@]*@", "//<redacted>@", self.client.tracking_uri))
 
-    def _new_run(self, config: Mapping[str, Any]) -> str:
+    def _new_run(self, config: Mapping[str, Any], artifact_location: str | None) -> str:
         experiment = self.client.get_experiment_by_name(self.experiment)
-        if experiment is not None:
-            experiment_id = experiment.experiment_id
-        else:
-            # A local store keeps its artifacts beside it; a server decides where its own go.
-            location = (self.run_dir / "mlflow" / "artifacts").resolve().as_uri() if self._local_store() else None
-            experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+        experiment_id = experiment.experiment_id if experiment else \
+            self.client.create_experiment(self.experiment, artifact_location=artifact_location)
         tags = redact({**_automatic_tags(self.run_dir), **self.tags})
         return self.client.create_run(experiment_id, run_name=self.run_name or _run_name(config),
                                       tags=tags).info.run_id
 
     def _resumed_run(self) -> str | None:
         """A run resumed from its checkpoint continues its MLflow run (its id is kept in the run dir)."""
-        id_file = self.run_dir / RUN_ID_FILE
-        if not id_file.is_file():
-            return None
         try:
-            run_id = id_file.read_text().strip()
+            run_id = (self.run_dir / RUN_ID_FILE).read_text().strip()
             run = self.client.get_run(run_id)
-        except Exception:  # another store, or the run was deleted: start a new one
+        except Exception:  # a new run dir, another store, or the run was deleted: start a new one
             return None
         self.client.update_run(run_id, status="RUNNING")
         self._params = dict(run.data.params)
         return run_id
 
     def _log_params(self, params: Mapping[str, Any]) -> None:
-        """The params not logged yet (MLflow refuses to change a param's value)."""
+        """The params not logged yet."""
         from mlflow.entities import Param
 
         new = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in redact(dict(params)).items() if k not in self._params}
@@ -115,14 +100,13 @@ class MlflowLogger(RunLogger):
     def record(self, values: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        if self.run_id is None:
-            return
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in values.items()]
-        for start in range(0, len(batch), MAX_BATCH):
-            self.client.log_batch(self.run_id, metrics=batch[start:start + MAX_BATCH])
+        if self.run_id is not None:  # MlflowClient.log_batch splits what is over the server's limit per call
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        from nlpexp.io import collect_provenance
+
         if self.run_id is None:
             return
         failure = sys.exc_info()[1]  # finish runs in the pipeline's `finally`: the error it unwinds, if any
@@ -131,20 +115,14 @@ class MlflowLogger(RunLogger):
             if metrics:
                 self.record_results(metrics)
                 self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
-            self._log_provenance()
+            facts = collect_provenance(self._seed, sorted(self._files_read or ()))  # as the run dir gets it
+            self.client.log_dict(self.run_id, redact(facts), "provenance.json")
             model = self.run_dir / "best_model"
             if self.log_model and failure is None and model.is_dir():
                 self._log_best_model(model)
         finally:
             self.client.set_terminated(self.run_id, status=_status(failure))
             self.run_id = None
-
-    def _log_provenance(self) -> None:
-        """provenance.json as the pipeline writes it into the run dir once the loggers are done."""
-        from nlpexp import provenance
-
-        facts = provenance.collect(self._seed, sorted(self._files_read or ()))
-        self.client.log_dict(self.run_id, redact(facts), "provenance.json")
 
     def _log_best_model(self, model: Path) -> None:
         """best_model/ as an MLflow model of its flavor, MLflow 3's logged model `best_model` of this run (its
@@ -170,7 +148,7 @@ class MlflowLogger(RunLogger):
 
 def _run_name(config: Mapping[str, Any]) -> str:
     """`<study>/<trial>` in a sweep, else the task preset's name (`SbertNliTask` -> `sbert_nli`)."""
-    from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
+    from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
 
     if ENV_STUDY in os.environ:
         return f"{os.environ[ENV_STUDY]}/{os.environ.get(ENV_TRIAL, '')}"
@@ -181,8 +159,8 @@ def _run_name(config: Mapping[str, Any]) -> str:
 def _automatic_tags(run_dir: Path) -> dict[str, str]:
     """Where, by whom and from which code the run is, and, in a sweep, which study and trial (see nlpexp.sweep);
     `mlflow.*` are MLflow's own system tags, which its UI shows on the run page."""
-    from nlpexp.provenance import git_state
-    from nlpexp.sweep import ENV_STUDY, ENV_TRIAL
+    from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
+    from nlpexp.paths import git_state
 
     tags = {"nlpexp.run_dir": str(run_dir.resolve()), "nlpexp.host": socket.gethostname(),
             "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
@@ -196,9 +174,6 @@ def _automatic_tags(run_dir: Path) -> dict[str, str]:
 
 
 def _status(failure: BaseException | None) -> str:
-    if failure is None:
-        return "FINISHED"
     optuna = sys.modules.get("optuna")
-    if isinstance(failure, KeyboardInterrupt) or (optuna is not None and isinstance(failure, optuna.TrialPruned)):
-        return "KILLED"
-    return "FAILED"
+    stopped = isinstance(failure, KeyboardInterrupt) or (optuna is not None and isinstance(failure, optuna.TrialPruned))
+    return "FINISHED" if failure is None else "KILLED" if stopped else "FAILED"

@@ -28,7 +28,15 @@ def save(model_dir: Path, target: Path, settings: dict[str, Any] | None = None) 
     from nlpexp.task import own_head
 
     if (model_dir / "modules.json").is_file():
-        _sentence_transformers(model_dir, target)
+        from mlflow.sentence_transformers import save_model as save_sentence_transformer
+        from sentence_transformers import SentenceTransformer
+
+        # Pinned to what trained it: no requirement inference (it would load the model again in a subprocess).
+        save_sentence_transformer(SentenceTransformer(str(model_dir), device="cpu"), str(target),
+                                  pip_requirements=_pins(*PINS, "sentence-transformers"))
+        for extra in model_dir.iterdir():  # the task's own files (e.g. sbert_nli's nli_head): nlpexp reloads them
+            if not (target / DATA_DIRS[0] / extra.name).exists():
+                (shutil.copytree if extra.is_dir() else shutil.copy2)(extra, target / DATA_DIRS[0] / extra.name)
         return "sentence_transformers"
     kind = "classifier" if (model_dir / "classifier.json").is_file() or own_head.has_own_head(model_dir) else \
         "summarizer" if (model_dir / "generation_config.json").is_file() else None
@@ -85,19 +93,6 @@ class TextModel(mlflow.pyfunc.PythonModel):
             ids += self.tokenizer(separator, add_special_tokens=False)["input_ids"]
         out = self.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
         return self.tokenizer.decode(out[0][len(ids):] if self.causal else out[0], skip_special_tokens=True).strip()
-
-
-def _sentence_transformers(model_dir: Path, target: Path) -> None:
-    import mlflow.sentence_transformers
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(model_dir), device="cpu")
-    # Pinned to what trained it: no requirement inference (it would load the model again in a subprocess).
-    mlflow.sentence_transformers.save_model(model, str(target), pip_requirements=_pins(*PINS, "sentence-transformers"))
-    data = target / DATA_DIRS[0]
-    for extra in model_dir.iterdir():  # the task's own files (e.g. sbert_nli's nli_head): nlpexp reloads them
-        if not (data / extra.name).exists():
-            (shutil.copytree if extra.is_dir() else shutil.copy2)(extra, data / extra.name)
 
 
 def _pins(*packages: str) -> list[str]:

@@ -7,7 +7,11 @@ parameter at each epoch's end (hundreds of cards: off unless asked for).
 
 from __future__ import annotations
 
+import logging
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ from typing import Any
 from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger
 
+log = logging.getLogger(__name__)
 # trainer log key -> seed 000's tag for it at the step, and for its mean over the epoch at the epoch's end
 SEED_000_TAGS = {"loss": "Loss/Train_Batch", "learning_rate": "Learning_Rate", "eval_loss": "Loss/Val_Epoch",
                  "eval_accuracy": "Accuracy/Val_Epoch"}
@@ -36,6 +41,7 @@ class TensorBoardLogger(RunLogger):
 
     @property
     def writer(self):
+        """Opened at the first write: a resumed run knows its purge step by then (on_train_begin)."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -71,14 +77,11 @@ class TensorBoardLogger(RunLogger):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         super().on_log(args, state, control, logs)
-        if self.seed000_tags:
-            self._seed000_step(logs or {}, state.global_step)
-
-    def _seed000_step(self, logs: Mapping[str, float], step: int) -> None:
-        if "train_runtime" in logs:  # the end-of-training dict: the run's figures, not a step's
+        logs = logs or {}
+        if not self.seed000_tags or "train_runtime" in logs:  # the end-of-training dict: the run's figures
             return
         for key in logs.keys() & SEED_000_TAGS.keys():
-            self.writer.add_scalar(SEED_000_TAGS[key], logs[key], step)
+            self.writer.add_scalar(SEED_000_TAGS[key], logs[key], state.global_step)
         for key in logs.keys() & SEED_000_EPOCH_TAGS.keys():
             self._epoch.setdefault(key, []).append(logs[key])
 
@@ -94,21 +97,18 @@ class TensorBoardLogger(RunLogger):
             self.writer.flush()
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
         if metrics:
             self.record_results(metrics)
-            self._hparams(hparams, metric_names.tracker_summary(metrics))
+            # The HPARAMS tab: this run's settings, its columns the final figures just written as scalars (the
+            # plugin reads them from this run's own tags: nothing is repeated under `hparam/`).
+            values = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+            for part in hparams_summary(values, dict(metric_names.tracker_summary(metrics))):
+                self.writer.file_writer.add_summary(part)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-    def _hparams(self, hparams: Mapping[str, Any], summary: Mapping[str, float]) -> None:
-        """The HPARAMS tab: this run's settings, its columns the final figures already written as scalars
-        (the plugin reads them from this run's own tags: nothing is repeated under `hparam/`)."""
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-        values = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
-        for part in hparams_summary(values, dict(summary)):
-            self.writer.file_writer.add_summary(part)
 
 
 def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
@@ -119,11 +119,6 @@ def serve_command(logdirs: list[Path], port: int, host: str) -> list[str]:
 def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
     """TensorBoard in the background for a training run (logger.tensorboard.serve=true); it outlives the run so
     that the results stay browsable: its pid is logged, `kill <pid>` stops it. A busy port: one line, no server."""
-    import logging
-    import socket
-    import subprocess
-
-    log = logging.getLogger(__name__)
     with socket.socket() as probe:
         if probe.connect_ex((host, port)) == 0:
             log.warning("TensorBoard not started: port %d is in use (logger.tensorboard.port=<free port>)", port)
@@ -138,9 +133,7 @@ def _after_existing_event_files(log_dir: Path) -> None:
     """TensorBoard reads a folder's event files in name order, and a name starts with its writer's second: a resumed
     run's file must sort after the interrupted run's, or its purge and steps come first. A resume within the same
     second as the last file (a fast test) waits for the next second."""
-    import time
-
-    seconds = [int(p.name.split(".")[3]) for p in Path(log_dir).glob("events.out.tfevents.*")
-               if p.name.split(".")[3:4] and p.name.split(".")[3].isdigit()]
+    names = [p.name.split(".") for p in Path(log_dir).glob("events.out.tfevents.*")]
+    seconds = [int(parts[3]) for parts in names if parts[3:4] and parts[3].isdigit()]
     while seconds and int(time.time()) <= max(seconds):
         time.sleep(0.05)

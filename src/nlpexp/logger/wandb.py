@@ -17,27 +17,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nlpexp import NlpexpError
 from nlpexp import metrics as metric_names
-from nlpexp.errors import NlpexpError
 from nlpexp.logger.base import RunLogger
 
 log = logging.getLogger(__name__)
 ENV_MODES = {"offline": "offline", "dryrun": "offline", "disabled": "disabled", "online": "online", "run": "online"}
-DEFAULT_SERVER = "https://api.wandb.ai"
-PROBE_TIMEOUT_S = 5.0
 
 
 class WandbLogger(RunLogger):
     def __init__(self, project: str, dir: str, mode: str = "auto", group: str | None = None,
                  tags: Sequence[str] = (), entity: str | None = None, name: str | None = None):
-        # mode: one of nlpexp.schema.WANDB_MODES, checked before this is built
-        self.project = project
-        self.entity = entity  # a team or user; None: the API key's default entity
-        self.name = name  # the run's display name; None: W&B picks one
+        # mode: one of nlpexp.schema.WANDB_MODES; entity: a team or user (None: the API key's default one);
+        # name: the run's display name (None: W&B picks one)
         self.dir = Path(dir)
         self.mode = mode
-        self.group = group
-        self.tags = list(tags)
+        self.init = {"project": project, "entity": entity, "name": name, "group": group, "tags": list(tags)}
         self.run = None
 
     def resolved_mode(self) -> str:
@@ -65,9 +60,8 @@ class WandbLogger(RunLogger):
         id_file = self.dir / "wandb_run_id"
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         id_file.write_text(run_id)
-        self.run = wandb.init(project=self.project, entity=self.entity, name=self.name, dir=str(self.dir),
-                              mode=self.resolved_mode(), id=run_id,
-                              resume="allow", group=self.group, tags=self.tags, config=dict(config),
+        self.run = wandb.init(**self.init, dir=str(self.dir), mode=self.resolved_mode(), id=run_id, resume="allow",
+                              config=dict(config),
                               # no metadata: it records the command line as typed, secrets and all
                               settings=wandb.Settings(silent=True, x_disable_meta=True, init_timeout=30))
 
@@ -79,16 +73,16 @@ class WandbLogger(RunLogger):
         if self.run is not None:
             # the final figures under names of their own: W&B's summary keeps each series' last value beside them
             self.run.summary.update(metric_names.tracker_summary(metrics))
-            offline, run_dir = self.run.settings._offline, self.run.dir
+            offline, run_dir = self.run.offline, self.run.dir
             self.run.finish()
             self.run = None
             if offline:  # nothing reached W&B yet: say how it gets there
                 log.info("W&B run logged offline; upload it with `wandb sync %s`", Path(run_dir).parent)
 
 
-def server_problem(timeout: float = PROBE_TIMEOUT_S) -> str | None:
+def server_problem(timeout: float = 5.0) -> str | None:
     """Why the W&B server cannot be reached (a TCP connection within `timeout`), or None when it can."""
-    url = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_SERVER)
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp.errors import NlpexpError
-from nlpexp.hub import hub_cached
-from nlpexp.model.bundled import PREFIX as BUNDLED
-from nlpexp.model.bundled import bundled_path
+from nlpexp import NlpexpError, registry_mlflow
+from nlpexp.copies import copy_file, copy_tree, refuse_links
+from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path
+from nlpexp.paths import hub_cached
 
 PREFIX = "registry:"
 REGISTER = "registry register"
@@ -45,25 +45,20 @@ def model_folder(name: str, root: Path) -> Path:
 
 
 def versions(name: str, root: Path) -> list[int]:
-    folder = model_folder(name, root)
-    found = [int(p.name[1:]) for p in folder.glob("v*") if p.is_dir() and p.name[1:].isdigit()] if folder.is_dir() \
-        else []
-    return sorted(found)
+    return sorted(int(p.name[1:]) for p in model_folder(name, root).glob("v*") if p.is_dir() and p.name[1:].isdigit())
 
 
 def register(run_dir: Path, name: str, root: Path, direction: str | None = None) -> Path:
     """Copy `run_dir/best_model` with the run's config and metrics into the next version of `name` in the registry
     `root` (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's)."""
-    from nlpexp.copies import copy_file, copy_tree, refuse_links  # (here: a run that only looks up loads none)
-
     run_dir = Path(run_dir).resolve()
     folder = model_folder(name, root)
     config_file = run_dir / "config.yaml"
     has_config = config_file.exists() or config_file.is_symlink()
     if has_config:
         refuse_links(config_file, REGISTER)  # before reading it
-    config = yaml.safe_load(config_file.read_text()) if has_config else {}
-    model = _model_of(run_dir, config or {}, root)
+    config = (yaml.safe_load(config_file.read_text()) if has_config else None) or {}
+    model = _model_of(run_dir, config, root)
     for source in (model, run_dir / "metrics.json"):
         refuse_links(source, REGISTER)  # all of it checked before anything is created
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,8 +68,8 @@ def register(run_dir: Path, name: str, root: Path, direction: str | None = None)
         copy_file(run_dir / "metrics.json", staging / "metrics.json", REGISTER)
         if has_config:
             copy_file(config_file, staging / "config.yaml", REGISTER)
-        source = {"run_dir": str(run_dir), "optimized_metric": (config or {}).get("optimized_metric"),
-                  "direction": direction or (config or {}).get("direction", "maximize")}
+        source = {"run_dir": str(run_dir), "optimized_metric": config.get("optimized_metric"),
+                  "direction": direction or config.get("direction", "maximize")}
         (staging / "source.json").write_text(json.dumps(source, indent=2))
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -108,8 +103,8 @@ def _model_of(run_dir: Path, config: dict, root: Path) -> Path:
 
 def _local_folder(source: str, root: Path) -> Path | None:
     """The folder a model.name_or_path names (bundled:, registry:, a folder, a cached Hub id), if any."""
-    if source.startswith(BUNDLED):
-        return Path(bundled_path(source.removeprefix(BUNDLED)))
+    if source.startswith(BUNDLED_PREFIX):
+        return Path(bundled_path(source.removeprefix(BUNDLED_PREFIX)))
     if source.startswith(PREFIX):
         return resolve(source, Path(root))
     return Path(source).expanduser() if Path(source).expanduser().is_dir() else hub_cached(source)
@@ -129,16 +124,11 @@ def link_best(name: str, root: Path) -> Path:
 def resolve(reference: str, root: Path) -> Path:
     """`registry:<name>[@latest|@best|@v<N>]` -> the version's model folder in the registry `root` (the run's
     paths.registry_dir; `registry:mlflow:...`: MLflow's)."""
-    from nlpexp.copies import refuse_links
-
     if reference.removeprefix(PREFIX).startswith("mlflow:"):
-        from nlpexp import registry_mlflow
-
         return registry_mlflow.resolve(reference.removeprefix(PREFIX), root)
     name, _, alias = reference.removeprefix(PREFIX).partition("@")
     alias = alias or "latest"
-    known = versions(name, root)
-    if not known:
+    if not (known := versions(name, root)):
         raise NlpexpError(f"registry has no model {name!r} in {root}; see `nlpexp registry list`")
     if alias == "latest":
         version = known[-1]
@@ -154,24 +144,12 @@ def resolve(reference: str, root: Path) -> Path:
     return folder / "model"
 
 
-def use_registry(model, root: str) -> None:
-    """A ModelSpec's `registry:<name>[@alias]` (weights or tokenizer) becomes that version's folder in `root`, the
-    run's paths.registry_dir: looked up once, when the run is built, in the registry the run's config names."""
-    for key in ("name_or_path", "tokenizer"):
-        value = getattr(model, key)
-        if isinstance(value, str) and value.startswith(PREFIX):
-            setattr(model, key, str(resolve(value, Path(root))))
-
-
 def _best_version(name: str, known: list[int], root: Path) -> int:
-    from nlpexp.copies import refuse_links
-
     def score(version: int) -> float:
         folder = model_folder(name, root) / f"v{version}"
         refuse_links(folder, f"registry:{name}@best", below=Path(root))  # before reading what it holds
         source = json.loads((folder / "source.json").read_text())
-        metric = source.get("optimized_metric")
-        value = json.loads((folder / "metrics.json").read_text()).get(metric)
+        value = json.loads((folder / "metrics.json").read_text()).get(source.get("optimized_metric"))
         if value is None:
             return float("-inf")
         return value if source.get("direction", "maximize") == "maximize" else -value

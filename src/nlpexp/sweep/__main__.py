@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from nlpexp import NlpexpError
 from nlpexp.cli import ArgumentParser, port
 from nlpexp.config import default_paths
-from nlpexp.errors import NlpexpError
 
 log = logging.getLogger("nlpexp")
 
@@ -51,10 +51,8 @@ def newest_sweep_dir(root: Path) -> Path:
 
 def write(target: str, study_name: str | None, out: Path | None) -> None:
     from nlpexp.sweep.loop import summarise
-    from nlpexp.sweep.storage import check_readable
-    from nlpexp.sweep.study import load_study, locate
+    from nlpexp.sweep.study import load_study
 
-    check_readable(locate(target)[0])  # a summary reads a study: it never creates a storage or its folder
     study, sweep_dir = load_study(target, study_name)
     if out is None and sweep_dir is None:
         raise NlpexpError("a storage URL names no sweep dir: say where the summary goes with --out DIR")

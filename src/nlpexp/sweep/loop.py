@@ -1,9 +1,8 @@
 """The trial loop of a study: ask, launch a batch, tell, until n_trials trials of the study have finished.
 
-The official sweeper counts trials per invocation and numbers jobs from 0; this loop counts the study's finished
-trials (complete, pruned, or failed while running), so that a rerun resumes and several sweep processes on one
-storage share the work. Trials that were running when their sweep died are queued again (heartbeats).
-The sweeper hands it a Plan and a `launch(trials) -> [Outcome]` callable: it knows nothing of Hydra.
+Unlike the official sweeper (trials counted per invocation), it counts the study's finished trials, so that a rerun
+resumes and several sweep processes on one storage share the work; a dead sweep's running trials are queued again
+(heartbeats). The sweeper hands it a Plan and a `launch(trials) -> [Outcome]` callable: it knows nothing of Hydra.
 """
 
 from __future__ import annotations
@@ -23,16 +22,16 @@ import optuna
 from optuna.storages import BaseStorage, fail_stale_trials
 from optuna.trial import TrialState
 
+from nlpexp import NlpexpError, first_line
 from nlpexp.adapters.optuna import has_heartbeat, tell
-from nlpexp.errors import NlpexpError, first_line
 from nlpexp.sweep.study import (
     ERROR,
     RUN_DIR,
     SKIPPED,
     counts_toward_n_trials,
     failed,
-    record_failure,
     requeue,
+    trial_id,
     trial_values,
 )
 
@@ -116,12 +115,8 @@ class TrialLoop:
 
     def _claim(self, count: int, known: int) -> list[optuna.Trial]:
         """Ask for `count` trials and keep those within n_trials (`known`: trials in the study when room was
-        counted).
-
-        Processes sharing the study may ask at the same moment; trial numbers order them, so a new trial is
-        kept only when fewer than n_trials finished or running trials have a smaller number. When the asked
-        trials are the next `count` numbers, nobody else asked in between and all are within n_trials.
-        """
+        counted). Processes sharing the study may ask at the same moment; trial numbers order them: a new trial is
+        kept only when fewer than n_trials finished or running trials have a smaller number."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
             asked = [self.study.ask() for _ in range(count)]
@@ -160,8 +155,7 @@ class TrialLoop:
         if not has_heartbeat(self.storage):  # a journal file: nobody would read the beats
             yield
             return
-        study_id = self.storage.get_study_id_from_name(self.study.study_name)
-        ids = [self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in batch]
+        ids = [trial_id(self.storage, self.study.study_name, t.number) for t in batch]
         stop = threading.Event()
 
         def beat() -> None:
@@ -192,8 +186,10 @@ class TrialLoop:
             return False
         values, problem = trial_values(outcome.value, self.plan.metrics)
         if outcome.error is not None or problem:
-            error = outcome.error
-            record_failure(self.study, trial, f"{type(error).__name__}: {first_line(error)}" if error else problem)
+            error = f"{type(outcome.error).__name__}: {first_line(outcome.error)}" if outcome.error else problem
+            trial.set_user_attr(ERROR, error)
+            tell(self.study, trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, error)
             return True
         tell(self.study, trial, values=values)
         log.info("trial %d: %s", trial.number,

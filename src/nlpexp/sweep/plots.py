@@ -10,18 +10,13 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from nlpexp.errors import first_line
+from nlpexp import first_line
 from nlpexp.io import write_text_atomic
 
-# plot name -> optuna.visualization function (the matplotlib twin has the same name)
-PLOTS = {
-    "optimization_history": "plot_optimization_history",
-    "param_importances": "plot_param_importances",
-    "parallel_coordinate": "plot_parallel_coordinate",
-    "intermediate_values": "plot_intermediate_values",
-}
+# optuna.visualization.plot_<name> (and its matplotlib twin of the same name)
+PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
 # With several objectives optuna's single-value plots need a target: the front is the plot that says most.
-MULTI_OBJECTIVE_PLOTS = {"pareto_front": "plot_pareto_front"}
+MULTI_OBJECTIVE_PLOTS = ("pareto_front",)
 
 
 def write_plots(study: optuna.Study, plot_dir: Path, metrics: list[str]) -> dict[str, str]:
@@ -31,14 +26,14 @@ def write_plots(study: optuna.Study, plot_dir: Path, metrics: list[str]) -> dict
     plot_dir.mkdir(parents=True, exist_ok=True)
     several = len(metrics) > 1
     skipped: dict[str, str] = {}
-    for name, function in (MULTI_OBJECTIVE_PLOTS if several else PLOTS).items():
+    for name in MULTI_OBJECTIVE_PLOTS if several else PLOTS:
         if name == "intermediate_values" and not any(t.intermediate_values for t in study.get_trials()):
             continue
         kwargs = {} if name == "intermediate_values" else (
             {"target_names": metrics} if several else {"target_name": metrics[0]})
         try:
-            _png(study, function, kwargs, plot_dir / f"{name}.png")
-            _html(study, function, kwargs, plot_dir / f"{name}.html")
+            _png(study, f"plot_{name}", kwargs, plot_dir / f"{name}.png")
+            _html(study, f"plot_{name}", kwargs, plot_dir / f"{name}.html")
         except Exception as err:  # too few trials for this plot, or a degenerate search space
             skipped[name] = first_line(err)
     if not optuna.visualization.is_available():

@@ -17,11 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def promote_best(study: optuna.Study, root: Path | None = None, objective: int = 0) -> Path | None:
-    """Register the best trial's run (best_model/, config.yaml, metrics.json) as the next version of the
-    registry model named after the study, unless the newest version already is that run. Returns the
-    version's folder, or None when no complete trial has a model.
-
-    With several objectives the best trial is the one on the Pareto front best at `objective` (an index)."""
+    """Register the best trial's run (best_trial) as the next version of the registry model named after the
+    study, unless the newest version already is that run. Returns the version's folder, or None (no model)."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
     best = best_trial(study, objective)

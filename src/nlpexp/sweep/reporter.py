@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import optuna
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from nlpexp import NlpexpError
 from nlpexp.adapters.optuna import trial_of, trial_state
-from nlpexp.errors import NlpexpError
-from nlpexp.sweep.env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
 from nlpexp.sweep.storage import open_storage
 from nlpexp.sweep.study import trial_id
 
@@ -20,14 +18,11 @@ log = logging.getLogger(__name__)
 PRUNERS = ("optuna.pruners.*",)  # what hydra.sweeper.pruner may build
 
 
-def trial_reporters(cfg: DictConfig) -> list[TrainerCallback]:
-    """[TrialReporter] when the sweeper launched this run (see nlpexp.sweep), else []."""
+def trial_reporters(cfg: DictConfig, storage_url: str, study_name: str, number: int) -> list[TrainerCallback]:
+    """[TrialReporter] of trial `number` (hydra_plugins.nlpexp_optuna_sweeper.trial_callbacks: a sweep's trials)."""
     pruner = sweep_pruner()
-    trial = trial_from_env(pruner)
-    if trial is None:
-        return []
-    split, _, name = cfg.optimized_metric.partition("/")
-    if split != "val":
+    trial = open_trial(storage_url, study_name, number, pruner)
+    if cfg.optimized_metric.partition("/")[0] != "val":
         if not isinstance(pruner, optuna.pruners.NopPruner):
             raise NlpexpError(f"pruning needs a validation metric to report, but optimized_metric is "
                               f"'{cfg.optimized_metric}'; optimise a 'val/...' metric or use hydra/sweeper/pruner=none")
@@ -44,22 +39,18 @@ def sweep_pruner() -> optuna.pruners.BasePruner:
     return instantiate(node, _execution_whitelist_=PRUNERS) if node is not None else optuna.pruners.NopPruner()
 
 
-def trial_from_env(pruner: optuna.pruners.BasePruner) -> optuna.Trial | None:
-    """The running trial named by the environment (see nlpexp.sweep), or None outside a sweep."""
-    if ENV_TRIAL not in os.environ:
-        return None
-    storage = open_storage(os.environ[ENV_STORAGE])
-    study_name, number = os.environ[ENV_STUDY], int(os.environ[ENV_TRIAL])
+def open_trial(storage_url: str, study_name: str, number: int, pruner=None) -> optuna.Trial:
+    """The running trial `number` of the study, to report to."""
+    storage = open_storage(storage_url)
     # The pruner decides should_prune(); no sampler runs here (the sweeper samples): a random one is the cheapest.
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner,
                               sampler=optuna.samplers.RandomSampler())
     return trial_of(study, trial_id(storage, study_name, number))
 
 
-def check_trial_running(trial: optuna.Trial | None = None) -> None:
-    """Refuse to go on with a trial (the environment's, or `trial`) that its study no longer counts as running:
-    its sweep stopped, failed it and queued its params again; what this run finds must not be told as its."""
-    trial = trial or trial_from_env(optuna.pruners.NopPruner())
+def check_trial_running(trial: optuna.Trial) -> None:
+    """Refuse to go on with a trial that its study no longer counts as running: its sweep stopped, failed it and
+    queued its params again; what this run finds must not be told as its."""
     state = trial_state(trial)
     if state != optuna.trial.TrialState.RUNNING:
         raise NlpexpError(f"trial {trial.number} is already {state.name} in its study (its sweep stopped and gave "

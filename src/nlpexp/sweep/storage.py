@@ -1,8 +1,5 @@
 """Where a study is stored: an SQL database (SQLite by default, PostgreSQL to share), or a journal file on NFS.
-
-Every storage this module opens redacts at its boundary (nlpexp.redaction): each study or trial attribute, user
-or system, is redacted as it is written, whoever writes it (the sweeper's study definition, the official
-sweeper's fixed params as trial user attrs, error notes, a trial's own calls).
+Every storage opened here redacts each study or trial attribute as it is written, whoever writes it.
 """
 
 from __future__ import annotations
@@ -16,7 +13,8 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
-from nlpexp.errors import NlpexpError, first_line
+from nlpexp import NlpexpError, first_line
+from nlpexp.redaction import redact
 
 SQLITE_FILE = "optuna.db"
 JOURNAL_SCHEME = "journal://"
@@ -25,13 +23,9 @@ JOURNAL_SCHEME = "journal://"
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  max_retry: int | None = None, read_only: bool = False) -> BaseStorage:
     """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
-
-    `journal:///<file>` is Optuna's JournalStorage on a file instead: no server, for a filesystem that several
-    machines share (NFS), but no heartbeat (see docs/scaling.md for what that costs).
-    SQLite serialises writers: several processes on one file wait up to a minute for the lock instead of
-    failing at once. Creating the tables races when processes start together, so that is retried.
-    `read_only`: for a command that reads a study (summary, dashboard): its file must exist; nothing is created.
-    """
+    `journal:///<file>`: Optuna's JournalStorage on a file shared by several machines (NFS), no heartbeat (see
+    docs/scaling.md). SQLite writers wait up to a minute for the lock; creating the tables races between processes
+    starting together, so it is retried. `read_only`: to read a study (summary, dashboard): nothing is created."""
     if read_only:
         check_readable(url)
     if url.startswith(JOURNAL_SCHEME):
@@ -75,8 +69,6 @@ class _RedactedAttrs:
 
 
 def _redacted(key: str, value: Any) -> Any:
-    from nlpexp.redaction import redact
-
     return redact({key: value})[key]
 
 

@@ -1,5 +1,5 @@
-"""What the sweeper, the trials and the summary agree on: trial bookkeeping, a study's identity, where it lives
-(its storage: nlpexp.sweep.storage), and how each sweep process seeds its sampler."""
+"""What the sweeper, the trials and the summary agree on: a study's identity, trial bookkeeping, how to find a
+study (its storage: nlpexp.sweep.storage), and how each sweep process seeds its sampler."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from nlpexp import NlpexpError
 from nlpexp.adapters.optuna import has_heartbeat, tell
-from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 from nlpexp.redaction import redact, redact_text
 from nlpexp.sweep.storage import open_storage
@@ -88,13 +88,11 @@ def open_study(storage: BaseStorage, name: str, definition: dict, storage_url: s
 
 
 def sampler_seed(storage: BaseStorage, study: optuna.Study, sampler: Any) -> tuple[int | None, str]:
-    """This sweep process's sampler seed, and how it was chosen. A fresh study is sampled with the seed itself, as
-    the official sweeper does. A process that joins a study with trials in it (a resumed sweep, a second sweep
-    process) must not draw the first process's points again: its seed comes from (seed, trials in the study when it
-    joined, its rank among the processes that joined at that count), recorded in the study's attributes:
-    reproducible, and independent of every other stream, unlike seed + k. Grid and QMC samplers keep their seed: it
-    orders the grid or scrambles the sequence, whose position lives in the study. (`sampler`: its config.)
-    (Two processes writing in the same instant can both count rank 0 and share a stream.)"""
+    """This sweep process's sampler seed (`sampler`: its config), and how it was chosen. A fresh study: the seed
+    itself, as upstream. A process joining a study with trials in it must not draw another's points again: its seed
+    is a stream (seed, trials when it joined, its rank among the processes joining at that count; recorded in the
+    study), reproducible and independent of every other, unlike seed + k. Grid and QMC samplers keep their seed:
+    their position lives in the study. (Two processes joining in the same instant may share rank 0.)"""
     study_id = storage.get_study_id_from_name(study.study_name)
     joined_at = len(storage.get_all_trials(study_id, deepcopy=False))
     prefix = f"{STREAM_ATTR}:{joined_at}:"
@@ -117,7 +115,7 @@ def objectives(names: Any, directions: list[str], promote_best: bool, promote_ob
     """The objectives' names (metric_names as given, else value / value_<i>) and the index of the one that picks
     the model to promote: the only one, or the one promote_objective names (None without promote_best)."""
     count = len(directions)
-    metrics = ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
+    metrics = default_metric_names(count)
     if names is not None:
         metrics = [str(names)] if isinstance(names, str) else [str(n) for n in names]
     if len(metrics) != count:
@@ -135,6 +133,10 @@ def objectives(names: Any, directions: list[str], promote_best: bool, promote_ob
         return metrics, promote_objective
     raise NlpexpError(f"hydra.sweeper.promote_objective={promote_objective} is not an objective: "
                       f"{', '.join(metrics)} or an index below {count}")
+
+
+def default_metric_names(count: int) -> list[str]:
+    return ["value"] if count == 1 else [f"value_{i}" for i in range(count)]
 
 
 def counts_toward_n_trials(trial: FrozenTrial) -> bool:
@@ -163,12 +165,6 @@ def trial_values(value: Any, metrics: list[str]) -> tuple[list[float], str | Non
     return (numbers, None) if not bad else ([], "; ".join(bad))
 
 
-def record_failure(study: optuna.Study, trial: optuna.Trial, error: str) -> None:
-    trial.set_user_attr(ERROR, error)
-    tell(study, trial, state=TrialState.FAIL)
-    log.warning("trial %d failed: %s", trial.number, error)
-
-
 def trial_id(storage: BaseStorage, study_name: str, number: int) -> int:
     """The storage's id of trial `number` (heartbeats and the storage API address trials by id)."""
     return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
@@ -179,12 +175,13 @@ def requeue(study: optuna.Study, storage: BaseStorage, numbers: Iterable[int]) -
     retry = (has_heartbeat(storage) and storage.get_heartbeat_stale_trial_callback()) or \
         RetryHeartbeatStaleTrialCallback()
     for number in numbers:
-        if storage.get_trial(trial_id(storage, study.study_name, number)).state != TrialState.RUNNING:
+        tid = trial_id(storage, study.study_name, number)
+        if storage.get_trial(tid).state != TrialState.RUNNING:
             continue
         tell(study, number, state=TrialState.FAIL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry(study, storage.get_trial(trial_id(storage, study.study_name, number)))
+            retry(study, storage.get_trial(tid))
         log.warning("trial %d interrupted: queued to run again", number)
 
 
@@ -224,7 +221,7 @@ def load_study(target: str, study_name: str | None = None) -> tuple[optuna.Study
     """A study from a sweep dir or a storage URL (the only study there unless named); also its sweep dir."""
     url, named, sweep_dir = locate(target)
     study_name = study_name or named
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)  # a study to read: never a new storage or folder
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:

@@ -1,8 +1,6 @@
 """A study's summary in its sweep dir: trials table (CSV, markdown), best trial or Pareto front (JSON, YAML),
-optimization_results.yaml (the official Optuna sweeper's result file) and plots (nlpexp.sweep.plots).
-
-Written at the end of every sweep (nlpexp.sweep.loop.summarise, which adds TensorBoard's HPARAMS view of the
-study), and again from the storage alone by `python -m nlpexp.sweep summary <sweep dir | storage URL>`.
+optimization_results.yaml (the official Optuna sweeper's result file) and plots (nlpexp.sweep.plots); written at
+the end of every sweep and again by `python -m nlpexp.sweep summary <sweep dir | storage URL>`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import start_of
 from nlpexp.redaction import redact
-from nlpexp.sweep.study import DEFINITION, ERROR, METRIC, PROGRAM, RUN_DIR, SKIPPED, failed, note
+from nlpexp.sweep.study import DEFINITION, ERROR, METRIC, PROGRAM, RUN_DIR, SKIPPED, default_metric_names, failed, note
 
 log = logging.getLogger(__name__)
 _SWEEPER_ATTRS = (RUN_DIR, ERROR, SKIPPED)
@@ -46,7 +44,7 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
     lines = [f"study {study.study_name}: {_counts_line(trials)}; summary in {out_dir}"]
     if best.get("best_trial") is not None:
         lines.append(f"best: trial {best['best_trial']}, {metrics[0]} = {best['best_value']:.4f}")
-        lines += _wrapped([f"{name}={_short(value)}" for name, value in best["best_params"].items()])
+        lines += _wrapped([f"{name}={_cell(value)}" for name, value in best["best_params"].items()])
     for point in best.get("pareto_front", []):
         lines.append(f"pareto front: trial {point['trial']} {point['values']} {point['params']}")
     if plots:
@@ -57,7 +55,7 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
     return "\n".join(lines)
 
 
-def _short(value: Any) -> str:
+def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -91,7 +89,7 @@ def metric_names(study: optuna.Study) -> list[str]:
         return list(study.metric_names)
     if study.user_attrs.get(METRIC):  # a study from before metric_names
         return [study.user_attrs[METRIC]]
-    return ["value"] if len(study.directions) == 1 else [f"value_{i}" for i in range(len(study.directions))]
+    return default_metric_names(len(study.directions))
 
 
 def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str]) -> tuple[list[str], list[list[Any]]]:
@@ -192,17 +190,13 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _markdown(study: optuna.Study, metrics: list[str], header: list[str], rows: list[list[Any]]) -> str:
-    def cell(value: Any) -> str:
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        return text.replace("|", "\\|")
-
     trials = study.get_trials(deepcopy=False)
     objectives = ", ".join(f"`{name}` ({d.name.lower()})" for name, d in zip(metrics, study.directions, strict=True))
     lines = [f"# Study {study.study_name}", "",
              f"Optimises {objectives}; trials: {_counts_line(trials)}.", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     failures = failed(trials)
     if failures:
         lines += ["", "## Failures", ""]

@@ -29,11 +29,10 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
-from nlpexp.errors import NlpexpError
 from nlpexp.metrics import from_trainer_logs, split_name
-from nlpexp.task import own_head
-from nlpexp.task.base import Task
+from nlpexp.task import Task, own_head
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
 
 log = logging.getLogger(__name__)
@@ -162,15 +161,12 @@ class ClassificationTask(Task):
             save_head_config(self.model, self.best_model_dir)
 
     def score(self, role: str) -> dict[str, float]:
-        if not self.data.has(role):
-            return {}
         output = self.trainer.predict(self._tokenized(role), metric_key_prefix="eval")
         if role == ANALYSED_ROLE:
-            rows = self._rows(role)
             write_confusion_matrix(self.run_dir, output.label_ids, output.predictions, self.model.label_names,
                                    split_name(role))
-            write_misclassified(self.run_dir / "misclassified.jsonl", list(rows["text"]), output.label_ids,
-                                output.predictions, self.model.label_names)
+            write_misclassified(self.run_dir / "misclassified.jsonl", list(self._rows(role)["text"]),
+                                output.label_ids, output.predictions, self.model.label_names)
         return from_trainer_logs(output.metrics, split_name(role))
 
     def _rows(self, role: str):

@@ -1,7 +1,7 @@
 """Sentence-embedding fine-tuning (seed 004): a SentenceTransformer trained with the `loss` group, scored on STS.
 
 NLI rows become (anchor, positive[, negative]) for the in-batch-negative losses or scored pairs for cosine/CoSENT;
-STS rows become scored pairs. The STS scoring and the trainer run are composed from nlpexp.task.evaluators.
+STS rows become scored pairs.
 """
 
 from __future__ import annotations
@@ -10,49 +10,36 @@ import logging
 
 from sentence_transformers.sentence_transformer import losses
 
-from nlpexp.data import DataSpec
+from nlpexp import NlpexpError
 from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
-from nlpexp.errors import NlpexpError
-from nlpexp.task.base import Task
-from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
+from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoredTask
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddingTask(Task):
+class EmbeddingTask(StsScoredTask):
     name = "embedding"
     losses = IN_BATCH_NEGATIVE_LOSSES + SCORED_PAIR_LOSSES
     loss_choices = "mnrl, cached_mnrl, cosine or cosent"
-    needs_validation = True  # on task.sts
 
-    def __init__(self, *, sts: DataSpec, batch_sampler: str = "batch_sampler", nli_format: str = "all_pairs",
-                 label_scores: dict[str, float] | None = None, max_score: float = 5.0, **kwargs):
+    def __init__(self, *, nli_format: str = "all_pairs", label_scores: dict[str, float] | None = None,
+                 max_score: float = 5.0, **kwargs):
         super().__init__(**kwargs)
-        self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
-        self.batch_sampler = batch_sampler
         self.nli_format = nli_format
         self.label_scores = dict(label_scores or {})
         self.max_score = max_score
 
     def validate(self) -> None:
         super().validate()
-        if self.mode != "train":
+        if self.mode != "train" or not issubclass(self.loss_factory.func, IN_BATCH_NEGATIVE_LOSSES):
             return
-        in_batch = issubclass(self.loss_factory.func, IN_BATCH_NEGATIVE_LOSSES)
-        if in_batch and not self.data.label_names:
+        if not self.data.label_names:
             raise NlpexpError(f"loss={self.loss_factory.func.__name__} learns from NLI pairs, but data "
                               f"'{self.data.name}' has scored pairs; use loss=cosine or loss=cosent, or NLI data "
                               f"(data=allnli)")
-        if in_batch:
-            warn_if_accumulating(self.loss_factory.func, self.trainer_settings)
+        warn_if_accumulating(self.loss_factory.func, self.trainer_settings)
 
-    def setup(self) -> None:
-        self.model = self.model_spec.sentence_transformer()
-        if self.mode == "train":
-            self.loss = self.loss_factory(model=self.model)
-            self.train_set = self._examples()
-
-    def _examples(self):
+    def examples(self):
         if not self.data.label_names:
             return sts_scored_pairs(self.data.load("train", STS_COLUMNS, text_columns=STS_COLUMNS[:2]),
                                     self.max_score)
@@ -60,15 +47,6 @@ class EmbeddingTask(Task):
         if isinstance(self.loss, IN_BATCH_NEGATIVE_LOSSES):
             return nli_ranking_examples(rows, self.data.label_names, self.nli_format)
         return nli_scored_pairs(rows, self.data.label_names, self.label_scores)
-
-    def train(self) -> None:
-        fit_bi_encoder(self, self.train_set, self.batch_sampler)
-
-    def score(self, role: str) -> dict[str, float]:
-        return self.sts.score(self.model, role)
-
-    def validation_data(self) -> list[DataSpec]:
-        return [self.sts.data]
 
 
 def warn_if_accumulating(loss_class, settings) -> None:

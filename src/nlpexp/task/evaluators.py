@@ -1,9 +1,8 @@
-"""What the sentence-embedding tasks compose: their evaluators, the STS data they are scored on (StsScoring) and
-one SentenceTransformerTrainer run of a task's examples (fit_bi_encoder)."""
+"""What the sentence-embedding tasks share: the task scored on STS (StsScoredTask) and their evaluators."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -15,6 +14,7 @@ from nlpexp.data import DataSpec
 from nlpexp.data.pairs import STS_COLUMNS
 from nlpexp.distributed import is_main_process
 from nlpexp.metrics import prefixed, split_name
+from nlpexp.task import Task
 
 # Losses that contrast each anchor with the other examples of its batch: (anchor, positive[, negative]).
 IN_BATCH_NEGATIVE_LOSSES = (
@@ -27,36 +27,59 @@ IN_BATCH_NEGATIVE_LOSSES = (
 SCORED_PAIR_LOSSES = (losses.CosineSimilarityLoss, losses.CoSENTLoss, losses.AnglELoss)
 
 
-class StsScoring:
-    """A model's spearman (and pearson) of cosine, euclidean, manhattan and dot similarity against the gold scores
-    of an STS dataset (`task.sts`): how the embedding tasks score, and pick their best checkpoint."""
+class StsScoredTask(Task):
+    """A SentenceTransformer trained with the `loss` group on the examples() of a task and scored on STS
+    (`task.sts`): spearman and pearson of four similarities against the gold scores, which also pick its best
+    checkpoint. The embedding tasks are this with examples of their own; sbert_nli adds NLI accuracy."""
 
-    def __init__(self, sts: DataSpec, batch_size: int):
-        self.data = sts
-        self.batch_size = batch_size
+    needs_validation = True  # on task.sts
 
-    def evaluator(self, role: str):
-        """The evaluator of `role`, None when the STS data has no such split."""
-        if not self.data.has(role):
-            return None
-        pairs = self.data.load(role, STS_COLUMNS, text_columns=STS_COLUMNS[:2])
-        return sts_evaluator(pairs, self.batch_size)
+    def __init__(self, *, sts: DataSpec, batch_sampler: str = "batch_sampler", **kwargs):
+        super().__init__(**kwargs)
+        self.sts = sts
+        self.batch_sampler = batch_sampler
 
-    def score(self, model, role: str) -> dict[str, float]:
+    def validation_data(self) -> list[DataSpec]:
+        return [self.sts]
+
+    def setup(self) -> None:
+        self.model = self.load_model()
+        if self.mode == "train":
+            self.loss = self.loss_factory(model=self.model)
+            self.train_set = self.examples()
+
+    def load_model(self):
+        return self.model_spec.sentence_transformer()
+
+    def examples(self):
+        """The training set, in the columns self.loss reads."""
+        raise NotImplementedError
+
+    def train(self) -> None:
+        self.fit(self.train_set)
+        self.train_metrics["train/examples"] = float(len(self.train_set))
+
+    def fit(self, train_set, callbacks: Sequence = ()) -> None:
+        """One SentenceTransformerTrainer run of `train_set` with self.loss (`callbacks` first), the best checkpoint
+        by validation; the best model stays in self.model and goes to best_model/."""
+        args = self.training_arguments(SentenceTransformerTrainingArguments, batch_sampler=self.batch_sampler)
+        evaluator = lazy_evaluator(self.has_split("validation"), lambda: self.evaluator("validation"))
+        self.run_trainer(self.make_trainer(SentenceTransformerTrainer, args, model=self.model, train_dataset=train_set,
+                                           loss=self.loss, evaluator=evaluator,
+                                           callbacks=[*callbacks, *self.training_callbacks()]))
+        if is_main_process():
+            self.model.save(str(self.best_model_dir))
+
+    def score(self, role: str) -> dict[str, float]:
         evaluator = self.evaluator(role)
-        return {} if evaluator is None else prefixed(evaluator(model), split_name(role))
+        return {} if evaluator is None else prefixed(evaluator(self.model), split_name(role))
 
-
-def fit_bi_encoder(task, train_set, batch_sampler: str) -> None:
-    """One SentenceTransformerTrainer run of `train_set` with task.loss, the best checkpoint by task.sts
-    validation; the best model stays in task.model and goes to best_model/."""
-    args = task.training_arguments(SentenceTransformerTrainingArguments, batch_sampler=batch_sampler)
-    evaluator = lazy_evaluator(task.sts.data.has("validation"), lambda: task.sts.evaluator("validation"))
-    task.run_trainer(task.make_trainer(SentenceTransformerTrainer, args, model=task.model, train_dataset=train_set,
-                                       loss=task.loss, evaluator=evaluator))
-    task.train_metrics["train/examples"] = float(len(train_set))
-    if is_main_process():
-        task.model.save(str(task.best_model_dir))
+    def evaluator(self, role: str) -> BaseEvaluator | None:
+        """The STS evaluator of `role`, None when the STS data has no such split."""
+        if not self.sts.has(role):
+            return None
+        pairs = self.sts.load(role, STS_COLUMNS, text_columns=STS_COLUMNS[:2])
+        return sts_evaluator(pairs, self.trainer_settings.eval_batch_size)
 
 
 class LazyEvaluator(BaseEvaluator):

@@ -12,7 +12,7 @@ import logging
 import re
 from pathlib import Path
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 log = logging.getLogger(__name__)
 HEAD_CONFIG = "classifier.json"  # nlpexp's own head (classification.HEAD_CONFIG): that one wins

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from nltk.stem.porter import PorterStemmer
 from rouge_score import rouge_scorer, tokenizers
 
-from nlpexp.errors import NlpexpError
+from nlpexp import NlpexpError
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MULTI_REFERENCE = ("best", "mean")

@@ -12,53 +12,42 @@ import logging
 from pathlib import Path
 
 import torch
-from sentence_transformers import (
-    SentenceTransformer,
-    SentenceTransformerTrainer,
-    SentenceTransformerTrainingArguments,
-)
+from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 from transformers import TrainerCallback
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
 from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
-from nlpexp.errors import NlpexpError
-from nlpexp.metrics import prefixed, split_name
-from nlpexp.task.base import Task
-from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoring, lazy_evaluator
+from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoredTask
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
 HEAD_WEIGHTS, HEAD_CONFIG = "nli_head.safetensors", "nli_head.json"
 
 
-class SbertNliTask(Task):
+class SbertNliTask(StsScoredTask):
     name = "sbert_nli"
     losses = (SoftmaxLoss,)  # the SBERT classification objective; its head also scores NLI accuracy
     loss_choices = "softmax"
     needs_labels = True
-    needs_validation = True  # STS or NLI validation
     loss_to_score = True  # the NLI accuracy is the head's
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
 
-    def __init__(self, *, sts: DataSpec, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
+    def __init__(self, *, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
         # head_lr: the task's choice of optimizer.head_lr, which reads it from the config; nothing to do here.
         super().__init__(**kwargs)
-        self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
         self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone
         self.head_trained = False
 
     def validation_data(self) -> list[DataSpec]:
-        return [self.sts.data, self.data]
+        return [self.sts, self.data]  # STS or NLI validation picks the best checkpoint
 
     def setup(self) -> None:
-        self.model = self.model_spec.sentence_transformer()
-        self.loss = self.loss_factory(
-            model=self.model,
-            embedding_dimension=self.model.get_embedding_dimension(),
-            num_labels=len(self.data.label_names),
-        )
+        self.model = self.load_model()
+        self.loss = self.loss_factory(model=self.model, embedding_dimension=self.model.get_embedding_dimension(),
+                                      num_labels=len(self.data.label_names))
         if self.mode == "train":
             freeze_lower_layers(self.model, self.trained_layers)
             pairs = self.data.load("train", NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
@@ -68,37 +57,25 @@ class SbertNliTask(Task):
             self.head_trained = True
 
     def train(self) -> None:
-        args = self.training_arguments(SentenceTransformerTrainingArguments)
-        evaluator = lazy_evaluator(self.sts.data.has("validation") or self.data.has("validation"),
-                                   lambda: self._evaluator("validation"))
-        trainer = self.make_trainer(SentenceTransformerTrainer, args, model=self.model, train_dataset=self.train_set,
-                                    loss=self.loss, evaluator=evaluator,
-                                    callbacks=[NliHead(self.loss), *self.training_callbacks()])
-        self.run_trainer(trainer)
+        self.fit(self.train_set, callbacks=[NliHead(self.loss)])
         self.head_trained = True
         if is_main_process():
-            self.model.save(str(self.best_model_dir))
             save_head(self.loss, self.best_model_dir, self.data.label_names)
 
     def new_parameters(self) -> list:
         return list(self.loss.classifier.parameters())  # the SoftmaxLoss head starts untrained
 
-    def score(self, role: str) -> dict[str, float]:
-        evaluator = self._evaluator(role)
-        return {} if evaluator is None else prefixed(evaluator(self.model), split_name(role))
-
-    def _evaluator(self, role: str):
+    def evaluator(self, role: str):
         """STS spearman and, where the head is trained or training (the start's accuracy is the untrained head's),
         NLI accuracy."""
-        evaluators = [e] if (e := self.sts.evaluator(role)) is not None else []
+        evaluators = [e] if (e := super().evaluator(role)) is not None else []
         if self.data.has(role) and (self.head_trained or self.mode == "train"):
             pairs = self.data.load(role, NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
             evaluators.append(NliAccuracyEvaluator(pairs["premise"], pairs["hypothesis"], pairs["label"],
                                                    self.loss, self.trainer_settings.eval_batch_size))
-        if not evaluators:
-            return None
-        return evaluators[0] if len(evaluators) == 1 else SequentialEvaluator(
-            evaluators, main_score_function=lambda scores: scores[0])
+        if len(evaluators) < 2:
+            return evaluators[0] if evaluators else None
+        return SequentialEvaluator(evaluators, main_score_function=lambda scores: scores[0])
 
 
 class NliHead(TrainerCallback):
@@ -177,7 +154,7 @@ def save_head(loss: SoftmaxLoss, folder: Path, label_names=None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in loss.classifier.state_dict().items()}, str(folder / HEAD_WEIGHTS))
-    config = {**loss.get_config_dict(), "embedding_dimension": loss.classifier.in_features // _n_vectors(loss)}
+    config = {**loss.get_config_dict(), "embedding_dimension": loss.model.get_embedding_dimension()}
     if label_names is not None:
         config["label_names"] = list(label_names)
     elif (folder / HEAD_CONFIG).is_file():
@@ -205,7 +182,3 @@ def load_nli_classifier(folder: str | Path) -> tuple[SentenceTransformer, Softma
     loss = SoftmaxLoss(model, model.get_embedding_dimension(), **config)
     load_head(loss, folder)
     return model, loss, label_names
-
-
-def _n_vectors(loss: SoftmaxLoss) -> int:
-    return 2 * loss.concatenation_sent_rep + loss.concatenation_sent_difference + loss.concatenation_sent_multiplication

@@ -14,39 +14,27 @@ from collections.abc import Sequence
 import numpy as np
 from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncoderLoss
 
-from nlpexp.data import DataSpec
 from nlpexp.data.pairs import unique_texts
-from nlpexp.task.base import Task
-from nlpexp.task.evaluators import StsScoring, fit_bi_encoder
+from nlpexp.task.evaluators import StsScoredTask
 
 
-class TsdaeTask(Task):
+class TsdaeTask(StsScoredTask):
     name = "tsdae"
     losses = (DenoisingAutoEncoderLoss,)
     loss_choices = "denoising"
-    needs_validation = True  # on task.sts
 
-    def __init__(self, *, sts: DataSpec, text_columns: Sequence[str], deletion_ratio: float = 0.6,
-                 pooling: str = "cls", batch_sampler: str = "batch_sampler", **kwargs):
+    def __init__(self, *, text_columns: Sequence[str], deletion_ratio: float = 0.6, pooling: str = "cls", **kwargs):
         super().__init__(**kwargs)
-        self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
         self.text_columns = list(text_columns)
         self.deletion_ratio = deletion_ratio
         self.pooling = pooling
-        self.batch_sampler = batch_sampler
 
-    def validation_data(self) -> list[DataSpec]:
-        return [self.sts.data]
-
-    def setup(self) -> None:
+    def load_model(self):
         spec = copy.copy(self.model_spec)
         spec.pooling = self.pooling  # the pooling TSDAE trains (and the starting model is scored) with
-        self.model = spec.sentence_transformer()
-        if self.mode == "train":
-            self.loss = self.loss_factory(model=self.model)
-            self.train_set = self._examples()
+        return spec.sentence_transformer()
 
-    def _examples(self):
+    def examples(self):
         import datasets
 
         rows = self.data.load("train", self.text_columns, text_columns=self.text_columns)
@@ -56,35 +44,23 @@ class TsdaeTask(Task):
         damaged = [delete_words(s, self.deletion_ratio, rng) for s in sentences]
         return datasets.Dataset.from_dict({"damaged": damaged, "original": sentences})
 
-    def train(self) -> None:
-        fit_bi_encoder(self, self.train_set, self.batch_sampler)
-
-    def score(self, role: str) -> dict[str, float]:
-        return self.sts.score(self.model, role)
-
 
 def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:
     """Drop each word with probability `ratio`, keeping at least one (TSDAE's deletion noise)."""
-    words = _word_tokenizer().tokenize(text)
+    tokenizer, detokenizer = _nltk_words()
+    words = tokenizer.tokenize(text)
     if not words:
         return text
     keep = rng.random(len(words)) >= ratio
     if not keep.any():
         keep[rng.integers(len(words))] = True
-    return _detokenizer().detokenize([w for w, kept in zip(words, keep, strict=True) if kept])
+    return detokenizer.detokenize([w for w, kept in zip(words, keep, strict=True) if kept])
 
 
 @functools.cache
-def _word_tokenizer():
+def _nltk_words():
     # word_tokenize would first split sentences with punkt, a download; its word-level part needs none.
     from nltk.tokenize import NLTKWordTokenizer
-
-    return NLTKWordTokenizer()
-
-
-@functools.cache
-def _detokenizer():
     from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-    return TreebankWordDetokenizer()
-
+    return NLTKWordTokenizer(), TreebankWordDetokenizer()

@@ -1,17 +1,13 @@
 """Length-aware batches for the sentence-transformers trainers (`trainer.group_by_length`,
-`trainer.max_tokens_per_batch`).
+`trainer.max_tokens_per_batch`): a batch costs its longest example times its size, the rest is padding.
 
-A batch costs as much as its longest example times its size: the rest is padding. Each epoch the examples are
-shuffled, cut into mega-batches of `MEGA_BATCH_MULT` batches, sorted by length inside each, then cut into
-batches, and the batches themselves are shuffled: similar lengths within a batch, random order across them (the
-recipe of transformers' LengthGroupedSampler, which the sentence-transformers trainers do not use).
-
-With a token budget, an example whose length L would overflow `max_tokens` in a full batch goes to a bucket of
-half the batch size (halved again until cap x L fits): long sequences get smaller batches rather than an
-out-of-memory retry. Each bucket is grouped as above on its own.
-
-Lengths are token counts by the model's tokenizer (truncated as the model truncates), all text columns of an
-example together; the budget holds for that measure: batch size x longest example <= max_tokens.
+Each epoch the examples are shuffled, cut into mega-batches of MEGA_BATCH_MULT batches, sorted by length inside each,
+then cut into batches, and the batches themselves are shuffled: similar lengths within a batch, random order across
+them (the recipe of transformers' LengthGroupedSampler, which the sentence-transformers trainers do not use). Under a
+token budget, an example of length L goes to a bucket of half the batch size, halved again until size x L fits
+`max_tokens`: long sequences get smaller batches rather than an out-of-memory retry; each bucket is grouped on its
+own. Lengths are token counts by the model's tokenizer (truncated as the model truncates), all text columns of an
+example together.
 """
 
 from __future__ import annotations
@@ -28,10 +24,8 @@ MEGA_BATCH_MULT = 50  # transformers' LengthGroupedSampler default: 50 batches, 
 
 
 class LengthGroupedBatchSampler(DefaultBatchSampler):
-    """Batches of similar lengths, optionally without a text twice in a batch and under a token budget.
-
-    Every example is in exactly one batch per epoch; the batches depend only on `seed` and the epoch.
-    """
+    """Batches of similar lengths, optionally without a text twice in a batch and under a token budget. Every
+    example is in exactly one batch per epoch; the batches depend only on `seed` and the epoch."""
 
     def __init__(self, dataset, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
                  generator=None, seed: int = 0, *, lengths: Sequence[int], max_tokens: int | None = None,
@@ -65,33 +59,25 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
         batches: list[list[int]] = []
         for cap in sorted(set(caps.tolist()), reverse=True):
             members = np.flatnonzero(caps == cap)
-            order = grouped_order(members[rng.permutation(len(members))], self.lengths,
-                                  cap * self._mega_batch_mult(len(members), cap))
-            batches += self._split(order, cap)
+            # as transformers: at least 4 mega-batches when the data is small, so that grouping keeps some randomness
+            mega_batch_mult = max(1, min(len(members) // (cap * 4), self.mega_batch_mult))
+            order = grouped_order(members[rng.permutation(len(members))], self.lengths, cap * mega_batch_mult)
+            if self.texts is None:
+                batches += [order[i:i + cap] for i in range(0, len(order), cap)]
+            else:
+                batches += split_without_duplicates(order, cap, self.texts)
         if self.drop_last:
             batches = [b for b in batches if len(b) == caps[b[0]]]
         return [batches[i] for i in rng.permutation(len(batches))]
-
-    def _mega_batch_mult(self, n: int, cap: int) -> int:
-        # As transformers: at least 4 mega-batches when the data is small, so that grouping keeps some randomness.
-        return max(1, min(n // (cap * 4), self.mega_batch_mult))
-
-    def _split(self, order: list[int], cap: int) -> list[list[int]]:
-        if self.texts is None:
-            return [order[i:i + cap] for i in range(0, len(order), cap)]
-        return split_without_duplicates(order, cap, self.texts)
 
 
 def batch_caps(lengths: np.ndarray, batch_size: int, max_tokens: int | None) -> np.ndarray:
     """Per example, the batch size it may share: `batch_size`, halved until cap x length <= max_tokens (>= 1)."""
     caps = np.full(len(lengths), batch_size, dtype=np.int64)
-    if max_tokens is None:
-        return caps
-    while True:
-        over = (caps * lengths > max_tokens) & (caps > 1)
-        if not over.any():
-            return caps
-        caps[over] //= 2
+    if max_tokens is not None:
+        while (over := (caps * lengths > max_tokens) & (caps > 1)).any():
+            caps[over] //= 2
+    return caps
 
 
 def grouped_order(indices: np.ndarray, lengths: np.ndarray, mega_batch_size: int) -> list[int]:
@@ -132,8 +118,10 @@ def token_lengths(dataset, tokenizer, max_length: int | None, label_columns: Seq
                   ) -> np.ndarray:
     """Tokens per example, its text columns together, each truncated to `max_length` as the model does.
     Each distinct text is tokenised once (NLI premises repeat)."""
+    labels = set(label_columns or ())
     total = np.zeros(len(dataset), dtype=np.int64)
-    for column in text_columns(dataset, label_columns):
+    for column in (name for name, feature in dataset.features.items()
+                   if name not in labels and getattr(feature, "dtype", None) in ("string", "large_string")):
         texts = [str(t) for t in dataset[column]]
         distinct = list(dict.fromkeys(texts))
         encoded = tokenizer(distinct, add_special_tokens=True, truncation=max_length is not None,
@@ -142,12 +130,6 @@ def token_lengths(dataset, tokenizer, max_length: int | None, label_columns: Seq
         by_text = dict(zip(distinct, map(len, encoded), strict=True))
         total += np.fromiter((by_text[t] for t in texts), dtype=np.int64, count=len(texts))
     return total
-
-
-def text_columns(dataset, label_columns: Sequence[str] | None) -> list[str]:
-    labels = set(label_columns or ())
-    return [name for name, feature in dataset.features.items()
-            if name not in labels and getattr(feature, "dtype", None) in ("string", "large_string")]
 
 
 def padding_share(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> float:

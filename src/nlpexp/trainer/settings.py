@@ -1,18 +1,24 @@
+"""The settings of the trainer group, and how long training lasts (settle_duration).
+Nothing here imports transformers at import time, so that config errors come back in a second."""
+
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from omegaconf import DictConfig, open_dict
+
+from nlpexp import NlpexpError
 from nlpexp.distributed import is_multiprocess
-from nlpexp.errors import NlpexpError
 from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
 from nlpexp.trainer.checkpoints import check_identity, newest_complete
 
 log = logging.getLogger(__name__)
+DURATION_KEYS = ("trainer.max_epochs", "trainer.max_steps")
 
 
 @dataclass(eq=False)  # identity, as before: settings are compared by what they build, never as values
@@ -53,6 +59,9 @@ class TrainerSettings:
                            optimizer: functools.partial, **task_args: Any):
         """`args_class` (TrainingArguments or a subclass) filled from these settings and the optimizer's lr;
         `task_args` add to them or override them."""
+        import torch
+
+        cuda = torch.cuda.is_available()
         # once on the console (then run.log only): AugSBERT builds two trainers
         announce = logging.getLogger("nlpexp.steps").info if getattr(self, "_announced", False) else log.info
         announce("batch: %d per device x %d accumulation steps = %d per optimizer step", self.batch_size,
@@ -74,7 +83,7 @@ class TrainerSettings:
             save_total_limit=self.save_total_limit,
             restore_callback_states_from_checkpoint=True,  # early stopping's patience count: exact resume
             load_best_model_at_end=True,
-            metric_for_best_model=_hf_metric_name(monitor),
+            metric_for_best_model=monitor.partition("/")[2],  # val/x -> x: the trainers prefix `eval_` themselves
             greater_is_better=greater_is_better,
             seed=self.seed,
             data_seed=self.seed,
@@ -83,8 +92,8 @@ class TrainerSettings:
             report_to="none",
             disable_tqdm=False,
             logging_nan_inf_filter=False,  # NonFiniteLossGuard must see a NaN loss
-            dataloader_pin_memory=_has_cuda(),
-            **self._device_flags(),
+            dataloader_pin_memory=cuda,
+            **self._device_flags(cuda),
             **self._batching(args_class),
             **interval,
         )
@@ -98,38 +107,29 @@ class TrainerSettings:
                               "embedding, augsbert, tsdae); here use trainer.group_by_length=true")
         return {"train_sampling_strategy": "group_by_length"}  # batches of similar lengths: less padding
 
-    def _device_flags(self) -> dict[str, bool]:
-        """Precision, plus the CPU for processes started together without a GPU: transformers joins them over gloo
-        only when told that they are on the CPU; otherwise each would train alone on its own copy of the data."""
-        flags = self._precision_flags()
-        if is_multiprocess() and not _has_cuda():
-            flags["use_cpu"] = True
-        if self.tf32 is not None:
-            if _has_cuda():
-                flags["tf32"] = self.tf32
-            elif self.tf32:
-                log.warning("trainer.tf32 needs an Ampere or newer NVIDIA GPU; ignored")
-        return flags
-
-    def _precision_flags(self) -> dict[str, bool]:
-        precision = self.precision
-        if precision == "auto":
-            precision = auto_precision()
-            log.info("trainer.precision=auto: %s", precision)
-        if precision == "32":
-            return {}
+    def _device_flags(self, cuda: bool) -> dict[str, bool]:
+        """Precision and TF32 as the device allows them, and `use_cpu` where transformers must be told: for bf16
+        without a GPU, and for processes started together without one (transformers joins them over gloo only
+        when told that they are on the CPU; otherwise each would train alone on its own copy of the data)."""
         import torch
 
-        if torch.cuda.is_available():
-            if precision == "bf16" and not torch.cuda.is_bf16_supported():
-                log.warning("trainer.precision=bf16: this GPU has no bf16; training in fp32 (try fp16)")
-                return {}
-            return {precision: True}
-        # CPU autocast exists for bf16 only; fp16 on CPU would fail deep inside accelerate.
-        if precision == "fp16":
+        flags = {"use_cpu": True} if is_multiprocess() and not cuda else {}
+        precision = auto_precision() if self.precision == "auto" else self.precision
+        if self.precision == "auto":
+            log.info("trainer.precision=auto: %s", precision)
+        if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+            log.warning("trainer.precision=bf16: this GPU has no bf16; training in fp32 (try fp16)")
+        elif precision == "fp16" and not cuda:  # CPU autocast exists for bf16 only: fp16 would fail in accelerate
             log.warning("trainer.precision=fp16 needs a GPU; training in fp32")
-            return {}
-        return {"bf16": True, "use_cpu": True}  # transformers takes bf16 without a GPU only when told so
+        elif precision != "32":
+            flags[precision] = True
+            if not cuda:
+                flags["use_cpu"] = True  # transformers takes bf16 without a GPU only when told so
+        if self.tf32 is not None and cuda:
+            flags["tf32"] = self.tf32
+        elif self.tf32:
+            log.warning("trainer.tf32 needs an Ampere or newer NVIDIA GPU; ignored")
+        return flags
 
     def resume_checkpoint(self, checkpoints_dir: Path, identity: dict | None = None) -> str | None:
         """The checkpoint to resume from: a given path, the newest complete one for `true` (none: start over),
@@ -152,27 +152,51 @@ class TrainerSettings:
 
 def auto_precision(gpu_bf16: Callable[[], bool | None] | None = None) -> str:
     """trainer.precision=auto: bf16 on a GPU that computes in it (Ampere or newer), fp16 on an older GPU, 32 on the
-    CPU. `gpu_bf16()`: None without a GPU, else whether it has native bf16."""
-    native_bf16 = (gpu_bf16 or _gpu_bf16)()
-    if native_bf16 is None:
-        return "32"
-    return "bf16" if native_bf16 else "fp16"
+    CPU. `gpu_bf16()`: None without a GPU, else whether it has native bf16 (emulated bf16 is slower than fp16)."""
+    if gpu_bf16 is None:
+        import torch
+
+        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False) if torch.cuda.is_available() else None
+    else:
+        native_bf16 = gpu_bf16()
+    return "32" if native_bf16 is None else "bf16" if native_bf16 else "fp16"
 
 
-def _gpu_bf16() -> bool | None:
-    import torch
+def settle_duration(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Make trainer.max_steps or trainer.max_epochs, whichever the overrides set, bound training (in place).
 
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 is slower than fp16
+    A config file that bounds training by one of them unsets the other (max_steps: -1, max_epochs: null; checked
+    for every preset by tests/test_settings_take_effect.py). An override names one key only, so naming one (`+`/`++`
+    too, not `~`) unsets the other here; naming both, each bounding training, is refused.
+    """
+    trainer = cfg.get("trainer")
+    named = {key.lstrip("+") for key, assigned, _ in (o.partition("=") for o in overrides) if assigned}
+    named &= set(DURATION_KEYS)
+    if trainer is None or not named:
+        return
+    steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    if not all(v is None or isinstance(v, int | float) and not isinstance(v, bool) for v in (steps, epochs)):
+        return  # a value that is no number: the schema's one line names it (nlpexp.schema)
+    by_steps = (steps or -1) > 0
+    if named == set(DURATION_KEYS):
+        if by_steps and epochs is not None:
+            raise NlpexpError(f"trainer.max_epochs={trainer.max_epochs} and trainer.max_steps={trainer.max_steps} "
+                              f"both bound training: set one of them (trainer.max_steps=-1 trains by epochs)")
+        return
+    with open_dict(trainer):
+        if named == {"trainer.max_epochs"}:
+            trainer.max_steps = -1
+        elif by_steps:
+            trainer.max_epochs = None
 
 
-def _has_cuda() -> bool:
-    import torch
+def settle_job_duration(cfg: DictConfig) -> None:
+    """settle_duration with the overrides of the Hydra job that runs `cfg` (the command line, a trial's parameters);
+    nothing outside a Hydra job (nlpexp.config.compose settled it) or for another job's config."""
+    from hydra.core.hydra_config import HydraConfig
 
-    return torch.cuda.is_available()
-
-
-def _hf_metric_name(monitor: str) -> str:
-    """`val/spearman_cosine` -> `spearman_cosine` (the trainers prefix `eval_` themselves)."""
-    return monitor.partition("/")[2]  # nlpexp.schema checked its form
+    if not HydraConfig.initialized():
+        return
+    job = HydraConfig.get()
+    if str(job.runtime.get("output_dir")) == str(cfg.get("paths", {}).get("output_dir")):
+        settle_duration(cfg, list(job.overrides.task))

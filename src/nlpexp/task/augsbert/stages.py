@@ -7,8 +7,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from nlpexp import NlpexpError
 from nlpexp.distributed import is_main_process
-from nlpexp.errors import NlpexpError
 from nlpexp.io import write_json_atomic
 
 

@@ -11,7 +11,7 @@ from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncode
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-from nlpexp.data import DataSpec
+from nlpexp import NlpexpError
 from nlpexp.data.pairs import (
     NLI_COLUMNS,
     STS_COLUMNS,
@@ -22,7 +22,6 @@ from nlpexp.data.pairs import (
     unordered_unique,
 )
 from nlpexp.distributed import is_main_process
-from nlpexp.errors import NlpexpError
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.model.weights import parameters_not_in
 from nlpexp.task.augsbert.stages import (
@@ -32,8 +31,7 @@ from nlpexp.task.augsbert.stages import (
     read_jsonl,
     save_folder_atomically,
 )
-from nlpexp.task.base import Task
-from nlpexp.task.evaluators import SCORED_PAIR_LOSSES, StsScoring, fit_bi_encoder
+from nlpexp.task.evaluators import SCORED_PAIR_LOSSES, StsScoredTask
 
 log = logging.getLogger(__name__)
 CROSS_ENCODER_MONITOR = "val/spearman"  # its score against the STS gold scores
@@ -51,47 +49,35 @@ class Recipe:
     max_score: float
 
 
-class AugSbertTask(Task):
+class AugSbertTask(StsScoredTask):
     name = "augsbert"
     losses = SCORED_PAIR_LOSSES  # the bi-encoder learns scored pairs, gold and silver
     loss_choices = "cosine or cosent"
-    needs_validation = True  # on task.sts
 
-    def __init__(self, *, sts: DataSpec, gold_size: int, label_scores: Mapping[str, float], gold_only: bool = False,
+    def __init__(self, *, gold_size: int, label_scores: Mapping[str, float], gold_only: bool = False,
                  pair_sampling: str = "given", pairs_per_sentence: int = 3, silver_threshold: float | None = None,
-                 max_score: float = 5.0, batch_sampler: str = "batch_sampler", **kwargs):
+                 max_score: float = 5.0, **kwargs):
         super().__init__(**kwargs)
-        self.sts = StsScoring(sts, self.trainer_settings.eval_batch_size)
         self.recipe = Recipe(gold_size, dict(label_scores), gold_only, pair_sampling, pairs_per_sentence,
                              silver_threshold, max_score)
-        self.batch_sampler = batch_sampler
         self.stages = StageLedger(self.run_dir)
         self.cross_encoder_metrics: dict[str, float] = {}
         self.trained = False
 
-    def validation_data(self) -> list[DataSpec]:
-        return [self.sts.data]
-
     def reuses_validation(self) -> bool:
         return False  # validation also scores the cross-encoder of stage 1
-
-    def setup(self) -> None:
-        self.model = self.model_spec.sentence_transformer()
-        if self.mode == "train":
-            self.loss = self.loss_factory(model=self.model)
-            self.prepare_training()
 
     def score(self, role: str) -> dict[str, float]:
         """STS of the bi-encoder; after training, validation also holds the cross-encoder's (stage 1) spearman."""
         stage_one = self.cross_encoder_metrics if role == "validation" and self.trained else {}
-        return {**self.sts.score(self.model, role), **stage_one}
+        return {**super().score(role), **stage_one}
 
     @property
     def text_columns(self) -> tuple[str, str]:
         """The sentence columns of the training rows: NLI pairs (labelled data) or STS pairs (scored data)."""
         return NLI_COLUMNS[:2] if self.data.label_names else STS_COLUMNS[:2]
 
-    def prepare_training(self) -> None:
+    def examples(self):
         """Gold: the first `gold_size` training rows, NLI labels mapped by label_scores or STS scores / max_score
         (the paper's in-domain setting); the other rows are unlabelled, their scores or labels never read."""
         columns = NLI_COLUMNS if self.data.label_names else STS_COLUMNS
@@ -104,6 +90,7 @@ class AugSbertTask(Task):
             else sts_scored_pairs(first, self.recipe.max_score)
         self.unlabelled = rows.select(range(self.recipe.gold_size, len(rows))).select_columns(list(self.text_columns)) \
             if not self.recipe.gold_only else None
+        return self.gold
 
     def train(self) -> None:
         silver = [] if self.recipe.gold_only else self._silver()
@@ -115,8 +102,9 @@ class AugSbertTask(Task):
         else:
             log.info("stage 4/4 bi_encoder: training on %d gold + %d silver pairs", len(self.gold),
                      len(train_set) - len(self.gold))
-            fit_bi_encoder(self, train_set, self.batch_sampler)
+            self.fit(train_set)
             self.stages.record("bi_encoder", settings)
+            self.train_metrics["train/examples"] = float(len(train_set))
         self.train_metrics.update({"train/gold_pairs": float(len(self.gold)),
                                    "train/silver_pairs": float(len(train_set) - len(self.gold))})
         self.trained = True
@@ -155,7 +143,7 @@ class AugSbertTask(Task):
                              trust_remote_code=spec.trust_remote_code)
         checkpoints = self.run_dir / "cross_encoder_checkpoints"
         args = self.training_arguments(CrossEncoderTrainingArguments, checkpoints, CROSS_ENCODER_MONITOR)
-        sts = self.sts.data.load("validation", STS_COLUMNS, text_columns=STS_COLUMNS[:2])
+        sts = self.sts.load("validation", STS_COLUMNS, text_columns=STS_COLUMNS[:2])
         evaluator = CrossEncoderCorrelationEvaluator(list(zip(sts["sentence1"], sts["sentence2"], strict=True)),
                                                      list(sts["score"]), name="", write_csv=False,
                                                      batch_size=self.trainer_settings.eval_batch_size)
@@ -219,7 +207,7 @@ class AugSbertTask(Task):
                     "optimizer": dict(self.optimizer_factory.keywords),
                     "scheduler": dict(self.scheduler_factory.keywords)}
         sampling = {"pair_sampling": recipe.pair_sampling, "pairs_per_sentence": recipe.pairs_per_sentence}
-        by_stage = {"cross_encoder": {**gold, **training, "sts": self.sts.data.name},
+        by_stage = {"cross_encoder": {**gold, **training, "sts": self.sts.name},
                     "candidates": {**gold, **sampling}}
         by_stage["silver"] = {**by_stage["cross_encoder"], **sampling}
         by_stage["bi_encoder"] = {**(gold if recipe.gold_only else by_stage["silver"]), **training,

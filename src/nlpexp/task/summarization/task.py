@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
+from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
-from nlpexp.errors import NlpexpError
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 from nlpexp.task.rouge import Rouge
 from nlpexp.task.summarization.trainers import (
     IGNORE_INDEX,
@@ -85,14 +85,17 @@ class SummarizationTask(Task):
             self.source_prefix = _checkpoint_prefix(self.model.config)
         self.kept_predictions = False  # training left the best checkpoint's validation predictions in the run dir
         # One trainer for training and for every evaluation: in eval mode it only predicts.
+        training = {}
         if self.mode == "train":
             scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
             self.train_set = self._features(self._examples("train"), with_prompt=False)
-            self.trainer = self._trainer(scorer, [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)],
-                                         train_dataset=self.train_set,
-                                         eval_dataset=self._features(scorer.examples, with_prompt=True))
-        else:
-            self.trainer = self._trainer(None, self.training_callbacks())
+            training = {"train_dataset": self.train_set, "compute_metrics": scorer,
+                        "eval_dataset": self._features(scorer.examples, with_prompt=True),
+                        "callbacks": [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)]}
+        args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
+                                       remove_unused_columns=False)  # keeps the prompts of decoder-only models
+        self.trainer = self.make_trainer(SummarizationTrainer, args, model=self.model, data_collator=self.collator,
+                                         processing_class=self.tokenizer, **training)
 
     def new_parameters(self) -> list:
         return self.model_spec.new_parameters(self.model) if self.mode == "train" else []
@@ -132,8 +135,6 @@ class SummarizationTask(Task):
         return self.kept_predictions  # else evaluate() generates the validation predictions again
 
     def score(self, role: str) -> dict[str, float]:
-        if not self.data.has(role):
-            return {}
         scorer = PredictionScorer(self._examples(role), self.decode, self.rouge)
         training_scorer, self.trainer.compute_metrics = self.trainer.compute_metrics, scorer
         try:
@@ -142,13 +143,6 @@ class SummarizationTask(Task):
             self.trainer.compute_metrics = training_scorer
         scorer.write(self.run_dir / predictions_file(role))
         return from_trainer_logs(output.metrics, split_name(role))
-
-    def _trainer(self, scorer: PredictionScorer | None, callbacks: Sequence, **datasets) -> SummarizationTrainer:
-        args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
-                                       remove_unused_columns=False)  # keeps the prompts of decoder-only models
-        return self.make_trainer(SummarizationTrainer, args, model=self.model, data_collator=self.collator,
-                                 processing_class=self.tokenizer, compute_metrics=scorer, callbacks=list(callbacks),
-                                 **datasets)
 
     def decode(self, generated: np.ndarray) -> list[str]:
         """Summaries from generated ids: without the decoder start token (seq2seq), cut at EOS, no padding."""

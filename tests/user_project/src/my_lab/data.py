@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
-from nlpexp.errors import NlpexpError
 
 
 class EntailmentPairs(DataSpec):

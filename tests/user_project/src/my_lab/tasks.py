@@ -8,10 +8,10 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 
 from my_lab.data import EntailmentPairs
 from my_lab.losses import InfoNCELoss
+from nlpexp import NlpexpError
 from nlpexp.distributed import is_main_process
-from nlpexp.errors import NlpexpError
 from nlpexp.metrics import prefixed, split_name
-from nlpexp.task.base import Task
+from nlpexp.task import Task
 
 
 class PairRetrievalTask(Task):
