@@ -299,7 +299,7 @@ def test_registry_names_stay_inside_the_registry(tmp_path, capsys):
 def test_a_study_name_cannot_lead_out_of_the_registry(tmp_path):
     from types import SimpleNamespace
 
-    from nlpexp.sweep.promote import promote_best
+    from nlpexp.sweep.summary import promote_best
 
     run = tmp_path / "run"
     (run / "best_model").mkdir(parents=True)
