@@ -58,7 +58,7 @@ def test_skipped_epochs_take_no_step_and_the_schedule_is_rebuilt(tmp_path):
 def test_accelerator_state_resets_and_keeps_the_partial_state():
     from accelerate.state import AcceleratorState, PartialState
 
-    from nlpexp.adapters.accelerate import reset_accelerator_state
+    from nlpexp.adapters.transformers import reset_accelerator_state
 
     AcceleratorState(cpu=True)
     assert AcceleratorState._shared_state

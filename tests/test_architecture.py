@@ -19,7 +19,7 @@ CYCLES = arch.cycles(GRAPH)
 CORE = ("nlpexp.config", "nlpexp.pipeline", "nlpexp.task", "nlpexp.model", "nlpexp.data", "nlpexp.trainer",
         "nlpexp.logger")  # nlpexp.model.registry: the registry's store
 OPS = ("nlpexp.cli", "nlpexp.runs", "nlpexp.registry", "nlpexp.tb", "nlpexp.sweep.summary", "nlpexp.sweep.__main__",
-       "nlpexp.sweep.plots", "nlpexp.sweep.promote", "nlpexp.help")  # nlpexp.registry: `nlpexp registry`
+       "nlpexp.sweep.plots", "nlpexp.help")  # nlpexp.registry: `nlpexp registry`
 
 
 def _inside(module: str, prefixes: tuple[str, ...]) -> bool:

@@ -15,6 +15,7 @@ import pytest
 from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, compose
 from nlpexp.pipeline import objective, run
+from tests import forkserver
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
 
@@ -153,7 +154,7 @@ def _run_cli(tmp_path, data_root, *args, **env_vars):
     if "HYDRA_FULL_ERROR" not in env_vars:
         env.pop("HYDRA_FULL_ERROR", None)
     run_dir = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={tmp_path}/D"]
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, *run_dir,
+    return forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, *run_dir,
                            f"hydra.sweep.dir={tmp_path}/S", f"paths.ledger_file={tmp_path}/ledger.jsonl"],
                           capture_output=True, text=True, env=env, timeout=120)
 

@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 from nlpexp.config import PROJECT_ROOT
+from tests import forkserver
 
 
 def run_py(*args: str, cwd=None, env_extra=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     ledger = f"paths.ledger_file={cwd or '/tmp'}/ledger.jsonl"
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, ledger], capture_output=True,
+    return forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, ledger], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=300)
 
 

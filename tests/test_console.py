@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from nlpexp.config import PROJECT_ROOT
+from tests import forkserver
 
 CONSOLE_LINES = 30
 WIDTH = 100
@@ -26,7 +26,7 @@ CHATTER = ("Writing model shards", "Loading weights", "Computing widget examples
 def _console(tmp_path, data_root, *overrides: str) -> str:
     # as a user's shell has it: no WANDB_MODE=offline (transformers prints a line at import when it is set)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    done = subprocess.run(
+    done = forkserver.run(
         [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, "debug=smoke"], capture_output=True, timeout=600,
         env={**env, "NLPEXP_DATA_DIR": str(data_root), "COLUMNS": str(WIDTH)}, cwd=tmp_path,
     )

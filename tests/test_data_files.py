@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, instantiate
 from nlpexp.pipeline import run
+from tests import forkserver
 from tests.fixtures import _sentence, nli_rows, sts_rows
 
 FAST = ("debug=smoke", "logger=none", "trainer.evaluate_start=false")
@@ -127,7 +127,7 @@ def test_the_recipe_is_one_command_line(tmp_path):
     """`python run.py <recipe>` as a user types it, files relative to the directory it runs in."""
     _recipe_files(tmp_path)
     recipe = [o.replace("{tmp}/", "") for o in RECIPES["classification"]]
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *recipe, "model=tiny_bert", *FAST,
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *recipe, "model=tiny_bert", *FAST,
                            f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

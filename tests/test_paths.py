@@ -16,6 +16,7 @@ from nlpexp.api import train
 from nlpexp.config import PROJECT_ROOT, compose, default_paths
 from nlpexp.pipeline import build_task, run
 from nlpexp.sweep.__main__ import main as sweep_main
+from tests import forkserver
 
 # variable -> the folder of tmp_path it points to in `elsewhere`
 VARIABLES = {"NLPEXP_RUNS_DIR": "runs", "NLPEXP_SWEEPS_DIR": "sweeps", "NLPEXP_LEDGER_DIR": "ledger",
@@ -119,7 +120,7 @@ def test_no_tool_writes_under_the_checkout_when_the_variables_point_elsewhere(el
 
 def test_a_run_looks_up_registry_models_in_its_own_paths_registry_dir(tmp_path):
     """run.py resolves `registry:<name>` inside its Hydra job: with the job's overrides, not just the defaults."""
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "mode=eval", "model=tiny_bert", "debug=smoke",
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), "mode=eval", "model=tiny_bert", "debug=smoke",
                            "model.name_or_path=registry:nope", "logger=none", f"hydra.run.dir={tmp_path / 'run'}",
                            f"paths.registry_dir={tmp_path / 'mine'}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2

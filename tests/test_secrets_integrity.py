@@ -23,6 +23,7 @@ import pytest
 
 from nlpexp import NlpexpError, registry
 from nlpexp.config import PROJECT_ROOT
+from tests import forkserver
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
 TOKEN = "ghp_planted_launder_0123456789abcdef"
@@ -32,7 +33,7 @@ SMOKE = ["task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none"]
 
 def _run_py(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, RUN_PY, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+    return forkserver.run([sys.executable, RUN_PY, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
                           env=env)
 
 

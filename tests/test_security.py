@@ -22,6 +22,7 @@ from nlpexp.boundary import exit_on_error
 from nlpexp.components import BUILTIN_TARGETS as TARGET_ALLOWLIST
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT
 from nlpexp.gate import check_command_line
+from tests import forkserver
 
 RUN_PY = str(PROJECT_ROOT / "run.py")
 
@@ -298,7 +299,7 @@ def test_registry_names_stay_inside_the_registry(tmp_path, capsys):
 def test_a_study_name_cannot_lead_out_of_the_registry(tmp_path):
     from types import SimpleNamespace
 
-    from nlpexp.sweep.promote import promote_best
+    from nlpexp.sweep.summary import promote_best
 
     run = tmp_path / "run"
     (run / "best_model").mkdir(parents=True)
@@ -348,7 +349,7 @@ SMOKE = ["task=sbert_nli", "model=tiny_bert", "debug=smoke"]
 
 def _run_py(args: list[str], cwd: Path, data_root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, **SECRETS, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "NLPEXP_DATA_DIR": str(data_root)}
-    return subprocess.run([sys.executable, RUN_PY, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+    return forkserver.run([sys.executable, RUN_PY, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
                           env=env)
 
 

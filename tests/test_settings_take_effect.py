@@ -16,6 +16,7 @@ import pytest
 
 from nlpexp import NlpexpError
 from nlpexp.config import PROJECT_ROOT, compose
+from tests import forkserver
 
 # --- 1. epochs vs steps -------------------------------------------------------------------------------------------
 
@@ -186,5 +187,5 @@ def _env(**env: str | None) -> dict[str, str]:
 
 
 def _run_py(*args: str, **env: str | None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args], capture_output=True, text=True,
+    return forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args], capture_output=True, text=True,
                           timeout=300, env=_env(**env))

@@ -22,6 +22,7 @@ import pytest
 
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.trainer.checkpoints import SEAL, newest_complete
+from tests import forkserver
 from tests.fixtures import _write, make_data_root, sts_rows
 
 SMOKE = ["task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none"]
@@ -44,12 +45,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "NLPEXP_LEDGER_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **extra}
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """The child takes SIGINT as a person's terminal delivers it: a suite started in the background (`make test &`)
-    passes SIGINT on ignored, and nlpexp rightly keeps a signal ignored that its process was started ignoring."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _wait_for_a_sealed_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float = 300) -> None:
     """Training is under way once a checkpoint is sealed (debug=smoke saves every 2 steps): data-independent."""
     deadline = time.monotonic() + timeout
@@ -69,8 +64,11 @@ def test_a_signal_mid_training_ends_like_a_failure_and_resumes(signum, tmp_path)
     run_dir, console = tmp_path / "run", tmp_path / "console.txt"
     args = [*SMOKE, "trainer.max_steps=2000", f"hydra.run.dir={run_dir}"]
     with open(console, "wb") as out:
-        process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "run.py"), *args], stdout=out,
-                                   stderr=subprocess.STDOUT, env=_env(tmp_path), preexec_fn=_ctrl_c_as_in_a_terminal)
+        # reset_sigint: the child takes SIGINT as a person's terminal delivers it: a suite started in the background
+        # (`make test &`) passes SIGINT on ignored, and nlpexp rightly keeps a signal ignored that its process was
+        # started ignoring
+        process = forkserver.popen([sys.executable, str(PROJECT_ROOT / "run.py"), *args], stdout=out,
+                                   stderr=subprocess.STDOUT, env=_env(tmp_path), reset_sigint=True)
         try:
             _wait_for_a_sealed_checkpoint(run_dir, process)
             before = console.stat().st_size
@@ -95,7 +93,7 @@ def test_a_signal_mid_training_ends_like_a_failure_and_resumes(signum, tmp_path)
 
     # the resume continues from that checkpoint and finishes (two steps more, so that the test stays short)
     step = int(checkpoint.name.rpartition("-")[2])
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, "trainer.resume=true",
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args, "trainer.resume=true",
                            f"trainer.max_steps={step + 2}"], capture_output=True, text=True, env=_env(tmp_path),
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -111,7 +109,7 @@ def test_a_nan_metric_fails_the_run_in_one_line_and_every_json_is_strict(tmp_pat
         row["score"] = 2.5  # constant gold scores: every correlation is undefined
     _write(data / "stsb" / "validation.jsonl.gz", rows)
     run_dir = tmp_path / "run"
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *SMOKE, f"hydra.run.dir={run_dir}"],
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *SMOKE, f"hydra.run.dir={run_dir}"],
                           capture_output=True, text=True, env=_env(tmp_path, NLPEXP_DATA_DIR=str(data)), timeout=300)
     errors = [line for line in (done.stdout + done.stderr).splitlines() if "error:" in line]
 
@@ -174,7 +172,7 @@ def test_every_command_s_bad_argument_is_one_error_line_exit_2_and_creates_nothi
     before = sorted(tmp_path.rglob("*"))
     failures = []
     for command, fragment in _cli_cases(tmp_path):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        done = forkserver.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path,
                               env={**os.environ, "NLPEXP_SWEEPS_DIR": str(tmp_path / "sweeps")})
         lines = (done.stdout + done.stderr).strip().splitlines()
         if done.returncode != 2 or len(lines) != 1 or not lines[0].startswith("error: ") or fragment not in lines[0]:

@@ -102,7 +102,7 @@ def test_multi_objective_pareto_front(tmp_path):
 
 
 def test_promoting_one_of_several_objectives_needs_a_rule(tmp_path, capfd):
-    from nlpexp.sweep.promote import best_trial
+    from nlpexp.sweep.summary import best_trial
 
     two = ("objectives=2", "hydra.sweeper.direction=[minimize,maximize]", "hydra.sweeper.n_trials=4",
            "hydra.sweeper.metric_names=[near_origin,far_from_5]")

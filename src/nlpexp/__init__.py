@@ -1,8 +1,10 @@
 """nlpexp: Hydra-composed NLP experiments on the Hugging Face trainers.
 
 Importing the package stays light (no torch/transformers): composing a config must be fast. It holds the error
-every module raises for the user's mistakes.
+every module raises for the user's mistakes, and which process of a run this is.
 """
+
+import os
 
 __version__ = "0.1.0"
 
@@ -27,3 +29,18 @@ def omegaconf_error(err: Exception, key: str | None = None) -> str:
     message = (getattr(err, "msg", None) or str(err)).replace("KeyError raised while resolving interpolation: ", "")
     message = first_line(err, message).strip('"')
     return f"{key}: {message}"
+
+
+# Several processes training one run (`torchrun`, `accelerate launch`) each learn their place from RANK and
+# WORLD_SIZE; `python run.py` sets neither and is rank 0 of 1. Rank 0 alone writes the run's files (config, metrics,
+# best model, loggers, ledger line); the trainers keep checkpoints and the DDP exchange to the right processes.
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_multiprocess() -> bool:
+    return world_size() > 1
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", 0)) == 0

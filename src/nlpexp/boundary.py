@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
-from nlpexp import NlpexpError, first_line, omegaconf_error
+from nlpexp import NlpexpError, first_line, is_multiprocess, omegaconf_error, world_size
 
 log = logging.getLogger("nlpexp")
 USER_ERRORS = (NlpexpError, TypeError, ValueError, OSError)  # plus OmegaConf's and Hydra's (see exit_code)
@@ -91,7 +91,6 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
     raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.config.check_run).
     """
     from nlpexp.config import gate_passed
-    from nlpexp.distributed import check_overrides
 
     global _full_error
     saved = os.environ.get("HYDRA_FULL_ERROR")
@@ -99,7 +98,7 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises to us, instead of printing its own report (exit 1)
     try:
         with stop_signals_raise():
-            for check in (check_overrides, *before):
+            for check in (_check_processes, *before):
                 check(argv)
             with gate_passed() if before else contextlib.nullcontext():
                 main()
@@ -114,6 +113,19 @@ def exit_on_error(main: Callable[[], object], argv: list[str],
         os.environ.pop("HYDRA_FULL_ERROR", None)
         if saved is not None:  # as it was, for a caller that goes on (a test)
             os.environ["HYDRA_FULL_ERROR"] = saved
+
+
+def _check_processes(argv: list[str]) -> None:
+    """Refuse what the processes of one run cannot share: each composes its own config, so the default run dir,
+    named after the time each one starts, may differ between them."""
+    if not is_multiprocess():
+        return
+    if any(arg in ("-m", "--multirun") for arg in argv):
+        raise NlpexpError(f"{world_size()} processes train one run together; a sweep (-m) is not supported, "
+                          f"drop -m or launch with python run.py -m")
+    if not any(arg.lstrip("+").startswith("hydra.run.dir=") for arg in argv):
+        raise NlpexpError(f"{world_size()} processes must write to one run dir, and the default one is named after "
+                          f"the second each starts: pass hydra.run.dir=<dir>")
 
 
 @contextmanager

@@ -24,12 +24,12 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nlpexp import NlpexpError, components, first_line
-from nlpexp.adapters.omegaconf import child, raw
+from nlpexp import NlpexpError, components, first_line, is_multiprocess
 from nlpexp.components import for_building
 from nlpexp.paths import group_dir, ledger_dir, project_root, require_config_dir  # noqa: F401 (group_dir: for callers)
 
 log = logging.getLogger(__name__)
+INSTALLED = ("pkg", "structured")  # Hydra's schemes of configs shipped inside installed packages: code, trusted as such
 
 
 def __getattr__(name: str) -> Path:
@@ -42,10 +42,8 @@ def __getattr__(name: str) -> Path:
 
 
 def register_resolvers() -> None:
-    from nlpexp.distributed import is_multiprocess
-
     OmegaConf.register_resolver("nlpexp_root", lambda: str(project_root()), replace=True)
-    # true under torchrun / accelerate launch with more than one process (see nlpexp.distributed)
+    # true under torchrun / accelerate launch with more than one process (see nlpexp.is_multiprocess)
     OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
     OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
 
@@ -162,14 +160,17 @@ def env_flag(name: str) -> bool:
 
 
 def iter_nodes(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
-    """(parent path, key, raw value) of every key of every mapping, lists included."""
-    if isinstance(node, DictConfig):
-        for key in node.keys():
-            yield path, str(key), raw(child(node, key))
-            yield from iter_nodes(child(node, key), f"{path}.{key}" if path else str(key))
-    elif isinstance(node, ListConfig):
-        for i in range(len(node)):
-            yield from iter_nodes(child(node, i), f"{path}[{i}]")
+    """(parent path, key, value as written: an interpolation stays `${...}`) of every key of every mapping, lists
+    included."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, str(key), value
+            yield from iter_nodes(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from iter_nodes(value, f"{path}[{i}]")
 
 
 _BUILDS_CONFIG = re.compile(r"\$\{\s*oc\.(create|decode)\s*:")  # resolvers that turn a string into config nodes

@@ -27,9 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nlpexp import NlpexpError
 from nlpexp.adapters import hydra as hydra_api
 from nlpexp.adapters.omegaconf import child, is_interpolation, is_none, raw
-from nlpexp.config import CONFIG_DIR, PRESETS_DIR
-
-_INSTALLED = ("pkg", "structured")  # configs shipped inside installed packages: code, trusted as code is
+from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR
 
 
 class Setting(NamedTuple):
@@ -39,16 +37,14 @@ class Setting(NamedTuple):
 
 
 def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[Setting]:
-    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.hydra.main_hydra)."""
+    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.hydra.main_hydra;
+    nlpexp.gate calls it only when a source of the composition is neither the project's nor installed)."""
     own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
-    sources = (source.partition("://") for source in hydra_api.sources(hydra, name, overrides))
-    if all(scheme in _INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources):
-        return  # conf/, experiments/ and installed packages only (the usual command): nothing to walk
     for source, config_path, config in hydra_api.loaded_configs(hydra, name, overrides, multirun):
         scheme, _, folder = source.partition("://")
         inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
         file = os.path.realpath(os.path.join(folder, f"{inner}.yaml"))
-        if scheme not in _INSTALLED and not any(file.startswith(d + os.sep) for d in own):
+        if scheme not in INSTALLED and not any(file.startswith(d + os.sep) for d in own):
             for key, value in _leaves(config, ""):
                 yield Setting(file, key, value)
 

@@ -8,14 +8,13 @@ are refused with what to type instead."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from nlpexp import NlpexpError
 from nlpexp.adapters import hydra as hydra_api
-from nlpexp.config import check_sweep_keys, check_switches, check_targets
-from nlpexp.file_keys import ROOTS, check_setting, foreign_settings
+from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR, check_sweep_keys, check_switches, check_targets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -50,26 +49,41 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave
         inspecting = bool(args.cfg or args.info or args.help or args.hydra_help)  # shows the config, runs nothing
         check_sweep_usage(cfg, parsed, multirun, inspecting)
-        _check(cfg, foreign_settings(hydra, name, args.overrides, multirun), typed, args.overrides)
+        _check(cfg, _foreign_settings(hydra, name, args.overrides, multirun), typed, args.overrides)
         if multirun and not inspecting:
             _validate_sweep_base(cfg)
         for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
-            _check(option, foreign_settings(hydra, name, overrides, True), typed, args.overrides)
+            _check(option, _foreign_settings(hydra, name, overrides, True), typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
     finally:
         GlobalHydra.instance().clear()
 
 
-def _check(cfg: DictConfig, settings: Iterator, typed: set[str], command_line: Sequence[str]) -> None:
+def _foreign_settings(hydra, name: str, overrides: Sequence[str], multirun: bool) -> Iterable:
+    """What foreign config files set (nlpexp.file_keys.foreign_settings); none, and nothing more to load, when the
+    composition reads conf/, experiments/ and installed packages only (the usual command)."""
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    sources = (source.partition("://") for source in hydra_api.sources(hydra, name, overrides))
+    if all(scheme in INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources):
+        return ()
+    from nlpexp.file_keys import foreign_settings
+
+    return foreign_settings(hydra, name, overrides, multirun)  # walked after the `_target_`s are checked
+
+
+def _check(cfg: DictConfig, settings: Iterable, typed: set[str], command_line: Sequence[str]) -> None:
     """Code first (the `_target_`s), then what foreign files set (a key the person typed too is theirs), then
     the sweep parameters and the dangerous switches."""
     check_targets(cfg)
-    roots = {root: _resolved(cfg, f"paths.{root}") for root in (*ROOTS, "data_dir")}
-    for setting in settings:
-        if setting.key not in typed:
-            check_setting(setting.file, setting.key, setting.value, roots)
+    if settings:
+        from nlpexp.file_keys import ROOTS, check_setting
+
+        roots = {root: _resolved(cfg, f"paths.{root}") for root in (*ROOTS, "data_dir")}
+        for setting in settings:
+            if setting.key not in typed:
+                check_setting(setting.file, setting.key, setting.value, roots)
     check_switches(cfg, command_line)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.nlpexp_optuna_sweeper import run_in_progress, trial_callbacks
-from nlpexp import NlpexpError, distributed
+from nlpexp import NlpexpError, is_main_process
 from nlpexp import data as data_spec
 from nlpexp.config import check_run, instantiate, to_container
 from nlpexp.metrics import check_finite
@@ -31,7 +31,7 @@ EVAL_ROLES = ("validation", "test")
 @run_in_progress()  # a sweep worker whose sweep is gone lets the run record its end (nlpexp.sweep)
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or evaluate as `cfg.mode` says; returns the flat metrics also written to metrics.json."""
-    main, recorders, metrics, ledger = distributed.is_main_process(), Observers(), {}, LedgerObserver()
+    main, recorders, metrics, ledger = is_main_process(), Observers(), {}, LedgerObserver()
     if main:  # before anything can fail: every attempt is recorded
         recorders.start(ledger, cfg)
     try:
@@ -57,7 +57,7 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
         check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
         validate(cfg)  # every setting against nlpexp.schema before anything is built
         if not main:
-            distributed.log_to_console_only()
+            _log_to_console_only()
         task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
         for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
             recorders.start(observer, cfg)
@@ -75,6 +75,14 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
             check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
 
 
+def _log_to_console_only() -> None:
+    """run.log is rank 0's; the other processes of a multi-process run would interleave their lines with it."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def _build(cfg: DictConfig) -> tuple:
     """The task, validated, and the loggers (rank 0 only): built, nothing loaded or written yet."""
     model = model_spec(cfg)  # first: a missing model fails before transformers is even imported
@@ -86,7 +94,7 @@ def _build(cfg: DictConfig) -> tuple:
     set_seed(cfg.seed)
     # The other processes see the same logs: one set of loggers records the run.
     # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
-    nodes = (cfg.get("logger") or {}).values() if distributed.is_main_process() else []
+    nodes = (cfg.get("logger") or {}).values() if is_main_process() else []
     loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
     return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
 

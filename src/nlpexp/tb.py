@@ -34,12 +34,12 @@ def write_study_hparams(study, sweep_dir: Path, metric_names: list[str]) -> Path
     """The HPARAMS view of a study (TensorBoard on the sweep dir): its columns the study's swept params and the
     metric(s) it optimises, as the trials recorded them (metrics.json's `val/<metric>`), not every setting of every
     run. Written by the sweep's summary where its trials wrote TensorBoard events (else None)."""
-    from tensorboard.plugins.hparams import summary_v2 as hp
-    from torch.utils.tensorboard import SummaryWriter
-
     sweep_dir = Path(sweep_dir)
     if not any(d != sweep_dir / STUDY_DIR for d in event_dirs(sweep_dir)):
         return None
+    from tensorboard.plugins.hparams import summary_v2 as hp
+    from torch.utils.tensorboard import SummaryWriter
+
     distributions = {name: dist for trial in study.get_trials(deepcopy=False)
                      for name, dist in trial.distributions.items()}
     params = [hp.HParam(name, _domain(dist)) for name, dist in sorted(distributions.items())]

@@ -1,7 +1,10 @@
-"""The private members of transformers' Trainer that nlpexp uses (tests/test_adapters_hf.py fails when upstream
-renames or drops one); everything else goes through callbacks and the Trainer's public methods."""
+"""The private members of transformers' Trainer, and of the accelerate state it creates, that nlpexp uses
+(tests/test_adapters_hf.py fails when upstream renames or drops one); everything else goes through callbacks and the
+Trainer's public methods."""
 
 from __future__ import annotations
+
+import sys
 
 
 def loss_sum(trainer) -> float:
@@ -32,3 +35,11 @@ def skip_epochs_when(trainer, ended) -> None:
         return None if has_ended()() else run_epoch()(*args, **kwargs)
 
     trainer._run_epoch = guarded
+
+
+def reset_accelerator_state() -> None:
+    """Forget the AcceleratorState of a finished run (the next run's TrainingArguments would reset it too); the
+    process group (the partial state) is kept."""
+    accelerate_state = sys.modules.get("accelerate.state")
+    if accelerate_state is not None:
+        accelerate_state.AcceleratorState._reset_state(reset_partial_state=False)

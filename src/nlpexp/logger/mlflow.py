@@ -61,11 +61,7 @@ class MlflowLogger(RunLogger):
         self.run_id = resumed or self._new_run(config, None if server else (store / "artifacts").resolve().as_uri())
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
         # the set the run records its data files in: filled while it runs, read when it ends (after the recording)
-        self._seed, self._files_read = config.get("seed"), _FILES_READ.get()
-        task, model = config.get("task") or {}, config.get("model") or {}  # what a summariser generates with
-        settings = {"source_prefix": task.get("source_prefix"), "max_source_length": model.get("max_seq_length"),
-                    "prompt_separator": task.get("prompt_separator")}
-        self._model_settings = {key: value for key, value in settings.items() if value is not None}
+        self._seed, self._config, self._files_read = config.get("seed"), config, _FILES_READ.get()
         self.client.log_dict(self.run_id, dict(config), "config.yaml")  # already redacted by the pipeline
         self._log_params(hparams_of(config))  # from the start: a running run is compared by its settings
         log.info("MLflow run %s in %s", self.run_id, re.sub(r"//[^/@]*@", "//<redacted>@", self.client.tracking_uri))
@@ -134,7 +130,7 @@ class MlflowLogger(RunLogger):
 
         staging = Path(tempfile.mkdtemp(prefix=".mlflow-model-", dir=self.run_dir))
         try:
-            flavor = mlflow_model.save(model, staging / "best_model", self._model_settings)
+            flavor = mlflow_model.save(model, staging / "best_model", self._config)
             if flavor is None:
                 self.client.log_artifacts(self.run_id, str(model), "best_model")
                 return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from nlpexp.registry_mlflow import DATA_DIRS
 PINS = ("mlflow", "transformers", "torch")
 
 
-def save(model_dir: Path, target: Path, settings: dict[str, Any] | None = None) -> str | None:
+def save(model_dir: Path, target: Path, config: Mapping[str, Any]) -> str | None:
     """Write `model_dir` as an MLflow model in `target` (absent): its kind, or None when nlpexp knows no flavor
-    for it. `settings`: the run's task settings a summariser generates with (source_prefix, ...)."""
+    for it. `config`: the run's, whose settings a summariser generates with (source_prefix, ...)."""
     from nlpexp.task import own_head
 
     if (model_dir / "modules.json").is_file():
@@ -41,12 +42,16 @@ def save(model_dir: Path, target: Path, settings: dict[str, Any] | None = None) 
     kind = "classifier" if (model_dir / "classifier.json").is_file() or own_head.has_own_head(model_dir) else \
         "summarizer" if (model_dir / "generation_config.json").is_file() else None
     if kind is not None:
+        task, model = config.get("task") or {}, config.get("model") or {}
+        settings = {"source_prefix": task.get("source_prefix"), "max_source_length": model.get("max_seq_length"),
+                    "prompt_separator": task.get("prompt_separator"), "kind": kind}
         pyfunc_log = logging.getLogger("mlflow.pyfunc")  # its warning on every pickled python_model: ours is
         level = pyfunc_log.level
         pyfunc_log.setLevel(logging.ERROR)
         try:
             mlflow.pyfunc.save_model(str(target), python_model=TextModel(), artifacts={"model": str(model_dir)},
-                                     model_config={**(settings or {}), "kind": kind}, pip_requirements=_pins(*PINS))
+                                     model_config={k: v for k, v in settings.items() if v is not None},
+                                     pip_requirements=_pins(*PINS))
         finally:
             pyfunc_log.setLevel(level)
     return kind

@@ -2,7 +2,7 @@
 
 Three layers, each importing only the one below: the Hydra sweeper (`hydra_plugins/nlpexp_optuna_sweeper`, where
 Hydra finds plugins) turns its config into a Plan and its launcher into a `launch(trials)` callable; this package
-runs the study (loop.py, with study.py, storage.py, summary.py, plots.py, promote.py: Optuna, no Hydra); the trials
+runs the study (loop.py, with study.py, storage.py, summary.py, plots.py: Optuna, no Hydra); the trials
 find it through their environment and report to it (reporter.py), through the plugin's hooks, which import nothing
 of this package outside a sweep. This module: a trial in a worker process ends with its sweep.
 """

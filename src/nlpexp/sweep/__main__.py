@@ -50,13 +50,13 @@ def newest_sweep_dir(root: Path) -> Path:
 
 
 def write(target: str, study_name: str | None, out: Path | None) -> None:
-    from nlpexp.sweep.loop import summarise
     from nlpexp.sweep.study import load_study
+    from nlpexp.sweep.summary import write_summary
 
     study, sweep_dir = load_study(target, study_name)
     if out is None and sweep_dir is None:
         raise NlpexpError("a storage URL names no sweep dir: say where the summary goes with --out DIR")
-    log.info(summarise(study, out or sweep_dir))
+    log.info(write_summary(study, out or sweep_dir))
 
 
 def serve(target: str, host: str, port: int) -> None:

@@ -209,12 +209,11 @@ class TrialLoop:
 def finish(study: optuna.Study, sweep_dir: Path, plan: Plan, raising: bool = False) -> None:
     """The end of a sweep: optimization_results.yaml, the summary, the best model into the registry
     (plan.promote_objective); after an error (`raising`), without hiding that error."""
-    from nlpexp.sweep.promote import promote_best
-    from nlpexp.sweep.summary import write_optimization_results
+    from nlpexp.sweep.summary import promote_best, write_optimization_results, write_summary
 
     try:
         write_optimization_results(study, sweep_dir)
-        lines = summarise(study, sweep_dir, plots=plan.plots)
+        lines = write_summary(study, sweep_dir, plots=plan.plots)
         if plan.promote_objective is not None:
             promote_best(study, plan.registry_dir and Path(plan.registry_dir), objective=plan.promote_objective)
     except Exception:
@@ -223,14 +222,3 @@ def finish(study: optuna.Study, sweep_dir: Path, plan: Plan, raising: bool = Fal
         log.exception("the sweep summary could not be written")
         return
     log.info("%s", lines)
-
-
-def summarise(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
-    """The summary files (nlpexp.sweep.summary) and TensorBoard's HPARAMS view of the study; lines for the log."""
-    from nlpexp.sweep.summary import metric_names, write_summary
-    from nlpexp.tb import write_study_hparams
-
-    lines = write_summary(study, out_dir, plots=plots)
-    if write_study_hparams(study, out_dir, metric_names(study)):
-        lines += f"\nTensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}"
-    return lines

@@ -19,8 +19,13 @@ PRUNERS = ("optuna.pruners.*",)  # what hydra.sweeper.pruner may build
 
 
 def trial_reporters(cfg: DictConfig, storage_url: str, study_name: str, number: int) -> list[TrainerCallback]:
-    """[TrialReporter] of trial `number` (hydra_plugins.nlpexp_optuna_sweeper.trial_callbacks: a sweep's trials)."""
-    pruner = sweep_pruner()
+    """[TrialReporter] of trial `number` (hydra_plugins.nlpexp_optuna_sweeper.trial_callbacks: a sweep's trials),
+    whose sweep's pruner (`hydra.sweeper.pruner`) says when to stop."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    node = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
+    pruner = instantiate(node, _execution_whitelist_=PRUNERS) if node is not None else optuna.pruners.NopPruner()
     trial = open_trial(storage_url, study_name, number, pruner)
     if cfg.optimized_metric.partition("/")[0] != "val":
         if not isinstance(pruner, optuna.pruners.NopPruner):
@@ -28,15 +33,6 @@ def trial_reporters(cfg: DictConfig, storage_url: str, study_name: str, number: 
                               f"'{cfg.optimized_metric}'; optimise a 'val/...' metric or use hydra/sweeper/pruner=none")
         return []
     return [TrialReporter(trial, cfg.optimized_metric)]
-
-
-def sweep_pruner() -> optuna.pruners.BasePruner:
-    """The pruner of the sweep this run belongs to (`hydra.sweeper.pruner`); none outside a sweep."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
-
-    node = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
-    return instantiate(node, _execution_whitelist_=PRUNERS) if node is not None else optuna.pruners.NopPruner()
 
 
 def open_trial(storage_url: str, study_name: str, number: int, pruner=None) -> optuna.Trial:

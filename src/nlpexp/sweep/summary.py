@@ -1,11 +1,13 @@
 """A study's summary in its sweep dir: trials table (CSV, markdown), best trial or Pareto front (JSON, YAML),
 optimization_results.yaml (the official Optuna sweeper's result file) and plots (nlpexp.sweep.plots); written at
-the end of every sweep and again by `python -m nlpexp.sweep summary <sweep dir | storage URL>`.
+the end of every sweep and again by `python -m nlpexp.sweep summary <sweep dir | storage URL>`. At a sweep's end
+too: the best trial's model becomes a version of `registry:<study>` (nlpexp.registry).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import logging
@@ -18,6 +20,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from nlpexp import registry
 from nlpexp.io import write_json_atomic, write_text_atomic
 from nlpexp.metrics import start_of
 from nlpexp.redaction import redact
@@ -30,13 +33,17 @@ TIMING = ("run_s", "queue_s", "host")  # each trial's own run time, wait before 
 
 
 def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
-    """Write the summary files into out_dir; returns a few lines for the log."""
+    """Write the summary files and TensorBoard's HPARAMS view of the study into out_dir; lines for the log."""
+    from nlpexp.tb import write_study_hparams
+
     out_dir = Path(out_dir)
     trials = study.get_trials(deepcopy=False)
     metrics = metric_names(study)
     header, rows = trial_table(trials, out_dir, metrics)
     rows = redact(rows)  # trial notes hold error messages; params are what the config said
-    write_text_atomic(out_dir / "trials.csv", _csv(header, rows))
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *rows])
+    write_text_atomic(out_dir / "trials.csv", buffer.getvalue())
     write_text_atomic(out_dir / "trials.md", _markdown(study, metrics, header, rows))
     best = redact(best_summary(study, trials, metrics))
     write_json_atomic(out_dir / "best.json", best)
@@ -52,6 +59,8 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
 
         skipped = write_plots(study, out_dir / "plots", metrics)
         lines += [f"plot {name} skipped: {why}" for name, why in skipped.items()]
+    if write_study_hparams(study, out_dir, metrics):
+        lines.append(f"TensorBoard HPARAMS of the study: nlpexp tb serve {out_dir}")
     return "\n".join(lines)
 
 
@@ -183,12 +192,6 @@ def _counts_line(trials: list[FrozenTrial]) -> str:
     return ", ".join(f"{n} {state}" for state, n in _counts(trials).items())
 
 
-def _csv(header: list[str], rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([header, *rows])
-    return buffer.getvalue()
-
-
 def _markdown(study: optuna.Study, metrics: list[str], header: list[str], rows: list[list[Any]]) -> str:
     trials = study.get_trials(deepcopy=False)
     objectives = ", ".join(f"`{name}` ({d.name.lower()})" for name, d in zip(metrics, study.directions, strict=True))
@@ -202,3 +205,39 @@ def _markdown(study: optuna.Study, metrics: list[str], header: list[str], rows: 
         lines += ["", "## Failures", ""]
         lines += [f"- trial {t.number}: {t.user_attrs[ERROR]}" for t in failures]
     return "\n".join(lines) + "\n"
+
+
+def promote_best(study: optuna.Study, root: Path | None = None, objective: int = 0) -> Path | None:
+    """Register the best trial's run (best_trial) as the next version of the registry model named after the
+    study, unless the newest version already is that run. Returns the version's folder, or None (no model)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    best = best_trial(study, objective)
+    run_dir = Path(best.user_attrs.get(RUN_DIR, "")).resolve()
+    if not (run_dir / "best_model").is_dir():
+        log.info("best trial %d has no best_model/ to promote (%s)", best.number, run_dir)
+        return None
+    root = Path(root) if root else registry.registry_dir()
+    folder = registry.model_folder(study.study_name, root)  # a study name cannot lead out of the registry
+    folder.mkdir(parents=True, exist_ok=True)
+    # Sweep processes sharing the study finish at about the same time: one promotes, the others see it done.
+    with open(folder / ".promote.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = registry.versions(study.study_name, root)
+        newest = folder / f"v{known[-1]}" if known else None
+        if newest and json.loads((newest / "source.json").read_text()).get("run_dir") == str(run_dir):
+            return newest
+        direction = study.directions[objective].name.lower()
+        version = registry.register(run_dir, study.study_name, root, direction=direction)
+    # where it lies: `nlpexp registry show <name>@latest`; the line stays within the console's 100 columns
+    log.info("best model (trial %d): model.name_or_path=registry:%s@latest", best.number, study.study_name)
+    return version
+
+
+def best_trial(study: optuna.Study, objective: int = 0) -> optuna.trial.FrozenTrial:
+    """study.best_trial; with several objectives, the Pareto-front trial best at `objective` (the lowest number
+    among equals)."""
+    if len(study.directions) == 1:
+        return study.best_trial
+    sign = -1 if study.directions[objective] == optuna.study.StudyDirection.MAXIMIZE else 1
+    return min(study.best_trials, key=lambda t: (sign * t.values[objective], t.number))

@@ -10,9 +10,9 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 from sentence_transformers.sentence_transformer import losses
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
+from nlpexp import is_main_process
 from nlpexp.data import DataSpec
 from nlpexp.data.pairs import STS_COLUMNS
-from nlpexp.distributed import is_main_process
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task import Task
 

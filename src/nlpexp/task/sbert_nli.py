@@ -17,9 +17,8 @@ from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 from transformers import TrainerCallback
 
-from nlpexp import NlpexpError
+from nlpexp import NlpexpError, is_main_process
 from nlpexp.data import DataSpec
-from nlpexp.distributed import average_gradients, is_main_process, sum_over_processes
 from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoredTask
 
 log = logging.getLogger(__name__)
@@ -116,6 +115,36 @@ class NliHead(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if args.load_best_model_at_end and state.best_model_checkpoint:
             load_head(self.loss, state.best_model_checkpoint)
+
+
+def average_gradients(module) -> None:
+    """Average `module`'s gradients over the processes, as DDP does for the model it wraps: for parameters that
+    live outside that model (the loss's own classifier), which each process would otherwise train alone."""
+    dist = _process_group()
+    if dist is None:
+        return
+    for param in module.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad)  # a sum: gloo has no average
+            param.grad.div_(dist.get_world_size())
+
+
+def sum_over_processes(values: list[float]) -> list[float]:
+    """`values` summed position by position over the processes (every process must call it)."""
+    dist = _process_group()
+    if dist is None:
+        return list(values)
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(values))  # objects: no device to pick, whatever the backend
+    return [sum(column) for column in zip(*gathered, strict=True)]
+
+
+def _process_group():
+    """torch.distributed when the trainer has joined several processes in a group, else None."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
 
 
 def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) -> None:

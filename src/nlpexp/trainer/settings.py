@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 
 from omegaconf import DictConfig, open_dict
 
-from nlpexp import NlpexpError
-from nlpexp.distributed import is_multiprocess
+from nlpexp import NlpexpError, is_multiprocess
 from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
 from nlpexp.trainer.checkpoints import check_identity, newest_complete
 

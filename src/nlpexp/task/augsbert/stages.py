@@ -7,8 +7,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from nlpexp import NlpexpError
-from nlpexp.distributed import is_main_process
+from nlpexp import NlpexpError, is_main_process
 from nlpexp.io import write_json_atomic
 
 

@@ -11,7 +11,7 @@ from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncode
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-from nlpexp import NlpexpError
+from nlpexp import NlpexpError, is_main_process
 from nlpexp.data.pairs import (
     NLI_COLUMNS,
     STS_COLUMNS,
@@ -21,7 +21,6 @@ from nlpexp.data.pairs import (
     unique_texts,
     unordered_unique,
 )
-from nlpexp.distributed import is_main_process
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.model.weights import parameters_not_in
 from nlpexp.task.augsbert.stages import (

@@ -8,8 +8,7 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 
 from my_lab.data import EntailmentPairs
 from my_lab.losses import InfoNCELoss
-from nlpexp import NlpexpError
-from nlpexp.distributed import is_main_process
+from nlpexp import NlpexpError, is_main_process
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task import Task
 

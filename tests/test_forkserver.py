@@ -1,0 +1,68 @@
+"""tests/forkserver.py: a command it forks is the process a fresh `python script.py` would be."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests import forkserver
+
+PROBE = r"""
+import json, os, signal, sys
+if sys.argv[1:] == ["raise"]:
+    raise KeyboardInterrupt
+print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "path0": sys.path[0],
+                  "session": os.getsid(0) == os.getpid(), "sigint": str(signal.getsignal(signal.SIGINT)),
+                  "sigterm": str(signal.getsignal(signal.SIGTERM)), "sigpipe": str(signal.getsignal(signal.SIGPIPE)),
+                  "stdout": [sys.stdout.encoding, sys.stdout.errors, sys.stdout.line_buffering],
+                  "stderr": [sys.stderr.encoding, sys.stderr.errors, sys.stderr.line_buffering]}))
+print("to stderr", file=sys.stderr)
+sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def probe(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
+    return [sys.executable, str(path)]
+
+
+@pytest.mark.parametrize("new_session", [False, True])
+def test_a_forked_command_sees_what_a_fresh_process_sees(probe, tmp_path, new_session):
+    env = {**os.environ, "PROBE_EXIT": "3", "NLPEXP_SOMETHING": "x"}
+    kwargs = dict(capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, start_new_session=new_session)
+    forked = forkserver.run([*probe, "a b", "c"], **kwargs)
+    fresh = subprocess.run([*probe, "a b", "c"], **kwargs)
+    with forkserver.popen(probe, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        assert isinstance(process, forkserver._Forked)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+
+
+def test_signals_and_an_uncaught_interrupt_end_it_as_they_end_a_fresh_process(probe, tmp_path):
+    sleeper = tmp_path / "sleep.py"
+    sleeper.write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    process = forkserver.popen([sys.executable, str(sleeper)], stdout=subprocess.PIPE, text=True)
+    assert isinstance(process, forkserver._Forked) and process.stdout.readline() == "up\n"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == -signal.SIGTERM
+    interrupted = forkserver.run([*probe, "raise"], capture_output=True, text=True, timeout=60)
+    fresh = subprocess.run([*probe, "raise"], capture_output=True, text=True, timeout=60)
+    assert interrupted.returncode == fresh.returncode == -signal.SIGINT
+    assert "KeyboardInterrupt" in interrupted.stderr
+
+
+def test_an_import_time_setting_gets_its_own_server_and_preexec_fn_a_real_subprocess(probe):
+    """A server imports with one set of CONTROLLED_ENV values: other values are another server's."""
+    env = {**os.environ, "HF_HOME": "/elsewhere"}
+    key = frozenset((k, v) for k, v in env.items()
+                    if k.startswith(forkserver.CONTROLLED_ENV) and k not in forkserver._HANDLED_AT_FORK)
+    forked = forkserver.run([*probe], env=env, capture_output=True, text=True, timeout=120)
+    assert '"HF_HOME": "/elsewhere"' in forked.stdout and key in forkserver._servers
+    assert next(reversed(forkserver._servers)) == key  # the most recently used
+    with forkserver.popen(probe, preexec_fn=os.getpid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        assert not isinstance(process, forkserver._Forked)
