@@ -24,6 +24,7 @@ from nlpexp import rules
 from nlpexp.data.pairs import NLI_FORMATS
 from nlpexp.data.readers import check_data_files
 from nlpexp.derived import Described, check_group, described
+from nlpexp.generation import GenerationSettings
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import SCHEDULERS
@@ -95,7 +96,7 @@ SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 
-GENERATION = ByTarget(Described({"nlpexp.generation.GenerationSettings": ()}))  # imported when a config names it
+GENERATION = described(GenerationSettings)
 
 _LOSSES = "sentence_transformers.sentence_transformer.losses."
 _SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
