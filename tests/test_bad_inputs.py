@@ -256,3 +256,15 @@ def test_a_missing_model_is_refused_before_transformers_is_imported(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "refused: model 'minilm': no such folder /no/such/model" in done.stdout, done.stderr[-2000:]
     assert "transformers imported: False" in done.stdout
+
+
+def test_checking_a_config_imports_no_training_library(tmp_path):
+    """Validation reads each named logger's keys from its constructor; that must not import transformers or torch
+    (3 s), or every error in a config, and every sweep's gate, would pay for them."""
+    code = ("import sys\nfrom nlpexp.config import compose\nfrom nlpexp.schema import validate\n"
+            "for loggers in ('tensorboard', '[tensorboard,wandb,mlflow]'):\n"
+            f"    validate(compose(['paths.output_dir={tmp_path}/run', 'logger=' + loggers]))\n"
+            "print('imported:', sorted(m for m in ('transformers', 'torch', 'sentence_transformers') "
+            "if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "imported: []" in done.stdout, done.stdout[-1000:] + done.stderr[-2000:]

@@ -1,8 +1,16 @@
-"""The logger group: TrainerCallbacks that also record the run's config and final metrics."""
+"""The logger group: TrainerCallbacks that also record the run's config and final metrics.
 
-from nlpexp.logger.base import RunLogger
-from nlpexp.logger.mlflow import MlflowLogger
-from nlpexp.logger.tensorboard import TensorBoardLogger
-from nlpexp.logger.wandb import WandbLogger
+`nlpexp.logger.<Name>Logger` (the configs' targets) imports only that logger's module, on first use: validating a
+config reads the named logger's constructor, and must not import the others' libraries.
+"""
 
-__all__ = ["MlflowLogger", "RunLogger", "TensorBoardLogger", "WandbLogger"]
+from importlib import import_module
+
+_MODULES = {"RunLogger": "base", "TensorBoardLogger": "tensorboard", "WandbLogger": "wandb", "MlflowLogger": "mlflow"}
+__all__ = list(_MODULES)
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(import_module(f"nlpexp.logger.{_MODULES[name]}"), name)
+    raise AttributeError(f"module 'nlpexp.logger' has no attribute {name!r}")

@@ -3,13 +3,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from transformers import TrainerCallback
-
 from nlpexp import metrics as metric_names
 
 
-class RunLogger(TrainerCallback):
+def _ignore_event(*args, **kwargs) -> None:
+    return None
+
+
+class RunLogger:
     """The trainer's logs during training (a TrainerCallback), the run's start and end around it.
+
+    A TrainerCallback by protocol, not by base class: the trainer calls `on_<event>(args, state, control, ...)` on
+    each callback, and a logger answers the events it defines (the rest are no-ops, __getattr__). Subclassing
+    transformers.TrainerCallback would import transformers (3 s) whenever a config naming a logger is validated,
+    since the schema reads a logger's keys from its constructor.
 
     Every sink records the same names (nlpexp.metrics) through its record(): per-step series from the trainer's
     logs, the starting model's `start/` scores (and `eval/` twins) at step 0, the run's figures under metrics.json's
@@ -20,6 +27,11 @@ class RunLogger(TrainerCallback):
     _best_step: int | None = None  # the best checkpoint's global step, once training ended with one
     _start_drawn = False
     _resumed = False  # continues the log of an interrupted run, which drew the start already
+
+    def __getattr__(self, name: str):
+        if name.startswith("on_"):  # an event this logger does not handle, including ones transformers adds later
+            return _ignore_event
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def start(self, config: Mapping[str, Any]) -> None:
         """Before the task is set up, with the resolved config."""
