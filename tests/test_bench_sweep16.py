@@ -55,6 +55,6 @@ def test_a_plain_run_composes_the_sweeps_job_with_the_trials_parameters():
     assert done.returncode == 0, done.stderr[-3000:]
     job = yaml.safe_load(done.stdout)
     assert job["task"]["trained_layers"] is None and job["task"]["head_lr"] == 2e-3  # the preset's, not config's
-    assert job["trainer"]["eval_every_steps"] == 50 and job["trainer"]["max_steps"] == 150
+    assert job["trainer"]["eval_every_steps"] == 20 and job["trainer"]["max_steps"] == 60
     assert job["optimizer"]["lr"] == 3e-5 and job["trainer"]["batch_size"] == 32
     assert job["trainer"]["group_by_length"] is False and job["paths"]["cache_dir"] is None
