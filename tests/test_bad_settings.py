@@ -56,6 +56,7 @@ trainer.tf32=maybe | trainer.tf32 | true or false or null
 trainer.tf32=1 | trainer.tf32 | true or false or null
 trainer.group_by_length=yes | trainer.group_by_length | true or false
 trainer.group_by_length=1 | trainer.group_by_length | true or false
+trainer.group_by_length=sometimes | trainer.group_by_length | auto
 trainer.auto_find_batch_size=2 | trainer.auto_find_batch_size | true or false
 trainer.resume=3 | trainer.resume | true or false or a checkpoint folder
 trainer.resume=null | trainer.resume | true or false or a checkpoint folder

@@ -37,6 +37,9 @@ class Task(ABC):
     needs_validation = False        # training picks the best checkpoint on a validation split (validation_data())
     loss_to_score = False           # the loss takes part in scoring too (its head): needed in every mode
     labelled_data = "e.g. data=allnli|imdb|nsmc"  # what to suggest when the data has no labels
+    # trainer.group_by_length=auto: on only where grouped batches were measured to keep the task's metric within
+    # 0.003 of random ones (benchmarks/bench_grouping.py, docs/performance.md)
+    groups_by_length = False
 
     def __init__(self, *, monitor: str, model, data: DataSpec, trainer: TrainerSettings,
                  optimizer: functools.partial, scheduler: functools.partial, run_dir: Path, mode: str = "train",
@@ -45,6 +48,7 @@ class Task(ABC):
         self.model_spec = model  # nlpexp.model.ModelSpec (not imported: the model package reaches back into tasks)
         self.data = data
         self.trainer_settings = trainer
+        trainer.settle_grouping(self.groups_by_length)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss_factory = loss

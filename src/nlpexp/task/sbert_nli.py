@@ -33,6 +33,7 @@ class SbertNliTask(StsScoredTask):
     needs_labels = True
     loss_to_score = True  # the NLI accuracy is the head's
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
+    groups_by_length = True  # `make run`: SNLI accuracy -0.0009, STSb +0.0000, 1.16x faster (docs/performance.md)
 
     def __init__(self, *, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
         # head_lr: the task's choice of optimizer.head_lr, which reads it from the config; nothing to do here.

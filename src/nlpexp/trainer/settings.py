@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from omegaconf import DictConfig, open_dict
 
 from nlpexp import NlpexpError, is_multiprocess
-from nlpexp.rules import Bool, Either, Int, Num, Positive, Seed, Text
+from nlpexp.rules import Bool, Either, Int, Num, OneOf, Positive, Seed, Text
 from nlpexp.trainer.checkpoints import check_identity, newest_complete
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ class TrainerSettings:
     seed: Seed = 42
     auto_find_batch_size: bool = False
     tf32: bool | None = None
-    group_by_length: bool = False
+    # auto: the task's own default (Task.groups_by_length, measured per task: docs/performance.md)
+    group_by_length: Annotated[bool | str, Either((Bool(), OneOf(("auto",))))] = "auto"
     max_tokens_per_batch: Positive | None = None
 
     def __post_init__(self) -> None:
@@ -48,7 +49,12 @@ class TrainerSettings:
     @property
     def batches_by_length(self) -> bool:
         """Length-grouped batches: asked for, or implied by a token budget (nlpexp.trainer.batching)."""
-        return bool(self.group_by_length) or self.max_tokens_per_batch is not None
+        return self.group_by_length is True or self.max_tokens_per_batch is not None
+
+    def settle_grouping(self, task_default: bool) -> None:
+        """`group_by_length: auto` becomes the task's measured default; true / false stay as given."""
+        if self.group_by_length == "auto":
+            self.group_by_length = task_default
 
     @property
     def effective_batch_size(self) -> int:
