@@ -220,7 +220,7 @@ def _evaluation_datasets(config: Mapping[str, Any], data_files: Mapping[str, str
 
     data, task = config.get("data") or {}, config.get("task") or {}
     of_its_own = [v for v in task.values() if isinstance(v, Mapping) and v.get("_target_") == data.get("_target_")]
-    if not data.get("name") or of_its_own:
+    if not data.get("name") or not data.get("_target_") or of_its_own:
         return {}
     settings = {key: value for key, value in data.items() if key != "root"}
     content = json.dumps([settings, sorted(data_files.values())], sort_keys=True, default=str)
