@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nlpexp import NlpexpError, registry
@@ -41,6 +43,14 @@ def test_a_run_records_config_metrics_params_tags_and_model_on_the_server(tracke
     assert (model.name, model.source_run_id, model.model_type) == ("best_model", found.info.run_id,
                                                                     "sentence_transformers")
     assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    finals = json.loads((root / "run" / "metrics.json").read_text())
+    finals = {key: value for key, value in finals.items() if key.startswith(("val/", "test/"))}
+    assert sorted(m.key for m in model.metrics) == sorted(finals) and "val/spearman_cosine" in finals
+    assert {m.key: m.value for m in model.metrics} == pytest.approx(finals)  # the Models tab's columns
+    assert {m.dataset_name for m in model.metrics} == {None}  # sbert_nli scores on task.sts: no dataset claimed
+    ranked = client.search_logged_models([found.info.experiment_id], filter_string="metrics.`val/spearman_cosine` > -2",
+                                         order_by=[{"field_name": "metrics.val/spearman_cosine", "ascending": False}])
+    assert [m.model_id for m in ranked] == [model.model_id]  # models sort and filter by nlpexp's names
     assert not [p for p in root.iterdir() if p.name not in ("run", "ledger.jsonl")]  # nothing in the cwd
     assert not (root / "run" / "mlflow").exists()  # a server: no local store
 
@@ -55,6 +65,8 @@ def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(track
     assert capsys.readouterr().out.strip() == "registry:mlflow:tiny-nli@v1"
     version = client.get_model_version_by_alias("tiny-nli", "champion")
     assert version.version == "1" and version.run_id == found.info.run_id  # the training run is the source
+    source = client.get_logged_model(version.source.removeprefix("models:/"))  # the version's figures: its model's
+    assert source.name == "best_model" and "val/spearman_cosine" in {m.key for m in source.metrics}
 
     elsewhere = tmp_path / "elsewhere"  # another machine's registry: only the server has the model
     for reference in ("registry:mlflow:tiny-nli@champion", "registry:mlflow:tiny-nli@latest",
@@ -92,6 +104,8 @@ def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, mon
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
     assert found.info.status == "FINISHED" and "val/spearman_cosine" in found.data.metrics
+    (model,) = client.search_logged_models([found.info.experiment_id])  # the local store links the figures too
+    assert {m.key: m.value for m in model.metrics}["val/spearman_cosine"] == found.data.metrics["val/spearman_cosine"]
     assert found.info.artifact_uri.startswith((store / "artifacts").as_uri())
     assert (store / "artifacts").is_dir() and any((store / "artifacts").rglob("modules.json"))
     assert {p.name for p in tmp_path.iterdir()} <= {"ledger.jsonl", "registry", "run"}  # no mlruns/ in the cwd

@@ -58,6 +58,32 @@ def test_the_best_model_is_a_logged_model_of_its_flavor(logged, case):
     assert model.status.value == "READY"
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_the_logged_model_carries_the_final_figures_on_the_splits_they_were_scored_on(logged, mlflow_uri, case):
+    """The Models tab's metric columns: each `val/`, `test/` figure of metrics.json, recorded once (in the run and
+    linked to the model) at the best checkpoint's step, on its split of the run's data, a run input too."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_uri)
+    run_dir, training, model = logged[case]
+    finals = {key: value for key, value in json.loads((run_dir / "metrics.json").read_text()).items()
+              if key.startswith(("val/", "test/"))}
+    linked = client.get_logged_model(model.model_id).metrics
+    assert finals and sorted(m.key for m in linked) == sorted(finals)  # each once
+    data = "imdb" if case == "classification" else "dialogsum"
+    for metric in linked:
+        assert metric.value == pytest.approx(finals[metric.key]) and metric.run_id == training.info.run_id
+        assert metric.dataset_name == f"{data}/{'validation' if metric.key.startswith('val/') else 'test'}"
+        run_points = [(m.step, m.value) for m in client.get_metric_history(training.info.run_id, metric.key)]
+        assert run_points == [(metric.step, metric.value)], metric.key  # the run's own point, not a second one
+    assert len({m.dataset_digest for m in linked}) == 1
+    (output,) = client.get_run(training.info.run_id).outputs.model_outputs
+    assert (output.model_id, output.step) == (model.model_id, linked[0].step)  # the model at its figures' step
+    inputs = client.get_run(training.info.run_id).inputs.dataset_inputs  # the run's "Datasets used"
+    assert {(i.dataset.name, i.dataset.digest, i.tags[0].value) for i in inputs} == {
+        (f"{data}/{role}", linked[0].dataset_digest, role) for role in ("validation", "test")}
+
+
 def test_a_classifier_predicts_label_names(logged, mlflow_uri, monkeypatch):
     _, _, model = logged["classification"]
     labels = _load(mlflow_uri, model.model_id, monkeypatch).predict(["a wonderful film", "dull and far too long"])

@@ -4,13 +4,16 @@ It talks to the store through an MlflowClient of its own, not mlflow's process-w
 sweep run one after another in one process, and each must land in its own run. What a run holds: params and
 config.yaml from its start; tags (git commit, user, source, host, study/trial); per-step metrics under nlpexp's
 names (nlpexp.metrics), `start/` at step 0, the final figures under names of their own; at the end
-provenance.json, metrics.json and best_model/ as an MLflow model of its flavor (nlpexp.logger.mlflow_model).
+provenance.json, metrics.json and best_model/ as an MLflow model of its flavor (nlpexp.logger.mlflow_model), which
+the final `val/`, `test/` figures are linked to (its metrics in MLflow 3: Models tab, search_logged_models).
 Everything sent passes nlpexp.redaction first.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
+import json
 import logging
 import os
 import re
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
 from nlpexp.registry_mlflow import RUN_ID_FILE
@@ -30,6 +34,7 @@ from nlpexp.rules import Name
 
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+ROLES = {"val": "validation", "test": "test"}  # the split of the data each final figure is scored on
 
 
 class MlflowLogger(RunLogger):
@@ -44,6 +49,8 @@ class MlflowLogger(RunLogger):
         self.client = None
         self.run_id: str | None = None
         self._params: dict[str, str] = {}  # those logged: MLflow refuses to change a param's value
+        self._model_id: str | None = None  # the logged model `best_model`, once logged: the final figures are its too
+        self._datasets: dict[str, Any] = {}  # `val`, `test` -> the MLflow dataset its figures were scored on, if known
 
     def start(self, config: Mapping[str, Any]) -> None:
         from mlflow import MlflowClient
@@ -99,7 +106,17 @@ class MlflowLogger(RunLogger):
 
         if self.run_id is not None:  # MlflowClient.log_batch splits what is over the server's limit per call
             now = int(time.time() * 1000)
-            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step, **self._link(k))
+                                                        for k, v in values.items()])
+
+    def _link(self, key: str) -> dict[str, str]:
+        """A final `val/`, `test/` figure, once the best model is logged, is the logged model's too: MLflow 3 keeps
+        a metric sent with a model id in the run and in that model (with the split's dataset where it is known)."""
+        if self._model_id is None or not metric_names.of_best_checkpoint({key: 0.0}):
+            return {}
+        dataset = self._datasets.get(key.partition("/")[0])
+        scored_on = {"dataset_name": dataset.name, "dataset_digest": dataset.digest} if dataset else {}
+        return {"model_id": self._model_id, **scored_on}
 
     def finish(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         from nlpexp.io import collect_provenance
@@ -109,21 +126,26 @@ class MlflowLogger(RunLogger):
         failure = sys.exc_info()[1]  # finish runs in the pipeline's `finally`: the error it unwinds, if any
         try:
             self._log_params(hparams)
-            if metrics:
-                self.record_results(metrics)
-                self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
             facts = collect_provenance(self._seed, sorted(self._files_read or ()))  # as the run dir gets it
-            self.client.log_dict(self.run_id, redact(facts), "provenance.json")
             model = self.run_dir / "best_model"
-            if self.log_model and failure is None and model.is_dir():
-                self._log_best_model(model)
+            try:  # the model before the final figures: each is recorded once, in the run and linked to the model
+                if self.log_model and failure is None and model.is_dir():
+                    self._log_best_model(model)
+                if self._model_id is not None and metrics:
+                    self._log_datasets(metrics, facts["data_files"])
+            finally:
+                if metrics:
+                    self.record_results(metrics)
+                    self.client.log_dict(self.run_id, dict(metrics), "metrics.json")
+            self.client.log_dict(self.run_id, redact(facts), "provenance.json")
         finally:
             self.client.set_terminated(self.run_id, status=_status(failure))
             self.run_id = None
 
     def _log_best_model(self, model: Path) -> None:
         """best_model/ as an MLflow model of its flavor, MLflow 3's logged model `best_model` of this run (its
-        "Logged models" list), where nlpexp knows a flavor; else its files as they are, as the run's artifact."""
+        "Logged models" list, an output at the best checkpoint's step), where nlpexp knows a flavor; else its files
+        as they are, as the run's artifact."""
         from mlflow.entities import LoggedModelOutput
 
         from nlpexp.logger import mlflow_model
@@ -138,9 +160,22 @@ class MlflowLogger(RunLogger):
             logged = self.client.create_logged_model(experiment, "best_model", self.run_id, model_type=flavor)
             self.client.log_model_artifacts(logged.model_id, str(staging / "best_model"))
             self.client.finalize_logged_model(logged.model_id, "READY")
-            self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, self._last_step)])
+            step = self._last_step if self._best_step is None else self._best_step  # the step its figures are at
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, step)])
+            self._model_id = logged.model_id
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _log_datasets(self, metrics: Mapping[str, float], data_files: Mapping[str, str]) -> None:
+        """The datasets the final figures were scored on, where known: the run's "Datasets used" (as MLflow's own
+        log_metrics(dataset=...) records them), and each figure's dataset in the logged model."""
+        from mlflow.entities import DatasetInput, InputTag
+
+        splits = {key.partition("/")[0] for key in metric_names.of_best_checkpoint(metrics)}
+        self._datasets = _evaluation_datasets(self._config, data_files, splits)
+        if self._datasets:
+            self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", ROLES[split])])
+                                                 for split, dataset in self._datasets.items()])
 
 
 def _run_name(config: Mapping[str, Any]) -> str:
@@ -174,3 +209,22 @@ def _status(failure: BaseException | None) -> str:
     optuna = sys.modules.get("optuna")
     stopped = isinstance(failure, KeyboardInterrupt) or (optuna is not None and isinstance(failure, optuna.TrialPruned))
     return "FINISHED" if failure is None else "KILLED" if stopped else "FAILED"
+
+
+def _evaluation_datasets(config: Mapping[str, Any], data_files: Mapping[str, str], splits: set[str]) -> dict[str, Any]:
+    """Each of `splits` (`val`, `test`) -> the MLflow dataset its figures are scored on, `<data.name>/validation`
+    or `<data.name>/test`, where that is known: the run's data is all it evaluates on (not sbert_nli's, whose
+    `task.sts` is data of its own: which figure is scored on which data is the task's). Its digest is of the data
+    settings (the data root left out) and the sha256 of every data file read: a change in either changes it."""
+    from mlflow.entities import Dataset
+
+    data, task = config.get("data") or {}, config.get("task") or {}
+    of_its_own = [v for v in task.values() if isinstance(v, Mapping) and v.get("_target_") == data.get("_target_")]
+    if not data.get("name") or not data.get("_target_") or of_its_own:
+        return {}
+    settings = {key: value for key, value in data.items() if key != "root"}
+    content = json.dumps([settings, sorted(data_files.values())], sort_keys=True, default=str)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    name = redact(str(data["name"]))
+    return {split: Dataset(f"{name}/{role}", digest, "nlpexp", json.dumps({"data": name, "split": role}))
+            for split, role in ROLES.items() if split in splits}
