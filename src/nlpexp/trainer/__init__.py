@@ -34,7 +34,7 @@ def release_memory(error: BaseException | None = None) -> None:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()  # blocks the caching allocator kept for tensors that are gone
             torch.cuda.ipc_collect()
-        from nlpexp.adapters.transformers import reset_accelerator_state
+        from nlpexp.adapters import reset_accelerator_state
 
         reset_accelerator_state()
     if (trim := _malloc_trim()) is not None:
