@@ -6,7 +6,7 @@
 - import cycles among the modules of src/ (every import statement, lazy ones inside functions included);
 - stack-frame inspections (sys._getframe, f_back, f_locals, inspect.stack/currentframe, sys._current_frames);
 - private-API uses of hydra, omegaconf, optuna, transformers, sentence_transformers, datasets, accelerate, torch
-  outside src/nlpexp/adapters/: private imports, `lib._x` chains, getattr(..., "_x"), and `obj._x` / overridden
+  outside src/nlpexp/adapters.py: private imports, `lib._x` chains, getattr(..., "_x"), and `obj._x` / overridden
   `def _x` where nlpexp defines no attribute `_x` but one of those libraries does.
 The static parts (`analyse(root)`) import nothing of the checkout; tests/test_architecture.py uses them.
 """
@@ -250,7 +250,7 @@ def _subclass_uses(node: ast.ClassDef, bases: set[str], where: str) -> dict[tupl
 
 
 def private_uses(trees: dict[str, ast.AST], mods: dict[str, Path], root: Path, deep: bool = True) -> list[str]:
-    """Each private-API use of LIBRARIES outside src/nlpexp/adapters/, as 'file:line: what [library]'.
+    """Each private-API use of LIBRARIES outside src/nlpexp/adapters.py, as 'file:line: what [library]'.
 
     deep=False: only private imports and `lib._x` chains (no library is imported or read: fast)."""
     own = _own_attributes(trees)
@@ -341,7 +341,7 @@ def report(fig: dict) -> str:
         lines += [f"  {' <-> '.join(cycle)}", *(f"      {e}" for e in edges)]
     lines.append(f"stack-frame inspections: {len(fig['frame_inspections'])}")
     lines += [f"  {f}" for f in fig["frame_inspections"]]
-    lines.append(f"private-API uses outside src/nlpexp/adapters/: {len(fig['private_api_uses'])}")
+    lines.append(f"private-API uses outside src/nlpexp/adapters.py: {len(fig['private_api_uses'])}")
     lines += [f"  {u}" for u in fig["private_api_uses"]]
     return "\n".join(lines)
 

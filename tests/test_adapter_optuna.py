@@ -1,4 +1,4 @@
-"""nlpexp.adapters.optuna, every use of Optuna beyond its documented API: fails loudly when Optuna changes."""
+"""nlpexp.adapters, every use of Optuna beyond its documented API: fails loudly when Optuna changes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nlpexp.adapters import optuna as adapter
+from nlpexp import adapters as adapter
 from nlpexp.sweep.storage import open_storage, sqlite_url
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -19,7 +19,7 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 def test_the_installed_release_is_the_one_the_adapter_was_written_for():
     pin = re.search(r'"optuna==([^"]+)"', PYPROJECT.read_text()).group(1)
     assert version("optuna") == adapter.OPTUNA_VERSION == pin, (
-        "optuna changed: check every use in src/nlpexp/adapters/optuna.py, then bump OPTUNA_VERSION with the pin")
+        "optuna changed: check every Optuna use in src/nlpexp/adapters.py, then bump OPTUNA_VERSION with the pin")
 
 
 def test_heartbeats_are_told_apart_by_storage(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from nlpexp.adapters import hydra as hydra_api
-from nlpexp.adapters.omegaconf import child, is_interpolation, is_none, raw
+from nlpexp import adapters
+from nlpexp.adapters import child, is_interpolation, is_none, raw
 from nlpexp.config import CONFIG_DIR, PROJECT_ROOT
 
 
@@ -21,13 +21,13 @@ def test_omegaconf_nodes_as_written():
 def test_hydra_start_up_and_defaults_list(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
 
-    args = hydra_api.args_parser().parse_intermixed_args(["-m", "-cd", str(tmp_path), "model=tiny_bert"])
+    args = adapters.args_parser().parse_intermixed_args(["-m", "-cd", str(tmp_path), "model=tiny_bert"])
     assert args.multirun and args.config_dir == str(tmp_path) and args.overrides == ["model=tiny_bert"]
     try:
-        hydra = hydra_api.main_hydra(str(PROJECT_ROOT / "run.py"), str(CONFIG_DIR), str(tmp_path))
-        sources = hydra_api.sources(hydra, "config", ["model=tiny_bert"])
+        hydra = adapters.main_hydra(str(PROJECT_ROOT / "run.py"), str(CONFIG_DIR), str(tmp_path))
+        sources = adapters.sources(hydra, "config", ["model=tiny_bert"])
         assert f"file://{tmp_path}" in sources and f"file://{CONFIG_DIR}" in sources
-        loaded = list(hydra_api.loaded_configs(hydra, "config", ["model=tiny_bert"], multirun=False))
+        loaded = list(adapters.loaded_configs(hydra, "config", ["model=tiny_bert"], multirun=False))
     finally:
         GlobalHydra.instance().clear()
     model = [(source, config) for source, path, config in loaded if path == "model/tiny_bert"]
@@ -38,5 +38,5 @@ def test_a_failed_jobs_error_without_hydras_stderr_line(capfd):
     from hydra.core.utils import JobReturn, JobStatus
 
     failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("boom"))
-    assert isinstance(hydra_api.job_error(failed), ValueError) and "Error executing" not in capfd.readouterr().err
-    assert hydra_api.job_error(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)) is None
+    assert isinstance(adapters.job_error(failed), ValueError) and "Error executing" not in capfd.readouterr().err
+    assert adapters.job_error(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)) is None

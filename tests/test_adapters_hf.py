@@ -1,4 +1,4 @@
-"""The private library members nlpexp uses (src/nlpexp/adapters/): each test fails when upstream renames, drops
+"""The private library members nlpexp uses (src/nlpexp/adapters.py): each test fails when upstream renames, drops
 or changes one, before a run would misbehave silently."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _trainer(tmp_path, callbacks=()):
 def test_loss_sum_is_the_sum_of_the_step_losses(tmp_path):
     from transformers import TrainerCallback
 
-    from nlpexp.adapters.transformers import loss_sum
+    from nlpexp.adapters import loss_sum
 
     seen = []
 
@@ -44,7 +44,7 @@ def test_loss_sum_is_the_sum_of_the_step_losses(tmp_path):
 
 
 def test_skipped_epochs_take_no_step_and_the_schedule_is_rebuilt(tmp_path):
-    from nlpexp.adapters.transformers import scheduler_created, skip_epochs_when
+    from nlpexp.adapters import scheduler_created, skip_epochs_when
 
     trainer = _trainer(tmp_path)
     skip_epochs_when(trainer, lambda: True)
@@ -58,7 +58,7 @@ def test_skipped_epochs_take_no_step_and_the_schedule_is_rebuilt(tmp_path):
 def test_accelerator_state_resets_and_keeps_the_partial_state():
     from accelerate.state import AcceleratorState, PartialState
 
-    from nlpexp.adapters.transformers import reset_accelerator_state
+    from nlpexp.adapters import reset_accelerator_state
 
     AcceleratorState(cpu=True)
     assert AcceleratorState._shared_state

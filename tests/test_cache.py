@@ -94,8 +94,8 @@ def test_a_damaged_entry_is_rebuilt_with_a_notice(tokenizer, tmp_path, caplog, d
 
 
 def test_datasets_fingerprint_still_tells_rows_apart():
-    """nlpexp.adapters.datasets: the private `_fingerprint` the cache key reads; fails when datasets changes it."""
-    from nlpexp.adapters.datasets import fingerprint
+    """nlpexp.adapters: datasets' private `_fingerprint` the cache key reads; fails when datasets changes it."""
+    from nlpexp.adapters import fingerprint
 
     first, same, other = rows("a", "b"), rows("a", "b"), rows("a", "c")
     assert isinstance(fingerprint(first), str) and fingerprint(first) == fingerprint(same) != fingerprint(other)

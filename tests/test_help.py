@@ -86,8 +86,8 @@ def test_nlpexp_help_describes_each_command():
 
 
 def test_hydras_own_flags_are_still_read_from_its_parser():
-    """nlpexp.adapters.hydra: the private parser the flag guidance reads; fails when Hydra changes it."""
-    from nlpexp.adapters.hydra import command_line_flags
+    """nlpexp.adapters: Hydra's private parser the flag guidance reads; fails when Hydra changes it."""
+    from nlpexp.adapters import command_line_flags
 
     assert {"-m", "--multirun", "--cfg", "-cd", "--config-dir", "--help", "--hydra-help", "--info"} <= \
         command_line_flags()

@@ -14,8 +14,7 @@ from transformers import TrainingArguments
 
 from nlpexp import NlpexpError
 from nlpexp.pipeline import run
-from nlpexp.trainer import TrainerSettings
-from nlpexp.trainer.settings import auto_precision
+from nlpexp.trainer import TrainerSettings, auto_precision
 
 ADAMW = functools.partial(torch.optim.AdamW, lr=1e-4)
 

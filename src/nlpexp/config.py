@@ -63,7 +63,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config", wit
     from omegaconf.errors import OmegaConfBaseException
 
     from nlpexp.redaction import take_secrets
-    from nlpexp.trainer.settings import settle_duration
+    from nlpexp.trainer import settle_duration
 
     take_secrets()  # an in-process run starts here, from the caller's environment (no env_set applied)
     require_config_dir()

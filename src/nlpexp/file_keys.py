@@ -1,4 +1,4 @@
-"""What a config file from someone else sets (Hydra's own defaults list, through nlpexp.adapters.hydra) and what it
+"""What a config file from someone else sets (Hydra's own defaults list, through nlpexp.adapters) and what it
 may set: ONE table (FILE_KEYS), by key pattern.
 
 Hydra merges a defaults list of configs, each loaded from a search path entry (conf/, a `-cd` dir, a `-cp` dir, a
@@ -25,8 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nlpexp import NlpexpError
-from nlpexp.adapters import hydra as hydra_api
-from nlpexp.adapters.omegaconf import child, is_interpolation, is_none, raw
+from nlpexp.adapters import child, is_interpolation, is_none, loaded_configs, raw
 from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR
 
 
@@ -37,10 +36,10 @@ class Setting(NamedTuple):
 
 
 def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[Setting]:
-    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.hydra.main_hydra;
+    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.main_hydra;
     nlpexp.gate calls it only when a source of the composition is neither the project's nor installed)."""
     own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
-    for source, config_path, config in hydra_api.loaded_configs(hydra, name, overrides, multirun):
+    for source, config_path, config in loaded_configs(hydra, name, overrides, multirun):
         scheme, _, folder = source.partition("://")
         inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
         file = os.path.realpath(os.path.join(folder, f"{inner}.yaml"))

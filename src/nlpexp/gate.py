@@ -12,8 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from nlpexp import NlpexpError
-from nlpexp.adapters import hydra as hydra_api
+from nlpexp import NlpexpError, adapters
 from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR, check_sweep_keys, check_switches, check_targets
 
 
@@ -28,7 +27,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     from nlpexp.config import hydra_error_line, require_config_dir
 
     check_flags(argv)  # `--epochs 5`: the override to type, not argparse's usage block
-    args = hydra_api.args_parser().parse_intermixed_args(list(argv))
+    args = adapters.args_parser().parse_intermixed_args(list(argv))
     if args.config_path is None and args.config_dir is None:
         require_config_dir()
     if args.experimental_rerun is not None:
@@ -38,7 +37,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         raise NlpexpError(f"--config-dir {args.config_dir}: not a directory")
     name = args.config_name or config_name
     try:
-        hydra = hydra_api.main_hydra(calling_file, args.config_path or config_path, args.config_dir)
+        hydra = adapters.main_hydra(calling_file, args.config_path or config_path, args.config_dir)
         parsed = hydra.config_loader.parse_overrides(name, args.overrides)
         mode = RunMode.MULTIRUN if args.multirun else hydra.get_mode(name, args.overrides, parsed_overrides=parsed)
         multirun = mode == RunMode.MULTIRUN
@@ -65,7 +64,7 @@ def _foreign_settings(hydra, name: str, overrides: Sequence[str], multirun: bool
     """What foreign config files set (nlpexp.file_keys.foreign_settings); none, and nothing more to load, when the
     composition reads conf/, experiments/ and installed packages only (the usual command)."""
     own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
-    sources = (source.partition("://") for source in hydra_api.sources(hydra, name, overrides))
+    sources = (source.partition("://") for source in adapters.sources(hydra, name, overrides))
     if all(scheme in INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources):
         return ()
     from nlpexp.file_keys import foreign_settings
@@ -144,7 +143,7 @@ SEED_FLAGS = {
 
 def check_flags(argv: Sequence[str]) -> None:
     """A `--flag` Hydra does not know is refused with the override to type (argparse would print its usage)."""
-    known = hydra_api.command_line_flags()
+    known = adapters.command_line_flags()
     for index, arg in enumerate(argv):
         if not arg.startswith("--") or arg.split("=", 1)[0] in known:
             continue

@@ -28,7 +28,7 @@ from nlpexp.generation import GenerationSettings
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import SCHEDULERS
-from nlpexp.trainer.settings import TrainerSettings
+from nlpexp.trainer import TrainerSettings
 
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
 PAIR_SAMPLINGS = ("given", "random", "nearest")

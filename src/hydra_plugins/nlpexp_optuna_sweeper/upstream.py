@@ -78,7 +78,7 @@ def configure_trials(impl: _impl.OptunaSweeperImpl, config: DictConfig, trials: 
 
 def job_outcome(job: JobReturn) -> tuple[Any, Exception | None, str | None]:
     """(what the job returned, or the exception it raised, where it ran), without Hydra's extra stderr line."""
-    from nlpexp.adapters.hydra import job_error
+    from nlpexp.adapters import job_error
 
     run_dir = str(job.hydra_cfg.hydra.runtime.output_dir) if job.hydra_cfg is not None else None  # (an app's subdir)
     error = job_error(job)

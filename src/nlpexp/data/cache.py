@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from nlpexp import first_line
-from nlpexp.adapters.datasets import fingerprint
+from nlpexp.adapters import fingerprint
 from nlpexp.io import sha256_file
 
 log = logging.getLogger(__name__)

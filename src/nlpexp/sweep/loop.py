@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from nlpexp import NlpexpError, first_line
-from nlpexp.adapters.optuna import has_heartbeat, tell
+from nlpexp.adapters import has_heartbeat, tell
 from nlpexp.sweep.study import (
     ERROR,
     RUN_DIR,

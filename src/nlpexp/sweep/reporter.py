@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from nlpexp import NlpexpError
-from nlpexp.adapters.optuna import trial_of, trial_state
+from nlpexp.adapters import trial_of, trial_state
 from nlpexp.sweep.storage import open_storage
 from nlpexp.sweep.study import trial_id
 

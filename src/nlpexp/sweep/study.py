@@ -22,7 +22,7 @@ from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nlpexp import NlpexpError
-from nlpexp.adapters.optuna import has_heartbeat, tell
+from nlpexp.adapters import has_heartbeat, tell
 from nlpexp.io import write_json_atomic
 from nlpexp.redaction import redact, redact_text
 from nlpexp.sweep.storage import open_storage

@@ -26,7 +26,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from nlpexp import NlpexpError
-from nlpexp.adapters.transformers import loss_sum, scheduler_created, skip_epochs_when
+from nlpexp.adapters import loss_sum, scheduler_created, skip_epochs_when
 from nlpexp.boundary import hold_stop_signals, release_stop_signals
 from nlpexp.trainer.checkpoints import read_seal, seal
 
