@@ -130,8 +130,8 @@ class Described(collections.abc.Mapping):
         self._checks, self._kind, self._groups = checks, kind, {}
 
     def __getitem__(self, target: str) -> Group:
-        if target not in self._groups:
-            self._groups[target] = described(_locate(target), self._checks[target], self._kind)
+        if target not in self._groups:  # a target not listed: KeyError before anything is imported
+            self._groups[target] = described(checks=self._checks[target], built=_locate(target), kind=self._kind)
         return self._groups[target]
 
     def __iter__(self):
