@@ -259,12 +259,19 @@ def test_a_missing_model_is_refused_before_transformers_is_imported(tmp_path):
 
 
 def test_checking_a_config_imports_no_training_library(tmp_path):
-    """Validation reads each named logger's keys from its constructor; that must not import transformers or torch
-    (3 s), or every error in a config, and every sweep's gate, would pay for them."""
+    """Validation reads each named task's and logger's keys from its constructor, importing its module; that must
+    not import transformers, torch or sentence-transformers (3 s), or every error in a config, and every sweep's
+    gate, would pay for them. Every task's config is checked, its class read (its module imported)."""
+    configs = [["logger=tensorboard"], ["logger=[tensorboard,wandb,mlflow]"], ["task=sbert_nli"], ["task=embedding"],
+               ["task=augsbert"], ["task=tsdae"], ["task=classification", "data=imdb"],
+               ["task=summarization", "model=tiny_bart", "data=dialogsum"]]
     code = ("import sys\nfrom nlpexp.config import compose\nfrom nlpexp.schema import validate\n"
-            "for loggers in ('tensorboard', '[tensorboard,wandb,mlflow]'):\n"
-            f"    validate(compose(['paths.output_dir={tmp_path}/run', 'logger=' + loggers]))\n"
+            f"for overrides in {configs!r}:\n"
+            f"    validate(compose(['paths.output_dir={tmp_path}/run', *overrides]))\n"
             "print('imported:', sorted(m for m in ('transformers', 'torch', 'sentence_transformers') "
-            "if m in sys.modules))\n")
+            "if m in sys.modules))\n"
+            "print('tasks read:', sorted(m for m in sys.modules if m.startswith('nlpexp.task.')))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "imported: []" in done.stdout, done.stdout[-1000:] + done.stderr[-2000:]
+    for module in ("sbert_nli", "embedding", "augsbert.task", "tsdae", "classification", "summarization.task"):
+        assert f"'nlpexp.task.{module}'" in done.stdout, done.stdout[-1000:]

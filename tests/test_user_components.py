@@ -186,7 +186,8 @@ def trusted(monkeypatch):
 
 def test_a_signature_gives_names_and_rules(trusted):
     group = group_of(schema.LOSS, {"_target_": f"{__name__}.KeywordsLoss", "scale": 1.0})
-    assert list(group.fields) == ["margin", "scale", "mode", "note", "cap", "tag", "normalize"]  # `model` is bound
+    # a base's settings first, as a task's monitor precedes its own; `model` is bound
+    assert list(group.fields) == ["scale", "mode", "note", "cap", "tag", "normalize", "margin"]
     assert not group.open and group.required == ("scale",)
     rules = {key: str(rule) for key, rule in group.fields.items()}
     assert rules == {"margin": "a number", "scale": "a number", "mode": "one of sum, mean", "note": "a string",

@@ -6,7 +6,7 @@ A class's settings are the parameters of its `__init__` and, where that passes `
 MRO), up to a base the schema describes (a ModelSpec subclass keeps every rule of `model`) or one without `**kwargs`
 (closed: an unknown key is refused with a did-you-mean). A parameter's rule is the Rule in its `Annotated[...]` (the
 one place a range lives), else read from int/float/bool/str, `X | None`, Literal[...], a Mapping or Sequence of
-those; anything else accepts anything. ByTarget.other's keys (such as a task's monitor) keep their rules.
+those, or a node's class (ByTarget.nodes); anything else accepts anything. ByTarget.other's keys keep their rules.
 """
 
 from __future__ import annotations
@@ -116,21 +116,22 @@ def group_of(rule: ByTarget, node: Any) -> Group:
     return _derived(built, rule, partial=node.get("_partial_") is True)
 
 
-def described(built: Any, checks: tuple = ()) -> Group:
-    """The Group of one of nlpexp's own classes, from its signature, with `checks` between its keys."""
-    return dataclasses.replace(_derived(built, ByTarget({}), partial=False), checks=checks)
+def described(built: Any, checks: tuple = (), kind: ByTarget | None = None) -> Group:
+    """The Group of one of nlpexp's own classes, from its signature (less what `kind` binds, its `kind.nodes` walked
+    as the nodes they are), with `checks` between its keys."""
+    return dataclasses.replace(_derived(built, kind or ByTarget({}), partial=False), checks=checks)
 
 
 class Described(collections.abc.Mapping):
-    """ByTarget.groups of nlpexp's own classes, {target: checks between its keys}: each Group is read from the
-    target's signature when first asked for, the class imported then, as the config naming it imports it."""
+    """ByTarget.groups of nlpexp's own classes, {target: checks between its keys}: each Group is read as described()
+    reads it (with `kind`) when first asked for, the class imported then, as the config naming it imports it."""
 
-    def __init__(self, checks: dict[str, tuple]):
-        self._checks, self._groups = checks, {}
+    def __init__(self, checks: dict[str, tuple], kind: ByTarget | None = None):
+        self._checks, self._kind, self._groups = checks, kind, {}
 
     def __getitem__(self, target: str) -> Group:
-        if target not in self._groups:
-            self._groups[target] = described(_locate(target), self._checks[target])
+        if target not in self._groups:  # a target not listed: KeyError before anything is imported
+            self._groups[target] = described(checks=self._checks[target], built=_locate(target), kind=self._kind)
         return self._groups[target]
 
     def __iter__(self):
@@ -141,8 +142,8 @@ class Described(collections.abc.Mapping):
 
 
 def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
-    """`built`'s settings: its signature's and, through **kwargs, its bases' (the MRO; object accepts none), then
-    those every node of the kind has (rule.other)."""
+    """`built`'s settings: its signature's and, through **kwargs, its bases' (the MRO; object accepts none), a
+    base's first (a task's monitor, then its own keys), then those every node of the kind has (rule.other)."""
     fields: dict[str, Any] = {}
     required: list[str] = []
     base, is_open = Group({}), True
@@ -150,33 +151,44 @@ def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
         if (found := _described(rule, init)) is not None:
             base, is_open = found, found.open
             break
-        if init is object or _add_parameters(init, rule.bound, fields, required):
-            is_open = False
+        own, own_required, is_open = _parameters(init, rule, fields) if init is not object else ({}, [], False)
+        fields, required = {**own, **fields}, [*own_required, *required]
+        if not is_open:
             break
     common = rule.other
-    return Group({**fields, **base.fields, **common.fields},
+    fields = {key: value for key, value in fields.items() if key not in base.fields}  # a described base's rules hold
+    return Group({**base.fields, **fields, **common.fields},
                  required=tuple(dict.fromkeys((*common.required, *base.required, *([] if partial else required)))),
                  open=is_open, checks=(*common.checks, *base.checks))
 
 
-def _add_parameters(init: Any, bound: tuple[str, ...], fields: dict, required: list) -> bool:
-    """Add the settings of one signature; True when it takes no **kwargs (the chain ends here)."""
+def _parameters(init: Any, kind: ByTarget, seen: dict) -> tuple[dict, list, bool]:
+    """The settings of one signature that a subclass did not declare (`seen`), the required ones among them, and
+    whether it takes **kwargs on (the chain goes on to the next base)."""
     function = init.__init__ if isinstance(init, type) else init
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature: nothing known, nothing refused
-        return False
+        return {}, [], True
     hints = _hints(function)
+    fields, required = {}, []
     for index, parameter in enumerate(parameters):
-        if (index == 0 and isinstance(init, type)) or parameter.name in bound or parameter.name in fields or \
+        if (index == 0 and isinstance(init, type)) or parameter.name in kind.bound or parameter.name in seen or \
                 parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        rule = _rule_of(hints.get(parameter.name, parameter.annotation))
+        annotation = hints.get(parameter.name, parameter.annotation)
+        rule = _node(annotation, kind.nodes) or _rule_of(annotation)
         nullable = parameter.default is None and not isinstance(rule, Maybe | Anything)
         fields[parameter.name] = Maybe(rule) if nullable else rule
         if parameter.default is parameter.empty:
             required.append(parameter.name)
-    return not any(p.kind is p.VAR_KEYWORD for p in parameters)
+    return fields, required, any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _node(annotation: Any, nodes: collections.abc.Mapping) -> Group | ByTarget | None:
+    """The rule of a parameter that is a config node of its own (ByTarget.nodes): its class's, or a base's."""
+    bases = [base for base in nodes if isinstance(annotation, type) and issubclass(annotation, base)]
+    return nodes[bases[0]] if bases else None
 
 
 def _rule_of(annotation: Any) -> Rule:

@@ -178,12 +178,14 @@ class ByTarget:
     node of the kind has (with their rules) and, open, the node of a class known neither here nor by its signature.
     A class of one's own is described by its signature (nlpexp.derived), less the `bound` names: what the code
     passes when it builds the node (a task's model and data, a loss's model); those without a default are
-    required, except in a `_partial_` node, which the code completes."""
+    required, except in a `_partial_` node, which the code completes. A parameter annotated with a class of
+    `nodes` is a config node of its own, checked by that class's rule (a task's `sts: DataSpec` as `data` is)."""
 
-    groups: dict[str, Group]
+    groups: Mapping[str, Group]
     other: Group = field(default_factory=lambda: Group({}, open=True))
     nullable: bool = False
     bound: tuple[str, ...] = ()
+    nodes: Mapping[type, Group | ByTarget] = field(default_factory=dict)
 
     def group(self, target: str | None) -> Group:
         return self.groups.get(target or "", self.other)
@@ -194,5 +196,8 @@ Name = Annotated[str, NAME]  # a non-empty string
 SEED = Int(0, 2**32 - 1)  # numpy's seed range
 Seed = Annotated[int, SEED]
 Positive = Annotated[int, Int(1)]
+PositiveNumber = Annotated[float, Num(0, lo_open=True)]
+MONITOR = Text(r"val/\S+", "'val/<metric>'")  # a task's: the validation metric that picks its best checkpoint
+Monitor = Annotated[str, MONITOR]
 POOLING = OneOf(("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"))  # sentence-transformers'
 Pooling = Annotated[str, POOLING]

@@ -2,11 +2,11 @@
 outside its rule, an unknown key (`+trainer.fp16=true`), a missing `???` or an unresolvable `${...}` ends as one
 NlpexpError line that names the key and what it allows.
 
-nlpexp's own settings classes (ModelSpec, DataSpec, TrainerSettings, GenerationSettings, the loggers, the study
+nlpexp's own classes (ModelSpec, DataSpec, TrainerSettings, GenerationSettings, the tasks, the loggers, the study
 sweeper's config) declare their keys, types and ranges on their own parameters, read by nlpexp.derived as a user's
-component is, a class when a config names it; what is listed here is what no signature of nlpexp's says: library
-classes (a torch optimizer, a sentence-transformers loss), the tasks (whose modules import sentence-transformers:
-too heavy for a sweep's gate, which checks each config before a trial), and the rules between keys.
+component is, a class when a config names it (a task module imports its training library only when it runs: a
+sweep's gate checks each config before a trial); what is listed here is what no signature of nlpexp's says: library
+classes (a torch optimizer, a sentence-transformers loss) and the rules between keys.
 Nodes that build a class are described per `_target_` (ByTarget); a class nlpexp does not describe in full (another
 torch optimizer, a loss's extra options) is an open group: its listed keys are checked, the rest go to the class.
 """
@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import rules
-from nlpexp.data.pairs import NLI_FORMATS
+from nlpexp.components import BUILTIN_TARGETS
+from nlpexp.data import DataSpec
 from nlpexp.data.readers import check_data_files
 from nlpexp.derived import Described, check_group, described
 from nlpexp.generation import GenerationSettings
@@ -30,8 +31,6 @@ from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListO
 from nlpexp.scheduler import SCHEDULERS
 from nlpexp.trainer import TrainerSettings
 
-BATCH_SAMPLERS = ("batch_sampler", "no_duplicates")
-PAIR_SAMPLINGS = ("given", "random", "nearest")
 MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
 STUDY_NAME = Text(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_' and '-'")
 
@@ -110,35 +109,13 @@ LOSS = ByTarget({
                                                  "decoder_name_or_path": Maybe(NAME)}, open=True),
 }, nullable=True, bound=("model",))  # the task passes its model (and what else its loss needs)
 
-_TASK = {"monitor": Text(r"val/\S+", "'val/<metric>'"), "cache_dir": Maybe(NAME)}
-_STS_TASK = {**_TASK, "sts": DATA, "batch_sampler": OneOf(BATCH_SAMPLERS)}
-_SCORES = MapOf(Num())
-TASK = ByTarget({
-    "nlpexp.task.sbert_nli.SbertNliTask": Group({**_STS_TASK, "trained_layers": Maybe(Int(0)),
-                                                 "head_lr": Maybe(Num(0, lo_open=True))},
-                                                required=("monitor",)),
-    "nlpexp.task.classification.ClassificationTask": Group(
-        {**_TASK, "dropout": Num(0, 1, hi_open=True), "replace_head": Bool()}, required=("monitor",)),
-    "nlpexp.task.summarization.SummarizationTask": Group({
-        **_TASK, "generation": GENERATION, "reference_columns": ListOf(NAME, min_length=1),
-        "multi_reference": OneOf(("best", "mean")), "use_stemmer": Bool(), "max_target_length": Int(1),
-        "source_prefix": Maybe(Text(meaning="a string")), "prompt_separator": Text(meaning="a non-empty string"),
-    }, required=("monitor", "generation")),
-    "nlpexp.task.embedding.EmbeddingTask": Group({
-        **_STS_TASK, "nli_format": OneOf(NLI_FORMATS), "label_scores": _SCORES, "max_score": Num(0, lo_open=True),
-    }, required=("monitor", "sts")),
-    "nlpexp.task.augsbert.AugSbertTask": Group({
-        **_STS_TASK, "gold_size": Int(1), "gold_only": Bool(), "pair_sampling": OneOf(PAIR_SAMPLINGS),
-        "pairs_per_sentence": Int(1), "silver_threshold": Maybe(Num(0, 1)), "label_scores": _SCORES,
-        "max_score": Num(0, lo_open=True),
-    }, required=("monitor", "sts", "gold_size", "label_scores")),
-    "nlpexp.task.tsdae.TsdaeTask": Group({
-        **_STS_TASK, "text_columns": ListOf(NAME, min_length=1), "deletion_ratio": Num(0, 1, hi_open=True),
-        "pooling": rules.POOLING,
-    }, required=("monitor", "sts", "text_columns")),
-}, other=Group(_TASK, required=("monitor",), open=True),
-   # what pipeline.build_task passes every task
-   bound=("model", "data", "trainer", "optimizer", "scheduler", "loss", "run_dir", "mode", "callbacks"))
+# What pipeline.build_task passes every task. A task's keys, types and ranges are its constructor's (nlpexp.task);
+# a DataSpec or GenerationSettings parameter (task.sts, task.generation) is checked as the node it is.
+_TASK_KIND = ByTarget({}, bound=("model", "data", "trainer", "optimizer", "scheduler", "loss", "run_dir", "mode",
+                                 "callbacks"), nodes={DataSpec: DATA, GenerationSettings: GENERATION})
+TASK = replace(_TASK_KIND, groups=Described({t: () for t in BUILTIN_TARGETS if t.startswith("nlpexp.task.")},
+                                            kind=_TASK_KIND),
+               other=Group({"monitor": rules.MONITOR}, required=("monitor",), open=True))  # what every task has
 
 LOGGER = ByTarget(Described({f"nlpexp.logger.{name}Logger": () for name in ("TensorBoard", "Wandb", "Mlflow")}))
 

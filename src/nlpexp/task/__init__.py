@@ -8,12 +8,15 @@ run() calls, in this order:
     evaluate(role)  {"<split>/<metric>": value} for validation and test, from score(role)
 
 A task declares what it needs (`losses`, `needs_labels`, `needs_validation`, `validation_data()`) and validate()
-checks it. Only nlpexp's own modules are imported here: a task module pulls in only its own trainer library.
+checks it; its `task.*` keys, types and ranges are its constructor's parameters (nlpexp.rules annotations, read by
+nlpexp.derived). Validating a config imports the task's module, so a task module imports its training library
+(torch, transformers, sentence-transformers) only inside what runs: in a method, or from a sibling module.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from nlpexp import NlpexpError
 from nlpexp.data import DataSpec
+from nlpexp.rules import Monitor, Name
 from nlpexp.trainer import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,9 @@ EVALUATE_ONLY = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_
 class Task(ABC):
     name = "task"                   # as in `task=<name>`, for the messages
     greater_is_better = True
-    # The loss classes the task can feed (`loss=`); None: it trains with a loss of its own and takes none.
-    losses: tuple[type, ...] | None = None
+    # The loss classes the task can feed (`loss=`), or their import paths (imported by validate()); None: it trains
+    # with a loss of its own and takes none.
+    losses: tuple[type | str, ...] | None = None
     loss_choices = ""               # the `loss=` options to suggest when refusing one
     needs_labels = False            # labelled data (data.label_names), e.g. data=allnli|imdb
     needs_validation = False        # training picks the best checkpoint on a validation split (validation_data())
@@ -41,9 +46,9 @@ class Task(ABC):
     # 0.003 of random ones (benchmarks/bench_grouping.py, docs/performance.md)
     groups_by_length = False
 
-    def __init__(self, *, monitor: str, model, data: DataSpec, trainer: TrainerSettings,
+    def __init__(self, *, monitor: Monitor, model, data: DataSpec, trainer: TrainerSettings,
                  optimizer: functools.partial, scheduler: functools.partial, run_dir: Path, mode: str = "train",
-                 loss: functools.partial | None = None, callbacks: Sequence = (), cache_dir: str | None = None):
+                 loss: functools.partial | None = None, callbacks: Sequence = (), cache_dir: Name | None = None):
         self.monitor = monitor
         self.model_spec = model  # nlpexp.model.ModelSpec (not imported: the model package reaches back into tasks)
         self.data = data
@@ -78,7 +83,7 @@ class Task(ABC):
             raise NlpexpError(f"task={name} trains with a loss of its own and takes no loss; drop loss=")
         if self.losses is not None and (train or self.loss_to_score) and loss is None:
             raise NlpexpError(f"task={name} trains with a loss: set loss={self.loss_choices}")
-        if self.losses is not None and loss is not None and not issubclass(loss.func, self.losses):
+        if self.losses is not None and loss is not None and not issubclass(loss.func, imported(self.losses)):
             raise NlpexpError(f"task={name} cannot feed {loss.func.__name__}; use loss={self.loss_choices}")
         if self.needs_validation and train and not self.has_split("validation"):
             names = " or ".join(f"'{d.name}'" for d in self.validation_data())
@@ -189,3 +194,13 @@ class Task(ABC):
         if self.trainer_settings.evaluate_start and not self.start_metrics and self.has_split("validation"):
             log.info("evaluating the starting model on validation (trainer.evaluate_start=false skips it)")
             self.start_metrics = as_start(self.score("validation"))
+
+
+def imported(classes: Sequence[type | str]) -> tuple[type, ...]:
+    """`classes`, an import path ("package.module.Class") imported: a task names the library classes it feeds by
+    path, so that reading its module (the schema does, for its keys) imports no library."""
+    found = []
+    for item in classes:
+        module, _, name = item.rpartition(".") if isinstance(item, str) else ("", "", "")
+        found.append(getattr(importlib.import_module(module), name) if module else item)
+    return tuple(found)

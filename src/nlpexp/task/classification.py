@@ -3,6 +3,8 @@
 Runs on the transformers Trainer. A checkpoint, and best_model/, is one folder that `load_classifier(folder)`
 reloads: the encoder's config.json, model.safetensors (encoder and head together, as the Trainer saves a
 plain module), `classifier.json` (label names, pooling, dropout) and the tokenizer.
+The model and its checkpoint files are nlpexp.task.classifier's, imported when the task runs (torch, transformers):
+the schema reads the task's keys from this module.
 
 A model that comes with its own classification head (a transformers `*ForSequenceClassification`, e.g. one given
 to nlpexp.api.train) keeps it, in training and in mode=eval, unless `task.replace_head=true` (nlpexp.task.own_head).
@@ -10,78 +12,36 @@ to nlpexp.api.train) keeps it, in training and in mode=eval, unless `task.replac
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    DataCollatorWithPadding,
-    EvalPrediction,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
-from transformers.modeling_outputs import SequenceClassifierOutput
+from typing import TYPE_CHECKING, Annotated
 
 from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
 from nlpexp.metrics import from_trainer_logs, split_name
+from nlpexp.rules import Num
 from nlpexp.task import Task, own_head
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
+
+    from nlpexp.task.classifier import EncoderClassifier
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("text", "label")
-HEAD_CONFIG = "classifier.json"
-WEIGHTS = "model.safetensors"  # the name the Trainer gives a plain module's state dict
 POOLINGS = ("mean", "cls", "max")
 ANALYSED_ROLE = "test"  # the split whose confusion matrix and misclassified rows are written
-
-
-class EncoderClassifier(torch.nn.Module):
-    """logits = W · dropout(pool(encoder(text))) + b; the loss is cross-entropy when labels are given."""
-
-    def __init__(self, encoder, label_names: list[str], dropout: float = 0.1, pooling: str = "mean"):
-        super().__init__()  # pooling: one of POOLINGS (ClassificationTask.validate; classifier.json as it wrote it)
-        self.encoder = encoder
-        self.dropout = torch.nn.Dropout(dropout)
-        self.classifier = torch.nn.Linear(encoder.config.hidden_size, len(label_names))
-        self.label_names = list(label_names)
-        self.pooling = pooling
-        # ModernBERT has no token types; a BERT tokenizer in front of it still produces them.
-        self.takes_token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> SequenceClassifierOutput:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None and self.takes_token_types:
-            inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
-        logits = self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
-        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def head_config(self) -> dict:
-        return {"label_names": self.label_names, "pooling": self.pooling, "dropout": self.dropout.p}
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
-    if mode == "cls" or attention_mask is None:
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    if mode == "max":
-        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def load_classifier(folder: str | Path, trust_remote_code: bool = False) -> EncoderClassifier:
     """A trained classifier from a checkpoint or best_model/ folder."""
     from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    from nlpexp.task.classifier import HEAD_CONFIG, WEIGHTS, EncoderClassifier
 
     folder = Path(folder)
     if own_head.has_own_head(folder):
@@ -105,7 +65,8 @@ class ClassificationTask(Task):
     needs_validation = True
     labelled_data = "e.g. data=imdb|nsmc"
 
-    def __init__(self, *, dropout: float = 0.1, replace_head: bool = False, **kwargs):
+    def __init__(self, *, dropout: Annotated[float, Num(0, 1, hi_open=True)] = 0.1, replace_head: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.dropout = dropout
         self.replace_head = replace_head  # a model with its own classification head: put nlpexp's on instead
@@ -118,6 +79,10 @@ class ClassificationTask(Task):
                               f"got {self.model_spec.pooling!r}")
 
     def setup(self) -> None:
+        from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+        from nlpexp.task.classifier import HeadConfigWithCheckpoints
+
         self.tokenizer = self.model_spec.load_tokenizer()
         if self.mode == "train":
             self.model = self._new_model()
@@ -137,6 +102,11 @@ class ClassificationTask(Task):
             compute_metrics=compute_metrics, callbacks=[*self.training_callbacks(), HeadConfigWithCheckpoints()])
 
     def _new_model(self) -> EncoderClassifier:
+        import torch
+        from transformers import AutoModel, set_seed
+
+        from nlpexp.task.classifier import EncoderClassifier
+
         path = self.model_spec.path()
         if own_head.has_own_head(path) and not self.replace_head:
             return own_head.keep(path, self.data.label_names, self.model_spec.load_kwargs)
@@ -150,11 +120,15 @@ class ClassificationTask(Task):
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
 
     def new_parameters(self) -> list:
+        from nlpexp.task.classifier import EncoderClassifier
+
         if self.mode != "train" or not isinstance(self.model, EncoderClassifier):
             return []  # a kept head was trained before: no new parameters
         return list(self.model.classifier.parameters())
 
     def train(self) -> None:
+        from nlpexp.task.classifier import save_head_config
+
         self.run_trainer(self.trainer)
         self.trainer.save_model(str(self.best_model_dir))
         if self.trainer.args.should_save:
@@ -188,16 +162,3 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return classification_scores(prediction.label_ids, prediction.predictions)
 
 
-def save_head_config(model, folder: Path) -> None:
-    """Next to the weights the Trainer writes, what it takes to rebuild nlpexp's classifier from the folder."""
-    if isinstance(model, EncoderClassifier):
-        model.encoder.config.save_pretrained(folder)
-        (folder / HEAD_CONFIG).write_text(json.dumps(model.head_config(), indent=2, ensure_ascii=False) + "\n")
-
-
-class HeadConfigWithCheckpoints(TrainerCallback):
-    """Every checkpoint a folder load_classifier() reloads."""
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if args.should_save:
-            save_head_config(model, Path(args.output_dir) / f"checkpoint-{state.global_step}")

@@ -7,12 +7,22 @@ STS rows become scored pairs.
 from __future__ import annotations
 
 import logging
-
-from sentence_transformers.sentence_transformer import losses
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated
 
 from nlpexp import NlpexpError
-from nlpexp.data.pairs import NLI_COLUMNS, STS_COLUMNS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
-from nlpexp.task.evaluators import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoredTask
+from nlpexp.data.pairs import (
+    NLI_COLUMNS,
+    NLI_FORMATS,
+    STS_COLUMNS,
+    nli_ranking_examples,
+    nli_scored_pairs,
+    sts_scored_pairs,
+)
+from nlpexp.rules import OneOf, PositiveNumber
+from nlpexp.task import imported
+from nlpexp.task.sts import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoredTask
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +33,16 @@ class EmbeddingTask(StsScoredTask):
     loss_choices = "mnrl, cached_mnrl, cosine or cosent"
     groups_by_length = True  # the triplet recipe: STSb +0.0002 (1.56x faster on its full 9,582 triplets)
 
-    def __init__(self, *, nli_format: str = "all_pairs", label_scores: dict[str, float] | None = None,
-                 max_score: float = 5.0, **kwargs):
+    def __init__(self, *, nli_format: Annotated[str, OneOf(NLI_FORMATS)] = "all_pairs",
+                 label_scores: Mapping[str, float] = MappingProxyType({}), max_score: PositiveNumber = 5.0, **kwargs):
         super().__init__(**kwargs)
         self.nli_format = nli_format
-        self.label_scores = dict(label_scores or {})
+        self.label_scores = dict(label_scores)
         self.max_score = max_score
 
     def validate(self) -> None:
         super().validate()
-        if self.mode != "train" or not issubclass(self.loss_factory.func, IN_BATCH_NEGATIVE_LOSSES):
+        if self.mode != "train" or not issubclass(self.loss_factory.func, imported(IN_BATCH_NEGATIVE_LOSSES)):
             return
         if not self.data.label_names:
             raise NlpexpError(f"loss={self.loss_factory.func.__name__} learns from NLI pairs, but data "
@@ -45,13 +55,15 @@ class EmbeddingTask(StsScoredTask):
             return sts_scored_pairs(self.data.load("train", STS_COLUMNS, text_columns=STS_COLUMNS[:2]),
                                     self.max_score)
         rows = self.data.load("train", NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
-        if isinstance(self.loss, IN_BATCH_NEGATIVE_LOSSES):
+        if isinstance(self.loss, imported(IN_BATCH_NEGATIVE_LOSSES)):
             return nli_ranking_examples(rows, self.data.label_names, self.nli_format)
         return nli_scored_pairs(rows, self.data.label_names, self.label_scores)
 
 
 def warn_if_accumulating(loss_class, settings) -> None:
     """Gradient accumulation sums the losses of small batches: no batch ever sees more in-batch negatives."""
+    from sentence_transformers.sentence_transformer import losses
+
     if settings.gradient_accumulation_steps <= 1:
         return
     cached = issubclass(loss_class, (losses.CachedMultipleNegativesRankingLoss,

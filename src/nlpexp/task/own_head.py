@@ -15,7 +15,7 @@ from pathlib import Path
 from nlpexp import NlpexpError
 
 log = logging.getLogger(__name__)
-HEAD_CONFIG = "classifier.json"  # nlpexp's own head (classification.HEAD_CONFIG): that one wins
+HEAD_CONFIG = "classifier.json"  # nlpexp's own head (classifier.HEAD_CONFIG): that one wins
 DEFAULT_LABEL = re.compile(r"LABEL_\d+")  # transformers' names when a model was made without label names
 
 

@@ -2,7 +2,8 @@
 
 sentence-transformers does not save the SoftmaxLoss classifier; here it is saved next to the model
 (`nli_head.safetensors` + `nli_head.json`) in every checkpoint and in best_model/, and
-`load_nli_classifier(path)` reloads both.
+`load_nli_classifier(path)` reloads both (nlpexp.task.nli_head). torch and sentence-transformers are imported when
+the task runs: the schema reads its keys from this module.
 """
 
 from __future__ import annotations
@@ -10,32 +11,33 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-import torch
-from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.evaluation import SequentialEvaluator
-from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
-from transformers import TrainerCallback
+from typing import TYPE_CHECKING, Annotated
 
 from nlpexp import NlpexpError, is_main_process
 from nlpexp.data import DataSpec
-from nlpexp.task.evaluators import NliAccuracyEvaluator, StsScoredTask
+from nlpexp.rules import Int, PositiveNumber
+from nlpexp.task.sts import StsScoredTask
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 
 log = logging.getLogger(__name__)
 NLI_COLUMNS = ("premise", "hypothesis", "label")
-HEAD_WEIGHTS, HEAD_CONFIG = "nli_head.safetensors", "nli_head.json"
 
 
 class SbertNliTask(StsScoredTask):
     name = "sbert_nli"
-    losses = (SoftmaxLoss,)  # the SBERT classification objective; its head also scores NLI accuracy
+    # The SBERT classification objective; its head also scores NLI accuracy.
+    losses = ("sentence_transformers.sentence_transformer.losses.SoftmaxLoss",)
     loss_choices = "softmax"
     needs_labels = True
     loss_to_score = True  # the NLI accuracy is the head's
     labelled_data = "NLI data: data=allnli|snli|mnli|kornli"
     groups_by_length = True  # `make run`: SNLI accuracy -0.0009, STSb +0.0000, 1.16x faster (docs/performance.md)
 
-    def __init__(self, *, trained_layers: int | None = None, head_lr: float | None = None, **kwargs):
+    def __init__(self, *, trained_layers: Annotated[int, Int(0)] | None = None, head_lr: PositiveNumber | None = None,
+                 **kwargs):
         # head_lr: the task's choice of optimizer.head_lr, which reads it from the config; nothing to do here.
         super().__init__(**kwargs)
         self.trained_layers = trained_layers  # the encoder's top layers that train; None: all, 0: the head alone
@@ -45,6 +47,8 @@ class SbertNliTask(StsScoredTask):
         return [self.sts, self.data]  # STS or NLI validation picks the best checkpoint
 
     def setup(self) -> None:
+        from nlpexp.task.nli_head import load_head
+
         self.model = self.load_model()
         self.loss = self.loss_factory(model=self.model, embedding_dimension=self.model.get_embedding_dimension(),
                                       num_labels=len(self.data.label_names))
@@ -57,6 +61,8 @@ class SbertNliTask(StsScoredTask):
             self.head_trained = True
 
     def train(self) -> None:
+        from nlpexp.task.nli_head import NliHead, save_head
+
         self.fit(self.train_set, callbacks=[NliHead(self.loss)])
         self.head_trained = True
         if is_main_process():
@@ -68,6 +74,10 @@ class SbertNliTask(StsScoredTask):
     def evaluator(self, role: str):
         """STS spearman and, where the head is trained or training (the start's accuracy is the untrained head's),
         NLI accuracy."""
+        from sentence_transformers.base.evaluation import SequentialEvaluator
+
+        from nlpexp.task.evaluators import NliAccuracyEvaluator
+
         evaluators = [e] if (e := super().evaluator(role)) is not None else []
         if self.data.has(role) and (self.head_trained or self.mode == "train"):
             pairs = self.data.load(role, NLI_COLUMNS, text_columns=NLI_COLUMNS[:2])
@@ -76,76 +86,6 @@ class SbertNliTask(StsScoredTask):
         if len(evaluators) < 2:
             return evaluators[0] if evaluators else None
         return SequentialEvaluator(evaluators, main_score_function=lambda scores: scores[0])
-
-
-class NliHead(TrainerCallback):
-    """What the trainer does not do for the SoftmaxLoss classifier, which lives in the loss, not in the model: keep
-    it in every checkpoint (loaded with the one training resumes from or ends with), train one head across
-    processes (DDP averages the model's gradients only) and log its training accuracy, counted from the logits
-    the loss computes anyway. First among the callbacks: the loggers see the accuracy."""
-
-    def __init__(self, loss: SoftmaxLoss):
-        self.loss, self.logits, self.correct, self.total = loss, None, 0, 0
-        loss.classifier.register_forward_hook(lambda module, args, output: setattr(self, "logits", output))
-        loss.register_forward_hook(self._count)
-
-    def _count(self, module, args, output) -> None:
-        labels = args[1] if len(args) > 1 else None
-        if labels is not None and self.logits is not None and torch.is_grad_enabled():
-            self.correct += (self.logits.argmax(-1) == labels.view(-1)).sum().item()
-            self.total += labels.numel()
-
-    def resume(self, checkpoint: str | None) -> None:  # called by nlpexp.trainer.build.fit
-        if checkpoint is not None:
-            load_head(self.loss, checkpoint)
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        average_gradients(self.loss.classifier)  # the head is outside the model: never clipped, so exact here
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if "loss" in logs:  # every process logs: the counts are summed over them all
-            correct, total = sum_over_processes([self.correct, self.total])
-            self.correct = self.total = 0
-            if total:
-                logs["train_accuracy"] = correct / total
-
-    def on_save(self, args, state, control, **kwargs):
-        if args.should_save:
-            save_head(self.loss, Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if args.load_best_model_at_end and state.best_model_checkpoint:
-            load_head(self.loss, state.best_model_checkpoint)
-
-
-def average_gradients(module) -> None:
-    """Average `module`'s gradients over the processes, as DDP does for the model it wraps: for parameters that
-    live outside that model (the loss's own classifier), which each process would otherwise train alone."""
-    dist = _process_group()
-    if dist is None:
-        return
-    for param in module.parameters():
-        if param.grad is not None:
-            dist.all_reduce(param.grad)  # a sum: gloo has no average
-            param.grad.div_(dist.get_world_size())
-
-
-def sum_over_processes(values: list[float]) -> list[float]:
-    """`values` summed position by position over the processes (every process must call it)."""
-    dist = _process_group()
-    if dist is None:
-        return list(values)
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, list(values))  # objects: no device to pick, whatever the backend
-    return [sum(column) for column in zip(*gathered, strict=True)]
-
-
-def _process_group():
-    """torch.distributed when the trainer has joined several processes in a group, else None."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist
-    return None
 
 
 def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) -> None:
@@ -170,6 +110,8 @@ def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) 
 
 def transformer_layers(encoder) -> list:
     """The encoder's stack of transformer layers: its ModuleList of config.num_hidden_layers modules."""
+    import torch
+
     count = getattr(encoder.config, "num_hidden_layers", None)
     for module in encoder.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
@@ -178,33 +120,13 @@ def transformer_layers(encoder) -> list:
                       f"{type(encoder).__name__}; set task.trained_layers=null to train all of it")
 
 
-def save_head(loss: SoftmaxLoss, folder: Path, label_names=None) -> None:
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in loss.classifier.state_dict().items()}, str(folder / HEAD_WEIGHTS))
-    config = {**loss.get_config_dict(), "embedding_dimension": loss.model.get_embedding_dimension()}
-    if label_names is not None:
-        config["label_names"] = list(label_names)
-    elif (folder / HEAD_CONFIG).is_file():
-        config["label_names"] = json.loads((folder / HEAD_CONFIG).read_text()).get("label_names")
-    (folder / HEAD_CONFIG).write_text(json.dumps(config, indent=2))
-
-
-def load_head(loss: SoftmaxLoss, folder: str | Path) -> bool:
-    """Load a saved classifier into `loss`; False when the folder has none."""
-    from safetensors.torch import load_file
-
-    weights = Path(folder) / HEAD_WEIGHTS
-    if not weights.is_file():
-        return False
-    loss.classifier.load_state_dict(load_file(str(weights)))
-    return True
-
-
 def load_nli_classifier(folder: str | Path) -> tuple[SentenceTransformer, SoftmaxLoss, list[str] | None]:
     """Reload a trained SBERT-NLI model with its classifier: (model, SoftmaxLoss, label names)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+
+    from nlpexp.task.nli_head import HEAD_CONFIG, load_head
+
     config = json.loads((Path(folder) / HEAD_CONFIG).read_text())
     model = SentenceTransformer(str(folder), local_files_only=True)
     label_names = config.pop("label_names", None)

@@ -10,20 +10,22 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
-from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncoderLoss
 
 from nlpexp.data.pairs import unique_texts
-from nlpexp.task.evaluators import StsScoredTask
+from nlpexp.rules import NAME, ListOf, Num, Pooling
+from nlpexp.task.sts import StsScoredTask
 
 
 class TsdaeTask(StsScoredTask):
     name = "tsdae"
-    losses = (DenoisingAutoEncoderLoss,)
+    losses = ("sentence_transformers.sentence_transformer.losses.DenoisingAutoEncoderLoss",)
     loss_choices = "denoising"
 
-    def __init__(self, *, text_columns: Sequence[str], deletion_ratio: float = 0.6, pooling: str = "cls", **kwargs):
+    def __init__(self, *, text_columns: Annotated[Sequence[str], ListOf(NAME, min_length=1)],
+                 deletion_ratio: Annotated[float, Num(0, 1, hi_open=True)] = 0.6, pooling: Pooling = "cls", **kwargs):
         super().__init__(**kwargs)
         self.text_columns = list(text_columns)
         self.deletion_ratio = deletion_ratio

@@ -1,15 +1,14 @@
-"""AugSbertTask: the four stages of one AugSBERT run (see the package docstring)."""
+"""AugSbertTask: the four stages of one AugSBERT run (see the package docstring). sentence-transformers is imported
+when a stage runs: the schema reads the task's keys from this module."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments, SentenceTransformer
-from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
-from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
 from nlpexp import NlpexpError, is_main_process
 from nlpexp.data.pairs import (
@@ -22,7 +21,7 @@ from nlpexp.data.pairs import (
     unordered_unique,
 )
 from nlpexp.io import write_jsonl_atomic
-from nlpexp.model.weights import parameters_not_in
+from nlpexp.rules import Num, Positive, PositiveNumber
 from nlpexp.task.augsbert.stages import (
     StageLedger,
     gold_and_silver,
@@ -30,7 +29,10 @@ from nlpexp.task.augsbert.stages import (
     read_jsonl,
     save_folder_atomically,
 )
-from nlpexp.task.evaluators import SCORED_PAIR_LOSSES, StsScoredTask
+from nlpexp.task.sts import SCORED_PAIR_LOSSES, StsScoredTask
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
 
 log = logging.getLogger(__name__)
 CROSS_ENCODER_MONITOR = "val/spearman"  # its score against the STS gold scores
@@ -54,9 +56,10 @@ class AugSbertTask(StsScoredTask):
     loss_choices = "cosine or cosent"
     groups_by_length = True  # the STS recipe: STSb +0.0049, 1.35x faster (docs/performance.md)
 
-    def __init__(self, *, gold_size: int, label_scores: Mapping[str, float], gold_only: bool = False,
-                 pair_sampling: str = "given", pairs_per_sentence: int = 3, silver_threshold: float | None = None,
-                 max_score: float = 5.0, **kwargs):
+    def __init__(self, *, gold_size: Positive, gold_only: bool = False,
+                 pair_sampling: Literal["given", "random", "nearest"] = "given", pairs_per_sentence: Positive = 3,
+                 silver_threshold: Annotated[float, Num(0, 1)] | None = None, label_scores: Mapping[str, float],
+                 max_score: PositiveNumber = 5.0, **kwargs):
         super().__init__(**kwargs)
         self.recipe = Recipe(gold_size, dict(label_scores), gold_only, pair_sampling, pairs_per_sentence,
                              silver_threshold, max_score)
@@ -93,6 +96,8 @@ class AugSbertTask(StsScoredTask):
         return self.gold
 
     def train(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
         silver = [] if self.recipe.gold_only else self._silver()
         train_set = gold_and_silver(self.gold, silver, self.recipe.silver_threshold)
         settings = self._settings("bi_encoder")
@@ -132,6 +137,12 @@ class AugSbertTask(StsScoredTask):
 
     def _cross_encoder(self) -> CrossEncoder:
         """Stage 1: a binary cross-encoder trained on the gold pairs, kept by its STS validation spearman."""
+        from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+        from nlpexp.model.weights import parameters_not_in
+
         folder, settings = self.run_dir / "cross_encoder", self._settings("cross_encoder")
         if self.stages.done("cross_encoder", folder, settings):
             log.info("stage 1/4 cross_encoder: reusing %s", folder)

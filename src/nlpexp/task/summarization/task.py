@@ -1,33 +1,26 @@
-"""SummarizationTask: loads the model and data, trains on the Seq2SeqTrainer, scores with ROUGE."""
+"""SummarizationTask: loads the model and data, trains on the Seq2SeqTrainer, scores with ROUGE. Its trainer side
+(nlpexp.task.summarization.trainers: torch, transformers) and ROUGE are imported when it runs: the schema reads the
+task's keys from this module."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 
 from nlpexp import NlpexpError
 from nlpexp.data.cache import cached_map
 from nlpexp.generation import GenerationSettings
 from nlpexp.io import write_text_atomic
 from nlpexp.metrics import from_trainer_logs, split_name
+from nlpexp.rules import NAME, ListOf, Name, Positive, Text
 from nlpexp.task import Task
-from nlpexp.task.rouge import Rouge
-from nlpexp.task.summarization.trainers import (
-    IGNORE_INDEX,
-    CausalLMCollator,
-    Examples,
-    PredictionScorer,
-    PredictionsWithCheckpoints,
-    SummarizationTrainer,
-    causal_features,
-    load_examples,
-    predictions_file,
-    seq2seq_features,
-)
+
+if TYPE_CHECKING:
+    from nlpexp.task.summarization.trainers import Examples
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +33,16 @@ class SummarizationTask(Task):
         self,
         *,
         generation: GenerationSettings,
-        reference_columns: Sequence[str] = ("summary",),
-        multi_reference: str = "best",
+        reference_columns: Annotated[Sequence[str], ListOf(NAME, min_length=1)] = ("summary",),
+        multi_reference: Literal["best", "mean"] = "best",  # how several references combine (nlpexp.task.rouge)
         use_stemmer: bool = True,
-        max_target_length: int = 128,
-        source_prefix: str | None = None,
-        prompt_separator: str = " TL;DR: ",
+        max_target_length: Positive = 128,
+        source_prefix: Annotated[str, Text(meaning="a string")] | None = None,
+        prompt_separator: Name = " TL;DR: ",
         **kwargs,
     ):
+        from nlpexp.task.rouge import Rouge
+
         super().__init__(**kwargs)
         self.generation = generation
         self.reference_columns = list(reference_columns)
@@ -63,6 +58,10 @@ class SummarizationTask(Task):
     # -- setup ---------------------------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+
+        from nlpexp.task.summarization import trainers
+
         self.tokenizer = self.model_spec.load_tokenizer()
         self.model = self.model_spec.generative_model()
         self.causal = not self.model.config.is_encoder_decoder
@@ -78,35 +77,40 @@ class SummarizationTask(Task):
                 raise NlpexpError(f"model '{self.model_spec.name}' has no eos_token_id: a decoder-only summariser "
                                   "needs one to end the summary (set it in the model config)")
             self.model.generation_config.pad_token_id = self.pad_id
-            self.collator = CausalLMCollator(self.pad_id)
+            self.collator = trainers.CausalLMCollator(self.pad_id)
         else:
-            self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model, label_pad_token_id=IGNORE_INDEX)
+            self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model,
+                                                   label_pad_token_id=trainers.IGNORE_INDEX)
         if self.source_prefix is None:
             self.source_prefix = _checkpoint_prefix(self.model.config)
         self.kept_predictions = False  # training left the best checkpoint's validation predictions in the run dir
         # One trainer for training and for every evaluation: in eval mode it only predicts.
         training = {}
         if self.mode == "train":
-            scorer = PredictionScorer(self._examples("validation"), self.decode, self.rouge)
+            scorer = trainers.PredictionScorer(self._examples("validation"), self.decode, self.rouge)
             self.train_set = self._features(self._examples("train"), with_prompt=False)
             training = {"train_dataset": self.train_set, "compute_metrics": scorer,
                         "eval_dataset": self._features(scorer.examples, with_prompt=True),
-                        "callbacks": [*self.training_callbacks(), PredictionsWithCheckpoints(scorer)]}
+                        "callbacks": [*self.training_callbacks(), trainers.PredictionsWithCheckpoints(scorer)]}
         args = self.training_arguments(Seq2SeqTrainingArguments, predict_with_generate=True,
                                        remove_unused_columns=False)  # keeps the prompts of decoder-only models
-        self.trainer = self.make_trainer(SummarizationTrainer, args, model=self.model, data_collator=self.collator,
-                                         processing_class=self.tokenizer, **training)
+        self.trainer = self.make_trainer(trainers.SummarizationTrainer, args, model=self.model,
+                                         data_collator=self.collator, processing_class=self.tokenizer, **training)
 
     def new_parameters(self) -> list:
         return self.model_spec.new_parameters(self.model) if self.mode == "train" else []
 
     def _examples(self, role: str) -> Examples:
+        from nlpexp.task.summarization.trainers import load_examples
+
         return load_examples(self.data, role, self.reference_columns)
 
     def _features(self, examples: Examples, with_prompt: bool):
         """Token ids for the trainer (cached on disk); `with_prompt` adds the generation input of decoder-only
         models."""
         from datasets import Dataset
+
+        from nlpexp.task.summarization.trainers import causal_features, seq2seq_features
 
         rows = Dataset.from_dict({"source": [self.source_prefix + d for d in examples.dialogues],
                                   "target": [refs[0] for refs in examples.references]})
@@ -123,6 +127,8 @@ class SummarizationTask(Task):
     # -- train and evaluate --------------------------------------------------------------------------------------
 
     def train(self) -> None:
+        from nlpexp.task.summarization.trainers import predictions_file
+
         self.run_trainer(self.trainer)
         self.trainer.save_model(str(self.best_model_dir))
         best = self.trainer.state.best_model_checkpoint
@@ -135,6 +141,8 @@ class SummarizationTask(Task):
         return self.kept_predictions  # else evaluate() generates the validation predictions again
 
     def score(self, role: str) -> dict[str, float]:
+        from nlpexp.task.summarization.trainers import PredictionScorer, predictions_file
+
         scorer = PredictionScorer(self._examples(role), self.decode, self.rouge)
         training_scorer, self.trainer.compute_metrics = self.trainer.compute_metrics, scorer
         try:
