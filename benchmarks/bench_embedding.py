@@ -53,7 +53,8 @@ ROWS = [
         plain_speed=32.4,
         plain_recipe="all_pairs"),
     Row("mnrl_triplets", "MNRL, (premise, entailment, contradiction) triplets, no duplicates (better recipe)",
-        ("experiment=embedding_mnrl_triplets", "trainer.group_by_length=false"), plain=0.8726, plain_speed=26.3, plain_recipe="triplets"),
+        ("experiment=embedding_mnrl_triplets", "trainer.group_by_length=false"), plain=0.8726, plain_speed=26.3,
+        plain_recipe="triplets"),
     # Length-grouped batches (trainer.group_by_length, issue 20): less padding, the same examples per epoch.
     Row("mnrl_reference_grouped", "MNRL, seed 004's recipe, length-grouped batches",
         ("experiment=embedding_mnrl_reference", "trainer.group_by_length=true"), plain_recipe="all_pairs",

@@ -43,7 +43,8 @@ def timed(script: Path, args: list[str], steps: int, log_dir: Path, tag: str) ->
 
 
 def ours(out: Path, steps: int) -> dict:
-    args = ["trainer.group_by_length=false", f"trainer.max_steps={steps}", f"trainer.batch_size={BATCH}", "trainer.logging_steps=1",
+    args = ["trainer.group_by_length=false", f"trainer.max_steps={steps}", f"trainer.batch_size={BATCH}",
+            "trainer.logging_steps=1",
             f"data.max_train_samples={steps * BATCH}", "data.max_eval_samples=64",
             "logger.tensorboard.histograms=false", f"hydra.run.dir={out}", f"paths.ledger_file={out}/ledger.jsonl",
             # what the plain script does: one learning rate, no scoring of the starting model before training

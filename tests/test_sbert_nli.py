@@ -9,6 +9,7 @@ import torch
 
 from nlpexp.pipeline import objective, run
 from nlpexp.tb import read_tags
+from nlpexp.trainer import TrainerSettings
 
 SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke")
 SEED_TAGS = {"Loss/Train_Batch", "Loss/Train_Epoch", "Loss/Val_Epoch", "Accuracy/Train_Epoch",
@@ -202,8 +203,8 @@ def test_evaluate_skips_a_role_that_no_data_of_the_run_has(caplog, tmp_path):
         def score(self, role: str) -> dict[str, float]:
             return {f"{role}/accuracy": 1.0} if self.data.has(role) else {}
 
-    task = Scored(monitor="val/accuracy", model=None, data=ValidationOnly(), trainer=None, optimizer=None,
-                  scheduler=None, run_dir=tmp_path)
+    task = Scored(monitor="val/accuracy", model=None, data=ValidationOnly(), trainer=TrainerSettings(),
+                  optimizer=None, scheduler=None, run_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="nlpexp.task"):
         assert task.evaluate("test") == {}
         assert task.evaluate("validation") == {"validation/accuracy": 1.0}
