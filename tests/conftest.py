@@ -178,12 +178,14 @@ _per_file: dict[str, list[float]] = {}
 if os.environ.get("NLPEXP_FORKSERVER_LOG"):
     import subprocess
 
-    from tests import forkserver
-
     _execute_child = subprocess.Popen._execute_child
 
     def _logged_execute_child(self, args, *rest, **kwargs):
-        forkserver.log("spawn", "", args)
+        words = [os.fsdecode(arg) for arg in ([args] if isinstance(args, str | bytes | os.PathLike) else args)]
+        command = " ".join([os.path.basename(words[0]), *words[1:3]])[:160].replace("\n", " ").replace("\t", " ")
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(os.environ["NLPEXP_FORKSERVER_LOG"], "a") as out:
+            out.write(f"spawn\t\t{test}\t{command}\n")
         return _execute_child(self, args, *rest, **kwargs)
 
     subprocess.Popen._execute_child = _logged_execute_child

@@ -217,9 +217,13 @@ def _pythonpath_problem(env, cwd, server: dict) -> str:
             top = name.split(".")[0]
             if top in ("sitecustomize", "usercustomize"):
                 return f"PYTHONPATH entry {entry} holds {name}"
-            portion = os.path.isdir(os.path.join(folder, name)) and not any(
-                os.path.exists(os.path.join(folder, name, f"__init__{ext}")) for ext in (".py", ".pyc"))
-            if top in server["imported"] and not (server["imported"][top] and portion and top == name):
+            if top not in server["imported"]:
+                continue
+            inside = os.path.join(folder, name)
+            portion = top == name and os.path.isdir(inside) and not any(
+                os.path.exists(os.path.join(inside, f"__init__{ext}")) for ext in (".py", ".pyc"))
+            modules = server["imported"][top]  # None: not a namespace package
+            if modules is None or not portion or {n.split(".")[0] for n in os.listdir(inside)} & set(modules):
                 return f"PYTHONPATH entry {entry} holds {name}"
     return ""
 
@@ -335,7 +339,7 @@ class _CurrentStream:
 
 def _preload(folder: str) -> str:
     """Import PRELOADED with sys.stdout/sys.stderr standing for the child's; '' or why the server is unusable.
-    Leaves in `folder`/imported.json the top-level modules imported (true: a namespace package)."""
+    Leaves in `folder`/imported.json the top-level modules imported (a namespace package: with its modules imported)."""
     sys.path[0] = str(_PROJECT_ROOT)  # where `python run.py` starts its sys.path (this file's folder is not)
     sys.stdout, sys.stderr = _CurrentStream("stdout"), _CurrentStream("stderr")
     before = os.fstat(2).st_size
@@ -357,7 +361,9 @@ def _preload(folder: str) -> str:
     gc.collect()
     gc.freeze()  # the children's collections need not walk (and copy, page by page) what the imports made
     tops = {name.partition(".")[0] for name in sys.modules}
-    imported = {top: getattr(sys.modules.get(top), "__file__", "") is None for top in tops}
+    namespaces = {top for top in tops if getattr(sys.modules.get(top), "__file__", "") is None}
+    imported = {top: sorted({name.split(".")[1] for name in sys.modules if name.startswith(f"{top}.")})
+                if top in namespaces else None for top in tops}
     Path(folder, "imported.json").write_text(json.dumps(imported))
     return ""
 
