@@ -50,7 +50,8 @@ def test_a_forked_command_sees_what_a_fresh_process_sees(probe, tmp_path, new_se
 def test_python_c_and_a_shell_s_python_fork_as_fresh_processes(probe, tmp_path):
     """`python -c CODE`, and `python script.py` in a shell script through the shims of `shim_env`."""
     log = tmp_path / "launches.log"
-    env = {**os.environ, "PROBE_EXIT": "4", forkserver.LOG_VARIABLE: str(log)}
+    env = {**os.environ, "PROBE_EXIT": "4", forkserver.LOG_VARIABLE: str(log),
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}  # `python`: this one
     kwargs = dict(capture_output=True, text=True, timeout=120, cwd=tmp_path)
     forked = forkserver.run([sys.executable, "-c", PROBE, "x"], env=env, **kwargs)
     fresh = subprocess.run([sys.executable, "-c", PROBE, "x"], env=env, **kwargs)
@@ -68,7 +69,7 @@ def test_python_c_and_a_shell_s_python_fork_as_fresh_processes(probe, tmp_path):
     def seen(stdout: str) -> list[dict]:
         printed = [json.loads(line) for line in stdout.splitlines()]
         for each in printed:
-            each["env"].pop("_")  # bash's: the path of the program it ran (the shim, the interpreter)
+            each["env"].pop("_", None)  # bash's: the path of the program it ran (the shim, the interpreter)
         return printed
 
     assert seen(through_shim.stdout) == seen(plain.stdout) and len(seen(plain.stdout)) == 2
