@@ -51,6 +51,8 @@ PRINT_ON_IMPORT = {"WANDB_MODE": ("offline", ("transformers.trainer", "sentence_
 _HANDLED_AT_FORK = {"PYTHONUNBUFFERED", "PYTHONPATH"}
 _NOT_CARRIED = ("preexec_fn", "pass_fds", "user", "group", "extra_groups", "umask", "executable", "process_group")
 _CONFIG_DIR_ARGS = ("-cd", "--config-dir", "-cp", "--config-path")
+# pip blocks imports once it installs, and a child runs the server's atexit functions (torch's import at exit)
+_NOT_FORKED_MODULES = ("pip",)
 _STATUS = struct.Struct("qqd")  # pid (or 0 then the exit status), wait status, CPU seconds of the child
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_VARIABLE = "NLPEXP_FORKSERVER_LOG"
@@ -144,6 +146,8 @@ def unforkable(args, kwargs, env) -> str:
         return "restore_signals=False"
     if not (args[1] in ("-m", "-c") and len(args) > 2 or not args[1].startswith("-")):
         return f"interpreter option {args[1]}"
+    if args[1] == "-m" and args[2] in _NOT_FORKED_MODULES:
+        return f"-m {args[2]}"
     if args[1] == "-c":
         return ""
     script = args[1] if args[1] != "-m" else None
