@@ -42,7 +42,7 @@ PRELOADED = ("torch", "transformers", "transformers.trainer", "sentence_transfor
 # what the pre-imported libraries (and Python's start-up) may read from the environment at import
 CONTROLLED_ENV = ("HF_", "TRANSFORMERS", "TORCH", "PYTORCH", "TOKENIZERS", "OMP_", "MKL", "KMP_", "OPENBLAS",
                   "CUDA", "NVIDIA", "SENTENCE_TRANSFORMERS", "DATASETS", "HYDRA", "NUMPY", "PYTHON", "LANG", "LC_",
-                  "XDG_", "HOME", "TMPDIR", "TEMP", "TMP", "PATH", "LD_", "TQDM", "WANDB")
+                  "XDG_", "HOME", "TMPDIR", "TEMP", "TMP", "PATH", "LD_", "TQDM")
 # transformers' W&B integration prints a line when imported with WANDB_MODE=offline, which a fresh process prints
 # only if it gets that far: with it set, the server leaves out what imports that integration (the tests' own
 # environment says `dryrun`, W&B's and nlpexp's other name for offline, which prints nothing: tests/conftest.py)
@@ -195,7 +195,12 @@ def _package_folder(package: str, cwd: str, env) -> str:
 def key_of(env) -> frozenset:
     """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders)."""
     return frozenset((k, _unshimmed(v) if k == "PATH" else v) for k, v in env.items()
-                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK)
+                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK) | _printing(env)
+
+
+def _printing(env) -> frozenset:
+    """The PRINT_ON_IMPORT settings of `env` (the only W&B variable a pre-imported library reads at import)."""
+    return frozenset((k, v) for k, (v, _) in PRINT_ON_IMPORT.items() if env.get(k) == v)
 
 
 def _unshimmed(path: str) -> str:
@@ -241,7 +246,9 @@ def _server(env) -> dict:
             _stop(_servers.pop(next(iter(_servers))))
         folder = tempfile.mkdtemp(prefix=SHIM_FOLDER)
         path = os.path.join(folder, "socket")
-        server_env = {**{k: v for k, v in os.environ.items() if not k.startswith(CONTROLLED_ENV)}, **dict(key)}
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
+        server_env = {**inherited, **dict(key)}
         log("server-start", ", ".join(sorted(k for k, v in key ^ key_of(os.environ))), [sys.executable, __file__])
         with open(os.path.join(folder, "server.log"), "wb") as out:
             process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
