@@ -10,7 +10,10 @@ import pytest
 from nlpexp.config import PROJECT_ROOT
 from tests.fixtures import make_data_root
 
-os.environ.setdefault("WANDB_MODE", "offline")
+# W&B offline: `dryrun` is W&B's and nlpexp's other name for `offline` (the same runs, files and messages), but
+# transformers prints a line at import for the literal `offline`, which keeps a `python run.py` of the tests from
+# being forked from a server that imported the Trainer already (tests/forkserver.py PRINT_ON_IMPORT)
+os.environ.setdefault("WANDB_MODE", "dryrun")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 
@@ -163,3 +166,53 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
+
+# ---- measuring the suite (off unless asked): NLPEXP_TEST_CPU_LOG=<file> gets one line per test file and test
+# process: the file, its CPU seconds (this process, its waited children and the children forked for it) and wall
+# seconds; NLPEXP_FORKSERVER_LOG=<file> (tests/forkserver.py) gets a line per process started (`spawn`) besides the
+# fork server's forked/fallback lines.
+_CPU_LOG = os.environ.get("NLPEXP_TEST_CPU_LOG")
+_per_file: dict[str, list[float]] = {}
+
+if os.environ.get("NLPEXP_FORKSERVER_LOG"):
+    import subprocess
+
+    _execute_child = subprocess.Popen._execute_child
+
+    def _logged_execute_child(self, args, *rest, **kwargs):
+        words = [os.fsdecode(arg) for arg in ([args] if isinstance(args, str | bytes | os.PathLike) else args)]
+        command = " ".join([os.path.basename(words[0]), *words[1:3]])[:160].replace("\n", " ").replace("\t", " ")
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(os.environ["NLPEXP_FORKSERVER_LOG"], "a") as out:
+            out.write(f"spawn\t\t{test}\t{command}\n")
+        return _execute_child(self, args, *rest, **kwargs)
+
+    subprocess.Popen._execute_child = _logged_execute_child
+
+
+def _cpu_now() -> float:
+    from tests import forkserver
+
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system + forkserver.forked_cpu_s
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _CPU_LOG:
+        yield
+        return
+    import time
+
+    cpu, wall = _cpu_now(), time.monotonic()
+    yield
+    spent = _per_file.setdefault(item.path.name, [0.0, 0.0])
+    spent[0] += _cpu_now() - cpu
+    spent[1] += time.monotonic() - wall
+
+
+def pytest_unconfigure(config):
+    if _CPU_LOG and _per_file:
+        with open(_CPU_LOG, "a") as out:
+            out.writelines(f"{name}\t{cpu:.1f}\t{wall:.1f}\t{os.getpid()}\n" for name, (cpu, wall) in _per_file.items())

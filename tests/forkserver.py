@@ -1,17 +1,25 @@
-"""`python run.py ...` (or `python -m nlpexp...`) for the tests without paying its imports each time.
+"""`python run.py ...` (or `python -m nlpexp...`, `python -c ...`) for the tests without paying its imports each time.
 
 85-90 % of a small run.py process is importing torch, transformers' Trainer and sentence-transformers. Each test
 process starts one server (`python tests/forkserver.py`) that imports those once, nlpexp not (it reads the
 environment at import), and forks a child per command. The child becomes the command as a fresh interpreter
-would: the requested argv, cwd, environment (os.environ replaced), stdin/stdout/stderr (stdio objects rebuilt as
-Python's start-up builds them), its own session if asked, signal dispositions as exec leaves them (the caller's
-ignored ones kept ignored, the rest default, then Python's own SIGINT/SIGPIPE/SIGXFSZ set-up) and the caller's
-signal mask. It has a real pid (signals reach it, it may be killed) and the server reports its exit status.
+would: the requested argv, cwd, environment (os.environ replaced), sys.path (its PYTHONPATH's folders, as Python's
+start-up puts them), stdin/stdout/stderr (stdio objects rebuilt as Python's start-up builds them), its own session
+if asked, signal dispositions as exec leaves them (the caller's ignored ones kept ignored, the rest default, then
+Python's own SIGINT/SIGPIPE/SIGXFSZ set-up) and the caller's signal mask. It has a real pid (signals reach it, it may
+be killed) and the server reports its exit status.
 
 A command gets a real subprocess instead where the pre-imported libraries could have read something else at
-import: any difference in the variables they read (CONTROLLED_ENV), an `env_set` or another config dir on the
-command line, or a subprocess argument the server does not carry over (shell, preexec_fn, pass_fds, user...).
+import: any difference in the variables they read (CONTROLLED_ENV: another set of values gets a server of its own),
+a PYTHONPATH folder holding a module the server imported (or a sitecustomize), an `env_set` of such a variable on
+the command line, a config dir (-cd, -cp, a search path) whose files mention env_set or cannot be read, or a
+subprocess argument the server does not carry over (shell, preexec_fn, pass_fds, user...).
 Tests of a cold start (import-time behaviour, start-up speed) use subprocess itself.
+
+Shell scripts (the docs' runnable commands): `shim_env(env)` puts a folder first on PATH whose `python` and
+`nlpexp` hand their command to the server (tests/forkshim.py) when it is forkable, else exec the real program.
+
+NLPEXP_FORKSERVER_LOG=<file>: one line per command (forked / fallback and why / server-start), to count them.
 """
 
 from __future__ import annotations
@@ -34,18 +42,24 @@ PRELOADED = ("torch", "transformers", "transformers.trainer", "sentence_transfor
 # what the pre-imported libraries (and Python's start-up) may read from the environment at import
 CONTROLLED_ENV = ("HF_", "TRANSFORMERS", "TORCH", "PYTORCH", "TOKENIZERS", "OMP_", "MKL", "KMP_", "OPENBLAS",
                   "CUDA", "NVIDIA", "SENTENCE_TRANSFORMERS", "DATASETS", "HYDRA", "NUMPY", "PYTHON", "LANG", "LC_",
-                  "XDG_", "HOME", "TMPDIR", "TEMP", "TMP", "PATH", "LD_", "TQDM", "WANDB")
+                  "XDG_", "HOME", "TMPDIR", "TEMP", "TMP", "PATH", "LD_", "TQDM")
 # transformers' W&B integration prints a line when imported with WANDB_MODE=offline, which a fresh process prints
-# only if it gets that far: with it set, the server leaves out what imports that integration
+# only if it gets that far: with it set, the server leaves out what imports that integration (the tests' own
+# environment says `dryrun`, W&B's and nlpexp's other name for offline, which prints nothing: tests/conftest.py)
 PRINT_ON_IMPORT = {"WANDB_MODE": ("offline", ("transformers.trainer", "sentence_transformers"))}
-_HANDLED_AT_FORK = {"PYTHONUNBUFFERED"}  # the child's stdio is built for it
+# the child is built for these: its stdio (PYTHONUNBUFFERED), its sys.path (PYTHONPATH: the server has none)
+_HANDLED_AT_FORK = {"PYTHONUNBUFFERED", "PYTHONPATH"}
 _NOT_CARRIED = ("preexec_fn", "pass_fds", "user", "group", "extra_groups", "umask", "executable", "process_group")
-_CONFIG_ARGS = ("env_set", "-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name", "searchpath")
+_CONFIG_DIR_ARGS = ("-cd", "--config-dir", "-cp", "--config-path")
+# pip blocks imports once it installs, and a child runs the server's atexit functions (torch's import at exit)
+_NOT_FORKED_MODULES = ("pip",)
 _STATUS = struct.Struct("qqd")  # pid (or 0 then the exit status), wait status, CPU seconds of the child
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOG_VARIABLE = "NLPEXP_FORKSERVER_LOG"
+SHIM_FOLDER = "nlpexp-forkserver-"  # tempfile prefix of a server's folder; its bin/ holds the shims
 
 forked_cpu_s = 0.0  # user+sys seconds of the forked children that ended (RUSAGE_CHILDREN does not see them)
-MAX_SERVERS = 3  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
+MAX_SERVERS = 4  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
 _servers: dict[frozenset, dict] = {}
 
 
@@ -74,50 +88,182 @@ def run(args, *, input=None, capture_output=False, timeout=None, check=False, **
 def popen(args, *, reset_sigint: bool = False, **kwargs) -> subprocess.Popen:
     """subprocess.Popen, through the server where it can be. reset_sigint: the child takes SIGINT as a terminal
     delivers it even where this process ignores it (a suite started in the background passes SIGINT on ignored)."""
-    if _forkable(args, kwargs):
-        server = _server(os.environ if kwargs.get("env") is None else kwargs["env"])
-        if server is not None:
-            return _Forked(args, server=server, reset_sigint=reset_sigint, **kwargs)
+    env = os.environ if kwargs.get("env") is None else kwargs["env"]
+    why = unforkable(args, kwargs, env)
+    if not why:
+        server = _server(env)
+        why = server["problem"] if server["path"] is None else _pythonpath_problem(env, kwargs.get("cwd"), server)
+    log("fallback" if why else "forked", why, args)
+    if not why:
+        return _Forked(args, server=server["path"], reset_sigint=reset_sigint, **kwargs)
     if reset_sigint:
         kwargs["preexec_fn"] = _default_sigint
     return subprocess.Popen(args, **kwargs)
+
+
+def shim_env(env: dict) -> dict:
+    """`env` with the shims of the server for `env` first on PATH: a shell's `python`/`nlpexp` commands fork."""
+    server = _server(env)
+    if server["path"] is None:
+        return env
+    shims = os.path.join(server["folder"], "bin")
+    if not os.path.isdir(shims):
+        os.mkdir(shims)
+        for name in ("python", "nlpexp"):
+            config = {"socket": server["path"], "key": sorted(server["key"]), "name": name, "shims": shims,
+                      "python": sys.executable, "imported": server["imported"]}
+            with open(os.path.join(shims, name), "w") as shim:
+                shim.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(_PROJECT_ROOT)!r})\n"
+                           f"from tests.forkshim import main\nmain({config!r})\n")
+            os.chmod(os.path.join(shims, name), 0o755)
+    return {**env, "PATH": os.pathsep.join([shims, *filter(None, [env.get("PATH")])])}
+
+
+def log(verdict: str, why: str, args) -> None:
+    path = os.environ.get(LOG_VARIABLE)
+    if path:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        words = [os.fsdecode(arg) for arg in ([args] if isinstance(args, str | bytes | os.PathLike) else args)]
+        command = " ".join([os.path.basename(words[0]), *words[1:3]])[:160].replace("\n", " ").replace("\t", " ")
+        with open(path, "a") as out:
+            out.write(f"{verdict}\t{why}\t{test}\t{command}\n")
 
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _forkable(args, kwargs) -> bool:
-    if isinstance(args, str | bytes) or kwargs.get("shell") or any(kwargs.get(name) for name in _NOT_CARRIED):
-        return False
-    args = [str(arg) for arg in args]
-    if len(args) < 2 or args[0] != sys.executable or kwargs.get("restore_signals") is False:
-        return False
-    if not (args[1].endswith(".py") or (args[1] == "-m" and len(args) > 2)):
-        return False
-    return not any(word in arg for arg in args for word in _CONFIG_ARGS)
+def unforkable(args, kwargs, env) -> str:
+    """Why the server cannot run `args` as a fresh process would ('' where it can)."""
+    if isinstance(args, str | bytes) or kwargs.get("shell"):
+        return "a shell command"
+    if carried := [name for name in _NOT_CARRIED if kwargs.get(name)]:
+        return f"{carried[0]}= is not carried over"
+    args = [os.fsdecode(arg) for arg in args]
+    if len(args) < 2 or args[0] != sys.executable:
+        return "not this interpreter"
+    if kwargs.get("restore_signals") is False:
+        return "restore_signals=False"
+    if not (args[1] in ("-m", "-c") and len(args) > 2 or not args[1].startswith("-")):
+        return f"interpreter option {args[1]}"
+    if args[1] == "-m" and args[2] in _NOT_FORKED_MODULES:
+        return f"-m {args[2]}"
+    if args[1] == "-c":
+        return ""
+    script = args[1] if args[1] != "-m" else None
+    return _config_problem(args[2 if script else 3:], os.fsdecode(kwargs.get("cwd") or os.getcwd()), script, env)
 
 
-def _server(env) -> str | None:
-    """The socket of the server whose imports saw `env`'s CONTROLLED_ENV values (started at the first request);
-    None where there is none and no more may start, or it could not start."""
-    key = frozenset((k, v) for k, v in env.items() if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK)
+def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
+    """Where a command line could make Hydra set an import-time variable (env_set) in the job: '' if nowhere. A
+    config dir or search path is read whole: a YAML file there that mentions env_set (or another search path) is one."""
+    folders = []
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name in _CONFIG_DIR_ARGS:
+            value = value if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            base = os.path.dirname(os.path.abspath(script)) if name in ("-cp", "--config-path") and script else cwd
+            folders.append(os.path.join(base, value) if "://" not in value else value)
+        elif "hydra.job.env_set" in name:
+            variable = name.partition("hydra.job.env_set")[2].lstrip(".")
+            if not variable or variable.startswith(CONTROLLED_ENV):
+                return f"{name} on the command line"
+        elif name.lstrip("+~").startswith("hydra.searchpath"):
+            for entry in value.strip("[]").split(","):
+                scheme, _, where = entry.strip().strip("'\"").partition("://")
+                folders.append(where if scheme == "file" else _package_folder(where, cwd, env) if scheme == "pkg"
+                               else entry)
+    for folder in folders:
+        if not folder or not os.path.isdir(folder):
+            return f"config dir {folder!r} is not a folder here"
+        for path in Path(folder).rglob("*"):
+            if path.suffix in (".yaml", ".yml") and path.is_file() and any(
+                    word in path.read_bytes() for word in (b"env_set", b"searchpath")):
+                return f"{path} mentions env_set or searchpath"
+    return ""
+
+
+def _package_folder(package: str, cwd: str, env) -> str:
+    """The folder of `pkg://<package>` on the child's PYTHONPATH or this process's sys.path, or ''."""
+    for entry in [*env.get("PYTHONPATH", "").split(os.pathsep), *sys.path]:
+        folder = os.path.join(cwd, entry, *package.split("."))
+        if entry and os.path.isdir(folder):
+            return folder
+    return ""
+
+
+def key_of(env) -> frozenset:
+    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders)."""
+    return frozenset((k, _unshimmed(v) if k == "PATH" else v) for k, v in env.items()
+                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK) | _printing(env)
+
+
+def _printing(env) -> frozenset:
+    """The PRINT_ON_IMPORT settings of `env` (the only W&B variable a pre-imported library reads at import)."""
+    return frozenset((k, v) for k, (v, _) in PRINT_ON_IMPORT.items() if env.get(k) == v)
+
+
+def _unshimmed(path: str) -> str:
+    return os.pathsep.join(p for p in path.split(os.pathsep)
+                           if not (os.path.basename(p) == "bin" and os.path.basename(os.path.dirname(p))
+                                   .startswith(SHIM_FOLDER)))
+
+
+def _pythonpath_problem(env, cwd, server: dict) -> str:
+    """Why the child cannot take `env`'s PYTHONPATH on top of the server's imports ('' where it can): a folder
+    holding a module of the same name as one imported (it would have won in a fresh process; a portion of an
+    imported namespace package joins it, as it would), or a sitecustomize/usercustomize (run at start-up)."""
+    entries = env.get("PYTHONPATH", "").split(os.pathsep) if env.get("PYTHONPATH") else []
+    if "" in entries:
+        return "an empty PYTHONPATH entry"
+    for entry in entries:
+        folder = os.path.join(cwd or os.getcwd(), entry)
+        if os.path.isfile(folder):
+            return f"PYTHONPATH entry {entry} is a file"
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            top = name.split(".")[0]
+            if top in ("sitecustomize", "usercustomize"):
+                return f"PYTHONPATH entry {entry} holds {name}"
+            if top not in server["imported"]:
+                continue
+            inside = os.path.join(folder, name)
+            portion = top == name and os.path.isdir(inside) and not any(
+                os.path.exists(os.path.join(inside, f"__init__{ext}")) for ext in (".py", ".pyc"))
+            modules = server["imported"][top]  # None: not a namespace package
+            if modules is None or not portion or {n.split(".")[0] for n in os.listdir(inside)} & set(modules):
+                return f"PYTHONPATH entry {entry} holds {name}"
+    return ""
+
+
+def _server(env) -> dict:
+    """The server whose imports saw `env`'s CONTROLLED_ENV values (started at the first request): a dict with its
+    socket `path` (None where it could not start, `problem` says why)."""
+    key = key_of(env)
     if key not in _servers:
         if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
             _stop(_servers.pop(next(iter(_servers))))
-        folder = tempfile.mkdtemp(prefix="nlpexp-forkserver-")
+        folder = tempfile.mkdtemp(prefix=SHIM_FOLDER)
         path = os.path.join(folder, "socket")
-        with open(os.path.join(folder, "server.log"), "wb") as log:
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
+        server_env = {**inherited, **dict(key)}
+        log("server-start", ", ".join(sorted(k for k, v in key ^ key_of(os.environ))), [sys.executable, __file__])
+        with open(os.path.join(folder, "server.log"), "wb") as out:
             process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=log, cwd=_PROJECT_ROOT, env={**os.environ, **dict(key)})
-        ready = process.stdout.readline().strip() == b"ready"
-        _servers[key] = {"process": process, "path": path if ready else None, "folder": folder}
+                                       stderr=out, cwd=_PROJECT_ROOT, env=server_env)
+        answer = process.stdout.readline().decode().strip()
+        ready = answer == "ready"
+        imported = json.loads(Path(folder, "imported.json").read_text()) if ready else {}
+        _servers[key] = {"process": process, "path": path if ready else None, "folder": folder, "key": key,
+                         "problem": answer or "the server did not start", "imported": imported}
         if len(_servers) == 1:
             import atexit
 
             atexit.register(lambda: [_stop(server) for server in _servers.values()])
     _servers[key] = _servers.pop(key)  # the most recently used last
-    return _servers[key]["path"]
+    return _servers[key]
 
 
 def _stop(server: dict) -> None:
@@ -202,8 +348,9 @@ class _CurrentStream:
         return getattr(self._target(), name)
 
 
-def _preload() -> str:
-    """Import PRELOADED with sys.stdout/sys.stderr standing for the child's; '' or why the server is unusable."""
+def _preload(folder: str) -> str:
+    """Import PRELOADED with sys.stdout/sys.stderr standing for the child's; '' or why the server is unusable.
+    Leaves in `folder`/imported.json the top-level modules imported (a namespace package: with its modules imported)."""
     sys.path[0] = str(_PROJECT_ROOT)  # where `python run.py` starts its sys.path (this file's folder is not)
     sys.stdout, sys.stderr = _CurrentStream("stdout"), _CurrentStream("stderr")
     before = os.fstat(2).st_size
@@ -224,6 +371,11 @@ def _preload() -> str:
 
     gc.collect()
     gc.freeze()  # the children's collections need not walk (and copy, page by page) what the imports made
+    tops = {name.partition(".")[0] for name in sys.modules}
+    namespaces = {top for top in tops if getattr(sys.modules.get(top), "__file__", "") is None}
+    imported = {top: sorted({name.split(".")[1] for name in sys.modules if name.startswith(f"{top}.")})
+                if top in namespaces else None for top in tops}
+    Path(folder, "imported.json").write_text(json.dumps(imported))
     return ""
 
 
@@ -311,17 +463,43 @@ def _become(request: dict, fds: list[int]) -> None:
         sys.modules["numpy"].random.seed()
 
 
+def _main_globals() -> dict:
+    """What Python's start-up puts in every __main__ before the code runs, besides the module's own names."""
+    return {"__annotations__": {}}
+
+
 def _main(args: list[str]) -> None:
     import runpy
 
     if args[0] == "-m":
         sys.argv = args[1:]
-        sys.path[0] = os.getcwd()
-        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+        _set_path(os.getcwd())
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True, init_globals=_main_globals())
+    elif args[0] == "-c":
+        import importlib.machinery
+        import types
+
+        sys.argv = ["-c", *args[2:]]
+        _set_path("")
+        main = types.ModuleType("__main__")
+        main.__builtins__, main.__loader__ = sys.modules["builtins"], importlib.machinery.BuiltinImporter
+        vars(main).update(_main_globals())
+        sys.modules["__main__"] = main
+        exec(compile(args[1], "<string>", "exec"), main.__dict__)
     else:
         sys.argv = args
-        sys.path[0] = os.path.dirname(os.path.realpath(args[0]))
-        runpy.run_path(args[0], run_name="__main__")
+        _set_path(os.path.dirname(os.path.realpath(args[0])))
+        runpy.run_path(args[0], run_name="__main__", init_globals=_main_globals())
+
+
+def _set_path(first: str) -> None:
+    """sys.path as Python's start-up makes it: the script's folder, then PYTHONPATH's folders made absolute (site's
+    removeduppaths), then the interpreter's own (the server's, which started without PYTHONPATH), no duplicates."""
+    path = [first]
+    for entry in [*os.environ.get("PYTHONPATH", "").split(os.pathsep), *_BASE_PATH]:
+        if entry and os.path.abspath(entry) not in path[1:]:
+            path.append(os.path.abspath(entry))
+    sys.path[:] = path
 
 
 def _exit_status() -> int:
@@ -354,7 +532,8 @@ def _exit_status() -> int:
 
 
 if __name__ == "__main__":
-    problem = _preload()
+    _BASE_PATH = sys.path[1:]  # the interpreter's own folders (the server starts without PYTHONPATH)
+    problem = _preload(os.path.dirname(sys.argv[1]))
     if problem:
         sys.stdout.write(f"unusable: {problem}\n")
         sys.exit(0)

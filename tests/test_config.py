@@ -139,12 +139,12 @@ def test_every_shipped_config_passes(overrides, tmp_path):
 def test_without_the_checkout_run_py_says_how_to_find_it(tmp_path):
     """A non-editable install finds no conf/ beside its sources: one line naming the two fixes, exit 2."""
     import os
-    import subprocess
     import sys
 
     from nlpexp.config import PROJECT_ROOT
+    from tests import forkserver
 
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "--cfg", "job"], capture_output=True,
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), "--cfg", "job"], capture_output=True,
                           text=True, env={**os.environ, "NLPEXP_ROOT": str(tmp_path)}, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [f"error: no nlpexp config at {tmp_path}/conf: install the checkout "

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nlpexp.config import PROJECT_ROOT
+from tests import forkserver
 
 FENCE = re.compile(r"^```(bash|python) runnable\n(.*?)^```", re.MULTILINE | re.DOTALL)
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
@@ -34,7 +35,13 @@ def test_runnable_commands_run(page, tmp_path, data_root):
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for number, (language, code) in enumerate(runnable_blocks(page)):
         code = code.replace("/tmp/", f"{tmp_path}/")
-        command = ["bash", "-c", f"set -euo pipefail\n{code}"] if language == "bash" else [sys.executable, "-c", code]
-        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        # the shell's `python` and `nlpexp`, and a python block, fork from a pre-imported interpreter where they can
+        # (tests/forkserver.py): each runs as a fresh process would
+        if language == "bash":
+            done = subprocess.run(["bash", "-c", f"set -euo pipefail\n{code}"], cwd=PROJECT_ROOT,
+                                  env=forkserver.shim_env(env), capture_output=True, text=True, timeout=600)
+        else:
+            done = forkserver.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                                  text=True, timeout=600)
         assert done.returncode == 0, f"{page.name} block {number}:\n{code}\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
         assert "Traceback" not in done.stderr, f"{page.name} block {number}:\n{done.stderr[-3000:]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +16,12 @@ PROBE = r"""
 import json, os, signal, sys
 if sys.argv[1:] == ["raise"]:
     raise KeyboardInterrupt
-print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "path0": sys.path[0],
+print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
                   "session": os.getsid(0) == os.getpid(), "sigint": str(signal.getsignal(signal.SIGINT)),
                   "sigterm": str(signal.getsignal(signal.SIGTERM)), "sigpipe": str(signal.getsignal(signal.SIGPIPE)),
                   "stdout": [sys.stdout.encoding, sys.stdout.errors, sys.stdout.line_buffering],
-                  "stderr": [sys.stderr.encoding, sys.stderr.errors, sys.stderr.line_buffering]}))
+                  "stderr": [sys.stderr.encoding, sys.stderr.errors, sys.stderr.line_buffering],
+                  "main": sorted(k for k in vars(sys.modules["__main__"]) if k != "__cached__")}))
 print("to stderr", file=sys.stderr)
 sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
 """
@@ -34,13 +36,44 @@ def probe(tmp_path):
 
 @pytest.mark.parametrize("new_session", [False, True])
 def test_a_forked_command_sees_what_a_fresh_process_sees(probe, tmp_path, new_session):
-    env = {**os.environ, "PROBE_EXIT": "3", "NLPEXP_SOMETHING": "x"}
+    (tmp_path / "lib").mkdir()
+    env = {**os.environ, "PROBE_EXIT": "3", "NLPEXP_SOMETHING": "x",
+           "PYTHONPATH": os.pathsep.join(["lib", *filter(None, [os.environ.get("PYTHONPATH")])])}
     kwargs = dict(capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, start_new_session=new_session)
     forked = forkserver.run([*probe, "a b", "c"], **kwargs)
     fresh = subprocess.run([*probe, "a b", "c"], **kwargs)
     with forkserver.popen(probe, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         assert isinstance(process, forkserver._Forked)
     assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+
+
+def test_python_c_and_a_shell_s_python_fork_as_fresh_processes(probe, tmp_path):
+    """`python -c CODE`, and `python script.py` in a shell script through the shims of `shim_env`."""
+    log = tmp_path / "launches.log"
+    env = {**os.environ, "PROBE_EXIT": "4", forkserver.LOG_VARIABLE: str(log),
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}  # `python`: this one
+    kwargs = dict(capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    forked = forkserver.run([sys.executable, "-c", PROBE, "x"], env=env, **kwargs)
+    fresh = subprocess.run([sys.executable, "-c", PROBE, "x"], env=env, **kwargs)
+    with forkserver.popen([sys.executable, "-c", PROBE], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as process:
+        assert isinstance(process, forkserver._Forked)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+
+    shimmed = forkserver.shim_env(env)
+    script = f"python {probe[1]} y | cat\npython {probe[1]} z\n"
+    through_shim = subprocess.run(["bash", "-c", script], env=shimmed, **kwargs)
+    plain = subprocess.run(["bash", "-c", script.replace("python ", f"{sys.executable} ")], env=shimmed, **kwargs)
+    assert through_shim.returncode == plain.returncode == 4 and through_shim.stderr == plain.stderr
+
+    def seen(stdout: str) -> list[dict]:
+        printed = [json.loads(line) for line in stdout.splitlines()]
+        for each in printed:
+            each["env"].pop("_", None)  # bash's: the path of the program it ran (the shim, the interpreter)
+        return printed
+
+    assert seen(through_shim.stdout) == seen(plain.stdout) and len(seen(plain.stdout)) == 2
+    assert [line.split("\t")[:2] for line in log.read_text().splitlines()] == [["forked", "shim"]] * 2
 
 
 def test_signals_and_an_uncaught_interrupt_end_it_as_they_end_a_fresh_process(probe, tmp_path):
@@ -66,3 +99,23 @@ def test_an_import_time_setting_gets_its_own_server_and_preexec_fn_a_real_subpro
     assert next(reversed(forkserver._servers)) == key  # the most recently used
     with forkserver.popen(probe, preexec_fn=os.getpid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         assert not isinstance(process, forkserver._Forked)
+
+
+def test_what_a_fresh_process_would_import_or_set_differently_gets_a_real_subprocess(probe, tmp_path):
+    """A PYTHONPATH folder shadowing an imported module, a config dir that may set the environment, an env_set of
+    an import-time variable on the command line: a real subprocess. A config dir without env_set forks."""
+    (tmp_path / "shadow" / "torch").mkdir(parents=True)
+    (tmp_path / "shadow" / "torch" / "__init__.py").write_text("")
+    (tmp_path / "setting" / "experiment").mkdir(parents=True)
+    (tmp_path / "setting" / "experiment" / "e.yaml").write_text("hydra:\n  job:\n    env_set:\n      A: b\n")
+    (tmp_path / "plain" / "experiment").mkdir(parents=True)
+    (tmp_path / "plain" / "experiment" / "e.yaml").write_text("seed: 1\n")
+    cases = [([*probe], {"PYTHONPATH": str(tmp_path / "shadow")}, False),
+             ([*probe, "-cd", str(tmp_path / "setting"), "experiment=e"], {}, False),
+             ([*probe, "+hydra.job.env_set.HF_HOME=/x"], {}, False),
+             ([*probe, "+hydra.job.env_set.NLPEXP_NOTE=x"], {}, True),
+             ([*probe, f"--config-dir={tmp_path / 'plain'}", "experiment=e"], {}, True)]
+    for args, extra, forks in cases:
+        env = {**os.environ, **extra}
+        with forkserver.popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+            assert isinstance(process, forkserver._Forked) == forks, args

@@ -11,10 +11,11 @@ from omegaconf import OmegaConf
 
 from nlpexp.config import CONFIG_DIR, PRESETS_DIR, PROJECT_ROOT
 from nlpexp.help import describe_groups, describe_presets, first_sentence, help_text
+from tests import forkserver
 
 
 def _run_help(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args], capture_output=True, text=True,
+    return forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), *args], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "COLUMNS": "100"})
 
 
@@ -37,7 +38,7 @@ def test_help_fits_40_lines_of_100_columns_and_lists_every_group_option_and_pres
 
 def test_help_is_the_same_with_a_secret_in_the_environment_and_with_overrides():
     secret_env = {**os.environ, "COLUMNS": "100", "MY_API_KEY": "VALUE ...]"}  # a value the usage line contains
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "task=embedding", "-h"],
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), "task=embedding", "-h"],
                           capture_output=True, text=True, timeout=120, env=secret_env)
     assert done.returncode == 0 and done.stdout.strip() == help_text().strip(), done.stderr
 
@@ -77,11 +78,11 @@ def test_groups_are_packed_top_level_only(tmp_path):
 def test_nlpexp_help_describes_each_command():
     from nlpexp.cli import COMMANDS
 
-    done = subprocess.run([sys.executable, "-m", "nlpexp.cli", "--help"], capture_output=True, text=True, timeout=60)
+    done = forkserver.run([sys.executable, "-m", "nlpexp.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     described = {line.split()[0] for line in done.stdout.splitlines()[1:] if line.startswith("  ")}
     assert described == set(COMMANDS) and all(len(line) <= 100 for line in done.stdout.splitlines())
-    bare = subprocess.run([sys.executable, "-m", "nlpexp.cli"], capture_output=True, text=True, timeout=60)
+    bare = forkserver.run([sys.executable, "-m", "nlpexp.cli"], capture_output=True, text=True, timeout=60)
     assert bare.returncode == 2 and "registry" in bare.stderr
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -67,7 +66,7 @@ def test_without_the_variables_the_paths_are_the_projects():
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     code = "from nlpexp.config import default_paths; p = default_paths(); " \
            "print(*(p[k] for k in ('runs_dir', 'sweeps_dir', 'ledger_file', 'registry_dir')))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    out = forkserver.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [str(PROJECT_ROOT / "outputs"), str(PROJECT_ROOT / "multirun"),
                            str(PROJECT_ROOT / "outputs" / "ledger.jsonl"), str(PROJECT_ROOT / "models")]
 
@@ -157,10 +156,10 @@ def test_run_py_runs_its_own_checkout_from_a_non_editable_install(tmp_path):
     for package in ("nlpexp", "hydra_plugins"):
         shutil.copytree(PROJECT_ROOT / "src" / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "NLPEXP_ROOT"} | {"PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import nlpexp.config as c; print(c.PROJECT_ROOT)"], cwd=tmp_path,
+    where = forkserver.run([sys.executable, "-c", "import nlpexp.config as c; print(c.PROJECT_ROOT)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert where == str(tmp_path)  # the copy, not the checkout: this is what a non-editable install sees
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), "--cfg", "job", "experiment=imdb",
+    done = forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), "--cfg", "job", "experiment=imdb",
                            "model=bert"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "name: bert" in done.stdout and "name: imdb" in done.stdout

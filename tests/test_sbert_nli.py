@@ -119,6 +119,7 @@ def test_tensorboard_helpers_list_and_serve_the_run(trained, capsys):
     import urllib.request
 
     from nlpexp.tb import main as tb_main
+    from tests import forkserver
 
     _, run_dir, _ = trained
     tb_main(["list", str(run_dir)])
@@ -126,7 +127,7 @@ def test_tensorboard_helpers_list_and_serve_the_run(trained, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "nlpexp.tb", "serve", str(run_dir), "--port", str(port)],
+    server = forkserver.popen([sys.executable, "-m", "nlpexp.tb", "serve", str(run_dir), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline, body = time.time() + 60, ""

@@ -182,7 +182,7 @@ def test_every_command_s_bad_argument_is_one_error_line_exit_2_and_creates_nothi
 
 
 def test_help_still_prints_the_usage():
-    done = subprocess.run([sys.executable, "-m", "nlpexp.cli", "runs", "--help"], capture_output=True, text=True,
+    done = forkserver.run([sys.executable, "-m", "nlpexp.cli", "runs", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage: nlpexp runs")
 

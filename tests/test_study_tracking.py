@@ -15,6 +15,7 @@ import pytest
 
 from nlpexp import registry
 from nlpexp.config import PROJECT_ROOT
+from tests import forkserver
 from tests.services import _wait_until_up, free_port, mlflow_server
 
 METRIC = "val/spearman_cosine"
@@ -33,7 +34,7 @@ def swept(tmp_path_factory, data_root):
                    f"hydra.sweeper.studies_dir={root / 'multirun'}", f"hydra.sweeper.registry_dir={root / 'registry'}",
                    f"paths.ledger_file={root / 'ledger.jsonl'}"]
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1"}
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        done = forkserver.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         (sweep_dir,) = [p for p in (root / "multirun").iterdir() if p.is_dir()]
         study, _ = load_study(str(sweep_dir))
@@ -65,7 +66,7 @@ def test_tensorboard_hparams_of_the_study_open_on_the_swept_params_and_the_metri
     port = free_port()
     log = tmp_path / "tensorboard.log"
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "nlpexp.cli", "tb", "serve", str(sweep_dir),
+        server = forkserver.popen([sys.executable, "-m", "nlpexp.cli", "tb", "serve", str(sweep_dir),
                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/data/runs", server, log)

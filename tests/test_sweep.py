@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.sweep.study import ERROR, RUN_DIR, load_study, note
+from tests import forkserver
 
 TRIAL_LINE = re.compile(r"(?:^|\] )trial (\d+): val/spearman_cosine = ", re.M)  # (bare: the sweep console)
 
@@ -67,7 +68,7 @@ def run_sweep(root: Path, preset: str, *overrides: str) -> int:
 def start_sweep(root: Path, preset: str, *overrides: str, log: Path, env: dict | None = None) -> subprocess.Popen:
     """A sweep in the background, its output to `log` (a pipe nobody reads would block it)."""
     with open(log, "w") as out:
-        return subprocess.Popen(sweep_args(root, preset, *overrides), stdout=out, stderr=subprocess.STDOUT,
+        return forkserver.popen(sweep_args(root, preset, *overrides), stdout=out, stderr=subprocess.STDOUT,
                                 text=True, cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
                                 start_new_session=True)
 
@@ -167,7 +168,7 @@ def test_dashboard_serves_the_study_over_http(finished_sweep):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "nlpexp.sweep", "dashboard", str(sweep), "--port", str(port)],
+    server = forkserver.popen([sys.executable, "-m", "nlpexp.sweep", "dashboard", str(sweep), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         studies = _get_json(f"http://127.0.0.1:{port}/api/studies", server)["study_summaries"]

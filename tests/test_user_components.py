@@ -22,6 +22,7 @@ from nlpexp import components, schema
 from nlpexp.config import PROJECT_ROOT
 from nlpexp.derived import group_of
 from nlpexp.rules import Num
+from tests import forkserver
 
 USER_PROJECT = Path(__file__).parent / "user_project"
 SEARCH_PATH = "hydra.searchpath=[pkg://my_lab.conf]"
@@ -47,7 +48,7 @@ def site(tmp_path_factory) -> Path:
 def run_py(args, sites: list[Path], tmp_path: Path, env_extra=None) -> subprocess.CompletedProcess:
     path = os.pathsep.join([*map(str, sites), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "run.py"), SEARCH_PATH, *args,
+    return forkserver.run([sys.executable, str(PROJECT_ROOT / "run.py"), SEARCH_PATH, *args,
                            f"hydra.run.dir={tmp_path / 'run'}", f"paths.ledger_file={tmp_path / 'ledger.jsonl'}"],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
 
@@ -70,8 +71,9 @@ def walkthrough() -> str:
 def test_the_walkthrough_runs_a_user_task_model_dataset_and_loss_with_no_edit_of_nlpexp(tmp_path, data_root):
     env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # its `python` and `pip` commands as written; `python` forks from a pre-imported interpreter where it can
     done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + walkthrough().replace("/tmp/", f"{tmp_path}/")],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=PROJECT_ROOT, env=forkserver.shim_env(env), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
