@@ -1,7 +1,8 @@
 """A 16-trial search two ways: as nlpexp sweeps it, and as 16 independent plain runs of the same trials.
 
 (a) `run.py -m hparams_search=sbert_nli hydra.sweeper.n_trials=16` (TPE): the trials run in one process, with
-    the median pruner and length-grouped batches (the split cache is given a cold dir, but sbert_nli's collator
+    a pruner (--pruner; default successive halving, its first rung after the first evaluation) and length-grouped
+    batches (the split cache is given a cold dir, but sbert_nli's collator
     tokenises per batch: it has nothing to cache).
 (b) the same 16 parameter sets, read back from (a)'s trials.csv, each a fresh `python run.py <overrides>`:
     no pruning (a single run has none), no grouping, no cache (paths.cache_dir=null): nothing shared.
@@ -58,18 +59,27 @@ def environment(temp: Path) -> dict:
     return {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "NLPEXP_REGISTRY_DIR": str(temp / "registry")}
 
 
-def run_sweep(n_trials: int, tiny: bool, temp: Path) -> dict:
+def pruner_overrides(pruner: str, tiny: bool) -> list[str]:
+    """The median pruner waits for a few finished trials; successive halving decides at its first rung, here the
+    first evaluation (min_resource = eval_every_steps), so that most trials stop after a third of their steps."""
+    every = next(o.split("=")[1] for o in job_overrides(tiny) if o.startswith("trainer.eval_every_steps="))
+    settings = {"median": [f"hydra.sweeper.pruner.n_startup_trials={2 if tiny else 4}"],
+                "successive_halving": [f"hydra.sweeper.pruner.min_resource={every}"]}
+    return [f"hydra/sweeper/pruner={pruner}", *settings.get(pruner, [])]
+
+
+def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str) -> dict:
     study = "bench-sweep16"
     steal = StealMeter()
     command = ["-m", *job_overrides(tiny), "logger=none", f"hydra.sweeper.n_trials={n_trials}",
-               "hydra/sweeper/sampler=tpe", "hydra/sweeper/pruner=median",
-               f"hydra.sweeper.pruner.n_startup_trials={2 if tiny else 4}", "trainer.group_by_length=true",
+               "hydra/sweeper/sampler=tpe", *pruner_overrides(pruner, tiny), "trainer.group_by_length=true",
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.studies_dir={temp / 'studies'}",
                f"paths.cache_dir={temp / 'cache'}", f"paths.ledger_file={temp / 'ledger.jsonl'}"]
     _, wall = run_script(RUN_PY, *command, env=environment(temp))
     trials = read_trials(temp / "studies" / study / "trials.csv")
     done = [t["value"] for t in trials if t["state"] == "COMPLETE"]
     return {"wall_s": round(wall, 1), "steal_pct": steal.percent(), "best_value": max(done) if done else None,
+            "pruner": pruner,
             "pruned": sum(t["state"] == "PRUNED" for t in trials), "trials": trials}
 
 
@@ -108,7 +118,7 @@ def table(figures: dict) -> str:
     return "\n".join([
         f"### One {n}-trial search two ways (`hparams_search={PRESET}`, TPE, {size})", "",
         f"| arm | wall time | trials pruned | best {METRIC} |", "|---|---|---|---|",
-        f"| nlpexp sweep: one process, median pruner, grouped | {sweep['wall_s']:.0f} s | "
+        f"| nlpexp sweep: one process, {sweep['pruner'].replace('_', ' ')} pruner, grouped | {sweep['wall_s']:.0f} s | "
         f"{sweep['pruned']} | {sweep['best_value']:.4f} |",
         f"| {n} plain `run.py` processes, same parameters, no pruning | {plain['wall_s']:.0f} s | 0 | "
         f"{plain['best_value']:.4f} |", "",
@@ -123,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny_bert, a few samples, 4 trials (same as --quick)")
     parser.add_argument("--trials", type=int, default=None, help="trials per arm (default: 16, --tiny 4)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where sweep16.{json,md} go")
+    parser.add_argument("--pruner", choices=["successive_halving", "median", "hyperband", "none"],
+                        default="successive_halving", help="the sweep arm's pruner (default: successive_halving)")
     args = parser.parse_args(argv)
     tiny = args.tiny or args.quick
     n_trials = args.trials or (4 if tiny else 16)
     with tempfile.TemporaryDirectory(prefix="nlpexp-bench-sweep16-") as temp:
         temp = Path(temp)
-        sweep = run_sweep(n_trials, tiny, temp)
+        sweep = run_sweep(n_trials, tiny, temp, args.pruner)
         steal = StealMeter()
         runs = [run_plain(trial, tiny, temp) for trial in sweep["trials"]]
     plain = {"wall_s": round(sum(r["wall_s"] for r in runs), 1), "steal_pct": steal.percent(),
