@@ -112,12 +112,23 @@ def test_the_reporter_stops_a_trial_the_pruner_gives_up(tmp_path):
     study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path)), direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     reporter = TrialReporter(study.ask(), "val/spearman_cosine")
-    state = type("State", (), {"global_step": 2})()
+    state = type("State", (), {"global_step": 2, "max_steps": 6})()
     reporter.on_evaluate(None, state, None, metrics={"eval_spearman_cosine": 0.7})
     state.global_step = 4
     with pytest.raises(optuna.TrialPruned, match="pruned at step 4"):
         reporter.on_evaluate(None, state, None, metrics={"eval_spearman_cosine": 0.3})
     assert study.trials[0].intermediate_values == {2: 0.7, 4: 0.3}
+
+
+def test_a_trial_is_never_pruned_at_its_last_evaluation(tmp_path):
+    # Its training is spent by then: stopping it would only throw its result away.
+    study = optuna.create_study(storage=open_storage(sqlite_url(tmp_path)), direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    reporter = TrialReporter(study.ask(), "val/spearman_cosine")
+    reporter.on_evaluate(None, type("State", (), {"global_step": 6, "max_steps": 6})(), None,
+                         metrics={"eval_spearman_cosine": 0.3})
+    assert study.trials[0].intermediate_values == {6: 0.3}
+    assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # the run goes on to finish it
 
 
 def test_the_reporter_names_a_metric_the_evaluation_lacks(tmp_path):

@@ -75,7 +75,9 @@ class TrialReporter(TrainerCallback):
         if not math.isfinite(value):
             return  # nothing to compare; the final value decides (a NaN run fails)
         self.trial.report(value, state.global_step)
-        if self.trial.should_prune():
+        # At the last evaluation the training is spent: pruning there saves no step and only throws the result away
+        # (successive halving's second rung falls on the last step when max_steps = min_resource x reduction_factor).
+        if state.global_step < state.max_steps and self.trial.should_prune():
             message = f"trial {self.trial.number} pruned at step {state.global_step} ({self.metric}={value:.4f})"
             log.info(message)
             raise optuna.TrialPruned(message)
