@@ -4,10 +4,12 @@ no repeated text with no_duplicates, a token budget, the same batches for the sa
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from nlpexp import NlpexpError
@@ -178,8 +180,11 @@ def test_an_sbert_nli_run_batches_by_length(compose_run, built_samplers):
 ])
 def test_auto_grouping_is_the_tasks_measured_default_and_false_turns_it_off(compose_run, built_samplers, overrides,
                                                                              grouped):
-    run(compose_run("model=tiny_bert", "debug=smoke", *overrides))
+    cfg = compose_run("model=tiny_bert", "debug=smoke", *overrides)
+    run(cfg)
     assert bool(built_samplers) == grouped
+    saved = OmegaConf.load(Path(cfg.paths.output_dir) / "config.yaml")
+    assert saved.trainer.group_by_length is grouped  # what ran, not `auto`
 
 
 def test_a_token_budget_is_refused_where_the_transformers_trainer_batches(compose_run):

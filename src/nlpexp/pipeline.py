@@ -65,6 +65,8 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
         if not main:
             _log_to_console_only()
         task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
+        # `auto` as the task settled it, so that the run dir's config.yaml and the trackers' parameters say what ran
+        cfg.trainer.group_by_length = task.trainer_settings.group_by_length
         for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
             recorders.start(observer, cfg)
         if loggers:
