@@ -1,5 +1,5 @@
 """Real services that tests start for themselves: a throwaway PostgreSQL cluster, an MLflow tracking server (the
-`mlflow_uri` fixture, tests/conftest.py), `mlflow models serve`.
+`tracking_uri` fixture: this module is a pytest plugin, tests/conftest.py), `mlflow models serve`.
 
 Each listens on loopback only, on a free port, with its files in a temp dir removed afterwards. Where the
 server cannot be started here (no binaries), the test is skipped with the reason.
@@ -127,6 +127,15 @@ def mlflow_server(root: Path) -> Iterator[str]:
             os.killpg(server.pid, signal.SIGKILL)
 
 
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> Iterator[str]:
+    """One real `mlflow server` per test process, for every test file that needs one: a start costs several
+    CPU-seconds (its CLI and its worker each import MLflow, and a new store runs MLflow's migrations). The files
+    keep apart by name: each logs to experiments and registers models of its own names."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
+
+
 @contextlib.contextmanager
 def mlflow_serving(model_uri: str, tracking_uri: str, log: Path) -> Iterator[Callable[[list], list]]:
     """`mlflow models serve` of `model_uri` on 127.0.0.1:<free port> (nlpexp's environment, --env-manager
@@ -170,9 +179,10 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float
             time.sleep(0.5)
 
 
-def run_logged_to_mlflow(mlflow_uri: str, root, data_root, overrides, env: dict[str, str] | None = None):
+def run_logged_to_mlflow(mlflow_uri: str, root, data_root, overrides, env: dict[str, str] | None = None,
+                         experiment: str | None = None):
     """One in-process run logged to the MLflow server at `mlflow_uri` (outputs under `root`): (metrics, client,
-    the server's one run of experiment `nlpexp`)."""
+    the server's one run of `experiment`, else of the default experiment `nlpexp`)."""
     import pytest
     from mlflow import MlflowClient
 
@@ -184,8 +194,9 @@ def run_logged_to_mlflow(mlflow_uri: str, root, data_root, overrides, env: dict[
         for name, value in environment.items():
             mp.setenv(name, value)
         mp.chdir(root)
+        named = [f"logger.mlflow.experiment={experiment}"] if experiment else []
         metrics = run(compose([f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}",
-                               *overrides]))
+                               *overrides, *named]))
     client = MlflowClient(mlflow_uri)
-    (found,) = client.search_runs([client.get_experiment_by_name("nlpexp").experiment_id])
+    (found,) = client.search_runs([client.get_experiment_by_name(experiment or "nlpexp").experiment_id])
     return metrics, client, found

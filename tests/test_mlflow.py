@@ -14,12 +14,12 @@ SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=mlflow")
 
 
 @pytest.fixture(scope="module")
-def tracked_run(mlflow_uri, tmp_path_factory, data_root):
+def tracked_run(tracking_uri, tmp_path_factory, data_root):
     """One smoke run logged to the server, with a secret in its environment and a tag of its own."""
     root = tmp_path_factory.mktemp("tracked")
     tags = ["+logger.mlflow.tags.team=nlp", "+logger.mlflow.tags.note=hf_secret_value_123",
             "+logger.mlflow.tags.api_token=abc"]
-    metrics, client, found = run_logged_to_mlflow(mlflow_uri, root, data_root, [*SMOKE, *tags],
+    metrics, client, found = run_logged_to_mlflow(tracking_uri, root, data_root, [*SMOKE, *tags],
                                                   env={"HF_TOKEN": "hf_secret_value_123"})
     return root, metrics, client, found
 
@@ -55,12 +55,12 @@ def test_a_run_records_config_metrics_params_tags_and_model_on_the_server(tracke
     assert not (root / "run" / "mlflow").exists()  # a server: no local store
 
 
-def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(tracked_run, mlflow_uri, tmp_path,
+def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(tracked_run, tracking_uri, tmp_path,
                                                                             monkeypatch, capsys):
     root, _, client, found = tracked_run
     local = tmp_path / "local"
     registry.register(root / "run", "tiny-nli", local)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     assert registry.main(["--root", str(local), "publish", "tiny-nli@latest", "--alias", "champion"]) == 0
     assert capsys.readouterr().out.strip() == "registry:mlflow:tiny-nli@v1"
     version = client.get_model_version_by_alias("tiny-nli", "champion")
@@ -83,9 +83,9 @@ def test_a_version_is_published_to_the_model_registry_and_resolved_from_it(track
         registry.resolve("registry:mlflow:../../etc@v1", elsewhere)
 
 
-def test_a_registry_mlflow_model_trains_on(tracked_run, mlflow_uri, compose_run, monkeypatch, tmp_path):
+def test_a_registry_mlflow_model_trains_on(tracked_run, tracking_uri, compose_run, monkeypatch, tmp_path):
     """`model.name_or_path=registry:mlflow:...` loads the published model in a run."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     cfg = compose_run("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none", "mode=eval",
                       "model.name_or_path=registry:mlflow:tiny-nli@champion")
     metrics = run(cfg)
@@ -111,7 +111,7 @@ def test_without_a_server_the_store_is_in_the_run_dir(compose_run, tmp_path, mon
     assert {p.name for p in tmp_path.iterdir()} <= {"ledger.jsonl", "registry", "run"}  # no mlruns/ in the cwd
 
 
-def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(mlflow_uri, tmp_path):
+def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(tracking_uri, tmp_path):
     from types import SimpleNamespace
 
     from mlflow import MlflowClient
@@ -119,7 +119,7 @@ def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(mlflow_
     from nlpexp.logger import MlflowLogger
 
     def attempt(step: int, fail: bool) -> str:
-        logger = MlflowLogger(run_dir=str(tmp_path), experiment="resume", tracking_uri=mlflow_uri)
+        logger = MlflowLogger(run_dir=str(tmp_path), experiment="resume", tracking_uri=tracking_uri)
         logger.start({"seed": 1})
         run_id = logger.run_id
         logger.on_log(None, SimpleNamespace(global_step=step), None, logs={"loss": float(step)})
@@ -132,7 +132,7 @@ def test_a_resumed_run_continues_its_mlflow_run_and_a_failed_one_says_so(mlflow_
 
     with pytest.raises(RuntimeError):
         attempt(1, fail=True)
-    client = MlflowClient(mlflow_uri)
+    client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
     assert run.info.status == "FAILED"
     first = run.info.run_id

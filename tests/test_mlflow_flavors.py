@@ -22,18 +22,18 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def logged(mlflow_uri, tmp_path_factory, data_root):
+def logged(tracking_uri, tmp_path_factory, data_root):
     """case -> (run dir, the run, its logged model): one smoke run of each case, on the server."""
     from mlflow import MlflowClient
 
     from nlpexp.config import compose
 
-    client, found = MlflowClient(mlflow_uri), {}
+    client, found = MlflowClient(tracking_uri), {}
     for case, overrides in CASES.items():
         root = tmp_path_factory.mktemp(case)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("NLPEXP_DATA_DIR", str(data_root))
-            mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+            mp.setenv("MLFLOW_TRACKING_URI", tracking_uri)
             run(compose([*overrides, "debug=smoke", "logger=mlflow", f"logger.mlflow.experiment={case}",
                          f"paths.output_dir={root / 'run'}", f"paths.ledger_file={root / 'ledger.jsonl'}"]))
         experiment = client.get_experiment_by_name(case).experiment_id
@@ -43,10 +43,10 @@ def logged(mlflow_uri, tmp_path_factory, data_root):
     return found
 
 
-def _load(mlflow_uri, model_id: str, monkeypatch):
+def _load(tracking_uri, model_id: str, monkeypatch):
     import mlflow.pyfunc
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     return mlflow.pyfunc.load_model(f"models:/{model_id}")
 
 
@@ -59,12 +59,12 @@ def test_the_best_model_is_a_logged_model_of_its_flavor(logged, case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_logged_model_carries_the_final_figures_on_the_splits_they_were_scored_on(logged, mlflow_uri, case):
+def test_the_logged_model_carries_the_final_figures_on_the_splits_they_were_scored_on(logged, tracking_uri, case):
     """The Models tab's metric columns: each `val/`, `test/` figure of metrics.json, recorded once (in the run and
     linked to the model) at the best checkpoint's step, on its split of the run's data, a run input too."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_uri)
+    client = MlflowClient(tracking_uri)
     run_dir, training, model = logged[case]
     finals = {key: value for key, value in json.loads((run_dir / "metrics.json").read_text()).items()
               if key.startswith(("val/", "test/"))}
@@ -84,32 +84,32 @@ def test_the_logged_model_carries_the_final_figures_on_the_splits_they_were_scor
         (f"{data}/{role}", linked[0].dataset_digest, role) for role in ("validation", "test")}
 
 
-def test_a_classifier_predicts_label_names(logged, mlflow_uri, monkeypatch):
+def test_a_classifier_predicts_label_names(logged, tracking_uri, monkeypatch):
     _, _, model = logged["classification"]
-    labels = _load(mlflow_uri, model.model_id, monkeypatch).predict(["a wonderful film", "dull and far too long"])
+    labels = _load(tracking_uri, model.model_id, monkeypatch).predict(["a wonderful film", "dull and far too long"])
     assert len(labels) == 2 and set(labels) <= {"neg", "pos"}
 
 
 @pytest.mark.parametrize("case", ["summarization_seq2seq", "summarization_decoder_only"])
-def test_a_summariser_summarises_as_the_run_did(logged, mlflow_uri, monkeypatch, case):
+def test_a_summariser_summarises_as_the_run_did(logged, tracking_uri, monkeypatch, case):
     run_dir, _, model = logged[case]
     rows = [json.loads(line) for line in (run_dir / "predictions_validation.jsonl").read_text().splitlines()][:3]
-    summaries = _load(mlflow_uri, model.model_id, monkeypatch).predict([row["dialogue"] for row in rows])
+    summaries = _load(tracking_uri, model.model_id, monkeypatch).predict([row["dialogue"] for row in rows])
     assert summaries == [row["prediction"] for row in rows]  # the same prefix, separator and generation settings
 
 
-def test_a_published_classifier_serves_labels_and_resolves_for_nlpexp(logged, mlflow_uri, tmp_path, monkeypatch):
+def test_a_published_classifier_serves_labels_and_resolves_for_nlpexp(logged, tracking_uri, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     run_dir, training, model = logged["classification"]
     registry.register(run_dir, "clf", tmp_path / "local")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     assert registry.main(["--root", str(tmp_path / "local"), "publish", "clf@latest", "--alias", "champion"]) == 0
-    version = MlflowClient(mlflow_uri).get_model_version_by_alias("clf", "champion")
+    version = MlflowClient(tracking_uri).get_model_version_by_alias("clf", "champion")
     assert (version.run_id, version.source) == (training.info.run_id, f"models:/{model.model_id}")  # no upload
     folder = registry.resolve("registry:mlflow:clf@champion", tmp_path / "elsewhere")
     assert (folder / "classifier.json").is_file() and (folder / "model.safetensors").is_file()
 
-    with mlflow_serving("models:/clf@champion", mlflow_uri, tmp_path / "serve.log") as predict:
+    with mlflow_serving("models:/clf@champion", tracking_uri, tmp_path / "serve.log") as predict:
         labels = predict(["a wonderful film", "dull and far too long"])
     assert len(labels) == 2 and set(labels) <= {"neg", "pos"}

@@ -16,29 +16,30 @@ import pytest
 from nlpexp import registry
 from nlpexp.config import PROJECT_ROOT
 from tests import forkserver
-from tests.services import _wait_until_up, free_port, mlflow_server
+from tests.services import _wait_until_up, free_port
 
 METRIC = "val/spearman_cosine"
 SWEPT = ("optimizer.lr", "optimizer.weight_decay", "scheduler.warmup_ratio", "trainer.batch_size")
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, data_root):
+def swept(tmp_path_factory, data_root, tracking_uri):
+    """The sweep, on the test process's MLflow server (tests/services.py): its experiment and registered model are
+    named after its study, whose name is its own (it hashes where the study is stored)."""
     from nlpexp.sweep.study import load_study
 
     root = tmp_path_factory.mktemp("study-tracking")
-    with mlflow_server(root / "mlflow") as uri:
-        command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=sbert_nli", "model=tiny_bert",
-                   "debug=smoke", "logger=[mlflow,tensorboard]", "hydra.sweeper.n_trials=2",
-                   "hydra/sweeper/sampler=random", "hydra.sweeper.plots=false", "hydra.sweeper.promote_best=true",
-                   f"hydra.sweeper.studies_dir={root / 'multirun'}", f"hydra.sweeper.registry_dir={root / 'registry'}",
-                   f"paths.ledger_file={root / 'ledger.jsonl'}"]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1"}
-        done = forkserver.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        (sweep_dir,) = [p for p in (root / "multirun").iterdir() if p.is_dir()]
-        study, _ = load_study(str(sweep_dir))
-        yield root, sweep_dir, study, uri
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hparams_search=sbert_nli", "model=tiny_bert",
+               "debug=smoke", "logger=[mlflow,tensorboard]", "hydra.sweeper.n_trials=2",
+               "hydra/sweeper/sampler=random", "hydra.sweeper.plots=false", "hydra.sweeper.promote_best=true",
+               f"hydra.sweeper.studies_dir={root / 'multirun'}", f"hydra.sweeper.registry_dir={root / 'registry'}",
+               f"paths.ledger_file={root / 'ledger.jsonl'}"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1"}
+    done = forkserver.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (sweep_dir,) = [p for p in (root / "multirun").iterdir() if p.is_dir()]
+    study, _ = load_study(str(sweep_dir))
+    return root, sweep_dir, study, tracking_uri
 
 
 def test_the_published_best_trial_points_at_its_mlflow_run(swept, monkeypatch, capsys):

@@ -22,6 +22,7 @@ from tests.services import postgres_server
 from tests.test_sweep import _wait_for, counted, run_sweep, start_sweep, study_dir
 
 LAUNCHED = re.compile(r"\t#(\d+) : ")
+PRUNED = re.compile(r"^trial \d+ pruned$", re.M)  # a sweep's line once it stored the trial as pruned
 N_TRIALS = 6
 # lr=1e-30 leaves the weights as loaded: every trial reports the same value at every evaluation, so the
 # successive-halving pruner decides by arrival alone. With bootstrap_count=1 the first trial of the study to
@@ -31,6 +32,7 @@ ARGS = (f"hydra.sweeper.n_trials={N_TRIALS}", "hydra/sweeper/sampler=random", "o
         "trainer.max_steps=8", "trainer.eval_every_steps=4", "hydra/sweeper/pruner=successive_halving",
         "hydra.sweeper.pruner.min_resource=4", "hydra.sweeper.pruner.reduction_factor=2",
         "hydra.sweeper.pruner.bootstrap_count=1", "hydra.sweeper.promote_best=false",
+        "hydra.sweeper.plots=false",  # seconds of CPU at the end of each sweep, for plots nothing here reads
         # the launcher's `#<n> : <overrides>` lines (off on the console by default) say which process ran a trial
         "hydra.verbose=[hydra._internal.core_plugins.basic_launcher]")
 
@@ -57,8 +59,9 @@ def test_two_sweep_processes_share_a_postgresql_study_and_survive_a_kill(tmp_pat
     a = start_sweep(tmp_path, "sbert_nli", *args, log=logs["A"], env=postgres.env)
     b = None
     try:
-        # B joins once A's first trial has been pruned at the first rung (so that no two trials race to it).
-        _wait_for(lambda: any(t.state == TrialState.PRUNED for t in trials()), a, logs["A"])
+        # B joins once A's first trial has been pruned at the first rung (so that no two trials race to it), as A's
+        # log says once the state is stored (read 5 times a second: cheaper than as many database queries).
+        _wait_for(lambda: PRUNED.search(logs["A"].read_text()), a, logs["A"])
         b = start_sweep(tmp_path, "sbert_nli", *args, log=logs["B"], env=postgres.env)
         _wait_for(lambda: launched(logs["B"]) and trials()[launched(logs["A"])[-1]].state == TrialState.RUNNING,
                   a, logs["A"])
@@ -89,15 +92,15 @@ def test_two_sweep_processes_share_a_postgresql_study_and_survive_a_kill(tmp_pat
 
 def test_a_journal_file_holds_the_study_without_a_server(tmp_path):
     journal = tmp_path / "shared" / "study.log"
-    assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random",
-                     f"hydra.sweeper.storage=journal://{journal}", "hydra.sweeper.promote_best=false") == 0
+    args = ("hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random", f"hydra.sweeper.storage=journal://{journal}",
+            "hydra.sweeper.promote_best=false", "hydra.sweeper.plots=false")
+    assert run_sweep(tmp_path, "sbert_nli", *args) == 0
     study, _ = load_study(str(study_dir(tmp_path)))  # through the study.json that names the journal
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
     assert all(list(t.intermediate_values) == [2, 4] for t in study.get_trials())  # the trials reported to it
     assert journal.stat().st_size > 0 and not (study_dir(tmp_path) / "optuna.db").exists()
     # rerunning the command resumes the same study from the journal: nothing more to run
-    assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random",
-                     f"hydra.sweeper.storage=journal://{journal}", "hydra.sweeper.promote_best=false") == 0
+    assert run_sweep(tmp_path, "sbert_nli", *args) == 0
     assert len(load_study(f"journal://{journal}")[0].get_trials()) == 2
 
 

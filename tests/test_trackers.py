@@ -24,14 +24,37 @@ def nowhere(monkeypatch):
     return port
 
 
-def test_offline_env_wins_over_a_key_and_the_run_finishes_without_network(compose_run, tmp_path, nowhere,
-                                                                           monkeypatch):
+def test_offline_env_wins_over_a_key_and_the_run_finishes_without_network_with_its_name_and_clean_keys(
+        compose_run, tmp_path, nowhere, monkeypatch):
+    """A real offline W&B run; a spy on its Run records what nlpexp logged (offline runs keep no readable summary).
+    (One run for what tests/test_wandb.py checks of a run too: a smoke run costs seconds of CPU.)"""
+    from wandb.sdk.wandb_run import Run
+
+    logged, seen = [], {}
+    real_log, real_finish = Run.log, Run.finish
+
+    def log(self, data, *args, **kwargs):
+        logged.append(dict(data))
+        return real_log(self, data, *args, **kwargs)
+
+    def finish(self, *args, **kwargs):
+        seen.update(name=self.name, project=self.project, summary=set(self.summary.keys()))
+        return real_finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "log", log)
+    monkeypatch.setattr(Run, "finish", finish)
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_PROJECT", "newcomer")
     monkeypatch.setattr(wandb_logger, "server_problem", lambda: pytest.fail("offline must not probe the server"))
     started = time.monotonic()
-    metrics = run(compose_run("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=wandb"))
+    metrics = run(compose_run("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=wandb",
+                              "logger.wandb.name=my-run"))
     assert time.monotonic() - started < 90 and "val/spearman_cosine" in metrics
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    keys = {k for entry in logged for k in entry}
+    assert {"train/loss", "train/learning_rate", "eval/spearman_cosine"} <= keys
+    assert not [k for k in keys | seen["summary"] if k.startswith("train/train_")]  # one key per figure
+    assert (seen["name"], seen["project"]) == ("my-run", "newcomer")  # the name key, the project from WANDB_PROJECT
 
 
 @pytest.mark.parametrize("env, mode, expected", [

@@ -24,9 +24,10 @@ SMOKE = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=[mlflow,ten
 
 
 @pytest.fixture(scope="module")
-def tracked(mlflow_uri, tmp_path_factory, data_root):
+def tracked(tracking_uri, tmp_path_factory, data_root):
+    """The smoke run, in an experiment of its own on the test process's MLflow server (tests/services.py)."""
     root = tmp_path_factory.mktemp("names")
-    metrics, client, found = run_logged_to_mlflow(mlflow_uri, root, data_root, SMOKE)
+    metrics, client, found = run_logged_to_mlflow(tracking_uri, root, data_root, SMOKE, experiment="names")
     return root / "run", metrics, client, found
 
 
@@ -81,7 +82,7 @@ def test_tensorboard_and_wandb_record_the_same_keys_at_the_same_steps(tracked):
         assert summary[key] == pytest.approx(value), key
 
 
-def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(tracked, mlflow_uri, tmp_path):
+def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(tracked, tracking_uri, tmp_path):
     run_dir, _, client, found = tracked
     tags = found.data.tags
     assert found.info.run_name == "sbert_nli" and found.info.status == "FINISHED"
@@ -97,7 +98,7 @@ def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(
 
     from nlpexp.logger import MlflowLogger
 
-    logger = MlflowLogger(run_dir=str(tmp_path), experiment="params", tracking_uri=mlflow_uri)
+    logger = MlflowLogger(run_dir=str(tmp_path), experiment="params", tracking_uri=tracking_uri)
     logger.start({"seed": 3, "mode": "train", "task": {"_target_": "x.ClassificationTask"},
                   "optimizer": {"lr": 0.01, "_target_": "torch.optim.AdamW"}})
     running = client.get_run(logger.run_id)  # before any step: the params are there while it runs
@@ -107,13 +108,14 @@ def test_a_run_carries_its_params_from_the_start_its_lineage_tags_and_artifacts(
     assert client.get_run(running.info.run_id).data.params["trainer.max_steps"] == "4"
 
 
-def test_a_published_version_points_at_the_training_run_and_serves(tracked, mlflow_uri, tmp_path, monkeypatch, capsys):
+def test_a_published_version_points_at_the_training_run_and_serves(tracked, tracking_uri, tmp_path, monkeypatch,
+                                                                    capsys):
     import mlflow.pyfunc
 
     run_dir, _, client, found = tracked
     local = tmp_path / "local"
     registry.register(run_dir, "names", local)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     assert registry.main(["--root", str(local), "publish", "names@latest", "--alias", "champion"]) == 0
     assert capsys.readouterr().out.strip() == "registry:mlflow:names@v1"
     version = client.get_model_version_by_alias("names", "champion")
@@ -127,7 +129,7 @@ def test_a_published_version_points_at_the_training_run_and_serves(tracked, mlfl
     folder = registry.resolve("registry:mlflow:names@champion", tmp_path / "elsewhere")
     assert (folder / "modules.json").is_file() and (folder / "nli_head.json").is_file()  # nlpexp reloads it whole
 
-    with mlflow_serving("models:/names@champion", mlflow_uri, tmp_path / "serve.log") as predict:
+    with mlflow_serving("models:/names@champion", tracking_uri, tmp_path / "serve.log") as predict:
         predictions = predict(["a man plays a guitar", "a dog runs"])
     assert len(predictions) == 2 and len(predictions[0]) == 32  # tiny_bert's embedding width
 
