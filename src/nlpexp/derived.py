@@ -187,8 +187,8 @@ def _parameters(init: Any, kind: ByTarget, seen: dict) -> tuple[dict, list, bool
 
 def _node(annotation: Any, nodes: collections.abc.Mapping) -> Group | ByTarget | None:
     """The rule of a parameter that is a config node of its own (ByTarget.nodes): its class's, or a base's."""
-    bases = [base for base in nodes if isinstance(annotation, type) and issubclass(annotation, base)]
-    return nodes[bases[0]] if bases else None
+    names = [f"{c.__module__}.{c.__qualname__}" for c in annotation.__mro__] if isinstance(annotation, type) else []
+    return next((nodes[name] for name in names if name in nodes), None)
 
 
 def _rule_of(annotation: Any) -> Rule:

@@ -22,10 +22,8 @@ from omegaconf import DictConfig
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import rules
 from nlpexp.components import BUILTIN_TARGETS
-from nlpexp.data import DataSpec
 from nlpexp.data.readers import check_data_files
 from nlpexp.derived import Described, check_group, described
-from nlpexp.generation import GenerationSettings
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import SCHEDULERS
@@ -95,7 +93,7 @@ SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 
-GENERATION = described(GenerationSettings)
+GENERATION = ByTarget(Described({"nlpexp.generation.GenerationSettings": ()}))  # read when a config generates
 
 _LOSSES = "sentence_transformers.sentence_transformer.losses."
 _SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
@@ -112,7 +110,8 @@ LOSS = ByTarget({
 # What pipeline.build_task passes every task. A task's keys, types and ranges are its constructor's (nlpexp.task);
 # a DataSpec or GenerationSettings parameter (task.sts, task.generation) is checked as the node it is.
 _TASK_KIND = ByTarget({}, bound=("model", "data", "trainer", "optimizer", "scheduler", "loss", "run_dir", "mode",
-                                 "callbacks"), nodes={DataSpec: DATA, GenerationSettings: GENERATION})
+                                 "callbacks"), nodes={"nlpexp.data.DataSpec": DATA,
+                                                      "nlpexp.generation.GenerationSettings": GENERATION})
 TASK = replace(_TASK_KIND, groups=Described({t: () for t in BUILTIN_TARGETS if t.startswith("nlpexp.task.")},
                                             kind=_TASK_KIND),
                other=Group({"monitor": rules.MONITOR}, required=("monitor",), open=True))  # what every task has
