@@ -1,12 +1,7 @@
 """A config node checked against its settings (a Group of nlpexp.rules): those the schema lists, or those read from
 the signature of the class it builds, nlpexp's own (ModelSpec, TrainerSettings, ...) and a user's alike, so that a
-user's own loss, model, dataset or task is validated like nlpexp's with no edit of nlpexp.
-
-A class's settings are the parameters of its `__init__` and, where that passes `**kwargs` on, of its bases' (the
-MRO), up to a base the schema describes (a ModelSpec subclass keeps every rule of `model`) or one without `**kwargs`
-(closed: an unknown key is refused with a did-you-mean). A parameter's rule is the Rule in its `Annotated[...]` (the
-one place a range lives), else read from int/float/bool/str, `X | None`, Literal[...], a Mapping or Sequence of
-those, or a node's class (ByTarget.nodes); anything else accepts anything. ByTarget.other's keys keep their rules.
+user's own component is validated like nlpexp's with no edit of nlpexp (how a signature is read: docs/extending.md,
+"Settings come from the signature"). A range lives in one place: the Rule in the parameter's `Annotated[...]`.
 """
 
 from __future__ import annotations
