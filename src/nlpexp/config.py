@@ -35,14 +35,10 @@ def __getattr__(name: str) -> Path:
     return project_root() / folders[name]
 
 
-def register_resolvers() -> None:
-    OmegaConf.register_resolver("nlpexp_root", lambda: str(project_root()), replace=True)
-    # true under torchrun / accelerate launch with more than one process (see nlpexp.is_multiprocess)
-    OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
-    OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
-
-
-register_resolvers()
+OmegaConf.register_resolver("nlpexp_root", lambda: str(project_root()), replace=True)
+# true under torchrun / accelerate launch with more than one process (see nlpexp.is_multiprocess)
+OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
+OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config", with_hydra: bool = False) -> DictConfig:
