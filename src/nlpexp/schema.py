@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
-from nlpexp import rules
+from nlpexp import NlpexpError, rules
 from nlpexp.components import BUILTIN_TARGETS
 from nlpexp.data.readers import check_data_files
 from nlpexp.derived import Described, check_group, described
@@ -54,8 +54,6 @@ def _max_positions(model: dict) -> int | None:
 
 
 def _check_seq_length(model: dict, path: str) -> None:
-    from nlpexp import NlpexpError
-
     limit = _max_positions(model)
     length = model.get("max_seq_length")
     if limit and isinstance(length, int) and length > limit:
@@ -68,8 +66,6 @@ DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
 def _check_duration(trainer: dict, path: str) -> None:
-    from nlpexp import NlpexpError
-
     epochs = trainer.get("max_epochs")
     if trainer.get("max_steps", -1) <= 0 and (epochs is None or epochs <= 0):
         raise NlpexpError(f"{path}.max_epochs must be > 0 when {path}.max_steps is not (one of them bounds training), "
