@@ -12,6 +12,7 @@ import numpy as np
 
 from nlpexp import NlpexpError
 from nlpexp.data import NLI_COLUMNS
+
 # all_pairs: every (premise, hypothesis) whatever its label (what seed 004 did);
 # entailment_pairs: entailed hypotheses only; triplets: (premise, entailment, that premise's first contradiction).
 NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")  # task.nli_format: the schema refuses any other
