@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import functools
 import inspect
 import pydoc
 import sys
@@ -134,6 +135,23 @@ class Described(collections.abc.Mapping):
 
     def __len__(self) -> int:
         return len(self._checks)
+
+
+class DescribedGroup(Group):
+    """described(target) for a node that is one class's alone (`generation`), read when first used: a config that
+    does not name the class never imports it (the sbert_nli run never imports nlpexp.generation)."""
+
+    def __init__(self, target: str):
+        object.__setattr__(self, "target", target)
+
+    @functools.cached_property
+    def described(self) -> Group:
+        return described(_locate(self.target))
+
+    fields = property(lambda self: self.described.fields)
+    required = property(lambda self: self.described.required)
+    open = property(lambda self: self.described.open)
+    checks = property(lambda self: self.described.checks)
 
 
 def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:

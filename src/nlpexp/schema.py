@@ -23,7 +23,7 @@ from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import NlpexpError, rules
 from nlpexp.components import BUILTIN_TARGETS
 from nlpexp.data.readers import check_data_files
-from nlpexp.derived import Described, check_group, described
+from nlpexp.derived import Described, DescribedGroup, check_group, described
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import SCHEDULERS
@@ -89,7 +89,7 @@ SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 
-GENERATION = ByTarget(Described({"nlpexp.generation.GenerationSettings": ()}))  # read when a config generates
+GENERATION = DescribedGroup("nlpexp.generation.GenerationSettings")
 
 _LOSSES = "sentence_transformers.sentence_transformer.losses."
 _SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
