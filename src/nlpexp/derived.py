@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
-import functools
 import inspect
 import pydoc
 import sys
@@ -106,7 +105,7 @@ def group_of(rule: ByTarget, node: Any) -> Group:
     target = node.get("_target_")
     if not isinstance(target, str) or target in rule.groups or target in BUILTIN_TARGETS or not is_allowed(target):
         return rule.group(target)  # nothing is imported that the allow-list does not vouch for (the gate refuses it)
-    built = _locate(target)
+    built = locate(target)
     if built is None or not callable(built):
         return rule.other  # what cannot be imported is reported when it is built, with Hydra's message
     return _derived(built, rule, partial=node.get("_partial_") is True)
@@ -127,7 +126,7 @@ class Described(collections.abc.Mapping):
 
     def __getitem__(self, target: str) -> Group:
         if target not in self._groups:  # a target not listed: KeyError before anything is imported
-            self._groups[target] = described(checks=self._checks[target], built=_locate(target), kind=self._kind)
+            self._groups[target] = described(checks=self._checks[target], built=locate(target), kind=self._kind)
         return self._groups[target]
 
     def __iter__(self):
@@ -135,23 +134,6 @@ class Described(collections.abc.Mapping):
 
     def __len__(self) -> int:
         return len(self._checks)
-
-
-class DescribedGroup(Group):
-    """described(target) for a node that is one class's alone (`generation`), read when first used: a config that
-    does not name the class never imports it (the sbert_nli run never imports nlpexp.generation)."""
-
-    def __init__(self, target: str):
-        object.__setattr__(self, "target", target)
-
-    @functools.cached_property
-    def described(self) -> Group:
-        return described(_locate(self.target))
-
-    fields = property(lambda self: self.described.fields)
-    required = property(lambda self: self.described.required)
-    open = property(lambda self: self.described.open)
-    checks = property(lambda self: self.described.checks)
 
 
 def _derived(built: Any, rule: ByTarget, partial: bool) -> Group:
@@ -255,7 +237,7 @@ def _described(rule: ByTarget, init: Any) -> Group | None:
     return None
 
 
-def _locate(target: str) -> Any:
+def locate(target: str) -> Any:
     """The object `target` names (module path, then attributes), None if it cannot be imported."""
     try:
         return pydoc.locate(target)

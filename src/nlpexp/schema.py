@@ -13,6 +13,7 @@ torch optimizer, a loss's extra options) is an open group: its listed keys are c
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
 from nlpexp import NlpexpError, rules
 from nlpexp.components import BUILTIN_TARGETS
 from nlpexp.data.readers import check_data_files
-from nlpexp.derived import Described, DescribedGroup, check_group, described
+from nlpexp.derived import Described, check_group, described, locate
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import SCHEDULERS
@@ -88,6 +89,25 @@ OPTIMIZER = ByTarget({"torch.optim.Adam": _ADAM, "torch.optim.AdamW": _ADAM},
 SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
+
+
+
+class DescribedGroup(Group):
+    """described(target) for a node that is one class's alone (`generation`), read when first used: a config that
+    does not name the class never imports it (the sbert_nli run never imports nlpexp.generation)."""
+
+    def __init__(self, target: str):
+        object.__setattr__(self, "target", target)
+
+    @functools.cached_property
+    def described(self) -> Group:
+        return described(locate(self.target))
+
+    fields = property(lambda self: self.described.fields)
+    required = property(lambda self: self.described.required)
+    open = property(lambda self: self.described.open)
+    checks = property(lambda self: self.described.checks)
+
 
 GENERATION = DescribedGroup("nlpexp.generation.GenerationSettings")
 
