@@ -1,11 +1,8 @@
 """Where exceptions become the user's one `error:` line (run.py): inside the job (`job_errors`, logged into run.log
-too) and around Hydra itself (`exit_on_error`: composition, the run dir, the sweeper). Exit code 2 for a problem
-with the config, the data or the environment, 1 for a bug; HYDRA_FULL_ERROR=1 shows the traceback instead. A
-sweep's failing trial is re-raised, so that the sweeper records it and goes on.
-
-SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's preemption) raise `Interrupted` (a KeyboardInterrupt) in the
-main thread, so that every `finally` and the ledger line (`interrupted`) happen as for any failure; then one line
-and exit 128 + the signal's number (130, 143).
+too) and around Hydra itself (`exit_on_error`: composition, the run dir, the sweeper); a sweep's failing trial is
+re-raised, so that the sweeper records it and goes on. SIGINT and SIGTERM raise `Interrupted` (a KeyboardInterrupt)
+in the main thread, so that every `finally` and the ledger line happen as for any failure. Exit codes and the stop
+path: docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""What a config may build (`_target_`): nlpexp's own components, what installed packages declare, and what the
-person running the command trusts; computed once per process. A config file can only name what is here, never add
-to it (nothing here reads a config).
-
-- BUILTIN_TARGETS: nlpexp's own, exact names.
-- Installed packages (installed code is trusted: it runs whenever it is imported) declare theirs as entry points of
-  the group `nlpexp.components`: `my_loss = "my_lab.losses:ContrastiveLoss"` allows `my_lab.losses.ContrastiveLoss`
-  exactly; `my_lab = "my_lab"` allows the pattern `my_lab.*`, only when the declaring distribution ships that package
-  itself (its installed files, or the project an editable install points at): no package hands out another's code.
-- NLPEXP_TRUST_TARGETS (the environment only): comma-separated exact names or `pkg.*` patterns.
-
-Hydra checks a built object's own class again where it is callable (a loss module, a `_partial_` factory):
-for_building() adds the defining name of each exact user entry a node builds, as BUILTIN_TARGETS lists both.
+"""What a config may build (`_target_`), computed once per process: nlpexp's own components (BUILTIN_TARGETS), what
+installed packages declare (entry points `nlpexp.components`: `my_loss = "my_lab.losses:ContrastiveLoss"` exactly,
+`my_lab = "my_lab"` the pattern `my_lab.*` only when the declaring distribution ships that package itself: no
+package hands out another's code) and what NLPEXP_TRUST_TARGETS names; nothing here reads a config, so a config
+can never add to it (docs/security.md, docs/extending.md). Hydra checks a callable's own class again: for_building()
+adds the defining name of each exact user entry a node builds, as BUILTIN_TARGETS lists both.
 """
 
 from __future__ import annotations

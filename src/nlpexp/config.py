@@ -1,14 +1,8 @@
 """Config plumbing shared by run.py, the tests and the tools (resolvers, composition, safe instantiation), and the
-gate for code.
-
-Threat model: configs, presets and config dirs may come from other people; the person typing the command line is
-trusted. A config must not run code that nlpexp.components.allowlist() does not name, and dangerous switches (remote
-code, pickled weights, launcher shell lines) come from the command line or the environment only. (What else a
-foreign file may set at all: nlpexp.file_keys, checked by nlpexp.gate.) run.py's gate (nlpexp.gate) sees the
-composed config *with* its hydra node once, before Hydra starts (every mode: run, -m, --cfg, -cp/-cd/-cn): every
-`_target_` (exact names, no interpolation), the sweep parameters and the dangerous switches. A job started without
-that gate (from Python: tests, nlpexp.api) checks its config itself (check_run); Hydra instantiates under its
-execution allow-list (run.py's @hydra.main, instantiate() here) as a second line.
+checks for code (threat model: docs/security.md): every `_target_` on the allow-list, the dangerous switches from
+the command line or the environment only. run.py's gate (nlpexp.gate) runs them once before Hydra starts; a job
+that no gate checked (started from Python: tests, nlpexp.api) checks its own config (check_run); Hydra
+instantiates under its execution allow-list (run.py's @hydra.main, instantiate() here) as a second line.
 """
 
 from __future__ import annotations
@@ -41,14 +35,10 @@ def __getattr__(name: str) -> Path:
     return project_root() / folders[name]
 
 
-def register_resolvers() -> None:
-    OmegaConf.register_resolver("nlpexp_root", lambda: str(project_root()), replace=True)
-    # true under torchrun / accelerate launch with more than one process (see nlpexp.is_multiprocess)
-    OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
-    OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
-
-
-register_resolvers()
+OmegaConf.register_resolver("nlpexp_root", lambda: str(project_root()), replace=True)
+# true under torchrun / accelerate launch with more than one process (see nlpexp.is_multiprocess)
+OmegaConf.register_resolver("nlpexp_multiprocess", is_multiprocess, replace=True)
+OmegaConf.register_resolver("nlpexp_ledger_dir", ledger_dir, replace=True)  # conf/paths/default.yaml
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config", with_hydra: bool = False) -> DictConfig:

@@ -1,9 +1,7 @@
-"""What a run prints: a `train` bar, one line per evaluation during training (at most 100 columns: the monitored
-metric first, then the loss and the task's headline figures while they fit), an `eval` bar for an evaluation
-outside training, a short final table; a sweep's trial prints nothing of that. Every figure goes to run.log (the
-`nlpexp.steps` logger, file only) and metrics.json. Library chatter (progress bars, the trainers' raw log dicts,
-informational logs, Python warnings such as transformers' FutureWarnings) stays off the console unless
-`verbose=true`: the warnings go to run.log.
+"""What a run prints (docs/cli.md, "What a run prints"): a `train` bar, one line per evaluation during training, an
+`eval` bar for an evaluation outside training, a short final table; a sweep's trial prints nothing of that. Every
+figure goes to run.log (the `nlpexp.steps` logger, file only) and metrics.json; library chatter stays off the
+console unless `verbose=true`.
 """
 
 from __future__ import annotations

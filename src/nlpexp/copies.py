@@ -1,9 +1,6 @@
-"""Copies and look-ups that never follow a symlink (the model registry's).
-
-A registry version is meant to be shared and published: a `best_model -> ~/.ssh` in a run dir, or one symlinked
-file inside `best_model/`, would copy what the link points at into it. So only regular files and folders are
-copied (each file opened with O_NOFOLLOW, so a link swapped in after the check is refused too), and a path inside
-the registry is used only when no part of it, at any depth, is a symlink.
+"""Copies and look-ups that never follow a symlink (the model registry's, docs/security.md): a version is meant to
+be shared, and a `best_model -> ~/.ssh` would copy what the link points at into it. Each file is opened with
+O_NOFOLLOW, so that a link swapped in after the check is refused too.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """A config node checked against its settings (a Group of nlpexp.rules): those the schema lists, or those read from
 the signature of the class it builds, nlpexp's own (ModelSpec, TrainerSettings, ...) and a user's alike, so that a
-user's own loss, model, dataset or task is validated like nlpexp's with no edit of nlpexp.
-
-A class's settings are the parameters of its `__init__` and, where that passes `**kwargs` on, of its bases' (the
-MRO), up to a base the schema describes (a ModelSpec subclass keeps every rule of `model`) or one without `**kwargs`
-(closed: an unknown key is refused with a did-you-mean). A parameter's rule is the Rule in its `Annotated[...]` (the
-one place a range lives), else read from int/float/bool/str, `X | None`, Literal[...], a Mapping or Sequence of
-those, or a node's class (ByTarget.nodes); anything else accepts anything. ByTarget.other's keys keep their rules.
+user's own component is validated like nlpexp's with no edit of nlpexp (how a signature is read: docs/extending.md,
+"Settings come from the signature"). A range lives in one place: the Rule in the parameter's `Annotated[...]`.
 """
 
 from __future__ import annotations
@@ -110,7 +105,7 @@ def group_of(rule: ByTarget, node: Any) -> Group:
     target = node.get("_target_")
     if not isinstance(target, str) or target in rule.groups or target in BUILTIN_TARGETS or not is_allowed(target):
         return rule.group(target)  # nothing is imported that the allow-list does not vouch for (the gate refuses it)
-    built = _locate(target)
+    built = locate(target)
     if built is None or not callable(built):
         return rule.other  # what cannot be imported is reported when it is built, with Hydra's message
     return _derived(built, rule, partial=node.get("_partial_") is True)
@@ -131,7 +126,7 @@ class Described(collections.abc.Mapping):
 
     def __getitem__(self, target: str) -> Group:
         if target not in self._groups:  # a target not listed: KeyError before anything is imported
-            self._groups[target] = described(checks=self._checks[target], built=_locate(target), kind=self._kind)
+            self._groups[target] = described(checks=self._checks[target], built=locate(target), kind=self._kind)
         return self._groups[target]
 
     def __iter__(self):
@@ -187,8 +182,8 @@ def _parameters(init: Any, kind: ByTarget, seen: dict) -> tuple[dict, list, bool
 
 def _node(annotation: Any, nodes: collections.abc.Mapping) -> Group | ByTarget | None:
     """The rule of a parameter that is a config node of its own (ByTarget.nodes): its class's, or a base's."""
-    bases = [base for base in nodes if isinstance(annotation, type) and issubclass(annotation, base)]
-    return nodes[bases[0]] if bases else None
+    names = [f"{c.__module__}.{c.__qualname__}" for c in annotation.__mro__] if isinstance(annotation, type) else []
+    return next((nodes[name] for name in names if name in nodes), None)
 
 
 def _rule_of(annotation: Any) -> Rule:
@@ -242,7 +237,7 @@ def _described(rule: ByTarget, init: Any) -> Group | None:
     return None
 
 
-def _locate(target: str) -> Any:
+def locate(target: str) -> Any:
     """The object `target` names (module path, then attributes), None if it cannot be imported."""
     try:
         return pydoc.locate(target)

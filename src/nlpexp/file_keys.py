@@ -1,14 +1,8 @@
 """What a config file from someone else sets (Hydra's own defaults list, through nlpexp.adapters) and what it
-may set: ONE table (FILE_KEYS), by key pattern.
-
-Hydra merges a defaults list of configs, each loaded from a search path entry (conf/, a `-cd` dir, a `-cp` dir, a
-`hydra.searchpath` entry, Hydra's and its plugins' packages). A file that is neither the project's own (conf/ and
-experiments/ of this checkout) nor installed code (pkg://, structured configs) may come from other people
-(docs/security.md), and is data. It may set the job's settings (the schema's keys, keys of one's own at the top
-level) and, under `hydra:`, only what shapes a sweep and names its run dirs. Everything else that decides where
-things go or what runs (env_set, logging, callbacks, search path, storage URLs, launchers, endpoints and online
-modes, path roots, the dangerous switches) is the person's: set on the command line or in their environment. A
-foreign file may repeat the project's own value of a person's key (a saved run config does) but not change it.
+may set: ONE table (FILE_KEYS), by key pattern. A file neither the project's own (conf/, experiments/) nor
+installed code (pkg://, structured configs) is data (docs/security.md has the table in words): it may set the
+job's settings and, under `hydra:`, what shapes a sweep and names its run dirs; the rest is the person's, though a
+file may repeat the project's own value of a person's key (a saved run config does).
 
 Patterns are dotted keys; `*` stands for one part (a logger's name). The longest matching pattern decides; a key
 under `hydra:` that no pattern matches is the person's (and tests/test_config_is_data.py fails on it).

@@ -1,10 +1,7 @@
-"""`python run.py --help`: usage, the config groups with their options and the presets with a line on each, read
-from conf/ and experiments/ when asked (never a list that goes stale), at most 40 lines of 100 columns.
-
-run.py prints it before Hydra starts, and before the console's secret redaction (whose `KEY=value` rule would
-rewrite the usage line); the text comes only from the checkout's config files. The static parts and the layout
-are conf/hydra/help/nlpexp.yaml; only the top-level groups of conf/ are listed (debug/smoke_model and
-debug/smoke_task are debug=smoke's internals, hydra/ is Hydra's own: --hydra-help).
+"""`python run.py --help` (docs/cli.md), read from conf/ and experiments/ when asked (never a list that goes stale);
+the static parts and the layout are conf/hydra/help/nlpexp.yaml. run.py prints it before Hydra starts, and before
+the console's secret redaction (whose `KEY=value` rule would rewrite the usage line): the text comes only from the
+checkout's config files.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
 """The files nlpexp writes for other tools to read: run dirs' files, the ledger, provenance.json (what made a run:
-code, library versions, data file hashes, seed, device).
-
-Each is written atomically: a reader sees the old file or the new one, never half. Every JSON is strict
-(`strict_dumps`): NaN and Infinity, which Python's json would write as bare words that other parsers refuse, raise
-instead, naming the key; `finite_or_null` turns them into null where a record must be written whatever it holds
-(the ledger line of a failed run).
-
-The run ledger: one JSON line per run attempt (single runs and sweep trials), appended by parallel trials under an
-exclusive lock. A line is written whole or not at all: short writes are continued, and when the disk is full (or
-the file size limit is hit) the file is cut back to its size before the write and the error raised, so no half
-line stays to swallow the next record. A reader reports a torn line (an older writer's, or a machine's crash) with
-its file:line and still reads the record glued after it.
+code, library versions, data file hashes, seed, device). Each is written atomically (a reader sees the old file or
+the new one, never half) and as strict JSON; the ledger, one line per run attempt appended under an exclusive
+lock, gets a line whole or not at all (docs/reliability.md: "Strict JSON", "The ledger survives a full disk").
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""Metric names: one flat dict with keys `<split>/<metric>` (`val/spearman_cosine`, `test/accuracy`).
-
-One scheme for every sink (docs/tracking.md, "Metric names"): the run's figures (metrics.json, the ledger, the
-console table) are `val/<metric>` (the best checkpoint's), `test/<metric>`, `start/<metric>`, `train/mean_loss`,
-..., under the same keys in every tracker (`val/` and `test/` at the best checkpoint's step, the rest at the last);
-the per-step series are transformers' names (`train/loss`, `train/learning_rate` at each log step, `eval/<metric>`
-at step 0, the starting model's, and at each evaluation), which no final figure extends.
+"""Metric names: one flat dict with keys `<split>/<metric>` (`val/spearman_cosine`, `test/accuracy`), the same in
+every sink; docs/tracking.md, "Metric names", lists them and the steps trackers record them at.
 """
 
 from __future__ import annotations

@@ -2,12 +2,8 @@
 observer needs (the ledger before anything can fail, the run dir once the task is built, the loggers before setup);
 finish(metrics, error) once whatever ends the run, in reverse order (error None: a success). An observer that
 refuses a success (a sweep trial given up, a file that cannot be written) makes it a failure for the observers
-after it; one that fails while a failure is recorded is logged.
-
-Every attempt gets one ledger line, built without resolving what could fail (a broken config is described too).
-A run dir never mixes attempts: an earlier attempt's config.yaml, metrics.json and provenance.json (what made the
-run: code, library versions, data file hashes, seed, device) go to `previous/<time>/` first (with its
-checkpoints, TensorBoard events and W&B run id unless `trainer.resume`).
+after it; one that fails while a failure is recorded is logged. Every attempt gets one ledger line, built without
+resolving what could fail (a broken config is described too); a run dir never mixes attempts (docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""One redaction step between a run and everything it writes or sends (files, logs, loggers, the ledger).
-
-By value: the value (8 characters or more) of every environment variable whose name looks secret (*TOKEN*,
-*KEY*, *SECRET*, *PASSWORD*, *CREDENTIAL*), wherever it appears, and the password of a URL (user:pw@host).
-The values are taken when this module is imported (run.py imports it first) and only ever added to (take_secrets,
-at the in-process entries): never re-read from a later os.environ, which `hydra.job.env_set` may have changed
-(`env_set: {COPY: ${oc.env:GITHUB_TOKEN}, GITHUB_TOKEN: harmless}` would otherwise launder the token).
-By key: a mapping key or a `key=value` assignment whose last word is a secret word (`hf_token`, `my_api_key`,
-`db_password`); whole words only, so `tokenizer`, `max_new_tokens`, `pad_token_id` and `eos_token` stay.
+"""One redaction step between a run and everything it writes or sends (files, logs, loggers, the ledger): by value
+(secret-looking environment variables, URL passwords) and by key (last whole word a secret word), as
+docs/security.md ("No secret is written") says. The values are taken at import and only ever added to, never
+re-read from a later os.environ, which `hydra.job.env_set` may have changed (it would launder a token).
 """
 
 from __future__ import annotations

@@ -178,14 +178,14 @@ class ByTarget:
     node of the kind has (with their rules) and, open, the node of a class known neither here nor by its signature.
     A class of one's own is described by its signature (nlpexp.derived), less the `bound` names: what the code
     passes when it builds the node (a task's model and data, a loss's model); those without a default are
-    required, except in a `_partial_` node, which the code completes. A parameter annotated with a class of
-    `nodes` is a config node of its own, checked by that class's rule (a task's `sts: DataSpec` as `data` is)."""
+    required, except in a `_partial_` node, which the code completes. A parameter whose class (or a base) `nodes`
+    names, as module.qualname, is a config node checked by that rule (a task's `sts: DataSpec` as `data` is)."""
 
     groups: Mapping[str, Group]
     other: Group = field(default_factory=lambda: Group({}, open=True))
     nullable: bool = False
     bound: tuple[str, ...] = ()
-    nodes: Mapping[type, Group | ByTarget] = field(default_factory=dict)
+    nodes: Mapping[str, Group | ByTarget] = field(default_factory=dict)
 
     def group(self, target: str | None) -> Group:
         return self.groups.get(target or "", self.other)

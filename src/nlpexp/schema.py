@@ -13,6 +13,7 @@ torch optimizer, a loss's extra options) is an open group: its listed keys are c
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -20,12 +21,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from hydra_plugins.nlpexp_optuna_sweeper.config import StudySweeperConf
-from nlpexp import rules
+from nlpexp import NlpexpError, rules
 from nlpexp.components import BUILTIN_TARGETS
-from nlpexp.data import DataSpec
 from nlpexp.data.readers import check_data_files
-from nlpexp.derived import Described, check_group, described
-from nlpexp.generation import GenerationSettings
+from nlpexp.derived import Described, check_group, described, locate
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
 from nlpexp.scheduler import SCHEDULERS
@@ -56,8 +55,6 @@ def _max_positions(model: dict) -> int | None:
 
 
 def _check_seq_length(model: dict, path: str) -> None:
-    from nlpexp import NlpexpError
-
     limit = _max_positions(model)
     length = model.get("max_seq_length")
     if limit and isinstance(length, int) and length > limit:
@@ -70,8 +67,6 @@ DATA = ByTarget(Described({"nlpexp.data.DataSpec": (check_data_files,)}))
 
 
 def _check_duration(trainer: dict, path: str) -> None:
-    from nlpexp import NlpexpError
-
     epochs = trainer.get("max_epochs")
     if trainer.get("max_steps", -1) <= 0 and (epochs is None or epochs <= 0):
         raise NlpexpError(f"{path}.max_epochs must be > 0 when {path}.max_steps is not (one of them bounds training), "
@@ -95,7 +90,26 @@ SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
     "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
     bound=("optimizer", "num_training_steps"))
 
-GENERATION = described(GenerationSettings)
+
+
+class DescribedGroup(Group):
+    """described(target) for a node that is one class's alone (`generation`), read when first used: a config that
+    does not name the class never imports it (the sbert_nli run never imports nlpexp.generation)."""
+
+    def __init__(self, target: str):
+        object.__setattr__(self, "target", target)
+
+    @functools.cached_property
+    def described(self) -> Group:
+        return described(locate(self.target))
+
+    fields = property(lambda self: self.described.fields)
+    required = property(lambda self: self.described.required)
+    open = property(lambda self: self.described.open)
+    checks = property(lambda self: self.described.checks)
+
+
+GENERATION = DescribedGroup("nlpexp.generation.GenerationSettings")
 
 _LOSSES = "sentence_transformers.sentence_transformer.losses."
 _SCALE = {"scale": Num(0, lo_open=True), "gather_across_devices": Bool()}
@@ -112,7 +126,8 @@ LOSS = ByTarget({
 # What pipeline.build_task passes every task. A task's keys, types and ranges are its constructor's (nlpexp.task);
 # a DataSpec or GenerationSettings parameter (task.sts, task.generation) is checked as the node it is.
 _TASK_KIND = ByTarget({}, bound=("model", "data", "trainer", "optimizer", "scheduler", "loss", "run_dir", "mode",
-                                 "callbacks"), nodes={DataSpec: DATA, GenerationSettings: GENERATION})
+                                 "callbacks"), nodes={"nlpexp.data.DataSpec": DATA,
+                                                      "nlpexp.generation.GenerationSettings": GENERATION})
 TASK = replace(_TASK_KIND, groups=Described({t: () for t in BUILTIN_TARGETS if t.startswith("nlpexp.task.")},
                                             kind=_TASK_KIND),
                other=Group({"monitor": rules.MONITOR}, required=("monitor",), open=True))  # what every task has

@@ -21,6 +21,8 @@ steps_log = logging.getLogger("nlpexp.steps")  # conf/hydra/default.yaml: run.lo
 ROLES = ("train", "validation", "test")
 GIVEN = "data.<role>"  # the folder name of the files given by path (data.train=...): no folder of the mirror
 POOLED = "all"  # the role name whose files `split_ratios` cuts into train/validation/test
+NLI_COLUMNS = ("premise", "hypothesis", "label")  # the columns tasks load NLI and STS rows as
+STS_COLUMNS = ("sentence1", "sentence2", "score")
 # The files (or hub splits) read during the current run, for provenance to hash: set per run by recording_reads.
 _FILES_READ: ContextVar[set[str] | None] = ContextVar("nlpexp_files_read", default=None)
 
@@ -109,8 +111,7 @@ class DataSpec:
         return role in self.roles
 
     def unavailable(self, role: str) -> bool:
-        """Is `role` an optional role whose files cannot be read here (a test split the mirror holds out)? Says so
-        once: its metrics are skipped."""
+        """Is `role` optional and unreadable here (a test split the mirror holds out)? Said once: no metrics."""
         if role not in self.optional_roles:
             return False
         if role not in self.skipped_roles:
@@ -122,8 +123,7 @@ class DataSpec:
                                self.skipped_roles[role])
         return bool(self.skipped_roles[role])
 
-    def _cut_by_ratio(self, role: str) -> bool:
-        """Is `role` cut from the pooled files by split_ratios (rather than read from its own files)?"""
+    def _cut_by_ratio(self, role: str) -> bool:  # rather than read from its own files
         return bool((self.split_ratios or {}).get(role))
 
     def load(self, role: str, columns: Sequence[str], text_columns: Sequence[str] = (),

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from nlpexp import NlpexpError
+from nlpexp.data import NLI_COLUMNS
 
-NLI_COLUMNS = ("premise", "hypothesis", "label")
-STS_COLUMNS = ("sentence1", "sentence2", "score")
 # all_pairs: every (premise, hypothesis) whatever its label (what seed 004 did);
 # entailment_pairs: entailed hypotheses only; triplets: (premise, entailment, that premise's first contradiction).
 NLI_FORMATS = ("all_pairs", "entailment_pairs", "triplets")  # task.nli_format: the schema refuses any other

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from nlpexp import NlpexpError
-from nlpexp.cli import ArgumentParser, port
+from nlpexp.cli import ArgumentParser, port, run_cli
 from nlpexp.config import default_paths
 
 log = logging.getLogger("nlpexp")
@@ -72,6 +72,4 @@ def serve(target: str, host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    from nlpexp.cli import run_cli
-
     sys.exit(run_cli(main))

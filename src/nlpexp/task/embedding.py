@@ -12,10 +12,9 @@ from types import MappingProxyType
 from typing import Annotated
 
 from nlpexp import NlpexpError
+from nlpexp.data import NLI_COLUMNS, STS_COLUMNS
 from nlpexp.data.pairs import (
-    NLI_COLUMNS,
     NLI_FORMATS,
-    STS_COLUMNS,
     nli_ranking_examples,
     nli_scored_pairs,
     sts_scored_pairs,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from nlpexp import NlpexpError, is_main_process
-from nlpexp.data import DataSpec
+from nlpexp.data import NLI_COLUMNS, DataSpec
 from nlpexp.rules import Int, PositiveNumber
 from nlpexp.task.sts import StsScoredTask
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
 
 log = logging.getLogger(__name__)
-NLI_COLUMNS = ("premise", "hypothesis", "label")
 
 
 class SbertNliTask(StsScoredTask):

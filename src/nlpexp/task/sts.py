@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from nlpexp import is_main_process
-from nlpexp.data import DataSpec
-from nlpexp.data.pairs import STS_COLUMNS
+from nlpexp.data import STS_COLUMNS, DataSpec
 from nlpexp.metrics import prefixed, split_name
 from nlpexp.task import Task
 

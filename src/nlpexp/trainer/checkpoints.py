@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpexp import NlpexpError
-from nlpexp.io import sha256_file, write_json_atomic
+from nlpexp.io import data_hashes, sha256_file, write_json_atomic
 from nlpexp.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,6 @@ def training_files(data) -> dict[str, str]:
     mirror moved elsewhere is the same data."""
     from nlpexp.data import POOLED
     from nlpexp.data.readers import find_split_file
-    from nlpexp.io import data_hashes
 
     found = {}
     for entry in data.splits.get(POOLED if data.split_ratios else "train") or []:

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import numpy as np
 
 from nlpexp import NlpexpError, is_main_process
+from nlpexp.data import NLI_COLUMNS, STS_COLUMNS
 from nlpexp.data.pairs import (
-    NLI_COLUMNS,
-    STS_COLUMNS,
     nli_scored_pairs,
     random_pairs,
     sts_scored_pairs,
