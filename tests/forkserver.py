@@ -10,14 +10,16 @@ Python's own SIGINT/SIGPIPE/SIGXFSZ set-up) and the caller's signal mask. It has
 be killed) and the server reports its exit status.
 
 A command gets a real subprocess instead where the pre-imported libraries could have read something else at
-import: any difference in the variables they read (CONTROLLED_ENV: another set of values gets a server of its own),
-a PYTHONPATH folder holding a module the server imported (or a sitecustomize), an `env_set` of such a variable on
-the command line, a config dir (-cd, -cp, a search path) whose files mention env_set or cannot be read, or a
-subprocess argument the server does not carry over (shell, preexec_fn, pass_fds, user...).
+import: any difference in the variables they read (CONTROLLED_ENV: another set of values gets a server of its own;
+SET_AT_FORK: those read only when used go with the command), a PYTHONPATH folder holding a module the server
+imported (or a sitecustomize), an `env_set` of such a variable on the command line or in a config dir (-cd, -cp, a
+search path) or a file there that cannot be read as plain YAML, or a subprocess argument the server does not carry
+over (shell, preexec_fn, pass_fds, user...).
 Tests of a cold start (import-time behaviour, start-up speed) use subprocess itself.
 
 Shell scripts (the docs' runnable commands): `shim_env(env)` puts a folder first on PATH whose `python` and
-`nlpexp` hand their command to the server (tests/forkshim.py) when it is forkable, else exec the real program.
+`nlpexp` hand their command to the server (tests/forkshim.py) when it is forkable, else exec the real program (and
+exports bash functions of those names that call them, for a script that changes PATH).
 
 NLPEXP_FORKSERVER_LOG=<file>: one line per command (forked / fallback and why / server-start), to count them.
 """
@@ -28,6 +30,7 @@ import errno
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -49,6 +52,12 @@ CONTROLLED_ENV = ("HF_", "TRANSFORMERS", "TORCH", "PYTORCH", "TOKENIZERS", "OMP_
 PRINT_ON_IMPORT = {"WANDB_MODE": ("offline", ("transformers.trainer", "sentence_transformers"))}
 # the child is built for these: its stdio (PYTHONUNBUFFERED), its sys.path (PYTHONPATH: the server has none)
 _HANDLED_AT_FORK = {"PYTHONUNBUFFERED", "PYTHONPATH"}
+# CONTROLLED_ENV names that the pre-imported libraries read when they use them, not at import (Hydra reads
+# HYDRA_FULL_ERROR when a job fails, huggingface_hub HF_TOKEN when a request needs a token): the child gets them with
+# the rest of its environment, and they do not make a server of their own (a test that sets one would start a server
+# for a launch or two). The server starts without them and records the variables its imports look up by name: one
+# of these among them (a new library version that reads it at import) sends the commands that set it to a real process.
+SET_AT_FORK = ("HYDRA_FULL_ERROR", "HF_TOKEN")
 _NOT_CARRIED = ("preexec_fn", "pass_fds", "user", "group", "extra_groups", "umask", "executable", "process_group")
 _CONFIG_DIR_ARGS = ("-cd", "--config-dir", "-cp", "--config-path")
 # pip blocks imports once it installs, and a child runs the server's atexit functions (torch's import at exit)
@@ -92,7 +101,7 @@ def popen(args, *, reset_sigint: bool = False, **kwargs) -> subprocess.Popen:
     why = unforkable(args, kwargs, env)
     if not why:
         server = _server(env)
-        why = server["problem"] if server["path"] is None else _pythonpath_problem(env, kwargs.get("cwd"), server)
+        why = server["problem"] if server["path"] is None else server_problem(env, kwargs.get("cwd"), server)
     log("fallback" if why else "forked", why, args)
     if not why:
         return _Forked(args, server=server["path"], reset_sigint=reset_sigint, **kwargs)
@@ -111,12 +120,24 @@ def shim_env(env: dict) -> dict:
         os.mkdir(shims)
         for name in ("python", "nlpexp"):
             config = {"socket": server["path"], "key": sorted(server["key"]), "name": name, "shims": shims,
-                      "python": sys.executable, "imported": server["imported"]}
+                      "python": sys.executable, "imported": server["imported"], "read": server["read"],
+                      "seen": server["seen"], "yaml": _yaml_folder()}
             with open(os.path.join(shims, name), "w") as shim:
                 shim.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(_PROJECT_ROOT)!r})\n"
                            f"from tests.forkshim import main\nmain({config!r})\n")
             os.chmod(os.path.join(shims, name), 0o755)
-    return {**env, "PATH": os.pathsep.join([shims, *filter(None, [env.get("PATH")])])}
+    # bash's functions come before any folder on PATH: a script that puts one first (a venv's activate) still
+    # reaches the shims; exported, as PATH is, they reach the shells the script starts
+    functions = {f"BASH_FUNC_{name}%%": f'() {{ {shlex.quote(os.path.join(shims, name))} "$@"\n}}'
+                 for name in ("python", "nlpexp")}
+    return {**env, **functions, "PATH": os.pathsep.join([shims, *filter(None, [env.get("PATH")])])}
+
+
+def _yaml_folder() -> str:
+    """The folder PyYAML is imported from (a shim, started without site-packages, reads config files with it)."""
+    import yaml
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(yaml.__file__)))
 
 
 def log(verdict: str, why: str, args) -> None:
@@ -156,7 +177,7 @@ def unforkable(args, kwargs, env) -> str:
 
 def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
     """Where a command line could make Hydra set an import-time variable (env_set) in the job: '' if nowhere. A
-    config dir or search path is read whole: a YAML file there that mentions env_set (or another search path) is one."""
+    config dir or search path is read whole (_file_problem for each YAML file there)."""
     folders = []
     for i, arg in enumerate(args):
         name, _, value = arg.partition("=")
@@ -166,7 +187,7 @@ def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
             folders.append(os.path.join(base, value) if "://" not in value else value)
         elif "hydra.job.env_set" in name:
             variable = name.partition("hydra.job.env_set")[2].lstrip(".")
-            if not variable or variable.startswith(CONTROLLED_ENV):
+            if not variable or _import_time(variable):
                 return f"{name} on the command line"
         elif name.lstrip("+~").startswith("hydra.searchpath"):
             for entry in value.strip("[]").split(","):
@@ -177,10 +198,53 @@ def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
         if not folder or not os.path.isdir(folder):
             return f"config dir {folder!r} is not a folder here"
         for path in Path(folder).rglob("*"):
-            if path.suffix in (".yaml", ".yml") and path.is_file() and any(
-                    word in path.read_bytes() for word in (b"env_set", b"searchpath")):
-                return f"{path} mentions env_set or searchpath"
+            if path.suffix in (".yaml", ".yml") and path.is_file() and (why := _file_problem(path)):
+                return why
     return ""
+
+
+_MENTIONS = (b"env_set", b"searchpath")
+
+
+def _file_problem(path: Path) -> str:
+    """Where a config file could set an import-time variable or name another search path: '' if it cannot. A file
+    that mentions env_set or searchpath is read as YAML, and each mention must be an `env_set` key holding a map of
+    other variables (or none: a run's saved .hydra/hydra.yaml) or a `searchpath` key holding nothing; a mention
+    anywhere else (a package header, a comment, a value, a dotted key) or a file that is not plain YAML is one."""
+    data = path.read_bytes()
+    mentions = sum(data.count(word) for word in _MENTIONS)
+    if not mentions:
+        return ""
+    try:
+        import yaml
+
+        harmless = _harmless_mentions(yaml.safe_load(data))
+    except Exception:  # not plain YAML (a tag, a syntax error), or no PyYAML where this runs (a shim)
+        harmless = -1
+    return "" if harmless == mentions else f"{path} may set an import-time variable or a search path"
+
+
+def _harmless_mentions(node) -> int:
+    """The mentions of env_set and searchpath in a YAML tree that set nothing import-time (see _file_problem)."""
+    if isinstance(node, list):
+        return sum(_harmless_mentions(value) for value in node)
+    if not isinstance(node, dict):
+        return 0
+    count = 0
+    for key, value in node.items():
+        if key == "env_set" and (value is None or isinstance(value, dict) and all(
+                isinstance(name, str) and not _import_time(name) for name in value)):
+            count += 1  # (a mention inside it, a name or a value, is not counted: one left over)
+        elif key == "searchpath" and not value:
+            count += 1
+        else:
+            count += _harmless_mentions(value)
+    return count
+
+
+def _import_time(variable: str) -> bool:
+    """A variable whose value the server's imports may have used (an env_set of it in the job would differ)."""
+    return variable.startswith(CONTROLLED_ENV) or variable in PRINT_ON_IMPORT
 
 
 def _package_folder(package: str, cwd: str, env) -> str:
@@ -195,7 +259,8 @@ def _package_folder(package: str, cwd: str, env) -> str:
 def key_of(env) -> frozenset:
     """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders)."""
     return frozenset((k, _unshimmed(v) if k == "PATH" else v) for k, v in env.items()
-                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK) | _printing(env)
+                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK and k not in SET_AT_FORK
+                     ) | _printing(env)
 
 
 def _printing(env) -> frozenset:
@@ -204,9 +269,23 @@ def _printing(env) -> frozenset:
 
 
 def _unshimmed(path: str) -> str:
-    return os.pathsep.join(p for p in path.split(os.pathsep)
-                           if not (os.path.basename(p) == "bin" and os.path.basename(os.path.dirname(p))
-                                   .startswith(SHIM_FOLDER)))
+    """PATH without the shims' folders and without a folder's second mention (a lookup finds the same programs: a
+    venv's activate script puts its bin/ first again, where the tests' PATH had it already)."""
+    kept: list[str] = []
+    for folder in path.split(os.pathsep):
+        shim = os.path.basename(folder) == "bin" and os.path.basename(os.path.dirname(folder)).startswith(SHIM_FOLDER)
+        if not shim and folder not in kept:
+            kept.append(folder)
+    return os.pathsep.join(kept)
+
+
+def server_problem(env, cwd, server: dict) -> str:
+    """Why `server` cannot fork a command with environment `env` and working directory `cwd` ('' where it can): a
+    SET_AT_FORK variable its imports read with another value than the command's, or the command's PYTHONPATH."""
+    for name in server["read"]:
+        if name in SET_AT_FORK and env.get(name) != server["seen"].get(name):
+            return f"{name} is read at import"
+    return _pythonpath_problem(env, cwd, server)
 
 
 def _pythonpath_problem(env, cwd, server: dict) -> str:
@@ -239,7 +318,9 @@ def _pythonpath_problem(env, cwd, server: dict) -> str:
 
 def _server(env) -> dict:
     """The server whose imports saw `env`'s CONTROLLED_ENV values (started at the first request): a dict with its
-    socket `path` (None where it could not start, `problem` says why)."""
+    socket `path` (None where it could not start, `problem` says why). Its start-up's CPU time counts in
+    forked_cpu_s (the test that started it pays for it) until it is waited for."""
+    global forked_cpu_s
     key = key_of(env)
     if key not in _servers:
         if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
@@ -248,16 +329,19 @@ def _server(env) -> dict:
         path = os.path.join(folder, "socket")
         inherited = {k: v for k, v in os.environ.items()
                      if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
-        server_env = {**inherited, **dict(key)}
+        seen = {name: env[name] for name in SET_AT_FORK if name in env}
+        server_env = {**inherited, **dict(key), **seen}
         log("server-start", ", ".join(sorted(k for k, v in key ^ key_of(os.environ))), [sys.executable, __file__])
         with open(os.path.join(folder, "server.log"), "wb") as out:
             process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=out, cwd=_PROJECT_ROOT, env=server_env)
         answer = process.stdout.readline().decode().strip()
         ready = answer == "ready"
-        imported = json.loads(Path(folder, "imported.json").read_text()) if ready else {}
+        report = json.loads(Path(folder, "server.json").read_text()) if ready else {}
+        forked_cpu_s += report.get("cpu_s", 0.0)
         _servers[key] = {"process": process, "path": path if ready else None, "folder": folder, "key": key,
-                         "problem": answer or "the server did not start", "imported": imported}
+                         "problem": answer or "the server did not start", "imported": report.get("imported", {}),
+                         "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0)}
         if len(_servers) == 1:
             import atexit
 
@@ -269,8 +353,10 @@ def _server(env) -> dict:
 def _stop(server: dict) -> None:
     """A server ends at the end of its input (its children go on); waiting for it counts its CPU time in this
     process's children."""
+    global forked_cpu_s
     server["process"].stdin.close()
     server["process"].wait(timeout=60)
+    forked_cpu_s -= server["cpu_s"]  # in this process's children's time now
     shutil.rmtree(server["folder"], ignore_errors=True)
 
 
@@ -348,19 +434,36 @@ class _CurrentStream:
         return getattr(self._target(), name)
 
 
+class _ReadRecorder(type(os.environ)):
+    """os.environ (the same variables) noting each name looked up: os.environ[name], .get(name), os.getenv(name),
+    `name in os.environ`."""
+
+    def __init__(self, environ, read: set[str]):
+        vars(self).update(vars(environ))
+        self.read = read
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
 def _preload(folder: str) -> str:
     """Import PRELOADED with sys.stdout/sys.stderr standing for the child's; '' or why the server is unusable.
-    Leaves in `folder`/imported.json the top-level modules imported (a namespace package: with its modules imported)."""
+    Leaves in `folder`/server.json the top-level modules imported (a namespace package: with its modules imported),
+    the environment variables the imports looked up by name and the CPU seconds the start took."""
     sys.path[0] = str(_PROJECT_ROOT)  # where `python run.py` starts its sys.path (this file's folder is not)
     sys.stdout, sys.stderr = _CurrentStream("stdout"), _CurrentStream("stderr")
     before = os.fstat(2).st_size
+    environ, read = os.environ, set()
+    os.environ = _ReadRecorder(environ, read)
     try:
-        skipped = [names for variable, (value, names) in PRINT_ON_IMPORT.items() if os.environ.get(variable) == value]
+        skipped = [names for variable, (value, names) in PRINT_ON_IMPORT.items() if environ.get(variable) == value]
         for name in PRELOADED:
             if not any(name in names for names in skipped):
                 __import__(name)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        os.environ = environ
     import threading
 
     if threading.active_count() != 1:
@@ -375,7 +478,10 @@ def _preload(folder: str) -> str:
     namespaces = {top for top in tops if getattr(sys.modules.get(top), "__file__", "") is None}
     imported = {top: sorted({name.split(".")[1] for name in sys.modules if name.startswith(f"{top}.")})
                 if top in namespaces else None for top in tops}
-    Path(folder, "imported.json").write_text(json.dumps(imported))
+    import time
+
+    report = {"imported": imported, "read": sorted(read), "cpu_s": time.process_time()}
+    Path(folder, "server.json").write_text(json.dumps(report))
     return ""
 
 
