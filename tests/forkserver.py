@@ -21,7 +21,8 @@ Shell scripts (the docs' runnable commands): `shim_env(env)` puts a folder first
 `nlpexp` hand their command to the server (tests/forkshim.py) when it is forkable, else exec the real program (and
 exports bash functions of those names that call them, for a script that changes PATH).
 
-NLPEXP_FORKSERVER_LOG=<file>: one line per command (forked / fallback and why / server-start), to count them.
+NLPEXP_FORKSERVER_LOG=<file>: one line per command (forked / fallback and why / server-start with the variables that
+differ from the test process's and its start-up's CPU time / ended with a forked command's CPU time), to count them.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ PRINT_ON_IMPORT = {"WANDB_MODE": ("offline", ("transformers.trainer", "sentence_
 # the child is built for these: its stdio (PYTHONUNBUFFERED), its sys.path (PYTHONPATH: the server has none)
 _HANDLED_AT_FORK = {"PYTHONUNBUFFERED", "PYTHONPATH"}
 # CONTROLLED_ENV names that the pre-imported libraries read when they use them, not at import (Hydra reads
-# HYDRA_FULL_ERROR when a job fails, huggingface_hub HF_TOKEN when a request needs a token): the child gets them with
-# the rest of its environment, and they do not make a server of their own (a test that sets one would start a server
-# for a launch or two). The server starts without them and records the variables its imports look up by name: one
-# of these among them (a new library version that reads it at import) sends the commands that set it to a real process.
-SET_AT_FORK = ("HYDRA_FULL_ERROR", "HF_TOKEN")
+# HYDRA_FULL_ERROR when a job fails, huggingface_hub HF_TOKEN when a request needs a token, subprocess and
+# shutil.which PATH when they look a program up): the child gets them with the rest of its environment, and they do
+# not make a server of their own (a test that sets one would start a server for a launch or two). A server records
+# the variables its imports look up by name (os.environ[...], .get, os.getenv, `in`): one of these among them (a new
+# library version that reads it at import) is part of every server's key from then on (_read_at_import), and the
+# server that read it forks only the commands with the value it had.
+SET_AT_FORK = ("HYDRA_FULL_ERROR", "HF_TOKEN", "PATH")
 _NOT_CARRIED = ("preexec_fn", "pass_fds", "user", "group", "extra_groups", "umask", "executable", "process_group")
 _CONFIG_DIR_ARGS = ("-cd", "--config-dir", "-cp", "--config-path")
 # pip blocks imports once it installs, and a child runs the server's atexit functions (torch's import at exit)
@@ -70,6 +73,7 @@ SHIM_FOLDER = "nlpexp-forkserver-"  # tempfile prefix of a server's folder; its 
 forked_cpu_s = 0.0  # user+sys seconds of the forked children that ended (RUSAGE_CHILDREN does not see them)
 MAX_SERVERS = 4  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
 _servers: dict[frozenset, dict] = {}
+_read_at_import: set[str] = set()  # the SET_AT_FORK names a server's imports looked up
 
 
 def run(args, *, input=None, capture_output=False, timeout=None, check=False, **kwargs) -> subprocess.CompletedProcess:
@@ -121,7 +125,7 @@ def shim_env(env: dict) -> dict:
         for name in ("python", "nlpexp"):
             config = {"socket": server["path"], "key": sorted(server["key"]), "name": name, "shims": shims,
                       "python": sys.executable, "imported": server["imported"], "read": server["read"],
-                      "seen": server["seen"], "yaml": _yaml_folder()}
+                      "seen": server["seen"], "keyed": sorted(_read_at_import), "yaml": _yaml_folder()}
             with open(os.path.join(shims, name), "w") as shim:
                 shim.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(_PROJECT_ROOT)!r})\n"
                            f"from tests.forkshim import main\nmain({config!r})\n")
@@ -256,11 +260,16 @@ def _package_folder(package: str, cwd: str, env) -> str:
     return ""
 
 
-def key_of(env) -> frozenset:
-    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders)."""
-    return frozenset((k, _unshimmed(v) if k == "PATH" else v) for k, v in env.items()
-                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK and k not in SET_AT_FORK
-                     ) | _printing(env)
+def key_of(env, keyed=None) -> frozenset:
+    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders); of the
+    SET_AT_FORK ones, those `keyed` (default: those read at import so far)."""
+    keyed = _read_at_import if keyed is None else keyed
+    return frozenset((k, _value(k, env)) for k in env if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK
+                     and (k not in SET_AT_FORK or k in keyed)) | _printing(env)
+
+
+def _value(name: str, env) -> str | None:
+    return _unshimmed(env[name]) if name == "PATH" and name in env else env.get(name)
 
 
 def _printing(env) -> frozenset:
@@ -283,7 +292,7 @@ def server_problem(env, cwd, server: dict) -> str:
     """Why `server` cannot fork a command with environment `env` and working directory `cwd` ('' where it can): a
     SET_AT_FORK variable its imports read with another value than the command's, or the command's PYTHONPATH."""
     for name in server["read"]:
-        if name in SET_AT_FORK and env.get(name) != server["seen"].get(name):
+        if name in SET_AT_FORK and _value(name, env) != server["seen"].get(name):
             return f"{name} is read at import"
     return _pythonpath_problem(env, cwd, server)
 
@@ -329,9 +338,9 @@ def _server(env) -> dict:
         path = os.path.join(folder, "socket")
         inherited = {k: v for k, v in os.environ.items()
                      if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
-        seen = {name: env[name] for name in SET_AT_FORK if name in env}
+        seen = {name: _value(name, env) for name in SET_AT_FORK if name in env}
         server_env = {**inherited, **dict(key), **seen}
-        log("server-start", ", ".join(sorted(k for k, v in key ^ key_of(os.environ))), [sys.executable, __file__])
+        differing = ", ".join(sorted(k for k, v in key ^ key_of(os.environ)))
         with open(os.path.join(folder, "server.log"), "wb") as out:
             process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=out, cwd=_PROJECT_ROOT, env=server_env)
@@ -339,9 +348,14 @@ def _server(env) -> dict:
         ready = answer == "ready"
         report = json.loads(Path(folder, "server.json").read_text()) if ready else {}
         forked_cpu_s += report.get("cpu_s", 0.0)
+        log("server-start", f"{differing} ({report.get('cpu_s', 0.0):.1f} CPU-s)", [sys.executable, __file__])
         _servers[key] = {"process": process, "path": path if ready else None, "folder": folder, "key": key,
                          "problem": answer or "the server did not start", "imported": report.get("imported", {}),
                          "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0)}
+        _read_at_import.update(set(_servers[key]["read"]) & set(SET_AT_FORK))
+        if key_of(env) != key:  # a SET_AT_FORK name it read: its key has the value it had
+            _servers[key_of(env)] = {**_servers.pop(key), "key": key_of(env)}
+            key = key_of(env)
         if len(_servers) == 1:
             import atexit
 
@@ -394,6 +408,7 @@ class _Forked(subprocess.Popen):
         _, status, cpu = _STATUS.unpack(self._connection.recv(_STATUS.size))
         forked_cpu_s += cpu
         self._connection.close()
+        log("ended", f"{cpu:.2f} CPU-s", self.args)
         return self.pid, status
 
     def _internal_poll(self, _deadstate=None, **_):
