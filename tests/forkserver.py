@@ -108,7 +108,7 @@ def popen(args, *, reset_sigint: bool = False, **kwargs) -> subprocess.Popen:
         why = server["problem"] if server["path"] is None else server_problem(env, kwargs.get("cwd"), server)
     log("fallback" if why else "forked", why, args)
     if not why:
-        return _Forked(args, server=server["path"], reset_sigint=reset_sigint, **kwargs)
+        return _Forked(args, server=server["path"], reset_sigint=reset_sigint, account=server, **kwargs)
     if reset_sigint:
         kwargs["preexec_fn"] = _default_sigint
     return subprocess.Popen(args, **kwargs)
@@ -351,7 +351,8 @@ def _server(env) -> dict:
         log("server-start", f"{differing} ({report.get('cpu_s', 0.0):.1f} CPU-s)", [sys.executable, __file__])
         _servers[key] = {"process": process, "path": path if ready else None, "folder": folder, "key": key,
                          "problem": answer or "the server did not start", "imported": report.get("imported", {}),
-                         "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0)}
+                         "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0),
+                         "children_cpu_s": 0.0}
         _read_at_import.update(set(_servers[key]["read"]) & set(SET_AT_FORK))
         if key_of(env) != key:  # a SET_AT_FORK name it read: its key has the value it had
             _servers[key_of(env)] = {**_servers.pop(key), "key": key_of(env)}
@@ -365,20 +366,20 @@ def _server(env) -> dict:
 
 
 def _stop(server: dict) -> None:
-    """A server ends at the end of its input (its children go on); waiting for it counts its CPU time in this
-    process's children."""
+    """A server ends at the end of its input (its children go on); waiting for it counts its CPU time, and its
+    children's, in this process's children's (forked_cpu_s has them until then)."""
     global forked_cpu_s
     server["process"].stdin.close()
     server["process"].wait(timeout=60)
-    forked_cpu_s -= server["cpu_s"]  # in this process's children's time now
+    forked_cpu_s -= server["cpu_s"] + server["children_cpu_s"]  # in this process's children's time now
     shutil.rmtree(server["folder"], ignore_errors=True)
 
 
 class _Forked(subprocess.Popen):
     """A Popen whose child the server forks (subprocess's pipes, communicate, timeouts and signals as usual)."""
 
-    def __init__(self, args, *, server: str, reset_sigint: bool, **kwargs):
-        self._server, self._reset_sigint = server, reset_sigint
+    def __init__(self, args, *, server: str, reset_sigint: bool, account: dict | None = None, **kwargs):
+        self._server, self._reset_sigint, self._account = server, reset_sigint, account
         super().__init__(args, **kwargs)
 
     def _execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo, creationflags,
@@ -407,6 +408,8 @@ class _Forked(subprocess.Popen):
             return 0, 0
         _, status, cpu = _STATUS.unpack(self._connection.recv(_STATUS.size))
         forked_cpu_s += cpu
+        if self._account is not None:
+            self._account["children_cpu_s"] += cpu
         self._connection.close()
         log("ended", f"{cpu:.2f} CPU-s", self.args)
         return self.pid, status
