@@ -74,6 +74,7 @@ forked_cpu_s = 0.0  # user+sys seconds of the forked children that ended (RUSAGE
 MAX_SERVERS = 4  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
 _servers: dict[frozenset, dict] = {}
 _read_at_import: set[str] = set()  # the SET_AT_FORK names a server's imports looked up
+shared_start = None  # where set (tests/forkshare.py), `start`'s stand-in: another process starts the servers
 
 
 def run(args, *, input=None, capture_output=False, timeout=None, check=False, **kwargs) -> subprocess.CompletedProcess:
@@ -119,8 +120,8 @@ def shim_env(env: dict) -> dict:
     server = _server(env)
     if server["path"] is None:
         return env
-    shims = os.path.join(server["folder"], "bin")
-    if not os.path.isdir(shims):
+    if not server.get("shims"):  # this process's own (a server may serve several)
+        server["shims"] = shims = os.path.join(tempfile.mkdtemp(prefix=SHIM_FOLDER), "bin")
         os.mkdir(shims)
         for name in ("python", "nlpexp"):
             config = {"socket": server["path"], "key": sorted(server["key"]), "name": name, "shims": shims,
@@ -130,6 +131,7 @@ def shim_env(env: dict) -> dict:
                 shim.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(_PROJECT_ROOT)!r})\n"
                            f"from tests.forkshim import main\nmain({config!r})\n")
             os.chmod(os.path.join(shims, name), 0o755)
+    shims = server["shims"]
     # bash's functions come before any folder on PATH: a script that puts one first (a venv's activate) still
     # reaches the shims; exported, as PATH is, they reach the shells the script starts
     functions = {f"BASH_FUNC_{name}%%": f'() {{ {shlex.quote(os.path.join(shims, name))} "$@"\n}}'
@@ -328,32 +330,20 @@ def _pythonpath_problem(env, cwd, server: dict) -> str:
 def _server(env) -> dict:
     """The server whose imports saw `env`'s CONTROLLED_ENV values (started at the first request): a dict with its
     socket `path` (None where it could not start, `problem` says why). Its start-up's CPU time counts in
-    forked_cpu_s (the test that started it pays for it) until it is waited for."""
+    forked_cpu_s (the test that started it, or asked for it first, pays for it) until it is waited for."""
     global forked_cpu_s
     key = key_of(env)
     if key not in _servers:
         if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
             _stop(_servers.pop(next(iter(_servers))))
-        folder = tempfile.mkdtemp(prefix=SHIM_FOLDER)
-        path = os.path.join(folder, "socket")
-        inherited = {k: v for k, v in os.environ.items()
-                     if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
         seen = {name: _value(name, env) for name in SET_AT_FORK if name in env}
-        server_env = {**inherited, **dict(key), **seen}
         differing = ", ".join(sorted(k for k, v in key ^ key_of(os.environ)))
-        with open(os.path.join(folder, "server.log"), "wb") as out:
-            process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=out, cwd=_PROJECT_ROOT, env=server_env)
-        answer = process.stdout.readline().decode().strip()
-        ready = answer == "ready"
-        report = json.loads(Path(folder, "server.json").read_text()) if ready else {}
-        forked_cpu_s += report.get("cpu_s", 0.0)
-        log("server-start", f"{differing} ({report.get('cpu_s', 0.0):.1f} CPU-s)", [sys.executable, __file__])
-        _servers[key] = {"process": process, "path": path if ready else None, "folder": folder, "key": key,
-                         "problem": answer or "the server did not start", "imported": report.get("imported", {}),
-                         "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0),
-                         "children_cpu_s": 0.0}
-        _read_at_import.update(set(_servers[key]["read"]) & set(SET_AT_FORK))
+        server = (shared_start or start)(key, seen)
+        forked_cpu_s += 0.0 if server.get("joined") else server["cpu_s"]
+        log("server-joined" if server.get("joined") else "server-start", f"{differing} ({server['cpu_s']:.1f} CPU-s)",
+            [sys.executable, __file__])
+        _servers[key] = server
+        _read_at_import.update(set(server["read"]) & set(SET_AT_FORK))
         if key_of(env) != key:  # a SET_AT_FORK name it read: its key has the value it had
             _servers[key_of(env)] = {**_servers.pop(key), "key": key_of(env)}
             key = key_of(env)
@@ -365,14 +355,39 @@ def _server(env) -> dict:
     return _servers[key]
 
 
-def _stop(server: dict) -> None:
-    """A server ends at the end of its input (its children go on); waiting for it counts its CPU time, and its
-    children's, in this process's children's (forked_cpu_s has them until then)."""
-    global forked_cpu_s
+def start(key: frozenset, seen: dict) -> dict:
+    """A new server whose imports see the `key` values and the SET_AT_FORK ones `seen` (a dict: its `process`, socket
+    `path` or the `problem`, what it `imported` and `read` at import, the `cpu_s` of its start)."""
+    folder = tempfile.mkdtemp(prefix=SHIM_FOLDER)
+    path = os.path.join(folder, "socket")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
+    with open(os.path.join(folder, "server.log"), "wb") as out:
+        process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=out, cwd=_PROJECT_ROOT, env={**inherited, **dict(key), **seen})
+    answer = process.stdout.readline().decode().strip()
+    ready = answer == "ready"
+    report = json.loads(Path(folder, "server.json").read_text()) if ready else {}
+    return {"process": process, "path": path if ready else None, "folder": folder, "key": key,
+            "problem": answer or "the server did not start", "imported": report.get("imported", {}),
+            "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0), "children_cpu_s": 0.0}
+
+
+def stop(server: dict) -> None:
+    """A server ends at the end of its input (its children go on)."""
     server["process"].stdin.close()
     server["process"].wait(timeout=60)
-    forked_cpu_s -= server["cpu_s"] + server["children_cpu_s"]  # in this process's children's time now
     shutil.rmtree(server["folder"], ignore_errors=True)
+
+
+def _stop(server: dict) -> None:
+    """Stop a server of this process's (one another process started, tests/forkshare.py, is only forgotten): waiting
+    for it counts its CPU time, and its children's, in this process's children's (forked_cpu_s has them until then)."""
+    global forked_cpu_s
+    if server.get("shims"):
+        shutil.rmtree(os.path.dirname(server["shims"]), ignore_errors=True)
+    if server["process"] is not None:
+        stop(server)
+        forked_cpu_s -= server["cpu_s"] + server["children_cpu_s"]  # in this process's children's time now
 
 
 class _Forked(subprocess.Popen):
