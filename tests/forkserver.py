@@ -2,7 +2,8 @@
 
 85-90 % of a small run.py process is importing torch, transformers' Trainer and sentence-transformers. Each test
 process starts one server (`python tests/forkserver.py`) that imports those once, nlpexp not (it reads the
-environment at import), and forks a child per command. The child becomes the command as a fresh interpreter
+environment at import), and forks a child per command (in an xdist run the controller starts the servers for all
+test processes: tests/forkshare.py). The child becomes the command as a fresh interpreter
 would: the requested argv, cwd, environment (os.environ replaced), sys.path (its PYTHONPATH's folders, as Python's
 start-up puts them), stdin/stdout/stderr (stdio objects rebuilt as Python's start-up builds them), its own session
 if asked, signal dispositions as exec leaves them (the caller's ignored ones kept ignored, the rest default, then
