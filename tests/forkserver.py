@@ -427,7 +427,7 @@ class _Forked(subprocess.Popen):
         if self._account is not None:
             self._account["children_cpu_s"] += cpu
         self._connection.close()
-        log("ended", f"{cpu:.2f} CPU-s", self.args)
+        log("ended", f"{cpu:.2f} CPU-s{'' if self._account is not None else ' (shim)'}", self.args)
         return self.pid, status
 
     def _internal_poll(self, _deadstate=None, **_):
