@@ -80,12 +80,13 @@ class _Broker:
 
 
 def _ask(key: frozenset, seen: dict) -> dict:
-    """A test process's side: the server for `key`, started by the controller (`joined` where another test process
-    asked for it first: the CPU time of its start is that one's)."""
+    """A test process's side: the server for `key`, started by the controller (`joined` where it was there already
+    or another test process asked for it first: the CPU time of its start is that one's)."""
     folder = Path(os.environ[VARIABLE])
     name = hashlib.sha1(json.dumps(sorted(key)).encode()).hexdigest()[:20]
     answer = folder / f"{name}.json"
-    if not answer.exists():
+    asked = not answer.exists()
+    if asked:
         _write(folder / f"want-{name}.json", {"key": sorted(key), "seen": seen, "pid": os.getpid()})
         deadline = time.monotonic() + _WAIT_S
         while not answer.exists():
@@ -94,7 +95,7 @@ def _ask(key: frozenset, seen: dict) -> dict:
             time.sleep(0.05)
     server = json.loads(answer.read_text())
     asked_by = server.pop("asked_by")
-    return {**server, "process": None, "key": key, "joined": asked_by != os.getpid()}
+    return {**server, "process": None, "key": key, "joined": not asked or asked_by != os.getpid()}
 
 
 _BROKER = pytest.StashKey["_Broker"]()
