@@ -192,8 +192,8 @@ def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
             value = value if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
             base = os.path.dirname(os.path.abspath(script)) if name in ("-cp", "--config-path") and script else cwd
             folders.append(os.path.join(base, value) if "://" not in value else value)
-        elif "hydra.job.env_set" in name:
-            variable = name.partition("hydra.job.env_set")[2].lstrip(".")
+        elif "env_set" in name:  # hydra.job.env_set.NAME=, hydra.job.env_set={...}, hydra/job/env_set=<file>
+            variable = name.partition("env_set")[2].lstrip("./")
             if not variable or _import_time(variable):
                 return f"{name} on the command line"
         elif name.lstrip("+~").startswith("hydra.searchpath"):
@@ -205,8 +205,11 @@ def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
         if not folder or not os.path.isdir(folder):
             return f"config dir {folder!r} is not a folder here"
         for path in Path(folder).rglob("*"):
-            if path.suffix in (".yaml", ".yml") and path.is_file() and (why := _file_problem(path)):
-                return why
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                if any(word.decode() in str(path.relative_to(folder)) for word in _MENTIONS):
+                    return f"{path}: a config group of env_set or searchpath"  # its keys are the variables
+                if why := _file_problem(path):
+                    return why
     return ""
 
 
@@ -216,8 +219,9 @@ _MENTIONS = (b"env_set", b"searchpath")
 def _file_problem(path: Path) -> str:
     """Where a config file could set an import-time variable or name another search path: '' if it cannot. A file
     that mentions env_set or searchpath is read as YAML, and each mention must be an `env_set` key holding a map of
-    other variables (or none: a run's saved .hydra/hydra.yaml) or a `searchpath` key holding nothing; a mention
-    anywhere else (a package header, a comment, a value, a dotted key) or a file that is not plain YAML is one."""
+    other variables (or none: a run's saved .hydra/hydra.yaml), a `searchpath` key holding nothing or text in a value
+    outside a defaults list (a run's saved overrides: data, never applied); a mention anywhere else (a package header,
+    a comment, a dotted key, a defaults list choosing a file) or a file that is not plain YAML is one."""
     data = path.read_bytes()
     mentions = sum(data.count(word) for word in _MENTIONS)
     if not mentions:
@@ -231,21 +235,24 @@ def _file_problem(path: Path) -> str:
     return "" if harmless == mentions else f"{path} may set an import-time variable or a search path"
 
 
-def _harmless_mentions(node) -> int:
-    """The mentions of env_set and searchpath in a YAML tree that set nothing import-time (see _file_problem)."""
+def _harmless_mentions(node, choosing: bool = False) -> int:
+    """The mentions of env_set and searchpath in a YAML tree that set nothing import-time (see _file_problem);
+    `choosing`: inside a defaults list."""
+    if isinstance(node, str):
+        return 0 if choosing else sum(node.count(word.decode()) for word in _MENTIONS)
     if isinstance(node, list):
-        return sum(_harmless_mentions(value) for value in node)
+        return sum(_harmless_mentions(value, choosing) for value in node)
     if not isinstance(node, dict):
         return 0
     count = 0
     for key, value in node.items():
         if key == "env_set" and (value is None or isinstance(value, dict) and all(
                 isinstance(name, str) and not _import_time(name) for name in value)):
-            count += 1  # (a mention inside it, a name or a value, is not counted: one left over)
+            count += 1 + sum(_harmless_mentions([name, text]) for name, text in (value or {}).items())
         elif key == "searchpath" and not value:
             count += 1
-        else:
-            count += _harmless_mentions(value)
+        elif not any(word.decode() in str(key) for word in _MENTIONS):  # (another key naming them: not counted)
+            count += _harmless_mentions(value, choosing or key == "defaults")
     return count
 
 

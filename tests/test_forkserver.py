@@ -113,18 +113,21 @@ def test_what_a_fresh_process_would_import_or_set_differently_gets_a_real_subpro
     (tmp_path / "shadow" / "torch" / "__init__.py").write_text("")
     files = {"setting": "hydra:\n  job:\n    env_set:\n      HF_HOME: b\n",
              "packaged": "# @package hydra.job.env_set\nA: b\n", "searching": "hydra:\n  searchpath: [file:///x]\n",
+             "choosing": "defaults:\n  - /hydra/job/env_set: x\n", "grouped/hydra/job/env_set/x": "HF_HOME: b\n",
              "plain": "seed: 1\n", "other": "hydra:\n  job:\n    env_set:\n      A: b\n  searchpath: []\n",
-             "empty": "hydra:\n  job:\n    env_set: {}\n"}
-    for folder, text in files.items():
-        (tmp_path / folder / "experiment").mkdir(parents=True)
-        (tmp_path / folder / "experiment" / "e.yaml").write_text(text)
+             "empty": "hydra:\n  job:\n    env_set: {}\n", "listed": "- +hydra.job.env_set.HF_HOME=/x\n"}
+    for name, text in files.items():  # (a folder's experiment/e.yaml, or the file named)
+        path = tmp_path / (name + ".yaml" if "/" in name else f"{name}/experiment/e.yaml")
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
     cases = [([*probe], {"PYTHONPATH": str(tmp_path / "shadow")}, False),
              *[([*probe, "-cd", str(tmp_path / folder), "experiment=e"], {}, False)
-               for folder in ("setting", "packaged", "searching")],
+               for folder in ("setting", "packaged", "searching", "choosing", "grouped")],
              ([*probe, "+hydra.job.env_set.HF_HOME=/x"], {}, False),
+             ([*probe, "+hydra/job/env_set=x"], {}, False),
              ([*probe, "+hydra.job.env_set.NLPEXP_NOTE=x"], {}, True),
              *[([*probe, f"--config-dir={tmp_path / folder}", "experiment=e"], {}, True)
-               for folder in ("plain", "other", "empty")],
+               for folder in ("plain", "other", "empty", "listed")],
              ([*probe], {"HYDRA_FULL_ERROR": "1", "HF_TOKEN": "hf_x"}, True)]
     for args, extra, forks in cases:
         env = {**os.environ, **extra}
