@@ -107,8 +107,9 @@ def test_an_import_time_setting_gets_its_own_server_and_preexec_fn_a_real_subpro
 
 def test_what_a_fresh_process_would_import_or_set_differently_gets_a_real_subprocess(probe, tmp_path):
     """A PYTHONPATH folder shadowing an imported module, a config dir that may set an import-time variable or add a
-    search path, an env_set of an import-time variable on the command line: a real subprocess. A config dir whose
-    env_set names other variables (or none: a run's saved hydra.yaml), and a variable read after import, fork."""
+    search path (env_set, a package or group of it, a defaults list choosing one, searchpath), an env_set of an
+    import-time variable on the command line: a real subprocess. A config dir whose env_set names other variables (or
+    none: a run's saved hydra.yaml) or whose text only quotes an override, and a variable read after import, fork."""
     (tmp_path / "shadow" / "torch").mkdir(parents=True)
     (tmp_path / "shadow" / "torch" / "__init__.py").write_text("")
     files = {"setting": "hydra:\n  job:\n    env_set:\n      HF_HOME: b\n",
