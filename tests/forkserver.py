@@ -28,6 +28,7 @@ differ from the test process's and its start-up's CPU time / ended with a forked
 
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import os
@@ -55,13 +56,13 @@ PRINT_ON_IMPORT = {"WANDB_MODE": ("offline", ("transformers.trainer", "sentence_
 # the child is built for these: its stdio (PYTHONUNBUFFERED), its sys.path (PYTHONPATH: the server has none)
 _HANDLED_AT_FORK = {"PYTHONUNBUFFERED", "PYTHONPATH"}
 # CONTROLLED_ENV names that the pre-imported libraries read when they use them, not at import (Hydra reads
-# HYDRA_FULL_ERROR when a job fails, huggingface_hub HF_TOKEN when a request needs a token, subprocess and
-# shutil.which PATH when they look a program up): the child gets them with the rest of its environment, and they do
-# not make a server of their own (a test that sets one would start a server for a launch or two). A server records
+# HYDRA_FULL_ERROR when a job fails, huggingface_hub HF_TOKEN when a request needs a token; PATH is not one: the
+# imports look programs up): the child gets them with the rest of its environment, and they do not make a server of
+# their own (a test that sets one would start a server for a launch or two). A server records
 # the variables its imports look up by name (os.environ[...], .get, os.getenv, `in`): one of these among them (a new
 # library version that reads it at import) is part of every server's key from then on (_read_at_import), and the
 # server that read it forks only the commands with the value it had.
-SET_AT_FORK = ("HYDRA_FULL_ERROR", "HF_TOKEN", "PATH")
+SET_AT_FORK = ("HYDRA_FULL_ERROR", "HF_TOKEN")
 _NOT_CARRIED = ("preexec_fn", "pass_fds", "user", "group", "extra_groups", "umask", "executable", "process_group")
 _CONFIG_DIR_ARGS = ("-cd", "--config-dir", "-cp", "--config-path")
 # pip blocks imports once it installs, and a child runs the server's atexit functions (torch's import at exit)
@@ -477,14 +478,24 @@ class _CurrentStream:
 
 class _ReadRecorder(type(os.environ)):
     """os.environ (the same variables) noting each name looked up: os.environ[name], .get(name), os.getenv(name),
-    `name in os.environ`."""
+    `name in os.environ`; not the lookups of a whole copy (dict(os.environ), .copy(), .items(): each name in the
+    order the iteration before gave them, as for a subprocess's environment)."""
 
     def __init__(self, environ, read: set[str]):
         vars(self).update(vars(environ))
-        self.read = read
+        self.read, self._copying = read, collections.deque()
+
+    def __iter__(self):
+        names = list(super().__iter__())
+        self._copying = collections.deque(names)
+        return iter(names)
 
     def __getitem__(self, key):
-        self.read.add(key)
+        if self._copying and self._copying[0] == key:
+            self._copying.popleft()
+        else:
+            self._copying.clear()
+            self.read.add(key)
         return super().__getitem__(key)
 
 
@@ -496,7 +507,7 @@ def _preload(folder: str) -> str:
     sys.stdout, sys.stderr = _CurrentStream("stdout"), _CurrentStream("stderr")
     before = os.fstat(2).st_size
     environ, read = os.environ, set()
-    os.environ = _ReadRecorder(environ, read)
+    os.environ = _ReadRecorder(environ, read)  # noqa: B003 (the same variables, looked up through it)
     try:
         skipped = [names for variable, (value, names) in PRINT_ON_IMPORT.items() if environ.get(variable) == value]
         for name in PRELOADED:
@@ -504,7 +515,7 @@ def _preload(folder: str) -> str:
                 __import__(name)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        os.environ = environ
+        os.environ = environ  # noqa: B003
     import threading
 
     if threading.active_count() != 1:
