@@ -10,7 +10,9 @@ import pytest
 from nlpexp.config import PROJECT_ROOT
 from tests.fixtures import make_data_root
 
-pytest_plugins = ["tests.services"]  # the fixtures of the real servers the tests start (one MLflow server per process)
+# tests.services: the real servers the tests start (one MLflow server per process); tests.forkshare: the fork
+# servers of an xdist run, one per environment, not one per process
+pytest_plugins = ["tests.services", "tests.forkshare"]
 
 # W&B offline: `dryrun` is W&B's and nlpexp's other name for `offline` (the same runs, files and messages), but
 # transformers prints a line at import for the literal `offline`, which keeps a `python run.py` of the tests from

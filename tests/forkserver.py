@@ -2,7 +2,8 @@
 
 85-90 % of a small run.py process is importing torch, transformers' Trainer and sentence-transformers. Each test
 process starts one server (`python tests/forkserver.py`) that imports those once, nlpexp not (it reads the
-environment at import), and forks a child per command. The child becomes the command as a fresh interpreter
+environment at import), and forks a child per command (in an xdist run the controller starts the servers for all
+test processes: tests/forkshare.py). The child becomes the command as a fresh interpreter
 would: the requested argv, cwd, environment (os.environ replaced), sys.path (its PYTHONPATH's folders, as Python's
 start-up puts them), stdin/stdout/stderr (stdio objects rebuilt as Python's start-up builds them), its own session
 if asked, signal dispositions as exec leaves them (the caller's ignored ones kept ignored, the rest default, then
@@ -10,24 +11,29 @@ Python's own SIGINT/SIGPIPE/SIGXFSZ set-up) and the caller's signal mask. It has
 be killed) and the server reports its exit status.
 
 A command gets a real subprocess instead where the pre-imported libraries could have read something else at
-import: any difference in the variables they read (CONTROLLED_ENV: another set of values gets a server of its own),
-a PYTHONPATH folder holding a module the server imported (or a sitecustomize), an `env_set` of such a variable on
-the command line, a config dir (-cd, -cp, a search path) whose files mention env_set or cannot be read, or a
-subprocess argument the server does not carry over (shell, preexec_fn, pass_fds, user...).
+import: any difference in the variables they read (CONTROLLED_ENV: another set of values gets a server of its own;
+SET_AT_FORK: those read only when used go with the command), a PYTHONPATH folder holding a module the server
+imported (or a sitecustomize), an `env_set` of such a variable on the command line or in a config dir (-cd, -cp, a
+search path) or a file there that cannot be read as plain YAML, or a subprocess argument the server does not carry
+over (shell, preexec_fn, pass_fds, user...).
 Tests of a cold start (import-time behaviour, start-up speed) use subprocess itself.
 
 Shell scripts (the docs' runnable commands): `shim_env(env)` puts a folder first on PATH whose `python` and
-`nlpexp` hand their command to the server (tests/forkshim.py) when it is forkable, else exec the real program.
+`nlpexp` hand their command to the server (tests/forkshim.py) when it is forkable, else exec the real program (and
+exports bash functions of those names that call them, for a script that changes PATH).
 
-NLPEXP_FORKSERVER_LOG=<file>: one line per command (forked / fallback and why / server-start), to count them.
+NLPEXP_FORKSERVER_LOG=<file>: one line per command (forked / fallback and why / server-start with the variables that
+differ from the test process's and its start-up's CPU time / ended with a forked command's CPU time), to count them.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -49,6 +55,14 @@ CONTROLLED_ENV = ("HF_", "TRANSFORMERS", "TORCH", "PYTORCH", "TOKENIZERS", "OMP_
 PRINT_ON_IMPORT = {"WANDB_MODE": ("offline", ("transformers.trainer", "sentence_transformers"))}
 # the child is built for these: its stdio (PYTHONUNBUFFERED), its sys.path (PYTHONPATH: the server has none)
 _HANDLED_AT_FORK = {"PYTHONUNBUFFERED", "PYTHONPATH"}
+# CONTROLLED_ENV names that the pre-imported libraries read when they use them, not at import (Hydra reads
+# HYDRA_FULL_ERROR when a job fails, huggingface_hub HF_TOKEN when a request needs a token; PATH is not one: the
+# imports look programs up): the child gets them with the rest of its environment, and they do not make a server of
+# their own (a test that sets one would start a server for a launch or two). A server records
+# the variables its imports look up by name (os.environ[...], .get, os.getenv, `in`): one of these among them (a new
+# library version that reads it at import) is part of every server's key from then on (_read_at_import), and the
+# server that read it forks only the commands with the value it had.
+SET_AT_FORK = ("HYDRA_FULL_ERROR", "HF_TOKEN")
 _NOT_CARRIED = ("preexec_fn", "pass_fds", "user", "group", "extra_groups", "umask", "executable", "process_group")
 _CONFIG_DIR_ARGS = ("-cd", "--config-dir", "-cp", "--config-path")
 # pip blocks imports once it installs, and a child runs the server's atexit functions (torch's import at exit)
@@ -61,6 +75,8 @@ SHIM_FOLDER = "nlpexp-forkserver-"  # tempfile prefix of a server's folder; its 
 forked_cpu_s = 0.0  # user+sys seconds of the forked children that ended (RUSAGE_CHILDREN does not see them)
 MAX_SERVERS = 4  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
 _servers: dict[frozenset, dict] = {}
+_read_at_import: set[str] = set()  # the SET_AT_FORK names a server's imports looked up
+shared_start = None  # where set (tests/forkshare.py), `start`'s stand-in: another process starts the servers
 
 
 def run(args, *, input=None, capture_output=False, timeout=None, check=False, **kwargs) -> subprocess.CompletedProcess:
@@ -92,10 +108,10 @@ def popen(args, *, reset_sigint: bool = False, **kwargs) -> subprocess.Popen:
     why = unforkable(args, kwargs, env)
     if not why:
         server = _server(env)
-        why = server["problem"] if server["path"] is None else _pythonpath_problem(env, kwargs.get("cwd"), server)
+        why = server["problem"] if server["path"] is None else server_problem(env, kwargs.get("cwd"), server)
     log("fallback" if why else "forked", why, args)
     if not why:
-        return _Forked(args, server=server["path"], reset_sigint=reset_sigint, **kwargs)
+        return _Forked(args, server=server["path"], reset_sigint=reset_sigint, account=server, **kwargs)
     if reset_sigint:
         kwargs["preexec_fn"] = _default_sigint
     return subprocess.Popen(args, **kwargs)
@@ -106,17 +122,30 @@ def shim_env(env: dict) -> dict:
     server = _server(env)
     if server["path"] is None:
         return env
-    shims = os.path.join(server["folder"], "bin")
-    if not os.path.isdir(shims):
+    if not server.get("shims"):  # this process's own (a server may serve several)
+        server["shims"] = shims = os.path.join(tempfile.mkdtemp(prefix=SHIM_FOLDER), "bin")
         os.mkdir(shims)
         for name in ("python", "nlpexp"):
             config = {"socket": server["path"], "key": sorted(server["key"]), "name": name, "shims": shims,
-                      "python": sys.executable, "imported": server["imported"]}
+                      "python": sys.executable, "imported": server["imported"], "read": server["read"],
+                      "seen": server["seen"], "keyed": sorted(_read_at_import), "yaml": _yaml_folder()}
             with open(os.path.join(shims, name), "w") as shim:
                 shim.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(_PROJECT_ROOT)!r})\n"
                            f"from tests.forkshim import main\nmain({config!r})\n")
             os.chmod(os.path.join(shims, name), 0o755)
-    return {**env, "PATH": os.pathsep.join([shims, *filter(None, [env.get("PATH")])])}
+    shims = server["shims"]
+    # bash's functions come before any folder on PATH: a script that puts one first (a venv's activate) still
+    # reaches the shims; exported, as PATH is, they reach the shells the script starts
+    functions = {f"BASH_FUNC_{name}%%": f'() {{ {shlex.quote(os.path.join(shims, name))} "$@"\n}}'
+                 for name in ("python", "nlpexp")}
+    return {**env, **functions, "PATH": os.pathsep.join([shims, *filter(None, [env.get("PATH")])])}
+
+
+def _yaml_folder() -> str:
+    """The folder PyYAML is imported from (a shim, started without site-packages, reads config files with it)."""
+    import yaml
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(yaml.__file__)))
 
 
 def log(verdict: str, why: str, args) -> None:
@@ -156,7 +185,7 @@ def unforkable(args, kwargs, env) -> str:
 
 def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
     """Where a command line could make Hydra set an import-time variable (env_set) in the job: '' if nowhere. A
-    config dir or search path is read whole: a YAML file there that mentions env_set (or another search path) is one."""
+    config dir or search path is read whole (_file_problem for each YAML file there)."""
     folders = []
     for i, arg in enumerate(args):
         name, _, value = arg.partition("=")
@@ -164,9 +193,9 @@ def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
             value = value if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
             base = os.path.dirname(os.path.abspath(script)) if name in ("-cp", "--config-path") and script else cwd
             folders.append(os.path.join(base, value) if "://" not in value else value)
-        elif "hydra.job.env_set" in name:
-            variable = name.partition("hydra.job.env_set")[2].lstrip(".")
-            if not variable or variable.startswith(CONTROLLED_ENV):
+        elif "env_set" in name:  # hydra.job.env_set.NAME=, hydra.job.env_set={...}, hydra/job/env_set=<file>
+            variable = name.partition("env_set")[2].lstrip("./")
+            if not variable or _import_time(variable):
                 return f"{name} on the command line"
         elif name.lstrip("+~").startswith("hydra.searchpath"):
             for entry in value.strip("[]").split(","):
@@ -177,10 +206,60 @@ def _config_problem(args: list[str], cwd: str, script: str | None, env) -> str:
         if not folder or not os.path.isdir(folder):
             return f"config dir {folder!r} is not a folder here"
         for path in Path(folder).rglob("*"):
-            if path.suffix in (".yaml", ".yml") and path.is_file() and any(
-                    word in path.read_bytes() for word in (b"env_set", b"searchpath")):
-                return f"{path} mentions env_set or searchpath"
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                if any(word.decode() in str(path.relative_to(folder)) for word in _MENTIONS):
+                    return f"{path}: a config group of env_set or searchpath"  # its keys are the variables
+                if why := _file_problem(path):
+                    return why
     return ""
+
+
+_MENTIONS = (b"env_set", b"searchpath")
+
+
+def _file_problem(path: Path) -> str:
+    """Where a config file could set an import-time variable or name another search path: '' if it cannot. A file
+    that mentions env_set or searchpath is read as YAML, and each mention must be an `env_set` key holding a map of
+    other variables (or none: a run's saved .hydra/hydra.yaml), a `searchpath` key holding nothing or text in a value
+    outside a defaults list (a run's saved overrides: data, never applied); a mention anywhere else (a package header,
+    a comment, a dotted key, a defaults list choosing a file) or a file that is not plain YAML is one."""
+    data = path.read_bytes()
+    mentions = sum(data.count(word) for word in _MENTIONS)
+    if not mentions:
+        return ""
+    try:
+        import yaml
+
+        harmless = _harmless_mentions(yaml.safe_load(data))
+    except Exception:  # not plain YAML (a tag, a syntax error), or no PyYAML where this runs (a shim)
+        harmless = -1
+    return "" if harmless == mentions else f"{path} may set an import-time variable or a search path"
+
+
+def _harmless_mentions(node, choosing: bool = False) -> int:
+    """The mentions of env_set and searchpath in a YAML tree that set nothing import-time (see _file_problem);
+    `choosing`: inside a defaults list."""
+    if isinstance(node, str):
+        return 0 if choosing else sum(node.count(word.decode()) for word in _MENTIONS)
+    if isinstance(node, list):
+        return sum(_harmless_mentions(value, choosing) for value in node)
+    if not isinstance(node, dict):
+        return 0
+    count = 0
+    for key, value in node.items():
+        if key == "env_set" and (value is None or isinstance(value, dict) and all(
+                isinstance(name, str) and not _import_time(name) for name in value)):
+            count += 1 + sum(_harmless_mentions([name, text]) for name, text in (value or {}).items())
+        elif key == "searchpath" and not value:
+            count += 1
+        elif not any(word.decode() in str(key) for word in _MENTIONS):  # (another key naming them: not counted)
+            count += _harmless_mentions(value, choosing or key == "defaults")
+    return count
+
+
+def _import_time(variable: str) -> bool:
+    """A variable whose value the server's imports may have used (an env_set of it in the job would differ)."""
+    return variable.startswith(CONTROLLED_ENV) or variable in PRINT_ON_IMPORT
 
 
 def _package_folder(package: str, cwd: str, env) -> str:
@@ -192,10 +271,16 @@ def _package_folder(package: str, cwd: str, env) -> str:
     return ""
 
 
-def key_of(env) -> frozenset:
-    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders)."""
-    return frozenset((k, _unshimmed(v) if k == "PATH" else v) for k, v in env.items()
-                     if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK) | _printing(env)
+def key_of(env, keyed=None) -> frozenset:
+    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders); of the
+    SET_AT_FORK ones, those `keyed` (default: those read at import so far)."""
+    keyed = _read_at_import if keyed is None else keyed
+    return frozenset((k, _value(k, env)) for k in env if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK
+                     and (k not in SET_AT_FORK or k in keyed)) | _printing(env)
+
+
+def _value(name: str, env) -> str | None:
+    return _unshimmed(env[name]) if name == "PATH" and name in env else env.get(name)
 
 
 def _printing(env) -> frozenset:
@@ -204,9 +289,23 @@ def _printing(env) -> frozenset:
 
 
 def _unshimmed(path: str) -> str:
-    return os.pathsep.join(p for p in path.split(os.pathsep)
-                           if not (os.path.basename(p) == "bin" and os.path.basename(os.path.dirname(p))
-                                   .startswith(SHIM_FOLDER)))
+    """PATH without the shims' folders and without a folder's second mention (a lookup finds the same programs: a
+    venv's activate script puts its bin/ first again, where the tests' PATH had it already)."""
+    kept: list[str] = []
+    for folder in path.split(os.pathsep):
+        shim = os.path.basename(folder) == "bin" and os.path.basename(os.path.dirname(folder)).startswith(SHIM_FOLDER)
+        if not shim and folder not in kept:
+            kept.append(folder)
+    return os.pathsep.join(kept)
+
+
+def server_problem(env, cwd, server: dict) -> str:
+    """Why `server` cannot fork a command with environment `env` and working directory `cwd` ('' where it can): a
+    SET_AT_FORK variable its imports read with another value than the command's, or the command's PYTHONPATH."""
+    for name in server["read"]:
+        if name in SET_AT_FORK and _value(name, env) != server["seen"].get(name):
+            return f"{name} is read at import"
+    return _pythonpath_problem(env, cwd, server)
 
 
 def _pythonpath_problem(env, cwd, server: dict) -> str:
@@ -239,25 +338,24 @@ def _pythonpath_problem(env, cwd, server: dict) -> str:
 
 def _server(env) -> dict:
     """The server whose imports saw `env`'s CONTROLLED_ENV values (started at the first request): a dict with its
-    socket `path` (None where it could not start, `problem` says why)."""
+    socket `path` (None where it could not start, `problem` says why). Its start-up's CPU time counts in
+    forked_cpu_s (the test that started it, or asked for it first, pays for it) until it is waited for."""
+    global forked_cpu_s
     key = key_of(env)
     if key not in _servers:
         if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
             _stop(_servers.pop(next(iter(_servers))))
-        folder = tempfile.mkdtemp(prefix=SHIM_FOLDER)
-        path = os.path.join(folder, "socket")
-        inherited = {k: v for k, v in os.environ.items()
-                     if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
-        server_env = {**inherited, **dict(key)}
-        log("server-start", ", ".join(sorted(k for k, v in key ^ key_of(os.environ))), [sys.executable, __file__])
-        with open(os.path.join(folder, "server.log"), "wb") as out:
-            process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=out, cwd=_PROJECT_ROOT, env=server_env)
-        answer = process.stdout.readline().decode().strip()
-        ready = answer == "ready"
-        imported = json.loads(Path(folder, "imported.json").read_text()) if ready else {}
-        _servers[key] = {"process": process, "path": path if ready else None, "folder": folder, "key": key,
-                         "problem": answer or "the server did not start", "imported": imported}
+        seen = {name: _value(name, env) for name in SET_AT_FORK if name in env}
+        differing = ", ".join(sorted(k for k, v in key ^ key_of(os.environ)))
+        server = (shared_start or start)(key, seen)
+        forked_cpu_s += 0.0 if server.get("joined") else server["cpu_s"]
+        log("server-joined" if server.get("joined") else "server-start", f"{differing} ({server['cpu_s']:.1f} CPU-s)",
+            [sys.executable, __file__])
+        _servers[key] = server
+        _read_at_import.update(set(server["read"]) & set(SET_AT_FORK))
+        if key_of(env) != key:  # a SET_AT_FORK name it read: its key has the value it had
+            _servers[key_of(env)] = {**_servers.pop(key), "key": key_of(env)}
+            key = key_of(env)
         if len(_servers) == 1:
             import atexit
 
@@ -266,19 +364,46 @@ def _server(env) -> dict:
     return _servers[key]
 
 
-def _stop(server: dict) -> None:
-    """A server ends at the end of its input (its children go on); waiting for it counts its CPU time in this
-    process's children."""
+def start(key: frozenset, seen: dict) -> dict:
+    """A new server whose imports see the `key` values and the SET_AT_FORK ones `seen` (a dict: its `process`, socket
+    `path` or the `problem`, what it `imported` and `read` at import, the `cpu_s` of its start)."""
+    folder = tempfile.mkdtemp(prefix=SHIM_FOLDER)
+    path = os.path.join(folder, "socket")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONTROLLED_ENV) and k not in PRINT_ON_IMPORT}
+    with open(os.path.join(folder, "server.log"), "wb") as out:
+        process = subprocess.Popen([sys.executable, __file__, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=out, cwd=_PROJECT_ROOT, env={**inherited, **dict(key), **seen})
+    answer = process.stdout.readline().decode().strip()
+    ready = answer == "ready"
+    report = json.loads(Path(folder, "server.json").read_text()) if ready else {}
+    return {"process": process, "path": path if ready else None, "folder": folder, "key": key,
+            "problem": answer or "the server did not start", "imported": report.get("imported", {}),
+            "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0), "children_cpu_s": 0.0}
+
+
+def stop(server: dict) -> None:
+    """A server ends at the end of its input (its children go on)."""
     server["process"].stdin.close()
     server["process"].wait(timeout=60)
     shutil.rmtree(server["folder"], ignore_errors=True)
 
 
+def _stop(server: dict) -> None:
+    """Stop a server of this process's (one another process started, tests/forkshare.py, is only forgotten): waiting
+    for it counts its CPU time, and its children's, in this process's children's (forked_cpu_s has them until then)."""
+    global forked_cpu_s
+    if server.get("shims"):
+        shutil.rmtree(os.path.dirname(server["shims"]), ignore_errors=True)
+    if server["process"] is not None:
+        stop(server)
+        forked_cpu_s -= server["cpu_s"] + server["children_cpu_s"]  # in this process's children's time now
+
+
 class _Forked(subprocess.Popen):
     """A Popen whose child the server forks (subprocess's pipes, communicate, timeouts and signals as usual)."""
 
-    def __init__(self, args, *, server: str, reset_sigint: bool, **kwargs):
-        self._server, self._reset_sigint = server, reset_sigint
+    def __init__(self, args, *, server: str, reset_sigint: bool, account: dict | None = None, **kwargs):
+        self._server, self._reset_sigint, self._account = server, reset_sigint, account
         super().__init__(args, **kwargs)
 
     def _execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo, creationflags,
@@ -307,7 +432,10 @@ class _Forked(subprocess.Popen):
             return 0, 0
         _, status, cpu = _STATUS.unpack(self._connection.recv(_STATUS.size))
         forked_cpu_s += cpu
+        if self._account is not None:
+            self._account["children_cpu_s"] += cpu
         self._connection.close()
+        log("ended", f"{cpu:.2f} CPU-s{'' if self._account is not None else ' (shim)'}", self.args)
         return self.pid, status
 
     def _internal_poll(self, _deadstate=None, **_):
@@ -348,19 +476,46 @@ class _CurrentStream:
         return getattr(self._target(), name)
 
 
+class _ReadRecorder(type(os.environ)):
+    """os.environ (the same variables) noting each name looked up: os.environ[name], .get(name), os.getenv(name),
+    `name in os.environ`; not the lookups of a whole copy (dict(os.environ), .copy(), .items(): each name in the
+    order the iteration before gave them, as for a subprocess's environment)."""
+
+    def __init__(self, environ, read: set[str]):
+        vars(self).update(vars(environ))
+        self.read, self._copying = read, collections.deque()
+
+    def __iter__(self):
+        names = list(super().__iter__())
+        self._copying = collections.deque(names)
+        return iter(names)
+
+    def __getitem__(self, key):
+        if self._copying and self._copying[0] == key:
+            self._copying.popleft()
+        else:
+            self._copying.clear()
+            self.read.add(key)
+        return super().__getitem__(key)
+
+
 def _preload(folder: str) -> str:
     """Import PRELOADED with sys.stdout/sys.stderr standing for the child's; '' or why the server is unusable.
-    Leaves in `folder`/imported.json the top-level modules imported (a namespace package: with its modules imported)."""
+    Leaves in `folder`/server.json the top-level modules imported (a namespace package: with its modules imported),
+    the environment variables the imports looked up by name and the CPU seconds the start took."""
     sys.path[0] = str(_PROJECT_ROOT)  # where `python run.py` starts its sys.path (this file's folder is not)
     sys.stdout, sys.stderr = _CurrentStream("stdout"), _CurrentStream("stderr")
     before = os.fstat(2).st_size
+    environ, read = os.environ, set()
+    os.environ = _ReadRecorder(environ, read)  # noqa: B003 (the same variables, looked up through it)
     try:
-        skipped = [names for variable, (value, names) in PRINT_ON_IMPORT.items() if os.environ.get(variable) == value]
+        skipped = [names for variable, (value, names) in PRINT_ON_IMPORT.items() if environ.get(variable) == value]
         for name in PRELOADED:
             if not any(name in names for names in skipped):
                 __import__(name)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        os.environ = environ  # noqa: B003
     import threading
 
     if threading.active_count() != 1:
@@ -375,7 +530,10 @@ def _preload(folder: str) -> str:
     namespaces = {top for top in tops if getattr(sys.modules.get(top), "__file__", "") is None}
     imported = {top: sorted({name.split(".")[1] for name in sys.modules if name.startswith(f"{top}.")})
                 if top in namespaces else None for top in tops}
-    Path(folder, "imported.json").write_text(json.dumps(imported))
+    import time
+
+    report = {"imported": imported, "read": sorted(read), "cpu_s": time.process_time()}
+    Path(folder, "server.json").write_text(json.dumps(report))
     return ""
 
 

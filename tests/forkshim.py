@@ -19,6 +19,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 def main(config: dict) -> None:
     from tests import forkserver
 
+    sys.path.append(config["yaml"])  # PyYAML, for a command's config dir (started without site-packages)
     folders = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != config["shims"]]
     real = next((os.path.join(p, config["name"]) for p in folders
                  if os.access(os.path.join(p, config["name"]), os.X_OK)), None)
@@ -28,8 +29,9 @@ def main(config: dict) -> None:
     command = [config["python"], *sys.argv[1:]] if real == config["python"] else [config["python"], real, *sys.argv[1:]]
     why = _why_not(config, real, command)
     if not why:
-        server = {"path": config["socket"], "imported": config["imported"]}
-        why = forkserver._pythonpath_problem(os.environ, os.getcwd(), server)
+        server = {"path": config["socket"], "imported": config["imported"], "read": config["read"],
+                  "seen": config["seen"]}
+        why = forkserver.server_problem(os.environ, os.getcwd(), server)
     forkserver.log("fallback" if why else "forked", f"shim: {why}" if why else "shim", command)
     if why:
         os.execv(real, [real, *sys.argv[1:]])
@@ -55,6 +57,6 @@ def _why_not(config: dict, real: str, command: list[str]) -> str:
         with open(real, "rb") as script:
             if script.readline().rstrip(b"\n") != f"#!{config['python']}".encode():
                 return f"{real} is not a script of {config['python']}"
-    if forkserver.key_of(os.environ) != frozenset(tuple(item) for item in config["key"]):
+    if forkserver.key_of(os.environ, config["keyed"]) != frozenset(tuple(item) for item in config["key"]):
         return "another environment than the server's"
     return forkserver.unforkable(command, {}, os.environ)

@@ -37,7 +37,7 @@ def probe(tmp_path):
 @pytest.mark.parametrize("new_session", [False, True])
 def test_a_forked_command_sees_what_a_fresh_process_sees(probe, tmp_path, new_session):
     (tmp_path / "lib").mkdir()
-    env = {**os.environ, "PROBE_EXIT": "3", "NLPEXP_SOMETHING": "x",
+    env = {**os.environ, "PROBE_EXIT": "3", "NLPEXP_SOMETHING": "x", "HYDRA_FULL_ERROR": "1",
            "PYTHONPATH": os.pathsep.join(["lib", *filter(None, [os.environ.get("PYTHONPATH")])])}
     kwargs = dict(capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, start_new_session=new_session)
     forked = forkserver.run([*probe, "a b", "c"], **kwargs)
@@ -61,7 +61,10 @@ def test_python_c_and_a_shell_s_python_fork_as_fresh_processes(probe, tmp_path):
     assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
 
     shimmed = forkserver.shim_env(env)
-    script = f"python {probe[1]} y | cat\npython {probe[1]} z\n"
+    # the third after what a venv's activate does: the interpreter's folder first on PATH again (before the shims:
+    # a bash function reaches them)
+    again = f"PATH={os.path.dirname(sys.executable)}:$PATH"
+    script = f"python {probe[1]} y | cat\npython {probe[1]} z\n{again}\npython {probe[1]} w\n"
     through_shim = subprocess.run(["bash", "-c", script], env=shimmed, **kwargs)
     plain = subprocess.run(["bash", "-c", script.replace("python ", f"{sys.executable} ")], env=shimmed, **kwargs)
     assert through_shim.returncode == plain.returncode == 4 and through_shim.stderr == plain.stderr
@@ -70,10 +73,12 @@ def test_python_c_and_a_shell_s_python_fork_as_fresh_processes(probe, tmp_path):
         printed = [json.loads(line) for line in stdout.splitlines()]
         for each in printed:
             each["env"].pop("_", None)  # bash's: the path of the program it ran (the shim, the interpreter)
+            each["env"].pop("SHLVL", None)  # bash's: one more where its last command is a function (not exec'd)
         return printed
 
-    assert seen(through_shim.stdout) == seen(plain.stdout) and len(seen(plain.stdout)) == 2
-    assert [line.split("\t")[:2] for line in log.read_text().splitlines()] == [["forked", "shim"]] * 2
+    assert seen(through_shim.stdout) == seen(plain.stdout) and len(seen(plain.stdout)) == 3
+    launches = [line.split("\t")[:2] for line in log.read_text().splitlines() if not line.startswith("ended")]
+    assert launches == [["forked", "shim"]] * 3
 
 
 def test_signals_and_an_uncaught_interrupt_end_it_as_they_end_a_fresh_process(probe, tmp_path):
@@ -92,8 +97,8 @@ def test_signals_and_an_uncaught_interrupt_end_it_as_they_end_a_fresh_process(pr
 def test_an_import_time_setting_gets_its_own_server_and_preexec_fn_a_real_subprocess(probe):
     """A server imports with one set of CONTROLLED_ENV values: other values are another server's."""
     env = {**os.environ, "HF_HOME": "/elsewhere"}
-    key = frozenset((k, v) for k, v in env.items()
-                    if k.startswith(forkserver.CONTROLLED_ENV) and k not in forkserver._HANDLED_AT_FORK)
+    key = forkserver.key_of(env)
+    assert ("HF_HOME", "/elsewhere") in key and key != forkserver.key_of(os.environ)
     forked = forkserver.run([*probe], env=env, capture_output=True, text=True, timeout=120)
     assert '"HF_HOME": "/elsewhere"' in forked.stdout and key in forkserver._servers
     assert next(reversed(forkserver._servers)) == key  # the most recently used
@@ -102,20 +107,42 @@ def test_an_import_time_setting_gets_its_own_server_and_preexec_fn_a_real_subpro
 
 
 def test_what_a_fresh_process_would_import_or_set_differently_gets_a_real_subprocess(probe, tmp_path):
-    """A PYTHONPATH folder shadowing an imported module, a config dir that may set the environment, an env_set of
-    an import-time variable on the command line: a real subprocess. A config dir without env_set forks."""
+    """A PYTHONPATH folder shadowing an imported module, a config dir that may set an import-time variable or add a
+    search path (env_set, a package or group of it, a defaults list choosing one, searchpath), an env_set of an
+    import-time variable on the command line: a real subprocess. A config dir whose env_set names other variables (or
+    none: a run's saved hydra.yaml) or whose text only quotes an override, and a variable read after import, fork."""
     (tmp_path / "shadow" / "torch").mkdir(parents=True)
     (tmp_path / "shadow" / "torch" / "__init__.py").write_text("")
-    (tmp_path / "setting" / "experiment").mkdir(parents=True)
-    (tmp_path / "setting" / "experiment" / "e.yaml").write_text("hydra:\n  job:\n    env_set:\n      A: b\n")
-    (tmp_path / "plain" / "experiment").mkdir(parents=True)
-    (tmp_path / "plain" / "experiment" / "e.yaml").write_text("seed: 1\n")
+    files = {"setting": "hydra:\n  job:\n    env_set:\n      HF_HOME: b\n",
+             "packaged": "# @package hydra.job.env_set\nA: b\n", "searching": "hydra:\n  searchpath: [file:///x]\n",
+             "choosing": "defaults:\n  - /hydra/job/env_set: x\n", "grouped/hydra/job/env_set/x": "HF_HOME: b\n",
+             "plain": "seed: 1\n", "other": "hydra:\n  job:\n    env_set:\n      A: b\n  searchpath: []\n",
+             "empty": "hydra:\n  job:\n    env_set: {}\n", "listed": "- +hydra.job.env_set.HF_HOME=/x\n"}
+    for name, text in files.items():  # (a folder's experiment/e.yaml, or the file named)
+        path = tmp_path / (name + ".yaml" if "/" in name else f"{name}/experiment/e.yaml")
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
     cases = [([*probe], {"PYTHONPATH": str(tmp_path / "shadow")}, False),
-             ([*probe, "-cd", str(tmp_path / "setting"), "experiment=e"], {}, False),
+             *[([*probe, "-cd", str(tmp_path / folder), "experiment=e"], {}, False)
+               for folder in ("setting", "packaged", "searching", "choosing", "grouped")],
              ([*probe, "+hydra.job.env_set.HF_HOME=/x"], {}, False),
+             ([*probe, "+hydra/job/env_set=x"], {}, False),
              ([*probe, "+hydra.job.env_set.NLPEXP_NOTE=x"], {}, True),
-             ([*probe, f"--config-dir={tmp_path / 'plain'}", "experiment=e"], {}, True)]
+             *[([*probe, f"--config-dir={tmp_path / folder}", "experiment=e"], {}, True)
+               for folder in ("plain", "other", "empty", "listed")],
+             ([*probe], {"HYDRA_FULL_ERROR": "1", "HF_TOKEN": "hf_x"}, True)]
     for args, extra, forks in cases:
         env = {**os.environ, **extra}
         with forkserver.popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
             assert isinstance(process, forkserver._Forked) == forks, args
+
+
+def test_a_variable_read_after_import_goes_with_the_command_unless_the_imports_read_it():
+    """SET_AT_FORK: no server of its own (the server's imports did not look it up), and a server whose imports did
+    look it up forks only the commands that have the value it had."""
+    server = forkserver._server(os.environ)
+    assert not set(server["read"]) & set(forkserver.SET_AT_FORK), "a library now reads it at import"
+    assert forkserver.key_of({**os.environ, "HYDRA_FULL_ERROR": "1"}) == forkserver.key_of(os.environ)
+    reading = {"read": ["HF_TOKEN"], "seen": {"HF_TOKEN": "a"}, "imported": {}}
+    assert forkserver.server_problem({"HF_TOKEN": "b"}, None, reading) == "HF_TOKEN is read at import"
+    assert forkserver.server_problem({"HF_TOKEN": "a"}, None, reading) == ""

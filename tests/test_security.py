@@ -364,8 +364,8 @@ def secret_run(tmp_path_factory, data_root):
                     "model.name=${oc.env:WANDB_API_KEY}",  # -> TensorBoard hparams, W&B config, ledger
                     "logger.wandb.tags=[${oc.env:HF_TOKEN}]", "logger.wandb.group=${oc.env:MY_DB_PASSWORD}",
                     "+hydra.job.env_set.ACME_TOKEN=${oc.env:ACME_CREDENTIALS}"], tmp, data_root)
-    return tmp, done, data_root
     assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, done, data_root
 
 
 def _leaks(root: Path, *texts: str) -> list[str]:

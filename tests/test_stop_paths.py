@@ -41,8 +41,9 @@ def _ledger(path: Path) -> list[dict]:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    # unbuffered, so that what the child printed before the signal is in the file when it is sent
-    return {**os.environ, "NLPEXP_LEDGER_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **extra}
+    # unbuffered, so that what the child printed before the signal is in the file when it is sent (no TQDM_DISABLE:
+    # nlpexp's bar passes its own `disable`, which wins over tqdm's environment, and the console is a person's)
+    return {**os.environ, "NLPEXP_LEDGER_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", **extra}
 
 
 def _wait_for_a_sealed_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float = 300) -> None:
