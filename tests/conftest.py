@@ -10,6 +10,8 @@ import pytest
 from nlpexp.config import PROJECT_ROOT
 from tests.fixtures import make_data_root
 
+pytest_plugins = ["tests.caches"]  # what the test processes compute once (session fixtures)
+
 # W&B offline: `dryrun` is W&B's and nlpexp's other name for `offline` (the same runs, files and messages), but
 # transformers prints a line at import for the literal `offline`, which keeps a `python run.py` of the tests from
 # being forked from a server that imported the Trainer already (tests/forkserver.py PRINT_ON_IMPORT)
