@@ -158,13 +158,14 @@ def _imports_kept_out_of_gc():
 # number of tests, which puts these few-but-long ones last, and one of them alone then ends the run while the other
 # process idles). Files not named follow, in their usual order.
 LONGEST_FIRST = (
-    "test_security.py", "test_console.py", "test_stop_paths.py", "test_every_key_takes_effect.py",
-    "test_docs_commands.py", "test_user_components.py", "test_sweeper_official.py", "test_mlflow_flavors.py",
-    "test_sweep_shared.py", "test_tracking_names.py", "test_settings_take_effect.py", "test_smoke_presets.py",
-    "test_sweep.py", "test_study_tracking.py", "test_config_is_data.py", "test_resume.py", "test_sweeper_seeding.py",
-    "test_secrets_integrity.py", "test_mlflow.py", "test_summarization.py", "test_data_files.py", "test_sweep_trial.py",
-    "test_notebook.py", "test_sbert_nli.py", "test_config.py", "test_embedding.py", "test_regression_metrics.py",
-    "test_bad_settings.py",
+    "test_security.py", "test_config_is_data.py", "test_every_key_takes_effect.py", "test_console.py",
+    "test_mlflow_flavors.py", "test_smoke_presets.py", "test_bad_settings.py", "test_sweeper_official.py",
+    "test_config.py", "test_bad_inputs.py", "test_sweep.py", "test_sweep_shared.py", "test_docs_commands.py",
+    "test_summarization.py", "test_settings_take_effect.py", "test_mlflow.py", "test_resume.py", "test_stop_paths.py",
+    "test_config_signatures.py", "test_tracking_names.py", "test_regression_metrics.py", "test_notebook.py",
+    "test_embedding.py", "test_study_tracking.py", "test_user_components.py", "test_data_files.py",
+    "test_sweeper_seeding.py", "test_secrets_integrity.py", "test_classification.py", "test_augsbert.py",
+    "test_sbert_nli.py", "test_forkserver.py",
 )
 
 
