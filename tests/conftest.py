@@ -83,15 +83,6 @@ def _data_dir_env(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("NLPEXP_REGISTRY_DIR", str(tmp_path / "registry"))
 
 
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 for the tests of one module (each its own store: no runs shared)."""
-    from tests.services import mlflow_server
-
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
-        yield uri
-
-
 @pytest.fixture
 def compose_run(tmp_path):
     """Compose the run config as `python run.py` would, with the run dir under tmp_path."""
