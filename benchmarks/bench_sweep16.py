@@ -59,27 +59,29 @@ def environment(temp: Path) -> dict:
     return {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "NLPEXP_REGISTRY_DIR": str(temp / "registry")}
 
 
-def pruner_overrides(pruner: str, tiny: bool) -> list[str]:
+def pruner_overrides(pruner: str, tiny: bool, reduction_factor: int | None = None) -> list[str]:
     """The median pruner waits for a few finished trials; successive halving decides at its first rung, here the
     first evaluation (min_resource = eval_every_steps), so that most trials stop after a third of their steps."""
     every = next(o.split("=")[1] for o in job_overrides(tiny) if o.startswith("trainer.eval_every_steps="))
     settings = {"median": [f"hydra.sweeper.pruner.n_startup_trials={2 if tiny else 4}"],
                 "successive_halving": [f"hydra.sweeper.pruner.min_resource={every}"]}
-    return [f"hydra/sweeper/pruner={pruner}", *settings.get(pruner, [])]
+    halving = [f"hydra.sweeper.pruner.reduction_factor={reduction_factor}"] if reduction_factor else []
+    return [f"hydra/sweeper/pruner={pruner}", *settings.get(pruner, []), *halving]
 
 
-def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str) -> dict:
+def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str, reduction_factor: int | None = None) -> dict:
     study = "bench-sweep16"
     steal = StealMeter()
     command = ["-m", *job_overrides(tiny), "logger=none", f"hydra.sweeper.n_trials={n_trials}",
-               "hydra/sweeper/sampler=tpe", *pruner_overrides(pruner, tiny), "trainer.group_by_length=true",
+               "hydra/sweeper/sampler=tpe", *pruner_overrides(pruner, tiny, reduction_factor),
+               "trainer.group_by_length=true",
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.studies_dir={temp / 'studies'}",
                f"paths.cache_dir={temp / 'cache'}", f"paths.ledger_file={temp / 'ledger.jsonl'}"]
     _, wall = run_script(RUN_PY, *command, env=environment(temp))
     trials = read_trials(temp / "studies" / study / "trials.csv")
     done = [t["value"] for t in trials if t["state"] == "COMPLETE"]
     return {"wall_s": round(wall, 1), "steal_pct": steal.percent(), "best_value": max(done) if done else None,
-            "pruner": pruner,
+            "pruner": pruner, "reduction_factor": reduction_factor,
             "pruned": sum(t["state"] == "PRUNED" for t in trials), "trials": trials}
 
 
@@ -118,7 +120,7 @@ def table(figures: dict) -> str:
     return "\n".join([
         f"### One {n}-trial search two ways (`hparams_search={PRESET}`, TPE, {size})", "",
         f"| arm | wall time | trials pruned | best {METRIC} |", "|---|---|---|---|",
-        f"| nlpexp sweep: one process, {sweep['pruner'].replace('_', ' ')} pruner, grouped | {sweep['wall_s']:.0f} s | "
+        f"| nlpexp sweep: one process, {_pruner(sweep)} pruner, grouped | {sweep['wall_s']:.0f} s | "
         f"{sweep['pruned']} | {sweep['best_value']:.4f} |",
         f"| {n} plain `run.py` processes, same parameters, no pruning | {plain['wall_s']:.0f} s | 0 | "
         f"{plain['best_value']:.4f} |", "",
@@ -128,6 +130,11 @@ def table(figures: dict) -> str:
     ])
 
 
+def _pruner(sweep: dict) -> str:
+    factor = sweep.get("reduction_factor")
+    return sweep["pruner"].replace("_", " ") + (f" (reduction factor {factor})" if factor else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--tiny", action="store_true", help="tiny_bert, a few samples, 4 trials (same as --quick)")
@@ -135,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=None, help="where sweep16.{json,md} go")
     parser.add_argument("--pruner", choices=["successive_halving", "median", "hyperband", "none"],
                         default="successive_halving", help="the sweep arm's pruner (default: successive_halving)")
+    parser.add_argument("--reduction-factor", type=int, default=None,
+                        help="successive halving, hyperband: the best 1/N go on at a rung (default: 3)")
     args = parser.parse_args(argv)
     tiny = args.tiny or args.quick
     n_trials = args.trials or (4 if tiny else 16)
     with tempfile.TemporaryDirectory(prefix="nlpexp-bench-sweep16-") as temp:
         temp = Path(temp)
-        sweep = run_sweep(n_trials, tiny, temp, args.pruner)
+        sweep = run_sweep(n_trials, tiny, temp, args.pruner, args.reduction_factor)
         steal = StealMeter()
         runs = [run_plain(trial, tiny, temp) for trial in sweep["trials"]]
     plain = {"wall_s": round(sum(r["wall_s"] for r in runs), 1), "steal_pct": steal.percent(),
