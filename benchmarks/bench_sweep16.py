@@ -5,7 +5,8 @@
     batches (the split cache is given a cold dir, but sbert_nli's collator
     tokenises per batch: it has nothing to cache).
 (b) the same 16 parameter sets, read back from (a)'s trials.csv, each a fresh `python run.py <overrides>`:
-    no pruning (a single run has none), no grouping, no cache (paths.cache_dir=null): nothing shared.
+    no pruning (a single run has none), no grouping, no cache (paths.cache_dir=null), resumable checkpoints
+    (the preset's trainer.save_only_model is left out): nothing shared.
 Everything else (model, data, steps, evaluation) is the same. The figures: wall time of each arm and the best
 val/spearman_cosine of each. Target (issue 30): (a) <= 0.35x (b)'s wall time, best within 0.003 (or better).
 Studies, cache, run dirs, registry and ledger go to a temp dir. Needs a quiet machine: its row is a timing.
@@ -98,7 +99,9 @@ def read_trials(path: Path) -> list[dict]:
 def plain_overrides(params: dict, tiny: bool) -> list[str]:
     """A plain run of one trial: the preset's settings, the shared job and the trial's parameters."""
     shared = [o for o in job_overrides(tiny) if not o.startswith("hparams_search=")]
-    keys = {o.split("=", 1)[0] for o in shared}
+    # trainer.save_only_model is the preset's sweep economy, as grouping and pruning are: a plain run keeps the
+    # trainer's resumable checkpoints
+    keys = {o.split("=", 1)[0] for o in shared} | {"trainer.save_only_model"}
     preset = [o for o in preset_settings() if o.split("=", 1)[0] not in keys]
     return [*preset, *shared, *(f"{name}={value}" for name, value in params.items()),
             "trainer.group_by_length=false", "paths.cache_dir=null"]

@@ -58,3 +58,4 @@ def test_a_plain_run_composes_the_sweeps_job_with_the_trials_parameters():
     assert job["trainer"]["eval_every_steps"] == 20 and job["trainer"]["max_steps"] == 60
     assert job["optimizer"]["lr"] == 3e-5 and job["trainer"]["batch_size"] == 32
     assert job["trainer"]["group_by_length"] is False and job["paths"]["cache_dir"] is None
+    assert job["trainer"]["save_only_model"] is False  # the sweep's economy, as grouping: not the plain arm's

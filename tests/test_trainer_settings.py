@@ -72,3 +72,32 @@ def test_a_classification_run_batches_by_length(compose_run, monkeypatch):
     metrics = run(compose_run("task=classification", "data=imdb", "model=tiny_bert", "debug=smoke",
                               "trainer.group_by_length=true"))
     assert built and "val/accuracy" in metrics
+
+
+def test_model_only_checkpoints_hold_no_optimizer_state_and_are_not_resumed(compose_run, tmp_path):
+    """trainer.save_only_model=true (the sweep presets' setting): each checkpoint holds the model and the trainer
+    state, no optimizer, scheduler or RNG state, its seal says so, and resuming from it is refused in one line
+    rather than silently restarting the optimizer."""
+    from nlpexp.trainer.checkpoints import read_seal
+
+    args = ("task=sbert_nli", "model=tiny_bert", "debug=smoke", "logger=none")
+    run(compose_run(*args, "trainer.save_only_model=true"))
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints
+    for checkpoint in checkpoints:
+        names = {p.name for p in checkpoint.iterdir()}
+        assert "model.safetensors" in names and "trainer_state.json" in names
+        assert not names & {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
+        assert read_seal(checkpoint)["model_only"] is True
+    with pytest.raises(NlpexpError, match=r"^trainer.resume: .*checkpoint-\d+ holds the model only \(saved with "
+                                          r"trainer.save_only_model=true\)"):
+        run(compose_run(*args, "trainer.resume=true"))
+
+
+def test_full_checkpoints_are_sealed_as_resumable(tmp_path):
+    from nlpexp.trainer.checkpoints import read_seal, seal
+
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
+    seal(tmp_path / "checkpoint-2", 2, 1.0, {"task": "T"})
+    assert read_seal(tmp_path / "checkpoint-2")["model_only"] is False

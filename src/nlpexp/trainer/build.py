@@ -93,7 +93,7 @@ class SealedCheckpoints(TrainerCallback):
             losses = self.loss_before + loss_sum(self.trainer)  # every process: the sum gathers over them
             if args.should_save:
                 seal(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step, losses,
-                     self.identity)
+                     self.identity, model_only=args.save_only_model)
         finally:
             release_stop_signals()  # a stop signal that came while saving ends the run now
 

@@ -33,8 +33,9 @@ MODEL_KEYS = ("name_or_path", "tokenizer", "random_init", "max_seq_length", "poo
 DATA_KEYS = ("max_train_samples", "columns", "label_names", "unknown_labels", "split_ratios", "shuffle")
 
 
-def seal(folder: Path, step: int, loss_sum: float, identity: dict | None) -> None:
-    """Mark `folder` complete: fsync what it holds, then write the seal listing it (atomically, last)."""
+def seal(folder: Path, step: int, loss_sum: float, identity: dict | None, model_only: bool = False) -> None:
+    """Mark `folder` complete: fsync what it holds, then write the seal listing it (atomically, last).
+    `model_only`: saved without optimizer, scheduler and RNG state (trainer.save_only_model), so not resumable."""
     folder = Path(folder)
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SEAL):
@@ -43,7 +44,8 @@ def seal(folder: Path, step: int, loss_sum: float, identity: dict | None) -> Non
         files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
     _fsync_dir(folder)
     # the identity names the model and data as configured: secrets interpolated into them stay out of the run dir
-    write_json_atomic(folder / SEAL, {"step": step, "loss_sum": loss_sum, "identity": redact(identity), "files": files})
+    write_json_atomic(folder / SEAL, {"step": step, "loss_sum": loss_sum, "identity": redact(identity),
+                                      "model_only": model_only, "files": files})
     _fsync_dir(folder)
 
 
@@ -128,6 +130,9 @@ def check_identity(folder: Path, identity: dict | None) -> dict:
     if problem is not None:
         raise NlpexpError(f"trainer.resume: {folder} is damaged: {problem}; give an earlier checkpoint-N folder, "
                           f"or use trainer.resume=true (which skips damaged ones)")
+    if record.get("model_only"):
+        raise NlpexpError(f"trainer.resume: {folder} holds the model only (saved with trainer.save_only_model=true): "
+                          f"no optimizer, scheduler or RNG state to resume from; drop trainer.resume to train anew")
     theirs, ours = _flat(record.get("identity") or {}), _flat(redact(identity or {}))  # seals hold it redacted
     order = {"task": 0, "model": 1, "loss": 2, "data": 3}  # what differs is named in this order
     differ = sorted((k for k in ours.keys() | theirs.keys() if theirs.get(k) != ours.get(k)),
