@@ -1,9 +1,9 @@
 """A 16-trial search two ways: as nlpexp sweeps it, and as 16 independent plain runs of the same trials.
 
 (a) `run.py -m hparams_search=sbert_nli hydra.sweeper.n_trials=16` (TPE): the trials run in one process, with
-    a pruner (--pruner; default successive halving, its first rung after the first evaluation) and length-grouped
-    batches (the split cache is given a cold dir, but sbert_nli's collator
-    tokenises per batch: it has nothing to cache).
+    the preset's pruner (--pruner; default `halving`: successive halving, its first rung at the first evaluation),
+    model-only checkpoints and length-grouped batches (the split cache is given a cold dir, but sbert_nli's
+    collator tokenises per batch: it has nothing to cache).
 (b) the same 16 parameter sets, read back from (a)'s trials.csv, each a fresh `python run.py <overrides>`:
     no pruning (a single run has none), no grouping, no cache (paths.cache_dir=null), resumable checkpoints
     (the preset's trainer.save_only_model is left out): nothing shared.
@@ -61,13 +61,16 @@ def environment(temp: Path) -> dict:
 
 
 def pruner_overrides(pruner: str, tiny: bool, reduction_factor: int | None = None) -> list[str]:
-    """The median pruner waits for a few finished trials; successive halving decides at its first rung, here the
-    first evaluation (min_resource = eval_every_steps), so that most trials stop after a third of their steps."""
+    """`halving` is the preset's own: successive halving with its first rung at the first evaluation (conf/hydra/
+    sweeper/pruner/halving.yaml), reduction factor 4. `successive_halving` is the same with the plugin's factor 3;
+    the median pruner waits for a few finished trials."""
     every = next(o.split("=")[1] for o in job_overrides(tiny) if o.startswith("trainer.eval_every_steps="))
+    factor = [f"hydra.sweeper.pruner.reduction_factor={reduction_factor}"] if reduction_factor else []
+    if pruner == "halving":
+        return factor
     settings = {"median": [f"hydra.sweeper.pruner.n_startup_trials={2 if tiny else 4}"],
                 "successive_halving": [f"hydra.sweeper.pruner.min_resource={every}"]}
-    halving = [f"hydra.sweeper.pruner.reduction_factor={reduction_factor}"] if reduction_factor else []
-    return [f"hydra/sweeper/pruner={pruner}", *settings.get(pruner, []), *halving]
+    return [f"hydra/sweeper/pruner={pruner}", *settings.get(pruner, []), *factor]
 
 
 def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str, reduction_factor: int | None = None) -> dict:
@@ -143,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny_bert, a few samples, 4 trials (same as --quick)")
     parser.add_argument("--trials", type=int, default=None, help="trials per arm (default: 16, --tiny 4)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where sweep16.{json,md} go")
-    parser.add_argument("--pruner", choices=["successive_halving", "median", "hyperband", "none"],
-                        default="successive_halving", help="the sweep arm's pruner (default: successive_halving)")
+    parser.add_argument("--pruner", choices=["halving", "successive_halving", "median", "hyperband", "none"],
+                        default="halving", help="the sweep arm's pruner (default: the preset's, halving)")
     parser.add_argument("--reduction-factor", type=int, default=None,
-                        help="successive halving, hyperband: the best 1/N go on at a rung (default: 3)")
+                        help="halving, successive halving, hyperband: the best 1/N go on at a rung "
+                             "(default: 4 for halving, else 3)")
     args = parser.parse_args(argv)
     tiny = args.tiny or args.quick
     n_trials = args.trials or (4 if tiny else 16)

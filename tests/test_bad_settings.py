@@ -189,7 +189,7 @@ SWEEP hydra.sweeper.grace_period=0 | hydra.sweeper.grace_period | a positive int
 COMPOSE = """
 SWEEP hydra.sweeper.n_trials=abc | hydra.sweeper.n_trials | could not be converted to Integer
 SWEEP hydra.sweeper.promote_best=maybe | hydra.sweeper.promote_best | Value 'maybe' is not a valid bool
-SWEEP hydra/sweeper/pruner=sometimes | hydra/sweeper/pruner | Available options in 'hydra/sweeper/pruner'
+SWEEP hydra/sweeper/pruner=sometimes | hydra/sweeper/pruner | options of hydra/sweeper/pruner: halving, .*median, none
 hparams_search=nope | hparams_search | hparams_search=nope is not an option; options of hparams_search: classification
 trainer.fp16=true | trainer.fp16 | trainer.fp16 is not a setting; trainer has: .*precision
 optimizer=sgd | optimizer | optimizer=sgd is not an option; options of optimizer: adam, adamw

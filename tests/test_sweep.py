@@ -271,6 +271,9 @@ def test_ablation_grid_sweep(tmp_path):
 
 
 SUMMARIZE_FAST = ("model=tiny_bart", "data.max_eval_samples=8")
+# The TPE presets prune (hydra/sweeper/pruner=halving): where a test counts finished runs, every trial runs to its end.
+RUN_TO_THE_END = ("hydra/sweeper/pruner=none",)
+PRUNING_PRESETS = ("sbert_nli", "embedding", "classification")
 
 
 @pytest.mark.slow
@@ -284,10 +287,12 @@ def test_task_presets_run_their_sweeps(tmp_path, preset, overrides):
     assert run_sweep(tmp_path, preset, "hydra.sweeper.n_trials=2", *overrides) == 0
     study, _ = load_study(str(study_dir(tmp_path)))
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    # the pruning presets may stop the second trial at its first evaluation; the first always finishes
+    second = (TrialState.COMPLETE, TrialState.PRUNED) if preset in PRUNING_PRESETS else (TrialState.COMPLETE,)
+    assert trials[0].state == TrialState.COMPLETE and trials[1].state in second
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 2
     metric = json.loads((study_dir(tmp_path) / "best.json").read_text())["metric"]
-    for t in trials:
+    for t in (t for t in trials if t.state == TrialState.COMPLETE):
         assert json.loads((Path(t.user_attrs[RUN_DIR]) / "metrics.json").read_text())[metric] == t.value
 
 
@@ -319,7 +324,7 @@ def test_model_comparison_sweeps_the_model_group(tmp_path):
 @pytest.mark.slow
 def test_parallel_launcher_runs_a_batch_of_trials_in_worker_processes(tmp_path):
     assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/launcher=parallel",
-                     "hydra.launcher.n_jobs=2") == 0
+                     "hydra.launcher.n_jobs=2", *RUN_TO_THE_END) == 0
     study, _ = load_study(str(study_dir(tmp_path)))
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
@@ -330,7 +335,7 @@ def test_parallel_launcher_runs_a_batch_of_trials_in_worker_processes(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
-    args = ("hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random")
+    args = ("hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random", *RUN_TO_THE_END)
     first = start_sweep(tmp_path, "sbert_nli", *args, log=tmp_path / "first.log")
     try:
         _wait_for(lambda: _states(tmp_path).count(TrialState.COMPLETE) >= 2
@@ -355,7 +360,7 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
 
 @pytest.mark.slow
 def test_two_sweep_processes_share_one_study(tmp_path):
-    args = ("hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random")
+    args = ("hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random", *RUN_TO_THE_END)
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     workers = [start_sweep(tmp_path, "sbert_nli", *args, log=log) for log in logs]
     codes = [worker.wait(timeout=600) for worker in workers]

@@ -52,6 +52,20 @@ def test_pruner_setting(pruner, expected):
     assert isinstance(instantiate(cfg.hydra.sweeper.pruner), expected)
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_tpe_presets_halve_at_the_first_evaluation_and_the_others_never_prune(preset):
+    """A TPE preset that scores every trainer.eval_every_steps stops poor trials at their first evaluation (its
+    first rung, whatever the command line makes it); a grid (an ablation wants every cell), a decoding sweep and
+    a summarization sweep (scored once per epoch: nothing to halve on) run each trial to its end."""
+    cfg = hydra_config(f"hparams_search={preset}", "trainer.eval_every_steps=30")
+    pruner = instantiate(cfg.hydra.sweeper.pruner)
+    if preset in ("sbert_nli", "embedding", "classification"):
+        assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+        assert cfg.hydra.sweeper.pruner.min_resource == 30 and cfg.hydra.sweeper.pruner.reduction_factor == 4
+    else:
+        assert isinstance(pruner, optuna.pruners.NopPruner)
+
+
 @pytest.mark.parametrize("sampler,expected", [("tpe", "TPESampler"), ("random", "RandomSampler"),
                                               ("grid", "GridSampler")])
 def test_sampler_setting(sampler, expected):

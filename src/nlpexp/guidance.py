@@ -33,13 +33,24 @@ def suggest_option(message: str) -> str | None:
     if not found:
         return None
     group, option = found.groups()
-    options = sorted(p.stem for p in group_dir(group).glob("*.yaml"))
+    options = sorted({p.stem for p in group_dir(group).glob("*.yaml")} | stored_options(group))
     if not options:
         return None
     close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
     if close:
         return f"{group}={option} is not an option; did you mean {group}={close[0]}?"
     return f"{group}={option} is not an option; options of {group}: {', '.join(options)}"
+
+
+def stored_options(group: str) -> set[str]:
+    """The options of `group` that installed code stored in Hydra's ConfigStore (a plugin's structured configs,
+    e.g. hydra/sweeper/pruner's none, median...), beside those of conf/<group>/."""
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    except OSError:  # no such group in the store
+        return set()
 
 
 def suggest_key(message: str) -> str | None:
