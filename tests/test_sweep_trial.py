@@ -66,6 +66,13 @@ def test_the_tpe_presets_halve_at_the_first_evaluation_and_the_others_never_prun
         assert isinstance(pruner, optuna.pruners.NopPruner)
 
 
+def test_halving_without_a_step_interval_takes_optunas_automatic_first_rung():
+    """trainer.eval_every_steps=null (scored once per epoch): the first rung is optuna's own estimate."""
+    cfg = hydra_config("hparams_search=sbert_nli", "trainer.eval_every_steps=null")
+    pruner = instantiate(cfg.hydra.sweeper.pruner)
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner) and cfg.hydra.sweeper.pruner.min_resource is None
+
+
 @pytest.mark.parametrize("sampler,expected", [("tpe", "TPESampler"), ("random", "RandomSampler"),
                                               ("grid", "GridSampler")])
 def test_sampler_setting(sampler, expected):
