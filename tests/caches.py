@@ -60,8 +60,8 @@ def _pickled(cfg, node_for_node: bool = False):
     try:
         kept = pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
         again = pickle.loads(kept)
-        same = type(again) is type(cfg) and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(cfg)
-        same = same and (not node_for_node or _same_nodes(again, cfg))
+        same = _same_nodes(again, cfg) if node_for_node else \
+            type(again) is type(cfg) and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(cfg)
     except Exception:  # noqa: BLE001 (whatever does not pickle is copied or merged as before)
         same = False
     return kept if same else (None if node_for_node else cfg)
@@ -147,36 +147,70 @@ def _defaults_merged_once():
     """Hydra merges the configs of the defaults list one by one into the composed config (OmegaConf re-parents the
     whole tree at each merge): half of a compose. The result depends only on the defaults list (each entry's path,
     package and primary mark, all that Hydra reads of it there) and the configs loaded for it (their nodes, flags
-    and package headers): with those the same as at an earlier compose, its result is handed out again, a copy
-    unpickled from it. The overrides are applied to it afterwards, as always. A config that does not pickle, or
-    whose pickle does not give it back node for node, is merged as before."""
-    import hashlib
-
+    and package headers): with those the same as at two earlier composes, its result is handed out again, a copy
+    unpickled from it. The overrides are applied to it afterwards, as always. Likewise a loaded config placed under
+    its package (what Hydra merges; nlpexp.gate reads the foreign ones again), from the config and the package."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    original = ConfigLoaderImpl._compose_config_from_defaults_list
-    merged: dict[bytes, bytes | None] = {}
+    original_merge = ConfigLoaderImpl._compose_config_from_defaults_list
+    original_embed = ConfigLoaderImpl._embed_result_config
+    merged: dict = {}
+    embedded: dict = {}
 
     def compose_config_from_defaults_list(self, defaults, repo):
-        digest = hashlib.sha256()
         try:
-            for default in defaults:
-                loaded = repo.load_config(config_path=default.config_path)
-                digest.update(pickle.dumps((default.config_path, default.package, default.primary, loaded.header,
-                                            loaded.config), protocol=pickle.HIGHEST_PROTOCOL))
+            key = _digest([(default.config_path, default.package, default.primary, loaded.header, loaded.config)
+                           for default in defaults
+                           for loaded in [repo.load_config(config_path=default.config_path)]])
         except Exception:  # noqa: BLE001 (the original meets the same problem, and says so)
-            return original(self, defaults, repo)
-        key = digest.digest()
-        if merged.get(key) is None:
-            cfg = original(self, defaults, repo)  # an error propagates: nothing kept
-            if key not in merged:
-                merged[key] = _pickled(cfg, node_for_node=True)
-            return cfg
-        return pickle.loads(merged[key])
+            return original_merge(self, defaults, repo)
+        return _reused(merged, key, lambda: original_merge(self, defaults, repo))
+
+    def embed_result_config(ret, package_override):
+        package = ret.header["package"] if package_override is None else package_override
+        if package is None or package == "":
+            return original_embed(ret, package_override)  # ret itself
+        try:
+            key = _digest((package, ret.config))
+        except Exception:  # noqa: BLE001
+            return original_embed(ret, package_override)
+        done = []
+
+        def embed():
+            done.append(original_embed(ret, package_override))
+            return done[0].config
+
+        config = _reused(embedded, key, embed)
+        if done:
+            return done[0]
+        ret = copy.copy(ret)  # as the original does
+        ret.config = config
+        return ret
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ConfigLoaderImpl, "_compose_config_from_defaults_list", compose_config_from_defaults_list)
+        mp.setattr(ConfigLoaderImpl, "_embed_result_config", staticmethod(embed_result_config))
         yield
+
+
+def _digest(inputs) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+
+
+def _reused(kept: dict, key: bytes, compute):
+    """compute()'s config, or a copy of it unpickled: a key seen once is only noted (most are never seen again),
+    at the second time the result is kept where its pickle gives it back node for node (else never kept)."""
+    state = kept.get(key)
+    if isinstance(state, bytes):
+        return pickle.loads(state)
+    cfg = compute()  # an error propagates: nothing kept
+    if key not in kept:
+        kept[key] = False
+    elif state is False:
+        kept[key] = _pickled(cfg, node_for_node=True)
+    return cfg
 
 
 def _same_nodes(a, b) -> bool:
