@@ -209,8 +209,24 @@ def _reused(kept: dict, key: bytes, compute):
     if key not in kept:
         kept[key] = False
     elif state is False:
-        kept[key] = _pickled(cfg, node_for_node=True)
+        kept[key] = _pickled_without_now(cfg)
     return cfg
+
+
+def _pickled_without_now(cfg) -> bytes | None:
+    """Hydra's merge resolves `${now:...}` (hydra.run.dir, hydra.sweep.dir; a resolver whose results OmegaConf keeps
+    in the root's metadata): the copies are kept without them, so that each resolves the time when first read, as a
+    compose at that moment would. Results of any other resolver kept there: never kept."""
+    from collections import defaultdict
+
+    metadata = cfg._get_root()._metadata
+    if set(metadata.resolver_cache) - {"now"}:
+        return None
+    resolved, metadata.resolver_cache = metadata.resolver_cache, defaultdict(dict)
+    try:
+        return _pickled(cfg, node_for_node=True)
+    finally:
+        metadata.resolver_cache = resolved
 
 
 def _same_nodes(a, b) -> bool:
