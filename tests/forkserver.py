@@ -513,6 +513,11 @@ def _preload(folder: str) -> str:
         for name in PRELOADED:
             if not any(name in names for names in skipped):
                 __import__(name)
+        # the test processes' caches (tests/forkwarm.py), filled here once for every child; not left importable as
+        # `tests` (a child's own `tests` package, on its PYTHONPATH, must not be this one)
+        import runpy
+
+        runpy.run_path(str(_PROJECT_ROOT / "tests" / "forkwarm.py"))["install"](_PROJECT_ROOT)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         os.environ = environ  # noqa: B003
