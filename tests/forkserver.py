@@ -84,6 +84,7 @@ _read_at_import: set[str] = set()  # the SET_AT_FORK names a server's imports lo
 # its own (another one) is part of the key as before.
 _added_at_import: dict[str, str] = {}
 shared_start = None  # where set (tests/forkshare.py), `start`'s stand-in: another process starts the servers
+shared_added = None  # where set (tests/forkshare.py), the variables the imports of the servers started so far added
 
 
 def run(args, *, input=None, capture_output=False, timeout=None, check=False, **kwargs) -> subprocess.CompletedProcess:
@@ -352,6 +353,9 @@ def _server(env) -> dict:
     forked_cpu_s (the test that started it, or asked for it first, pays for it) until it is waited for."""
     global forked_cpu_s
     key = key_of(env)
+    if key not in _servers and shared_added is not None:  # what the other processes' servers added (_added_at_import)
+        _added_at_import.update({k: v for k, v in shared_added().items() if k.startswith(CONTROLLED_ENV)})
+        key = key_of(env)
     if key not in _servers:
         if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
             _stop(_servers.pop(next(iter(_servers))))
