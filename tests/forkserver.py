@@ -76,7 +76,15 @@ forked_cpu_s = 0.0  # user+sys seconds of the forked children that ended (RUSAGE
 MAX_SERVERS = 4  # one per set of CONTROLLED_ENV values met (a test's own TQDM_DISABLE=1, ...), the newest ones
 _servers: dict[frozenset, dict] = {}
 _read_at_import: set[str] = set()  # the SET_AT_FORK names a server's imports looked up
+# CONTROLLED_ENV variables a server's imports added to its environment, with their values (sklearn's
+# os.environ.setdefault("KMP_DUPLICATE_LIB_OK", "True") and KMP_INIT_AT_FORK, torch inductor's
+# TORCHINDUCTOR_CACHE_DIR): a test process that imports those libraries itself gets them mid-session, and an
+# environment that holds such a value where the server's had none is the one its imports made, the same for them:
+# key_of leaves these out (one server, not a second one for the rest of the session: 8-9 CPU-s each). A value of
+# its own (another one) is part of the key as before.
+_added_at_import: dict[str, str] = {}
 shared_start = None  # where set (tests/forkshare.py), `start`'s stand-in: another process starts the servers
+shared_added = None  # where set (tests/forkshare.py), the variables the imports of the servers started so far added
 
 
 def run(args, *, input=None, capture_output=False, timeout=None, check=False, **kwargs) -> subprocess.CompletedProcess:
@@ -128,7 +136,8 @@ def shim_env(env: dict) -> dict:
         for name in ("python", "nlpexp"):
             config = {"socket": server["path"], "key": sorted(server["key"]), "name": name, "shims": shims,
                       "python": sys.executable, "imported": server["imported"], "read": server["read"],
-                      "seen": server["seen"], "keyed": sorted(_read_at_import), "yaml": _yaml_folder()}
+                      "seen": server["seen"], "keyed": sorted(_read_at_import), "added": _added_at_import,
+                      "yaml": _yaml_folder()}
             with open(os.path.join(shims, name), "w") as shim:
                 shim.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(_PROJECT_ROOT)!r})\n"
                            f"from tests.forkshim import main\nmain({config!r})\n")
@@ -271,12 +280,14 @@ def _package_folder(package: str, cwd: str, env) -> str:
     return ""
 
 
-def key_of(env, keyed=None) -> frozenset:
-    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders); of the
-    SET_AT_FORK ones, those `keyed` (default: those read at import so far)."""
+def key_of(env, keyed=None, added=None) -> frozenset:
+    """The CONTROLLED_ENV values of `env` that a server's imports saw (PATH without the shims' folders), less those
+    the imports themselves add (`added`, default: _added_at_import); of the SET_AT_FORK ones, those `keyed`
+    (default: those read at import so far)."""
     keyed = _read_at_import if keyed is None else keyed
+    added = _added_at_import if added is None else added
     return frozenset((k, _value(k, env)) for k in env if k.startswith(CONTROLLED_ENV) and k not in _HANDLED_AT_FORK
-                     and (k not in SET_AT_FORK or k in keyed)) | _printing(env)
+                     and (k not in SET_AT_FORK or k in keyed) and added.get(k) != env[k]) | _printing(env)
 
 
 def _value(name: str, env) -> str | None:
@@ -342,6 +353,9 @@ def _server(env) -> dict:
     forked_cpu_s (the test that started it, or asked for it first, pays for it) until it is waited for."""
     global forked_cpu_s
     key = key_of(env)
+    if key not in _servers and shared_added is not None:  # what the other processes' servers added (_added_at_import)
+        _added_at_import.update({k: v for k, v in shared_added().items() if k.startswith(CONTROLLED_ENV)})
+        key = key_of(env)
     if key not in _servers:
         if len(_servers) == MAX_SERVERS:  # the least recently used one goes (test files tend to keep to one)
             _stop(_servers.pop(next(iter(_servers))))
@@ -353,6 +367,7 @@ def _server(env) -> dict:
             [sys.executable, __file__])
         _servers[key] = server
         _read_at_import.update(set(server["read"]) & set(SET_AT_FORK))
+        _added_at_import.update({k: v for k, v in server.get("added", {}).items() if k.startswith(CONTROLLED_ENV)})
         if key_of(env) != key:  # a SET_AT_FORK name it read: its key has the value it had
             _servers[key_of(env)] = {**_servers.pop(key), "key": key_of(env)}
             key = key_of(env)
@@ -378,7 +393,8 @@ def start(key: frozenset, seen: dict) -> dict:
     report = json.loads(Path(folder, "server.json").read_text()) if ready else {}
     return {"process": process, "path": path if ready else None, "folder": folder, "key": key,
             "problem": answer or "the server did not start", "imported": report.get("imported", {}),
-            "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0), "children_cpu_s": 0.0}
+            "read": report.get("read", []), "seen": seen, "cpu_s": report.get("cpu_s", 0.0), "children_cpu_s": 0.0,
+            "added": report.get("added", {})}
 
 
 def stop(server: dict) -> None:
@@ -507,12 +523,18 @@ def _preload(folder: str) -> str:
     sys.stdout, sys.stderr = _CurrentStream("stdout"), _CurrentStream("stderr")
     before = os.fstat(2).st_size
     environ, read = os.environ, set()
+    started_with = dict(environ)
     os.environ = _ReadRecorder(environ, read)  # noqa: B003 (the same variables, looked up through it)
     try:
         skipped = [names for variable, (value, names) in PRINT_ON_IMPORT.items() if environ.get(variable) == value]
         for name in PRELOADED:
             if not any(name in names for names in skipped):
                 __import__(name)
+        # the test processes' caches (tests/forkwarm.py), filled here once for every child; not left importable as
+        # `tests` (a child's own `tests` package, on its PYTHONPATH, must not be this one)
+        import runpy
+
+        runpy.run_path(str(_PROJECT_ROOT / "tests" / "forkwarm.py"))["install"](_PROJECT_ROOT)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         os.environ = environ  # noqa: B003
@@ -532,7 +554,8 @@ def _preload(folder: str) -> str:
                 if top in namespaces else None for top in tops}
     import time
 
-    report = {"imported": imported, "read": sorted(read), "cpu_s": time.process_time()}
+    added = {k: v for k, v in environ.items() if k not in started_with}  # (sklearn's KMP_* setdefaults)
+    report = {"imported": imported, "read": sorted(read), "cpu_s": time.process_time(), "added": added}
     Path(folder, "server.json").write_text(json.dumps(report))
     return ""
 

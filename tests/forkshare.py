@@ -33,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # a test process of xdist's
         if os.environ.get(VARIABLE):
             forkserver.shared_start = _ask
+            forkserver.shared_added = _added
     elif getattr(config.option, "dist", "no") != "no" and not os.environ.get(VARIABLE):
         folder = tempfile.mkdtemp(prefix="nlpexp-forkservers-")
         os.environ[VARIABLE] = folder  # before xdist starts the test processes (at the session's start)
@@ -96,6 +97,15 @@ def _ask(key: frozenset, seen: dict) -> dict:
     server = json.loads(answer.read_text())
     asked_by = server.pop("asked_by")
     return {**server, "process": None, "key": key, "joined": not asked or asked_by != os.getpid()}
+
+
+def _added() -> dict:
+    """The variables the imports of the servers started so far added to their environments (each answer says)."""
+    added = {}
+    for answer in Path(os.environ[VARIABLE]).glob("*.json"):
+        if not answer.name.startswith("want-"):
+            added.update(json.loads(answer.read_text()).get("added", {}))
+    return added
 
 
 _BROKER = pytest.StashKey["_Broker"]()

@@ -57,6 +57,7 @@ def _why_not(config: dict, real: str, command: list[str]) -> str:
         with open(real, "rb") as script:
             if script.readline().rstrip(b"\n") != f"#!{config['python']}".encode():
                 return f"{real} is not a script of {config['python']}"
-    if forkserver.key_of(os.environ, config["keyed"]) != frozenset(tuple(item) for item in config["key"]):
+    key = frozenset(tuple(item) for item in config["key"])
+    if forkserver.key_of(os.environ, config["keyed"], config["added"]) != key:
         return "another environment than the server's"
     return forkserver.unforkable(command, {}, os.environ)

@@ -1,5 +1,6 @@
 """Real services that tests start for themselves: a throwaway PostgreSQL cluster, an MLflow tracking server (the
-`tracking_uri` fixture: this module is a pytest plugin, tests/conftest.py), `mlflow models serve`.
+`tracking_uri` fixture, one for all test processes of an xdist run: this module is a pytest plugin,
+tests/conftest.py), `mlflow models serve`.
 
 Each listens on loopback only, on a free port, with its files in a temp dir removed afterwards. Where the
 server cannot be started here (no binaries), the test is skipped with the reason.
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -128,12 +130,85 @@ def mlflow_server(root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def tracking_uri(tmp_path_factory) -> Iterator[str]:
-    """One real `mlflow server` per test process, for every test file that needs one: a start costs several
-    CPU-seconds (its CLI and its worker each import MLflow, and a new store runs MLflow's migrations). The files
-    keep apart by name: each logs to experiments and registers models of its own names."""
+def tracking_uri(request, tmp_path_factory) -> Iterator[str]:
+    """One real `mlflow server` for every test file that needs one: a start costs about 12 CPU-seconds (its CLI and
+    its worker each import MLflow, and a new store runs MLflow's migrations). In an xdist run the controller starts
+    it for all test processes, at the first one's request (_SharedMlflow); otherwise each process starts its own.
+    The files keep apart by name: each logs to experiments and registers models of its own names."""
+    folder = os.environ.get(SHARED_VARIABLE)
+    uri = _ask_shared(Path(folder)) if folder and hasattr(request.config, "workerinput") else None
+    if uri:
+        yield uri
+        return
     with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
         yield uri
+
+
+SHARED_VARIABLE = "NLPEXP_MLFLOW_SHARED"  # an xdist run's folder where the test processes ask for the server
+_SHARED = pytest.StashKey["_SharedMlflow"]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+            and not os.environ.get(SHARED_VARIABLE)):
+        folder = tempfile.mkdtemp(prefix="nlpexp-mlflow-shared-")
+        os.environ[SHARED_VARIABLE] = folder  # before xdist starts the test processes (they inherit it)
+        config.stash[_SHARED] = _SharedMlflow(Path(folder))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(_SHARED, None)
+    if shared is not None:
+        shared.close()
+        os.environ.pop(SHARED_VARIABLE, None)
+
+
+class _SharedMlflow:
+    """The xdist controller's side: a thread that starts the server once a test process asks (a `want` file in
+    the folder) and writes its URI (or why it could not) into `answer.json`; the server stops at close(), once the
+    test processes have ended."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._servers = contextlib.ExitStack()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closing.wait(0.05):
+            if (self.folder / "want").exists():
+                try:
+                    answer = {"uri": self._servers.enter_context(mlflow_server(self.folder / "server"))}
+                except BaseException as exc:  # (a skip too) each test process then starts its own, as without xdist
+                    answer = {"uri": None, "problem": repr(exc)}
+                part = self.folder / ".answer.json"
+                part.write_text(json.dumps(answer))
+                os.replace(part, self.folder / "answer.json")  # whole or absent: the test processes poll for it
+                return
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=_SHARED_WAIT_S)
+        self._servers.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_SHARED_WAIT_S = 600  # for the server to start (two test processes and MLflow's imports on a busy 2-core machine)
+
+
+def _ask_shared(folder: Path) -> str | None:
+    """A test process's side: the URI of the controller's server (None where it could not start one)."""
+    answer = folder / "answer.json"
+    if not answer.exists():
+        with contextlib.suppress(FileExistsError):  # the other test process asked first
+            os.close(os.open(folder / "want", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        deadline = time.monotonic() + _SHARED_WAIT_S
+        while not answer.exists():
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+    return json.loads(answer.read_text())["uri"]
 
 
 @contextlib.contextmanager

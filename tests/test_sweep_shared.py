@@ -43,6 +43,12 @@ def postgres():
         yield server
 
 
+def _early(trial) -> bool:
+    """Running and not yet at its first evaluation: seconds of training ahead, so that the kill that follows lands
+    mid-trial (a trial seen running just before its end could finish first on a busy machine)."""
+    return trial.state == TrialState.RUNNING and not trial.intermediate_values
+
+
 def launched(log: Path) -> list[int]:
     return [int(n) for n in LAUNCHED.findall(log.read_text())] if log.exists() else []
 
@@ -63,8 +69,7 @@ def test_two_sweep_processes_share_a_postgresql_study_and_survive_a_kill(tmp_pat
         # log says once the state is stored (read 5 times a second: cheaper than as many database queries).
         _wait_for(lambda: PRUNED.search(logs["A"].read_text()), a, logs["A"])
         b = start_sweep(tmp_path, "sbert_nli", *args, log=logs["B"], env=postgres.env)
-        _wait_for(lambda: launched(logs["B"]) and trials()[launched(logs["A"])[-1]].state == TrialState.RUNNING,
-                  a, logs["A"])
+        _wait_for(lambda: launched(logs["B"]) and _early(trials()[launched(logs["A"])[-1]]), a, logs["A"])
     finally:
         os.killpg(a.pid, signal.SIGKILL)  # kill -9 mid-trial: no chance to clean up
         a.wait()
