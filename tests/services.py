@@ -29,6 +29,19 @@ from pathlib import Path
 
 import pytest
 
+# The tests' PATH leads with this interpreter's folder, as an activated venv's does (`make test` runs .venv/bin/python
+# without activating it): the docs' `python`/`nlpexp` commands and `mlflow models serve`'s uvicorn are the venv's,
+# and the tests that put that folder first for those find it there already, so their commands fork from the same
+# fork server as every other test's (PATH is part of a server's key: another PATH, another server of 8-10 CPU-s).
+INTERPRETER_BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != INTERPRETER_BIN:
+    os.environ["PATH"] = os.pathsep.join([INTERPRETER_BIN, *filter(None, [os.environ.get("PATH")])])
+
+
+def venv_first(path: str) -> str:
+    """`path` with this interpreter's folder first (unchanged where it leads already)."""
+    return path if path.split(os.pathsep)[0] == INTERPRETER_BIN else os.pathsep.join([INTERPRETER_BIN, path])
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -136,7 +149,7 @@ def tracking_uri(request, tmp_path_factory) -> Iterator[str]:
     it for all test processes, at the first one's request (_SharedMlflow); otherwise each process starts its own.
     The files keep apart by name: each logs to experiments and registers models of its own names."""
     folder = os.environ.get(SHARED_VARIABLE)
-    uri = _ask_shared(Path(folder)) if folder and hasattr(request.config, "workerinput") else None
+    uri = _ask_shared(Path(folder)) if folder else None
     if uri:
         yield uri
         return
@@ -149,11 +162,19 @@ _SHARED = pytest.StashKey["_SharedMlflow"]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if (not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
-            and not os.environ.get(SHARED_VARIABLE)):
+    """The process that runs the session (the xdist controller, else the one test process) serves the server."""
+    if not hasattr(config, "workerinput") and not os.environ.get(SHARED_VARIABLE):
         folder = tempfile.mkdtemp(prefix="nlpexp-mlflow-shared-")
         os.environ[SHARED_VARIABLE] = folder  # before xdist starts the test processes (they inherit it)
         config.stash[_SHARED] = _SharedMlflow(Path(folder))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Where a collected test uses the server, it starts now, in the background, while the tests before it run:
+    no test process then waits the ~10 s of its start (its CLI's and its worker's imports, the store's migrations)."""
+    folder = os.environ.get(SHARED_VARIABLE)
+    if folder and any("tracking_uri" in getattr(item, "fixturenames", ()) for item in session.items):
+        _request(Path(folder))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -164,9 +185,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 class _SharedMlflow:
-    """The xdist controller's side: a thread that starts the server once a test process asks (a `want` file in
-    the folder) and writes its URI (or why it could not) into `answer.json`; the server stops at close(), once the
-    test processes have ended."""
+    """The session's side (the xdist controller, or the one test process): a thread that starts the server once a
+    test process asks (a `want` file in the folder) and writes its URI (or why it could not) into `answer.json`;
+    the server stops at close(), once the test processes have ended."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -201,14 +222,18 @@ def _ask_shared(folder: Path) -> str | None:
     """A test process's side: the URI of the controller's server (None where it could not start one)."""
     answer = folder / "answer.json"
     if not answer.exists():
-        with contextlib.suppress(FileExistsError):  # the other test process asked first
-            os.close(os.open(folder / "want", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        _request(folder)
         deadline = time.monotonic() + _SHARED_WAIT_S
         while not answer.exists():
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)
     return json.loads(answer.read_text())["uri"]
+
+
+def _request(folder: Path) -> None:
+    with contextlib.suppress(FileExistsError):  # asked already (at collection, or by the other test process)
+        os.close(os.open(folder / "want", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
 
 
 @contextlib.contextmanager
@@ -222,7 +247,7 @@ def mlflow_serving(model_uri: str, tracking_uri: str, log: Path) -> Iterator[Cal
         serving = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                    # the scoring server is the venv's uvicorn, run by name
                                    env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-                                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+                                        "PATH": venv_first(os.environ["PATH"])})
 
     def predict(inputs: list) -> list:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
@@ -251,7 +276,7 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float
                 raise AssertionError(f"the server exited:\n{log.read_text()[-3000:]}") from None
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.5)
+            time.sleep(0.1)  # a poll costs a connection refused: a few tenths of a second sooner up
 
 
 def run_logged_to_mlflow(mlflow_uri: str, root, data_root, overrides, env: dict[str, str] | None = None,

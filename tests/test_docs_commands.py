@@ -15,6 +15,7 @@ import pytest
 
 from nlpexp.config import PROJECT_ROOT
 from tests import forkserver
+from tests.services import venv_first
 
 FENCE = re.compile(r"^```(bash|python) runnable\n(.*?)^```", re.MULTILINE | re.DOTALL)
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
@@ -31,8 +32,10 @@ def test_the_readme_marks_its_main_commands_runnable():
 
 @pytest.mark.parametrize("page", [p for p in PAGES if runnable_blocks(p)], ids=lambda p: p.name)
 def test_runnable_commands_run(page, tmp_path, data_root):
+    # this interpreter's folder leads PATH (as after the README's `. .venv/bin/activate`): tests/services.py puts it
+    # first for the whole session, so the commands fork from the same server as every other test's
     env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+           "PATH": venv_first(os.environ["PATH"])}
     for number, (language, code) in enumerate(runnable_blocks(page)):
         code = code.replace("/tmp/", f"{tmp_path}/")
         # the shell's `python` and `nlpexp`, and a python block, fork from a pre-imported interpreter where they can

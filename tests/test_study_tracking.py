@@ -106,5 +106,5 @@ def _post(port: int, endpoint: str, body: dict, until: str, seconds: float = 90)
             answer = {}
         if answer.get(until):
             return answer
-        time.sleep(1)
+        time.sleep(0.2)
     raise AssertionError(f"TensorBoard's hparams {endpoint} never held {until}: {answer}")
