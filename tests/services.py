@@ -173,7 +173,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Where a collected test uses the server, it starts now, in the background, while the tests before it run:
     no test process then waits the ~10 s of its start (its CLI's and its worker's imports, the store's migrations)."""
     folder = os.environ.get(SHARED_VARIABLE)
-    if folder and any("tracking_uri" in getattr(item, "fixturenames", ()) for item in session.items):
+    using = any("tracking_uri" in getattr(item, "fixturenames", ()) for item in session.items)
+    if folder and using and not session.config.option.collectonly:
         _request(Path(folder))
 
 
