@@ -6,8 +6,8 @@ PyYAML's C emitter and parser (CDumper, CSafeLoader) give the same text and the 
 for text whose characters are all in the Basic Multilingual Plane; above it (emoji) libyaml escapes what PyYAML
 writes as is, so such data goes to the pure-Python functions as before. Checked on the 380 cards the suite had left
 in /tmp (every dump with each line break, every parse: identical) and on Korean, long and quoted strings.
-Measured on the shared 2-core machine (2026-12-07): a card's parse 8 -> 1 ms, a dump 3.7 -> 0.7 ms, about 25 ms
-less per save.
+Measured on the shared 2-core machine (2026-12-07): a card's parse 8 -> 1 ms, a dump 3.7 -> 0.7 ms; in a tiny_bert
+smoke run (3 saves), a card 34 -> 13 ms CPU.
 """
 
 from __future__ import annotations
