@@ -1,6 +1,6 @@
 """What a fork server (tests/forkserver.py) computes once for all its children: the caches the test processes keep
-(tests/caches.py, tests/conftest.py's model-card templates), installed in the server and filled there before it
-forks, so that a forked `python run.py` finds them as an in-process run does.
+(tests/caches.py, tests/conftest.py's model-card templates, tests/cards.py's libyaml), installed in the server and
+filled there before it forks, so that a forked `python run.py` finds them as an in-process run does.
 
 Each cache keeps a result that depends only on its input (the text of a config file, an interpolation string, a
 template's source), so a child renders, composes and resolves exactly what a fresh process would; only the parsing
@@ -23,6 +23,9 @@ def install(project_root: Path) -> None:
     _cache_config_files()
     _cache_interpolations()
     _cache_templates()
+    import runpy
+
+    runpy.run_path(str(Path(__file__).with_name("cards.py")))["install"]()  # (`tests` is not importable here)
     from omegaconf import OmegaConf
 
     for folder in ("conf", "experiments"):
