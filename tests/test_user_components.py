@@ -69,15 +69,11 @@ def walkthrough() -> str:
 
 
 def test_the_walkthrough_runs_a_user_task_model_dataset_and_loss_with_no_edit_of_nlpexp(tmp_path, data_root):
-    env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1"}
-    # its `python` and `pip` commands as written; `python` forks from a pre-imported interpreter where it can: the
-    # server's shim is this interpreter (it execs it where it cannot fork), else this interpreter's folder goes first
-    # on PATH (with the shims, a PATH of its own would cost the walk-through a server of its own: 8 CPU-s)
-    shimmed = forkserver.shim_env(env)
-    if shimmed is env:
-        shimmed = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "NLPEXP_DATA_DIR": str(data_root), "HF_HUB_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # its `python` and `pip` commands as written; `python` forks from a pre-imported interpreter where it can
     done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + walkthrough().replace("/tmp/", f"{tmp_path}/")],
-                          cwd=PROJECT_ROOT, env=shimmed, capture_output=True, text=True, timeout=900)
+                          cwd=PROJECT_ROOT, env=forkserver.shim_env(env), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
