@@ -23,7 +23,7 @@ def _configs_loaded_once():
     """ConfigRepository.load_config's result depends only on the source that has the config (found as Hydra finds
     it, each call), the config's path and what the source holds for it: a file's text (the header Hydra reads is its
     first lines), or the node Hydra's ConfigStore keeps (the same object: stored once, never edited, handed out as
-    copies). With those the same as at an earlier call, a copy of that call's result is unpickled: the config, its
+    copies). With those the same as at two earlier calls, a copy of a result is unpickled: the config, its
     header and defaults list, fresh objects for Hydra to edit as it does. A result whose pickle does not give it back
     node for node, and any other kind of source (pkg://), is loaded as before."""
     from hydra._internal.config_repository import ConfigRepository
@@ -41,10 +41,13 @@ def _configs_loaded_once():
         if key is None:
             return original(self, config_path)
         state = kept.get(key)
-        if state is not None and state[0] is held:
-            return pickle.loads(state[1]) if state[1] is not None else original(self, config_path)
+        if state is not None and state[0] is held and isinstance(state[1], bytes):
+            return pickle.loads(state[1])
         ret = _loaded(self, source, config_path)  # an error propagates: nothing kept
-        kept[key] = (held, _pickled_result(ret))
+        if state is None or state[0] is not held:  # seen once: only noted (a tmp dir's file is seldom seen again)
+            kept[key] = (held, False)
+        elif state[1] is False:  # seen twice: kept where its pickle gives it back (else never)
+            kept[key] = (held, _pickled_result(ret))
         return ret
 
     with pytest.MonkeyPatch.context() as mp:
