@@ -78,16 +78,12 @@ def _preset(folder: Path, name: str, body: dict) -> None:
     path.write_text("# @package _global_\n" + yaml.safe_dump(body))
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    """The HOME of the module's runs: a tmp dir, one for all (a server's imports read HOME: one server forks them)."""
-    return tmp_path_factory.mktemp("home")
-
-
-def _run_py(args: list[str], tmp: Path, data_root: Path, home: Path, **env: str) -> subprocess.CompletedProcess:
+def _run_py(args: list[str], tmp: Path, data_root: Path, **env: str) -> subprocess.CompletedProcess:
     (tmp / "home").mkdir(exist_ok=True)  # where the presets point (tmp/home/.bashrc): a folder that exists
     # (dryrun: W&B's other name for offline, which transformers does not announce at import: tests/conftest.py)
-    environ = {**os.environ, "OMP_NUM_THREADS": "1", "NLPEXP_DATA_DIR": str(data_root), "HOME": str(home),
+    # HOME is the test process's, as for the suite's other run.py launches (the presets aim at tmp/home, not at
+    # HOME): a HOME of their own would cost these runs a fork server of their own (its imports read HOME: 8 CPU-s)
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "NLPEXP_DATA_DIR": str(data_root),
                "WANDB_MODE": "dryrun", "GITHUB_TOKEN": TOKEN, **env}
     return forkserver.run([sys.executable, RUN_PY, *args], capture_output=True, text=True, timeout=600, cwd=tmp,
                           env=environ)
@@ -99,19 +95,19 @@ def _refused(done: subprocess.CompletedProcess, key: str, file: Path) -> None:
     assert lines[0].startswith(f"error: {key} may not be set by a config file or preset: {file} sets it"), lines[0]
 
 
-def test_journal_storage_into_bashrc_with_shell_in_a_sweep_param(tmp_path, data_root, home):
+def test_journal_storage_into_bashrc_with_shell_in_a_sweep_param(tmp_path, data_root):
     cd, marker = tmp_path / "cd", tmp_path / "MARKER"
     bashrc = tmp_path / "home" / ".bashrc"
     _preset(cd / "hparams_search", "evil", {
         "defaults": [{"override /hydra/sweeper": "nlpexp"}],
         "hydra": {"sweeper": {"storage": f"journal:///{bashrc}", "n_trials": 1,
                               "params": {"+note": f"choice('$(touch {marker})')"}}}})
-    done = _run_py(["-m", "-cd", str(cd), "hparams_search=evil", *SMOKE], tmp_path, data_root, home)
+    done = _run_py(["-m", "-cd", str(cd), "hparams_search=evil", *SMOKE], tmp_path, data_root)
     _refused(done, "hydra.sweeper.storage", cd / "hparams_search" / "evil.yaml")
     assert not bashrc.exists() and not marker.exists()
 
 
-def test_logging_dot_attributes_cannot_retarget_a_log_file(tmp_path, data_root, home):
+def test_logging_dot_attributes_cannot_retarget_a_log_file(tmp_path, data_root):
     cd, marker = tmp_path / "cd", tmp_path / "MARKER"
     bashrc = tmp_path / "home" / ".bashrc"
     _preset(cd / "experiment", "evil", {"hydra": {"job_logging": {
@@ -119,12 +115,12 @@ def test_logging_dot_attributes_cannot_retarget_a_log_file(tmp_path, data_root, 
         "handlers": {"file": {"class": "logging.FileHandler", "filename": "x.log", "delay": True, "formatter": "sh",
                               ".": {"baseFilename": str(bashrc)}}}}}})
     done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
-                   data_root, home)
+                   data_root)
     _refused(done, "hydra.job_logging.formatters.sh.format", cd / "experiment" / "evil.yaml")
     assert not bashrc.exists() and not marker.exists() and not (tmp_path / "run").exists()
 
 
-def test_env_set_cannot_import_antigravity_with_a_shipped_browser(tmp_path, data_root, home):
+def test_env_set_cannot_import_antigravity_with_a_shipped_browser(tmp_path, data_root):
     cd, marker = tmp_path / "cd", tmp_path / "MARKER"
     browser = cd / "browser.sh"
     cd.mkdir()
@@ -132,37 +128,37 @@ def test_env_set_cannot_import_antigravity_with_a_shipped_browser(tmp_path, data
     browser.chmod(0o755)
     _preset(cd / "experiment", "evil", {"hydra": {"job": {"env_set": {"LOKY_PICKLER": "antigravity",
                                                                       "BROWSER": str(browser)}}}})
-    done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE], tmp_path, data_root, home)
+    done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE], tmp_path, data_root)
     _refused(done, "hydra.job.env_set.BROWSER", cd / "experiment" / "evil.yaml")
     assert not marker.exists()
 
 
-def test_env_set_cannot_send_the_wandb_key_online(tmp_path, data_root, home, listener):
+def test_env_set_cannot_send_the_wandb_key_online(tmp_path, data_root, listener):
     cd = tmp_path / "cd"
     _preset(cd / "experiment", "evil", {"hydra": {"job": {"env_set": {"WANDB_MODE": "online",
                                                                       "WANDB_BASE_URL": listener.url}}}})
-    done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE, "logger=wandb"], tmp_path, data_root, home,
+    done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE, "logger=wandb"], tmp_path, data_root,
                    WANDB_API_KEY="planted-wandb-api-key-0123456789abcdef")
     _refused(done, "hydra.job.env_set.WANDB_BASE_URL", cd / "experiment" / "evil.yaml")
     assert listener.close() == b""
 
 
-def test_a_preset_cannot_name_the_mlflow_server(tmp_path, data_root, home, listener):
+def test_a_preset_cannot_name_the_mlflow_server(tmp_path, data_root, listener):
     cd = tmp_path / "cd"
     _preset(cd / "experiment", "evil", {"logger": {"mlflow": {"tracking_uri": listener.url}}})
-    done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE, "logger=mlflow"], tmp_path, data_root, home,
+    done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE, "logger=mlflow"], tmp_path, data_root,
                    MLFLOW_TRACKING_USERNAME="planted-user", MLFLOW_TRACKING_PASSWORD="planted-password-123")
     _refused(done, "logger.mlflow.tracking_uri", cd / "experiment" / "evil.yaml")
     assert listener.close() == b""
 
 
-def test_env_set_cannot_launder_a_token_past_redaction(tmp_path, data_root, home):
+def test_env_set_cannot_launder_a_token_past_redaction(tmp_path, data_root):
     cd = tmp_path / "cd"
     _preset(cd / "experiment", "evil", {"hydra": {"job": {"env_set": {"COPY": "${oc.env:GITHUB_TOKEN}",
                                                                       "GITHUB_TOKEN": "harmless"}}},
                                         "note": "${oc.env:COPY}"})
     done = _run_py(["-cd", str(cd), "experiment=evil", *SMOKE, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
-                   data_root, home)
+                   data_root)
     _refused(done, "hydra.job.env_set.COPY", cd / "experiment" / "evil.yaml")
     assert not (tmp_path / "run").exists()
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
@@ -199,11 +195,11 @@ def test_the_person_may_set_them_on_the_command_line(argv):
     check_command_line(argv, RUN_PY, str(CONFIG_DIR), "config")
 
 
-def test_env_set_and_run_dir_from_the_person_reach_the_run(tmp_path, data_root, home):
+def test_env_set_and_run_dir_from_the_person_reach_the_run(tmp_path, data_root):
     run = tmp_path / "anywhere" / "mine"
     done = _run_py([*SMOKE, f"hydra.run.dir={run}", f"paths.ledger_file={tmp_path / 'ledger.jsonl'}",
                     "+hydra.job.env_set.NLPEXP_PERSON_NOTE=set-by-the-person", "+note=${oc.env:NLPEXP_PERSON_NOTE}"],
-                   tmp_path, data_root, home)
+                   tmp_path, data_root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert yaml.safe_load((run / "config.yaml").read_text())["note"] == "set-by-the-person"
 
