@@ -13,9 +13,9 @@ from tests.fixtures import make_data_root
 # tests.services: the real servers the tests start (one MLflow server per process); tests.forkshare: the fork
 # servers of an xdist run, one per environment, not one per process; tests.caches: what the test processes compute
 # once (parsed config files and interpolations, the stored presets, Hydra's merge of a defaults list);
-# tests.caches_loaded: Hydra's loading of each config of a defaults tree, once per content; tests.cards: model
-# cards' YAML through libyaml where its output is the same
-pytest_plugins = ["tests.services", "tests.forkshare", "tests.caches", "tests.caches_loaded", "tests.cards"]
+# tests.cards: model cards' YAML through libyaml where its output is the same. (Caching Hydra's load of each config
+# of a defaults tree too cost more than it saved: 76.9 against 71.4 CPU-s on three compose-heavy files.)
+pytest_plugins = ["tests.services", "tests.forkshare", "tests.caches", "tests.cards"]
 
 # W&B offline: `dryrun` is W&B's and nlpexp's other name for `offline` (the same runs, files and messages), but
 # transformers prints a line at import for the literal `offline`, which keeps a `python run.py` of the tests from
