@@ -32,7 +32,7 @@ install: .venv/.installed ## create .venv and install nlpexp (torch CPU wheel fi
 run: install ## the main job: SBERT-NLI on the bundled MiniLM (ARGS="..." adds overrides)
 	$(PY) run.py $(ARGS)
 
-test: install ## the test suite (tiny models, about 6-7 min on 2 cores; TEST_WORKERS=2 processes)
+test: install ## the test suite (tiny models, about 6 min on 2 cores; TEST_WORKERS=2 processes)
 	$(PYTEST) -m "not slow and not integration" $(ARGS)
 
 test-full: install ## every test, the slow ones too (not the integration ones)
