@@ -12,7 +12,6 @@ import copy
 import functools
 import os
 import pickle
-from pathlib import Path
 
 import pytest
 
@@ -28,25 +27,12 @@ def _config_files_parsed_once():
     rebuilt); a config that does not pickle is deep-copied as before."""
     from omegaconf import OmegaConf
 
-    original = OmegaConf.load
-    parsed = {}
+    from tests.forkwarm import config_file_cache
 
-    def load(file_, **kwargs):
-        try:
-            if isinstance(file_, str | os.PathLike):
-                text = Path(file_).read_text(encoding="utf-8")
-            else:  # an open file (Hydra's config sources): read it, then leave it where it was for the original
-                start = file_.tell()
-                text = file_.read()
-                file_.seek(start)
-        except (OSError, ValueError, AttributeError, UnicodeDecodeError):
-            return original(file_, **kwargs)  # the original's own error, or its own way of reading it
-        key = (text, tuple(sorted(kwargs.items())))
-        if key not in parsed:
-            parsed[key] = _pickled(original(file_, **kwargs))  # a parse error propagates: nothing kept
-        kept = parsed[key]
+    def copy_out(kept):
         return pickle.loads(kept) if isinstance(kept, bytes) else copy.deepcopy(kept)
 
+    load = config_file_cache(OmegaConf.load, keep=_pickled, copy_out=copy_out)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(OmegaConf, "load", staticmethod(load))
         yield

@@ -109,19 +109,10 @@ def _model_card_template_compiled_once():
     the same source in the same environment renders the same card, so the tests compile each source once."""
     import jinja2
 
-    compiled = {}
-    original = jinja2.Environment.from_string
-
-    def from_string(self, source, globals=None, template_class=None):
-        if globals is not None or not isinstance(source, str):
-            return original(self, source, globals, template_class)
-        key = (id(self), source, template_class)
-        if key not in compiled:
-            compiled[key] = (self, original(self, source, globals, template_class))  # keeps `self` alive: ids stay
-        return compiled[key][1]
+    from tests.forkwarm import template_cache
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(jinja2.Environment, "from_string", from_string)
+        mp.setattr(jinja2.Environment, "from_string", template_cache(jinja2.Environment.from_string))
         yield
 
 

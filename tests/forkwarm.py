@@ -50,7 +50,12 @@ def _cache_config_files() -> None:
     same config; a deep copy is handed out, as Hydra edits what it loads)."""
     from omegaconf import OmegaConf
 
-    original = OmegaConf.load
+    OmegaConf.load = staticmethod(config_file_cache(OmegaConf.load))
+
+
+def config_file_cache(original, keep=lambda cfg: cfg, copy_out=copy.deepcopy):
+    """`original` (OmegaConf.load) parsing each text once: `keep(parsed)` is kept per (text, options) and
+    `copy_out(kept)` handed out at each call; what cannot be read as text goes to `original` as it is."""
     parsed = {}
 
     def load(file_, **kwargs):
@@ -62,13 +67,13 @@ def _cache_config_files() -> None:
                 text = file_.read()
                 file_.seek(start)
         except (OSError, ValueError, AttributeError, UnicodeDecodeError):
-            return original(file_, **kwargs)
+            return original(file_, **kwargs)  # the original's own error, or its own way of reading it
         key = (text, tuple(sorted(kwargs.items())))
         if key not in parsed:
-            parsed[key] = original(file_, **kwargs)
-        return copy.deepcopy(parsed[key])
+            parsed[key] = keep(original(file_, **kwargs))  # a parse error propagates: nothing kept
+        return copy_out(parsed[key])
 
-    OmegaConf.load = staticmethod(load)
+    return load
 
 
 def _cache_interpolations() -> None:
@@ -84,8 +89,13 @@ def _cache_templates() -> None:
     """A Jinja template compiled once per source (tests/conftest.py _model_card_template_compiled_once)."""
     import jinja2
 
+    jinja2.Environment.from_string = template_cache(jinja2.Environment.from_string)
+
+
+def template_cache(original):
+    """`original` (jinja2.Environment.from_string) compiling each source once per environment: a template compiled
+    from the same source in the same environment renders the same text."""
     compiled = {}
-    original = jinja2.Environment.from_string
 
     def from_string(self, source, globals=None, template_class=None):
         if globals is not None or not isinstance(source, str):
@@ -95,4 +105,4 @@ def _cache_templates() -> None:
             compiled[key] = (self, original(self, source, globals, template_class))  # keeps `self` alive: ids stay
         return compiled[key][1]
 
-    jinja2.Environment.from_string = from_string
+    return from_string
