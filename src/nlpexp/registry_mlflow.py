@@ -51,8 +51,13 @@ def publish(version_dir: Path, name: str, alias: str | None = None, tracking_uri
     try:
         run, model_id = _training_run(client, version_dir)
         source = f"models:/{model_id}" if run else None
-        if run is None:
-            run = _upload(client, version_dir, name)
+        if run is None:  # a run of its own holding the version's folder, for a model no run on this server logged
+            experiment = client.get_experiment_by_name(EXPERIMENT)
+            experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+            run = client.create_run(experiment_id, run_name=f"{name}-{version_dir.name}",
+                                    tags={"nlpexp.registry_version": str(version_dir)})
+            client.log_artifacts(run.info.run_id, str(version_dir), "model")
+            client.set_terminated(run.info.run_id)
             source = f"{run.info.artifact_uri}/model"
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name)
@@ -78,17 +83,6 @@ def _training_run(client, version_dir: Path):
         if logged:
             return run, logged[0].model_id
     return None, None
-
-
-def _upload(client, version_dir: Path, name: str):
-    """A run of its own holding the version's folder, for a model no run on this server logged."""
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
-    run = client.create_run(experiment_id, run_name=f"{name}-{version_dir.name}",
-                            tags={"nlpexp.registry_version": str(version_dir)})
-    client.log_artifacts(run.info.run_id, str(version_dir), "model")
-    client.set_terminated(run.info.run_id)
-    return run
 
 
 def resolve(reference: str, root: Path) -> Path:

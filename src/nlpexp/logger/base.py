@@ -6,10 +6,6 @@ from typing import Any
 from nlpexp import metrics as metric_names
 
 
-def _ignore_event(*args, **kwargs) -> None:
-    return None
-
-
 class RunLogger:
     """The trainer's logs during training (a TrainerCallback), the run's start and end around it.
 
@@ -30,7 +26,7 @@ class RunLogger:
 
     def __getattr__(self, name: str):
         if name.startswith("on_"):  # an event this logger does not handle, including ones transformers adds later
-            return _ignore_event
+            return lambda *args, **kwargs: None
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def start(self, config: Mapping[str, Any]) -> None:
