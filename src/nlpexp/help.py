@@ -62,11 +62,9 @@ def _pack(entries: list[str]) -> list[str]:
 def describe_presets(files: list[Path]) -> str:
     """`  name  first sentence of its leading comment` for each file, aligned, cut to WIDTH at a word."""
     width = max((len(f.stem) for f in files), default=0)
-    lines = []
-    for path in files:
-        head = f"{_INDENT}{path.stem.ljust(width)}  "
-        lines.append((head + _shorten(first_sentence(path), WIDTH - len(head))).rstrip())
-    return "\n".join(lines)
+    room = WIDTH - len(_INDENT) - width - 2
+    return "\n".join(f"{_INDENT}{path.stem.ljust(width)}  {_shorten(first_sentence(path), room)}".rstrip()
+                     for path in files)
 
 
 def first_sentence(path: Path) -> str:

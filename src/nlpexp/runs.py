@@ -30,14 +30,12 @@ END_COLUMNS = ("error", "run_dir")
 def select(records: list[dict], task=None, model=None, data=None, status=None, sweep=None) -> list[dict]:
     """The records matching every given field; `task` is a task option (sbert_nli) or its class (SbertNliTask);
     `sweep` a sweep dir, matched exactly against the records' sweep_dir."""
-    wanted = {"model": model, "data": data, "status": status}
+    sweep_dir = str(Path(sweep).resolve()) if sweep else None
+    wanted = {"model": model, "data": data, "status": status, "sweep_dir": sweep_dir}
     chosen = [r for r in records if all(v is None or r.get(k) == v for k, v in wanted.items())]
     if task:
         names = {task, task_class_name(task)}
         chosen = [r for r in chosen if r.get("task") in names]
-    if sweep:
-        root = str(Path(sweep).resolve())
-        chosen = [r for r in chosen if r.get("sweep_dir") == root]
     return chosen
 
 

@@ -57,9 +57,8 @@ def _domain(distribution):
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     if isinstance(distribution, CategoricalDistribution):
-        choices = distribution.choices
-        kinds = {bool} if all(isinstance(c, bool) for c in choices) else {type(c) for c in choices}
-        return hp.Discrete(list(choices)) if len(kinds) == 1 and kinds <= {bool, int, float, str} else None
+        kinds = {type(c) for c in distribution.choices}
+        return hp.Discrete(list(distribution.choices)) if len(kinds) == 1 and kinds <= {bool, int, float, str} else None
     if isinstance(distribution, IntDistribution):
         return hp.IntInterval(distribution.low, distribution.high)
     if isinstance(distribution, FloatDistribution):

@@ -9,7 +9,7 @@ from nlpexp's environment, `mlflow models serve --env-manager local`).
 from __future__ import annotations
 
 import json
-import logging
+import re
 import shutil
 from collections.abc import Mapping
 from importlib import metadata
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+from mlflow.utils.logging_utils import suppress_logs
 
 from nlpexp.registry_mlflow import DATA_DIRS
 
@@ -45,15 +46,11 @@ def save(model_dir: Path, target: Path, config: Mapping[str, Any]) -> str | None
         task, model = config.get("task") or {}, config.get("model") or {}
         settings = {"source_prefix": task.get("source_prefix"), "max_source_length": model.get("max_seq_length"),
                     "prompt_separator": task.get("prompt_separator"), "kind": kind}
-        pyfunc_log = logging.getLogger("mlflow.pyfunc")  # its warning on every pickled python_model: ours is
-        level = pyfunc_log.level
-        pyfunc_log.setLevel(logging.ERROR)
-        try:
+        # mlflow.pyfunc's warning on every pickled python_model: ours is pickled by design, nlpexp loads it
+        with suppress_logs("mlflow.pyfunc", re.compile("Passing a Python object as `python_model`")):
             mlflow.pyfunc.save_model(str(target), python_model=TextModel(), artifacts={"model": str(model_dir)},
                                      model_config={k: v for k, v in settings.items() if v is not None},
                                      pip_requirements=_pins(*PINS))
-        finally:
-            pyfunc_log.setLevel(level)
     return kind
 
 

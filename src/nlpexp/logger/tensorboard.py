@@ -47,7 +47,13 @@ class TensorBoardLogger(RunLogger):
             from torch.utils.tensorboard import SummaryWriter
 
             if self._purge_step is not None:
-                _after_existing_event_files(self.log_dir)
+                # TensorBoard reads a folder's event files in name order, and a name starts with its writer's second:
+                # a resumed run's file must sort after the interrupted run's, or its purge and steps come first. A
+                # resume within the same second as the last file (a fast test) waits for the next second.
+                names = [p.name.split(".") for p in self.log_dir.glob("events.out.tfevents.*")]
+                seconds = [int(parts[3]) for parts in names if parts[3:4] and parts[3].isdigit()]
+                while seconds and int(time.time()) <= max(seconds):
+                    time.sleep(0.05)
             self._writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self._purge_step)
         return self._writer
 
@@ -129,12 +135,3 @@ def start_server(logdirs: list[Path], port: int, host: str = "127.0.0.1"):
     log.info("TensorBoard on http://%s:%d (pid %d; `kill %d` stops it)", host, port, server.pid, server.pid)
     return server
 
-
-def _after_existing_event_files(log_dir: Path) -> None:
-    """TensorBoard reads a folder's event files in name order, and a name starts with its writer's second: a resumed
-    run's file must sort after the interrupted run's, or its purge and steps come first. A resume within the same
-    second as the last file (a fast test) waits for the next second."""
-    names = [p.name.split(".") for p in Path(log_dir).glob("events.out.tfevents.*")]
-    seconds = [int(parts[3]) for parts in names if parts[3:4] and parts[3].isdigit()]
-    while seconds and int(time.time()) <= max(seconds):
-        time.sleep(0.05)
