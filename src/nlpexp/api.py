@@ -1,13 +1,12 @@
-"""nlpexp from Python (a notebook): your own model, tokenizer and datasets, nlpexp's run.
+"""nlpexp from Python (a notebook): your own model, tokenizer and datasets, nlpexp's run (docs/python_api.md).
 
     from nlpexp.api import train
     result = train(["task=summarization", "data=dialogsum", "trainer.max_steps=50"],
                    model=my_model, tokenizer=my_tokenizer, train_dataset=my_train, eval_dataset=my_val)
     result.metrics, result.run_dir
 
-It is `python run.py <overrides>` (pipeline.run: the same checks, loggers, checkpoints, metrics.json, ledger
-line), the given objects saved into the run dir so that it stays reproducible: the model (and tokenizer) to
-<run_dir>/given_model, the datasets to <run_dir>/given_data/given/<split>.jsonl, and the config reads them there.
+It is `python run.py <overrides>` (pipeline.run), the given objects saved into the run dir, where the config reads
+them: <run_dir>/given_model and <run_dir>/given_data/given/<split>.jsonl.
 """
 
 from __future__ import annotations

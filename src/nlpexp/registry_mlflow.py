@@ -1,11 +1,8 @@
-"""The MLflow Model Registry beside nlpexp's own: publish a version there, resolve `registry:mlflow:` from it.
-
-    nlpexp registry publish sbert-nli@best [--as NAME] [--alias champion]   # MLFLOW_TRACKING_URI names the server
-    python run.py mode=eval model.name_or_path=registry:mlflow:sbert-nli@champion   # or @latest, @v<N>
+"""The MLflow Model Registry beside nlpexp's own: publish a version there, resolve `registry:mlflow:` from it
+(docs/scaling.md).
 
 A published version's source is the run that trained it, where that run was tracked on the same server
-(logger=mlflow): its logged model `best_model` (nlpexp.logger.mlflow_model; its metrics are the run's final
-`val/`, `test/` figures, which the version's source `models:/<model id>` leads to), nothing uploaded again. Else the
+(logger=mlflow): its logged model `best_model` (nlpexp.logger.mlflow_model), nothing uploaded again. Else the
 local version's folder is uploaded once, as the artifact `model/` of a run of experiment `nlpexp-registry`.
 Resolving downloads the version's source once into <registry>/.mlflow/<name>/v<N>/ (complete or absent: it is
 downloaded beside and renamed into place) and loads the model from there.

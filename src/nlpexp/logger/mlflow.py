@@ -1,12 +1,9 @@
-"""MLflow: a local store in the run dir by default, a team's tracking server by MLFLOW_TRACKING_URI.
+"""MLflow: a local store in the run dir by default, a team's tracking server by MLFLOW_TRACKING_URI. What a run
+holds: docs/scaling.md ("Tracking for a team"); its final figures linked to its logged model: docs/tracking.md.
 
 It talks to the store through an MlflowClient of its own, not mlflow's process-wide active run: trials of a
-sweep run one after another in one process, and each must land in its own run. What a run holds: params and
-config.yaml from its start; tags (git commit, user, source, host, study/trial); per-step metrics under nlpexp's
-names (nlpexp.metrics), `start/` at step 0, the final figures under names of their own; at the end
-provenance.json, metrics.json and best_model/ as an MLflow model of its flavor (nlpexp.logger.mlflow_model), which
-the final `val/`, `test/` figures are linked to (its metrics in MLflow 3: Models tab, search_logged_models).
-Everything sent passes nlpexp.redaction first.
+sweep run one after another in one process, and each must land in its own run. Everything sent passes
+nlpexp.redaction first.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""The best model as an MLflow model of its own flavor: `mlflow.pyfunc.load_model` and `mlflow models serve` work
-on what a run logs (MLflow 3's logged model `best_model`), and a registry version points at it
-(nlpexp.registry_mlflow). A sentence-transformers model is of the `sentence_transformers` flavor (sentences in,
-embeddings out); a classifier (task=classification) and a summariser (task=summarization) are `python_function`
-models whose predict takes texts and returns labels or summaries (they load with nlpexp's own code: serve them
-from nlpexp's environment, `mlflow models serve --env-manager local`).
+"""The best model as an MLflow model of its own flavor (docs/scaling.md), which a registry version points at
+(nlpexp.registry_mlflow): `sentence_transformers` for a sentence-transformers model, else a `python_function`
+model (TextModel) whose predict takes texts and returns labels (task=classification) or summaries
+(task=summarization), loaded with nlpexp's own code: served from nlpexp's environment (`--env-manager local`).
 """
 
 from __future__ import annotations

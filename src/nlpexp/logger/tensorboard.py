@@ -1,9 +1,6 @@
-"""TensorBoard: the scalars under nlpexp's metric names (nlpexp.metrics), the run's settings in the HPARAMS tab.
-
-`seed000_tags: true` adds seed 000's tags beside them (Loss/Train_Batch, Learning_Rate, Loss/Train_Epoch,
-Accuracy/Train_Epoch, Loss/Val_Epoch, Accuracy/Val_Epoch); `histograms: true` adds a histogram of every
-parameter at each epoch's end (hundreds of cards: off unless asked for).
-"""
+"""TensorBoard: the scalars under nlpexp's metric names (nlpexp.metrics), the run's settings in the HPARAMS tab;
+on request seed 000's tags (`seed000_tags`, SEED_000_TAGS) and parameter histograms at each epoch's end
+(`histograms`: hundreds of cards), see docs/tracking.md."""
 
 from __future__ import annotations
 

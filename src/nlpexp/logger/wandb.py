@@ -1,10 +1,5 @@
-"""Weights & Biases: offline unless an API key is configured, so it works with no account; never hangs.
-
-The mode: `WANDB_MODE=offline|disabled` in the environment wins over everything (a machine without network
-says so once); then `logger.wandb.mode`; `auto` is online with `WANDB_API_KEY`, else offline. Before going
-online the server (`WANDB_BASE_URL`, default api.wandb.ai) is probed for a few seconds: unreachable, `auto`
-falls back to offline with a warning (`wandb sync` uploads the run later) and `online` fails with one line.
-"""
+"""Weights & Biases: offline unless an API key is configured, so it works with no account; never hangs (the
+mode's rules: resolved_mode, docs/tracking.md's "W&B never hangs")."""
 
 from __future__ import annotations
 
@@ -37,7 +32,9 @@ class WandbLogger(RunLogger):
         self.run = None
 
     def resolved_mode(self) -> str:
-        """The mode the run uses (see the module doc); probes the server before returning `online`."""
+        """The mode the run uses: `WANDB_MODE=offline|disabled` in the environment wins over everything, then
+        `logger.wandb.mode`; `auto` is online with `WANDB_API_KEY`, else offline. Before going online the server
+        (`WANDB_BASE_URL`) is probed: unreachable, `auto` falls back to offline with a warning, `online` fails."""
         env = ENV_MODES.get(os.environ.get("WANDB_MODE", "").strip().lower())
         if env in ("offline", "disabled") or os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1"):
             return env or "disabled"
