@@ -66,7 +66,8 @@ class SummarizationTask(Task):
         self.model = self.model_spec.generative_model()
         self.causal = not self.model.config.is_encoder_decoder
         self.generation.apply(self.model)
-        self.eos_ids = _as_list(self.model.generation_config.eos_token_id)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
         self.pad_id = next((i for i in (self.tokenizer.pad_token_id, self.model.config.pad_token_id, *self.eos_ids)
                             if i is not None), None)
         if self.pad_id is None:
@@ -81,8 +82,9 @@ class SummarizationTask(Task):
         else:
             self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model,
                                                    label_pad_token_id=trainers.IGNORE_INDEX)
-        if self.source_prefix is None:
-            self.source_prefix = _checkpoint_prefix(self.model.config)
+        if self.source_prefix is None:  # the input prefix the checkpoint was pretrained with (t5-small: "summarize: ")
+            params = getattr(self.model.config, "task_specific_params", None) or {}
+            self.source_prefix = (params.get("summarization") or {}).get("prefix", "")
         self.kept_predictions = False  # training left the best checkpoint's validation predictions in the run dir
         # One trainer for training and for every evaluation: in eval mode it only predicts.
         training = {}
@@ -161,15 +163,3 @@ class SummarizationTask(Task):
             ids = [i for i in ids[:end] if i != self.pad_id]
             texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return texts
-
-
-def _checkpoint_prefix(config) -> str:
-    """The input prefix a checkpoint was pretrained with for summarisation (t5-small: "summarize: "), else ""."""
-    params = getattr(config, "task_specific_params", None) or {}
-    return (params.get("summarization") or {}).get("prefix", "")
-
-
-def _as_list(ids) -> list[int]:
-    if ids is None:
-        return []
-    return list(ids) if isinstance(ids, list | tuple) else [ids]
