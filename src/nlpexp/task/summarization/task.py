@@ -4,7 +4,6 @@ task's keys from this module."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -21,8 +20,6 @@ from nlpexp.task import Task
 
 if TYPE_CHECKING:
     from nlpexp.task.summarization.trainers import Examples
-
-log = logging.getLogger(__name__)
 
 
 class SummarizationTask(Task):
