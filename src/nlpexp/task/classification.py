@@ -25,8 +25,6 @@ from nlpexp.task import Task, own_head
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
 
 if TYPE_CHECKING:
-    from transformers import EvalPrediction
-
     from nlpexp.task.classifier import EncoderClassifier
 
 log = logging.getLogger(__name__)
@@ -97,7 +95,8 @@ class ClassificationTask(Task):
         self.trainer = self.make_trainer(
             Trainer, args, model=self.model, train_dataset=train_set, eval_dataset=val_set,
             processing_class=self.tokenizer, data_collator=DataCollatorWithPadding(self.tokenizer),
-            compute_metrics=compute_metrics, callbacks=[*self.training_callbacks(), HeadConfigWithCheckpoints()])
+            compute_metrics=lambda output: classification_scores(output.label_ids, output.predictions),
+            callbacks=[*self.training_callbacks(), HeadConfigWithCheckpoints()])
 
     def _new_model(self) -> EncoderClassifier:
         import torch
@@ -154,9 +153,3 @@ class ClassificationTask(Task):
 
 def tokenize(batch: dict, tokenizer, max_length: int) -> dict:
     return tokenizer(batch["text"], truncation=True, max_length=max_length)
-
-
-def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    return classification_scores(prediction.label_ids, prediction.predictions)
-
-

@@ -62,7 +62,7 @@ class SummarizationTask(Task):
         self.tokenizer = self.model_spec.load_tokenizer()
         self.model = self.model_spec.generative_model()
         self.causal = not self.model.config.is_encoder_decoder
-        self.generation.apply(self.model)
+        self.model.generation_config.update(**self.generation.generate_kwargs())
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
         self.pad_id = next((i for i in (self.tokenizer.pad_token_id, self.model.config.pad_token_id, *self.eos_ids)
