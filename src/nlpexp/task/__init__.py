@@ -162,8 +162,7 @@ class Task(ABC):
         return [NonFiniteLossGuard(), *self.callbacks, *early_stopping]
 
     def checkpoint_identity(self) -> dict:
-        """What a checkpoint of this run was trained on, by content (nlpexp.trainer.checkpoints); resuming a checkpoint
-        of anything else is refused."""
+        """What a checkpoint of this run was trained on (nlpexp.trainer.checkpoints): resuming another is refused."""
         from nlpexp.trainer.checkpoints import checkpoint_identity
 
         return checkpoint_identity(type(self).__name__, self.model_spec, self.data, self.loss_factory)

@@ -71,8 +71,7 @@ class SbertNliTask(StsScoredTask):
         return list(self.loss.classifier.parameters())  # the SoftmaxLoss head starts untrained
 
     def evaluator(self, role: str):
-        """STS spearman and, where the head is trained or training (the start's accuracy is the untrained head's),
-        NLI accuracy."""
+        """STS, and NLI accuracy where the head is trained or training (at the start: the untrained head's)."""
         from sentence_transformers.base.evaluation import SequentialEvaluator
 
         from nlpexp.task.evaluators import NliAccuracyEvaluator

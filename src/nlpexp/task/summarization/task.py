@@ -105,8 +105,7 @@ class SummarizationTask(Task):
         return load_examples(self.data, role, self.reference_columns)
 
     def _features(self, examples: Examples, with_prompt: bool):
-        """Token ids for the trainer (cached on disk); `with_prompt` adds the generation input of decoder-only
-        models."""
+        """Token ids for the trainer (cached on disk); `with_prompt` adds decoder-only models' generation input."""
         from datasets import Dataset
 
         from nlpexp.task.summarization.trainers import causal_features, seq2seq_features
