@@ -42,6 +42,3 @@ class GenerationSettings:
             "early_stopping": self.early_stopping if beams else False,
             "min_length": 0,  # a checkpoint's own minimum (some summarisers ship one) would override max_new_tokens
         }
-
-    def apply(self, model) -> None:
-        model.generation_config.update(**self.generate_kwargs())

@@ -119,8 +119,7 @@ class ModelSpec:
 
     def new_parameters(self, model) -> list:
         """What generative_model() added untrained to its checkpoint: a warm-started encoder-decoder's cross-attention
-        (and the decoder's LM head where the checkpoint has none). None for a model loaded as it was saved, or one
-        that is random as a whole."""
+        (and the decoder's LM head where the checkpoint has none); none for a model loaded as saved or all random."""
         if self.build != "encoder_decoder" or self._config().is_encoder_decoder or self.name_or_path is None:
             return []
         return parameters_not_in(model.decoder, self.path())

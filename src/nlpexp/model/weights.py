@@ -86,20 +86,12 @@ def materialize_random(tokenizer_path: str, init_items: tuple, auto_class: str, 
 def remove_orphans(temp_dir: str | None = None) -> list[Path]:
     """Remove the random-init folders left in the temp dir by processes that no longer run (killed, or ended
     without running their exit handlers: a launcher's worker); returns them. A live process's folders stay."""
+    import psutil  # accelerate's dependency: another user's process counts as running
+
     removed = []
     for folder in Path(temp_dir or tempfile.gettempdir()).glob(f"{RANDOM_INIT_PREFIX}*-*"):
         pid = folder.name[len(RANDOM_INIT_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True

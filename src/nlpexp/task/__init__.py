@@ -16,7 +16,6 @@ nlpexp.derived). Validating a config imports the task's module, so a task module
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -163,8 +162,7 @@ class Task(ABC):
         return [NonFiniteLossGuard(), *self.callbacks, *early_stopping]
 
     def checkpoint_identity(self) -> dict:
-        """What a checkpoint of this run was trained on, by content (nlpexp.trainer.checkpoints); resuming a checkpoint
-        of anything else is refused."""
+        """What a checkpoint of this run was trained on (nlpexp.trainer.checkpoints): resuming another is refused."""
         from nlpexp.trainer.checkpoints import checkpoint_identity
 
         return checkpoint_identity(type(self).__name__, self.model_spec, self.data, self.loss_factory)
@@ -199,8 +197,6 @@ class Task(ABC):
 def imported(classes: Sequence[type | str]) -> tuple[type, ...]:
     """`classes`, an import path ("package.module.Class") imported: a task names the library classes it feeds by
     path, so that reading its module (the schema does, for its keys) imports no library."""
-    found = []
-    for item in classes:
-        module, _, name = item.rpartition(".") if isinstance(item, str) else ("", "", "")
-        found.append(getattr(importlib.import_module(module), name) if module else item)
-    return tuple(found)
+    from hydra.utils import get_class
+
+    return tuple(get_class(item) if isinstance(item, str) else item for item in classes)

@@ -25,8 +25,6 @@ from nlpexp.task import Task, own_head
 from nlpexp.task.error_analysis import classification_scores, write_confusion_matrix, write_misclassified
 
 if TYPE_CHECKING:
-    from transformers import EvalPrediction
-
     from nlpexp.task.classifier import EncoderClassifier
 
 log = logging.getLogger(__name__)
@@ -47,10 +45,8 @@ def load_classifier(folder: str | Path, trust_remote_code: bool = False) -> Enco
     if own_head.has_own_head(folder):
         return own_head.load(folder, trust_remote_code=trust_remote_code)
     if not (folder / HEAD_CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-        raise NlpexpError(
-            f"{folder} holds no trained classifier ({HEAD_CONFIG} + {WEIGHTS}); evaluate a trained one with "
-            f"model.name_or_path=<run>/best_model or <run>/checkpoints/checkpoint-N"
-        )
+        raise NlpexpError(f"{folder} holds no trained classifier ({HEAD_CONFIG} + {WEIGHTS}); evaluate a trained "
+                          f"one with model.name_or_path=<run>/best_model or <run>/checkpoints/checkpoint-N")
     head = json.loads((folder / HEAD_CONFIG).read_text())
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
@@ -99,7 +95,8 @@ class ClassificationTask(Task):
         self.trainer = self.make_trainer(
             Trainer, args, model=self.model, train_dataset=train_set, eval_dataset=val_set,
             processing_class=self.tokenizer, data_collator=DataCollatorWithPadding(self.tokenizer),
-            compute_metrics=compute_metrics, callbacks=[*self.training_callbacks(), HeadConfigWithCheckpoints()])
+            compute_metrics=lambda output: classification_scores(output.label_ids, output.predictions),
+            callbacks=[*self.training_callbacks(), HeadConfigWithCheckpoints()])
 
     def _new_model(self) -> EncoderClassifier:
         import torch
@@ -113,8 +110,8 @@ class ClassificationTask(Task):
         if own_head.has_own_head(path):
             log.warning("task.replace_head=true: the model's own classification head is replaced by a new one "
                         "(pooling %s, %d labels)", self.model_spec.pooling, len(self.data.label_names))
-        encoder = AutoModel.from_pretrained(self.model_spec.path(), **self.model_spec.load_kwargs,
-                                            dtype=torch.float32)  # fp32 master weights; precision= sets autocast
+        # fp32 master weights; precision= sets autocast
+        encoder = AutoModel.from_pretrained(path, **self.model_spec.load_kwargs, dtype=torch.float32)
         # The head's initial weights depend on the seed alone, not on what was loaded before it.
         set_seed(self.trainer_settings.seed)
         return EncoderClassifier(encoder, self.data.label_names, self.dropout, self.model_spec.pooling)
@@ -156,9 +153,3 @@ class ClassificationTask(Task):
 
 def tokenize(batch: dict, tokenizer, max_length: int) -> dict:
     return tokenizer(batch["text"], truncation=True, max_length=max_length)
-
-
-def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    return classification_scores(prediction.label_ids, prediction.predictions)
-
-

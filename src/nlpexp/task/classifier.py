@@ -40,9 +40,6 @@ class EncoderClassifier(torch.nn.Module):
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def head_config(self) -> dict:
-        return {"label_names": self.label_names, "pooling": self.pooling, "dropout": self.dropout.p}
-
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
     if mode == "cls" or attention_mask is None:
@@ -57,7 +54,8 @@ def save_head_config(model, folder: Path) -> None:
     """Next to the weights the Trainer writes, what it takes to rebuild nlpexp's classifier from the folder."""
     if isinstance(model, EncoderClassifier):
         model.encoder.config.save_pretrained(folder)
-        (folder / HEAD_CONFIG).write_text(json.dumps(model.head_config(), indent=2, ensure_ascii=False) + "\n")
+        head = {"label_names": model.label_names, "pooling": model.pooling, "dropout": model.dropout.p}
+        (folder / HEAD_CONFIG).write_text(json.dumps(head, indent=2, ensure_ascii=False) + "\n")
 
 
 class HeadConfigWithCheckpoints(TrainerCallback):

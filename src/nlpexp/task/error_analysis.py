@@ -18,44 +18,34 @@ def classification_scores(gold: np.ndarray, logits: np.ndarray) -> dict[str, flo
             "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0))}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float64)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def write_confusion_matrix(folder: Path, gold: np.ndarray, logits: np.ndarray, label_names: Sequence[str],
                            split: str) -> np.ndarray:
     """confusion_matrix.json and .png in `folder`: rows are gold labels, columns predicted ones."""
-    from sklearn.metrics import confusion_matrix
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     matrix = confusion_matrix(gold, np.asarray(logits).argmax(axis=-1), labels=list(range(len(label_names))))
     write_json_atomic(folder / "confusion_matrix.json",
                       {"split": split, "labels": list(label_names), "rows": "gold", "columns": "predicted",
                        "matrix": matrix.tolist()})
-    _plot(matrix, label_names, split).savefig(folder / "confusion_matrix.png", dpi=120)
-    return matrix
-
-
-def _plot(matrix: np.ndarray, label_names: Sequence[str], split: str):
     # scikit-learn draws it onto a figure of our own on the Agg canvas: no GUI backend, no pyplot figure left open.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay
-
     size = 2.5 + 0.6 * len(label_names)
     figure = Figure(figsize=(size, size), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     ConfusionMatrixDisplay(matrix, display_labels=list(label_names)).plot(ax=axes, cmap="Blues", values_format="d")
     axes.set(xlabel="predicted", ylabel="gold", title=f"confusion matrix ({split}, n={int(matrix.sum())})")
-    return figure
+    figure.savefig(folder / "confusion_matrix.png", dpi=120)
+    return matrix
 
 
 def write_misclassified(path: Path, texts: Sequence[str], gold: np.ndarray, logits: np.ndarray,
                         label_names: Sequence[str]) -> int:
     """One JSON line per wrong prediction (index, text, gold, predicted, confidence), most confident first."""
-    probabilities = softmax(logits)
+    from scipy.special import softmax
+
+    probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=-1)
     predicted = probabilities.argmax(axis=-1)
     confidence = probabilities.max(axis=-1)
     wrong = np.flatnonzero(predicted != gold)

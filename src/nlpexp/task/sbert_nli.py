@@ -71,8 +71,7 @@ class SbertNliTask(StsScoredTask):
         return list(self.loss.classifier.parameters())  # the SoftmaxLoss head starts untrained
 
     def evaluator(self, role: str):
-        """STS spearman and, where the head is trained or training (the start's accuracy is the untrained head's),
-        NLI accuracy."""
+        """STS, and NLI accuracy where the head is trained or training (at the start: the untrained head's)."""
         from sentence_transformers.base.evaluation import SequentialEvaluator
 
         from nlpexp.task.evaluators import NliAccuracyEvaluator
@@ -94,8 +93,14 @@ def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) 
     graph: their backward pass is not computed."""
     if trained_layers is None:
         return
+    import torch
+
     encoder = model[0].auto_model
-    layers = transformer_layers(encoder)
+    count = getattr(encoder.config, "num_hidden_layers", None)  # the layers: a ModuleList of that many
+    layers = next((list(m) for m in encoder.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == count), None)
+    if layers is None:
+        raise NlpexpError(f"task.trained_layers: no stack of {count} transformer layers found in "
+                          f"{type(encoder).__name__}; set task.trained_layers=null to train all of it")
     if trained_layers > len(layers):
         raise NlpexpError(f"task.trained_layers={trained_layers}, but the model has {len(layers)} layers")
     trained = {id(p) for layer in layers[len(layers) - trained_layers:] for p in layer.parameters()}
@@ -105,18 +110,6 @@ def freeze_lower_layers(model: SentenceTransformer, trained_layers: int | None) 
         log.info("encoder frozen (task.trained_layers=0): only the classifier head trains")
     else:
         log.info("encoder: the top %d of %d layers train, the rest is frozen", trained_layers, len(layers))
-
-
-def transformer_layers(encoder) -> list:
-    """The encoder's stack of transformer layers: its ModuleList of config.num_hidden_layers modules."""
-    import torch
-
-    count = getattr(encoder.config, "num_hidden_layers", None)
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
-            return list(module)
-    raise NlpexpError(f"task.trained_layers: no stack of {count} transformer layers found in "
-                      f"{type(encoder).__name__}; set task.trained_layers=null to train all of it")
 
 
 def load_nli_classifier(folder: str | Path) -> tuple[SentenceTransformer, SoftmaxLoss, list[str] | None]:

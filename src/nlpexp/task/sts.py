@@ -76,8 +76,7 @@ class StsScoredTask(Task):
         return {} if evaluator is None else prefixed(evaluator(self.model), split_name(role))
 
     def evaluator(self, role: str):
-        """The STS evaluator of `role` (a sentence-transformers evaluator), None when the STS data has no such
-        split."""
+        """The STS evaluator of `role` (a sentence-transformers evaluator), None where the STS data has none."""
         from nlpexp.task.evaluators import sts_evaluator
 
         if not self.sts.has(role):

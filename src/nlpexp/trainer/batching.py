@@ -140,8 +140,7 @@ def padding_share(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> floa
 
 class LengthGrouping:
     """The `args.batch_sampler` of a sentence-transformers trainer with trainer.group_by_length or
-    trainer.max_tokens_per_batch: LengthGroupedBatchSampler, lengths by the model's tokenizer
-    (`task.batch_sampler=no_duplicates` is kept)."""
+    trainer.max_tokens_per_batch: LengthGroupedBatchSampler, lengths by the model's tokenizer, no_duplicates kept."""
 
     def __init__(self, model, max_tokens: int | None, library_choice):
         self.tokenizer, self.max_length, self.max_tokens = model.tokenizer, model.max_seq_length, max_tokens

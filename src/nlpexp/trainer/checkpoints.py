@@ -95,8 +95,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def newest_complete(checkpoints_dir: Path) -> Path | None:
     """The newest complete and intact checkpoint of a run. Incomplete ones (killed while saving) are removed and
-    damaged ones set aside first, so that neither this lookup nor the trainer's own rotation ever takes them for
-    checkpoints."""
+    damaged ones set aside first, so that neither this lookup nor the trainer's own rotation ever takes them."""
     checkpoints_dir = Path(checkpoints_dir)
     if not checkpoints_dir.is_dir():
         return None
@@ -175,9 +174,8 @@ def checkpoint_identity(task: str, model, data, loss=None) -> dict:
 
 
 def training_files(data) -> dict[str, str]:
-    """{"<folder>/<split>": sha256} of the files the training rows come from (the pooled ones under
-    split_ratios); a split read from the Hub is named by its dataset id. Keyed by entry, not by path: a data
-    mirror moved elsewhere is the same data."""
+    """{"<folder>/<split>": sha256} of the files the training rows come from (the pooled ones under split_ratios); a
+    split read from the Hub is named by its dataset id. Keyed by entry, not path: a moved mirror is the same data."""
     from nlpexp.data import POOLED
     from nlpexp.data.readers import find_split_file
 

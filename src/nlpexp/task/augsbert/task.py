@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 
 from nlpexp import NlpexpError, is_main_process
 from nlpexp.data import NLI_COLUMNS, STS_COLUMNS
-from nlpexp.data.pairs import (
-    nli_scored_pairs,
-    random_pairs,
-    sts_scored_pairs,
-    unique_texts,
-    unordered_unique,
-)
+from nlpexp.data.pairs import nli_scored_pairs, random_pairs, sts_scored_pairs, unique_texts, unordered_unique
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.rules import Num, Positive, PositiveNumber
-from nlpexp.task.augsbert.stages import (
-    StageLedger,
-    gold_and_silver,
-    plain,
-    read_jsonl,
-    save_folder_atomically,
-)
+from nlpexp.task.augsbert.stages import StageLedger, gold_and_silver, plain, read_jsonl, save_folder_atomically
 from nlpexp.task.sts import SCORED_PAIR_LOSSES, StsScoredTask
 
 if TYPE_CHECKING:
@@ -35,18 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CROSS_ENCODER_MONITOR = "val/spearman"  # its score against the STS gold scores
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How the gold and silver pairs are made (task.<key>; see conf/task/augsbert.yaml)."""
-    gold_size: int
-    label_scores: dict[str, float]
-    gold_only: bool
-    pair_sampling: str
-    pairs_per_sentence: int
-    silver_threshold: float | None
-    max_score: float
 
 
 class AugSbertTask(StsScoredTask):
@@ -60,8 +36,14 @@ class AugSbertTask(StsScoredTask):
                  silver_threshold: Annotated[float, Num(0, 1)] | None = None, label_scores: Mapping[str, float],
                  max_score: PositiveNumber = 5.0, **kwargs):
         super().__init__(**kwargs)
-        self.recipe = Recipe(gold_size, dict(label_scores), gold_only, pair_sampling, pairs_per_sentence,
-                             silver_threshold, max_score)
+        # How the gold and silver pairs are made (see conf/task/augsbert.yaml)
+        self.gold_size = gold_size
+        self.label_scores = dict(label_scores)
+        self.gold_only = gold_only
+        self.pair_sampling = pair_sampling
+        self.pairs_per_sentence = pairs_per_sentence
+        self.silver_threshold = silver_threshold
+        self.max_score = max_score
         self.stages = StageLedger(self.run_dir)
         self.cross_encoder_metrics: dict[str, float] = {}
         self.trained = False
@@ -84,21 +66,21 @@ class AugSbertTask(StsScoredTask):
         (the paper's in-domain setting); the other rows are unlabelled, their scores or labels never read."""
         columns = NLI_COLUMNS if self.data.label_names else STS_COLUMNS
         rows = self.data.load("train", columns, text_columns=self.text_columns)
-        if not self.recipe.gold_only and len(rows) <= self.recipe.gold_size:
-            raise NlpexpError(f"task.gold_size={self.recipe.gold_size} leaves none of the {len(rows)} training rows "
+        if not self.gold_only and len(rows) <= self.gold_size:
+            raise NlpexpError(f"task.gold_size={self.gold_size} leaves none of the {len(rows)} training rows "
                               f"for silver pairs; lower it, or set task.gold_only=true")
-        first = rows.select(range(min(self.recipe.gold_size, len(rows))))
-        self.gold = nli_scored_pairs(first, self.data.label_names, self.recipe.label_scores) if self.data.label_names \
-            else sts_scored_pairs(first, self.recipe.max_score)
-        self.unlabelled = rows.select(range(self.recipe.gold_size, len(rows))).select_columns(list(self.text_columns)) \
-            if not self.recipe.gold_only else None
+        first = rows.select(range(min(self.gold_size, len(rows))))
+        self.gold = nli_scored_pairs(first, self.data.label_names, self.label_scores) if self.data.label_names \
+            else sts_scored_pairs(first, self.max_score)
+        self.unlabelled = rows.select(range(self.gold_size, len(rows))).select_columns(list(self.text_columns)) \
+            if not self.gold_only else None
         return self.gold
 
     def train(self) -> None:
         from sentence_transformers import SentenceTransformer
 
-        silver = [] if self.recipe.gold_only else self._silver()
-        train_set = gold_and_silver(self.gold, silver, self.recipe.silver_threshold)
+        silver = [] if self.gold_only else self._silver()
+        train_set = gold_and_silver(self.gold, silver, self.silver_threshold)
         settings = self._settings("bi_encoder")
         if self.stages.done("bi_encoder", self.best_model_dir, settings):
             log.info("stage 4/4 bi_encoder: reusing %s", self.best_model_dir)
@@ -177,14 +159,14 @@ class AugSbertTask(StsScoredTask):
         if self.stages.done("candidates", path, settings):
             log.info("stage 2/4 candidates: reusing %s", path)
             return [(row["sentence1"], row["sentence2"]) for row in read_jsonl(path)]
-        log.info("stage 2/4 candidates: %s pairs of the unlabelled rows", self.recipe.pair_sampling)
+        log.info("stage 2/4 candidates: %s pairs of the unlabelled rows", self.pair_sampling)
         first, second = self.text_columns
-        if self.recipe.pair_sampling == "given":
+        if self.pair_sampling == "given":
             pairs = list(zip(self.unlabelled[first], self.unlabelled[second], strict=True))
         else:
             sentences = unique_texts(self.unlabelled, self.text_columns)
-            pairs = random_pairs(sentences, self.recipe.pairs_per_sentence, np.random.default_rng(self.data.seed)) \
-                if self.recipe.pair_sampling == "random" else self._nearest_pairs(sentences)
+            pairs = random_pairs(sentences, self.pairs_per_sentence, np.random.default_rng(self.data.seed)) \
+                if self.pair_sampling == "random" else self._nearest_pairs(sentences)
         gold = set(zip(self.gold["sentence1"], self.gold["sentence2"], strict=True))
         pairs = [pair for pair in dict.fromkeys(pairs) if pair not in gold]
         if is_main_process():
@@ -198,30 +180,30 @@ class AugSbertTask(StsScoredTask):
 
         embeddings = self.model.encode(sentences, batch_size=self.trainer_settings.eval_batch_size,
                                        convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
-        hits = semantic_search(embeddings, embeddings, top_k=self.recipe.pairs_per_sentence + 1)
+        hits = semantic_search(embeddings, embeddings, top_k=self.pairs_per_sentence + 1)
         pairs = []
         for i, row in enumerate(hits):
-            neighbours = [hit["corpus_id"] for hit in row if hit["corpus_id"] != i][:self.recipe.pairs_per_sentence]
+            neighbours = [hit["corpus_id"] for hit in row if hit["corpus_id"] != i][:self.pairs_per_sentence]
             pairs += [(sentences[i], sentences[j]) for j in neighbours]
         return unordered_unique(pairs)
 
     def _settings(self, stage: str) -> dict:
         """What a stage's artifact depends on; a rerun must match it to reuse the artifact."""
-        data, recipe = self.data, self.recipe
-        gold = {"model": vars(self.model_spec), "gold_size": recipe.gold_size, "label_scores": recipe.label_scores,
-                "max_score": recipe.max_score,
+        data = self.data
+        gold = {"model": vars(self.model_spec), "gold_size": self.gold_size, "label_scores": self.label_scores,
+                "max_score": self.max_score,
                 "data": {"name": data.name, "splits": data.splits, "columns": data.columns, "shuffle": data.shuffle,
                          "max_train_samples": data.max_train_samples, "seed": data.seed}}
         trainer = self.trainer_settings  # its declared settings, not the state it keeps (what it has announced)
         training = {"trainer": {f.name: getattr(trainer, f.name) for f in fields(trainer) if f.name != "resume"},
                     "optimizer": dict(self.optimizer_factory.keywords),
                     "scheduler": dict(self.scheduler_factory.keywords)}
-        sampling = {"pair_sampling": recipe.pair_sampling, "pairs_per_sentence": recipe.pairs_per_sentence}
+        sampling = {"pair_sampling": self.pair_sampling, "pairs_per_sentence": self.pairs_per_sentence}
         by_stage = {"cross_encoder": {**gold, **training, "sts": self.sts.name},
                     "candidates": {**gold, **sampling}}
         by_stage["silver"] = {**by_stage["cross_encoder"], **sampling}
-        by_stage["bi_encoder"] = {**(gold if recipe.gold_only else by_stage["silver"]), **training,
-                                  "gold_only": recipe.gold_only, "silver_threshold": recipe.silver_threshold,
+        by_stage["bi_encoder"] = {**(gold if self.gold_only else by_stage["silver"]), **training,
+                                  "gold_only": self.gold_only, "silver_threshold": self.silver_threshold,
                                   "batch_sampler": self.batch_sampler, "loss": self.loss_factory.func.__name__,
                                   "loss_args": dict(self.loss_factory.keywords)}
         return plain(by_stage[stage])

@@ -4,7 +4,6 @@ task's keys from this module."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -21,8 +20,6 @@ from nlpexp.task import Task
 
 if TYPE_CHECKING:
     from nlpexp.task.summarization.trainers import Examples
-
-log = logging.getLogger(__name__)
 
 
 class SummarizationTask(Task):
@@ -65,8 +62,9 @@ class SummarizationTask(Task):
         self.tokenizer = self.model_spec.load_tokenizer()
         self.model = self.model_spec.generative_model()
         self.causal = not self.model.config.is_encoder_decoder
-        self.generation.apply(self.model)
-        self.eos_ids = _as_list(self.model.generation_config.eos_token_id)
+        self.model.generation_config.update(**self.generation.generate_kwargs())
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
         self.pad_id = next((i for i in (self.tokenizer.pad_token_id, self.model.config.pad_token_id, *self.eos_ids)
                             if i is not None), None)
         if self.pad_id is None:
@@ -81,8 +79,9 @@ class SummarizationTask(Task):
         else:
             self.collator = DataCollatorForSeq2Seq(self.tokenizer, model=self.model,
                                                    label_pad_token_id=trainers.IGNORE_INDEX)
-        if self.source_prefix is None:
-            self.source_prefix = _checkpoint_prefix(self.model.config)
+        if self.source_prefix is None:  # the input prefix the checkpoint was pretrained with (t5-small: "summarize: ")
+            params = getattr(self.model.config, "task_specific_params", None) or {}
+            self.source_prefix = (params.get("summarization") or {}).get("prefix", "")
         self.kept_predictions = False  # training left the best checkpoint's validation predictions in the run dir
         # One trainer for training and for every evaluation: in eval mode it only predicts.
         training = {}
@@ -106,8 +105,7 @@ class SummarizationTask(Task):
         return load_examples(self.data, role, self.reference_columns)
 
     def _features(self, examples: Examples, with_prompt: bool):
-        """Token ids for the trainer (cached on disk); `with_prompt` adds the generation input of decoder-only
-        models."""
+        """Token ids for the trainer (cached on disk); `with_prompt` adds decoder-only models' generation input."""
         from datasets import Dataset
 
         from nlpexp.task.summarization.trainers import causal_features, seq2seq_features
@@ -161,15 +159,3 @@ class SummarizationTask(Task):
             ids = [i for i in ids[:end] if i != self.pad_id]
             texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         return texts
-
-
-def _checkpoint_prefix(config) -> str:
-    """The input prefix a checkpoint was pretrained with for summarisation (t5-small: "summarize: "), else ""."""
-    params = getattr(config, "task_specific_params", None) or {}
-    return (params.get("summarization") or {}).get("prefix", "")
-
-
-def _as_list(ids) -> list[int]:
-    if ids is None:
-        return []
-    return list(ids) if isinstance(ids, list | tuple) else [ids]
