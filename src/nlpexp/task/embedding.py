@@ -13,7 +13,12 @@ from typing import Annotated
 
 from nlpexp import NlpexpError
 from nlpexp.data import NLI_COLUMNS, STS_COLUMNS
-from nlpexp.data.pairs import NLI_FORMATS, nli_ranking_examples, nli_scored_pairs, sts_scored_pairs
+from nlpexp.data.pairs import (
+    NLI_FORMATS,
+    nli_ranking_examples,
+    nli_scored_pairs,
+    sts_scored_pairs,
+)
 from nlpexp.rules import OneOf, PositiveNumber
 from nlpexp.task import imported
 from nlpexp.task.sts import IN_BATCH_NEGATIVE_LOSSES, SCORED_PAIR_LOSSES, StsScoredTask

@@ -12,10 +12,22 @@ import numpy as np
 
 from nlpexp import NlpexpError, is_main_process
 from nlpexp.data import NLI_COLUMNS, STS_COLUMNS
-from nlpexp.data.pairs import nli_scored_pairs, random_pairs, sts_scored_pairs, unique_texts, unordered_unique
+from nlpexp.data.pairs import (
+    nli_scored_pairs,
+    random_pairs,
+    sts_scored_pairs,
+    unique_texts,
+    unordered_unique,
+)
 from nlpexp.io import write_jsonl_atomic
 from nlpexp.rules import Num, Positive, PositiveNumber
-from nlpexp.task.augsbert.stages import StageLedger, gold_and_silver, plain, read_jsonl, save_folder_atomically
+from nlpexp.task.augsbert.stages import (
+    StageLedger,
+    gold_and_silver,
+    plain,
+    read_jsonl,
+    save_folder_atomically,
+)
 from nlpexp.task.sts import SCORED_PAIR_LOSSES, StsScoredTask
 
 if TYPE_CHECKING:
