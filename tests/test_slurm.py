@@ -81,6 +81,7 @@ def test_a_slurm_sweep_runs_its_trials_as_array_jobs_and_survives_a_requeue(tmp_
     with postgres_server() as postgres:
         monkeypatch.setenv("PGPASSWORD", postgres.password)
         args = (f"hydra.sweeper.n_trials={N_TRIALS}", "hydra/sweeper/sampler=random", "hydra/launcher=slurm",
+                "hydra/sweeper/pruner=none",  # it counts finished trials: the preset's pruner could stop one
                 f"hydra.sweeper.n_jobs={N_TRIALS}", "hydra.launcher.cpus_per_task=1", "hydra.launcher.gpus_per_node=0",
                 "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20", f"hydra.sweeper.storage={postgres.url}",
                 "hydra.sweeper.grace_period=30")
