@@ -74,8 +74,17 @@ def _watch(parent_pid: int) -> None:
     while os.getppid() == parent_pid:  # an orphan is adopted by another process
         time.sleep(1)
     log.error("the sweep process %d is gone: interrupting this trial", parent_pid)
-    # Interrupt the main thread and give a run in progress GRACE_S to record its end. An exception raised in a
-    # `__del__` (the garbage collector runs them, the trainer's gc.collect among others) is dropped: send it again.
+    _interrupt_run()
+    gc.freeze()  # the interpreter's last collection at exit would walk the whole heap (the model): seconds
+    while True:  # then the worker's own loop: loky's worker ends on an exception while it waits for work
+        time.sleep(1)
+        _interrupt_main()
+
+
+def _interrupt_run() -> None:
+    """Interrupt the main thread and give a run in progress GRACE_S to record its end. An exception raised in a
+    `__del__` (the garbage collector runs them, the trainer's gc.collect among others) is dropped: the interrupt
+    is sent again."""
     _orphaned.set()
     hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: (_swallowed.set() if isinstance(unraisable.exc_value, KeyboardInterrupt)
@@ -86,10 +95,6 @@ def _watch(parent_pid: int) -> None:
         if _swallowed.wait(0.2):
             _swallowed.clear()
             _interrupt_main()
-    gc.freeze()  # the interpreter's last collection at exit would walk the whole heap (the model): seconds
-    while True:  # then the worker's own loop: loky's worker ends on an exception while it waits for work
-        time.sleep(1)
-        _interrupt_main()
 
 
 def _interrupt_main() -> None:
