@@ -175,9 +175,7 @@ def rerun_command(study: optuna.Study, trial: FrozenTrial) -> str:
 
 def _counts(trials: list[FrozenTrial]) -> dict[str, int]:
     """complete, pruned, failed (ran and failed), interrupted (failed without running to the end: run again)."""
-    counts = {state.name.lower(): 0 for state in TrialState}
-    for t in trials:
-        counts[t.state.name.lower()] += 1
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     counts["failed"] = len(failed(trials))
     counts["interrupted"] = counts.pop("fail") - counts["failed"]
     return {k: v for k, v in counts.items() if v or k in ("complete", "pruned", "failed")}
