@@ -86,8 +86,7 @@ class TrialLoop:
                 write_optimization_results(self.study, self.sweep_dir)
                 lines = write_summary(self.study, self.sweep_dir, plots=self.plan.plots)
                 if self.plan.promote_objective is not None:
-                    promote_best(self.study, self.plan.registry_dir and Path(self.plan.registry_dir),
-                                 objective=self.plan.promote_objective)
+                    promote_best(self.study, self.plan.registry_dir, objective=self.plan.promote_objective)
                 log.info("%s", lines)
             except Exception:
                 if ran:

@@ -196,7 +196,7 @@ def _markdown(study: optuna.Study, trials: list[FrozenTrial], metrics: list[str]
     return "\n".join(lines) + "\n"
 
 
-def promote_best(study: optuna.Study, root: Path | None = None, objective: int = 0) -> Path | None:
+def promote_best(study: optuna.Study, root: str | Path | None = None, objective: int = 0) -> Path | None:
     """Register the best trial's run (best_trial) as the next version of the registry model named after the
     study, unless the newest version already is that run. Returns the version's folder, or None (no model)."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
