@@ -25,9 +25,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
     `journal:///<file>`: Optuna's JournalStorage on a file shared by several machines (NFS), no heartbeat (see
     docs/scaling.md). SQLite writers wait up to a minute for the lock; creating the tables races between processes
-    starting together, so it is retried. `read_only`: to read a study (summary, dashboard): nothing is created, its
-    journal or SQLite file must be there (opening would create an empty one, and a journal's folders); other
-    databases are the server's to report."""
+    starting together, so it is retried. `read_only` (summary, dashboard): nothing is created; the journal or SQLite
+    file must be there (opening would create an empty one, and its folders); other databases are the server's."""
     if url.startswith(JOURNAL_SCHEME):
         path = Path(url.removeprefix(JOURNAL_SCHEME))
         if not path.is_absolute():
