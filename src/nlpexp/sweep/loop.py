@@ -141,9 +141,7 @@ class TrialLoop:
         claimed = sorted(t.number for t in self.study.get_trials(deepcopy=False)
                          if t.state == TrialState.RUNNING or counts_toward_n_trials(t))
         keep = [t for t in asked if claimed.index(t.number) < self.plan.n_trials]
-        for trial in asked:
-            if trial in keep:
-                continue
+        for trial in [t for t in asked if t not in keep]:
             trial.set_user_attr(SKIPPED, "not run: other sweep processes took the last trials")
             if trial.params:  # a queued retry: queue it again
                 requeue(self.study, self.storage, [trial.number])
@@ -162,9 +160,8 @@ class TrialLoop:
         if failures / len(outcomes) > self.plan.max_failure_rate:  # the official rule: re-raise the first error
             log.error("Failed %d times out of %d with max_failure_rate=%s.", failures, len(outcomes),
                       self.plan.max_failure_rate)
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    raise outcome.error
+            if errors := [outcome.error for outcome in outcomes if outcome.error is not None]:
+                raise errors[0]
 
     @contextlib.contextmanager
     def _heartbeats(self, batch: list[optuna.Trial]) -> Iterator[None]:
