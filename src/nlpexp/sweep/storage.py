@@ -25,17 +25,24 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     """An RDB storage; with a heartbeat, trials silent for grace_period are failed and queued again.
     `journal:///<file>`: Optuna's JournalStorage on a file shared by several machines (NFS), no heartbeat (see
     docs/scaling.md). SQLite writers wait up to a minute for the lock; creating the tables races between processes
-    starting together, so it is retried. `read_only`: to read a study (summary, dashboard): nothing is created."""
-    if read_only:
-        check_readable(url)
+    starting together, so it is retried. `read_only` (summary, dashboard): nothing is created; the journal or SQLite
+    file must be there (opening would create an empty one, and its folders); other databases are the server's."""
     if url.startswith(JOURNAL_SCHEME):
-        path = _journal_path(url)
+        path = Path(url.removeprefix(JOURNAL_SCHEME))
+        if not path.is_absolute():
+            raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
+        if read_only:
+            _check_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:  # replays the file: one that is not an Optuna journal fails here
             return RedactedJournalStorage(JournalFileBackend(str(path)))  # (its symlink lock works on NFS)
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
             raise NlpexpError(f"{path} is not an Optuna journal file ({type(err).__name__}: {first_line(err)}); "
                               f"give the journal a sweep wrote, or a sweep dir") from err
+    if read_only:
+        parsed = _parsed(url, f"{url} is not a storage URL")
+        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+            _check_file(Path(parsed.database))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
@@ -80,23 +87,7 @@ class RedactedJournalStorage(_RedactedAttrs, JournalStorage):
     pass
 
 
-def _journal_path(url: str) -> Path:
-    path = Path(url.removeprefix(JOURNAL_SCHEME))
-    if not path.is_absolute():
-        raise NlpexpError(f"a journal storage needs an absolute path (journal:///shared/dir/study.log), got {url}")
-    return path
-
-
-def check_readable(url: str) -> None:
-    """A storage to read from exists: its journal or SQLite file is there (opening would create an empty one, and
-    a journal's folders); other databases are the server's to report."""
-    if url.startswith(JOURNAL_SCHEME):
-        path = _journal_path(url)
-    else:
-        parsed = _parsed(url, f"{url} is not a storage URL")
-        if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-            return
-        path = Path(parsed.database)
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise NlpexpError(f"no study storage at {path} ({'a folder' if path.is_dir() else 'missing'}): give a "
                           f"sweep dir or the URL of a storage a sweep wrote")

@@ -222,7 +222,7 @@ def load_study(target: str, study_name: str | None = None) -> tuple[optuna.Study
     url, named, sweep_dir = locate(target)
     study_name = study_name or named
     storage = open_storage(url, read_only=True)  # a study to read: never a new storage or folder
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    names = optuna.get_all_study_names(storage)
     if study_name is None:
         if len(names) != 1:
             raise NlpexpError(f"{url} holds {len(names)} studies ({', '.join(names)}): name one with --study")

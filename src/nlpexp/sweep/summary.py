@@ -44,7 +44,7 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
     write_text_atomic(out_dir / "trials.csv", buffer.getvalue())
-    write_text_atomic(out_dir / "trials.md", _markdown(study, metrics, header, rows))
+    write_text_atomic(out_dir / "trials.md", _markdown(study, trials, metrics, header, rows))
     best = redact(best_summary(study, trials, metrics))
     write_json_atomic(out_dir / "best.json", best)
     write_text_atomic(out_dir / "best.yaml", yaml.safe_dump(best, sort_keys=False, allow_unicode=True))
@@ -86,8 +86,7 @@ def write_optimization_results(study: optuna.Study, out_dir: Path) -> None:
         log.info("no complete trial: no %s", RESULTS_FILE)
         return
     if len(study.directions) == 1:
-        best = study.best_trial
-        results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        results: dict[str, Any] = {"name": "optuna", "best_params": study.best_params, "best_value": study.best_value}
     else:
         results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials]}
     write_text_atomic(Path(out_dir) / RESULTS_FILE, yaml.safe_dump(results, sort_keys=False, allow_unicode=True))
@@ -147,12 +146,9 @@ def best_summary(study: optuna.Study, trials: list[FrozenTrial], metrics: list[s
     """The best trial (one objective) or the Pareto front (several), how to rerun them, counts, failures."""
     directions = [d.name.lower() for d in study.directions]
     several = len(directions) > 1
-    summary: dict[str, Any] = {"study": study.study_name}
-    if several:
-        summary.update({"metrics": metrics, "directions": directions})
-    else:
-        summary.update({"metric": metrics[0], "direction": directions[0]})
-    summary["trials"] = _counts(trials)
+    objectives = {"metrics": metrics, "directions": directions} if several else {
+        "metric": metrics[0], "direction": directions[0]}
+    summary: dict[str, Any] = {"study": study.study_name, **objectives, "trials": _counts(trials)}
     if any(t.state == TrialState.COMPLETE for t in trials):
         if several:
             summary["pareto_front"] = [
@@ -163,8 +159,7 @@ def best_summary(study: optuna.Study, trials: list[FrozenTrial], metrics: list[s
             summary.update({"best_trial": best.number, "best_value": best.value, "best_params": dict(best.params),
                             "best_run_dir": best.user_attrs.get(RUN_DIR), "rerun": rerun_command(study, best)})
     summary["failures"] = [{"trial": t.number, "error": t.user_attrs[ERROR]} for t in failed(trials)]
-    definition = study.user_attrs.get(DEFINITION)
-    if definition:
+    if definition := study.user_attrs.get(DEFINITION):
         summary["sweep_arguments"] = definition["arguments"]
     return summary
 
@@ -180,9 +175,7 @@ def rerun_command(study: optuna.Study, trial: FrozenTrial) -> str:
 
 def _counts(trials: list[FrozenTrial]) -> dict[str, int]:
     """complete, pruned, failed (ran and failed), interrupted (failed without running to the end: run again)."""
-    counts = {state.name.lower(): 0 for state in TrialState}
-    for t in trials:
-        counts[t.state.name.lower()] += 1
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     counts["failed"] = len(failed(trials))
     counts["interrupted"] = counts.pop("fail") - counts["failed"]
     return {k: v for k, v in counts.items() if v or k in ("complete", "pruned", "failed")}
@@ -192,22 +185,18 @@ def _counts_line(trials: list[FrozenTrial]) -> str:
     return ", ".join(f"{n} {state}" for state, n in _counts(trials).items())
 
 
-def _markdown(study: optuna.Study, metrics: list[str], header: list[str], rows: list[list[Any]]) -> str:
-    trials = study.get_trials(deepcopy=False)
+def _markdown(study: optuna.Study, trials: list[FrozenTrial], metrics: list[str], header: list[str],
+              rows: list[list[Any]]) -> str:
     objectives = ", ".join(f"`{name}` ({d.name.lower()})" for name, d in zip(metrics, study.directions, strict=True))
-    lines = [f"# Study {study.study_name}", "",
-             f"Optimises {objectives}; trials: {_counts_line(trials)}.", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
-    failures = failed(trials)
-    if failures:
-        lines += ["", "## Failures", ""]
-        lines += [f"- trial {t.number}: {t.user_attrs[ERROR]}" for t in failures]
+    lines = [f"# Study {study.study_name}", "", f"Optimises {objectives}; trials: {_counts_line(trials)}.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             *("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows)]
+    if failures := failed(trials):
+        lines += ["", "## Failures", "", *(f"- trial {t.number}: {t.user_attrs[ERROR]}" for t in failures)]
     return "\n".join(lines) + "\n"
 
 
-def promote_best(study: optuna.Study, root: Path | None = None, objective: int = 0) -> Path | None:
+def promote_best(study: optuna.Study, root: str | Path | None = None, objective: int = 0) -> Path | None:
     """Register the best trial's run (best_trial) as the next version of the registry model named after the
     study, unless the newest version already is that run. Returns the version's folder, or None (no model)."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
