@@ -70,28 +70,16 @@ class TrialLoop:
         self.where = "" if str(sweep_dir) in url else f", storage {url}"  # for the log: a storage of its own
 
     def run(self) -> None:
-        """Run trials until the study has n_trials; then, or after an error (without hiding it), the end of a sweep:
-        optimization_results.yaml, the summary, the best model into the registry (plan.promote_objective)."""
-        from nlpexp.sweep.summary import promote_best, write_optimization_results, write_summary
-
+        """Run trials until the study has n_trials; then, or after an error, its summary (_finish)."""
         done = sum(map(counts_toward_n_trials, self.study.get_trials(deepcopy=False)))
         log.info("study %s: %d of %d trials finished; dir %s%s", self.study.study_name, done, self.plan.n_trials,
                  self.sweep_dir, self.where)
-        ran = False
         try:
             self._run()
-            ran = True
-        finally:
-            try:
-                write_optimization_results(self.study, self.sweep_dir)
-                lines = write_summary(self.study, self.sweep_dir, plots=self.plan.plots)
-                if self.plan.promote_objective is not None:
-                    promote_best(self.study, self.plan.registry_dir, objective=self.plan.promote_objective)
-                log.info("%s", lines)
-            except Exception:
-                if ran:
-                    raise
-                log.exception("the sweep summary could not be written")
+        except BaseException:
+            self._finish(raising=True)
+            raise
+        self._finish()
 
     def _run(self) -> None:
         waiting_logged, stale_checked = False, -math.inf
@@ -102,11 +90,7 @@ class TrialLoop:
                     fail_stale_trials(self.study)
                 stale_checked = time.monotonic()
             trials = self.study.get_trials(deepcopy=False)
-            if len(failures := failed(trials)) > (budget := self.plan.failure_budget) * self.plan.n_trials:
-                raise NlpexpError(
-                    f"{len(failures)} of {self.plan.n_trials} trials failed (failure_budget={budget}); last, trial "
-                    f"{failures[-1].number}: {failures[-1].user_attrs[ERROR]}. Fix it and rerun, or raise "
-                    f"hydra.sweeper.failure_budget (failures: {self.sweep_dir}/trials.md)")
+            self._check_budget(trials)
             done = sum(map(counts_toward_n_trials, trials))
             if done >= self.plan.n_trials:
                 if self.plan.fail_without_result and not any(
@@ -208,3 +192,29 @@ class TrialLoop:
         log.info("trial %d: %s", trial.number,
                  ", ".join(f"{name} = {value:.4g}" for name, value in zip(self.plan.metrics, values, strict=True)))
         return False
+
+    def _check_budget(self, trials: list) -> None:
+        """The study-wide failure_budget: the study stops once more than that share of n_trials failed."""
+        failures, budget = failed(trials), self.plan.failure_budget
+        if len(failures) > budget * self.plan.n_trials:
+            raise NlpexpError(
+                f"{len(failures)} of {self.plan.n_trials} trials failed (failure_budget={budget}); last, trial "
+                f"{failures[-1].number}: {failures[-1].user_attrs[ERROR]}. Fix it and rerun, or raise "
+                f"hydra.sweeper.failure_budget (failures: {self.sweep_dir}/trials.md)")
+
+    def _finish(self, raising: bool = False) -> None:
+        """The end of a sweep: optimization_results.yaml, the summary, the best model into the registry
+        (plan.promote_objective); after an error (`raising`), without hiding that error."""
+        from nlpexp.sweep.summary import promote_best, write_optimization_results, write_summary
+
+        try:
+            write_optimization_results(self.study, self.sweep_dir)
+            lines = write_summary(self.study, self.sweep_dir, plots=self.plan.plots)
+            if self.plan.promote_objective is not None:
+                promote_best(self.study, self.plan.registry_dir, objective=self.plan.promote_objective)
+        except Exception:
+            if not raising:
+                raise
+            log.exception("the sweep summary could not be written")
+            return
+        log.info("%s", lines)
