@@ -152,18 +152,23 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
     from nlpexp.config import hydra_error_line
     from nlpexp.paths import key_of
 
+    paths = paths or {}
     if isinstance(err, NlpexpError):
         return first_line(err)
     if isinstance(err, KeyboardInterrupt):
-        return _interrupted_line(err, paths or {})
-    if _service_key(err):
-        return f"{_service_key(err)}: {type(err).__name__}: {first_line(err)}"
+        text = first_line(err) if str(err).strip() else "interrupted"
+        if not text.startswith("interrupted"):
+            text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
+        run_dir = paths.get("paths.output_dir")
+        return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
+    if service := _service_key(err):
+        return f"{service}: {type(err).__name__}: {first_line(err)}"
     if isinstance(err, OmegaConfBaseException):
         return omegaconf_error(err)
     if isinstance(err, HydraException):
         return hydra_error_line(err)
     if isinstance(err, OSError) and err.filename:
-        key = key_of(err.filename, paths or {})
+        key = key_of(err.filename, paths)
         where = f"{key}: " if key else ""
         return f"{where}cannot use {err.filename}: {err.strerror or first_line(err)}"
     if isinstance(err, USER_ERRORS):
@@ -183,14 +188,6 @@ def exit_code(err: BaseException) -> int:
 
 def _service_key(err: BaseException) -> str | None:
     return SERVICE_KEYS.get(type(err).__module__.partition(".")[0])
-
-
-def _interrupted_line(err: KeyboardInterrupt, paths: dict[str, str]) -> str:
-    text = first_line(err) if str(err).strip() else "interrupted"
-    if not text.startswith("interrupted"):
-        text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
-    run_dir = paths.get("paths.output_dir")
-    return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
 
 
 def run_paths(cfg) -> dict[str, str]:

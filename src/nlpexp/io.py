@@ -99,21 +99,14 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping]) -> int:
 @functools.cache
 def sha256_file(path: str, mtime_ns: int, size: int) -> str:
     """Cached per (path, mtime, size): a sweep's trials hash each file once per process."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def data_hashes(paths) -> dict[str, str]:
-    hashes = {}
-    for path in sorted({str(p) for p in paths}):
-        if path.startswith("hub:"):
-            hashes[path] = "hub dataset (fingerprint not recorded)"
-        else:
-            hashes[path] = sha256_file(path, (stat := Path(path).stat()).st_mtime_ns, stat.st_size)
-    return hashes
+    return {path: "hub dataset (fingerprint not recorded)" if path.startswith("hub:")
+            else sha256_file(path, (stat := Path(path).stat()).st_mtime_ns, stat.st_size)
+            for path in sorted({str(p) for p in paths})}
 
 
 # The libraries provenance.json records the versions of.
