@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 
 from nlpexp import NlpexpError, first_line, is_multiprocess, omegaconf_error, world_size
 
@@ -50,8 +49,7 @@ def hold_stop_signals() -> None:
     """Until release_stop_signals() a stop signal waits, so that it leaves the checkpoint being written whole
     (trainer.checkpoints). Only the signals exit_on_error turned into Interrupted are held."""
     global _held
-    if _held is None:
-        _held = []
+    _held = [] if _held is None else _held
 
 
 def release_stop_signals() -> None:
@@ -62,7 +60,7 @@ def release_stop_signals() -> None:
         raise Interrupted(held[0])
 
 
-@contextmanager
+@contextlib.contextmanager
 def stop_signals_raise():
     """SIGINT and SIGTERM raise Interrupted while inside; the handlers before are put back after (a test goes on).
     A signal the process was started ignoring (nohup, a background job's SIGINT) stays ignored."""
@@ -125,7 +123,7 @@ def _check_processes(argv: list[str]) -> None:
                           f"the second each starts: pass hydra.run.dir=<dir>")
 
 
-@contextmanager
+@contextlib.contextmanager
 def job_errors(cfg):
     """Around run.py's job: the error's line on the console and in run.log, naming the run's paths; a single run
     exits with its code (Hydra would print a report of its own), a sweep's trial and an interrupt re-raise."""
@@ -194,12 +192,10 @@ def run_paths(cfg) -> dict[str, str]:
     """The paths of a run by config key, as far as they resolve."""
     paths = {}
     for key in ("output_dir", "ledger_file", "cache_dir", "data_dir"):
-        try:
-            value = cfg.paths.get(key)
-        except Exception:  # noqa: BLE001 (an unresolvable path is reported elsewhere; here it only names keys)
-            value = None
-        if value:
-            paths[f"paths.{key}"] = str(value)
+        # an unresolvable path is reported elsewhere; here it only names keys
+        with contextlib.suppress(Exception):
+            if value := cfg.paths.get(key):
+                paths[f"paths.{key}"] = str(value)
     return paths
 
 
