@@ -81,10 +81,8 @@ def stop_signals_raise():
 def exit_on_error(main: Callable[[], object], argv: list[str],
                   before: Sequence[Callable[[list[str]], None]] = ()) -> None:
     """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1).
-
     `before`: checks of the command line that must pass before Hydra builds anything (a security gate); each
-    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.config.check_run).
-    """
+    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.config.check_run)."""
     from nlpexp.config import gate_passed
 
     global _full_error

@@ -121,9 +121,8 @@ def report_metrics(run_dir, metrics: dict[str, float], monitor: str) -> None:
 
 
 class ConsoleProgress(ProgressCallback):
-    """The trainer's progress: a `train` bar, an evaluation line per evaluation during training (no nested bar),
-    an `eval` bar for an evaluation outside training; a line when training stops before max_steps. Every
-    training log goes to run.log (to the console too with verbose=true)."""
+    """The trainer's progress: a `train` bar, a line per evaluation during training (no nested bar), an `eval` bar
+    outside training, a line when training stops early; every training log in run.log (console: verbose=true)."""
 
     def __init__(self, verbose: bool = False, quiet: bool = False):
         super().__init__()

@@ -6,6 +6,7 @@ lock, gets a line whole or not at all (docs/reliability.md: "Strict JSON", "The 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -126,10 +127,9 @@ def collect_provenance(seed: int, data_files, started: str | None = None) -> dic
 
 
 def _version(package: str) -> str | None:
-    try:
+    with contextlib.suppress(metadata.PackageNotFoundError):
         return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+    return None
 
 
 def _device() -> dict:
@@ -156,22 +156,17 @@ def append_to_ledger(path: Path, record: dict) -> None:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line  # a torn last line: never glue this record to it
         try:
-            _write_all(fd, line)
+            view = memoryview(line)
+            while view:  # os.write may write part of it (a full disk): then the rest, or the OSError
+                if (written := os.write(fd, view)) <= 0:
+                    raise OSError(f"write returned {written}")
+                view = view[written:]
             os.fsync(fd)
         except OSError:
             os.ftruncate(fd, size)  # no partial line left behind
             raise
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(f"write returned {written}")
-        view = view[written:]
 
 
 def read_ledger(path: Path) -> list[dict]:

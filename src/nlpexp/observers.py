@@ -120,11 +120,8 @@ class RunDirObserver:
             write_json_atomic(self.dir / "provenance.json", redact(facts))
 
 
-class TrialObserver:
+class TrialObserver(RunObserver):  # its start is the protocol's, which does nothing
     """A sweep trial whose sweep gave it up must not look finished (nlpexp.sweep); nothing outside a sweep."""
-
-    def start(self, cfg: DictConfig) -> None:
-        pass
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
         from hydra_plugins.nlpexp_optuna_sweeper import check_trial_owned

@@ -73,8 +73,8 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
 
         console.configure(cfg.get("verbose", False))
         set_seed(cfg.seed)
-        # The other processes see the same logs: one set of loggers records the run.
-        # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
+        # Rank 0's loggers alone record the run (the others see the same logs); their settings redacted (W&B tags,
+        # group and name are sent as they are).
         loggers = [instantiate(OmegaConf.create(redact(to_container(node))))
                    for node in ((cfg.get("logger") or {}).values() if main else [])]
         # the task, validated: refuses what cannot go together before the run dir is touched
@@ -106,8 +106,7 @@ def release_memory(error: BaseException | None = None) -> None:
         # The first frame is the caller's, still running; clear_frames skips it and clears the finished ones.
         traceback.clear_frames(error.__traceback__)
     gc.collect()
-    torch = sys.modules.get("torch")  # a run that stopped at its config never imported it: nothing to free
-    if torch is not None:
+    if (torch := sys.modules.get("torch")) is not None:  # a run that stopped at its config never imported it
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()  # blocks the caching allocator kept for tensors that are gone
             torch.cuda.ipc_collect()
