@@ -200,9 +200,5 @@ def run_paths(cfg) -> dict[str, str]:
 def _job_dirs(argv: list[str]) -> dict[str, str]:
     """{"hydra.run.dir": <dir>, ...} as the command line sets them: an OSError of Hydra making the job's dir (a file,
     read-only, a full disk) then names its key. Hydra has reset its own state by the time the error reaches us."""
-    dirs = {}
-    for argument in argv:
-        key, sep, value = argument.lstrip("+").partition("=")
-        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and value:
-            dirs[key] = value.strip("'\"")
-    return dirs
+    pairs = (argument.lstrip("+").partition("=") for argument in argv)
+    return {key: value.strip("'\"") for key, _, value in pairs if key in ("hydra.run.dir", "hydra.sweep.dir") and value}
