@@ -64,10 +64,8 @@ def release_stop_signals() -> None:
 def stop_signals_raise():
     """SIGINT and SIGTERM raise Interrupted while inside; the handlers before are put back after (a test goes on).
     A signal the process was started ignoring (nohup, a background job's SIGINT) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if main else {}
     for signum, handler in before.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _raise_interrupted)

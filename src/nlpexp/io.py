@@ -187,13 +187,7 @@ def read_ledger(path: Path) -> list[dict]:
 def _first_record(line: str) -> tuple[int, dict | None]:
     """The first '{' from which the rest of the line parses as an object, and the object: a record glued after a
     torn one is found too (a suffix starting inside the torn part cannot parse: it ends abruptly)."""
-    start = line.find("{")
-    while start != -1:
-        try:
-            record = json.loads(line[start:])
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            return start, record
-        start = line.find("{", start + 1)
+    for start in (i for i, char in enumerate(line) if char == "{"):
+        with contextlib.suppress(json.JSONDecodeError):
+            return start, json.loads(line[start:])  # from a '{': an object, or the error
     return len(line), None
