@@ -7,9 +7,8 @@ freed before the next run of the process (release_memory: a sweep's trials share
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
-import functools
 import gc
 import logging
 import sys
@@ -113,15 +112,9 @@ def release_memory(error: BaseException | None = None) -> None:
         from nlpexp.adapters import reset_accelerator_state
 
         reset_accelerator_state()
-    if (trim := _malloc_trim()) is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim (glibc keeps freed heap pages mapped, resident, until asked); None elsewhere."""
-    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if sys.platform.startswith("linux"):  # glibc keeps freed heap pages mapped, resident, until asked
+        with contextlib.suppress(AttributeError):  # a libc without malloc_trim (musl)
+            ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: the C library it runs on
 
 
 def data_files(cfg: DictConfig) -> dict[str, list[str]]:
