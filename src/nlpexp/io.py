@@ -134,9 +134,7 @@ def _version(package: str) -> str | None:
 
 def _device() -> dict:
     info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
-    if "torch" in sys.modules:
-        import torch
-
+    if (torch := sys.modules.get("torch")) is not None:  # a run that stopped at its config never imported it
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         # The processes that trained together (torchrun, accelerate launch), as the trainer's process group has it.

@@ -115,8 +115,9 @@ class RunDirObserver:
 
             write_json_atomic(self.dir / "metrics.json", metrics)
             report_metrics(self.dir, metrics, self.cfg.optimized_metric)
-        with contextlib.suppress(OSError) if error is not None else contextlib.nullcontext():  # a failure's own error
-            facts = collect_provenance(self.cfg.seed, self.files_read, self.started)  # stays the one reported
+        # provenance.json whatever the outcome; after a failure, that failure stays the error reported
+        with contextlib.suppress(OSError) if error is not None else contextlib.nullcontext():
+            facts = collect_provenance(self.cfg.seed, self.files_read, self.started)
             write_json_atomic(self.dir / "provenance.json", redact(facts))
 
 
