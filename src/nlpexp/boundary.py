@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 
 from nlpexp import NlpexpError, first_line, is_multiprocess, omegaconf_error, world_size
 
@@ -50,8 +49,7 @@ def hold_stop_signals() -> None:
     """Until release_stop_signals() a stop signal waits, so that it leaves the checkpoint being written whole
     (trainer.checkpoints). Only the signals exit_on_error turned into Interrupted are held."""
     global _held
-    if _held is None:
-        _held = []
+    _held = [] if _held is None else _held
 
 
 def release_stop_signals() -> None:
@@ -62,14 +60,12 @@ def release_stop_signals() -> None:
         raise Interrupted(held[0])
 
 
-@contextmanager
+@contextlib.contextmanager
 def stop_signals_raise():
     """SIGINT and SIGTERM raise Interrupted while inside; the handlers before are put back after (a test goes on).
     A signal the process was started ignoring (nohup, a background job's SIGINT) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if main else {}
     for signum, handler in before.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _raise_interrupted)
@@ -83,10 +79,8 @@ def stop_signals_raise():
 def exit_on_error(main: Callable[[], object], argv: list[str],
                   before: Sequence[Callable[[list[str]], None]] = ()) -> None:
     """Run the @hydra.main function: every failure, Hydra's own included, ends as one line and exit 2 (or 1).
-
     `before`: checks of the command line that must pass before Hydra builds anything (a security gate); each
-    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.config.check_run).
-    """
+    raises NlpexpError. Once they passed, the jobs need not check their config again (nlpexp.config.check_run)."""
     from nlpexp.config import gate_passed
 
     global _full_error
@@ -125,7 +119,7 @@ def _check_processes(argv: list[str]) -> None:
                           f"the second each starts: pass hydra.run.dir=<dir>")
 
 
-@contextmanager
+@contextlib.contextmanager
 def job_errors(cfg):
     """Around run.py's job: the error's line on the console and in run.log, naming the run's paths; a single run
     exits with its code (Hydra would print a report of its own), a sweep's trial and an interrupt re-raise."""
@@ -152,18 +146,23 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
     from nlpexp.config import hydra_error_line
     from nlpexp.paths import key_of
 
+    paths = paths or {}
     if isinstance(err, NlpexpError):
         return first_line(err)
     if isinstance(err, KeyboardInterrupt):
-        return _interrupted_line(err, paths or {})
-    if _service_key(err):
-        return f"{_service_key(err)}: {type(err).__name__}: {first_line(err)}"
+        text = first_line(err) if str(err).strip() else "interrupted"
+        if not text.startswith("interrupted"):
+            text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
+        run_dir = paths.get("paths.output_dir")
+        return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
+    if service := _service_key(err):
+        return f"{service}: {type(err).__name__}: {first_line(err)}"
     if isinstance(err, OmegaConfBaseException):
         return omegaconf_error(err)
     if isinstance(err, HydraException):
         return hydra_error_line(err)
     if isinstance(err, OSError) and err.filename:
-        key = key_of(err.filename, paths or {})
+        key = key_of(err.filename, paths)
         where = f"{key}: " if key else ""
         return f"{where}cannot use {err.filename}: {err.strerror or first_line(err)}"
     if isinstance(err, USER_ERRORS):
@@ -185,33 +184,19 @@ def _service_key(err: BaseException) -> str | None:
     return SERVICE_KEYS.get(type(err).__module__.partition(".")[0])
 
 
-def _interrupted_line(err: KeyboardInterrupt, paths: dict[str, str]) -> str:
-    text = first_line(err) if str(err).strip() else "interrupted"
-    if not text.startswith("interrupted"):
-        text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
-    run_dir = paths.get("paths.output_dir")
-    return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
-
-
 def run_paths(cfg) -> dict[str, str]:
     """The paths of a run by config key, as far as they resolve."""
     paths = {}
     for key in ("output_dir", "ledger_file", "cache_dir", "data_dir"):
-        try:
-            value = cfg.paths.get(key)
-        except Exception:  # noqa: BLE001 (an unresolvable path is reported elsewhere; here it only names keys)
-            value = None
-        if value:
-            paths[f"paths.{key}"] = str(value)
+        # an unresolvable path is reported elsewhere; here it only names keys
+        with contextlib.suppress(Exception):
+            if value := cfg.paths.get(key):
+                paths[f"paths.{key}"] = str(value)
     return paths
 
 
 def _job_dirs(argv: list[str]) -> dict[str, str]:
     """{"hydra.run.dir": <dir>, ...} as the command line sets them: an OSError of Hydra making the job's dir (a file,
     read-only, a full disk) then names its key. Hydra has reset its own state by the time the error reaches us."""
-    dirs = {}
-    for argument in argv:
-        key, sep, value = argument.lstrip("+").partition("=")
-        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and value:
-            dirs[key] = value.strip("'\"")
-    return dirs
+    pairs = (argument.lstrip("+").partition("=") for argument in argv)
+    return {key: value.strip("'\"") for key, _, value in pairs if key in ("hydra.run.dir", "hydra.sweep.dir") and value}

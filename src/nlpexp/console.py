@@ -44,35 +44,27 @@ def configure(verbose: bool) -> None:
     hf_logging.set_verbosity(level)
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
-    if verbose:
-        switches = (hf_logging.enable_progress_bar, datasets.enable_progress_bars,
-                    huggingface_hub.utils.enable_progress_bars)
-    else:
-        switches = (hf_logging.disable_progress_bar, datasets.disable_progress_bars,
-                    huggingface_hub.utils.disable_progress_bars)
-    for switch in switches:
-        switch()
+    on = "enable" if verbose else "disable"
+    for module, switch in ((hf_logging, "progress_bar"), (datasets, "progress_bars"),
+                           (huggingface_hub.utils, "progress_bars")):
+        getattr(module, f"{on}_{switch}")()
     # sentence-transformers draws its model card's "Computing widget examples" bar with no switch of its own
     model_card.tqdm = tqdm if verbose else partial(tqdm, disable=True)
-    _route_warnings(to_console=verbose)
-    use_console_formatter()
-
-
-def _route_warnings(to_console: bool) -> None:
-    """Under run.py, Python warnings (a library's FutureWarning) as log records of `py.warnings`: run.log always,
-    the console only with verbose=true."""
+    # Under run.py, Python warnings (a library's FutureWarning) as `py.warnings` records: run.log always, the console
+    # only with verbose=true. Not under Hydra's job logging (nlpexp.api in a notebook): Python shows each warning once,
+    # as it does anyway. Set on every run, so that no handler of an earlier run in the same process is kept.
     handlers = logging.getLogger().handlers
-    # not under Hydra's job logging (nlpexp.api in a notebook): Python shows each warning once, as it does anyway;
-    # set on every run, so that no handler of an earlier run in the same process is kept
-    captured = any(_is_file(h) for h in handlers)
-    logging.captureWarnings(captured)
+    files = [h for h in handlers if isinstance(h, logging.FileHandler)]
+    logging.captureWarnings(bool(files))
     warnings_log = logging.getLogger("py.warnings")
-    warnings_log.propagate = not captured
-    warnings_log.handlers = [h for h in handlers if to_console or _is_file(h)] if captured else []
-
-
-def _is_file(handler: logging.Handler) -> bool:
-    return isinstance(handler, logging.FileHandler)
+    warnings_log.propagate = not files
+    warnings_log.handlers = ([*handlers] if verbose else files) if files else []
+    # The console handlers Hydra's job logging made print ConsoleFormatter lines (file handlers keep theirs); a
+    # sweep's trial prints only its warnings and errors.
+    for handler in handlers:
+        if getattr(handler, "stream", None) in (sys.stdout, sys.stderr):  # a FileHandler's is its file
+            handler.setFormatter(ConsoleFormatter())
+            handler.setLevel(logging.WARNING if _settings["quiet"] else logging.NOTSET)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -83,15 +75,6 @@ class ConsoleFormatter(logging.Formatter):
         if record.levelno >= logging.WARNING and not text.startswith(("error:", "warning:")):
             text = f"{record.levelname.lower()}: {text}"
         return text
-
-
-def use_console_formatter() -> None:
-    """The console handlers Hydra's job logging made print ConsoleFormatter lines (file handlers keep theirs);
-    a sweep's trial prints only its warnings and errors."""
-    for handler in logging.getLogger().handlers:
-        if not _is_file(handler) and getattr(handler, "stream", None) in (sys.stdout, sys.stderr):
-            handler.setFormatter(ConsoleFormatter())
-            handler.setLevel(logging.WARNING if _settings["quiet"] else logging.NOTSET)
 
 
 def format_logs(logs: dict, step: int, max_steps: int) -> str:
@@ -138,9 +121,8 @@ def report_metrics(run_dir, metrics: dict[str, float], monitor: str) -> None:
 
 
 class ConsoleProgress(ProgressCallback):
-    """The trainer's progress: a `train` bar, an evaluation line per evaluation during training (no nested bar),
-    an `eval` bar for an evaluation outside training; a line when training stops before max_steps. Every
-    training log goes to run.log (to the console too with verbose=true)."""
+    """The trainer's progress: a `train` bar, a line per evaluation during training (no nested bar), an `eval` bar
+    outside training, a line when training stops early; every training log in run.log (console: verbose=true)."""
 
     def __init__(self, verbose: bool = False, quiet: bool = False):
         super().__init__()

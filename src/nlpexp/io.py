@@ -6,6 +6,7 @@ lock, gets a line whole or not at all (docs/reliability.md: "Strict JSON", "The 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -99,21 +100,14 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Mapping]) -> int:
 @functools.cache
 def sha256_file(path: str, mtime_ns: int, size: int) -> str:
     """Cached per (path, mtime, size): a sweep's trials hash each file once per process."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def data_hashes(paths) -> dict[str, str]:
-    hashes = {}
-    for path in sorted({str(p) for p in paths}):
-        if path.startswith("hub:"):
-            hashes[path] = "hub dataset (fingerprint not recorded)"
-        else:
-            hashes[path] = sha256_file(path, (stat := Path(path).stat()).st_mtime_ns, stat.st_size)
-    return hashes
+    return {path: "hub dataset (fingerprint not recorded)" if path.startswith("hub:")
+            else sha256_file(path, (stat := Path(path).stat()).st_mtime_ns, stat.st_size)
+            for path in sorted({str(p) for p in paths})}
 
 
 # The libraries provenance.json records the versions of.
@@ -133,17 +127,14 @@ def collect_provenance(seed: int, data_files, started: str | None = None) -> dic
 
 
 def _version(package: str) -> str | None:
-    try:
+    with contextlib.suppress(metadata.PackageNotFoundError):
         return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+    return None
 
 
 def _device() -> dict:
     info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
-    if "torch" in sys.modules:
-        import torch
-
+    if (torch := sys.modules.get("torch")) is not None:  # a run that stopped at its config never imported it
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         # The processes that trained together (torchrun, accelerate launch), as the trainer's process group has it.
@@ -163,22 +154,17 @@ def append_to_ledger(path: Path, record: dict) -> None:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line  # a torn last line: never glue this record to it
         try:
-            _write_all(fd, line)
+            view = memoryview(line)
+            while view:  # os.write may write part of it (a full disk): then the rest, or the OSError
+                if (written := os.write(fd, view)) <= 0:
+                    raise OSError(f"write returned {written}")
+                view = view[written:]
             os.fsync(fd)
         except OSError:
             os.ftruncate(fd, size)  # no partial line left behind
             raise
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(f"write returned {written}")
-        view = view[written:]
 
 
 def read_ledger(path: Path) -> list[dict]:
@@ -199,13 +185,7 @@ def read_ledger(path: Path) -> list[dict]:
 def _first_record(line: str) -> tuple[int, dict | None]:
     """The first '{' from which the rest of the line parses as an object, and the object: a record glued after a
     torn one is found too (a suffix starting inside the torn part cannot parse: it ends abruptly)."""
-    start = line.find("{")
-    while start != -1:
-        try:
-            record = json.loads(line[start:])
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            return start, record
-        start = line.find("{", start + 1)
+    for start in (i for i, char in enumerate(line) if char == "{"):
+        with contextlib.suppress(json.JSONDecodeError):
+            return start, json.loads(line[start:])  # from a '{': an object, or the error
     return len(line), None

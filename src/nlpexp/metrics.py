@@ -31,12 +31,9 @@ def from_trainer_log_step(logs: Mapping[str, float]) -> dict[str, float]:
     nothing: the run's final metrics go to the tracker's summary at the end."""
     if _END_OF_TRAINING in logs:
         return {}
-    values = from_trainer_logs(logs, EVAL)
-    if values:
-        return values
-    values.update({f"train/{k.removeprefix('train_')}": v for k, v in logs.items()
-                   if not k.startswith("eval_") and k != "total_flos" and isinstance(v, int | float)})
-    return values
+    training = {f"train/{k.removeprefix('train_')}": v for k, v in logs.items()
+                if not k.startswith("eval_") and k != "total_flos" and isinstance(v, int | float)}
+    return from_trainer_logs(logs, EVAL) or training
 
 
 def tracker_summary(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -83,9 +83,11 @@ class LedgerObserver:
         }
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
-        self.record.update(end=now(), metrics=metrics, status="ok" if error is None else status_of(error))
+        self.record.update(end=now(), metrics=metrics, status="ok")
         if error is not None:
-            self.record["error"] = first_line(error)
+            pruned = type(error).__name__ == "TrialPruned"  # stopped on purpose by a sweep
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "pruned" if pruned else "failed"
+            self.record.update(status=status, error=first_line(error))
         try:
             if not isinstance(self.path, str):
                 raise NlpexpError("paths.ledger_file does not resolve to a path")
@@ -108,26 +110,19 @@ class RunDirObserver:
         write_text_atomic(self.dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved_config(cfg))))
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
-        if error is not None:
-            with contextlib.suppress(OSError):
-                self._write_provenance()
-            return
-        from nlpexp.console import report_metrics  # transformers is loaded by now
+        if error is None:
+            from nlpexp.console import report_metrics  # transformers is loaded by now
 
-        write_json_atomic(self.dir / "metrics.json", metrics)
-        report_metrics(self.dir, metrics, self.cfg.optimized_metric)
-        self._write_provenance()
-
-    def _write_provenance(self) -> None:
-        facts = collect_provenance(self.cfg.seed, self.files_read, self.started)
-        write_json_atomic(self.dir / "provenance.json", redact(facts))
+            write_json_atomic(self.dir / "metrics.json", metrics)
+            report_metrics(self.dir, metrics, self.cfg.optimized_metric)
+        # provenance.json whatever the outcome; after a failure, that failure stays the error reported
+        with contextlib.suppress(OSError) if error is not None else contextlib.nullcontext():
+            facts = collect_provenance(self.cfg.seed, self.files_read, self.started)
+            write_json_atomic(self.dir / "provenance.json", redact(facts))
 
 
-class TrialObserver:
+class TrialObserver(RunObserver):  # its start is the protocol's, which does nothing
     """A sweep trial whose sweep gave it up must not look finished (nlpexp.sweep); nothing outside a sweep."""
-
-    def start(self, cfg: DictConfig) -> None:
-        pass
 
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
         from hydra_plugins.nlpexp_optuna_sweeper import check_trial_owned
@@ -155,12 +150,6 @@ class LoggerObserver:
     def finish(self, metrics: dict[str, float], error: BaseException | None) -> None:
         for logger in self.loggers:
             logger.finish(self.hparams, metrics)
-
-
-def status_of(err: BaseException) -> str:
-    if isinstance(err, KeyboardInterrupt):
-        return "interrupted"
-    return "pruned" if type(err).__name__ == "TrialPruned" else "failed"  # pruned: stopped on purpose by a sweep
 
 
 def prepare_run_dir(run_dir: Path, resume: bool | str | None) -> None:

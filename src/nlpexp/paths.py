@@ -22,8 +22,7 @@ def project_root() -> Path:
 
 
 def group_dir(group: str) -> Path:
-    """The folder holding the options of a config group (the presets: experiments/, served by
-    hydra_plugins/nlpexp_presets)."""
+    """A config group's folder (the presets': experiments/, served by hydra_plugins/nlpexp_presets)."""
     return project_root() / "experiments" if group == "experiment" else project_root() / "conf" / group
 
 
@@ -60,10 +59,8 @@ WRITTEN = {"output_dir": "folder", "cache_dir": "folder", "ledger_file": "file"}
 
 def check_paths(paths: dict, where: str = "paths") -> None:
     for key, kind in WRITTEN.items():
-        if paths.get(key) is not None:
-            problem = write_problem(Path(str(paths[key])).expanduser(), kind)
-            if problem:
-                raise NlpexpError(f"{where}.{key}: cannot use {paths[key]}: {problem}")
+        if paths.get(key) is not None and (problem := write_problem(Path(str(paths[key])).expanduser(), kind)):
+            raise NlpexpError(f"{where}.{key}: cannot use {paths[key]}: {problem}")
 
 
 def write_problem(path: Path, kind: str) -> str | None:

@@ -7,9 +7,8 @@ freed before the next run of the process (release_memory: a sweep's trials share
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
-import functools
 import gc
 import logging
 import sys
@@ -31,7 +30,6 @@ from nlpexp.schema import validate
 from nlpexp.trainer import settle_job_duration
 
 log = logging.getLogger(__name__)
-EVAL_ROLES = ("validation", "test")
 
 
 @run_in_progress()  # a sweep worker whose sweep is gone lets the run record its end (nlpexp.sweep)
@@ -62,9 +60,24 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
         settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set
         check_run(cfg)  # code and secrets first: nothing of the config is used before the gate
         validate(cfg)  # every setting against nlpexp.schema before anything is built
-        if not main:
-            _log_to_console_only()
-        task, loggers = _build(cfg)  # refuses what cannot go together before the run dir is touched
+        if not main:  # run.log is rank 0's; the other processes would interleave their lines with it
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+                root.removeHandler(handler)
+                handler.close()
+        model = model_spec(cfg)  # first: a missing model fails before transformers is even imported
+        from transformers import set_seed
+
+        from nlpexp import console  # imports transformers: after the checks, which fail fast without it
+
+        console.configure(cfg.get("verbose", False))
+        set_seed(cfg.seed)
+        # Rank 0's loggers alone record the run (the others see the same logs); their settings redacted (W&B tags,
+        # group and name are sent as they are).
+        loggers = [instantiate(OmegaConf.create(redact(to_container(node))))
+                   for node in ((cfg.get("logger") or {}).values() if main else [])]
+        # the task, validated: refuses what cannot go together before the run dir is touched
+        task = build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model)
         # `auto` as the task settled it, so that the run dir's config.yaml and the trackers' parameters say what ran
         cfg.trainer.group_by_length = task.trainer_settings.group_by_length
         for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
@@ -75,7 +88,7 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
         task.setup()
         if cfg.mode == "train":
             task.train()
-        for role in EVAL_ROLES:  # into `metrics`: what there is so far when it fails
+        for role in ("validation", "test"):  # into `metrics`: what there is so far when it fails
             metrics.update(task.evaluate(role))
         metrics.update(task.train_metrics)
         metrics["time/total_s"] = round(time.perf_counter() - started, 2)
@@ -83,60 +96,25 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
             check_finite(metrics, data_files(cfg))  # a NaN metric fails the run, naming the data that caused it
 
 
-def _log_to_console_only() -> None:
-    """run.log is rank 0's; the other processes of a multi-process run would interleave their lines with it."""
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(handler)
-        handler.close()
-
-
 def release_memory(error: BaseException | None = None) -> None:
     """Free what a finished run held before the next run in the same process (sweep trials share one, issue 20).
-
-    A failed or pruned trial is the costly case: its exception's traceback keeps every frame below the pipeline
-    alive, and with them the task, its model, optimizer state and data, for as long as the sweeper keeps the
-    exception (measured: +130 MB per failed trial of a 256-wide 2-layer BERT). The finished frames are cleared
-    (their code and line numbers stay, so the traceback still prints), then Python, torch and the C heap give back
-    what nothing references any more.
-    """
+    A failed or pruned trial's traceback keeps every frame below the pipeline alive (the task, its model, optimizer
+    state, data: +130 MB per failed trial of a 256-wide 2-layer BERT) while the sweeper keeps the exception: its
+    finished frames are cleared (the traceback still prints), then Python, torch and the C heap give back the rest."""
     if error is not None and error.__traceback__ is not None:
         # The first frame is the caller's, still running; clear_frames skips it and clears the finished ones.
         traceback.clear_frames(error.__traceback__)
     gc.collect()
-    torch = sys.modules.get("torch")  # a run that stopped at its config never imported it: nothing to free
-    if torch is not None:
+    if (torch := sys.modules.get("torch")) is not None:  # a run that stopped at its config never imported it
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()  # blocks the caching allocator kept for tensors that are gone
             torch.cuda.ipc_collect()
         from nlpexp.adapters import reset_accelerator_state
 
         reset_accelerator_state()
-    if (trim := _malloc_trim()) is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim (glibc keeps freed heap pages mapped, resident, until asked); None elsewhere."""
-    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-
-
-def _build(cfg: DictConfig) -> tuple:
-    """The task, validated, and the loggers (rank 0 only): built, nothing loaded or written yet."""
-    model = model_spec(cfg)  # first: a missing model fails before transformers is even imported
-    from transformers import set_seed
-
-    from nlpexp import console  # imports transformers: after the checks, which fail fast without it
-
-    console.configure(cfg.get("verbose", False))
-    set_seed(cfg.seed)
-    # The other processes see the same logs: one set of loggers records the run.
-    # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
-    nodes = (cfg.get("logger") or {}).values() if is_main_process() else []
-    loggers = [instantiate(OmegaConf.create(redact(to_container(node)))) for node in nodes]
-    return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
+    if sys.platform.startswith("linux"):  # glibc keeps freed heap pages mapped, resident, until asked
+        with contextlib.suppress(AttributeError):  # a libc without malloc_trim (musl)
+            ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: the C library it runs on
 
 
 def data_files(cfg: DictConfig) -> dict[str, list[str]]:
