@@ -65,19 +65,7 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
             for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
                 root.removeHandler(handler)
                 handler.close()
-        model = model_spec(cfg)  # first: a missing model fails before transformers is even imported
-        from transformers import set_seed
-
-        from nlpexp import console  # imports transformers: after the checks, which fail fast without it
-
-        console.configure(cfg.get("verbose", False))
-        set_seed(cfg.seed)
-        # Rank 0's loggers alone record the run (the others see the same logs); their settings redacted (W&B tags,
-        # group and name are sent as they are).
-        loggers = [instantiate(OmegaConf.create(redact(to_container(node))))
-                   for node in ((cfg.get("logger") or {}).values() if main else [])]
-        # the task, validated: refuses what cannot go together before the run dir is touched
-        task = build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model)
+        task, loggers = _build(cfg, main)  # refuses what cannot go together before the run dir is touched
         # `auto` as the task settled it, so that the run dir's config.yaml and the trackers' parameters say what ran
         cfg.trainer.group_by_length = task.trainer_settings.group_by_length
         for observer in (RunDirObserver(ledger.record["start"], files_read), TrialObserver()) if main else ():
@@ -115,6 +103,21 @@ def release_memory(error: BaseException | None = None) -> None:
     if sys.platform.startswith("linux"):  # glibc keeps freed heap pages mapped, resident, until asked
         with contextlib.suppress(AttributeError):  # a libc without malloc_trim (musl)
             ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: the C library it runs on
+
+
+def _build(cfg: DictConfig, main: bool) -> tuple:
+    """The task, validated, and the loggers (rank 0's alone record the run): built, nothing loaded or written."""
+    model = model_spec(cfg)  # first: a missing model fails before transformers is even imported
+    from transformers import set_seed
+
+    from nlpexp import console  # imports transformers: after the checks, which fail fast without it
+
+    console.configure(cfg.get("verbose", False))
+    set_seed(cfg.seed)
+    # Loggers get their settings redacted (W&B tags, group and name are sent as they are).
+    loggers = [instantiate(OmegaConf.create(redact(to_container(node))))
+               for node in ((cfg.get("logger") or {}).values() if main else [])]
+    return build_task(cfg, callbacks=[*loggers, *trial_callbacks(cfg)], model=model), loggers
 
 
 def data_files(cfg: DictConfig) -> dict[str, list[str]]:
