@@ -125,6 +125,7 @@ scheduler.warmup_steps=abc | scheduler.warmup_steps | an integer >= 0
 scheduler.warmup_ratio=1 | scheduler.warmup_ratio | a number in \\[0, 1\\)
 scheduler.warmup_ratio=-0.1 | scheduler.warmup_ratio | a number in \\[0, 1\\)
 +scheduler.cycles=2 | scheduler.cycles | not a setting
+~scheduler.name | scheduler.name | is missing; it is required
 data.unknown_labels=ignore | data.unknown_labels | one of error, drop
 data.max_train_samples=-1 | data.max_train_samples | a positive integer or null
 data.max_eval_samples=abc | data.max_eval_samples | a positive integer or null

@@ -27,7 +27,6 @@ from nlpexp.data.readers import check_data_files
 from nlpexp.derived import Described, check_group, described, locate
 from nlpexp.paths import check_paths
 from nlpexp.rules import NAME, SEED, Anything, Bool, ByTarget, Group, Int, ListOf, MapOf, Maybe, Num, OneOf, Text
-from nlpexp.scheduler import SCHEDULERS
 from nlpexp.trainer import TrainerSettings
 
 MODES = ("train", "eval", "test")  # test: an alias of eval (evaluate a given model or checkpoint)
@@ -86,10 +85,8 @@ OPTIMIZER = ByTarget({"torch.optim.Adam": _ADAM, "torch.optim.AdamW": _ADAM},
                                   "weight_decay": Num(0)}, required=("lr",), open=True),
                      bound=("params",))  # the trainer passes the model's parameters
 
-SCHEDULER = ByTarget({"nlpexp.scheduler.build_scheduler": Group({
-    "name": OneOf(SCHEDULERS), "warmup_steps": Int(0), "warmup_ratio": Num(0, 1, hi_open=True)})},
-    bound=("optimizer", "num_training_steps"))
-
+_SCHEDULER_KIND = ByTarget({}, bound=("optimizer", "num_training_steps"))  # the trainer completes the partial
+SCHEDULER = replace(_SCHEDULER_KIND, groups=Described({"nlpexp.scheduler.build_scheduler": ()}, kind=_SCHEDULER_KIND))
 
 
 class DescribedGroup(Group):
