@@ -83,7 +83,8 @@ up() {
     start_munge
     down quiet
     write_config
-    /usr/sbin/slurmctld -f "$CONF"
+    # -c: no job of an earlier cluster (its processes gone with it, e.g. a killed test) holds the one node
+    /usr/sbin/slurmctld -c -f "$CONF"
     /usr/sbin/slurmd -f "$CONF"
     export SLURM_CONF=$CONF
     for _ in $(seq 60); do
