@@ -50,18 +50,26 @@ def configure(verbose: bool) -> None:
         getattr(module, f"{on}_{switch}")()
     # sentence-transformers draws its model card's "Computing widget examples" bar with no switch of its own
     model_card.tqdm = tqdm if verbose else partial(tqdm, disable=True)
-    # Under run.py, Python warnings (a library's FutureWarning) as `py.warnings` records: run.log always, the console
-    # only with verbose=true. Not under Hydra's job logging (nlpexp.api in a notebook): Python shows each warning once,
-    # as it does anyway. Set on every run, so that no handler of an earlier run in the same process is kept.
+    _route_warnings(to_console=verbose)
+    _use_console_formatter()
+
+
+def _route_warnings(to_console: bool) -> None:
+    """Under run.py, Python warnings (a library's FutureWarning) as `py.warnings` records: run.log always, the
+    console only with verbose=true. Not under Hydra's job logging (nlpexp.api in a notebook): Python shows each
+    warning once, as it does anyway. Set on every run, so that no handler of an earlier run in the process is kept."""
     handlers = logging.getLogger().handlers
     files = [h for h in handlers if isinstance(h, logging.FileHandler)]
     logging.captureWarnings(bool(files))
     warnings_log = logging.getLogger("py.warnings")
     warnings_log.propagate = not files
-    warnings_log.handlers = ([*handlers] if verbose else files) if files else []
-    # The console handlers Hydra's job logging made print ConsoleFormatter lines (file handlers keep theirs); a
-    # sweep's trial prints only its warnings and errors.
-    for handler in handlers:
+    warnings_log.handlers = ([*handlers] if to_console else files) if files else []
+
+
+def _use_console_formatter() -> None:
+    """The console handlers Hydra's job logging made print ConsoleFormatter lines (file handlers keep theirs); a
+    sweep's trial prints only its warnings and errors."""
+    for handler in logging.getLogger().handlers:
         if getattr(handler, "stream", None) in (sys.stdout, sys.stderr):  # a FileHandler's is its file
             handler.setFormatter(ConsoleFormatter())
             handler.setLevel(logging.WARNING if _settings["quiet"] else logging.NOTSET)
