@@ -150,11 +150,7 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
     if isinstance(err, NlpexpError):
         return first_line(err)
     if isinstance(err, KeyboardInterrupt):
-        text = first_line(err) if str(err).strip() else "interrupted"
-        if not text.startswith("interrupted"):
-            text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
-        run_dir = paths.get("paths.output_dir")
-        return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
+        return _interrupted_line(err, paths)
     if service := _service_key(err):
         return f"{service}: {type(err).__name__}: {first_line(err)}"
     if isinstance(err, OmegaConfBaseException):
@@ -182,6 +178,14 @@ def exit_code(err: BaseException) -> int:
 
 def _service_key(err: BaseException) -> str | None:
     return SERVICE_KEYS.get(type(err).__module__.partition(".")[0])
+
+
+def _interrupted_line(err: KeyboardInterrupt, paths: dict[str, str]) -> str:
+    text = first_line(err) if str(err).strip() else "interrupted"
+    if not text.startswith("interrupted"):
+        text = f"interrupted: {text}"  # a KeyboardInterrupt with a reason of its own (the sweep process is gone)
+    run_dir = paths.get("paths.output_dir")
+    return f"{text}; trainer.resume=true continues {run_dir} from its last checkpoint" if run_dir else text
 
 
 def run_paths(cfg) -> dict[str, str]:

@@ -1,9 +1,12 @@
-"""MLflow: a local store in the run dir by default, a team's tracking server by MLFLOW_TRACKING_URI. What a run
-holds: docs/scaling.md ("Tracking for a team"); its final figures linked to its logged model: docs/tracking.md.
+"""MLflow: a local store in the run dir by default, a team's tracking server by MLFLOW_TRACKING_URI.
 
 It talks to the store through an MlflowClient of its own, not mlflow's process-wide active run: trials of a
-sweep run one after another in one process, and each must land in its own run. Everything sent passes
-nlpexp.redaction first.
+sweep run one after another in one process, and each must land in its own run. What a run holds: params and
+config.yaml from its start; tags (git commit, user, source, host, study/trial); per-step metrics under nlpexp's
+names (nlpexp.metrics), `start/` at step 0, the final figures under names of their own; at the end
+provenance.json, metrics.json and best_model/ as an MLflow model of its flavor (nlpexp.logger.mlflow_model), which
+the final `val/`, `test/` figures are linked to (its metrics in MLflow 3: Models tab, search_logged_models).
+Everything sent passes nlpexp.redaction first.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
 from nlpexp import metrics as metric_names
 from nlpexp.logger.base import RunLogger, hparams_of
 from nlpexp.redaction import redact
@@ -60,28 +62,35 @@ class MlflowLogger(RunLogger):
         if not server:
             store.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=server or f"sqlite:///{(store / 'mlflow.db').resolve()}")
-        try:  # a run resumed from its checkpoint continues its MLflow run (its id is kept in the run dir)
-            resumed = self.client.get_run((self.run_dir / RUN_ID_FILE).read_text().strip())
-        except Exception:  # a new run dir, another store, or the run was deleted: start a new one
-            resumed = None
+        resumed = self._resumed_run()
         self._resumed = resumed is not None
-        if resumed is not None:
-            self.run_id = resumed.info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
-            self._params = dict(resumed.data.params)
-        else:  # a local store keeps its artifacts beside it; a server decides where its own go
-            experiment = self.client.get_experiment_by_name(self.experiment)
-            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
-                self.experiment, artifact_location=None if server else (store / "artifacts").resolve().as_uri())
-            tags = redact({**_automatic_tags(self.run_dir), **self.tags})
-            self.run_id = self.client.create_run(experiment_id, run_name=self.run_name or _run_name(config),
-                                                 tags=tags).info.run_id
+        # A local store keeps its artifacts beside it; a server decides where its own go.
+        self.run_id = resumed or self._new_run(config, None if server else (store / "artifacts").resolve().as_uri())
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id)
         # the set the run records its data files in: filled while it runs, read when it ends (after the recording)
         self._seed, self._config, self._files_read = config.get("seed"), config, _FILES_READ.get()
         self.client.log_dict(self.run_id, dict(config), "config.yaml")  # already redacted by the pipeline
         self._log_params(hparams_of(config))  # from the start: a running run is compared by its settings
         log.info("MLflow run %s in %s", self.run_id, re.sub(r"//[^/@]*@", "//<redacted>@", self.client.tracking_uri))
+
+    def _new_run(self, config: Mapping[str, Any], artifact_location: str | None) -> str:
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        experiment_id = experiment.experiment_id if experiment else \
+            self.client.create_experiment(self.experiment, artifact_location=artifact_location)
+        tags = redact({**_automatic_tags(self.run_dir), **self.tags})
+        return self.client.create_run(experiment_id, run_name=self.run_name or _run_name(config),
+                                      tags=tags).info.run_id
+
+    def _resumed_run(self) -> str | None:
+        """A run resumed from its checkpoint continues its MLflow run (its id is kept in the run dir)."""
+        try:
+            run_id = (self.run_dir / RUN_ID_FILE).read_text().strip()
+            run = self.client.get_run(run_id)
+        except Exception:  # a new run dir, another store, or the run was deleted: start a new one
+            return None
+        self.client.update_run(run_id, status="RUNNING")
+        self._params = dict(run.data.params)
+        return run_id
 
     def _log_params(self, params: Mapping[str, Any]) -> None:
         """The params not logged yet."""
@@ -158,23 +167,12 @@ class MlflowLogger(RunLogger):
             shutil.rmtree(staging, ignore_errors=True)
 
     def _log_datasets(self, metrics: Mapping[str, float], data_files: Mapping[str, str]) -> None:
-        """The datasets the final figures were scored on (`<data.name>/validation`, `/test`), where known: the run's
-        "Datasets used", as MLflow's log_metrics(dataset=...) records them, and each figure's in the logged model.
-        Known where the run's data is all it evaluates on (not sbert_nli's, whose `task.sts` is data of its own).
-        The digest is of the data settings (the data root left out) and each data file's sha256."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        """The datasets the final figures were scored on, where known: the run's "Datasets used" (as MLflow's own
+        log_metrics(dataset=...) records them), and each figure's dataset in the logged model."""
+        from mlflow.entities import DatasetInput, InputTag
 
-        data, task = self._config.get("data") or {}, self._config.get("task") or {}
-        of_its_own = [v for v in task.values() if isinstance(v, Mapping) and v.get("_target_") == data.get("_target_")]
-        if not data.get("name") or not data.get("_target_") or of_its_own:
-            return
-        settings = {key: value for key, value in data.items() if key != "root"}
-        content = json.dumps([settings, sorted(data_files.values())], sort_keys=True, default=str)
-        digest = hashlib.sha256(content.encode()).hexdigest()[:12]
-        name = redact(str(data["name"]))
         splits = {key.partition("/")[0] for key in metric_names.of_best_checkpoint(metrics)}
-        self._datasets = {split: Dataset(f"{name}/{role}", digest, "nlpexp", json.dumps({"data": name, "split": role}))
-                          for split, role in ROLES.items() if split in splits}
+        self._datasets = _evaluation_datasets(self._config, data_files, splits)
         if self._datasets:
             self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", ROLES[split])])
                                                  for split, dataset in self._datasets.items()])
@@ -182,6 +180,8 @@ class MlflowLogger(RunLogger):
 
 def _run_name(config: Mapping[str, Any]) -> str:
     """`<study>/<trial>` in a sweep, else the task preset's name (`SbertNliTask` -> `sbert_nli`)."""
+    from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
+
     if ENV_STUDY in os.environ:
         return f"{os.environ[ENV_STUDY]}/{os.environ.get(ENV_TRIAL, '')}"
     target = str((config.get("task") or {}).get("_target_", "run")).rsplit(".", 1)[-1].removesuffix("Task")
@@ -191,6 +191,7 @@ def _run_name(config: Mapping[str, Any]) -> str:
 def _automatic_tags(run_dir: Path) -> dict[str, str]:
     """Where, by whom and from which code the run is, and, in a sweep, which study and trial (see nlpexp.sweep);
     `mlflow.*` are MLflow's own system tags, which its UI shows on the run page."""
+    from hydra_plugins.nlpexp_optuna_sweeper import ENV_STUDY, ENV_TRIAL
     from nlpexp.paths import git_state
 
     tags = {"nlpexp.run_dir": str(run_dir.resolve()), "nlpexp.host": socket.gethostname(),
@@ -209,3 +210,21 @@ def _status(failure: BaseException | None) -> str:
     stopped = isinstance(failure, KeyboardInterrupt) or (optuna is not None and isinstance(failure, optuna.TrialPruned))
     return "FINISHED" if failure is None else "KILLED" if stopped else "FAILED"
 
+
+def _evaluation_datasets(config: Mapping[str, Any], data_files: Mapping[str, str], splits: set[str]) -> dict[str, Any]:
+    """Each of `splits` (`val`, `test`) -> the MLflow dataset its figures are scored on, `<data.name>/validation`
+    or `<data.name>/test`, where that is known: the run's data is all it evaluates on (not sbert_nli's, whose
+    `task.sts` is data of its own: which figure is scored on which data is the task's). Its digest is of the data
+    settings (the data root left out) and the sha256 of every data file read: a change in either changes it."""
+    from mlflow.entities import Dataset
+
+    data, task = config.get("data") or {}, config.get("task") or {}
+    of_its_own = [v for v in task.values() if isinstance(v, Mapping) and v.get("_target_") == data.get("_target_")]
+    if not data.get("name") or not data.get("_target_") or of_its_own:
+        return {}
+    settings = {key: value for key, value in data.items() if key != "root"}
+    content = json.dumps([settings, sorted(data_files.values())], sort_keys=True, default=str)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    name = redact(str(data["name"]))
+    return {split: Dataset(f"{name}/{role}", digest, "nlpexp", json.dumps({"data": name, "split": role}))
+            for split, role in ROLES.items() if split in splits}

@@ -29,24 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        from nlpexp.sweep.study import load_study, locate  # (optuna: not for --help)
-
         target = args.target or str(newest_sweep_dir(Path(default_paths()["sweeps_dir"])))
         if args.command == "summary":
-            from nlpexp.sweep.summary import write_summary
-
-            study, sweep_dir = load_study(target, args.study)
-            if args.out is None and sweep_dir is None:
-                raise NlpexpError("a storage URL names no sweep dir: say where the summary goes with --out DIR")
-            log.info(write_summary(study, args.out or sweep_dir))
+            write(target, args.study, args.out)
         else:
-            import optuna_dashboard
-
-            from nlpexp.sweep.storage import open_storage
-
-            url = locate(target)[0]
-            log.info("optuna-dashboard on %s: http://%s:%d/ (Ctrl-C stops it)", url, args.host, args.port)
-            optuna_dashboard.run_server(open_storage(url, read_only=True), host=args.host, port=args.port)
+            serve(target, args.host, args.port)
     except NlpexpError as err:
         log.error("error: %s", err)
         return 2
@@ -60,6 +47,28 @@ def newest_sweep_dir(root: Path) -> Path:
     if not found:
         raise NlpexpError(f"no study under {root}: give a sweep dir or a storage URL")
     return found[-1].parent
+
+
+def write(target: str, study_name: str | None, out: Path | None) -> None:
+    from nlpexp.sweep.study import load_study
+    from nlpexp.sweep.summary import write_summary
+
+    study, sweep_dir = load_study(target, study_name)
+    if out is None and sweep_dir is None:
+        raise NlpexpError("a storage URL names no sweep dir: say where the summary goes with --out DIR")
+    log.info(write_summary(study, out or sweep_dir))
+
+
+def serve(target: str, host: str, port: int) -> None:
+    import optuna_dashboard
+
+    from nlpexp.sweep.storage import open_storage
+    from nlpexp.sweep.study import locate
+
+    url = locate(target)[0]
+    storage = open_storage(url, read_only=True)
+    log.info("optuna-dashboard on %s: http://%s:%d/ (Ctrl-C stops it)", url, host, port)
+    optuna_dashboard.run_server(storage, host=host, port=port)
 
 
 if __name__ == "__main__":
