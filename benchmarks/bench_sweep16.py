@@ -1,14 +1,20 @@
 """A 16-trial search two ways: as nlpexp sweeps it, and as 16 independent plain runs of the same trials.
 
-(a) `run.py -m hparams_search=sbert_nli hydra.sweeper.n_trials=16` (TPE): the trials run in one process, with
-    the preset's pruner (--pruner; default `halving`: successive halving, its first rung at the first evaluation),
-    model-only checkpoints and length-grouped batches (the split cache is given a cold dir, but sbert_nli's
-    collator tokenises per batch: it has nothing to cache).
-(b) the same 16 parameter sets, read back from (a)'s trials.csv, each a fresh `python run.py <overrides>`:
-    no pruning (a single run has none), no grouping, no cache (paths.cache_dir=null), resumable checkpoints
-    (the preset's trainer.save_only_model is left out): nothing shared.
-Everything else (model, data, steps, evaluation) is the same. The figures: wall time of each arm and the best
-val/spearman_cosine of each. Target (issue 30): (a) <= 0.35x (b)'s wall time, best within 0.003 (or better).
+(a) `run.py -m hparams_search=sbert_nli hydra.sweeper.n_trials=16` (TPE), with the preset's pruner (--pruner;
+    default `halving`: successive halving, its first rung at the first evaluation), model-only checkpoints and
+    length-grouped batches (the split cache is given a cold dir, but sbert_nli's collator tokenises per batch: it
+    has nothing to cache). --jobs N (default: one per core) runs N trials at once (`hydra/launcher=parallel`: joblib
+    worker processes, each kept for the next trial, each given cores/N torch threads); --jobs 1 runs them one by
+    one in the sweep process.
+(b) the same 16 parameter sets, read back from (a)'s trials.csv, each a fresh `python run.py <overrides>`, one
+    after another, each with torch's own thread count (every core, as a plain run has): no pruning (a single run
+    has none), no grouping, no cache (paths.cache_dir=null), resumable checkpoints (the preset's
+    trainer.save_only_model is left out): nothing shared.
+Everything else (model, data, steps, evaluation) is the same. Both arms use the whole machine, each its own way:
+one trial on every core, or one trial per core (on 2 cores, 2 torch threads make a MiniLM step only about 1.4x
+faster than 1). --threads 1 pins both arms to one thread, as the rows before session 14 were measured.
+The figures: wall time of each arm and the best val/spearman_cosine of each. Target (issue 30): (a) <= 0.35x
+(b)'s wall time, best within 0.003 (or better).
 Studies, cache, run dirs, registry and ledger go to a temp dir. Needs a quiet machine: its row is a timing.
 
     python benchmarks/bench_sweep16.py           # MiniLM, 16 trials x 60 steps on 2,000 NLI pairs
@@ -18,6 +24,7 @@ Studies, cache, run dirs, registry and ledger go to a temp dir. Needs a quiet ma
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 from pathlib import Path
 
@@ -56,8 +63,11 @@ def _value(value: object) -> str:
     return "null" if value is None else str(value)
 
 
-def environment(temp: Path) -> dict:
-    return {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "NLPEXP_REGISTRY_DIR": str(temp / "registry")}
+def environment(temp: Path, threads: int | None) -> dict:
+    """Offline, a registry of its own; `threads`: OMP_NUM_THREADS of every process (None: torch's default, every
+    core; the sweep's joblib workers get cores/jobs each)."""
+    pinned = {"OMP_NUM_THREADS": str(threads)} if threads else {}
+    return {"HF_HUB_OFFLINE": "1", "NLPEXP_REGISTRY_DIR": str(temp / "registry"), **pinned}
 
 
 def pruner_overrides(pruner: str, tiny: bool, reduction_factor: int | None = None) -> list[str]:
@@ -73,19 +83,22 @@ def pruner_overrides(pruner: str, tiny: bool, reduction_factor: int | None = Non
     return [f"hydra/sweeper/pruner={pruner}", *settings.get(pruner, []), *factor]
 
 
-def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str, reduction_factor: int | None = None) -> dict:
+def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str, reduction_factor: int | None = None,
+              jobs: int = 1, threads: int | None = None) -> dict:
     study = "bench-sweep16"
     steal = StealMeter()
-    command = ["-m", *job_overrides(tiny), "logger=none", f"hydra.sweeper.n_trials={n_trials}",
+    parallel = ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
+    command = ["-m", *job_overrides(tiny), "logger=none", f"hydra.sweeper.n_trials={n_trials}", *parallel,
                "hydra/sweeper/sampler=tpe", *pruner_overrides(pruner, tiny, reduction_factor),
                "trainer.group_by_length=true",
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.studies_dir={temp / 'studies'}",
                f"paths.cache_dir={temp / 'cache'}", f"paths.ledger_file={temp / 'ledger.jsonl'}"]
-    _, wall = run_script(RUN_PY, *command, env=environment(temp))
+    _, wall = run_script(RUN_PY, *command, env=environment(temp, threads))
     trials = read_trials(temp / "studies" / study / "trials.csv")
     done = [t["value"] for t in trials if t["state"] == "COMPLETE"]
     return {"wall_s": round(wall, 1), "steal_pct": steal.percent(), "best_value": max(done) if done else None,
-            "pruner": pruner, "reduction_factor": reduction_factor,
+            "pruner": pruner, "reduction_factor": reduction_factor, "jobs": jobs, "threads": threads,
+            "cpu_count": os.cpu_count(),
             "pruned": sum(t["state"] == "PRUNED" for t in trials), "trials": trials}
 
 
@@ -110,11 +123,11 @@ def plain_overrides(params: dict, tiny: bool) -> list[str]:
             "trainer.group_by_length=false", "paths.cache_dir=null"]
 
 
-def run_plain(trial: dict, tiny: bool, temp: Path) -> dict:
+def run_plain(trial: dict, tiny: bool, temp: Path, threads: int | None = None) -> dict:
     """One trial's parameters in a fresh `python run.py` process; `params` are read back from its config."""
     run_dir = temp / "plain" / str(trial["number"])
     result = run_job(*plain_overrides(trial["params"], tiny), f"paths.ledger_file={temp / 'ledger.jsonl'}",
-                     run_dir=run_dir, env=environment(temp))
+                     run_dir=run_dir, env=environment(temp, threads))
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     return {"number": trial["number"], "value": result[METRIC], "wall_s": result["wall_s"],
             "params": {name: str(OmegaConf.select(config, name)) for name in trial["params"]}}
@@ -126,14 +139,28 @@ def table(figures: dict) -> str:
     return "\n".join([
         f"### One {n}-trial search two ways (`hparams_search={PRESET}`, TPE, {size})", "",
         f"| arm | wall time | trials pruned | best {METRIC} |", "|---|---|---|---|",
-        f"| nlpexp sweep: one process, {_pruner(sweep)} pruner, grouped | {sweep['wall_s']:.0f} s | "
+        f"| nlpexp sweep: {_lanes(sweep)}, {_pruner(sweep)} pruner, grouped | {sweep['wall_s']:.0f} s | "
         f"{sweep['pruned']} | {sweep['best_value']:.4f} |",
-        f"| {n} plain `run.py` processes, same parameters, no pruning | {plain['wall_s']:.0f} s | 0 | "
+        f"| {n} plain `run.py` processes one after another ({_threads(plain)}), same parameters, no pruning | "
+        f"{plain['wall_s']:.0f} s | 0 | "
         f"{plain['best_value']:.4f} |", "",
         f"Sweep / plain wall time: {figures['wall_ratio']:.2f} (target <= {TARGET_RATIO}); best gap (plain - sweep): "
         f"{figures['best_gap']:+.4f} (target <= {TARGET_GAP}). Machine: {where['cpu']}, {where['cpu_count']} cores, "
         f"GPU {where['gpu'] or 'none'}, {where['date']}; CPU steal {sweep['steal_pct']} % / {plain['steal_pct']} %.",
     ])
+
+
+def _lanes(sweep: dict) -> str:
+    jobs = sweep.get("jobs", 1)
+    if jobs == 1:
+        return f"one trial at a time in one process, {_threads(sweep)}"
+    # joblib's loky backend gives each worker cores/jobs threads unless OMP_NUM_THREADS is set
+    threads = sweep.get("threads") or max(1, sweep["cpu_count"] // jobs)
+    return f"{jobs} trials at once (joblib workers, {threads} thread(s) each)"
+
+
+def _threads(arm: dict) -> str:
+    return f"{arm['threads']} thread(s) per process" if arm.get("threads") else "torch's default threads"
 
 
 def _pruner(sweep: dict) -> str:
@@ -151,15 +178,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reduction-factor", type=int, default=None,
                         help="halving, successive halving, hyperband: the best 1/N go on at a rung "
                              "(default: 4 for halving, else 3)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count(),
+                        help="the sweep arm's trials at once (default: one per core; 1: in the sweep process)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS of both arms (default: unset, torch's own: every core of a process)")
     args = parser.parse_args(argv)
     tiny = args.tiny or args.quick
+    if args.threads is None:  # the launched processes inherit this environment: a caller's pin must not leak in
+        os.environ.pop("OMP_NUM_THREADS", None)
     n_trials = args.trials or (4 if tiny else 16)
     with tempfile.TemporaryDirectory(prefix="nlpexp-bench-sweep16-") as temp:
         temp = Path(temp)
-        sweep = run_sweep(n_trials, tiny, temp, args.pruner, args.reduction_factor)
+        sweep = run_sweep(n_trials, tiny, temp, args.pruner, args.reduction_factor, args.jobs, args.threads)
         steal = StealMeter()
-        runs = [run_plain(trial, tiny, temp) for trial in sweep["trials"]]
-    plain = {"wall_s": round(sum(r["wall_s"] for r in runs), 1), "steal_pct": steal.percent(),
+        runs = [run_plain(trial, tiny, temp, args.threads) for trial in sweep["trials"]]
+    plain = {"wall_s": round(sum(r["wall_s"] for r in runs), 1), "steal_pct": steal.percent(), "threads": args.threads,
              "best_value": max(r["value"] for r in runs), "runs": runs}
     figures = {"tiny": tiny, "n_trials": n_trials, "preset": PRESET, "metric": METRIC, "machine": machine(),
                "overrides": job_overrides(tiny), "sweep": sweep, "plain": plain,

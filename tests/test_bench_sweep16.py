@@ -4,6 +4,7 @@ very parameter sets the sweep sampled (read back from each plain run's own confi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -27,6 +28,8 @@ def test_tiny_run_times_both_arms_on_the_same_trials(tmp_path):
     figures = json.loads((tmp_path / "sweep16.json").read_text())
     sweep, plain = figures["sweep"], figures["plain"]
     assert figures["tiny"] and figures["n_trials"] == 2 and figures["machine"]["cpu_count"]
+    # each arm on the whole machine: the sweep one worker per core, each plain run torch's own thread count
+    assert sweep["jobs"] == os.cpu_count() and sweep["threads"] is None and plain["threads"] is None
     assert [t["number"] for t in sweep["trials"]] == [r["number"] for r in plain["runs"]] == [0, 1]
     for trial, run in zip(sweep["trials"], plain["runs"], strict=True):
         assert set(trial["params"]) == PARAMS

@@ -322,7 +322,7 @@ def test_model_comparison_sweeps_the_model_group(tmp_path):
 
 
 @pytest.mark.slow
-def test_parallel_launcher_runs_a_batch_of_trials_in_worker_processes(tmp_path):
+def test_parallel_launcher_runs_trials_at_once_in_worker_processes(tmp_path):
     assert run_sweep(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=2", "hydra/launcher=parallel",
                      "hydra.launcher.n_jobs=2", *RUN_TO_THE_END) == 0
     study, _ = load_study(str(study_dir(tmp_path)))

@@ -136,6 +136,17 @@ def test_n_jobs_asks_a_batch_before_launching_it(tmp_path):
     assert min(t.datetime_start for t in second) > max(t.datetime_complete for t in first)  # the next batch
 
 
+def test_a_worker_pool_launcher_gives_each_free_worker_the_next_trial(tmp_path):
+    """nlpexp's, not upstream's: with joblib's pool, a worker whose trial ended takes the next one at once, instead of
+    idling until the rest of its batch has ended (a pruned trial next to a full one)."""
+    assert sweep(f"hydra.sweep.dir={tmp_path}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                 "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4", "slow_first=true") == 0
+    trials = study_of(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert max(t.datetime_start for t in trials[1:]) < trials[0].datetime_complete  # all while trial 0 ran
+    assert all((tmp_path / str(t.number) / ".hydra").is_dir() for t in trials)  # each in its own job dir
+
+
 def test_max_failure_rate_is_per_batch_and_reraises(tmp_path, capfd):
     failing = ("error=true", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4")
     assert sweep(f"hydra.sweep.dir={tmp_path / 'strict'}", *failing, "hydra.sweeper.max_failure_rate=0.5") == 1

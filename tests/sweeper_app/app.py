@@ -1,6 +1,9 @@
 """A trivial objective: the sphere (one objective) or Binh and Korn's two (objectives=2)."""
 
+import time
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 
@@ -8,6 +11,8 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig):
     if cfg.get("error", False):
         raise RuntimeError("cfg.error is True")
+    if cfg.get("slow_first", False) and HydraConfig.get().job.num == 0:
+        time.sleep(4)  # the first trial outlasts the others: who takes the next trial meanwhile?
     x, y = float(cfg.x), float(cfg.y)
     if cfg.objectives == 2:
         return 4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2

@@ -28,6 +28,10 @@ from hydra_plugins.nlpexp_optuna_sweeper import trial_env, upstream
 from nlpexp import NlpexpError
 
 log = logging.getLogger(__name__)
+# Launchers whose launch() may run again while one runs: each trial goes to a free worker of a pool the calls share
+# (joblib's loky executor; the multiprocessing backend makes a pool per call), so the loop keeps every worker busy
+# instead of waiting for a batch. Any other launcher gets batches of n_jobs, as in the official sweeper.
+OVERLAPPING_LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",)
 LEAST = {"n_trials": 1, "n_jobs": 1, "heartbeat_interval": 1, "grace_period": 1, "max_retry": 0, "failure_budget": 0}
 
 
@@ -62,8 +66,6 @@ class StudySweeper(Sweeper):
         directions = upstream.directions(impl)
         metrics, promote = studies.objectives(keys.metric_names, directions, keys.promote_best, keys.promote_objective)
         n_trials = impl.n_trials if grid is None else min(impl.n_trials, math.prod(map(len, grid.values())))
-        plan = Plan(directions, metrics, n_trials, impl.n_jobs, impl.max_failure_rate, keys.failure_budget,
-                    keys.fail_without_result, keys.heartbeat_interval, promote, keys.registry_dir, keys.plots)
         definition = studies.definition(sweep_args, directions, metrics, self.sampler_config, self.pruner_config)
         name, sweep_dir = self._study_dir(definition)
         url = impl.storage or sqlite_url(sweep_dir)
@@ -80,6 +82,10 @@ class StudySweeper(Sweeper):
         # The launcher is made now: its settings may name the study's dir (submitit's folder, <dir>/.submitit).
         launcher = Plugins.instance().instantiate_launcher(config=self.config, hydra_context=self.hydra_context,
                                                            task_function=self.task_function)
+        overlapping = f"{type(launcher).__module__}.{type(launcher).__qualname__}" in OVERLAPPING_LAUNCHERS
+        plan = Plan(directions, metrics, n_trials, impl.n_jobs, overlapping, impl.max_failure_rate,
+                    keys.failure_budget, keys.fail_without_result, keys.heartbeat_interval, promote, keys.registry_dir,
+                    keys.plots)
         launch = partial(self._launch, launcher, url, name, sweep_dir, space, fixed, deletions)
         with library_warnings_once("submitit"):  # SLURM accounting polls: each distinct warning once
             TrialLoop(study, storage, plan, launch, sweep_dir, url).run()

@@ -1,4 +1,6 @@
 """The trial loop of a study: ask, launch a batch, tell, until n_trials trials of the study have finished.
+With a launcher that runs trials in a shared pool of worker processes (Plan.overlapping), each of n_jobs lanes
+launches one trial and takes the next as soon as it is free: a pruned trial's worker does not wait for its batch.
 
 Unlike the official sweeper (trials counted per invocation), it counts the study's finished trials, so that a rerun
 resumes and several sweep processes on one storage share the work; a dead sweep's running trials are queued again
@@ -14,6 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,6 +49,7 @@ class Plan:
     metrics: list[str]  # the objectives' names, in the directions' order
     n_trials: int  # finished trials the study must have (a grid's points at most)
     n_jobs: int  # trials launched at once
+    overlapping: bool  # the launcher may be called again while a launch runs: n_jobs lanes of one trial each
     max_failure_rate: float  # the official per-batch rule: more failures in a batch re-raise the first error
     failure_budget: float  # the study stops once more than failure_budget * n_trials trials failed
     fail_without_result: bool  # a sweep none of whose trials finished fails
@@ -82,7 +86,17 @@ class TrialLoop:
         self._finish()
 
     def _run(self) -> None:
-        waiting_logged, stale_checked = False, -math.inf
+        if not self.plan.overlapping or self.plan.n_jobs == 1:
+            self._loop(None)
+            return
+        # (after an error, leaving the block waits for the other lanes' trials, as the rest of a batch would be)
+        with ThreadPoolExecutor(self.plan.n_jobs, thread_name_prefix="trial-lane") as lanes:
+            self._loop(lanes)
+
+    def _loop(self, lanes: ThreadPoolExecutor | None) -> None:
+        """Claim trials while there is room and launch them: as one batch, waited for (lanes None), or each in a
+        free lane, the loop waiting for any lane to end."""
+        waiting_logged, stale_checked, busy = False, -math.inf, set[Future]()
         while True:
             if time.monotonic() - stale_checked >= self.plan.heartbeat_interval:  # no trial goes stale faster
                 with warnings.catch_warnings():
@@ -92,19 +106,20 @@ class TrialLoop:
             trials = self.study.get_trials(deepcopy=False)
             self._check_budget(trials)
             done = sum(map(counts_toward_n_trials, trials))
-            if done >= self.plan.n_trials:
-                if self.plan.fail_without_result and not any(
-                        t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
-                    raise NlpexpError(f"no trial of study {self.study.study_name} finished ({len(trials)} failed): "
-                                      f"nothing to rank; each trial's error is in {self.sweep_dir}/trials.md and "
-                                      f"its run.log")  # (trials the pruner stopped did finish, as it meant them to)
+            if done >= self.plan.n_trials and not busy:
+                self._check_result(trials)
                 return
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            room = min(self.plan.n_trials - done - running, self.plan.n_jobs)
+            room = min(self.plan.n_trials - done - running, self.plan.n_jobs - len(busy))
             if room > 0:
                 waiting_logged = False
-                if batch := self._claim(room, len(trials)):
+                if (batch := self._claim(room, len(trials))) and lanes:
+                    busy |= {lanes.submit(self._run_batch, [trial]) for trial in batch}
+                elif batch:
                     self._run_batch(batch)
+                continue
+            if busy:
+                busy = self._wait_for_a_lane(busy)
                 continue
             if not waiting_logged:  # the last trials run elsewhere: they finish, or go stale and are queued again
                 log.info("waiting for %d running trial(s) of other sweep processes%s", running, "" if has_heartbeat(
@@ -112,6 +127,20 @@ class TrialLoop:
                     "see docs/scaling.md)")
                 waiting_logged = True
             time.sleep(self.plan.heartbeat_interval)
+
+    def _check_result(self, trials: list) -> None:
+        if self.plan.fail_without_result and not any(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                                                     for t in trials):
+            raise NlpexpError(f"no trial of study {self.study.study_name} finished ({len(trials)} failed): "
+                              f"nothing to rank; each trial's error is in {self.sweep_dir}/trials.md and "
+                              f"its run.log")  # (trials the pruner stopped did finish, as it meant them to)
+
+    def _wait_for_a_lane(self, busy: set[Future]) -> set[Future]:
+        """The lanes still busy once one ended (or the heartbeat interval passed); an ended lane's error is raised."""
+        ended, busy = wait(busy, timeout=self.plan.heartbeat_interval, return_when=FIRST_COMPLETED)
+        for lane in ended:
+            lane.result()
+        return busy
 
     def _claim(self, count: int, known: int) -> list[optuna.Trial]:
         """Ask for `count` trials and keep those within n_trials (`known`: trials in the study when room was
