@@ -172,3 +172,32 @@ def test_the_sweep_interrupt_is_not_lost_in_a_finalizer(monkeypatch):
     finally:
         signal.signal(signal.SIGINT, before)
         sweep._orphaned.clear()
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_parallel_sweep_and_queues_its_running_trials_again(tmp_path):
+    """Ctrl-C reaches the terminal's whole process group: each worker's trial ends `interrupted`, its lane hands the
+    trial back to the study (WAITING, to run again on a rerun), and the sweep ends without waiting for a trial."""
+    from tests.test_sweep import sweep_args
+
+    args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
+                      "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000")
+    with open(tmp_path / "sweep.log", "w") as out:
+        sweep = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both lanes' trials under way
+            assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(3)
+        os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert sweep.wait(timeout=60) != 0
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL) if sweep.poll() is None else None
+    records = read_ledger(tmp_path / "ledger.jsonl")  # (a plain KeyboardInterrupt, pickled with the job's return
+    # Hydra attaches to it, took minutes to reach the sweep: the workers raise run.py's Interrupted instead)
+    assert [(r["status"], r["error"]) for r in records] == [("interrupted", "interrupted by SIGINT")] * 2
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
+    states = sorted(t.state.name for t in study.get_trials())
+    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # the two interrupted, and their queued reruns

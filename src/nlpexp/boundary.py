@@ -34,6 +34,11 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
+    def __reduce__(self):
+        # Pickled with its signal only: Hydra attaches the job's return to a control-flow exception, and that return
+        # holds the exception again; a parallel sweep's worker sends it to the sweep (a recursion of minutes).
+        return type(self), (self.signum,)
+
 
 _held: list[int] | None = None  # while a checkpoint is written: the stop signals that came meanwhile
 

@@ -64,8 +64,12 @@ def end_with_parent() -> None:
 
 
 def _interrupt(before, signum, frame) -> None:
+    from nlpexp.boundary import Interrupted
+
     if _orphaned.is_set():
         raise SweepGone
+    if before is signal.default_int_handler:  # Ctrl-C: a stop as run.py's, which pickles to the sweep (Interrupted)
+        raise Interrupted(signum)
     if callable(before):
         before(signum, frame)
 
