@@ -12,7 +12,7 @@ def main(cfg: DictConfig):
     if cfg.get("error", False):
         raise RuntimeError("cfg.error is True")
     if cfg.get("slow_first", False) and HydraConfig.get().job.num == 0:
-        time.sleep(4)  # the first trial outlasts the others: who takes the next trial meanwhile?
+        time.sleep(8)  # the first trial outlasts the others (with room for a loaded machine): who takes the next?
     x, y = float(cfg.x), float(cfg.y)
     if cfg.objectives == 2:
         return 4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2
