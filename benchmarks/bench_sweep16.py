@@ -98,7 +98,6 @@ def run_sweep(n_trials: int, tiny: bool, temp: Path, pruner: str, reduction_fact
     done = [t["value"] for t in trials if t["state"] == "COMPLETE"]
     return {"wall_s": round(wall, 1), "steal_pct": steal.percent(), "best_value": max(done) if done else None,
             "pruner": pruner, "reduction_factor": reduction_factor, "jobs": jobs, "threads": threads,
-            "cpu_count": os.cpu_count(),
             "pruned": sum(t["state"] == "PRUNED" for t in trials), "trials": trials}
 
 
@@ -139,8 +138,8 @@ def table(figures: dict) -> str:
     return "\n".join([
         f"### One {n}-trial search two ways (`hparams_search={PRESET}`, TPE, {size})", "",
         f"| arm | wall time | trials pruned | best {METRIC} |", "|---|---|---|---|",
-        f"| nlpexp sweep: {_lanes(sweep)}, {_pruner(sweep)} pruner, grouped | {sweep['wall_s']:.0f} s | "
-        f"{sweep['pruned']} | {sweep['best_value']:.4f} |",
+        f"| nlpexp sweep: {_lanes(sweep, where['cpu_count'])}, {_pruner(sweep)} pruner, grouped | "
+        f"{sweep['wall_s']:.0f} s | {sweep['pruned']} | {sweep['best_value']:.4f} |",
         f"| {n} plain `run.py` processes one after another ({_threads(plain)}), same parameters, no pruning | "
         f"{plain['wall_s']:.0f} s | 0 | "
         f"{plain['best_value']:.4f} |", "",
@@ -150,17 +149,17 @@ def table(figures: dict) -> str:
     ])
 
 
-def _lanes(sweep: dict) -> str:
-    jobs = sweep.get("jobs", 1)
+def _lanes(sweep: dict, cores: int) -> str:
+    jobs = sweep["jobs"]
     if jobs == 1:
         return f"one trial at a time in one process, {_threads(sweep)}"
     # joblib's loky backend gives each worker cores/jobs threads unless OMP_NUM_THREADS is set
-    threads = sweep.get("threads") or max(1, sweep["cpu_count"] // jobs)
+    threads = sweep["threads"] or max(1, cores // jobs)
     return f"{jobs} trials at once (joblib workers, {threads} thread(s) each)"
 
 
 def _threads(arm: dict) -> str:
-    return f"{arm['threads']} thread(s) per process" if arm.get("threads") else "torch's default threads"
+    return f"{arm['threads']} thread(s) per process" if arm["threads"] else "torch's default threads"
 
 
 def _pruner(sweep: dict) -> str:
@@ -183,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS of both arms (default: unset, torch's own: every core of a process)")
     args = parser.parse_args(argv)
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be >= 1")
     tiny = args.tiny or args.quick
     if args.threads is None:  # the launched processes inherit this environment: a caller's pin must not leak in
         os.environ.pop("OMP_NUM_THREADS", None)
