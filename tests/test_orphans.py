@@ -183,8 +183,11 @@ def test_ctrl_c_ends_a_parallel_sweep_and_queues_its_running_trials_again(tmp_pa
     args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
                       "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000")
     with open(tmp_path / "sweep.log", "w") as out:
+        # SIGINT as a person's terminal delivers it: a suite started in the background (`cmd &`, some CI shells)
+        # hands its children SIGINT ignored, and Python keeps an ignored SIGINT ignored
         sweep = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both lanes' trials under way
