@@ -175,9 +175,12 @@ def test_the_sweep_interrupt_is_not_lost_in_a_finalizer(monkeypatch):
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_a_parallel_sweep_and_queues_its_running_trials_again(tmp_path):
-    """Ctrl-C reaches the terminal's whole process group: each worker's trial ends `interrupted`, its lane hands the
-    trial back to the study (WAITING, to run again on a rerun), and the sweep ends without waiting for a trial."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_running_trials_again(tmp_path, signum):
+    """Ctrl-C (SIGINT) reaches the terminal's whole process group, and so does `kill` of a shell's job (SIGTERM):
+    each worker's trial ends `interrupted` and is recorded (SIGTERM's default would end a worker with no ledger line),
+    its lane hands the trial back to the study (WAITING, to run again on a rerun), and the sweep ends without
+    waiting for a trial."""
     from tests.test_sweep import sweep_args
 
     args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
@@ -194,13 +197,13 @@ def test_ctrl_c_ends_a_parallel_sweep_and_queues_its_running_trials_again(tmp_pa
             assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
             time.sleep(0.5)
         time.sleep(3)
-        os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        assert sweep.wait(timeout=60) != 0
+        os.killpg(sweep.pid, signum)  # what Ctrl-C in the terminal does, or `kill %1`
+        assert sweep.wait(timeout=60) == 128 + signum
     finally:
         os.killpg(sweep.pid, signal.SIGKILL) if sweep.poll() is None else None
     records = read_ledger(tmp_path / "ledger.jsonl")  # (a plain KeyboardInterrupt, pickled with the job's return
     # Hydra attaches to it, took minutes to reach the sweep: the workers raise run.py's Interrupted instead)
-    assert [(r["status"], r["error"]) for r in records] == [("interrupted", "interrupted by SIGINT")] * 2
+    assert [(r["status"], r["error"]) for r in records] == [("interrupted", f"interrupted by {signum.name}")] * 2
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
     states = sorted(t.state.name for t in study.get_trials())
     assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # the two interrupted, and their queued reruns

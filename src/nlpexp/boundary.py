@@ -43,7 +43,8 @@ class Interrupted(KeyboardInterrupt):
 _held: list[int] | None = None  # while a checkpoint is written: the stop signals that came meanwhile
 
 
-def _raise_interrupted(signum, frame):
+def raise_interrupted(signum, frame):
+    """A stop signal's handler: Interrupted, or held while a checkpoint is written (hold_stop_signals)."""
     if _held is not None:
         _held.append(signum)  # raised by release_stop_signals, once the checkpoint is whole
         return
@@ -66,14 +67,14 @@ def release_stop_signals() -> None:
 
 
 @contextlib.contextmanager
-def stop_signals_raise():
-    """SIGINT and SIGTERM raise Interrupted while inside; the handlers before are put back after (a test goes on).
-    A signal the process was started ignoring (nohup, a background job's SIGINT) stays ignored."""
+def stop_signals_raise(signals: Sequence[int] = STOP_SIGNALS):
+    """`signals` (SIGINT and SIGTERM) raise Interrupted while inside; the handlers before are put back after (a test
+    goes on). A signal the process was started ignoring (nohup, a background job's SIGINT) stays ignored."""
     main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if main else {}
+    before = {signum: signal.getsignal(signum) for signum in signals} if main else {}
     for signum, handler in before.items():
         if handler is not signal.SIG_IGN:
-            signal.signal(signum, _raise_interrupted)
+            signal.signal(signum, raise_interrupted)
     try:
         yield
     finally:

@@ -38,10 +38,16 @@ class SweepGone(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def run_in_progress():
-    """Around a run (nlpexp.pipeline): a worker whose sweep is gone lets the run record its end before it ends."""
+    """Around a run (nlpexp.pipeline): a worker whose sweep is gone lets the run record its end before it ends, and
+    a SIGTERM (`kill` of the sweep's process group) ends a worker's run as run.py's: interrupted, recorded, its
+    checkpoint whole (a trial in the sweep process has run.py's handlers already). Outside a run, a worker keeps
+    SIGTERM's default: it ends at once, with nothing to record."""
+    from nlpexp.boundary import stop_signals_raise
+
     _running.set()
     try:
-        yield
+        with stop_signals_raise([signal.SIGTERM]):
+            yield
     finally:
         _running.clear()
 
@@ -64,13 +70,13 @@ def end_with_parent() -> None:
 
 
 def _interrupt(before, signum, frame) -> None:
-    from nlpexp.boundary import Interrupted
+    from nlpexp.boundary import raise_interrupted
 
     if _orphaned.is_set():
         raise SweepGone
     if before is signal.default_int_handler:  # Ctrl-C: a stop as run.py's, which pickles to the sweep (Interrupted)
-        raise Interrupted(signum)
-    if callable(before):
+        raise_interrupted(signum, frame)  # at once, or once the checkpoint being written is whole
+    elif callable(before):
         before(signum, frame)
 
 
