@@ -207,3 +207,26 @@ def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_runnin
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
     states = sorted(t.state.name for t in study.get_trials())
     assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # the two interrupted, and their queued reruns
+
+
+def test_a_trial_takes_sigterm_only_where_nobody_else_handles_it():
+    """A worker's SIGTERM has its default action: during a trial it raises Interrupted (held while a checkpoint is
+    sealed) and is back to the default after. A handler already there (submitit's `bypass` in a SLURM job, run.py's
+    in the sweep process) is left as it is."""
+    from nlpexp import sweep
+    from nlpexp.boundary import raise_interrupted
+
+    def submitit_bypass(signum, frame):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with sweep.run_in_progress():
+            assert signal.getsignal(signal.SIGTERM) is raise_interrupted
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        signal.signal(signal.SIGTERM, submitit_bypass)
+        with sweep.run_in_progress():
+            assert signal.getsignal(signal.SIGTERM) is submitit_bypass
+    finally:
+        signal.signal(signal.SIGTERM, before)

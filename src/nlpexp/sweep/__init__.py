@@ -40,13 +40,14 @@ class SweepGone(KeyboardInterrupt):
 def run_in_progress():
     """Around a run (nlpexp.pipeline): a worker whose sweep is gone lets the run record its end before it ends, and
     a SIGTERM (`kill` of the sweep's process group) ends a worker's run as run.py's: interrupted, recorded, its
-    checkpoint whole (a trial in the sweep process has run.py's handlers already). Outside a run, a worker keeps
-    SIGTERM's default: it ends at once, with nothing to record."""
+    checkpoint whole. Only where SIGTERM has its default action: a trial in the sweep process has run.py's handler
+    already, a SLURM job's is submitit's; outside a run, a worker ends at once, with nothing to record."""
     from nlpexp.boundary import stop_signals_raise
 
+    default_term = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     _running.set()
     try:
-        with stop_signals_raise([signal.SIGTERM]):
+        with stop_signals_raise([signal.SIGTERM]) if default_term else contextlib.nullcontext():
             yield
     finally:
         _running.clear()
