@@ -204,6 +204,10 @@ def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_runnin
     records = read_ledger(tmp_path / "ledger.jsonl")  # (a plain KeyboardInterrupt, pickled with the job's return
     # Hydra attaches to it, took minutes to reach the sweep: the workers raise run.py's Interrupted instead)
     assert [(r["status"], r["error"]) for r in records] == [("interrupted", f"interrupted by {signum.name}")] * 2
+    # the one error line is the last: no resource-tracker warning after it (a worker's progress-bar semaphore, leaked
+    # when joblib kills its pool)
+    printed = (tmp_path / "sweep.log").read_text().splitlines()
+    assert printed[-1] == f"error: interrupted by {signum.name}", printed[-4:]
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
     states = sorted(t.state.name for t in study.get_trials())
     assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # the two interrupted, and their queued reruns

@@ -45,12 +45,23 @@ def run_in_progress():
     from nlpexp.boundary import stop_signals_raise
 
     default_term = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if multiprocessing.parent_process() is not None:  # a worker process of a parallel sweep
+        _progress_bars_lock_within_the_process()
     _running.set()
     try:
         with stop_signals_raise([signal.SIGTERM]) if default_term else contextlib.nullcontext():
             yield
     finally:
         _running.clear()
+
+
+def _progress_bars_lock_within_the_process() -> None:
+    """Before the run's first bar: tqdm's default lock holds a named semaphore in a spawned worker, which leaks when
+    joblib kills its pool after an interrupted trial, and the resource tracker then warns about it on the console
+    after the sweep's one error line. A worker's bars share no lock with other processes (tqdm's own set_lock)."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 def end_with_parent() -> None:
