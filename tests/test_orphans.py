@@ -234,3 +234,34 @@ def test_a_trial_takes_sigterm_only_where_nobody_else_handles_it():
             assert signal.getsignal(signal.SIGTERM) is submitit_bypass
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_ends_the_sweep_with_one_line_saying_what_to_change(tmp_path):
+    """The kernel's OOM killer ends a worker of a parallel sweep with SIGKILL: the sweep ends at once with one line
+    (not joblib's `unexpected TerminatedWorkerError`), and the trials under way are queued to run again."""
+    from tests.test_sweep import sweep_args
+
+    args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
+                      "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000")
+    with open(tmp_path / "sweep.log", "w") as out:
+        sweep = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both workers' trials under way
+            assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
+            time.sleep(0.5)
+        workers = subprocess.run(["pgrep", "-g", str(sweep.pid), "-f", "loky.backend.popen_loky_posix"],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2, workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        assert sweep.wait(timeout=60) == 2
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL) if sweep.poll() is None else None
+    errors = [line for line in (tmp_path / "sweep.log").read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "worker process of hydra/launcher=parallel was killed mid-trial" in errors[0], errors
+    assert "SIGKILL" in errors[0] and "hydra.launcher.n_jobs" in errors[0]
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
+    states = sorted(t.state.name for t in study.get_trials())
+    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # both trials under way, queued again

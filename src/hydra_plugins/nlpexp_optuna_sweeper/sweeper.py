@@ -134,7 +134,25 @@ class StudySweeper(Sweeper):
             jobs.append([*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}",
                          *([f"hydra.sweep.subdir={trial.number}"] if own_subdir else []),
                          *(f"+hydra.job.env_set.{key}={_quoted(value)}" for key, value in env.items())])
-        return [Outcome(*upstream.job_outcome(job)) for job in launcher.launch(jobs, initial_job_idx=batch[0].number)]
+        try:
+            returns = launcher.launch(jobs, initial_job_idx=batch[0].number)
+        except Exception as err:
+            if (killed := _worker_killed(err)) is not None:
+                raise killed from err
+            raise
+        return [Outcome(*upstream.job_outcome(job)) for job in returns]
+
+
+def _worker_killed(err: Exception) -> NlpexpError | None:
+    """A parallel sweep's worker killed mid-trial (the kernel's OOM killer, most often) as one line that says what
+    to change; joblib then ends the other workers too, and the trials under way are queued again (nlpexp.sweep.loop)."""
+    if type(err).__name__ != "TerminatedWorkerError":  # joblib's (loky's), without importing joblib for others
+        return None
+    codes = re.search(r"exit codes of the workers are (\{.*?\})", str(err))
+    return NlpexpError(f"a worker process of hydra/launcher=parallel was killed mid-trial (exit code "
+                       f"{codes[1] if codes else 'unknown'}; out of memory?): its trials are queued again; rerun the "
+                       "same command to resume, with fewer trials at once (hydra.launcher.n_jobs) or smaller batches "
+                       "(trainer.batch_size) if memory ran out")
 
 
 @contextlib.contextmanager
