@@ -3,6 +3,7 @@ the study has already given up is never finished as if it were still the study's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -174,13 +176,10 @@ def test_the_sweep_interrupt_is_not_lost_in_a_finalizer(monkeypatch):
         sweep._orphaned.clear()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_running_trials_again(tmp_path, signum):
-    """Ctrl-C (SIGINT) reaches the terminal's whole process group, and so does `kill` of a shell's job (SIGTERM):
-    each worker's trial ends `interrupted` and is recorded (SIGTERM's default would end a worker with no ledger line),
-    its lane hands the trial back to the study (WAITING, to run again on a rerun), and the sweep ends without
-    waiting for a trial."""
+@contextlib.contextmanager
+def _parallel_sweep_under_way(tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A parallel sweep (2 workers, 3 long trials) with both workers' trials under way; killed at the end if the
+    test left it running."""
     from tests.test_sweep import sweep_args
 
     args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
@@ -193,14 +192,30 @@ def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_runnin
                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
-        while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both lanes' trials under way
+        while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both workers' trials under way
             assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
             time.sleep(0.5)
+        yield sweep
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL) if sweep.poll() is None else None
+
+
+def _trial_states(tmp_path: Path) -> list[str]:
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
+    return sorted(t.state.name for t in study.get_trials())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_running_trials_again(tmp_path, signum):
+    """Ctrl-C (SIGINT) reaches the terminal's whole process group, and so does `kill` of a shell's job (SIGTERM):
+    each worker's trial ends `interrupted` and is recorded (SIGTERM's default would end a worker with no ledger line),
+    its lane hands the trial back to the study (WAITING, to run again on a rerun), and the sweep ends without
+    waiting for a trial."""
+    with _parallel_sweep_under_way(tmp_path) as sweep:
         time.sleep(3)
         os.killpg(sweep.pid, signum)  # what Ctrl-C in the terminal does, or `kill %1`
         assert sweep.wait(timeout=60) == 128 + signum
-    finally:
-        os.killpg(sweep.pid, signal.SIGKILL) if sweep.poll() is None else None
     records = read_ledger(tmp_path / "ledger.jsonl")  # (a plain KeyboardInterrupt, pickled with the job's return
     # Hydra attaches to it, took minutes to reach the sweep: the workers raise run.py's Interrupted instead)
     assert [(r["status"], r["error"]) for r in records] == [("interrupted", f"interrupted by {signum.name}")] * 2
@@ -208,9 +223,23 @@ def test_a_stop_signal_to_a_parallel_sweep_s_group_ends_it_and_queues_its_runnin
     # when joblib kills its pool)
     printed = (tmp_path / "sweep.log").read_text().splitlines()
     assert printed[-1] == f"error: interrupted by {signum.name}", printed[-4:]
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
-    states = sorted(t.state.name for t in study.get_trials())
-    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # the two interrupted, and their queued reruns
+    assert _trial_states(tmp_path) == ["FAIL", "FAIL", "WAITING", "WAITING"]  # the two interrupted, queued again
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_ends_the_sweep_with_one_line_saying_what_to_change(tmp_path):
+    """The kernel's OOM killer ends a worker of a parallel sweep with SIGKILL: the sweep ends at once with one line
+    (not joblib's `unexpected TerminatedWorkerError`), and the trials under way are queued to run again."""
+    with _parallel_sweep_under_way(tmp_path) as sweep:
+        workers = subprocess.run(["pgrep", "-g", str(sweep.pid), "-f", "loky.backend.popen_loky_posix"],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2, workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        assert sweep.wait(timeout=60) == 2
+    errors = [line for line in (tmp_path / "sweep.log").read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "worker process of hydra/launcher=parallel was killed mid-trial" in errors[0], errors
+    assert "SIGKILL" in errors[0] and "hydra.launcher.n_jobs" in errors[0]
+    assert _trial_states(tmp_path) == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both trials under way, queued again
 
 
 def test_a_trial_takes_sigterm_only_where_nobody_else_handles_it():
@@ -234,34 +263,3 @@ def test_a_trial_takes_sigterm_only_where_nobody_else_handles_it():
             assert signal.getsignal(signal.SIGTERM) is submitit_bypass
     finally:
         signal.signal(signal.SIGTERM, before)
-
-
-@pytest.mark.slow
-def test_a_worker_killed_mid_trial_ends_the_sweep_with_one_line_saying_what_to_change(tmp_path):
-    """The kernel's OOM killer ends a worker of a parallel sweep with SIGKILL: the sweep ends at once with one line
-    (not joblib's `unexpected TerminatedWorkerError`), and the trials under way are queued to run again."""
-    from tests.test_sweep import sweep_args
-
-    args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
-                      "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000")
-    with open(tmp_path / "sweep.log", "w") as out:
-        sweep = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        deadline = time.monotonic() + 300
-        while len(list(tmp_path.glob("multirun/*/*/config.yaml"))) < 2:  # both workers' trials under way
-            assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
-            time.sleep(0.5)
-        workers = subprocess.run(["pgrep", "-g", str(sweep.pid), "-f", "loky.backend.popen_loky_posix"],
-                                 capture_output=True, text=True).stdout.split()
-        assert len(workers) == 2, workers
-        os.kill(int(workers[0]), signal.SIGKILL)
-        assert sweep.wait(timeout=60) == 2
-    finally:
-        os.killpg(sweep.pid, signal.SIGKILL) if sweep.poll() is None else None
-    errors = [line for line in (tmp_path / "sweep.log").read_text().splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "worker process of hydra/launcher=parallel was killed mid-trial" in errors[0], errors
-    assert "SIGKILL" in errors[0] and "hydra.launcher.n_jobs" in errors[0]
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{next(tmp_path.glob('multirun/*/optuna.db'))}")
-    states = sorted(t.state.name for t in study.get_trials())
-    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], states  # both trials under way, queued again
