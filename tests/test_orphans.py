@@ -183,7 +183,8 @@ def _parallel_sweep_under_way(tmp_path: Path) -> Iterator[subprocess.Popen]:
     from tests.test_sweep import sweep_args
 
     args = sweep_args(tmp_path, "sbert_nli", "hydra.sweeper.n_trials=3", "hydra/launcher=parallel",
-                      "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000")
+                      "hydra.launcher.n_jobs=2", "trainer.max_steps=5000", "trainer.eval_every_steps=1000",
+                      "hydra/sweeper/pruner=none")  # on a loaded machine a trial could be pruned before the signal
     with open(tmp_path / "sweep.log", "w") as out:
         # SIGINT as a person's terminal delivers it: a suite started in the background (`cmd &`, some CI shells)
         # hands its children SIGINT ignored, and Python keeps an ignored SIGINT ignored
