@@ -325,7 +325,7 @@ def test_every_schema_key_is_classified_and_no_place_or_endpoint_is_free():
 def test_every_key_of_the_composed_hydra_node_is_classified(overrides):
     from hydra import compose, initialize_config_dir
 
-    from nlpexp.file_keys import _leaves
+    from nlpexp.gate import _leaves
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR)):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)

@@ -1,5 +1,5 @@
-"""What a config file from someone else sets (Hydra's own defaults list, through nlpexp.adapters) and what it
-may set: ONE table (FILE_KEYS), by key pattern. A file neither the project's own (conf/, experiments/) nor
+"""What a config file from someone else may set (nlpexp.gate finds what it sets): ONE table (FILE_KEYS), by key
+pattern. A file neither the project's own (conf/, experiments/) nor
 installed code (pkg://, structured configs) is data (docs/security.md has the table in words): it may set the
 job's settings and, under `hydra:`, what shapes a sweep and names its run dirs; the rest is the person's, though a
 file may repeat the project's own value of a person's key (a saved run config does).
@@ -12,45 +12,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nlpexp import NlpexpError
-from nlpexp.adapters import child, is_interpolation, is_none, loaded_configs, raw
-from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR
-
-
-class Setting(NamedTuple):
-    file: str  # the file that set it
-    key: str  # full dotted key
-    value: Any  # as written: an interpolation stays the string `${...}`
-
-
-def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[Setting]:
-    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.main_hydra;
-    nlpexp.gate calls it only when a source of the composition is neither the project's nor installed)."""
-    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
-    for source, config_path, config in loaded_configs(hydra, name, overrides, multirun):
-        scheme, _, folder = source.partition("://")
-        inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
-        file = os.path.realpath(os.path.join(folder, f"{inner}.yaml"))
-        if scheme not in INSTALLED and not any(file.startswith(d + os.sep) for d in own):
-            for key, value in _leaves(config, ""):
-                yield Setting(file, key, value)
-
-
-def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    """(dotted key, value as written) of every leaf: a scalar, a list, an empty or null mapping, an interpolation."""
-    if isinstance(node, DictConfig) and not is_none(node) and not is_interpolation(node) and len(node):
-        for key in node.keys():
-            yield from _leaves(child(node, key), f"{prefix}.{key}" if prefix else str(key))
-    elif OmegaConf.is_config(node) and not is_interpolation(node) and not is_none(node):
-        yield prefix, OmegaConf.to_container(node, resolve=False)
-    else:
-        yield prefix, raw(node)
+from nlpexp.adapters import child, raw
+from nlpexp.config import CONFIG_DIR
 
 
 class Rule(NamedTuple):
@@ -66,18 +36,21 @@ _PER_JOB = re.compile(r"\$\{(now:[%\w :-]*|hydra\.job\.num|hydra\.job\.id)\}")
 
 
 def _confined(key: str, value: Any, roots: dict) -> str | None:
-    """A path inside a run/sweep/cache root (or the run's own dir); None is the project's default place."""
+    """A path inside a run/sweep/cache root (or the run's own dir), as written and where it leads: a link inside a
+    root (a run dir someone handed over) may not lead out of it. None is the project's default place."""
     if value is None:
         return None
-    text, tail = str(value), None
-    ref = _ROOT_REF.match(text)
-    if ref:
-        tail = text[ref.end():]
+    text, tail, base = str(value), None, None
+    if ref := _ROOT_REF.match(text):
+        tail, base = text[ref.end():], roots.get(ref[2] or "output_dir")
     for root in filter(None, (roots.get(name) for name in ROOTS)):
         if tail is None and (text == root or text.startswith(root.rstrip("/") + "/")):
-            tail = text[len(root.rstrip("/")):]
+            tail, base = text[len(root.rstrip("/")):], root
     if tail is None or not (tail == "" or tail.startswith("/")) or _escapes(tail):
         return f"a file may only name a folder inside {', '.join(f'paths.{r}' for r in ROOTS)} or the run's dir"
+    leads_to = os.path.realpath(base + _PER_JOB.sub("x", tail)) if base else None
+    if leads_to and not (leads_to + "/").startswith(os.path.realpath(base).rstrip("/") + "/"):
+        return f"it leads to {leads_to} through a link, outside {base}"
     return None
 
 
@@ -186,11 +159,35 @@ def rule_for(key: str) -> Rule | None:
     return best[2]
 
 
+# What a file's interpolations may use besides other settings: a date, Hydra's own node, a setting by name. The
+# environment (oc.env) is the person's: a file would copy a token into a label name, a model's config.json or a
+# prediction file, where no redaction looks; a resolver it names through an interpolation could be any of them.
+FILE_RESOLVERS = frozenset({"now", "hydra", "oc.select", "oc.dict.keys", "oc.dict.values"})
+_INTERPOLATION = re.compile(r"\$\{\s*([\w.\-]*)\s*(:|\$\{)?")  # an escaped `\${` too: `\\${` is not escaped
+
+
+def _resolver_refusal(value: Any) -> str | None:
+    """Why a file's value may not be resolved as written (a resolver outside FILE_RESOLVERS), or None."""
+    if isinstance(value, dict | list):
+        items = value.values() if isinstance(value, dict) else value
+        return next(filter(None, map(_resolver_refusal, items)), None)
+    for match in _INTERPOLATION.finditer(value) if isinstance(value, str) else ():
+        if match[2] == "${":
+            return "a file may not build a resolver or key name from an interpolation"
+        if match[2] == ":" and match[1] not in FILE_RESOLVERS:
+            return (f"a file's interpolations may refer to other settings and use {', '.join(sorted(FILE_RESOLVERS))} "
+                    f"only, not {match[1]} (the environment is the person's: give the value on the command line)")
+    return None
+
+
 def check_setting(file: str, key: str, value: Any, roots: dict) -> None:
     """Refuse what `file` (not the project's own) may not set, with one line naming the key and the file."""
     rule = rule_for(key)
     held = _restricted_below(key) if isinstance(value, str) and "${" in value else None
-    if held:  # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees
+    resolving = _resolver_refusal(value)
+    if resolving and not _same(value, _project_values(key)):  # a saved run config repeats the project's oc.env
+        why = resolving
+    elif held:  # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees
         why = f"a file may not interpolate a whole node that holds {held}"
     elif rule is not None and rule.who == "file":
         why = rule.allows(key, value, roots) if rule.allows else None

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
 from nlpexp import NlpexpError, adapters
+from nlpexp.adapters import child, is_interpolation, is_none, raw
 from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR, check_sweep_keys, check_switches, check_targets
 
 
@@ -51,7 +53,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         _check(cfg, _foreign_settings(hydra, name, args.overrides, multirun), typed, args.overrides)
         if multirun and not inspecting:
             _validate_sweep_base(cfg)
-        for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader):
+        for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader, name):
             option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
             _check(option, _foreign_settings(hydra, name, overrides, True), typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
@@ -61,15 +63,51 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
 
 
 def _foreign_settings(hydra, name: str, overrides: Sequence[str], multirun: bool) -> Iterable:
-    """What foreign config files set (nlpexp.file_keys.foreign_settings); none, and nothing more to load, when the
+    """What foreign config files set (foreign_settings); none, and nothing more to load, when the
     composition reads conf/, experiments/ and installed packages only (the usual command)."""
     own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
     sources = (source.partition("://") for source in adapters.sources(hydra, name, overrides))
     if all(scheme in INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources):
         return ()
-    from nlpexp.file_keys import foreign_settings
-
     return foreign_settings(hydra, name, overrides, multirun)  # walked after the `_target_`s are checked
+
+
+class Setting(NamedTuple):
+    file: str  # the file that set it
+    key: str  # full dotted key
+    value: Any  # as written: an interpolation stays the string `${...}`
+
+
+def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[Setting]:
+    """Every leaf key a foreign file sets, in the order Hydra merges the files (`hydra`: adapters.main_hydra;
+    nlpexp.gate calls it only when a source of the composition is neither the project's nor installed). Whether a
+    file is foreign goes by the folder Hydra found it in; a foreign folder's file must lie in that folder (a link
+    out of it would bring in any file the person can read, or pass a foreign file off as the project's)."""
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    for source, config_path, config in adapters.loaded_configs(hydra, name, overrides, multirun):
+        scheme, _, folder = source.partition("://")
+        folder = os.path.realpath(folder)
+        if scheme in INSTALLED or any(folder == d or folder.startswith(d + os.sep) for d in own):
+            continue
+        inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
+        written = os.path.join(folder, inner if inner.endswith(".yaml") else f"{inner}.yaml")  # Hydra's file name
+        file = os.path.realpath(written)
+        if not file.startswith(folder + os.sep):
+            raise NlpexpError(f"{written} is a link to {file}, outside its config dir {folder}: a config file from "
+                              f"someone else must be a file of its own folder (copy what it links to there)")
+        for key, value in _leaves(config, ""):
+            yield Setting(file, key, value)
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value as written) of every leaf: a scalar, a list, an empty or null mapping, an interpolation."""
+    if isinstance(node, DictConfig) and not is_none(node) and not is_interpolation(node) and len(node):
+        for key in node.keys():
+            yield from _leaves(child(node, key), f"{prefix}.{key}" if prefix else str(key))
+    elif OmegaConf.is_config(node) and not is_interpolation(node) and not is_none(node):
+        yield prefix, OmegaConf.to_container(node, resolve=False)
+    else:
+        yield prefix, raw(node)
 
 
 def _check(cfg: DictConfig, settings: Iterable, typed: set[str], command_line: Sequence[str]) -> None:
@@ -77,9 +115,13 @@ def _check(cfg: DictConfig, settings: Iterable, typed: set[str], command_line: S
     the sweep parameters and the dangerous switches."""
     check_targets(cfg)
     if settings:
+        from hydra.types import RunMode
+
         from nlpexp.file_keys import ROOTS, check_setting
 
         roots = {root: _resolved(cfg, f"paths.{root}") for root in (*ROOTS, "data_dir")}
+        multirun = cfg.hydra.mode == RunMode.MULTIRUN  # the run's own dir: its trials' are below the sweep dir
+        roots["output_dir"] = _resolved(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         for setting in settings:
             if setting.key not in typed:
                 check_setting(setting.file, setting.key, setting.value, roots)
@@ -109,21 +151,31 @@ def _resolved(cfg: DictConfig, key: str) -> str | None:
     return os.path.abspath(os.path.expanduser(str(value))) if value else None
 
 
-def _group_sweep_options(cfg: DictConfig, parsed: list, loader) -> Iterator[list[str]]:
-    """The command line with one option of a swept config group in place of its sweep, for every option of every
-    group swept on the command line or in hydra.sweeper.params (a preset in a -cd dir is an option too)."""
+def _group_sweep_options(cfg: DictConfig, parsed: list, loader, name: str) -> Iterator[list[str]]:
+    """The command line with one value a sweep could give a config group in place of its sweep, for every group
+    swept on the command line or named in hydra.sweeper.params (`+new_group`, `group@package` alike): each option
+    of a choice() or glob(), else the value as written (one option, or a list of options merged together). A
+    foreign option is a foreign file, checked like any other (a preset in a -cd dir is an option too)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    lines = [o.input_line for o in parsed if o.is_sweep_override()] + [f"{k}={v}" for k, v in params.items()]
     parser = OverridesParser.create(config_loader=loader)  # a glob(...) lists the group's options through it
-    sweeps = parser.parse_overrides([o.input_line for o in parsed if o.is_sweep_override()]
-                                    + [f"{key}={value}" for key, value in params.items() if key in groups])
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    for sweep in sweeps:
-        if sweep.key_or_group in groups and sweep.is_choice_sweep():
-            for option in sweep.sweep_string_iterator():
-                yield [*fixed, f"{sweep.key_or_group}={option}"]
+    groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
+    typed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    swept = [o for o in parser.parse_overrides([line for line in lines if _names_a_group(line, groups, loader, name,
+                                                                                         typed)]) if not o.is_delete()]
+    for sweep in swept:
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != sweep.key_or_group]
+        values = sweep.sweep_string_iterator() if sweep.is_choice_sweep() else [sweep.input_line.split("=", 1)[1]]
+        for value in values:
+            yield [*fixed, f"{sweep.get_key_element()}={value}"]
+
+
+def _names_a_group(line: str, groups: set, loader, name: str, typed: list[str]) -> bool:
+    """Does the override `line` set a config group (one of the composition's, or a group it would add)?"""
+    group = line.split("=", 1)[0].lstrip("+~").split("@", 1)[0].strip()
+    return group in groups or bool(loader.get_group_options(group, config_name=name, overrides=typed))
 
 
 # The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).

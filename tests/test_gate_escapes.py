@@ -1,0 +1,151 @@
+"""A second hostile tester's escapes through config files (session 16), each as the attacker shipped it: a `-cd`
+config dir whose files the gate must read as the files Hydra loads, wherever a sweep or a defaults list brings them
+in. Each is refused with one line naming the key (or the link) and the file; the end-to-end case also shows that
+nothing was written and nothing sent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nlpexp import NlpexpError
+from nlpexp.config import CONFIG_DIR, PROJECT_ROOT
+from nlpexp.gate import check_command_line
+from tests.test_config_is_data import Listener, _run_py
+
+RUN_PY = str(PROJECT_ROOT / "run.py")
+
+
+def _write(path: Path, body: dict, package: str | None = "_global_") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((f"# @package {package}\n" if package else "") + yaml.safe_dump(body))
+    return path
+
+
+def _gate(*argv: str) -> None:
+    check_command_line(list(argv), RUN_PY, str(CONFIG_DIR), "config")
+
+
+def _payload(log: Path, endpoint: str) -> dict:
+    """Hydra settings that write outside the run roots and send the person's HF token where the file says."""
+    return {"hydra": {"job": {"env_set": {"HF_ENDPOINT": endpoint}},
+                      "job_logging": {"handlers": {"pwn": {"class": "logging.FileHandler", "filename": str(log)}},
+                                      "root": {"handlers": ["pwn"]}}}}
+
+
+@pytest.mark.parametrize("params,sweeper", [
+    ({"+evilgrp": "choice(x)"}, "nlpexp"),  # a group the composition does not have yet
+    ({"+evilgrp": "x"}, "basic"),  # ... as a plain value
+    ({"model": "evilm"}, "nlpexp"),  # a plain value is an option too
+    ({"model": ["tiny_bert", "evilm"]}, "basic"),  # a list of options, merged by Hydra
+    ({"data@task.sts": "choice(evild)"}, "nlpexp"),  # a group under another package
+], ids=str)
+def test_every_group_value_a_files_sweep_params_give_is_checked(params, sweeper, tmp_path):
+    cd = tmp_path / "cd"
+    _write(cd / "evilgrp" / "x.yaml", _payload(tmp_path / "OUTSIDE.log", "http://127.0.0.1:9"))
+    _write(cd / "model" / "evilm.yaml", {**yaml.safe_load((CONFIG_DIR / "model" / "tiny_bert.yaml").read_text()),
+                                         "trust_remote_code": True}, package=None)
+    _write(cd / "data" / "evild.yaml", {**yaml.safe_load((CONFIG_DIR / "data" / "stsb.yaml").read_text()),
+                                        "root": str(tmp_path / "home")}, package=None)
+    _write(cd / "hparams_search" / "h.yaml", {"defaults": [{"override /hydra/sweeper": sweeper}],
+                                              "hydra": {"sweeper": {"params": params}}})
+    refusal = {"evilgrp": "hydra\\.job\\.env_set\\.HF_ENDPOINT", "model": "model\\.trust_remote_code",
+               "data@task.sts": "task\\.sts\\.root"}[next(iter(params)).lstrip("+")]
+    with pytest.raises(NlpexpError, match=rf"^{refusal} may not be set by a config file or preset: {cd}/"):
+        _gate("-m", "-cd", str(cd), "hparams_search=h")
+
+
+def test_a_sweep_over_a_new_group_from_a_file_writes_and_sends_nothing(tmp_path, data_root):
+    cd, log, listener = tmp_path / "cd", tmp_path / "OUTSIDE.log", Listener()
+    _write(cd / "evilgrp" / "x.yaml", _payload(log, listener.url))
+    _write(cd / "hparams_search" / "h.yaml", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                              "hydra": {"sweeper": {"n_trials": 1,
+                                                                    "params": {"+evilgrp": "choice(x)"}}}})
+    done = _run_py(["-m", "-cd", str(cd), "hparams_search=h", "model=tiny_bert", "debug=smoke", "logger=none",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, data_root, HF_TOKEN="hf_planted_token_123456")
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stdout + done.stderr
+    assert lines[0].startswith(f"error: hydra.job.env_set.HF_ENDPOINT may not be set by a config file or preset: "
+                               f"{cd}/evilgrp/x.yaml"), lines[0]
+    assert not log.exists() and not (tmp_path / "sweep").exists()
+    assert listener.close() == b""
+
+
+@pytest.mark.parametrize("choose", [["/model/evil.yaml"], [{"override /model": "evil.yaml"}]], ids=str)
+def test_a_defaults_entry_with_the_yaml_suffix_is_checked_as_the_file_hydra_loads(choose, tmp_path):
+    """Hydra adds `.yaml` to a name only when it lacks one: the gate read `evil.yaml.yaml`, which a link could make
+    look like the project's own file while Hydra loaded `evil.yaml`."""
+    cd = tmp_path / "cd"
+    _write(cd / "model" / "evil.yaml", {**yaml.safe_load((CONFIG_DIR / "model" / "tiny_bert.yaml").read_text()),
+                                        "trust_remote_code": True}, package=None)
+    os.symlink(CONFIG_DIR / "model" / "tiny_bert.yaml", cd / "model" / "evil.yaml.yaml")
+    _write(cd / "experiment" / "e.yaml", {"defaults": choose})
+    with pytest.raises(NlpexpError, match=rf"^model\.trust_remote_code may not be set .*{cd}/model/evil\.yaml sets"):
+        _gate("-cd", str(cd), "experiment=e")
+
+
+@pytest.mark.parametrize("target", ["outside", "project"])
+def test_a_foreign_config_file_may_not_link_out_of_its_folder(target, tmp_path):
+    """A link to a file the person can read (~/.docker/config.json) would copy it into the run's config.yaml and
+    trackers; a link into the project's conf/ would pass a foreign name off as the project's file."""
+    secret = tmp_path / "home" / ".docker" / "config.json"
+    secret.parent.mkdir(parents=True)
+    secret.write_text('{"auths": {"registry.example": {"auth": "dXNlcjpwYXNzd29yZA=="}}}')
+    cd = tmp_path / "cd"
+    (cd / "experiment").mkdir(parents=True)
+    linked = secret if target == "outside" else CONFIG_DIR / "model" / "tiny_bert.yaml"
+    os.symlink(linked, cd / "experiment" / "e.yaml")
+    with pytest.raises(NlpexpError, match=rf"^{cd}/experiment/e\.yaml is a link to {linked}, outside its config dir"):
+        _gate("-cd", str(cd), "experiment=e")
+
+
+@pytest.mark.parametrize("body,key", [
+    ({"data": {"label_names": ["entailment", "neutral", "${oc.env:MY_API_TOKEN}"]}}, r"data\.label_names"),
+    ({"model": {"random_init": {"note": "${oc.env:MY_API_TOKEN}"}}}, r"model\.random_init\.note"),  # config.json
+    ({"seed": "${oc.select:x,${oc.env:MY_API_TOKEN}}"}, "seed"),  # inside another resolver
+    ({"d": "env", "note": "${oc.${d}:MY_API_TOKEN}"}, "note"),  # a resolver named through an interpolation
+], ids=["label-names", "random-init", "nested", "built-name"])
+def test_a_file_may_not_read_the_environment(body, key, tmp_path, monkeypatch):
+    """label_names went into nli_head.json / classifier.json and random_init into config.json, where no redaction
+    looks: the environment is the person's, so a file's interpolations refer to settings (and a date) only."""
+    monkeypatch.setenv("MY_API_TOKEN", "supersecret123")
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", body)
+    with pytest.raises(NlpexpError, match=rf"^{key} may not be set by a config file or preset: .* interpolation"):
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+
+
+def test_a_files_interpolations_of_settings_and_dates_pass(tmp_path):
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", {"note": "${model.name} ${now:%Y} ${oc.select:seed,1}",
+                                                       "trainer": {"max_steps": "${debug_steps}"}, "debug_steps": 3})
+    _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+
+
+@pytest.mark.parametrize("key", ["logger.tensorboard.log_dir", "hydra.run.dir", "task.cache_dir"])
+def test_a_path_a_file_names_may_not_lead_out_of_its_root_through_a_link(key, tmp_path, monkeypatch):
+    """A run dir someone handed over, unpacked into the runs dir, may hold a link out of it: the path is checked
+    where it leads, not as text."""
+    runs, cache, outside = tmp_path / "runs", tmp_path / "cache", tmp_path / "outside"
+    for folder in (runs / "handed", cache, outside):
+        folder.mkdir(parents=True)
+    os.symlink(outside, runs / "handed" / "tb")
+    os.symlink(outside, cache / "mine")
+    monkeypatch.setenv("NLPEXP_RUNS_DIR", str(runs))
+    monkeypatch.setenv("NLPEXP_CACHE_DIR", str(cache))
+    value = {"task.cache_dir": "${paths.cache_dir}/mine/x"}.get(key, "${paths.runs_dir}/handed/tb")
+    body: dict = {}
+    node = body
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    defaults = [{"override /logger": "tensorboard"}] if key.startswith("logger.") else []
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", {"defaults": defaults, **body})
+    with pytest.raises(NlpexpError, match=rf"^{key} may not be set .* it leads to {outside}.* through a link"):
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+    (runs / "handed" / "tb").unlink()  # the same path without the link is fine
+    (cache / "mine").unlink()
+    _gate("-cd", str(tmp_path / "cd"), "experiment=e")
