@@ -367,6 +367,7 @@ def secret_run(tmp_path_factory, data_root):
     done = _run_py([*SMOKE, f"hydra.run.dir={tmp / 'run'}", f"paths.ledger_file={tmp / 'ledger.jsonl'}",
                     "logger=[tensorboard,wandb,mlflow]", "logger.wandb.mode=offline",  # mlflow: a store in the run
                     "+note=${oc.env:GITHUB_TOKEN}", f"+extra.my_api_key={LITERAL}",
+                    "+copied=${extra.my_api_key}",  # a preset's copy into a plain key: redacted by its value too
                     "model.name=${oc.env:WANDB_API_KEY}",  # -> TensorBoard hparams, W&B config, ledger
                     "logger.wandb.tags=[${oc.env:HF_TOKEN}]", "logger.wandb.group=${oc.env:MY_DB_PASSWORD}",
                     "+hydra.job.env_set.ACME_TOKEN=${oc.env:ACME_CREDENTIALS}"], tmp, data_root)

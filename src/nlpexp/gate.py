@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from nlpexp import NlpexpError, adapters
 from nlpexp.adapters import child, is_interpolation, is_none, raw
 from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR, check_sweep_keys, check_switches, check_targets
+from nlpexp.redaction import take_config_secrets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -45,6 +46,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         multirun = mode == RunMode.MULTIRUN
         cfg = hydra.compose_config(config_name=name, overrides=args.overrides, run_mode=mode or RunMode.RUN,
                                    parsed_overrides=parsed)
+        take_config_secrets(cfg)  # before any line of this command prints a value copied from one
         check_sweep_keys([o.key_or_group for o in parsed if o.is_sweep_override()], "the command line")
         groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
         typed = {o.key_or_group for o in parsed if o.key_or_group not in groups}  # values the person gave

@@ -25,7 +25,7 @@ from nlpexp.config import check_run, instantiate, to_container
 from nlpexp.metrics import check_finite
 from nlpexp.model import use_registry
 from nlpexp.observers import LedgerObserver, LoggerObserver, Observers, RunDirObserver, TrialObserver
-from nlpexp.redaction import redact, redact_hydra_files, redact_logs
+from nlpexp.redaction import redact, redact_hydra_files, redact_logs, take_config_secrets
 from nlpexp.schema import validate
 from nlpexp.trainer import settle_job_duration
 
@@ -55,6 +55,7 @@ def _attempt(cfg: DictConfig, main: bool, recorders: Observers, ledger: LedgerOb
     """Build, train and evaluate into `metrics`. Its own frame, so that a failed run's task (model, trainer) goes
     with the frames release_memory clears, not with run()'s, which a kept exception would hold."""
     with data_spec.recording_reads() as files_read:  # what provenance hashes: the files this run read
+        take_config_secrets(cfg)  # a secret-named key's value, wherever a config copies it
         redact_logs()
         redact_hydra_files()  # what Hydra wrote before this job started
         settle_job_duration(cfg)  # trainer.max_epochs or max_steps: whichever the command line or the trial set

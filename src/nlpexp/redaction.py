@@ -38,6 +38,27 @@ def take_secrets(environ: Mapping[str, str] | None = None) -> None:
     _TAKEN.update(v for name, v in environ.items() if _SECRET_ENV_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH)
 
 
+def take_config_secrets(cfg: Any) -> None:
+    """The values of a config's secret-named keys (`+db_password=...`) are secret values too, wherever they are
+    copied: a preset's `note: ${db_password}` is redacted like the key itself. What does not resolve yet (the
+    gate's `${hydra:...}`) is taken where it does: in the run."""
+    from omegaconf import OmegaConf
+
+    for path in _secret_key_paths(OmegaConf.to_container(cfg, resolve=False), ""):
+        value = OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, str | int) and not isinstance(value, bool) and len(str(value)) >= MIN_SECRET_LENGTH:
+            _TAKEN.add(str(value))
+
+
+def _secret_key_paths(node: Any, prefix: str) -> list[str]:
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    paths = []
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        paths += [path] if isinstance(key, str) and is_secret_key(key) else _secret_key_paths(value, path)
+    return paths
+
+
 def secret_values() -> list[str]:
     """The values taken so far, longest first (so a value containing another goes whole)."""
     return sorted(_TAKEN, key=len, reverse=True)
