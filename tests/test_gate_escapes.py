@@ -149,3 +149,37 @@ def test_a_path_a_file_names_may_not_lead_out_of_its_root_through_a_link(key, tm
     (runs / "handed" / "tb").unlink()  # the same path without the link is fine
     (cache / "mine").unlink()
     _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+
+
+def test_a_foreign_primary_config_is_refused_its_search_path_before_hydra_imports_what_it_names(tmp_path,
+                                                                                                  monkeypatch):
+    """Hydra imports a `pkg://` entry's package while it composes (`pkg://antigravity` opens a browser): a saved run
+    dir's config.yaml (-cp) that adds one is refused before the composition."""
+    marker, code = tmp_path / "MARKER", tmp_path / "code"
+    code.mkdir()
+    (code / "side_effect_pkg").mkdir()
+    (code / "side_effect_pkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(code))
+    primary = tmp_path / "run" / ".hydra"
+    _write(primary / "config.yaml", {"defaults": ["_self_"], "hydra": {"searchpath": ["pkg://side_effect_pkg"]}},
+           package=None)
+    with pytest.raises(NlpexpError, match=rf"^hydra\.searchpath may not be set .*{primary}/config\.yaml sets it"):
+        _gate("-cp", str(primary), "-cn", "config")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("seed: 1\nseed: 2\n", "found duplicate key seed"),
+    ("x: !!python/object/apply:os.system [touch marker]\n", "could not determine a constructor for the tag"),
+    ("x: " + "[" * 3000 + "]" * 3000 + "\n", "exceeded maximum nesting depth"),
+], ids=["duplicate-key", "python-tag", "deep"])
+def test_a_file_that_is_not_plain_yaml_ends_the_command_with_one_line_naming_it(text, problem, tmp_path):
+    from nlpexp.boundary import error_line, exit_code
+
+    preset = tmp_path / "cd" / "experiment" / "e.yaml"
+    preset.parent.mkdir(parents=True)
+    preset.write_text("# @package _global_\n" + text)
+    with pytest.raises(yaml.YAMLError) as caught:
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+    assert error_line(caught.value).startswith(f"{preset}, line ") and problem in error_line(caught.value)
+    assert exit_code(caught.value) == 2

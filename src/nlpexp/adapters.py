@@ -44,6 +44,13 @@ def main_hydra(calling_file: str, config_path: str, config_dir: str | None):
     return Hydra.create_main_hydra2(task_name="run", config_search_path=search_path)
 
 
+def primary_config(hydra: Any, name: str) -> tuple[str, Any] | None:
+    """(search path entry, config) of the primary config as Hydra reads it first, before its `hydra.searchpath`
+    extends the search path (importing the packages its `pkg://` entries name)."""
+    loaded = hydra.config_loader.repository.load_config(config_path=name)
+    return None if loaded is None else (loaded.path, loaded.config)
+
+
 def loaded_configs(hydra: Any, name: str, overrides: Sequence[str], multirun: bool) -> Iterator[tuple[str, str, Any]]:
     """(search path entry, config path, config) of every config the composition merges, in Hydra's order."""
     from hydra._internal.defaults_list import create_defaults_list

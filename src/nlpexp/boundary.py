@@ -15,6 +15,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+import yaml
+
 from nlpexp import NlpexpError, first_line, is_multiprocess, omegaconf_error, world_size
 
 log = logging.getLogger("nlpexp")
@@ -163,6 +165,11 @@ def error_line(err: BaseException, paths: dict[str, str] | None = None) -> str:
         return omegaconf_error(err)
     if isinstance(err, HydraException):
         return hydra_error_line(err)
+    if isinstance(err, yaml.YAMLError):  # a config file (a preset, a saved run's) that is not plain YAML
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}: " if mark is not None else ""
+        return f"{where}not plain YAML: {getattr(err, 'problem', None) or first_line(err)} (a config file holds " \
+               f"settings: no tags, no duplicate keys)"
     if isinstance(err, OSError) and err.filename:
         key = key_of(err.filename, paths)
         where = f"{key}: " if key else ""
@@ -178,7 +185,8 @@ def exit_code(err: BaseException) -> int:
 
     if isinstance(err, KeyboardInterrupt):
         return 128 + getattr(err, "signum", signal.SIGINT)  # as the shell reports a process ended by the signal
-    user_error = isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException)) or _service_key(err)
+    user_error = isinstance(err, (*USER_ERRORS, OmegaConfBaseException, HydraException, yaml.YAMLError)) or \
+        _service_key(err)
     return 2 if user_error else 1
 
 

@@ -41,6 +41,7 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
     name = args.config_name or config_name
     try:
         hydra = adapters.main_hydra(calling_file, args.config_path or config_path, args.config_dir)
+        _check_primary_searchpath(hydra, name, args.overrides)
         parsed = hydra.config_loader.parse_overrides(name, args.overrides)
         mode = RunMode.MULTIRUN if args.multirun else hydra.get_mode(name, args.overrides, parsed_overrides=parsed)
         multirun = mode == RunMode.MULTIRUN
@@ -62,6 +63,24 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         raise NlpexpError(hydra_error_line(err)) from err
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_primary_searchpath(hydra, name: str, overrides: Sequence[str]) -> None:
+    """A foreign primary config (a saved run's, -cp) may not extend the search path: Hydra imports the packages
+    its `pkg://` entries name while it composes, before any other check. The person's hydra.searchpath= wins."""
+    found = adapters.primary_config(hydra, name)
+    if found is None or any(o.lstrip("+").startswith("hydra.searchpath=") for o in overrides):
+        return
+    (scheme, _, folder), config = found[0].partition("://"), found[1]
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    hydra_node = config.get("hydra") if isinstance(config, DictConfig) else None
+    if scheme in INSTALLED or os.path.realpath(folder) in own or not isinstance(hydra_node, DictConfig) or \
+            "searchpath" not in hydra_node:
+        return
+    from nlpexp.file_keys import check_setting
+
+    file = os.path.join(folder, name if name.endswith(".yaml") else f"{name}.yaml")
+    check_setting(file, "hydra.searchpath", raw(child(hydra_node, "searchpath")), {})
 
 
 def _foreign_settings(hydra, name: str, overrides: Sequence[str], multirun: bool) -> Iterable:
