@@ -30,6 +30,12 @@ def _gate(*argv: str) -> None:
     check_command_line(list(argv), RUN_PY, str(CONFIG_DIR), "config")
 
 
+def _nested(key: str, value) -> dict:
+    """{"a": {"b": value}} for the key "a.b"."""
+    head, _, rest = key.partition(".")
+    return {head: _nested(rest, value) if rest else value}
+
+
 def _payload(log: Path, endpoint: str) -> dict:
     """Hydra settings that write outside the run roots and send the person's HF token where the file says."""
     return {"hydra": {"job": {"env_set": {"HF_ENDPOINT": endpoint}},
@@ -136,12 +142,7 @@ def test_a_path_a_file_names_may_not_lead_out_of_its_root_through_a_link(key, tm
     monkeypatch.setenv("NLPEXP_RUNS_DIR", str(runs))
     monkeypatch.setenv("NLPEXP_CACHE_DIR", str(cache))
     value = {"task.cache_dir": "${paths.cache_dir}/mine/x"}.get(key, "${paths.runs_dir}/handed/tb")
-    body: dict = {}
-    node = body
-    *parents, last = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
+    body = _nested(key, value)
     defaults = [{"override /logger": "tensorboard"}] if key.startswith("logger.") else []
     _write(tmp_path / "cd" / "experiment" / "e.yaml", {"defaults": defaults, **body})
     with pytest.raises(NlpexpError, match=rf"^{key} may not be set .* it leads to {outside}.* through a link"):
@@ -183,3 +184,26 @@ def test_a_file_that_is_not_plain_yaml_ends_the_command_with_one_line_naming_it(
         _gate("-cd", str(tmp_path / "cd"), "experiment=e")
     assert error_line(caught.value).startswith(f"{preset}, line ") and problem in error_line(caught.value)
     assert exit_code(caught.value) == 2
+
+
+@pytest.mark.parametrize("key,value,ok", [
+    ("model.name_or_path", "{tmp}/victim_private", False),  # its tokenizer files were copied into best_model
+    ("model.tokenizer", "~/.ssh", False),
+    ("loss.decoder_name_or_path", "../../victim", False),
+    ("model.name_or_path", "{runs}/2026-12-07/best_model", True),  # a trained run's folder
+    ("model.name_or_path", "${paths.runs_dir}/mine/best_model", True),
+    ("model.name_or_path", "sentence-transformers/all-MiniLM-L6-v2", True),  # the Hub
+    ("model.tokenizer", "bundled:all-MiniLM-L6-v2", True),
+    ("model.name_or_path", "registry:mine@best", True),
+], ids=str)
+def test_a_model_a_file_names_comes_from_the_hub_bundled_the_registry_or_a_run(key, value, ok, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setenv("NLPEXP_RUNS_DIR", str(runs))
+    _write(tmp_path / "cd" / "experiment" / "e.yaml",
+           _nested(key, value.replace("{tmp}", str(tmp_path)).replace("{runs}", str(runs))))
+    if ok:
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+    else:
+        with pytest.raises(NlpexpError, match=rf"^{key} may not be set .* a file may name a Hub model"):
+            _gate("-cd", str(tmp_path / "cd"), "experiment=e")

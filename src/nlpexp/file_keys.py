@@ -54,6 +54,20 @@ def _confined(key: str, value: Any, roots: dict) -> str | None:
     return None
 
 
+_HUB_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # `name` or `owner/name`
+
+
+def _model_source(key: str, value: Any, roots: dict) -> str | None:
+    """A model a file names comes from the Hub, the bundled ones, the registry, or a run's folder inside the roots:
+    not any local folder (its files would be copied into the run's model, and published from there)."""
+    if value is None or _HUB_ID.fullmatch(str(value)) or str(value).startswith(("bundled:", "registry:")):
+        return None
+    if _confined(key, value, roots):
+        return ("a file may name a Hub model (owner/name), bundled:<name>, registry:<name>[@alias] or a folder "
+                "inside paths.runs_dir or sweeps_dir (give another folder on the command line)")
+    return None
+
+
 def _in_data_root(key: str, value: Any, roots: dict) -> str | None:
     """Data a file names is read from the data root only (a preset could otherwise train on, and so copy into
     the run's predictions and model, any file the person can read)."""
@@ -128,6 +142,8 @@ FILE_KEYS: dict[str, Rule] = {
                                                                                             "localhost")),
     "logger.*.serve": OFF,
     "model.trust_remote_code": OFF, "model.allow_pickle_weights": OFF,  # nlpexp.config.SWITCHES
+    **{key: Rule("file", _model_source) for key in ("model.name_or_path", "model.tokenizer",
+                                                     "loss.decoder_name_or_path")},  # what a run loads and copies
     # -- under hydra: what a sweep varies and how many trials, and where its dirs go ...
     "hydra.mode": FILE,
     "hydra.run.dir": CONFINED, "hydra.sweep.dir": CONFINED, "hydra.sweep.subdir": Rule("file", _relative),
