@@ -2,11 +2,15 @@
 `model.name_or_path=registry:<name>@<alias>`.
 
     nlpexp registry register <run_dir> --name sbert-nli      # -> <paths.registry_dir>/sbert-nli/v<N>/
+    nlpexp registry register <eval run_dir> --name mine --model <the folder it evaluated>
     nlpexp registry list
     nlpexp registry show sbert-nli@best
     nlpexp registry publish sbert-nli@best --alias champion  # to the MLflow Model Registry (nlpexp.registry_mlflow)
 
 Aliases: `latest` (newest version), `best` (best value of the source run's optimized_metric), `v<N>`.
+An eval-only run (mode=eval) has no best_model/: register takes the model its config.yaml names only when that is
+`bundled:<name>` or `registry:<name>@<alias>` (looked up in this command's registry, --root); a run dir is data
+(docs/security.md), so any other folder is the one you name with --model.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from nlpexp.cli import ArgumentParser, command
+from nlpexp.cli import ArgumentParser, command, existing_dir
 from nlpexp.config import default_paths
 from nlpexp.model.registry import PREFIX, describe, model_folder, register, resolve, versions  # noqa: F401
 
@@ -37,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     reg = sub.add_parser("register", help="register a run's best model as the next version")
     reg.add_argument("run_dir", type=Path)
     reg.add_argument("--name", required=True)
+    reg.add_argument("--model", type=existing_dir, default=None,
+                     help="for an eval-only run: the model folder it evaluated (its config may name only a "
+                          "bundled: or registry: model)")
     sub.add_parser("list", help="every model and its versions")
     sub.add_parser("show", help="one version: NAME[@latest|@best|@vN]").add_argument("reference")
     publish = sub.add_parser("publish", help="publish a version to the MLflow Model Registry "
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.root or registry_dir()
     if args.command == "register":
-        print(register(args.run_dir, args.name, root))
+        print(register(args.run_dir, args.name, root, model=args.model))
     elif args.command == "list":
         for folder in sorted(p for p in root.glob("*") if p.is_dir()):
             print(f"{folder.name}: {', '.join(f'v{v}' for v in versions(folder.name, root))}")

@@ -72,7 +72,8 @@ def _training_run(client, version_dir: Path):
     (None, None) when there is none."""
     from mlflow.exceptions import MlflowException
 
-    with contextlib.suppress(OSError, ValueError, KeyError, MlflowException):  # MlflowException: another server's
+    # TypeError: a handed version's source.json that is no mapping; MlflowException: another server's run
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, MlflowException):
         run_dir = Path(json.loads((version_dir / "source.json").read_text())["run_dir"])
         run = client.get_run((run_dir / RUN_ID_FILE).read_text().strip())
         logged = client.search_logged_models([run.info.experiment_id], filter_string=

@@ -116,14 +116,18 @@ class ListOf(Rule):
 
 @dataclass(frozen=True)
 class MapOf(Rule):
-    """A mapping of names to values allowed by `value` (any value when None)."""
+    """A mapping of names (allowed by `key`, when given) to values allowed by `value` (any value when None)."""
 
     value: Rule | None = None
+    key: Rule | None = None
 
     def ok(self, value) -> bool:
-        return isinstance(value, dict) and (self.value is None or all(self.value.ok(v) for v in value.values()))
+        return isinstance(value, dict) and (self.value is None or all(self.value.ok(v) for v in value.values())) \
+            and (self.key is None or all(self.key.ok(k) for k in value))
 
     def __str__(self) -> str:
+        if self.key:
+            return f"a mapping of {self.key} to {self.value or 'anything'}"
         return "a mapping" + (f" of names to {self.value}" if self.value else "")
 
 

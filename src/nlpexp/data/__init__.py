@@ -45,7 +45,7 @@ class DataSpec:
         self,
         name: Name,
         root: Name,
-        sources: Mapping[str, Mapping | None],
+        sources: Mapping[str, Mapping | None],  # each checked against readers.SOURCE: Hub ids, no paths
         splits: Mapping[str, Sequence[Name]],
         columns: Mapping[str, Name | None] | None = None,
         label_names: Sequence[Name] | None = None,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nlpexp import NlpexpError, first_line
 from nlpexp.paths import hub_reachable, project_root
+from nlpexp.rules import MapOf, Maybe, Text
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,21 @@ JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number
               dict: "object"}
 
 
+_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.))*"  # letters, digits, '-', '_', '.', no '..'; not '.' or '-' first
+# 'owner/name' only: a bare name can be one of datasets' builders (`text`, `csv`, `json`, ...), which read the
+# files of the current folder, and a path is read as a local folder; a config file is data (docs/security.md).
+HUB_ID = Text(f"{_PART}/{_PART}", "a Hub dataset id 'owner/name' (letters, digits, '-', '_', '.'; each part "
+                                  "starting with a letter or digit; no '..')")
+HUB_CONFIG = Text(_PART, "a config name (letters, digits, '-', '_', '.'; starting with a letter or digit)")
+SPLIT = Text(_PART, "a split name (letters, digits, '-', '_', '.'; starting with a letter or digit)")
+# data.sources.<folder>: what a source may say, and nothing else (an unknown key is refused)
+SOURCE = {"hub_id": Maybe(HUB_ID), "hub_config": Maybe(HUB_CONFIG),
+          "hub_splits": Maybe(MapOf(SPLIT, key=Text(_PART, "a split name")))}
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where a folder of the mirror also lives on the Hub (data.sources.<folder>)."""
+    """Where a folder of the mirror also lives on the Hub (data.sources.<folder>; its rules: SOURCE)."""
     hub_id: str | None = None
     hub_config: str | None = None
     hub_splits: tuple[tuple[str, str], ...] = ()  # (mirror split, hub split) pairs; hashable for the cache
@@ -139,6 +152,9 @@ def read_split(root: Path, folder: str, split: str, source: Source):
             raise NlpexpError(f"data root {root} does not exist; set NLPEXP_DATA_DIR to the dataset mirror")
         raise NlpexpError(f"split '{folder}/{split}' not found: {why}. Splits present in {directory}: "
                           f"{', '.join(local_splits(directory)) or 'none'}")
+    if os.path.lexists(source.hub_id):  # datasets would read that local folder (the current folder's) instead
+        raise NlpexpError(f"hub dataset '{source.hub_id}' is also a path in the current folder {Path.cwd()}, which "
+                          f"datasets would read instead of the Hub: run from another folder")
     import datasets
 
     hub_split = dict(source.hub_splits).get(split, split)
@@ -158,8 +174,10 @@ def missing_split(root: Path, folder: str, split: str, hub_id: str | None) -> st
 
 
 def check_data_files(data: dict, path: str) -> None:
-    """The files a data node names exist (or have a Hub copy), checked with the settings before anything heavy is
-    imported: a wrong data root is one line in a second, naming the setting it came from."""
+    """A data node's sources name Hub datasets (SOURCE), and the files it names exist (or have a Hub copy), checked
+    with the settings before anything heavy is imported: a wrong data root is one line in a second, naming the
+    setting it came from."""
+    _check_sources(data.get("sources") or {}, path)
     given = {role: _given_file(f"{path}.{role}", data[role]) for role in ("train", "validation", "test")
              if data.get(role)}
     optional = set(data.get("optional_roles") or ())
@@ -176,6 +194,18 @@ def check_data_files(data: dict, path: str) -> None:
         f"{', '.join(missing)} not found under {root} ({present})"
     hub = " and the Hub is unreachable" if any(sources.values()) else ""
     raise NlpexpError(f"{where}{hub}: {_root_setting(data['root'], path)}")
+
+
+def _check_sources(sources: Mapping, path: str) -> None:
+    """Each `<path>.sources.<folder>` against SOURCE, one line naming the key (data.sources.evil.hub_id). Here, not
+    in DataSpec's annotation: the schema hands a node's checks no value of a mapping of groups it walked."""
+    for folder, source in sources.items():
+        for key, value in (source or {}).items():  # (the annotation's rule refused a source that is no mapping)
+            where = f"{path}.sources.{folder}.{key}"
+            if key not in SOURCE:
+                raise NlpexpError(f"{where} is not a setting; known: {', '.join(SOURCE)}")
+            if not SOURCE[key].ok(value):
+                raise NlpexpError(f"{where} must be {SOURCE[key]}, got {value!r}")
 
 
 def _root_setting(root: str, path: str) -> str:

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from nlpexp import NlpexpError, registry_mlflow
+from nlpexp import NlpexpError, first_line, registry_mlflow
 from nlpexp.copies import copy_file, copy_tree, refuse_links
 from nlpexp.model.weights import BUNDLED_PREFIX, bundled_path
-from nlpexp.paths import hub_cached
 
 PREFIX = "registry:"
 REGISTER = "registry register"
@@ -48,19 +47,19 @@ def versions(name: str, root: Path) -> list[int]:
     return sorted(int(p.name[1:]) for p in model_folder(name, root).glob("v*") if p.is_dir() and p.name[1:].isdigit())
 
 
-def register(run_dir: Path, name: str, root: Path, direction: str | None = None) -> Path:
+def register(run_dir: Path, name: str, root: Path, direction: str | None = None, model: Path | None = None) -> Path:
     """Copy `run_dir/best_model` with the run's config and metrics into the next version of `name` in the registry
-    `root` (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's)."""
+    `root` (`direction` of its optimized_metric: maximize unless given; a sweep knows its study's). An eval-only
+    run has no best_model/: `model` is the folder it evaluated, as the person names it (`--model`)."""
     run_dir = Path(run_dir).resolve()
     folder = model_folder(name, root)
     config_file = run_dir / "config.yaml"
     has_config = config_file.exists() or config_file.is_symlink()
-    if has_config:
-        refuse_links(config_file, REGISTER)  # before reading it
-    config = (yaml.safe_load(config_file.read_text()) if has_config else None) or {}
-    model = _model_of(run_dir, config, root)
+    config = _run_config(config_file) if has_config else {}
+    model = _model_of(run_dir, config, root, model)
     for source in (model, run_dir / "metrics.json"):
         refuse_links(source, REGISTER)  # all of it checked before anything is created
+    read_mapping(run_dir / "metrics.json")  # what `show` and `@best` read later
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
@@ -82,32 +81,70 @@ def register(run_dir: Path, name: str, root: Path, direction: str | None = None)
     return target
 
 
-def _model_of(run_dir: Path, config: dict, root: Path) -> Path:
-    """The folder to register: the run's best_model/, or for an eval-only run the local model it evaluated."""
+def read_mapping(path: Path) -> dict:
+    """The mapping a run's or a version's config.yaml, metrics.json or source.json holds. These files come from
+    others (docs/security.md): anything else is one NlpexpError naming the file. Opened without following a link."""
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as file:
+            text = file.read()
+        value = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:  # (ValueError: JSONDecodeError, UnicodeDecodeError)
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise NlpexpError(f"{path} is not valid {kind} ({first_line(err)}); it is not a file nlpexp wrote") from None
+    if value is None and path.suffix != ".json":  # an empty config.yaml: no settings
+        return {}
+    if not isinstance(value, dict):
+        raise NlpexpError(f"{path} holds a {type(value).__name__}, not a mapping of keys to values; it is not a "
+                          f"file nlpexp wrote")
+    return value
+
+
+def _run_config(config_file: Path) -> dict:
+    """A run's config.yaml, with the settings register reads checked: one NlpexpError naming the first bad one."""
+    refuse_links(config_file, REGISTER)  # before reading it
+    config = read_mapping(config_file)
+    _expect(config_file, "model", config.get("model"), dict)
+    _expect(config_file, "model.name_or_path", (config.get("model") or {}).get("name_or_path"), str)
+    _expect(config_file, "optimized_metric", config.get("optimized_metric"), str)
+    return config
+
+
+def _expect(file: Path, key: str, value, kind: type) -> None:
+    if value is not None and not isinstance(value, kind):
+        what = "a mapping of settings" if kind is dict else "a string"
+        raise NlpexpError(f"{file}: {key} must be {what} or null, got {value!r}; it is not the config of an nlpexp run")
+
+
+def _model_of(run_dir: Path, config: dict, root: Path, given: Path | None) -> Path:
+    """The folder to register: the run's best_model/, or for an eval-only run the model it evaluated."""
     if not (run_dir / "metrics.json").is_file():
         raise NlpexpError(f"{run_dir} has no metrics.json: it is not the run dir of a finished run "
                           f"(`nlpexp runs --status failed` says why a run ended)")
     if (run_dir / "best_model").is_dir() or (run_dir / "best_model").is_symlink():
+        if given is not None:
+            raise NlpexpError(f"{run_dir} has a best_model/ of its own, which register copies: --model is for an "
+                              f"eval-only run only; leave it out")
         return run_dir / "best_model"  # (a symlink: register refuses it, with one line)
-    model = config.get("model") or {}
     if config.get("mode") not in ("eval", "test"):
         raise NlpexpError(f"{run_dir} has no best_model/: register the run dir of a finished training run")
+    return Path(given) if given is not None else _evaluated(run_dir, config.get("model") or {}, root)
+
+
+def _evaluated(run_dir: Path, model: dict, root: Path) -> Path:
+    """The model an eval-only run's config names, where that cannot be an arbitrary local folder: the config is
+    data, and a `name_or_path: ~/.ssh` would be copied into the registry (and published). Allowed: a bundled:
+    model, and a registry:<name>@<alias> of `root`, the registry the command was given (not the run's)."""
     source = model.get("name_or_path")
-    folder = _local_folder(source, (config.get("paths") or {}).get("registry_dir") or root) if source else None
-    if folder is None or not folder.is_dir():
-        raise NlpexpError(f"{run_dir} is an eval-only run of model {model.get('name')!r}, which is "
-                          f"{'a random-init model' if not source else f'not a local folder ({source})'}: "
-                          f"there is no model folder to register")
-    return folder
-
-
-def _local_folder(source: str, root: Path) -> Path | None:
-    """The folder a model.name_or_path names (bundled:, registry:, a folder, a cached Hub id), if any."""
+    if source is None:
+        raise NlpexpError(f"{run_dir} is an eval-only run of model {model.get('name')!r}, which is a random-init "
+                          f"model: there is no model folder to register")
     if source.startswith(BUNDLED_PREFIX):
         return Path(bundled_path(source.removeprefix(BUNDLED_PREFIX)))
-    if source.startswith(PREFIX):
+    if source.startswith(PREFIX) and not source.removeprefix(PREFIX).startswith(registry_mlflow.SCHEME):
         return resolve(source, Path(root))
-    return Path(source).expanduser() if Path(source).expanduser().is_dir() else hub_cached(source)
+    raise NlpexpError(f"{run_dir} is an eval-only run of {source!r}: a run's config may name only a bundled:<name> "
+                      f"or registry:<name>@<alias> model to register; name the folder it evaluated yourself with "
+                      f"--model <folder>")
 
 
 def link_best(name: str, root: Path) -> Path:
@@ -145,20 +182,31 @@ def resolve(reference: str, root: Path) -> Path:
 
 
 def _best_version(name: str, known: list[int], root: Path) -> int:
-    def score(version: int) -> float:
-        folder = model_folder(name, root) / f"v{version}"
-        refuse_links(folder, f"registry:{name}@best", below=Path(root))  # before reading what it holds
-        source = json.loads((folder / "source.json").read_text())
-        value = json.loads((folder / "metrics.json").read_text()).get(source.get("optimized_metric"))
-        if value is None:
-            return float("-inf")
-        return value if source.get("direction", "maximize") == "maximize" else -value
+    return max(known, key=lambda v: (_score(model_folder(name, root) / f"v{v}", name, root), v))
 
-    return max(known, key=lambda v: (score(v), v))
+
+def _score(folder: Path, name: str, root: Path) -> float:
+    """A version's value of its source run's optimized_metric, higher is better (-inf: it has none)."""
+    refuse_links(folder, f"registry:{name}@best", below=Path(root))  # before reading what it holds
+    source, metrics = _entry(folder)
+    value = metrics.get(source.get("optimized_metric"))
+    if value is None:
+        return float("-inf")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise NlpexpError(f"{folder / 'metrics.json'}: {source['optimized_metric']} must be a number, got {value!r}")
+    return value if source.get("direction", "maximize") == "maximize" else -value
+
+
+def _entry(folder: Path) -> tuple[dict, dict]:
+    """A version's source.json and metrics.json (data: a registry can be handed over), checked."""
+    source = read_mapping(folder / "source.json")
+    if not isinstance(source.get("optimized_metric"), str | None):
+        raise NlpexpError(f"{folder / 'source.json'}: optimized_metric must be a string or null, got "
+                          f"{source['optimized_metric']!r}; it is not a file nlpexp wrote")
+    return source, read_mapping(folder / "metrics.json")
 
 
 def describe(name: str, version: int, root: Path) -> dict:
     folder = model_folder(name, root) / f"v{version}"
-    return {"name": name, "version": f"v{version}", "path": str(folder / "model"),
-            **json.loads((folder / "source.json").read_text()),
-            "metrics": json.loads((folder / "metrics.json").read_text())}
+    source, metrics = _entry(folder)
+    return {"name": name, "version": f"v{version}", "path": str(folder / "model"), **source, "metrics": metrics}

@@ -1,0 +1,193 @@
+"""Run dirs, registry entries and data sources that others hand over are data (docs/security.md): what their files
+say never picks a local folder to copy or read, and a malformed file is one `error:` line naming it, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nlpexp import NlpexpError, registry
+from nlpexp.config import CONFIG_DIR, compose
+from nlpexp.data.readers import Source, read_split
+from nlpexp.schema import validate
+
+EVAL_CONFIG = "mode: eval\noptimized_metric: val/accuracy\nmodel: {{name: innocent, name_or_path: {source}}}\n"
+
+
+def _eval_run(folder: Path, source: str, extra: str = "") -> Path:
+    """A handed eval-only run dir: its metrics, and a config that names the model it says it evaluated."""
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"val/accuracy": 0.9}))
+    (folder / "config.yaml").write_text(EVAL_CONFIG.format(source=source) + extra)
+    return folder
+
+
+def _model(folder: Path, content: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "weights").write_text(content)
+    return folder
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and captured.err.startswith("error: "), \
+        captured.err
+    return captured.err
+
+
+def _copied(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+# ---- 1. an eval-only run's config does not choose the folder register copies ----
+
+def test_an_eval_only_run_does_not_copy_the_local_folder_its_config_names(tmp_path, capsys):
+    victim = tmp_path / "x" / "victim_private"
+    victim.mkdir(parents=True)
+    (victim / "id_rsa").write_text("PLANTED PRIVATE KEY")
+    run = _eval_run(tmp_path / "run", str(victim))
+    root = tmp_path / "registry"
+    assert registry.main(["--root", str(root), "register", str(run), "--name", "innocent"]) == 2
+    assert "--model" in _one_error_line(capsys)
+    assert "id_rsa" not in _copied(root)
+
+
+def test_the_person_names_the_evaluated_folder_on_the_command_line(tmp_path, capsys):
+    run = _eval_run(tmp_path / "run", "/somewhere/else")
+    mine = _model(tmp_path / "mine", "my weights")
+    root = tmp_path / "registry"
+    assert registry.main(["--root", str(root), "register", str(run), "--name", "m", "--model", str(mine)]) == 0
+    assert (root / "m" / "v1" / "model" / "weights").read_text() == "my weights"
+
+
+def test_model_is_refused_for_a_run_with_its_own_best_model(tmp_path, capsys):
+    run = _eval_run(tmp_path / "run", "null")
+    _model(run / "best_model", "trained")
+    root = tmp_path / "registry"
+    assert registry.main(["--root", str(root), "register", str(run), "--name", "m",
+                          "--model", str(_model(tmp_path / "other", "x"))]) == 2
+    assert "best_model" in _one_error_line(capsys) and _copied(root) == []
+
+
+def test_a_registry_reference_is_looked_up_in_the_registry_the_command_was_given(tmp_path, capsys):
+    root, theirs = tmp_path / "registry", tmp_path / "their_registry"
+    for folder, content in ((root, "public weights"), (theirs, "PLANTED PRIVATE WEIGHTS")):
+        trained = tmp_path / f"trained-{folder.name}"
+        _model(trained / "best_model", content)
+        (trained / "metrics.json").write_text("{}")
+        registry.register(trained, "base", folder)
+    run = _eval_run(tmp_path / "run", "'registry:base@latest'", f"paths: {{registry_dir: {theirs}}}\n")
+    assert registry.main(["--root", str(root), "register", str(run), "--name", "evaluated"]) == 0
+    assert (root / "evaluated" / "v1" / "model" / "weights").read_text() == "public weights"
+
+
+# ---- 2. a malformed file of a run dir or registry entry is one error line naming it ----
+
+def _version(root: Path, metrics: str, source: str = '{"optimized_metric": "val/acc"}') -> None:
+    folder = root / "m" / "v1"
+    (folder / "model").mkdir(parents=True)
+    (folder / "metrics.json").write_text(metrics)
+    (folder / "source.json").write_text(source)
+
+
+MALFORMED_ENTRIES = [  # metrics.json, source.json, the file the line must name
+    ('["val/acc", 1]', '{"optimized_metric": "val/acc"}', "metrics.json"),
+    ("{not json", '{"optimized_metric": "val/acc"}', "metrics.json"),
+    ('{"val/acc": 0.5}', "[1, 2]", "source.json"),
+    ('{"val/acc": 0.5}', '{"optimized_metric": ["val/acc"]}', "source.json"),
+]
+
+
+@pytest.mark.parametrize("metrics,source,named,alias", [
+    *((*entry, alias) for entry in MALFORMED_ENTRIES for alias in ("latest", "best")),
+    ('{"val/acc": "high"}', '{"optimized_metric": "val/acc"}', "metrics.json", "best"),  # read to pick the best
+])
+def test_show_of_a_malformed_registry_entry_is_one_error_line(metrics, source, named, alias, tmp_path, capsys):
+    _version(tmp_path / "registry", metrics, source)
+    assert registry.main(["--root", str(tmp_path / "registry"), "show", f"m@{alias}"]) == 2
+    assert named in _one_error_line(capsys)
+
+
+def test_publish_of_an_entry_whose_source_is_no_mapping_uploads_the_version(tmp_path):
+    """(the source run is looked for on the server only when source.json names one)"""
+    from nlpexp.registry_mlflow import _training_run
+
+    _version(tmp_path / "registry", "{}", "[1, 2]")
+    assert _training_run(None, tmp_path / "registry" / "m" / "v1") == (None, None)
+
+
+@pytest.mark.parametrize("config,named", [
+    ("mode: eval\nmodel: [unclosed\n", "config.yaml"),
+    ("- mode\n- eval\n", "config.yaml"),
+    ('mode: eval\nmodel: "x"\n', "model"),
+    ("mode: eval\nmodel: {name_or_path: 5}\n", "model.name_or_path"),
+    ("mode: eval\noptimized_metric: [a, b]\nmodel: {name_or_path: 'bundled:x'}\n", "optimized_metric"),
+])
+def test_register_of_a_malformed_run_config_is_one_error_line(config, named, tmp_path, capsys):
+    run = _eval_run(tmp_path / "run", "null")
+    (run / "config.yaml").write_text(config)
+    root = tmp_path / "registry"
+    assert registry.main(["--root", str(root), "register", str(run), "--name", "m"]) == 2
+    error = _one_error_line(capsys)
+    assert "config.yaml" in error and named in error and _copied(root) == []
+
+
+def test_register_of_a_run_whose_metrics_are_no_mapping_is_one_error_line(tmp_path, capsys):
+    run = _model(tmp_path / "run" / "best_model", "w").parent
+    (run / "metrics.json").write_text("[0.9]")
+    assert registry.main(["--root", str(tmp_path / "registry"), "register", str(run), "--name", "m"]) == 2
+    assert "metrics.json" in _one_error_line(capsys) and _copied(tmp_path / "registry") == []
+
+
+# ---- 3. a data source names a Hub dataset, nothing else ----
+
+def _compose(tmp_path, overrides):
+    return compose([f"paths.output_dir={tmp_path}/run", f"paths.ledger_file={tmp_path}/ledger.jsonl",
+                    "model=tiny_bert", *overrides])
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["+data.sources.evil.hub_id=/tmp/outside"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_id='~/outside'"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_id=../outside"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_id=owner/../outside"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_id=owner/na..me"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_id=a/b/c"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_id=text"], "data.sources.evil.hub_id"),  # datasets' builder: reads the current folder
+    (["+data.sources.evil.hub_id=5"], "data.sources.evil.hub_id"),
+    (["+data.sources.evil.hub_config=/tmp/x"], "data.sources.evil.hub_config"),
+    (["+data.sources.evil.hub_splits=[1,2]"], "data.sources.evil.hub_splits"),
+    (["+data.sources.evil.hub_splits.train=../x"], "data.sources.evil.hub_splits"),
+    (["+data.sources.evil.hub_splits={1: train}"], "data.sources.evil.hub_splits"),
+    (["+data.sources.evil.data_files=/tmp/x"], "data.sources.evil.data_files"),
+    (["data.sources.snli.hub_id=/tmp/outside"], "data.sources.snli.hub_id"),
+    (["task=sbert_nli", "+task.sts.sources.evil.hub_id=/tmp/outside"], "task.sts.sources.evil.hub_id"),
+])
+def test_a_data_source_is_a_hub_id_and_nothing_else(overrides, key, tmp_path):
+    with pytest.raises(NlpexpError) as err:
+        validate(_compose(tmp_path, overrides))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(key + " "), message
+
+
+@pytest.mark.parametrize("data", sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml") if p.stem != "files"))
+def test_every_bundled_data_source_is_allowed(data, tmp_path):
+    task = {"dialogsum": ["task=summarization", "model=tiny_t5"], "ko_dialogsum": ["task=summarization",
+                                                                                  "model=tiny_t5"]}
+    validate(_compose(tmp_path, [*task.get(data, ["task=classification"]), f"data={data}",
+                                 "+data.sources.extra.hub_id=owner-1/name_2.v3",
+                                 "+data.sources.extra.hub_splits.validation=validation_matched",
+                                 "+data.sources.none=null"]))
+
+
+def test_a_hub_id_that_is_a_local_folder_is_not_read(tmp_path, monkeypatch):
+    """datasets.load_dataset reads a local folder of that name (relative to the current folder) before the Hub."""
+    folder = tmp_path / "owner" / "name"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text('{"text": "PLANTED", "label": 0}\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nlpexp.data.readers.hub_reachable", lambda: True)
+    with pytest.raises(NlpexpError, match="owner/name"):
+        read_split(tmp_path / "mirror", "local-folder-test", "train", Source("owner/name"))
