@@ -4,6 +4,7 @@ say never picks a local folder to copy or read, and a malformed file is one `err
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,26 @@ def test_a_hub_id_that_is_a_local_folder_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr("nlpexp.data.readers.hub_reachable", lambda: True)
     with pytest.raises(NlpexpError, match="owner/name"):
         read_split(tmp_path / "mirror", "local-folder-test", "train", Source("owner/name"))
+
+
+def test_an_mlflow_version_whose_source_is_another_host_gets_no_credentials(tmp_path, monkeypatch):
+    """Whoever created a version in the registry chose its source, and MLflow sends the tracking credentials to
+    any http source it downloads from. (An `mlflow server` refuses such a source unless told otherwise, so the
+    registry here is a local store, which takes any.)"""
+    from mlflow import MlflowClient
+
+    from nlpexp.model import registry as model_registry
+    from tests.test_config_is_data import Listener
+
+    listener, store = Listener(), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    client.create_registered_model("elsewhere")
+    source = f"{listener.url}/mlflow-artifacts/artifacts/model"  # the path MLflow's http artifact store expects
+    client.create_model_version("elsewhere", source=source)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "planted-user")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "planted-password-123")
+    with pytest.raises(NlpexpError, match=rf"^registry:mlflow:elsewhere@v1: the version's source {re.escape(source)} "
+                                          rf"is not on the tracking server"):
+        model_registry.resolve("registry:mlflow:elsewhere@v1", tmp_path / "registry")
+    assert listener.close() == b""

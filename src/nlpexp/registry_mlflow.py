@@ -92,6 +92,7 @@ def resolve(reference: str, root: Path) -> Path:
     client = _client(name, None, f"set MLFLOW_TRACKING_URI to the server that holds registry:{reference}")
     try:
         version = _version(client, name, alias or "latest")
+        _check_source(version.source, client.tracking_uri, f"registry:{reference}")
         target = root / ".mlflow" / name / f"v{version.version}"
         refuse_links_on_the_way(target, f"registry:{reference}", below=Path(root))  # nothing downloaded through one
         if not target.is_dir():
@@ -110,6 +111,25 @@ def resolve(reference: str, root: Path) -> Path:
     if (target / "MLmodel").is_file():  # a logged model: its flavor's data folder
         return next((target / d for d in DATA_DIRS if (target / d).is_dir()), target)
     raise NlpexpError(f"registry:{reference}: MLflow version {version.version} holds no nlpexp model folder")
+
+
+# Where a version's source may be downloaded from: what the tracking server itself serves, and object stores (their
+# credentials go to their own provider). An http(s) source elsewhere would be sent the server's credentials
+# (MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN, which MLflow adds for any http artifact URI), and a local path would
+# copy any folder of this machine into the registry: whoever created the version chose it, not the person.
+_SERVED = ("models", "runs", "mlflow-artifacts", "s3", "gs", "wasbs", "abfss", "hdfs", "oss")
+
+
+def _check_source(source: str, tracking_uri: str, reference: str) -> None:
+    from urllib.parse import urlsplit
+
+    found, server = urlsplit(source or ""), urlsplit(tracking_uri)
+    local_store = server.scheme in ("", "file", "sqlite")  # the person's own machine holds the whole registry
+    if found.scheme in _SERVED or (found.scheme in ("", "file") and local_store) or \
+            (found.scheme in ("http", "https") and (found.scheme, found.netloc) == (server.scheme, server.netloc)):
+        return
+    raise NlpexpError(f"{reference}: the version's source {source} is not on the tracking server {tracking_uri}: "
+                      f"nlpexp downloads only from the server (its credentials would go where the source points)")
 
 
 def _version(client, name: str, alias: str):
