@@ -207,3 +207,18 @@ def test_a_model_a_file_names_comes_from_the_hub_bundled_the_registry_or_a_run(k
     else:
         with pytest.raises(NlpexpError, match=rf"^{key} may not be set .* a file may name a Hub model"):
             _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+
+
+@pytest.mark.parametrize("sweep,error,refusal", [
+    ("shuffle(choice(tiny_bert,evil))", NlpexpError, "model\\.trust_remote_code may not be set"),  # a wrapped choice
+    ("range(0,2)", ValueError, "Config group override must be a string"),  # what each trial would have failed with
+    ("interval(0,1)", NlpexpError, "Can only enumerate CHOICE and RANGE sweeps"),
+], ids=["shuffle", "range", "interval"])
+def test_any_sweep_of_a_group_is_listed_or_refused_before_the_sweep(sweep, error, refusal, tmp_path):
+    cd = tmp_path / "cd"
+    _write(cd / "model" / "evil.yaml", {**yaml.safe_load((CONFIG_DIR / "model" / "tiny_bert.yaml").read_text()),
+                                        "trust_remote_code": True}, package=None)
+    _write(cd / "hparams_search" / "h.yaml", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                              "hydra": {"sweeper": {"params": {"model": sweep}}}})
+    with pytest.raises(error, match=refusal):
+        _gate("-m", "-cd", str(cd), "hparams_search=h")

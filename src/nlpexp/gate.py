@@ -175,8 +175,8 @@ def _resolved(cfg: DictConfig, key: str) -> str | None:
 def _group_sweep_options(cfg: DictConfig, parsed: list, loader, name: str) -> Iterator[list[str]]:
     """The command line with one value a sweep could give a config group in place of its sweep, for every group
     swept on the command line or named in hydra.sweeper.params (`+new_group`, `group@package` alike): each option
-    of a choice() or glob(), else the value as written (one option, or a list of options merged together). A
-    foreign option is a foreign file, checked like any other (a preset in a -cd dir is an option too)."""
+    of a choice(), glob() or range() (numbers name options too; an interval() is refused, as Hydra cannot list it),
+    else the value as written (an option, or a list of options Hydra merges). A foreign option is a foreign file."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
@@ -188,7 +188,7 @@ def _group_sweep_options(cfg: DictConfig, parsed: list, loader, name: str) -> It
                                                                                          typed)]) if not o.is_delete()]
     for sweep in swept:
         fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != sweep.key_or_group]
-        values = sweep.sweep_string_iterator() if sweep.is_choice_sweep() else [sweep.input_line.split("=", 1)[1]]
+        values = sweep.sweep_string_iterator() if sweep.is_sweep_override() else [sweep.input_line.split("=", 1)[1]]
         for value in values:
             yield [*fixed, f"{sweep.get_key_element()}={value}"]
 
