@@ -222,3 +222,19 @@ def test_any_sweep_of_a_group_is_listed_or_refused_before_the_sweep(sweep, error
                                               "hydra": {"sweeper": {"params": {"model": sweep}}}})
     with pytest.raises(error, match=refusal):
         _gate("-m", "-cd", str(cd), "hparams_search=h")
+
+
+@pytest.mark.parametrize("variable", ["XDG_CONFIG_HOME", "HOME", "GIT_CONFIG_GLOBAL"])
+def test_provenance_git_reads_no_config_a_jobs_environment_points_at(variable, tmp_path, monkeypatch):
+    """A trial's env_set (or a file that got past the gate) could point git at a config whose core.fsmonitor runs a
+    command at `git status`: provenance's git reads the checkout's own config only."""
+    from nlpexp.paths import git_state
+
+    marker, home = tmp_path / "MARKER", tmp_path / "home"
+    hook = f'[core]\n\tfsmonitor = "touch {marker}; false"\n'
+    for config in (home / ".gitconfig", home / "git" / "config", home / "gitconfig"):
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(hook)
+    monkeypatch.setenv(variable, str(home / "gitconfig") if variable == "GIT_CONFIG_GLOBAL" else str(home))
+    assert git_state()["commit"]  # still read from the checkout
+    assert not marker.exists()

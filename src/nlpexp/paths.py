@@ -38,13 +38,18 @@ def require_config_dir() -> None:
 GIT = shutil.which("git", path=os.defpath) or "/usr/bin/git"
 
 
+# git reads hooks and commands from its config files (core.fsmonitor runs one at `git status`), found through the
+# environment (HOME, XDG_CONFIG_HOME, GIT_*), which a job's env_set may have changed: only the checkout's own config.
+_GIT_ENV = {"PATH": os.defpath, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
+
+
 def git_state() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LD_", "DYLD_"))} | {"PATH": os.defpath}
+    root = str(project_root())
 
     def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run([GIT, "-C", str(project_root()), *args], capture_output=True, text=True,
-                                  timeout=10, env=env)
+        try:  # safe.directory: the checkout is trusted (a container's mount may have another owner)
+            done = subprocess.run([GIT, "-c", f"safe.directory={root}", "-c", "core.fsmonitor=false", "-C", root,
+                                   *args], capture_output=True, text=True, timeout=10, env=_GIT_ENV)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
