@@ -238,3 +238,30 @@ def test_provenance_git_reads_no_config_a_jobs_environment_points_at(variable, t
     monkeypatch.setenv(variable, str(home / "gitconfig") if variable == "GIT_CONFIG_GLOBAL" else str(home))
     assert git_state()["commit"]  # still read from the checkout
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("params", [
+    {"task": "classification", "data": "imdb", "model": "x"},  # plain values: one trial
+    {"task": "choice(sbert_nli,classification)", "data": "imdb", "model": "x"},
+], ids=["plain", "choice"])
+def test_groups_swept_together_are_checked_in_every_combination(params, tmp_path):
+    """model/x.yaml loads zz/<task>.yaml: with the base task (sbert_nli) nothing, with task=classification a file
+    that sets env_set and a log file. Each group's values checked on their own would never compose the two."""
+    cd = tmp_path / "cd"
+    _write(cd / "model" / "x.yaml", {"defaults": ["tiny_bert", {"optional /zz@_global_": "${task}"}, "_self_"]},
+           package=None)
+    _write(cd / "zz" / "classification.yaml", _payload(tmp_path / "OUTSIDE.log", "http://127.0.0.1:9"))
+    _write(cd / "experiment" / "x.yaml", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                          "hydra": {"sweeper": {"params": params}}})
+    with pytest.raises(NlpexpError, match=rf"^hydra\.job\.env_set\.HF_ENDPOINT may not be set .*{cd}/zz/classif"):
+        _gate("-m", "-cd", str(cd), "experiment=x", "debug=smoke")
+
+
+def test_a_sweep_of_too_many_combinations_with_foreign_configs_is_refused(tmp_path):
+    cd = tmp_path / "cd"
+    _write(cd / "experiment" / "x.yaml", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                          "hydra": {"sweeper": {"params": {"model": "glob(*)", "data": "glob(*)"}}}})
+    with pytest.raises(NlpexpError, match=r"^this sweep varies data, model together \(\d+ combinations\) with configs "
+                                          r"from outside conf/: more than the 64"):
+        _gate("-m", "-cd", str(cd), "experiment=x")
+    _gate("-m", "hparams_search=model_comparison")  # the project's own configs: each option on its own, as before

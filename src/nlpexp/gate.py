@@ -56,13 +56,24 @@ def check_command_line(argv: Sequence[str], calling_file: str, config_path: str,
         _check(cfg, _foreign_settings(hydra, name, args.overrides, multirun), typed, args.overrides)
         if multirun and not inspecting:
             _validate_sweep_base(cfg)
-        for overrides in _group_sweep_options(cfg, parsed, hydra.config_loader, name):
-            option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
-            _check(option, _foreign_settings(hydra, name, overrides, True), typed, args.overrides)
+        if any(o.is_sweep_override() for o in parsed) or OmegaConf.select(cfg, "hydra.sweeper.params", default=None):
+            _check_swept_configs(hydra, name, cfg, parsed, typed, args.overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise NlpexpError(hydra_error_line(err)) from err
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_swept_configs(hydra, name: str, cfg: DictConfig, parsed: list, typed: set, command_line: list) -> None:
+    """Every config the sweep could compose (nlpexp.swept_configs), checked as the base config was."""
+    from hydra.types import RunMode
+
+    from nlpexp.swept_configs import swept_command_lines
+
+    combined = _foreign(hydra, name, command_line)  # then every combination of the swept groups' values
+    for overrides in swept_command_lines(cfg, parsed, hydra.config_loader, name, combined):
+        option = hydra.compose_config(config_name=name, overrides=overrides, run_mode=RunMode.MULTIRUN)
+        _check(option, _foreign_settings(hydra, name, overrides, True), typed, command_line)
 
 
 def _check_primary_searchpath(hydra, name: str, overrides: Sequence[str]) -> None:
@@ -83,12 +94,17 @@ def _check_primary_searchpath(hydra, name: str, overrides: Sequence[str]) -> Non
     check_setting(file, "hydra.searchpath", raw(child(hydra_node, "searchpath")), {})
 
 
+def _foreign(hydra, name: str, overrides: Sequence[str]) -> bool:
+    """Does the composition read a folder other than conf/, experiments/ and installed packages?"""
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    sources = (source.partition("://") for source in adapters.sources(hydra, name, overrides))
+    return not all(scheme in INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources)
+
+
 def _foreign_settings(hydra, name: str, overrides: Sequence[str], multirun: bool) -> Iterable:
     """What foreign config files set (foreign_settings); none, and nothing more to load, when the
     composition reads conf/, experiments/ and installed packages only (the usual command)."""
-    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
-    sources = (source.partition("://") for source in adapters.sources(hydra, name, overrides))
-    if all(scheme in INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources):
+    if not _foreign(hydra, name, overrides):
         return ()
     return foreign_settings(hydra, name, overrides, multirun)  # walked after the `_target_`s are checked
 
@@ -170,33 +186,6 @@ def _resolved(cfg: DictConfig, key: str) -> str | None:
     except OmegaConfBaseException:
         return None
     return os.path.abspath(os.path.expanduser(str(value))) if value else None
-
-
-def _group_sweep_options(cfg: DictConfig, parsed: list, loader, name: str) -> Iterator[list[str]]:
-    """The command line with one value a sweep could give a config group in place of its sweep, for every group
-    swept on the command line or named in hydra.sweeper.params (`+new_group`, `group@package` alike): each option
-    of a choice(), glob() or range() (numbers name options too; an interval() is refused, as Hydra cannot list it),
-    else the value as written (an option, or a list of options Hydra merges). A foreign option is a foreign file."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    lines = [o.input_line for o in parsed if o.is_sweep_override()] + [f"{k}={v}" for k, v in params.items()]
-    parser = OverridesParser.create(config_loader=loader)  # a glob(...) lists the group's options through it
-    groups = set(OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {})
-    typed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    swept = [o for o in parser.parse_overrides([line for line in lines if _names_a_group(line, groups, loader, name,
-                                                                                         typed)]) if not o.is_delete()]
-    for sweep in swept:
-        fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group != sweep.key_or_group]
-        values = sweep.sweep_string_iterator() if sweep.is_sweep_override() else [sweep.input_line.split("=", 1)[1]]
-        for value in values:
-            yield [*fixed, f"{sweep.get_key_element()}={value}"]
-
-
-def _names_a_group(line: str, groups: set, loader, name: str, typed: list[str]) -> bool:
-    """Does the override `line` set a config group (one of the composition's, or a group it would add)?"""
-    group = line.split("=", 1)[0].lstrip("+~").split("@", 1)[0].strip()
-    return group in groups or bool(loader.get_group_options(group, config_name=name, overrides=typed))
 
 
 # The seed projects' argparse flags -> the override that does the same here ("{}" takes the flag's value).
