@@ -265,3 +265,24 @@ def test_a_sweep_of_too_many_combinations_with_foreign_configs_is_refused(tmp_pa
                                           r"from outside conf/: more than the 64"):
         _gate("-m", "-cd", str(cd), "experiment=x")
     _gate("-m", "hparams_search=model_comparison")  # the project's own configs: each option on its own, as before
+
+
+@pytest.mark.parametrize("body,key", [
+    ({"data": {"label_names": ["${db_password}", "b"]}}, r"data\.label_names"),  # into classifier.json
+    ({"note": "${oc.select:db_password,x}"}, "note"),
+    ({"model": {"random_init": {"extra": "${creds}"}}}, r"model\.random_init\.extra"),  # a node holding a secret
+    ({"data": {"label_names": ["${hydra:job.override_dirname}"]}}, r"data\.label_names"),  # the typed command line
+    ({"note": "${hydra:job.env_set}"}, "note"),
+], ids=["key", "select", "node", "override-dirname", "env-set"])
+def test_a_file_may_not_copy_a_secret_or_the_command_line_where_no_redaction_looks(body, key, tmp_path):
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", body)
+    with pytest.raises(NlpexpError, match=rf"^{key} may not be set by a config file or preset: "):
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e", "+db_password=hunter2secret", "+creds.api_key=abcdefgh12")
+
+
+def test_a_file_may_read_the_runs_dir_choices_and_job_number_from_hydra(tmp_path):
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", {
+        "note": "${hydra:runtime.choices.model} ${hydra:job.name} ${model.name}",
+        "logger": {"tensorboard": {"log_dir": "${hydra:runtime.output_dir}/tb"}}, "defaults": [
+            {"override /logger": "tensorboard"}]})
+    _gate("-cd", str(tmp_path / "cd"), "experiment=e", "+db_password=hunter2secret")

@@ -1,8 +1,8 @@
 """What a config file from someone else may set (nlpexp.gate finds what it sets): ONE table (FILE_KEYS), by key
-pattern. A file neither the project's own (conf/, experiments/) nor
-installed code (pkg://, structured configs) is data (docs/security.md has the table in words): it may set the
-job's settings and, under `hydra:`, what shapes a sweep and names its run dirs; the rest is the person's, though a
-file may repeat the project's own value of a person's key (a saved run config does).
+pattern. A file neither the project's own (conf/, experiments/) nor installed code (pkg://, structured configs)
+is data (docs/security.md has the table in words): it may set the job's settings and, under `hydra:`, what shapes
+a sweep and names its run dirs; the rest is the person's, though a file may repeat the project's own value of a
+person's key (a saved run config does).
 
 Patterns are dotted keys; `*` stands for one part (a logger's name). The longest matching pattern decides; a key
 under `hydra:` that no pattern matches is the person's (and tests/test_config_is_data.py fails on it).
@@ -107,7 +107,7 @@ def _sweepable(key: str, value: Any, roots: dict) -> str | None:
         return "a file writes its parameters out, not as an interpolation" if isinstance(value, str) else None
     swept = key.removeprefix("hydra.sweeper.params.").lstrip("+~")
     rule = rule_for(swept)
-    if swept.startswith("hydra.") or rule is None or rule.who != "file" or rule.allows is not None:
+    if swept.startswith(("hydra.", "hydra/")) or rule is None or rule.who != "file" or rule.allows is not None:
         return f"a file may not sweep {swept}: only keys it may set to any value"
     return None
 
@@ -120,8 +120,7 @@ def _name(key: str, value: Any, roots: dict) -> str | None:
 
 
 FILE, PERSON = Rule("file"), Rule("person")
-OFF = Rule("person", safe=(False,))
-NONE = Rule("person", safe=(None,))
+OFF, NONE = Rule("person", safe=(False,)), Rule("person", safe=(None,))
 CONFINED = Rule("file", _confined)
 IN_DATA = Rule("file", _in_data_root)
 
@@ -175,24 +174,26 @@ def rule_for(key: str) -> Rule | None:
     return best[2]
 
 
-# What a file's interpolations may use besides other settings: a date, Hydra's own node, a setting by name. The
-# environment (oc.env) is the person's: a file would copy a token into a label name, a model's config.json or a
-# prediction file, where no redaction looks; a resolver it names through an interpolation could be any of them.
-FILE_RESOLVERS = frozenset({"now", "hydra", "oc.select", "oc.dict.keys", "oc.dict.values"})
-_INTERPOLATION = re.compile(r"\$\{\s*([\w.\-]*)\s*(:|\$\{)?")  # an escaped `\${` too: `\\${` is not escaped
+# What a file's interpolations may use besides other settings: a date, a setting by name, the run's dir, choices and
+# job number. The environment (oc.env), the rest of Hydra's node (the typed command line, env_set, the storage URL)
+# are the person's: a file would copy them into a label name or a model's config.json, where no redaction looks.
+FILE_RESOLVERS = {"now": None, "oc.select": None, "hydra": ("runtime.output_dir", "runtime.choices", "job.num",
+                                                           "job.id", "job.name")}
+_INTERPOLATION = re.compile(r"\$\{\s*([\w.\-]*)\s*(:|\$\{)?\s*([\w.\-]*)")  # an escaped `\${` too (`\\${` is not)
 
 
 def _resolver_refusal(value: Any) -> str | None:
     """Why a file's value may not be resolved as written (a resolver outside FILE_RESOLVERS), or None."""
     if isinstance(value, dict | list):
-        items = value.values() if isinstance(value, dict) else value
-        return next(filter(None, map(_resolver_refusal, items)), None)
+        return next(filter(None, map(_resolver_refusal, value.values() if isinstance(value, dict) else value)), None)
     for match in _INTERPOLATION.finditer(value) if isinstance(value, str) else ():
         if match[2] == "${":
             return "a file may not build a resolver or key name from an interpolation"
-        if match[2] == ":" and match[1] not in FILE_RESOLVERS:
-            return (f"a file's interpolations may refer to other settings and use {', '.join(sorted(FILE_RESOLVERS))} "
-                    f"only, not {match[1]} (the environment is the person's: give the value on the command line)")
+        readable = FILE_RESOLVERS.get(match[1], ()) if match[2] == ":" else None
+        if readable == () or (readable and not match[3].startswith(readable)):
+            return (f"a file's interpolations may refer to settings and use now, oc.select and hydra:{{"
+                    f"{','.join(FILE_RESOLVERS['hydra'])}}} only, not {match[1]}:{match[3]} (the environment and the "
+                    f"command line are the person's: give the value on the command line)")
     return None
 
 
