@@ -286,3 +286,15 @@ def test_a_file_may_read_the_runs_dir_choices_and_job_number_from_hydra(tmp_path
         "logger": {"tensorboard": {"log_dir": "${hydra:runtime.output_dir}/tb"}}, "defaults": [
             {"override /logger": "tensorboard"}]})
     _gate("-cd", str(tmp_path / "cd"), "experiment=e", "+db_password=hunter2secret")
+
+
+def test_a_hub_id_a_file_names_that_is_a_folder_of_the_current_one_is_refused(tmp_path, monkeypatch):
+    """transformers loads `victim_private` from ./victim_private when that folder exists: a file's Hub id is a Hub
+    id only where it names no folder here."""
+    (tmp_path / "cwd" / "victim_private").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd")
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", {"model": {"tokenizer": "victim_private"}})
+    with pytest.raises(NlpexpError, match=r"^model\.tokenizer may not be set .* not a folder here"):
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e")
+    monkeypatch.chdir(tmp_path)
+    _gate("-cd", str(tmp_path / "cd"), "experiment=e")  # elsewhere it names the Hub's

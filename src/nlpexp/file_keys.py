@@ -58,14 +58,14 @@ _HUB_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # `
 
 
 def _model_source(key: str, value: Any, roots: dict) -> str | None:
-    """A model a file names comes from the Hub, the bundled ones, the registry, or a run's folder inside the roots:
-    not any local folder (its files would be copied into the run's model, and published from there)."""
-    if value is None or _HUB_ID.fullmatch(str(value)) or str(value).startswith(("bundled:", "registry:")):
+    """A model a file names: a Hub id (no folder here: it would be loaded from there), bundled:, registry:, or a
+    run's folder inside the roots; not any local folder (its files would be copied into the run's model)."""
+    text = str(value)
+    hub = _HUB_ID.fullmatch(text) and not os.path.lexists(text)
+    if value is None or hub or text.startswith(("bundled:", "registry:")) or not _confined(key, value, roots):
         return None
-    if _confined(key, value, roots):
-        return ("a file may name a Hub model (owner/name), bundled:<name>, registry:<name>[@alias] or a folder "
-                "inside paths.runs_dir or sweeps_dir (give another folder on the command line)")
-    return None
+    return ("a file may name a Hub model (owner/name, not a folder here), bundled:<name>, registry:<name>[@alias] "
+            "or a folder inside paths.runs_dir or sweeps_dir (give another folder on the command line)")
 
 
 def _in_data_root(key: str, value: Any, roots: dict) -> str | None:
