@@ -7,6 +7,7 @@ nothing was written and nothing sent.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,32 @@ def test_a_hub_id_a_file_names_that_is_a_folder_of_the_current_one_is_refused(tm
         _gate("-cd", str(tmp_path / "cd"), "experiment=e")
     monkeypatch.chdir(tmp_path)
     _gate("-cd", str(tmp_path / "cd"), "experiment=e")  # elsewhere it names the Hub's
+
+
+@pytest.mark.parametrize("body,key", [
+    ({"data": {"label_names": ["${oc.select:'db_password'}", "b"]}}, r"data\.label_names"),  # a quoted key
+    ({"k": "db_password", "note": "${oc.select:${k}}"}, "note"),  # a key built by an interpolation
+    ({"k": "password", "note": "${oc.select:db_${k}}"}, "note"),
+    ({"note": "${oc.select:'creds'}"}, "note"),  # a node holding a secret-named key
+    ({"data": {"label_names": [["${db_password}"]]}}, r"data\.label_names"),  # nested lists
+], ids=["quoted", "built", "built-part", "quoted-node", "nested"])
+def test_a_secret_copied_however_the_interpolation_is_written_is_refused(body, key, tmp_path):
+    """What the interpolation resolves to is checked against the secret values, whatever its syntax."""
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", body)
+    with pytest.raises(NlpexpError, match=rf"^{key} may not be set by a config file or preset: "):
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e", "+db_password=hunter2secret", "+creds.api_key=abcdefgh12")
+
+
+@pytest.mark.parametrize("params,refusal", [
+    ({"+hydra[job_logging][handlers][pwn]": "{class:logging.FileHandler,filename:/tmp/x.log}"}, "hydra.job_logging"),
+    ({"model[trust_remote_code]": "true"}, "model.trust_remote_code"),
+    ({"+model.random_init.note": "choice($\\{oc.env:MY_API_TOKEN\\})"}, "literal values, not interpolations"),
+    ({"data.label_names": "[$\\{hydra:job.override_dirname\\},pos]"}, "literal values, not interpolations"),
+], ids=["bracket-hydra-key", "bracket-switch", "escaped-env", "escaped-command-line"])
+def test_a_files_sweep_parameters_are_read_as_hydra_reads_them(params, refusal, tmp_path):
+    """Hydra reads `a[b]` as `a.b` and `$\\{` as `${` in an override: the gate reads a file's sweep keys and values
+    the same way."""
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", {"defaults": [{"override /hydra/sweeper": "nlpexp"}],
+                                                       "hydra": {"sweeper": {"params": params}}})
+    with pytest.raises(NlpexpError, match=re.escape(refusal)):
+        _gate("-m", "-cd", str(tmp_path / "cd"), "experiment=e")

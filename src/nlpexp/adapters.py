@@ -82,6 +82,13 @@ def job_error(job) -> BaseException | None:
 # --- OmegaConf's node API: a config's values as written (an interpolation stays the string `${...}`).
 
 
+def dotted(key: str) -> str:
+    """A key as OmegaConf reads it, brackets as dots: `hydra[job_logging].x` is `hydra.job_logging.x`."""
+    from omegaconf._utils import split_key
+
+    return ".".join(split_key(key))
+
+
 def child(node: Any, key: Any) -> Any:
     """The node under `key` (a DictConfig key or a ListConfig index), not its resolved value."""
     return node._get_node(key)

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nlpexp import NlpexpError, components, first_line, is_multiprocess
+from nlpexp import NlpexpError, adapters, components, first_line, is_multiprocess
 from nlpexp.components import for_building
 from nlpexp.paths import group_dir, ledger_dir, project_root, require_config_dir  # noqa: F401 (group_dir: for callers)
 
@@ -179,7 +179,7 @@ def check_targets(cfg: DictConfig) -> None:
 
 def check_sweep_keys(keys: Sequence[str], where: str) -> None:
     for key in keys:
-        name = str(key).lstrip("+~")
+        name = adapters.dotted(str(key).lstrip("+~"))  # `hydra[job_logging]` is hydra.job_logging
         if _UNSWEEPABLE.search(name) or name in SWITCHES:
             raise NlpexpError(f"{where} sweeps {name!r}, which may not vary between trials: code, logging, "
                               f"environment and dangerous switches are checked once, before the sweep")

@@ -19,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nlpexp import NlpexpError
-from nlpexp.adapters import child, raw
+from nlpexp.adapters import child, dotted, raw
 from nlpexp.config import CONFIG_DIR
+from nlpexp.file_values import resolver_refusal, sweep_value_refusal
 
 
 class Rule(NamedTuple):
@@ -105,11 +106,12 @@ def _escapes(tail: str) -> bool:
 def _sweepable(key: str, value: Any, roots: dict) -> str | None:
     if key == "hydra.sweeper.params":  # null or {} sweep nothing; `${...}` would hide what it sweeps
         return "a file writes its parameters out, not as an interpolation" if isinstance(value, str) else None
-    swept = key.removeprefix("hydra.sweeper.params.").lstrip("+~")
+    written = key.removeprefix("hydra.sweeper.params.")
+    swept = dotted(written.lstrip("+~"))  # as OmegaConf reads it: `hydra[job_logging]` is hydra.job_logging
     rule = rule_for(swept)
     if swept.startswith(("hydra.", "hydra/")) or rule is None or rule.who != "file" or rule.allows is not None:
         return f"a file may not sweep {swept}: only keys it may set to any value"
-    return None
+    return sweep_value_refusal(written, value)
 
 
 def _name(key: str, value: Any, roots: dict) -> str | None:
@@ -174,34 +176,11 @@ def rule_for(key: str) -> Rule | None:
     return best[2]
 
 
-# What a file's interpolations may use besides other settings: a date, a setting by name, the run's dir, choices and
-# job number. The environment (oc.env), the rest of Hydra's node (the typed command line, env_set, the storage URL)
-# are the person's: a file would copy them into a label name or a model's config.json, where no redaction looks.
-FILE_RESOLVERS = {"now": None, "oc.select": None, "hydra": ("runtime.output_dir", "runtime.choices", "job.num",
-                                                           "job.id", "job.name")}
-_INTERPOLATION = re.compile(r"\$\{\s*([\w.\-]*)\s*(:|\$\{)?\s*([\w.\-]*)")  # an escaped `\${` too (`\\${` is not)
-
-
-def _resolver_refusal(value: Any) -> str | None:
-    """Why a file's value may not be resolved as written (a resolver outside FILE_RESOLVERS), or None."""
-    if isinstance(value, dict | list):
-        return next(filter(None, map(_resolver_refusal, value.values() if isinstance(value, dict) else value)), None)
-    for match in _INTERPOLATION.finditer(value) if isinstance(value, str) else ():
-        if match[2] == "${":
-            return "a file may not build a resolver or key name from an interpolation"
-        readable = FILE_RESOLVERS.get(match[1], ()) if match[2] == ":" else None
-        if readable == () or (readable and not match[3].startswith(readable)):
-            return (f"a file's interpolations may refer to settings and use now, oc.select and hydra:{{"
-                    f"{','.join(FILE_RESOLVERS['hydra'])}}} only, not {match[1]}:{match[3]} (the environment and the "
-                    f"command line are the person's: give the value on the command line)")
-    return None
-
-
 def check_setting(file: str, key: str, value: Any, roots: dict) -> None:
     """Refuse what `file` (not the project's own) may not set, with one line naming the key and the file."""
     rule = rule_for(key)
     held = _restricted_below(key) if isinstance(value, str) and "${" in value else None
-    resolving = _resolver_refusal(value)
+    resolving = resolver_refusal(value)
     if resolving and not _same(value, _project_values(key)):  # a saved run config repeats the project's oc.env
         why = resolving
     elif held:  # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from nlpexp import NlpexpError, adapters
 from nlpexp.adapters import child, is_interpolation, is_none, raw
 from nlpexp.config import CONFIG_DIR, INSTALLED, PRESETS_DIR, check_sweep_keys, check_switches, check_targets
-from nlpexp.redaction import secret_reference, take_config_secrets
+from nlpexp.redaction import take_config_secrets
 
 
 def check_command_line(argv: Sequence[str], calling_file: str, config_path: str, config_name: str) -> None:
@@ -155,13 +155,14 @@ def _check(cfg: DictConfig, settings: Iterable, typed: set[str], command_line: S
         from hydra.types import RunMode
 
         from nlpexp.file_keys import ROOTS, check_setting
+        from nlpexp.file_values import secret_copy
 
         roots = {root: _resolved(cfg, f"paths.{root}") for root in (*ROOTS, "data_dir")}
         multirun = cfg.hydra.mode == RunMode.MULTIRUN  # the run's own dir: its trials' are below the sweep dir
         roots["output_dir"] = _resolved(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         for setting in (s for s in settings if s.key not in typed):
             check_setting(setting.file, setting.key, setting.value, roots)
-            if copied := secret_reference(cfg, setting.value):
+            if copied := secret_copy(cfg, setting.key, setting.value):
                 raise NlpexpError(f"{setting.key} may not be set by a config file or preset: {setting.file} sets it "
                                   f"to {setting.value!r}, a copy of {copied}, which is or holds a secret")
     check_switches(cfg, command_line)

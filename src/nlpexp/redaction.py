@@ -44,37 +44,18 @@ def take_config_secrets(cfg: Any) -> None:
     gate's `${hydra:...}`) is taken where it does: in the run."""
     from omegaconf import OmegaConf
 
-    for path in _secret_key_paths(OmegaConf.to_container(cfg, resolve=False), ""):
+    for path in secret_key_paths(OmegaConf.to_container(cfg, resolve=False), ""):
         value = OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
         if isinstance(value, str | int) and not isinstance(value, bool) and len(str(value)) >= MIN_SECRET_LENGTH:
             _TAKEN.add(str(value))
 
 
-_REFERENCE = re.compile(r"\$\{\s*(?:oc\.select\s*:\s*)?([\w.\-\[\]]+)\s*[,}]")  # `${a.b}`, `${oc.select:a.b,x}`
-
-
-def secret_reference(cfg: Any, value: Any) -> str | None:
-    """The setting a value's interpolation copies that is, or holds, a secret-named key (`${db_password}`,
-    `${oc.select:creds}`, `${extra}` holding `extra.api_key`), else None: a copy may land where no redaction
-    looks (a label name, a model's config.json)."""
-    from omegaconf import OmegaConf
-
-    texts = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
-    for path in (p for text in texts if isinstance(text, str) for p in _REFERENCE.findall(text)):
-        if is_secret_key(path):
-            return path
-        node = OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
-        if OmegaConf.is_config(node) and _secret_key_paths(OmegaConf.to_container(node, resolve=False), ""):
-            return path
-    return None
-
-
-def _secret_key_paths(node: Any, prefix: str) -> list[str]:
+def secret_key_paths(node: Any, prefix: str) -> list[str]:
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     paths = []
     for key, value in items:
         path = f"{prefix}.{key}" if prefix else str(key)
-        paths += [path] if isinstance(key, str) and is_secret_key(key) else _secret_key_paths(value, path)
+        paths += [path] if isinstance(key, str) and is_secret_key(key) else secret_key_paths(value, path)
     return paths
 
 
