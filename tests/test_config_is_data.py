@@ -361,7 +361,8 @@ def test_a_file_cannot_bring_a_person_key_in_through_a_node_interpolation(tmp_pa
                                                            "tracking_uri": listener.url, "run_dir": "x",
                                                            "experiment": "x"},
                                                   "logger": {"mlflow": "${mine}"}})
-    with pytest.raises(NlpexpError, match=r"^logger\.mlflow may not be set .* interpolate a whole node that holds "
+    with pytest.raises(NlpexpError, match=r"^logger\.mlflow may not be set .* interpolate, or give positional "
+                                          r"arguments to, a whole node that holds "
                                           r"logger\.\*\.(tracking_uri|log_dir|dir|run_dir)"):
         check_command_line(["-cd", str(tmp_path / "cd"), "experiment=p"], RUN_PY, str(CONFIG_DIR), "config")
 

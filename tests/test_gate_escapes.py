@@ -328,3 +328,13 @@ def test_a_files_sweep_parameters_are_read_as_hydra_reads_them(params, refusal, 
                                                        "hydra": {"sweeper": {"params": params}}})
     with pytest.raises(NlpexpError, match=re.escape(refusal)):
         _gate("-m", "-cd", str(tmp_path / "cd"), "experiment=e")
+
+
+def test_a_file_may_not_give_positional_arguments_to_a_node_with_restricted_keys(tmp_path):
+    """`_args_` would pass a log_dir (or a tracking_uri) by position, where the table's rule for the key never
+    looks."""
+    _write(tmp_path / "cd" / "experiment" / "e.yaml", {"logger": {"tb": {
+        "_target_": "nlpexp.logger.TensorBoardLogger", "_args_": [str(tmp_path / "OUTSIDE_TB")]}}})
+    with pytest.raises(NlpexpError, match=r"^logger\.tb\._args_ may not be set .* positional arguments to, a whole "
+                                          r"node that holds logger\.\*\."):
+        _gate("-cd", str(tmp_path / "cd"), "experiment=e")

@@ -179,12 +179,15 @@ def rule_for(key: str) -> Rule | None:
 def check_setting(file: str, key: str, value: Any, roots: dict) -> None:
     """Refuse what `file` (not the project's own) may not set, with one line naming the key and the file."""
     rule = rule_for(key)
-    held = _restricted_below(key) if isinstance(value, str) and "${" in value else None
+    # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees; `logger.tb._args_: [/elsewhere]`
+    # would give a log_dir by position
+    held = _restricted_below(key.removesuffix("._args_")) if (isinstance(value, str) and "${" in value) or \
+        key.endswith("._args_") else None
     resolving = resolver_refusal(value)
     if resolving and not _same(value, _project_values(key)):  # a saved run config repeats the project's oc.env
         why = resolving
-    elif held:  # `logger.mlflow: ${mine}` would bring in a tracking_uri the table never sees
-        why = f"a file may not interpolate a whole node that holds {held}"
+    elif held:
+        why = f"a file may not interpolate, or give positional arguments to, a whole node that holds {held}"
     elif rule is not None and rule.who == "file":
         why = rule.allows(key, value, roots) if rule.allows else None
     elif rule is not None and (_same(value, rule.safe) or _same(value, _project_values(key))):
