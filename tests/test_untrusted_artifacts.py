@@ -4,6 +4,7 @@ say never picks a local folder to copy or read, and a malformed file is one `err
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -215,3 +216,89 @@ def test_an_mlflow_version_whose_source_is_another_host_gets_no_credentials(tmp_
                                           rf"is not on the tracking server"):
         model_registry.resolve("registry:mlflow:elsewhere@v1", tmp_path / "registry")
     assert listener.close() == b""
+
+
+# ---- a sweep dir someone handed over: its study.json, links and ledger lines are data ----
+
+def _handed_sweep(tmp_path) -> Path:
+    """A sweep dir as a sweep leaves it (optuna.db, study.json), with one complete trial."""
+    import optuna
+
+    from nlpexp.sweep.storage import open_storage
+    from nlpexp.sweep.study import write_study_file
+
+    sweep = tmp_path / "handed"
+    sweep.mkdir()
+    url = f"sqlite:///{sweep / 'optuna.db'}"
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # (its "a new study" line)
+    try:
+        study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.1}, distributions={
+        "lr": optuna.distributions.FloatDistribution(0.01, 1.0)}, value=0.5))
+    write_study_file(sweep, "s", url)
+    return sweep
+
+
+def _summary_error(sweep: Path, caplog) -> str:
+    """`python -m nlpexp.sweep summary <sweep>` refused: its one error line."""
+    from nlpexp.sweep.__main__ import main
+
+    caplog.clear()
+    assert main(["summary", str(sweep)]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("error: "), errors
+    return errors[0]
+
+
+def _study_file_names(sweep: Path, url: str) -> None:
+    (sweep / "study.json").write_text(json.dumps({"study_name": "s", "storage": url}))
+
+
+def test_a_handed_sweep_dir_cannot_make_the_summary_connect_to_a_server(tmp_path, caplog, monkeypatch):
+    """PGPASSWORD would go to the server its study.json names."""
+    from tests.test_config_is_data import Listener
+
+    listener, sweep = Listener(), _handed_sweep(tmp_path)
+    monkeypatch.setenv("PGPASSWORD", "planted-pg-password-456")
+    _study_file_names(sweep, f"postgresql+psycopg://victim@127.0.0.1:{listener.url.rsplit(':', 1)[1]}/db")
+    assert "a server: the person gives a server" in _summary_error(sweep, caplog)
+    assert listener.close() == b""
+
+
+def test_a_handed_sweep_dir_cannot_make_the_summary_change_another_sqlite_file(tmp_path, caplog):
+    import sqlite3
+
+    victim, sweep = tmp_path / "victim.db", _handed_sweep(tmp_path)
+    with sqlite3.connect(victim) as db:
+        db.execute("create table precious (x)")
+    _study_file_names(sweep, f"sqlite:///{victim}")
+    assert str(victim) in _summary_error(sweep, caplog)
+    with sqlite3.connect(victim) as db:
+        assert [row[0] for row in db.execute("select name from sqlite_master")] == ["precious"]
+
+
+@pytest.mark.parametrize("folder", ["plots", "study_hparams"])
+def test_a_link_in_a_handed_sweep_dir_does_not_send_the_summary_elsewhere(folder, tmp_path, caplog):
+    """plots/ -> elsewhere would be written into; study_hparams/ -> elsewhere would have its event files deleted."""
+
+    sweep, outside = _handed_sweep(tmp_path), tmp_path / "outside"
+    outside.mkdir()
+    (outside / "events.out.tfevents.victim").write_text("kept")
+    os.symlink(outside, sweep / folder)
+    assert f"{sweep / folder} is a symlink" in _summary_error(sweep, caplog)
+    assert sorted(p.name for p in outside.iterdir()) == ["events.out.tfevents.victim"]
+
+
+def test_runs_over_a_ledger_line_with_odd_metric_values_is_no_traceback(tmp_path, capsys):
+    from nlpexp import runs
+    from nlpexp.io import append_to_ledger
+
+    ledger = tmp_path / "ledger.jsonl"
+    for run_id, value in (("a", 0.5), ("b", [1, 2]), ("c", "high"), ("d", True)):
+        append_to_ledger(ledger, {"run_id": run_id, "status": "ok", "metrics": {"acc": value}})
+    assert runs.main(["--ledger", str(ledger), "--sort", "acc", "--metrics", "acc"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["a", "b", "c", "d"] and "0.5000" in lines[1]

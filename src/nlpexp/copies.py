@@ -39,8 +39,8 @@ def refuse_links_on_the_way(path: Path, what: str, below: Path) -> None:
 def _check(path: Path, what: str) -> None:
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
-        raise NlpexpError(f"{what}: {path} is a symlink (to {os.readlink(path)}); the registry holds only regular "
-                          f"files and folders: copy what it points at into place, or remove it")
+        raise NlpexpError(f"{what}: {path} is a symlink (to {os.readlink(path)}); only regular files and folders "
+                          f"are read or written there: copy what it points at into place, or remove it")
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise NlpexpError(f"{what}: {path} is not a regular file or folder")
 

@@ -50,18 +50,24 @@ def task_class_name(option: str) -> str | None:
     return target.rsplit(".", 1)[-1] or None
 
 
+def _number(record: dict, metric: str) -> float | None:
+    """The record's value of `metric` if it is a number (a ledger line is data: another value is no value)."""
+    value = record.get("metrics").get(metric) if isinstance(record.get("metrics"), dict) else None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def sort_by(records: list[dict], metric: str, ascending: bool = False) -> list[dict]:
     """Runs that have the metric first, best first; the rest keep their order after them."""
-    having = [r for r in records if metric in (r.get("metrics") or {})]
-    missing = [r for r in records if metric not in (r.get("metrics") or {})]
-    return sorted(having, key=lambda r: r["metrics"][metric], reverse=not ascending) + missing
+    having = [r for r in records if _number(r, metric) is not None]
+    missing = [r for r in records if _number(r, metric) is None]
+    return sorted(having, key=lambda r: _number(r, metric), reverse=not ascending) + missing
 
 
 def render(records: list[dict], metrics: list[str], fmt: str) -> str:
     """A table of the records (a column per metric): aligned text, markdown or csv."""
     header = [*BASE_COLUMNS, *metrics, *END_COLUMNS]
     rows = [[*(str(r.get(c) or "") for c in BASE_COLUMNS),
-             *(f"{r['metrics'][m]:.4f}" if m in (r.get("metrics") or {}) else "" for m in metrics),
+             *(f"{_number(r, m):.4f}" if _number(r, m) is not None else "" for m in metrics),
              *(str(r.get(c) or "") for c in END_COLUMNS)] for r in records]
     if fmt == "csv":
         out = io.StringIO()

@@ -42,7 +42,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     if read_only:
         parsed = _parsed(url, f"{url} is not a storage URL")
         if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-            _check_file(Path(parsed.database))
+            _check_file(Path(parsed.database))  # and opened read-only: a handed study.json may name any SQLite file
+            url = f"sqlite:///file:{Path(parsed.database).resolve()}?mode=ro&uri=true"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,

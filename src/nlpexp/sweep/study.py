@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -211,10 +212,15 @@ def locate(target: str) -> tuple[str, str | None, Path | None]:
         raise NlpexpError(f"{target} has no {STUDY_FILE}: give a sweep dir of hparams_search or a storage URL")
     try:
         named = json.loads(study_file.read_text())
-        return str(named["storage"]), str(named["study_name"]), Path(target)
+        url, name = str(named["storage"]), str(named["study_name"])
     except (OSError, ValueError, TypeError, KeyError) as err:  # unreadable, not JSON, not an object, a key missing
         raise NlpexpError(f"{study_file} is not a study file ({type(err).__name__}: {err}); it holds "
                           f'{{"study_name": ..., "storage": ...}}: rewrite it or give the storage URL') from err
+    if not re.fullmatch(r"(sqlite:///|journal://)/[^?]*", url):  # a sweep dir is data: no server it names
+        raise NlpexpError(f"{study_file} names the storage {url}, a server: the person gives a server (and its "
+                          f"credentials go there): python -m nlpexp.sweep summary '<storage URL>' --study {name} "
+                          f"--out {target}")
+    return url, name, Path(target)
 
 
 def load_study(target: str, study_name: str | None = None) -> tuple[optuna.Study, Path | None]:

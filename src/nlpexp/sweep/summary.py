@@ -34,9 +34,12 @@ TIMING = ("run_s", "queue_s", "host")  # each trial's own run time, wait before 
 
 def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
     """Write the summary files and TensorBoard's HPARAMS view of the study into out_dir; lines for the log."""
-    from nlpexp.tb import write_study_hparams
+    from nlpexp.copies import refuse_links_on_the_way
+    from nlpexp.tb import STUDY_DIR, write_study_hparams
 
     out_dir = Path(out_dir)
+    for folder in ("plots", STUDY_DIR):  # a handed sweep dir's link would send what is written (or deleted) elsewhere
+        refuse_links_on_the_way(out_dir / folder, "the sweep summary", below=out_dir)
     trials = study.get_trials(deepcopy=False)
     metrics = metric_names(study)
     header, rows = trial_table(trials, out_dir, metrics)
