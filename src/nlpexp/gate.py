@@ -83,10 +83,8 @@ def _check_primary_searchpath(hydra, name: str, overrides: Sequence[str]) -> Non
     if found is None or any(o.lstrip("+").startswith("hydra.searchpath=") for o in overrides):
         return
     (scheme, _, folder), config = found[0].partition("://"), found[1]
-    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
     hydra_node = config.get("hydra") if isinstance(config, DictConfig) else None
-    if scheme in INSTALLED or os.path.realpath(folder) in own or not isinstance(hydra_node, DictConfig) or \
-            "searchpath" not in hydra_node:
+    if _trusted(scheme, folder) or not isinstance(hydra_node, DictConfig) or "searchpath" not in hydra_node:
         return
     from nlpexp.file_keys import check_setting
 
@@ -94,11 +92,17 @@ def _check_primary_searchpath(hydra, name: str, overrides: Sequence[str]) -> Non
     check_setting(file, "hydra.searchpath", raw(child(hydra_node, "searchpath")), {})
 
 
+def _trusted(scheme: str, folder: str) -> bool:
+    """A search path entry of installed code, or the project's own conf/ or experiments/ (or a folder below)."""
+    folder = os.path.realpath(folder)
+    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
+    return scheme in INSTALLED or any(folder == d or folder.startswith(d + os.sep) for d in own)
+
+
 def _foreign(hydra, name: str, overrides: Sequence[str]) -> bool:
     """Does the composition read a folder other than conf/, experiments/ and installed packages?"""
-    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
     sources = (source.partition("://") for source in adapters.sources(hydra, name, overrides))
-    return not all(scheme in INSTALLED or os.path.realpath(folder) in own for scheme, _, folder in sources)
+    return not all(_trusted(scheme, folder) for scheme, _, folder in sources)
 
 
 def _foreign_settings(hydra, name: str, overrides: Sequence[str], multirun: bool) -> Iterable:
@@ -120,12 +124,11 @@ def foreign_settings(hydra: Any, name: str, overrides: Sequence[str], multirun: 
     nlpexp.gate calls it only when a source of the composition is neither the project's nor installed). Whether a
     file is foreign goes by the folder Hydra found it in; a foreign folder's file must lie in that folder (a link
     out of it would bring in any file the person can read, or pass a foreign file off as the project's)."""
-    own = [os.path.realpath(d) for d in (CONFIG_DIR, PRESETS_DIR)]
     for source, config_path, config in adapters.loaded_configs(hydra, name, overrides, multirun):
         scheme, _, folder = source.partition("://")
-        folder = os.path.realpath(folder)
-        if scheme in INSTALLED or any(folder == d or folder.startswith(d + os.sep) for d in own):
+        if _trusted(scheme, folder):
             continue
+        folder = os.path.realpath(folder)
         inner = config_path.partition("/")[2] if scheme == "nlpexp-presets" else config_path  # its folder is the group
         written = os.path.join(folder, inner if inner.endswith(".yaml") else f"{inner}.yaml")  # Hydra's file name
         file = os.path.realpath(written)
