@@ -14,6 +14,7 @@ from nlpexp import NlpexpError, registry
 from nlpexp.config import CONFIG_DIR, compose
 from nlpexp.data.readers import Source, read_split
 from nlpexp.schema import validate
+from nlpexp.sweep.study import RUN_DIR
 
 EVAL_CONFIG = "mode: eval\noptimized_metric: val/accuracy\nmodel: {{name: innocent, name_or_path: {source}}}\n"
 
@@ -220,15 +221,15 @@ def test_an_mlflow_version_whose_source_is_another_host_gets_no_credentials(tmp_
 
 # ---- a sweep dir someone handed over: its study.json, links and ledger lines are data ----
 
-def _handed_sweep(tmp_path) -> Path:
-    """A sweep dir as a sweep leaves it (optuna.db, study.json), with one complete trial."""
+def _handed_sweep(tmp_path, run_dirs: tuple = ()) -> Path:
+    """A sweep dir as a sweep leaves it (optuna.db, study.json), with a complete trial per run dir (one without)."""
     import optuna
 
     from nlpexp.sweep.storage import open_storage
     from nlpexp.sweep.study import write_study_file
 
     sweep = tmp_path / "handed"
-    sweep.mkdir()
+    sweep.mkdir(exist_ok=True)
     url = f"sqlite:///{sweep / 'optuna.db'}"
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # (its "a new study" line)
@@ -236,10 +237,25 @@ def _handed_sweep(tmp_path) -> Path:
         study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
     finally:
         optuna.logging.set_verbosity(verbosity)
-    study.add_trial(optuna.trial.create_trial(params={"lr": 0.1}, distributions={
-        "lr": optuna.distributions.FloatDistribution(0.01, 1.0)}, value=0.5))
+    for run_dir in run_dirs or (None,):
+        study.add_trial(optuna.trial.create_trial(params={"lr": 0.1}, distributions={
+            "lr": optuna.distributions.FloatDistribution(0.01, 1.0)}, value=0.5,
+            user_attrs={RUN_DIR: str(run_dir)} if run_dir else {}))
     write_study_file(sweep, "s", url)
     return sweep
+
+
+def test_the_summary_of_a_handed_sweep_dir_reads_no_run_dir_outside_it(tmp_path):
+    from nlpexp.sweep.__main__ import main
+
+    inside, outside = tmp_path / "handed" / "0", tmp_path / "outside"
+    for folder, host in ((inside, "inside-host"), (outside, "OUTSIDE-HOST-LEAK")):
+        folder.mkdir(parents=True)
+        (folder / "provenance.json").write_text(json.dumps({"host": host, "timing": "not nlpexp's"}))
+    sweep = _handed_sweep(tmp_path, run_dirs=(inside, outside))
+    assert main(["summary", str(sweep)]) == 0
+    table = (sweep / "trials.csv").read_text()
+    assert "inside-host" in table and "OUTSIDE-HOST-LEAK" not in table
 
 
 def _summary_error(sweep: Path, caplog) -> str:

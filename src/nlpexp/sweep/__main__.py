@@ -56,7 +56,7 @@ def write(target: str, study_name: str | None, out: Path | None) -> None:
     study, sweep_dir = load_study(target, study_name)
     if out is None and sweep_dir is None:
         raise NlpexpError("a storage URL names no sweep dir: say where the summary goes with --out DIR")
-    log.info(write_summary(study, out or sweep_dir))
+    log.info(write_summary(study, out or sweep_dir, runs_within=sweep_dir))  # a sweep dir is data: its runs only
 
 
 def serve(target: str, host: str, port: int) -> None:

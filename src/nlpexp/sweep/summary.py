@@ -32,8 +32,9 @@ RESULTS_FILE = "optimization_results.yaml"
 TIMING = ("run_s", "queue_s", "host")  # each trial's own run time, wait before it and machine (_timing)
 
 
-def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str:
-    """Write the summary files and TensorBoard's HPARAMS view of the study into out_dir; lines for the log."""
+def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True, runs_within: Path | None = None) -> str:
+    """Write the summary files and TensorBoard's HPARAMS view of the study into out_dir; lines for the log (the
+    trials' run files read inside `runs_within` only, when given: see trial_table)."""
     from nlpexp.copies import refuse_links_on_the_way
     from nlpexp.tb import STUDY_DIR, write_study_hparams
 
@@ -42,7 +43,7 @@ def write_summary(study: optuna.Study, out_dir: Path, plots: bool = True) -> str
         refuse_links_on_the_way(out_dir / folder, "the sweep summary", below=out_dir)
     trials = study.get_trials(deepcopy=False)
     metrics = metric_names(study)
-    header, rows = trial_table(trials, out_dir, metrics)
+    header, rows = trial_table(trials, out_dir, metrics, runs_within)
     rows = redact(rows)  # trial notes hold error messages; params are what the config said
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
@@ -103,7 +104,10 @@ def metric_names(study: optuna.Study) -> list[str]:
     return default_metric_names(len(study.directions))
 
 
-def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str]) -> tuple[list[str], list[list[Any]]]:
+def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str],
+                runs_within: Path | None = None) -> tuple[list[str], list[list[Any]]]:
+    """A row per trial; its run's files are read where its run dir lies inside `runs_within` (a handed sweep dir's
+    storage names run dirs: none outside it is read)."""
     params = sorted({name for t in trials for name in t.params})
     value_columns = ["value"] if len(metrics) == 1 else metrics
     start_key = start_of(metrics[0]) if len(metrics) == 1 else None  # the starting model's score, beside the value
@@ -114,8 +118,9 @@ def trial_table(trials: list[FrozenTrial], out_dir: Path, metrics: list[str]) ->
         duration = round(t.duration.total_seconds(), 1) if t.duration else ""
         values = t.values if t.values is not None else [""] * len(value_columns)
         run_dir = t.user_attrs.get(RUN_DIR, "") if t.state != TrialState.WAITING else ""  # (a retry's is its origin's)
-        start = [_run_file(run_dir, "metrics.json").get(start_key, "")] if start_key else []
-        timing = _timing(t, run_dir)
+        read = run_dir if runs_within is None or Path(run_dir).resolve().is_relative_to(runs_within.resolve()) else ""
+        start = [_run_file(read, "metrics.json").get(start_key, "")] if start_key else []
+        timing = _timing(t, read)
         if run_dir and Path(run_dir).is_relative_to(out_dir.resolve()):
             run_dir = str(Path(run_dir).relative_to(out_dir.resolve()))
         rows.append([t.number, t.state.name, *values, *start, duration, *timing,
@@ -128,10 +133,11 @@ def _timing(trial: FrozenTrial, run_dir: str) -> list[Any]:
     ask to its tell, which on SLURM is the whole batch's wall time; run_s is the run's own (start to end), queue_s
     the wait from the ask to the run's start (queue, job start-up, the trials run before it in its process)."""
     facts = _run_file(run_dir, "provenance.json")
-    timing = facts.get("timing") or {}
-    if not timing.get("start") or not timing.get("end"):
+    timing = facts.get("timing") if isinstance(facts.get("timing"), dict) else {}
+    try:
+        start, end = datetime.fromisoformat(timing["start"]), datetime.fromisoformat(timing["end"])
+    except (KeyError, TypeError, ValueError):  # a failed run's (none), or a file that is not nlpexp's
         return ["", "", facts.get("host", "")]
-    start, end = datetime.fromisoformat(timing["start"]), datetime.fromisoformat(timing["end"])
     asked = trial.datetime_start.astimezone(UTC) if trial.datetime_start else None
     queue = round(max((start - asked).total_seconds(), 0.0), 1) if asked else ""
     return [round((end - start).total_seconds(), 1), queue, facts.get("host", "")]
@@ -140,9 +146,10 @@ def _timing(trial: FrozenTrial, run_dir: str) -> list[Any]:
 def _run_file(run_dir: str, name: str) -> dict:
     """A JSON file of a trial's run (metrics.json, provenance.json); {} where the run wrote none (failed, pruned)."""
     try:
-        return json.loads((Path(run_dir) / name).read_text()) if run_dir else {}
+        found = json.loads((Path(run_dir) / name).read_text()) if run_dir else {}
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def best_summary(study: optuna.Study, trials: list[FrozenTrial], metrics: list[str]) -> dict[str, Any]:
