@@ -49,10 +49,11 @@ def _group_values(cfg: DictConfig, parsed: list, loader, name: str) -> dict[str,
     parser = OverridesParser.create(config_loader=loader)  # a glob(...) lists the group's options through it
     values: dict[str, list[str]] = {}
     for sweep in parser.parse_overrides([line for line in lines if _names_a_group(line, groups, loader, name, typed)]):
-        if not sweep.is_delete():
-            listed = sweep.sweep_string_iterator() if sweep.is_sweep_override() else [sweep.input_line.split("=", 1)[1]]
-            values.setdefault(sweep.get_key_element(), []).extend(v for v in listed if v not in
-                                                                  values.get(sweep.get_key_element(), []))
+        if sweep.is_delete():
+            continue
+        options = values.setdefault(sweep.get_key_element(), [])  # the command line's and the params' together
+        listed = sweep.sweep_string_iterator() if sweep.is_sweep_override() else [sweep.input_line.split("=", 1)[1]]
+        options += [value for value in listed if value not in options]
     return values
 
 
